@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+/// @title IConsortiumRegistry
+/// @notice Who may issue K-th Party credentials: the consortium's members, with the
+/// history of their membership recorded by block so that past questions
+/// ("was this account a member when it anchored that credential?") have answers.
+interface IConsortiumRegistry {
+    /// @notice A member as supplied at construction or on admission.
+    struct MemberInit {
+        address account;
+        string did;
+        string name;
+    }
+
+    /// @notice Emitted when `account` becomes a member at `blockNumber`.
+    event MemberAdded(address indexed account, string did, string name, uint256 blockNumber);
+
+    /// @notice Emitted when `account` stops being a member at `blockNumber`.
+    event MemberRemoved(address indexed account, uint256 blockNumber);
+
+    /// @notice Emitted when the quorum changes.
+    event QuorumChanged(uint256 previousQuorum, uint256 newQuorum);
+
+    /// @notice The zero address cannot be a member.
+    error ConsortiumRegistryZeroAddress();
+
+    /// @notice `account` is already a member.
+    error ConsortiumRegistryAlreadyMember(address account);
+
+    /// @notice `account` is not a current member.
+    error ConsortiumRegistryNotMember(address account);
+
+    /// @notice A member needs a DID.
+    error ConsortiumRegistryEmptyDid(address account);
+
+    /// @notice `quorum` must be at least 1 and at most `memberCount`.
+    error ConsortiumRegistryInvalidQuorum(uint256 quorum, uint256 memberCount);
+
+    /// @notice Whether `account` is a member now.
+    function isMember(address account) external view returns (bool);
+
+    /// @notice Whether `account` was a member at block `blockNumber`.
+    function wasMemberAt(address account, uint256 blockNumber) external view returns (bool);
+
+    /// @notice The DID and display name recorded for `account`, and whether it is a member now.
+    function memberOf(address account) external view returns (string memory did, string memory name, bool active);
+
+    /// @notice The current members' accounts.
+    function members() external view returns (address[] memory);
+
+    /// @notice The number of current members.
+    function memberCount() external view returns (uint256);
+
+    /// @notice The number of approvals a governance proposal needs.
+    function quorum() external view returns (uint256);
+}

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+/// @title ICredentialRegistry
+/// @notice What was issued (anchors of credential ids) and what its status is
+/// (per-issuer bit lists: `revocation`, final, and `suspension`, reversible).
+interface ICredentialRegistry {
+    /// @notice Everything a verifier needs about one credential, read in one call.
+    struct CredentialState {
+        address issuer; // the member that anchored the credential id, zero if not anchored
+        uint256 anchoredAt; // block number of the anchoring transaction, zero if not anchored
+        bool issuerIsMember; // whether `issuer` is a consortium member now
+        bool revoked; // bit `revocationIndex` of the issuer's revocation list
+        bool suspended; // bit `suspensionIndex` of the issuer's suspension list
+    }
+
+    /// @notice Emitted when `issuer` anchors `credentialId`.
+    event CredentialAnchored(bytes32 indexed credentialId, address indexed issuer, uint256 blockNumber);
+
+    /// @notice Emitted when `issuer` sets bit `index` of its revocation list.
+    event CredentialRevoked(address indexed issuer, uint256 indexed index);
+
+    /// @notice Emitted when `issuer` sets bit `index` of its suspension list.
+    event CredentialSuspended(address indexed issuer, uint256 indexed index);
+
+    /// @notice Emitted when `issuer` clears bit `index` of its suspension list.
+    event CredentialReinstated(address indexed issuer, uint256 indexed index);
+
+    /// @notice `caller` is not a current consortium member.
+    error CredentialRegistryNotMember(address caller);
+
+    /// @notice The zero credential id cannot be anchored.
+    error CredentialRegistryZeroCredentialId();
+
+    /// @notice `credentialId` was already anchored by `issuer` at `blockNumber`.
+    error CredentialRegistryAlreadyAnchored(bytes32 credentialId, address issuer, uint256 blockNumber);
+
+    /// @notice Bit `index` of `issuer`'s revocation list is already set.
+    error CredentialRegistryAlreadyRevoked(address issuer, uint256 index);
+
+    /// @notice Bit `index` of `issuer`'s suspension list is already set.
+    error CredentialRegistryAlreadySuspended(address issuer, uint256 index);
+
+    /// @notice Bit `index` of `issuer`'s suspension list is not set.
+    error CredentialRegistryNotSuspended(address issuer, uint256 index);
+
+    /// @notice The consortium whose members may anchor and change status.
+    function consortium() external view returns (address);
+
+    /// @notice The anchoring issuer and block of `credentialId` (zeros if not anchored).
+    function anchorOf(bytes32 credentialId) external view returns (address issuer, uint256 blockNumber);
+
+    /// @notice Whether bit `index` of `issuer`'s revocation list is set.
+    function isRevoked(address issuer, uint256 index) external view returns (bool);
+
+    /// @notice Whether bit `index` of `issuer`'s suspension list is set.
+    function isSuspended(address issuer, uint256 index) external view returns (bool);
+
+    /// @notice Anchor, membership and status of one credential in one read.
+    function credentialState(bytes32 credentialId, uint256 revocationIndex, uint256 suspensionIndex)
+        external
+        view
+        returns (CredentialState memory);
+}
