@@ -1,0 +1,169 @@
+import { join } from "node:path";
+import { mkdir } from "node:fs/promises";
+import {
+  createAgent,
+  type ICredentialPlugin,
+  type IDataStore,
+  type IDataStoreORM,
+  type IDIDManager,
+  type IKeyManager,
+  type IResolver,
+  type TAgent,
+} from "@veramo/core";
+import { CredentialProviderJWT } from "@veramo/credential-jwt";
+import { CredentialPlugin } from "@veramo/credential-w3c";
+import { DataStore, DataStoreORM, DIDStore, KeyStore, PrivateKeyStore } from "@veramo/data-store";
+import { DIDManager } from "@veramo/did-manager";
+import { EthrDIDProvider } from "@veramo/did-provider-ethr";
+import { DIDResolverPlugin } from "@veramo/did-resolver";
+import { KeyManager } from "@veramo/key-manager";
+import { KeyManagementSystem, SecretBox } from "@veramo/kms-local";
+import { Resolver } from "did-resolver";
+import type { Provider } from "ethers";
+import type { Provider as CjsProvider } from "ethers" with { "resolution-mode": "require" };
+import { getResolver as getEthrResolver } from "ethr-did-resolver";
+import type { DataSource } from "typeorm";
+import type { Deployment } from "../src/chain/index.ts";
+import { IssuedCredentialStore } from "./issued-store.ts";
+import { openKeyring } from "./keyring.ts";
+import { type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
+import { type IKPartyIssuer, KPartyIssuer } from "./plugins/kparty-issuer.ts";
+import { openAgentDatabase } from "./store.ts";
+
+export type AgentRole = "issuer" | "holder" | "verifier";
+
+export interface AgentConfig {
+  role: AgentRole;
+  /** Where the agent keeps its files (issuer and holder): `keyring.json`, `agent.sqlite`. */
+  dataDir?: string;
+  /** Unlocks the private keys at rest (issuer and holder). */
+  passphrase?: string;
+  chain: {
+    /** A provider for the chain of `deployment` (see `createProvider`). */
+    provider: Provider;
+    deployment: Deployment;
+  };
+  /** Clock for issuance (default: the system clock). */
+  now?: () => Date;
+}
+
+/** Every agent resolves DIDs and creates/verifies W3C credentials. */
+export type VerifierAgent = TAgent<IResolver & ICredentialPlugin>;
+export type HolderAgent = TAgent<
+  IResolver & ICredentialPlugin & IKeyManager & IDIDManager & IDataStore & IDataStoreORM & IKPartyHolder
+>;
+export type IssuerAgent = TAgent<
+  IResolver & ICredentialPlugin & IKeyManager & IDIDManager & IDataStore & IDataStoreORM & IKPartyIssuer
+>;
+
+export interface AgentHandle<A> {
+  agent: A;
+  /** The did:ethr method name for this chain, e.g. `0x7a69` → `did:ethr:0x7a69:…`. */
+  didProvider: string;
+  /** Flushes and releases the agent's database. */
+  close(): Promise<void>;
+}
+
+/** The did:ethr network name kparty uses for a chain: its id in hex (`0x7a69` for 31337). */
+export function ethrNetworkName(chainId: number): string {
+  return `0x${chainId.toString(16)}`;
+}
+
+function ethrNetwork(config: AgentConfig) {
+  const { deployment, provider } = config.chain;
+  return {
+    name: ethrNetworkName(deployment.chainId),
+    chainId: deployment.chainId,
+    provider,
+    registry: deployment.contracts.EthereumDIDRegistry,
+  };
+}
+
+function resolverPlugin(config: AgentConfig): DIDResolverPlugin {
+  // ethr-did-resolver's CJS typings see ethers' CJS types; the provider object is the same.
+  const network = { ...ethrNetwork(config), provider: config.chain.provider as unknown as CjsProvider };
+  return new DIDResolverPlugin({ resolver: new Resolver(getEthrResolver({ networks: [network] })) });
+}
+
+function validate(config: AgentConfig): void {
+  if (!config || !["issuer", "holder", "verifier"].includes(config.role)) {
+    throw new TypeError("role must be issuer, holder or verifier");
+  }
+  if (!config.chain?.provider || !config.chain.deployment?.contracts) {
+    throw new TypeError("chain.provider and chain.deployment are required");
+  }
+  if (config.role !== "verifier" && (!config.dataDir || !config.passphrase)) {
+    throw new TypeError(`an ${config.role} agent needs dataDir and passphrase`);
+  }
+}
+
+/**
+ * Builds the Veramo agent for one kparty role. Verifier: DID resolution against the
+ * deployment's ERC-1056 registry and W3C credential verification, no keys. Holder and
+ * issuer add a key manager whose private keys are encrypted at rest (passphrase → scrypt →
+ * `SecretBox`), did:ethr identifiers on the configured chain and an embedded store that
+ * persists across restarts; the issuer adds the kparty issuer plugin, the holder the
+ * kparty holder plugin.
+ *
+ * @example
+ * ```ts
+ * const { agent, close } = await createKPartyAgent({ role: "issuer", dataDir: ".kparty/org-a",
+ *   passphrase: process.env.KPARTY_PASSPHRASE!, chain: { provider, deployment } });
+ * const did = await agent.didManagerCreate({ provider: "did:ethr:0x7a69" });
+ * ```
+ */
+export async function createKPartyAgent(config: AgentConfig & { role: "issuer" }): Promise<AgentHandle<IssuerAgent>>;
+export async function createKPartyAgent(config: AgentConfig & { role: "holder" }): Promise<AgentHandle<HolderAgent>>;
+export async function createKPartyAgent(
+  config: AgentConfig & { role: "verifier" },
+): Promise<AgentHandle<VerifierAgent>>;
+export async function createKPartyAgent(
+  config: AgentConfig,
+): Promise<AgentHandle<IssuerAgent | HolderAgent | VerifierAgent>> {
+  validate(config);
+  const didProvider = `did:ethr:${ethrNetworkName(config.chain.deployment.chainId)}`;
+  const credentials = new CredentialPlugin([new CredentialProviderJWT()]);
+  if (config.role === "verifier") {
+    const agent = createAgent<IResolver & ICredentialPlugin>({ plugins: [resolverPlugin(config), credentials] });
+    return { agent, didProvider, close: async () => {} };
+  }
+  const dataDir = config.dataDir as string;
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const secretKey = await openKeyring(join(dataDir, "keyring.json"), config.passphrase as string);
+  const db: DataSource = await openAgentDatabase(join(dataDir, "agent.sqlite"));
+  try {
+    const plugins = [
+      new KeyManager({
+        store: new KeyStore(db),
+        kms: { local: new KeyManagementSystem(new PrivateKeyStore(db, new SecretBox(secretKey))) },
+      }),
+      new DIDManager({
+        store: new DIDStore(db),
+        defaultProvider: didProvider,
+        providers: { [didProvider]: new EthrDIDProvider({ defaultKms: "local", networks: [ethrNetwork(config)] }) },
+      }),
+      resolverPlugin(config),
+      credentials,
+      new DataStore(db),
+      new DataStoreORM(db),
+    ];
+    if (config.role === "issuer") {
+      const store = await IssuedCredentialStore.open(db);
+      const issuer = new KPartyIssuer({
+        deployment: config.chain.deployment,
+        provider: config.chain.provider,
+        store,
+        ...(config.now ? { now: config.now } : {}),
+      });
+      const agent = createAgent<IssuerAgent extends TAgent<infer P> ? P : never>({ plugins: [...plugins, issuer] });
+      return { agent, didProvider, close: () => db.destroy() };
+    }
+    const agent = createAgent<HolderAgent extends TAgent<infer P> ? P : never>({
+      plugins: [...plugins, new KPartyHolder()],
+    });
+    return { agent, didProvider, close: () => db.destroy() };
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+}

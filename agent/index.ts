@@ -1,0 +1,21 @@
+export {
+  type AgentConfig,
+  type AgentHandle,
+  type AgentRole,
+  createKPartyAgent,
+  ethrNetworkName,
+  type HolderAgent,
+  type IssuerAgent,
+  type VerifierAgent,
+} from "./create-agent.ts";
+export { type IssuedRecord, IssuedCredentialStore } from "./issued-store.ts";
+export { openKeyring } from "./keyring.ts";
+export { type CreatePresentationArgs, type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
+export {
+  type IKPartyIssuer,
+  type IssueCredentialArgs,
+  type IssuedCredential,
+  KPartyIssuer,
+  type StatusChange,
+} from "./plugins/kparty-issuer.ts";
+export { VeramoSigner } from "./veramo-signer.ts";

@@ -1,0 +1,16 @@
+import { KPartyError } from "../../errors/index.ts";
+
+/** Largest status list index kparty hands out (2^53 − 1, safe as a JSON number). */
+export const MAX_STATUS_INDEX = Number.MAX_SAFE_INTEGER;
+
+export function assertBytes32(value: string, name: string): void {
+  if (!/^0x[0-9a-fA-F]{64}$/.test(value)) {
+    throw new KPartyError("invalid_argument", `${name} must be 32 bytes of 0x-prefixed hex`);
+  }
+}
+
+export function assertStatusIndex(index: number): void {
+  if (!Number.isSafeInteger(index) || index < 0) {
+    throw new KPartyError("invalid_argument", `status index must be an integer between 0 and ${MAX_STATUS_INDEX}`);
+  }
+}

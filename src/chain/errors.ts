@@ -1,0 +1,44 @@
+import { type Interface, isError } from "ethers";
+import { KPartyError } from "../errors/index.ts";
+
+/**
+ * Maps anything thrown while talking to the chain to a {@link KPartyError}:
+ * a decoded contract revert becomes `chain_reverted` (details: `error`, `args`), a
+ * revert of another kind `chain_reverted` with its reason, an unfunded sender
+ * `insufficient_funds`, a nonce clash `chain_rejected`, and everything else (node
+ * unreachable, timeout, bad data from a wrong address) `registry_unavailable`, so
+ * verification fails closed.
+ */
+export function toChainError(error: unknown, action: string, ...interfaces: Interface[]): KPartyError {
+  if (error instanceof KPartyError) return error;
+  if (isError(error, "CALL_EXCEPTION") && error.data) {
+    for (const iface of interfaces) {
+      const parsed = iface.parseError(error.data);
+      if (parsed) {
+        const args = parsed.args.toArray().map((a: unknown) => (typeof a === "bigint" ? a.toString() : a));
+        return new KPartyError("chain_reverted", `${action} reverted with ${parsed.name}`, {
+          details: { error: parsed.name, args },
+          cause: error,
+        });
+      }
+    }
+    return new KPartyError("chain_reverted", `${action} reverted`, {
+      details: { reason: error.reason ?? null, data: error.data },
+      cause: error,
+    });
+  }
+  if (isError(error, "INSUFFICIENT_FUNDS")) {
+    return new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, { cause: error });
+  }
+  if (isError(error, "NONCE_EXPIRED") || isError(error, "REPLACEMENT_UNDERPRICED")) {
+    return new KPartyError("chain_rejected", `${action}: the node rejected the transaction (${error.shortMessage})`, {
+      cause: error,
+    });
+  }
+  const reason = isError(error, "BAD_DATA")
+    ? "unexpected response (is the contract address right?)"
+    : error instanceof Error
+      ? error.message.split("\n")[0]
+      : String(error);
+  return new KPartyError("registry_unavailable", `${action}: chain unavailable: ${reason}`, { cause: error });
+}

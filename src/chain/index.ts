@@ -1,0 +1,15 @@
+export { anchorCredential } from "./actions/anchor-credential.ts";
+export { type CredentialState, getCredentialState } from "./actions/get-credential-state.ts";
+export { getChainStatus } from "./actions/get-chain-status.ts";
+export { getMember, listMembers, type MemberInfo } from "./actions/get-member.ts";
+export { reinstateCredential } from "./actions/reinstate-credential.ts";
+export { revokeCredential } from "./actions/revoke-credential.ts";
+export { suspendCredential } from "./actions/suspend-credential.ts";
+export { MAX_STATUS_INDEX } from "./actions/validate.ts";
+export { latestBlockNumber } from "./block-number.ts";
+export { type ChainClient, createChainClient, createWalletClient, type WalletClient } from "./client.ts";
+export { connectContracts, type Deployment, type KPartyAddresses, kpartyInterfaces } from "./contracts.ts";
+export { type DeployParams, deployKParty, type FoundingMember } from "./deploy.ts";
+export { toChainError } from "./errors.ts";
+export { createProvider, type ProviderOptions } from "./provider.ts";
+export type { TransactionOutcome } from "./transact.ts";

@@ -1,0 +1,52 @@
+import { type Contract, type ContractTransactionResponse, JsonRpcApiProvider, type Provider } from "ethers";
+import { KPartyError } from "../errors/index.ts";
+import type { WalletClient } from "./client.ts";
+import { kpartyInterfaces } from "./contracts.ts";
+import { toChainError } from "./errors.ts";
+
+/** What a confirmed kparty transaction returns. */
+export interface TransactionOutcome {
+  transactionHash: string;
+  blockNumber: number;
+  gasUsed: bigint;
+}
+
+const queues = new WeakMap<object, Promise<unknown>>();
+
+/** The account's next nonce, asked of the node (ethers may answer from a short-lived cache). */
+async function pendingNonce(provider: Provider, address: string): Promise<number> {
+  if (provider instanceof JsonRpcApiProvider) {
+    return Number(await provider.send("eth_getTransactionCount", [address, "pending"]));
+  }
+  return provider.getTransactionCount(address, "pending");
+}
+
+/**
+ * Sends `method(...args)` on `contract` and waits for one confirmation. Calls through one
+ * wallet client are serialised (nonce safety); failures become `KPartyError`s
+ * (`chain_reverted` with the decoded custom error, or `registry_unavailable`).
+ */
+export async function transact(
+  wallet: WalletClient,
+  contract: Contract,
+  method: string,
+  args: unknown[],
+  action: string,
+): Promise<TransactionOutcome> {
+  const previous = queues.get(wallet.signer) ?? Promise.resolve();
+  const run = previous.catch(() => undefined).then(async () => {
+    const i = kpartyInterfaces();
+    try {
+      const fn = contract.getFunction(method);
+      const nonce = await pendingNonce(wallet.provider, await wallet.signer.getAddress());
+      const tx = (await fn(...args, { nonce })) as ContractTransactionResponse;
+      const receipt = await tx.wait(1);
+      if (!receipt) throw new KPartyError("registry_unavailable", `${action}: transaction dropped`);
+      return { transactionHash: receipt.hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
+    } catch (error) {
+      throw toChainError(error, action, i.credentials, i.consortium, i.didRegistry);
+    }
+  });
+  queues.set(wallet.signer, run);
+  return run;
+}

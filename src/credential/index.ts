@@ -1,0 +1,17 @@
+export {
+  ACTIONS,
+  type Action,
+  CREDENTIAL_TYPE,
+  caip10,
+  type KPartyClaims,
+  ROLES,
+  type Role,
+  STATUS_PURPOSES,
+  STATUS_TYPE,
+  type StatusEntry,
+  type StatusPointer,
+  type StatusPurpose,
+  statusEntry,
+  VC_CONTEXT,
+} from "./format.ts";
+export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";

@@ -1,0 +1,2 @@
+export type { KPartyErrorCode, KPartyErrorOptions } from "./base.ts";
+export { isKPartyError, KPartyError } from "./base.ts";
