@@ -2,7 +2,7 @@ import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Entities, migrations } from "@veramo/data-store";
 import { DataSource } from "typeorm";
-import { writeFileAtomic } from "./atomic-file.ts";
+import { writeFileAtomic } from "../src/util/atomic-file.ts";
 
 /**
  * Takes an exclusive lock on `file` for this process (sql.js keeps the database in memory,

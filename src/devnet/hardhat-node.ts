@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+export interface LocalChain {
+  url: string;
+  chainId: number;
+  /** Stops the chain; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const projectRoot = fileURLToPath(new URL("../../", import.meta.url));
+
+/**
+ * Starts `hardhat node` on 127.0.0.1 and a free port as a child process (chain 31337) and
+ * resolves once it serves JSON-RPC. The child is killed when `stop()` is called and when
+ * this process exits.
+ *
+ * @example
+ * ```ts
+ * const chain = await startHardhatNode();
+ * try { … chain.url … } finally { await chain.stop(); }
+ * ```
+ */
+export async function startHardhatNode(options: { port?: number; timeoutMs?: number } = {}): Promise<LocalChain> {
+  const port = options.port ?? (await freePort());
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [`${projectRoot}node_modules/hardhat/dist/src/cli.js`, "node", "--hostname", "127.0.0.1", "--port", String(port)],
+    { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } },
+  );
+  let output = "";
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+
+  const stop = async () => {
+    process.off("exit", killOnExit);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`hardhat node did not start within ${options.timeoutMs ?? 60_000} ms:\n${output.slice(-2000)}`));
+    }, options.timeoutMs ?? 60_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("Started HTTP and WebSocket JSON-RPC server")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`hardhat node exited with ${code}:\n${output.slice(-2000)}`));
+    });
+  }).catch(async (error) => {
+    await stop();
+    throw error;
+  });
+  // Drain output so the child never blocks on a full pipe.
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return { url: `http://127.0.0.1:${port}`, chainId: 31337, stop };
+}

@@ -1,0 +1,8 @@
+export {
+  bootstrapConsortium,
+  type ConsortiumMember,
+  createOutsider,
+  createParticipant,
+  type Participant,
+} from "./consortium.ts";
+export { freePort, type LocalChain, startHardhatNode } from "./hardhat-node.ts";

@@ -1,0 +1,238 @@
+import type { KeyObject } from "node:crypto";
+import type { DatabaseSync } from "node:sqlite";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import { type ChainClient, getChainStatus } from "../chain/index.ts";
+import { ACTIONS, type Action, CREDENTIAL_TYPE, STATUS_TYPE } from "../credential/index.ts";
+import { KPartyError } from "../errors/index.ts";
+import type { FileModelStore } from "../models/index.ts";
+import { errorResponse } from "./errors.ts";
+import { createAccessGuard, grantCoversModel } from "./guard.ts";
+import { AuditLog, ChallengeStore } from "./state.ts";
+import { createTokenService } from "./tokens.ts";
+import { createVerifier, type DidResolver } from "./verify/verifier.ts";
+
+export interface GatewayOptions {
+  /** A Veramo agent (or anything) that resolves DIDs against the deployment's chain. */
+  agent: DidResolver;
+  chain: ChainClient;
+  models: FileModelStore;
+  /** The gateway's database (see `openGatewayDatabase`). */
+  db: DatabaseSync;
+  /** The gateway's domain: the audience presentations must name. */
+  domain: string;
+  /** Clock in milliseconds (default `Date.now`). */
+  now?: () => number;
+  /** Access token lifetime (default 300 s). */
+  tokenTtlSeconds?: number;
+  /** Challenge lifetime (default 60 s). */
+  challengeTtlSeconds?: number;
+  /** Tolerated clock difference for credential windows (default 60 s). */
+  clockSkewSeconds?: number;
+  /** Largest JSON request body (default 64 KiB). */
+  bodyLimitBytes?: number;
+  /** Ed25519 key for access tokens (default: a fresh key per process). */
+  tokenKey?: KeyObject;
+  /** Fastify request logging (default off). Bodies and headers are never logged. */
+  logger?: boolean;
+}
+
+const TOKEN_BODY_KEYS = new Set(["presentation", "scope"]);
+
+function parseTokenRequest(body: unknown): { presentation: string; requested: Action[] | null } {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new KPartyError("malformed", "the body must be a JSON object {presentation, scope?}");
+  }
+  const unknown = Object.keys(body).filter((k) => !TOKEN_BODY_KEYS.has(k));
+  if (unknown.length) {
+    throw new KPartyError("malformed", `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`);
+  }
+  const { presentation, scope } = body as { presentation?: unknown; scope?: unknown };
+  if (typeof presentation !== "string" || presentation.length === 0) {
+    throw new KPartyError("malformed", "presentation must be a VP JWT string");
+  }
+  if (scope === undefined) return { presentation, requested: null };
+  if (typeof scope !== "string") throw new KPartyError("malformed", "scope must be a space-separated string of actions");
+  const requested = scope.split(" ").filter(Boolean);
+  const bad = requested.filter((a) => !ACTIONS.includes(a as Action));
+  if (requested.length === 0 || bad.length) {
+    throw new KPartyError("malformed", `scope must list actions among ${ACTIONS.join(", ")}`);
+  }
+  return { presentation, requested: [...new Set(requested)] as Action[] };
+}
+
+/**
+ * Builds the kparty gateway (Fastify). Routes: `GET /healthz`, `GET /.well-known/kparty`,
+ * `POST /auth/challenge`, `POST /auth/token`, `GET /models`, `GET /models/:id`,
+ * `GET /models/:id/weights`. Errors are JSON `{error: {code, message, checks?}}`.
+ *
+ * @example
+ * ```ts
+ * const app = await buildGateway({ agent, chain, models, db: openGatewayDatabase(":memory:"), domain: "gw.local" });
+ * await app.listen({ host: "127.0.0.1", port: 0 });
+ * ```
+ */
+export async function buildGateway(options: GatewayOptions): Promise<FastifyInstance> {
+  const { agent, chain, models, db, domain } = options;
+  if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
+  if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
+  const now = options.now ?? Date.now;
+  const verifier = createVerifier({
+    resolver: agent,
+    chain,
+    now,
+    ...(options.clockSkewSeconds !== undefined ? { clockSkewSeconds: options.clockSkewSeconds } : {}),
+  });
+  const tokens = createTokenService({
+    domain,
+    now,
+    ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
+    ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
+  });
+  const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
+  const audit = new AuditLog(db, { now });
+  const requireAccess = createAccessGuard({ tokens, chain, audit });
+
+  const app = Fastify({
+    bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
+    logger: options.logger ? { redact: ["req.headers.authorization"] } : false,
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    let mapped: unknown = error;
+    const fastifyCode = (error as { code?: string }).code;
+    if (fastifyCode === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      mapped = new KPartyError("payload_too_large", `the body exceeds ${app.initialConfig.bodyLimit} bytes`);
+    } else if (
+      fastifyCode === "FST_ERR_CTP_INVALID_MEDIA_TYPE" ||
+      fastifyCode === "FST_ERR_CTP_EMPTY_JSON_BODY" ||
+      fastifyCode === "FST_ERR_CTP_INVALID_JSON_BODY" ||
+      error instanceof SyntaxError
+    ) {
+      mapped = new KPartyError("malformed", "the body must be JSON (Content-Type: application/json)");
+    } else if (!(error instanceof KPartyError)) {
+      request.log.error({ err: error }, "unexpected error");
+    }
+    const [status, body] = errorResponse(mapped);
+    if (status === 503) reply.header("retry-after", "5");
+    return reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
+  );
+
+  const clientOf = (request: FastifyRequest) => request.ip;
+
+  app.get("/healthz", async (_request, reply) => {
+    try {
+      const { chainId, blockNumber } = await getChainStatus(chain);
+      return { status: "ok", chainId, blockNumber };
+    } catch (error) {
+      const [, body] = errorResponse(error);
+      return reply
+        .code(503)
+        .send({ status: "unavailable", chainId: chain.deployment.chainId, blockNumber: null, ...body });
+    }
+  });
+
+  app.get("/.well-known/kparty", async () => ({
+    domain,
+    chainId: chain.deployment.chainId,
+    contracts: chain.deployment.contracts,
+    credentialTypes: ["VerifiableCredential", CREDENTIAL_TYPE],
+    statusType: STATUS_TYPE,
+    actions: ACTIONS,
+    presentation: { format: "jwt_vp", alg: ["ES256K"], challengeEndpoint: "/auth/challenge", audience: domain },
+    accessToken: { format: "jwt", alg: "EdDSA", expiresIn: tokens.ttlSeconds, key: tokens.publicJwk },
+  }));
+
+  app.post("/auth/challenge", async (request) => {
+    const { challenge, expiresAt } = challenges.issue(clientOf(request));
+    return { challenge, domain, expiresAt: expiresAt.toISOString() };
+  });
+
+  app.post("/auth/token", async (request) => {
+    let holder: string | null = null;
+    let credentialId: string | null = null;
+    try {
+      const { presentation, requested } = parseTokenRequest(request.body);
+      const verified = await verifier.verifyPresentation(presentation, {
+        domain,
+        consumeChallenge: (nonce) => challenges.consume(nonce),
+      });
+      holder = verified.holder;
+      credentialId = verified.credential.credentialId;
+      const allowed = verified.credential.claims.actions;
+      const actions = requested ?? allowed;
+      const denied = actions.filter((a) => !allowed.includes(a));
+      if (denied.length) {
+        throw new KPartyError("scope_denied", `the credential does not allow ${denied.join(", ")}`, {
+          details: { checks: [...verified.checks, { check: "scope", passed: false, code: "scope_denied" }] },
+        });
+      }
+      const { credential } = verified;
+      const issued = tokens.issue({
+        holder,
+        credentialId: credential.credentialId,
+        issuerAccount: credential.issuerAccount,
+        revocationIndex: credential.revocationIndex,
+        suspensionIndex: credential.suspensionIndex,
+        actions,
+        models: credential.claims.models,
+      });
+      audit.append({
+        client: clientOf(request),
+        route: "/auth/token",
+        holder,
+        credentialId,
+        action: actions.join(" "),
+        outcome: "granted",
+      });
+      return {
+        access_token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expiresIn,
+        scope: actions.join(" "),
+        holder,
+        models: credential.claims.models,
+        credential_id: credential.credentialId,
+      };
+    } catch (error) {
+      audit.append({
+        client: clientOf(request),
+        route: "/auth/token",
+        holder,
+        credentialId,
+        outcome: "denied",
+        code: error instanceof KPartyError ? error.code : "internal",
+      });
+      throw error;
+    }
+  });
+
+  app.get("/models", { preHandler: requireAccess("model:read") }, async (request) => {
+    const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
+    const all = await models.list();
+    return { models: all.filter((m) => grantCoversModel(claims, m.id)) };
+  });
+
+  app.get<{ Params: { id: string } }>("/models/:id", { preHandler: requireAccess("model:read") }, async (request) =>
+    models.get(request.params.id),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/models/:id/weights",
+    { preHandler: requireAccess("model:read") },
+    async (request, reply) => {
+      const { info, size, stream } = await models.openWeights(request.params.id);
+      return reply
+        .header("content-type", "application/octet-stream")
+        .header("content-length", String(size))
+        .header("x-kparty-model-version", String(info.version))
+        .header("x-kparty-model-shape", info.shape.join(","))
+        .header("x-kparty-model-dtype", info.dtype)
+        .send(stream);
+    },
+  );
+
+  return app;
+}

@@ -1,0 +1,155 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { KPartyError } from "../errors/index.ts";
+
+/**
+ * Opens (creating if needed) the gateway's embedded database: challenges and the audit
+ * log. WAL with `synchronous=FULL`, so an appended audit entry is on disk when the call
+ * returns. `:memory:` gives a throwaway database (tests).
+ */
+export function openGatewayDatabase(file: string): DatabaseSync {
+  if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const db = new DatabaseSync(file);
+  db.exec(`
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = FULL;
+    CREATE TABLE IF NOT EXISTS challenges (
+      challenge TEXT PRIMARY KEY NOT NULL,
+      client TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      used_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
+    CREATE TABLE IF NOT EXISTS audit (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      at TEXT NOT NULL,
+      client TEXT NOT NULL,
+      route TEXT NOT NULL,
+      holder TEXT,
+      credential_id TEXT,
+      action TEXT,
+      model TEXT,
+      outcome TEXT NOT NULL CHECK (outcome IN ('granted', 'denied')),
+      code TEXT
+    );
+  `);
+  return db;
+}
+
+export interface Challenge {
+  challenge: string;
+  expiresAt: Date;
+}
+
+/**
+ * Single-use, short-lived challenges. Consumption is one conditional UPDATE, so two
+ * concurrent presentations of the same challenge cannot both succeed.
+ */
+export class ChallengeStore {
+  readonly #db: DatabaseSync;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+
+  constructor(db: DatabaseSync, options: { ttlSeconds: number; now: () => number }) {
+    if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
+      throw new TypeError("challenge ttlSeconds must be positive");
+    }
+    this.#db = db;
+    this.#ttlMs = options.ttlSeconds * 1000;
+    this.#now = options.now;
+  }
+
+  /** Mints a fresh challenge (256 random bits, base64url) for `client`. */
+  issue(client: string): Challenge {
+    const now = this.#now();
+    const challenge = randomBytes(32).toString("base64url");
+    this.#db.prepare("DELETE FROM challenges WHERE expires_at < ?").run(now - this.#ttlMs);
+    this.#db
+      .prepare("INSERT INTO challenges (challenge, client, created_at, expires_at) VALUES (?, ?, ?, ?)")
+      .run(challenge, client, now, now + this.#ttlMs);
+    return { challenge, expiresAt: new Date(now + this.#ttlMs) };
+  }
+
+  /** Marks `challenge` used; throws `challenge_reused`, or `challenge_invalid` if unknown or expired. */
+  consume(challenge: string): void {
+    const now = this.#now();
+    const { changes } = this.#db
+      .prepare("UPDATE challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL AND expires_at > ?")
+      .run(now, challenge, now);
+    if (changes === 1) return;
+    const row = this.#db.prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?").get(challenge) as
+      | { used_at: number | null; expires_at: number }
+      | undefined;
+    if (row?.used_at != null) throw new KPartyError("challenge_reused", "the challenge has already been used");
+    if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
+    throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+  }
+}
+
+/** One access decision. */
+export interface AuditEntry {
+  client: string;
+  route: string;
+  holder?: string | null;
+  credentialId?: string | null;
+  action?: string | null;
+  model?: string | null;
+  outcome: "granted" | "denied";
+  code?: string | null;
+}
+
+export interface AuditRecord extends Required<AuditEntry> {
+  seq: number;
+  at: string;
+}
+
+/** The durable record of every access decision, appended before the response is sent. */
+export class AuditLog {
+  readonly #db: DatabaseSync;
+  readonly #now: () => number;
+
+  constructor(db: DatabaseSync, options: { now: () => number }) {
+    this.#db = db;
+    this.#now = options.now;
+  }
+
+  append(entry: AuditEntry): void {
+    this.#db
+      .prepare(
+        "INSERT INTO audit (at, client, route, holder, credential_id, action, model, outcome, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      )
+      .run(
+        new Date(this.#now()).toISOString(),
+        entry.client,
+        entry.route,
+        entry.holder ?? null,
+        entry.credentialId ?? null,
+        entry.action ?? null,
+        entry.model ?? null,
+        entry.outcome,
+        entry.code ?? null,
+      );
+  }
+
+  /** The newest `limit` entries, oldest first. */
+  tail(limit = 100): AuditRecord[] {
+    const rows = this.#db
+      .prepare("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq")
+      .all(limit) as Record<string, unknown>[];
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      at: r.at as string,
+      client: r.client as string,
+      route: r.route as string,
+      holder: (r.holder as string | null) ?? null,
+      credentialId: (r.credential_id as string | null) ?? null,
+      action: (r.action as string | null) ?? null,
+      model: (r.model as string | null) ?? null,
+      outcome: r.outcome as "granted" | "denied",
+      code: (r.code as string | null) ?? null,
+    }));
+  }
+}

@@ -1,0 +1,153 @@
+import { MAX_STATUS_INDEX } from "../../chain/index.ts";
+import {
+  ACTIONS,
+  type Action,
+  CREDENTIAL_TYPE,
+  caip10,
+  type DecodedJwt,
+  type KPartyClaims,
+  ROLES,
+  type Role,
+  STATUS_PURPOSES,
+  STATUS_TYPE,
+  statusEntry,
+  VC_CONTEXT,
+} from "../../credential/index.ts";
+import type { Deployment } from "../../chain/index.ts";
+import { fail } from "./checks.ts";
+
+const MODEL_ID = /^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
+const INDEX = /^(0|[1-9][0-9]{0,15})$/;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** The protected header must say ES256K and ask for nothing kparty does not implement. */
+export function checkHeader(jwt: DecodedJwt, what: string): void {
+  const { alg, crit, typ } = jwt.header;
+  if (alg !== "ES256K") fail("unsupported_alg", `${what} alg must be ES256K, got ${JSON.stringify(alg)}`);
+  if (crit !== undefined) fail("malformed", `${what} header has critical extensions kparty does not understand`);
+  if (typ !== undefined && typ !== "JWT") fail("malformed", `${what} typ must be JWT`);
+}
+
+/** A NumericDate (seconds), when present. */
+export function numericDate(payload: Record<string, unknown>, claim: string, required: boolean): number | undefined {
+  const v = payload[claim];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) fail("malformed", `${claim} must be a NumericDate`);
+  return v;
+}
+
+/** The parts of a K-th Party token payload the gateway decides on. */
+export interface TokenClaims {
+  issuer: string;
+  subject: string;
+  notBefore: number;
+  expires: number;
+  claims: KPartyClaims;
+  revocationIndex: number;
+  suspensionIndex: number;
+}
+
+function parseClaims(raw: unknown): KPartyClaims {
+  if (!isObject(raw)) fail("malformed", "credentialSubject.kParty is missing");
+  const { consortium, role, models, actions, quota } = raw;
+  if (typeof consortium !== "string") fail("malformed", "kParty.consortium must be a string");
+  if (!ROLES.includes(role as Role)) fail("malformed", `kParty.role must be one of ${ROLES.join(", ")}`);
+  if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === "string" && MODEL_ID.test(m))) {
+    fail("malformed", "kParty.models must be a non-empty list of model ids");
+  }
+  if (
+    !Array.isArray(actions) ||
+    actions.length === 0 ||
+    !actions.every((a) => ACTIONS.includes(a as Action)) ||
+    new Set(actions).size !== actions.length
+  ) {
+    fail("malformed", `kParty.actions must be distinct values among ${ACTIONS.join(", ")}`);
+  }
+  let parsedQuota: KPartyClaims["quota"];
+  if (quota !== undefined) {
+    const rpm = isObject(quota) ? quota.requestsPerMinute : undefined;
+    if (typeof rpm !== "number" || !Number.isSafeInteger(rpm) || rpm < 1) {
+      fail("malformed", "kParty.quota.requestsPerMinute must be a positive integer");
+    }
+    parsedQuota = { requestsPerMinute: rpm };
+  }
+  return {
+    consortium,
+    role: role as Role,
+    models: models as string[],
+    actions: actions as Action[],
+    ...(parsedQuota ? { quota: parsedQuota } : {}),
+  };
+}
+
+function parseStatus(raw: unknown, deployment: Deployment): { revocationIndex: number; suspensionIndex: number } {
+  if (!Array.isArray(raw) || raw.length !== STATUS_PURPOSES.length) {
+    fail("malformed", "credentialStatus must list one entry per purpose (revocation, suspension)");
+  }
+  const indexes = new Map<string, number>();
+  for (const entry of raw) {
+    if (!isObject(entry)) fail("malformed", "credentialStatus entries must be objects");
+    const { statusPurpose, statusListIndex, type, id } = entry;
+    if (type !== STATUS_TYPE) fail("malformed", `credentialStatus.type must be ${STATUS_TYPE}`);
+    if (!STATUS_PURPOSES.includes(statusPurpose as never) || indexes.has(statusPurpose as string)) {
+      fail("malformed", "credentialStatus must have exactly one revocation and one suspension entry");
+    }
+    if (typeof statusListIndex !== "string" || !INDEX.test(statusListIndex) || Number(statusListIndex) > MAX_STATUS_INDEX) {
+      fail("malformed", "credentialStatus.statusListIndex must be a decimal index");
+    }
+    const index = Number(statusListIndex);
+    const expected = statusEntry({
+      chainId: deployment.chainId,
+      registry: deployment.contracts.CredentialRegistry,
+      purpose: statusPurpose as (typeof STATUS_PURPOSES)[number],
+      index,
+    }).id;
+    if (typeof id !== "string" || id.toLowerCase() !== expected.toLowerCase()) {
+      fail("malformed", "credentialStatus does not point at this consortium's CredentialRegistry", {
+        expected,
+        got: id,
+      });
+    }
+    indexes.set(statusPurpose as string, index);
+  }
+  return { revocationIndex: indexes.get("revocation") as number, suspensionIndex: indexes.get("suspension") as number };
+}
+
+/**
+ * Validates the payload of a K-th Party token (JWT VC, VCDM 1.1 as Veramo emits it) and
+ * extracts what the gateway decides on. Wrappers inside `vc` that repeat `iss`/`sub` must
+ * agree with them (decisions use the signed JWT claims only).
+ */
+export function parseTokenPayload(payload: Record<string, unknown>, deployment: Deployment): TokenClaims {
+  const { iss, sub, vc } = payload;
+  if (typeof iss !== "string") fail("malformed", "credential iss must be a DID");
+  if (typeof sub !== "string") fail("malformed", "credential sub must be the holder's DID");
+  const notBefore = numericDate(payload, "nbf", true) as number;
+  const expires = numericDate(payload, "exp", true) as number;
+  if (!isObject(vc)) fail("malformed", "credential vc claim is missing");
+  const context = vc["@context"];
+  if (!Array.isArray(context) || context[0] !== VC_CONTEXT) fail("malformed", `vc @context must start with ${VC_CONTEXT}`);
+  const type = vc.type;
+  if (!Array.isArray(type) || !type.includes("VerifiableCredential") || !type.includes(CREDENTIAL_TYPE)) {
+    fail("malformed", `vc type must include VerifiableCredential and ${CREDENTIAL_TYPE}`);
+  }
+  if (vc.issuer !== undefined) {
+    const wrapped = isObject(vc.issuer) ? vc.issuer.id : vc.issuer;
+    if (wrapped !== iss) fail("malformed", "vc.issuer differs from iss");
+  }
+  const subject = vc.credentialSubject;
+  if (!isObject(subject)) fail("malformed", "vc.credentialSubject must be one object");
+  if (subject.id !== undefined && subject.id !== sub) fail("malformed", "credentialSubject.id differs from sub");
+  const claims = parseClaims(subject.kParty);
+  const expectedConsortium = caip10(deployment.chainId, deployment.contracts.ConsortiumRegistry);
+  if (claims.consortium.toLowerCase() !== expectedConsortium.toLowerCase()) {
+    fail("issuer_not_member", "the credential was issued for another consortium", {
+      expected: expectedConsortium,
+      got: claims.consortium,
+    });
+  }
+  return { issuer: iss, subject: sub, notBefore, expires, claims, ...parseStatus(vc.credentialStatus, deployment) };
+}

@@ -1,0 +1,199 @@
+import type { DIDResolutionResult } from "did-resolver";
+import { type ChainClient, type CredentialState, getCredentialState } from "../../chain/index.ts";
+import { credentialIdOf, type DecodedJwt, decodeJwt } from "../../credential/index.ts";
+import { KPartyError } from "../../errors/index.ts";
+import { CheckLog, type CheckResult, fail } from "./checks.ts";
+import { es256kKeys, parseDidEthr, type Relationship } from "./did-keys.ts";
+import { verifyEs256k } from "./es256k.ts";
+import { checkHeader, numericDate, parseTokenPayload, type TokenClaims } from "./structure.ts";
+
+/** The DID resolution capability the verifier needs (a Veramo agent with `IResolver` has it). */
+export interface DidResolver {
+  resolveDid(args: { didUrl: string }): Promise<DIDResolutionResult>;
+}
+
+export interface VerifierOptions {
+  resolver: DidResolver;
+  chain: ChainClient;
+  /** Clock in milliseconds (default `Date.now`). */
+  now?: () => number;
+  /** Tolerated clock difference for `nbf`/`exp`, in seconds (default 60). */
+  clockSkewSeconds?: number;
+}
+
+/** A K-th Party token that passed every check, with its on-chain state. */
+export interface VerifiedCredential extends TokenClaims {
+  jwt: string;
+  credentialId: string;
+  /** The issuer's Ethereum account (owner of the status lists, anchoring account). */
+  issuerAccount: string;
+  state: CredentialState;
+  checks: CheckResult[];
+}
+
+export interface VerifiedPresentation {
+  holder: string;
+  credential: VerifiedCredential;
+  checks: CheckResult[];
+}
+
+export interface PresentationExpectations {
+  /** The gateway's domain; the VP's `aud` must name it. */
+  domain: string;
+  /** Consumes the VP's `nonce` as a challenge; throws `challenge_invalid` or `challenge_reused`. */
+  consumeChallenge(nonce: string): void | Promise<void>;
+}
+
+/**
+ * Verifies K-th Party tokens and presentations of them, checking everything itself:
+ * JWS structure and algorithm, signatures against keys of DIDs resolved on the chain
+ * (high-s rejected), validity windows, holder binding, audience, challenge, consortium,
+ * anchoring, issuer membership, revocation and suspension. No option switches a check off.
+ * Anything that cannot be checked (chain down) throws `registry_unavailable`.
+ *
+ * @example
+ * ```ts
+ * const verifier = createVerifier({ resolver: agent, chain });
+ * const { holder, credential } = await verifier.verifyPresentation(vpJwt, { domain, consumeChallenge });
+ * ```
+ */
+export function createVerifier(options: VerifierOptions) {
+  if (!options?.resolver || typeof options.resolver.resolveDid !== "function") {
+    throw new TypeError("resolver with resolveDid is required");
+  }
+  if (!options.chain?.deployment) throw new TypeError("chain client is required");
+  const { resolver, chain } = options;
+  const now = options.now ?? Date.now;
+  const skew = options.clockSkewSeconds ?? 60;
+  if (!Number.isFinite(skew) || skew < 0) throw new TypeError("clockSkewSeconds must be a non-negative number");
+
+  async function resolve(did: string): Promise<DIDResolutionResult> {
+    let result: DIDResolutionResult;
+    try {
+      result = await resolver.resolveDid({ didUrl: did });
+    } catch (cause) {
+      throw new KPartyError("registry_unavailable", `cannot resolve ${did}: the chain is unavailable`, { cause });
+    }
+    const error = result.didResolutionMetadata?.error;
+    if (error || !result.didDocument || result.didDocumentMetadata?.deactivated) {
+      fail("did_unresolvable", `${did} does not resolve${error ? ` (${error})` : ""}`);
+    }
+    return result;
+  }
+
+  async function checkSignature(jwt: DecodedJwt, did: string, relationship: Relationship, what: string) {
+    parseDidEthr(did);
+    const { didDocument } = await resolve(did);
+    const keys = es256kKeys(didDocument as NonNullable<typeof didDocument>, relationship);
+    if (!verifyEs256k(jwt.signingInput, jwt.signature, keys)) {
+      fail("invalid_signature", `${what} signature does not verify against ${did}`);
+    }
+  }
+
+  function checkWindow(notBefore: number | undefined, expires: number | undefined, what: string) {
+    const t = Math.floor(now() / 1000);
+    if (notBefore !== undefined && notBefore > t + skew) fail("not_yet_valid", `${what} is not valid before ${notBefore}`);
+    if (expires !== undefined && expires <= t - skew) fail("expired", `${what} expired at ${expires}`);
+  }
+
+  async function verifyCredentialWith(jwt: string, log: CheckLog): Promise<VerifiedCredential> {
+    const decoded = await log.run("credential.format", () => {
+      const d = decodeJwt(jwt);
+      checkHeader(d, "credential");
+      return d;
+    });
+    const claims = await log.run("credential.claims", () => parseTokenPayload(decoded.payload, chain.deployment));
+    const issuerAccount = await log.run("credential.issuer_did", () => parseDidEthr(claims.issuer).account);
+    await log.run("credential.signature", () => checkSignature(decoded, claims.issuer, "assertionMethod", "credential"));
+    await log.run("credential.validity", () => checkWindow(claims.notBefore, claims.expires, "credential"));
+    const credentialId = credentialIdOf(jwt);
+    const state = await log.run("credential.registry", () =>
+      getCredentialState(chain, {
+        credentialId,
+        revocationIndex: claims.revocationIndex,
+        suspensionIndex: claims.suspensionIndex,
+      }),
+    );
+    await log.run("credential.anchored", () => {
+      if (state.issuer === null) fail("not_anchored", "the credential id is not anchored on the registry", { credentialId });
+      if (state.issuer.toLowerCase() !== issuerAccount.toLowerCase()) {
+        fail("not_anchored", "the credential id was anchored by another account than its issuer", { credentialId });
+      }
+    });
+    await log.run("credential.issuer_member", () => {
+      if (!state.issuerIsMember) fail("issuer_not_member", `issuer ${claims.issuer} is not a consortium member`);
+    });
+    await log.run("credential.revocation", () => {
+      if (state.revoked) fail("revoked", "the credential has been revoked", { credentialId });
+    });
+    await log.run("credential.suspension", () => {
+      if (state.suspended) fail("suspended", "the credential is suspended", { credentialId });
+    });
+    return { ...claims, jwt, credentialId, issuerAccount, state, checks: log.results };
+  }
+
+  return {
+    /** Verifies one K-th Party token on its own (signature, window, anchoring, membership, status). */
+    verifyCredential(jwt: unknown): Promise<VerifiedCredential> {
+      return verifyCredentialWith(jwt as string, new CheckLog());
+    },
+
+    /**
+     * Verifies a presentation (VP JWT) of exactly one K-th Party token: the holder's
+     * signature, audience and challenge, then the embedded credential in full, then that
+     * the credential's subject is the presentation's signer.
+     */
+    async verifyPresentation(vpJwt: unknown, expect: PresentationExpectations): Promise<VerifiedPresentation> {
+      const log = new CheckLog();
+      const decoded = await log.run("presentation.format", () => {
+        const d = decodeJwt(vpJwt);
+        checkHeader(d, "presentation");
+        return d;
+      });
+      const { payload } = decoded;
+      const { holder, nonce, credentialJwt } = await log.run("presentation.claims", () => {
+        const { iss, vp, nonce } = payload;
+        if (typeof iss !== "string") fail("malformed", "presentation iss must be the holder's DID");
+        if (typeof nonce !== "string" || nonce.length === 0) fail("challenge_invalid", "presentation has no challenge (nonce)");
+        if (typeof vp !== "object" || vp === null || Array.isArray(vp)) fail("malformed", "presentation vp claim is missing");
+        const { type, verifiableCredential, holder } = vp as Record<string, unknown>;
+        if (!Array.isArray(type) || !type.includes("VerifiablePresentation")) {
+          fail("malformed", "vp type must include VerifiablePresentation");
+        }
+        if (holder !== undefined && holder !== iss) fail("malformed", "vp.holder differs from iss");
+        if (!Array.isArray(verifiableCredential) || verifiableCredential.length !== 1) {
+          fail("malformed", "a presentation carries exactly one K-th Party token");
+        }
+        const [credentialJwt] = verifiableCredential;
+        if (typeof credentialJwt !== "string") fail("malformed", "the K-th Party token must be a JWT string");
+        numericDate(payload, "nbf", false);
+        numericDate(payload, "exp", false);
+        return { holder: iss, nonce, credentialJwt };
+      });
+      await log.run("presentation.audience", () => {
+        const aud = payload.aud;
+        const audiences = Array.isArray(aud) ? aud : [aud];
+        if (!audiences.includes(expect.domain)) {
+          fail("domain_mismatch", `presentation audience must be ${expect.domain}`, { audience: aud ?? null });
+        }
+      });
+      await log.run("presentation.signature", () => checkSignature(decoded, holder, "authentication", "presentation"));
+      await log.run("presentation.validity", () =>
+        checkWindow(payload.nbf as number | undefined, payload.exp as number | undefined, "presentation"),
+      );
+      await log.run("presentation.challenge", () => expect.consumeChallenge(nonce));
+      const credential = await verifyCredentialWith(credentialJwt, log);
+      await log.run("presentation.holder_binding", () => {
+        if (credential.subject !== holder) {
+          fail("holder_mismatch", "the presentation is not signed by the credential's subject", {
+            subject: credential.subject,
+            holder,
+          });
+        }
+      });
+      return { holder, credential, checks: log.results };
+    },
+  };
+}
+
+export type Verifier = ReturnType<typeof createVerifier>;

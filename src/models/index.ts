@@ -1,0 +1,1 @@
+export { FileModelStore, type ModelInfo } from "./store.ts";
