@@ -106,18 +106,17 @@ contract CredentialRegistry is ICredentialRegistry {
     }
 
     /// @inheritdoc ICredentialRegistry
-    function credentialState(bytes32 credentialId, uint256 revocationIndex, uint256 suspensionIndex)
+    function credentialState(bytes32 credentialId, address issuer, uint256 revocationIndex, uint256 suspensionIndex)
         external
         view
         returns (CredentialState memory state)
     {
         Anchor storage a = _anchors[credentialId];
-        if (a.issuer == address(0)) return state;
-        state.issuer = a.issuer;
+        state.anchoredBy = a.issuer;
         state.anchoredAt = a.blockNumber;
-        state.issuerIsMember = _consortium.isMember(a.issuer);
-        state.revoked = isRevoked(a.issuer, revocationIndex);
-        state.suspended = isSuspended(a.issuer, suspensionIndex);
+        state.issuerIsMember = _consortium.isMember(issuer);
+        state.revoked = isRevoked(issuer, revocationIndex);
+        state.suspended = isSuspended(issuer, suspensionIndex);
     }
 
     /// @dev Sets the bit and returns true, or returns false if it was already set.

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type {
   CredentialPayload,
   IAgentContext,
@@ -22,18 +21,7 @@ import {
   type TransactionOutcome,
   type WalletClient,
 } from "../../src/chain/index.ts";
-import {
-  ACTIONS,
-  type Action,
-  CREDENTIAL_TYPE,
-  caip10,
-  credentialIdOf,
-  type KPartyClaims,
-  ROLES,
-  type Role,
-  statusEntry,
-  VC_CONTEXT,
-} from "../../src/credential/index.ts";
+import { ACTIONS, type Action, credentialIdOf, kpartyCredential, ROLES, type Role } from "../../src/credential/index.ts";
 import { KPartyError } from "../../src/errors/index.ts";
 import type { IssuedCredentialStore, IssuedRecord } from "../issued-store.ts";
 import { VeramoSigner } from "../veramo-signer.ts";
@@ -203,29 +191,16 @@ export class KPartyIssuer implements IAgentPlugin {
         details: { issuer: args.issuer, account },
       });
     }
-    const { chainId, contracts } = this.#options.deployment;
     const statusIndex = await this.#options.store.allocateIndex(account);
-    const claims: KPartyClaims = {
-      consortium: caip10(chainId, contracts.ConsortiumRegistry),
-      role: args.role,
-      models: args.models,
-      actions: args.actions,
-      ...(args.quota ? { quota: { requestsPerMinute: args.quota.requestsPerMinute } } : {}),
-    };
-    const pointer = { chainId, registry: contracts.CredentialRegistry, index: statusIndex };
-    const credential = {
-      "@context": [VC_CONTEXT],
-      type: ["VerifiableCredential", CREDENTIAL_TYPE],
-      id: `urn:uuid:${randomUUID()}`,
-      issuer: { id: args.issuer },
-      issuanceDate: validFrom.toISOString(),
-      expirationDate: validUntil.toISOString(),
-      credentialSubject: { id: args.subject, kParty: claims },
-      credentialStatus: [
-        statusEntry({ ...pointer, purpose: "revocation" }),
-        statusEntry({ ...pointer, purpose: "suspension" }),
-      ],
-    };
+    const credential = kpartyCredential({
+      issuer: args.issuer,
+      subject: args.subject,
+      claims: { role: args.role, models: args.models, actions: args.actions, ...(args.quota ? { quota: args.quota } : {}) },
+      statusIndex,
+      deployment: this.#options.deployment,
+      validFrom,
+      validUntil,
+    });
     const vc = await context.agent.createVerifiableCredential({
       // Veramo types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
       credential: credential as unknown as CredentialPayload,

@@ -7,11 +7,11 @@ pragma solidity ^0.8.28;
 interface ICredentialRegistry {
     /// @notice Everything a verifier needs about one credential, read in one call.
     struct CredentialState {
-        address issuer; // the member that anchored the credential id, zero if not anchored
+        address anchoredBy; // the member that anchored the credential id, zero if not anchored
         uint256 anchoredAt; // block number of the anchoring transaction, zero if not anchored
-        bool issuerIsMember; // whether `issuer` is a consortium member now
-        bool revoked; // bit `revocationIndex` of the issuer's revocation list
-        bool suspended; // bit `suspensionIndex` of the issuer's suspension list
+        bool issuerIsMember; // whether the claimed issuer is a consortium member now
+        bool revoked; // bit `revocationIndex` of the claimed issuer's revocation list
+        bool suspended; // bit `suspensionIndex` of the claimed issuer's suspension list
     }
 
     /// @notice Emitted when `issuer` anchors `credentialId`.
@@ -56,8 +56,9 @@ interface ICredentialRegistry {
     /// @notice Whether bit `index` of `issuer`'s suspension list is set.
     function isSuspended(address issuer, uint256 index) external view returns (bool);
 
-    /// @notice Anchor, membership and status of one credential in one read.
-    function credentialState(bytes32 credentialId, uint256 revocationIndex, uint256 suspensionIndex)
+    /// @notice Anchor of `credentialId`, membership of the account `issuer` that claims to have
+    /// issued it, and the status bits of `issuer`'s lists, in one read.
+    function credentialState(bytes32 credentialId, address issuer, uint256 revocationIndex, uint256 suspensionIndex)
         external
         view
         returns (CredentialState memory);

@@ -14,4 +14,5 @@ export {
   statusEntry,
   VC_CONTEXT,
 } from "./format.ts";
+export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
 export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";

@@ -51,13 +51,14 @@ export function createAccessGuard(options: GuardOptions) {
         }
         const state = await getCredentialState(chain, {
           credentialId: claims.credentialId,
+          issuer: claims.issuerAccount,
           revocationIndex: claims.revocationIndex,
           suspensionIndex: claims.suspensionIndex,
         });
-        if (state.issuer === null || state.issuer.toLowerCase() !== claims.issuerAccount.toLowerCase()) {
-          throw new KPartyError("not_anchored", "the credential behind this token is not anchored");
-        }
         if (!state.issuerIsMember) throw new KPartyError("issuer_not_member", "the credential's issuer is no longer a member");
+        if (state.anchoredBy?.toLowerCase() !== claims.issuerAccount.toLowerCase()) {
+          throw new KPartyError("not_anchored", "the credential behind this token is not anchored by its issuer");
+        }
         if (state.revoked) throw new KPartyError("revoked", "the credential behind this token has been revoked");
         if (state.suspended) throw new KPartyError("suspended", "the credential behind this token is suspended");
         request.kparty = claims;

@@ -2,15 +2,17 @@ import { latestBlockNumber } from "../block-number.ts";
 import type { ChainClient } from "../client.ts";
 import { kpartyInterfaces } from "../contracts.ts";
 import { toChainError } from "../errors.ts";
-import { assertBytes32, assertStatusIndex } from "./validate.ts";
+import { assertAddress, assertBytes32, assertStatusIndex } from "./validate.ts";
 
 /** Anchor, issuer membership and status of one credential, as read from the chain. */
 export interface CredentialState {
   /** Account that anchored the credential id; null when not anchored. */
-  issuer: string | null;
+  anchoredBy: string | null;
   /** Block of the anchoring transaction; null when not anchored. */
   anchoredAt: number | null;
+  /** Whether the claimed issuer account is a member now. */
   issuerIsMember: boolean;
+  /** The claimed issuer's revocation bit. */
   revoked: boolean;
   suspended: boolean;
   /** Block the state was read at. */
@@ -19,31 +21,34 @@ export interface CredentialState {
 
 /**
  * Reads everything a verifier needs about one credential in one `eth_call`, pinned to
- * one block. Throws `registry_unavailable` when the chain cannot be read.
+ * one block: its anchor, and the membership and status bits of `issuer` (the account the
+ * credential names as issuer). Throws `registry_unavailable` when the chain cannot be read.
  * @example
  * ```ts
- * const s = await getCredentialState(client, { credentialId, revocationIndex: 7, suspensionIndex: 7 });
+ * const s = await getCredentialState(client, { credentialId, issuer, revocationIndex: 7, suspensionIndex: 7 });
  * if (s.revoked) deny("revoked");
  * ```
  */
 export async function getCredentialState(
   client: ChainClient,
-  args: { credentialId: string; revocationIndex: number; suspensionIndex: number; blockTag?: number },
+  args: { credentialId: string; issuer: string; revocationIndex: number; suspensionIndex: number; blockTag?: number },
 ): Promise<CredentialState> {
   assertBytes32(args.credentialId, "credentialId");
+  assertAddress(args.issuer, "issuer");
   assertStatusIndex(args.revocationIndex);
   assertStatusIndex(args.suspensionIndex);
   try {
     const blockNumber = args.blockTag ?? (await latestBlockNumber(client.provider));
     const state = await client.contracts.credentials.getFunction("credentialState").staticCall(
       args.credentialId,
+      args.issuer,
       args.revocationIndex,
       args.suspensionIndex,
       { blockTag: blockNumber },
     );
-    const anchored = state.issuer !== "0x0000000000000000000000000000000000000000";
+    const anchored = state.anchoredBy !== "0x0000000000000000000000000000000000000000";
     return {
-      issuer: anchored ? (state.issuer as string) : null,
+      anchoredBy: anchored ? (state.anchoredBy as string) : null,
       anchoredAt: anchored ? Number(state.anchoredAt) : null,
       issuerIsMember: state.issuerIsMember as boolean,
       revoked: state.revoked as boolean,

@@ -14,3 +14,9 @@ export function assertStatusIndex(index: number): void {
     throw new KPartyError("invalid_argument", `status index must be an integer between 0 and ${MAX_STATUS_INDEX}`);
   }
 }
+
+export function assertAddress(value: string, name: string): void {
+  if (typeof value !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(value)) {
+    throw new KPartyError("invalid_argument", `${name} must be a 0x-prefixed 20-byte address`);
+  }
+}

@@ -110,18 +110,19 @@ export function createVerifier(options: VerifierOptions) {
     const state = await log.run("credential.registry", () =>
       getCredentialState(chain, {
         credentialId,
+        issuer: issuerAccount,
         revocationIndex: claims.revocationIndex,
         suspensionIndex: claims.suspensionIndex,
       }),
     );
-    await log.run("credential.anchored", () => {
-      if (state.issuer === null) fail("not_anchored", "the credential id is not anchored on the registry", { credentialId });
-      if (state.issuer.toLowerCase() !== issuerAccount.toLowerCase()) {
-        fail("not_anchored", "the credential id was anchored by another account than its issuer", { credentialId });
-      }
-    });
     await log.run("credential.issuer_member", () => {
       if (!state.issuerIsMember) fail("issuer_not_member", `issuer ${claims.issuer} is not a consortium member`);
+    });
+    await log.run("credential.anchored", () => {
+      if (state.anchoredBy === null) fail("not_anchored", "the credential id is not anchored on the registry", { credentialId });
+      if (state.anchoredBy.toLowerCase() !== issuerAccount.toLowerCase()) {
+        fail("not_anchored", "the credential id was anchored by another account than its issuer", { credentialId });
+      }
     });
     await log.run("credential.revocation", () => {
       if (state.revoked) fail("revoked", "the credential has been revoked", { credentialId });

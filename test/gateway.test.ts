@@ -1,0 +1,374 @@
+import type { CredentialPayload } from "@veramo/core";
+import { computeAddress, keccak256, toUtf8Bytes } from "ethers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { credentialIdOf, kpartyCredential } from "../src/credential/index.ts";
+import type { ConsortiumMember } from "../src/devnet/index.ts";
+import { getJson, postJson, presentation, requestToken, tamperPayload } from "./fixtures/http.ts";
+import { issue } from "./fixtures/issue.ts";
+import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID, MODEL_WEIGHTS } from "./fixtures/kparty.ts";
+
+const b64 = (text: string) => Buffer.from(text).toString("base64url");
+
+/** Signs a K-th Party credential with `signer`'s agent directly, bypassing the issuer plugin (no anchoring). */
+async function signOutsidePlugin(signer: ConsortiumMember, statusIndex: number): Promise<string> {
+  const credential = kpartyCredential({
+    issuer: signer.did,
+    subject: world.alice.did,
+    claims: { role: "participant", models: [MODEL_ID], actions: ["model:read"] },
+    statusIndex,
+    deployment: world.deployment,
+    validFrom: new Date(),
+    validUntil: new Date(Date.now() + 86_400_000),
+  });
+  const vc = await signer.handle.agent.createVerifiableCredential({
+    credential: credential as unknown as CredentialPayload,
+    proofFormat: "jwt",
+  });
+  return (vc.proof as { jwt: string }).jwt;
+}
+
+const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+let world: KPartyWorld;
+
+beforeAll(async () => {
+  world = await createWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+function auditRows() {
+  return world.db.prepare("SELECT route, holder, credential_id, outcome, code FROM audit ORDER BY seq").all() as {
+    route: string;
+    holder: string | null;
+    credential_id: string | null;
+    outcome: string;
+    code: string | null;
+  }[];
+}
+
+/** Asserts the JSON error and that no token was handed out. */
+function expectDenied(res: { status: number; body: Record<string, any> }, status: number, code: string) {
+  expect({ status: res.status, code: res.body.error?.code }).toEqual({ status, code });
+  expect(res.body.access_token).toBeUndefined();
+}
+
+describe("gateway discovery", () => {
+  it("GET /healthz reports the chain id and latest block", async () => {
+    const res = await getJson(world.base, "/healthz");
+    const block = Number(await world.chain.provider.send("eth_blockNumber", []));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: "ok", chainId: 31337, blockNumber: block });
+  });
+
+  it("GET /.well-known/kparty publishes the domain, chain, contracts, types and actions", async () => {
+    const res = await getJson(world.base, "/.well-known/kparty");
+    expect(res.status).toBe(200);
+    expect(res.body.domain).toBe(DOMAIN);
+    expect(res.body.chainId).toBe(31337);
+    expect(res.body.contracts).toEqual(world.deployment.contracts);
+    expect(res.body.credentialTypes).toEqual(["VerifiableCredential", "KPartyCredential"]);
+    expect(res.body.statusType).toBe("KPartyRegistryStatus");
+    expect(res.body.actions).toEqual(["model:read", "model:infer", "model:contribute", "round:aggregate"]);
+    expect(res.body.accessToken.key).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA" });
+  });
+
+  it("POST /auth/challenge returns a 256-bit challenge for this domain that expires in 60 s", async () => {
+    const before = Date.now();
+    const res = await postJson(world.base, "/auth/challenge", {});
+    expect(res.status).toBe(200);
+    expect(res.body.challenge).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(res.body.domain).toBe(DOMAIN);
+    const expires = Date.parse(res.body.expiresAt);
+    expect(expires - before).toBeGreaterThanOrEqual(59_000);
+    expect(expires - before).toBeLessThanOrEqual(61_000);
+  });
+});
+
+describe("a valid token", () => {
+  it("is exchanged for an access token, which downloads the model's exact weights", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const res = await requestToken(world, world.alice, cred.jwt);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      token_type: "Bearer",
+      expires_in: 300,
+      scope: "model:read model:contribute",
+      holder: world.alice.did,
+      models: [MODEL_ID],
+      credential_id: cred.credentialId,
+    });
+    const token = res.body.access_token as string;
+
+    const list = await getJson(world.base, "/models", token);
+    expect(list.status).toBe(200);
+    expect(list.body.models.map((m: { id: string }) => m.id)).toEqual([MODEL_ID]);
+
+    const meta = await getJson(world.base, `/models/${MODEL_ID}`, token);
+    expect(meta.body).toMatchObject({ id: MODEL_ID, version: 1, parameterCount: 7850, shape: [785, 10] });
+
+    const weights = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(weights.status).toBe(200);
+    expect(weights.headers.get("x-kparty-model-version")).toBe("1");
+    const bytes = Buffer.from(await weights.arrayBuffer());
+    expect(bytes.equals(Buffer.from(MODEL_WEIGHTS.buffer))).toBe(true);
+
+    const last = auditRows().at(-1);
+    expect(last).toEqual({
+      route: "/models/:id/weights",
+      holder: world.alice.did,
+      credential_id: cred.credentialId,
+      outcome: "granted",
+      code: null,
+    });
+  });
+
+  it("grants only the requested subset of its actions", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const res = await requestToken(world, world.alice, cred.jwt, "model:read");
+    expect(res.status).toBe(200);
+    expect(res.body.scope).toBe("model:read");
+  });
+});
+
+describe("credential checks", () => {
+  it("refuses a tampered credential payload: invalid_signature", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const forged = tamperPayload(cred.jwt, (p) => {
+      p.vc.credentialSubject.kParty.actions.push("round:aggregate");
+    });
+    expectDenied(await requestToken(world, world.alice, forged), 401, "invalid_signature");
+  });
+
+  it("refuses a tampered signature: invalid_signature", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const [h, p, s] = cred.jwt.split(".") as [string, string, string];
+    const sig = Buffer.from(s, "base64url");
+    sig[10] = (sig[10] as number) ^ 0x01;
+    expectDenied(
+      await requestToken(world, world.alice, `${h}.${p}.${sig.toString("base64url")}`),
+      401,
+      "invalid_signature",
+    );
+  });
+
+  it("refuses the malleable high-s form of a valid signature: invalid_signature", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const [h, p, s] = cred.jwt.split(".") as [string, string, string];
+    const sig = Buffer.from(s, "base64url");
+    const highS = N - BigInt(`0x${sig.subarray(32).toString("hex")}`);
+    const twin = Buffer.concat([sig.subarray(0, 32), Buffer.from(highS.toString(16).padStart(64, "0"), "hex")]);
+    expectDenied(
+      await requestToken(world, world.alice, `${h}.${p}.${twin.toString("base64url")}`),
+      401,
+      "invalid_signature",
+    );
+  });
+
+  it("refuses a credential with alg none: unsupported_alg", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const [, p, sig] = cred.jwt.split(".") as [string, string, string];
+    const none = `${b64(JSON.stringify({ alg: "none", typ: "JWT" }))}.${p}.${sig}`;
+    expectDenied(await requestToken(world, world.alice, none), 400, "unsupported_alg");
+  });
+
+  it("refuses a presentation with alg none: unsupported_alg", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const payload = {
+      iss: world.alice.did,
+      aud: DOMAIN,
+      nonce: (await postJson(world.base, "/auth/challenge", {})).body.challenge,
+      vp: { "@context": ["https://www.w3.org/2018/credentials/v1"], type: ["VerifiablePresentation"], verifiableCredential: [cred.jwt] },
+    };
+    const vp = `${b64(JSON.stringify({ alg: "none" }))}.${b64(JSON.stringify(payload))}.`;
+    expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 400, "unsupported_alg");
+  });
+
+  it("refuses an expired credential: expired", async () => {
+    const cred = await issue(world.orgA, world.alice, {
+      validFrom: new Date(Date.now() - 3_600_000),
+      validUntil: new Date(Date.now() + 3_600_000),
+    });
+    world.clock.offsetMs = 2 * 3_600_000;
+    try {
+      expectDenied(await requestToken(world, world.alice, cred.jwt), 401, "expired");
+    } finally {
+      world.clock.offsetMs = 0;
+    }
+  });
+
+  it("refuses a credential that is not valid yet: not_yet_valid", async () => {
+    const cred = await issue(world.orgA, world.alice, { validFrom: new Date(Date.now() + 86_400_000) });
+    expectDenied(await requestToken(world, world.alice, cred.jwt), 401, "not_yet_valid");
+  });
+
+  it("refuses a credential from an issuer outside the consortium: issuer_not_member", async () => {
+    const res = await requestToken(world, world.alice, await signOutsidePlugin(world.outsider, 0));
+    expectDenied(res, 403, "issuer_not_member");
+    expect(res.body.error.checks.at(-1)).toEqual({
+      check: "credential.issuer_member",
+      passed: false,
+      code: "issuer_not_member",
+    });
+  });
+
+  it("refuses a member's credential that was never anchored: not_anchored", async () => {
+    expectDenied(await requestToken(world, world.alice, await signOutsidePlugin(world.orgB, 999)), 403, "not_anchored");
+  });
+});
+
+describe("presentation checks", () => {
+  it("refuses a presentation signed by someone other than the subject: holder_mismatch", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const res = await requestToken(world, world.mallory, cred.jwt);
+    expectDenied(res, 401, "holder_mismatch");
+  });
+
+  it("refuses a presentation claiming the subject's DID but signed with another key: invalid_signature", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const vp = await presentation(world, world.mallory, cred.jwt);
+    const forged = tamperPayload(vp, (p) => {
+      p.iss = world.alice.did;
+    });
+    expectDenied(await postJson(world.base, "/auth/token", { presentation: forged }), 401, "invalid_signature");
+  });
+
+  it("refuses a presentation for another audience: domain_mismatch", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const vp = await presentation(world, world.alice, cred.jwt, { domain: "evil.example" });
+    expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 401, "domain_mismatch");
+  });
+
+  it("refuses a challenge the gateway never issued: challenge_invalid", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const vp = await presentation(world, world.alice, cred.jwt, { challenge: "not-a-challenge-from-this-gateway" });
+    expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 401, "challenge_invalid");
+  });
+
+  it("refuses a reused challenge: challenge_reused", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const vp = await presentation(world, world.alice, cred.jwt);
+    expect((await postJson(world.base, "/auth/token", { presentation: vp })).status).toBe(200);
+    expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 401, "challenge_reused");
+  });
+
+  it("refuses an expired challenge: challenge_invalid", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const vp = await presentation(world, world.alice, cred.jwt);
+    world.clock.offsetMs = 61_000;
+    try {
+      expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 401, "challenge_invalid");
+    } finally {
+      world.clock.offsetMs = 0;
+    }
+  });
+});
+
+describe("request handling", () => {
+  it("refuses options in the body, so nothing can switch a check off: malformed", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    const vp = await presentation(world, world.alice, cred.jwt);
+    const res = await postJson(world.base, "/auth/token", {
+      presentation: vp,
+      options: { checkStatus: false },
+      policies: { credentialStatus: false },
+    });
+    expectDenied(res, 400, "malformed");
+  });
+
+  it("refuses a scope beyond the credential: scope_denied", async () => {
+    const cred = await issue(world.orgA, world.alice, { actions: ["model:read"] });
+    expectDenied(await requestToken(world, world.alice, cred.jwt, "model:read round:aggregate"), 403, "scope_denied");
+  });
+
+  it("refuses a body over the limit: payload_too_large", async () => {
+    const res = await postJson(world.base, "/auth/token", { presentation: "x".repeat(70 * 1024) });
+    expectDenied(res, 413, "payload_too_large");
+  });
+
+  it("refuses a body that is not JSON: malformed", async () => {
+    expectDenied(await postJson(world.base, "/auth/token", "{not json"), 400, "malformed");
+  });
+
+  it("refuses model routes without a token, with a forged token, or outside the token's models", async () => {
+    expect((await getJson(world.base, `/models/${MODEL_ID}`)).body.error.code).toBe("token_invalid");
+    const cred = await issue(world.orgA, world.alice);
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    const forged = tamperPayload(token, (p) => {
+      p.models = ["*"];
+    });
+    const forgedRes = await getJson(world.base, "/models/other-model", forged);
+    expect({ status: forgedRes.status, code: forgedRes.body.error.code }).toEqual({ status: 401, code: "token_invalid" });
+    const other = await getJson(world.base, "/models/other-model", token);
+    expect({ status: other.status, code: other.body.error.code }).toEqual({ status: 403, code: "scope_denied" });
+  });
+
+  it("audits refusals with their code", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    await requestToken(world, world.mallory, cred.jwt);
+    expect(auditRows().at(-1)).toEqual({
+      route: "/auth/token",
+      holder: null,
+      credential_id: null,
+      outcome: "denied",
+      code: "holder_mismatch",
+    });
+  });
+});
+
+describe("status on chain", () => {
+  it("revocation refuses the live access token and new presentations: revoked", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
+    expect({ status: live.status, code: live.body.error.code }).toEqual({ status: 403, code: "revoked" });
+    expectDenied(await requestToken(world, world.alice, cred.jwt), 403, "revoked");
+  });
+
+  it("suspension refuses, reinstatement grants again: suspended, then 200", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    await world.orgA.handle.agent.kpartySuspendCredential({ credentialId: cred.credentialId });
+    const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
+    expect({ status: live.status, code: live.body.error.code }).toEqual({ status: 403, code: "suspended" });
+    expectDenied(await requestToken(world, world.alice, cred.jwt), 403, "suspended");
+    await world.orgA.handle.agent.kpartyReinstateCredential({ credentialId: cred.credentialId });
+    expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
+    expect((await requestToken(world, world.alice, cred.jwt)).status).toBe(200);
+  });
+
+  it("the credential id is keccak256 of the signing input and anchored by the issuer's account", async () => {
+    const cred = await issue(world.orgB, world.alice);
+    const signingInput = cred.jwt.slice(0, cred.jwt.lastIndexOf("."));
+    expect(cred.credentialId).toBe(keccak256(toUtf8Bytes(signingInput)));
+    expect(credentialIdOf(cred.jwt)).toBe(cred.credentialId);
+    const [issuer, block] = await world.client.contracts.credentials.getFunction("anchorOf").staticCall(cred.credentialId);
+    expect(issuer).toBe(world.orgB.account);
+    expect(Number(block)).toBe(cred.anchor.blockNumber);
+    expect(computeAddress(`0x${world.orgB.did.split(":").at(-1)?.slice(2)}`)).toBe(world.orgB.account);
+  });
+});
+
+describe("chain unreachable", () => {
+  it("fails closed with 503 registry_unavailable for tokens, live access and health", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    const vp = await presentation(world, world.alice, cred.jwt);
+    await world.chain.stop();
+    const res = await postJson(world.base, "/auth/token", { presentation: vp });
+    expectDenied(res, 503, "registry_unavailable");
+    expect(res.headers.get("retry-after")).toBe("5");
+    const live = await getJson(world.base, `/models/${MODEL_ID}/weights`, token);
+    expect({ status: live.status, code: live.body.error.code }).toEqual({ status: 503, code: "registry_unavailable" });
+    const health = await getJson(world.base, "/healthz");
+    expect(health.status).toBe(503);
+    expect(health.body).toMatchObject({ status: "unavailable", chainId: 31337, blockNumber: null });
+    expect(health.body.error.code).toBe("registry_unavailable");
+  });
+});
