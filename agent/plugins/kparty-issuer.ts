@@ -134,7 +134,8 @@ function validateClaims(args: IssueCredentialArgs): void {
 export class KPartyIssuer implements IAgentPlugin {
   readonly methods: IKPartyIssuer;
   readonly #options: KPartyIssuerOptions;
-  readonly #wallets = new Map<string, WalletClient>();
+  /** One wallet (so one transaction queue) per issuer DID; the promise is cached so concurrent first calls share it. */
+  readonly #wallets = new Map<string, Promise<WalletClient>>();
 
   constructor(options: KPartyIssuerOptions) {
     if (!options.deployment?.contracts?.CredentialRegistry) throw new TypeError("deployment is required");
@@ -152,9 +153,17 @@ export class KPartyIssuer implements IAgentPlugin {
   }
 
   /** The wallet of an issuer DID managed by this agent (its first Secp256k1 key). */
-  private async wallet(did: string, context: IssuerContext): Promise<WalletClient> {
-    const cached = this.#wallets.get(did);
-    if (cached) return cached;
+  private wallet(did: string, context: IssuerContext): Promise<WalletClient> {
+    let wallet = this.#wallets.get(did);
+    if (!wallet) {
+      wallet = this.createWallet(did, context);
+      this.#wallets.set(did, wallet);
+      wallet.catch(() => this.#wallets.delete(did));
+    }
+    return wallet;
+  }
+
+  private async createWallet(did: string, context: IssuerContext): Promise<WalletClient> {
     let identifier: Awaited<ReturnType<IssuerContext["agent"]["didManagerGet"]>>;
     try {
       identifier = await context.agent.didManagerGet({ did });
@@ -170,9 +179,7 @@ export class KPartyIssuer implements IAgentPlugin {
       address,
       this.#options.provider,
     );
-    const wallet = createWalletClient({ signer, deployment: this.#options.deployment });
-    this.#wallets.set(did, wallet);
-    return wallet;
+    return createWalletClient({ signer, deployment: this.#options.deployment });
   }
 
   private async issue(args: IssueCredentialArgs, context: IssuerContext): Promise<IssuedCredential> {

@@ -11,9 +11,10 @@ import { KPartyError } from "../errors/index.ts";
  */
 export function toChainError(error: unknown, action: string, ...interfaces: Interface[]): KPartyError {
   if (error instanceof KPartyError) return error;
-  if (isError(error, "CALL_EXCEPTION") && error.data) {
+  const data = revertData(error);
+  if (data) {
     for (const iface of interfaces) {
-      const parsed = iface.parseError(error.data);
+      const parsed = iface.parseError(data);
       if (parsed) {
         const args = parsed.args.toArray().map((a: unknown) => (typeof a === "bigint" ? a.toString() : a));
         return new KPartyError("chain_reverted", `${action} reverted with ${parsed.name}`, {
@@ -22,8 +23,11 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
         });
       }
     }
+    return new KPartyError("chain_reverted", `${action} reverted`, { details: { data }, cause: error });
+  }
+  if (isError(error, "CALL_EXCEPTION")) {
     return new KPartyError("chain_reverted", `${action} reverted`, {
-      details: { reason: error.reason ?? null, data: error.data },
+      details: { reason: error.reason ?? null },
       cause: error,
     });
   }
@@ -41,4 +45,22 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
       ? error.message.split("\n")[0]
       : String(error);
   return new KPartyError("registry_unavailable", `${action}: chain unavailable: ${reason}`, { cause: error });
+}
+
+/**
+ * The revert data of a failed call or transaction: on the ethers error itself, or nested
+ * in the node's JSON-RPC error when ethers could not classify it (`UNKNOWN_ERROR`).
+ */
+function revertData(error: unknown): string | undefined {
+  const candidates = [
+    (error as { data?: unknown })?.data,
+    (error as { error?: { data?: unknown } })?.error?.data,
+    (error as { info?: { error?: { data?: unknown } } })?.info?.error?.data,
+  ];
+  for (const c of candidates) {
+    if (typeof c === "string" && /^0x[0-9a-fA-F]{8,}$/.test(c)) return c;
+    const nested = (c as { data?: unknown } | undefined)?.data;
+    if (typeof nested === "string" && /^0x[0-9a-fA-F]{8,}$/.test(nested)) return nested;
+  }
+  return undefined;
 }

@@ -8,7 +8,13 @@ export { suspendCredential } from "./actions/suspend-credential.ts";
 export { MAX_STATUS_INDEX } from "./actions/validate.ts";
 export { latestBlockNumber } from "./block-number.ts";
 export { type ChainClient, createChainClient, createWalletClient, type WalletClient } from "./client.ts";
-export { connectContracts, type Deployment, type KPartyAddresses, kpartyInterfaces } from "./contracts.ts";
+export {
+  connectContracts,
+  type Deployment,
+  type KPartyAddresses,
+  type KPartyContracts,
+  kpartyInterfaces,
+} from "./contracts.ts";
 export { type DeployParams, deployKParty, type FoundingMember } from "./deploy.ts";
 export { toChainError } from "./errors.ts";
 export { createProvider, type ProviderOptions } from "./provider.ts";

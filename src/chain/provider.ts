@@ -9,8 +9,8 @@ export interface ProviderOptions {
 
 /**
  * A JSON-RPC provider for a chain whose id is known in advance: no network detection, no
- * `eth_chainId` per call, no batching delay, and a bounded request timeout so that an
- * unreachable node fails fast instead of hanging.
+ * `eth_chainId` per call, no batching delay, no response cache (every read is fresh), and a
+ * bounded request timeout so that an unreachable node fails fast instead of hanging.
  *
  * @example
  * ```ts
@@ -26,6 +26,9 @@ export function createProvider(rpcUrl: string, chainId: number, options: Provide
     staticNetwork: true,
     batchMaxCount: 1,
     pollingInterval: options.pollingIntervalMs ?? 100,
+    // ethers answers identical requests from a 250 ms cache by default (block number, nonce,
+    // gas estimate, eth_call): a verifier would miss a revocation made within that window.
+    cacheTimeout: -1,
   });
   return provider;
 }

@@ -1,17 +1,37 @@
-import { open, rename } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { open, rename, rm } from "node:fs/promises";
+
+const pending = new Map<string, Promise<void>>();
+
+async function writeOnce(file: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    const handle = await open(tmp, "w", mode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
+}
 
 /**
  * Writes `data` to `file` so that a crash leaves either the old or the new content:
- * write a sibling temp file, fsync it, rename it over the target.
+ * write a sibling temp file, fsync it, rename it over the target. Writes to one file from
+ * this process happen one at a time in call order, so an older snapshot never replaces a
+ * newer one.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await open(tmp, "w", mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const previous = pending.get(file) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(() => writeOnce(file, data, mode));
+  pending.set(file, next);
+  void next.finally(() => {
+    if (pending.get(file) === next) pending.delete(file);
+  }).catch(() => undefined);
+  return next;
 }

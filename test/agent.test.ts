@@ -1,0 +1,192 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKPartyAgent } from "../agent/index.ts";
+import { getCredentialState } from "../src/chain/index.ts";
+import { decodeJwt } from "../src/credential/index.ts";
+import { isKPartyError } from "../src/errors/index.ts";
+import { issue } from "./fixtures/issue.ts";
+import { createWorld, type KPartyWorld, MODEL_ID, PASSPHRASE } from "./fixtures/kparty.ts";
+
+let world: KPartyWorld;
+beforeAll(async () => {
+  world = await createWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+  } catch (error) {
+    return isKPartyError(error) ? error.code : `non-kparty: ${String(error)}`;
+  }
+  return undefined;
+}
+
+describe("issuer agent", () => {
+  it("issues a K-th Party token in the DESIGN.md format", async () => {
+    const validFrom = new Date("2026-01-01T00:00:00Z");
+    const validUntil = new Date("2027-01-01T00:00:00Z");
+    const cred = await issue(world.orgA, world.alice, { validFrom, validUntil, quota: { requestsPerMinute: 600 } });
+    const { header, payload } = decodeJwt(cred.jwt);
+    const { CredentialRegistry, ConsortiumRegistry } = world.deployment.contracts;
+    expect(header).toEqual({ alg: "ES256K", typ: "JWT" });
+    expect(payload).toEqual({
+      iss: world.orgA.did,
+      sub: world.alice.did,
+      nbf: 1767225600,
+      exp: 1798761600,
+      jti: expect.stringMatching(/^urn:uuid:[0-9a-f-]{36}$/),
+      vc: {
+        "@context": ["https://www.w3.org/2018/credentials/v1"],
+        type: ["VerifiableCredential", "KPartyCredential"],
+        credentialSubject: {
+          kParty: {
+            consortium: `eip155:31337:${ConsortiumRegistry}`,
+            role: "participant",
+            models: [MODEL_ID],
+            actions: ["model:read", "model:contribute"],
+            quota: { requestsPerMinute: 600 },
+          },
+        },
+        credentialStatus: [
+          {
+            id: `eip155:31337:${CredentialRegistry}#revocation-${cred.statusIndex}`,
+            type: "KPartyRegistryStatus",
+            statusPurpose: "revocation",
+            statusListIndex: String(cred.statusIndex),
+          },
+          {
+            id: `eip155:31337:${CredentialRegistry}#suspension-${cred.statusIndex}`,
+            type: "KPartyRegistryStatus",
+            statusPurpose: "suspension",
+            statusListIndex: String(cred.statusIndex),
+          },
+        ],
+      },
+    });
+    const record = await world.orgA.handle.agent.kpartyGetIssuedCredential({ credentialId: cred.credentialId });
+    expect(record).toMatchObject({
+      credentialId: cred.credentialId,
+      issuer: world.orgA.did,
+      issuerAccount: world.orgA.account.toLowerCase(),
+      subject: world.alice.did,
+      statusIndex: cred.statusIndex,
+      jwt: cred.jwt,
+      anchoredBlock: cred.anchor.blockNumber,
+      anchorTx: cred.anchor.transactionHash,
+    });
+  });
+
+  it("hands out distinct status indexes under concurrent issuance", async () => {
+    const issued = await Promise.all([1, 2, 3, 4, 5].map(() => issue(world.orgB, world.alice)));
+    const indexes = issued.map((c) => c.statusIndex).sort((a, b) => a - b);
+    expect(new Set(indexes).size).toBe(5);
+    expect(indexes[4]! - indexes[0]!).toBe(4);
+    for (const c of issued) {
+      const state = await getCredentialState(world.client, {
+        credentialId: c.credentialId,
+        issuer: world.orgB.account,
+        revocationIndex: c.statusIndex,
+        suspensionIndex: c.statusIndex,
+      });
+      expect(state.anchoredBy).toBe(world.orgB.account);
+    }
+  });
+
+  it("continues the status index sequence after a restart, with its keys and records", async () => {
+    const before = await issue(world.orgA, world.alice);
+    const dataDir = join(world.dir, "members", "org-a");
+    await world.orgA.handle.close();
+    const reopened = await createKPartyAgent({
+      role: "issuer",
+      dataDir,
+      passphrase: PASSPHRASE,
+      chain: { provider: world.chain.provider, deployment: world.deployment },
+    });
+    world.orgA.handle = reopened;
+    const after = await issue(world.orgA, world.alice);
+    expect(after.statusIndex).toBe(before.statusIndex + 1);
+    const listed = await reopened.agent.kpartyListIssuedCredentials({ issuer: world.orgA.did });
+    expect(listed.map((r) => r.credentialId)).toContain(before.credentialId);
+    expect((await reopened.agent.didManagerGet({ did: world.orgA.did })).did).toBe(world.orgA.did);
+  });
+
+  it("refuses a wrong passphrase before touching any key: wrong_passphrase", async () => {
+    const code = await codeOf(
+      createKPartyAgent({
+        role: "holder",
+        dataDir: join(world.dir, "alice"),
+        passphrase: "not the passphrase",
+        chain: { provider: world.chain.provider, deployment: world.deployment },
+      }),
+    );
+    expect(code).toBe("wrong_passphrase");
+  });
+
+  it("keeps private keys encrypted at rest", async () => {
+    const privateKeyHex = "4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d";
+    const kid = "04e68acfc0253a10620dff706b0a1b1f1f5833ea3beb3bde2250d5f271f3563606672ebc45e0b7ea2e816ecb70ca03137b1c9476eec63d4632e990020b7b6fba39";
+    const dataDir = join(world.dir, "key-at-rest");
+    const handle = await createKPartyAgent({
+      role: "holder",
+      dataDir,
+      passphrase: PASSPHRASE,
+      chain: { provider: world.chain.provider, deployment: world.deployment },
+    });
+    const imported = await handle.agent.keyManagerImport({ kms: "local", type: "Secp256k1", privateKeyHex, kid });
+    expect(imported.kid).toBe(kid);
+    await handle.close();
+    const file = await readFile(join(dataDir, "agent.sqlite"));
+    expect(file.includes(Buffer.from(privateKeyHex, "hex"))).toBe(false);
+    expect(file.includes(Buffer.from(privateKeyHex))).toBe(false);
+    expect(file.includes(Buffer.from(kid))).toBe(true);
+  });
+
+  it("refuses to issue for an issuer outside the consortium, before allocating an index: issuer_not_member", async () => {
+    const code = await codeOf(issue(world.outsider, world.alice));
+    expect(code).toBe("issuer_not_member");
+    expect(await world.outsider.handle.agent.kpartyListIssuedCredentials({})).toEqual([]);
+  });
+
+  it("refuses bad issuance arguments: invalid_argument", async () => {
+    expect(await codeOf(issue(world.orgA, world.alice, { actions: ["model:fly" as never] }))).toBe("invalid_argument");
+    expect(await codeOf(issue(world.orgA, world.alice, { models: [] }))).toBe("invalid_argument");
+    expect(await codeOf(issue(world.orgA, world.alice, { role: "admin" as never }))).toBe("invalid_argument");
+    expect(
+      await codeOf(issue(world.orgA, world.alice, { validFrom: new Date(2_000_000_000_000), validUntil: new Date(1_000) })),
+    ).toBe("invalid_argument");
+  });
+
+  it("revokes, suspends and reinstates on chain; reinstating a clear bit reverts with its custom error", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const read = () =>
+      getCredentialState(world.client, {
+        credentialId: cred.credentialId,
+        issuer: world.orgA.account,
+        revocationIndex: cred.statusIndex,
+        suspensionIndex: cred.statusIndex,
+      });
+    await world.orgA.handle.agent.kpartySuspendCredential({ credentialId: cred.credentialId });
+    expect(await read()).toMatchObject({ revoked: false, suspended: true });
+    await world.orgA.handle.agent.kpartyReinstateCredential({ credentialId: cred.credentialId });
+    expect(await read()).toMatchObject({ revoked: false, suspended: false });
+    let error: unknown;
+    try {
+      await world.orgA.handle.agent.kpartyReinstateCredential({ credentialId: cred.credentialId });
+    } catch (e) {
+      error = e;
+    }
+    expect(isKPartyError(error, "chain_reverted") && error.details).toEqual({
+      error: "CredentialRegistryNotSuspended",
+      args: [world.orgA.account, String(cred.statusIndex)],
+    });
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    expect(await read()).toMatchObject({ revoked: true, suspended: false });
+    expect(await codeOf(world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: `0x${"ab".repeat(32)}` }))).toBe(
+      "not_found",
+    );
+  });
+});

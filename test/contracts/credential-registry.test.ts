@@ -1,0 +1,110 @@
+import { type JsonRpcSigner, keccak256, toUtf8Bytes } from "ethers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kpartyInterfaces } from "../../src/chain/index.ts";
+import { startTestChain, type TestChain } from "../fixtures/chain.ts";
+import { deployRegistries, expectRevert, type RegistryFixture, send } from "../fixtures/contracts.ts";
+
+let chain: TestChain;
+let fx: RegistryFixture;
+let m1: JsonRpcSigner;
+let m2: JsonRpcSigner;
+let a1: string;
+let a2: string;
+const iface = () => kpartyInterfaces().credentials;
+const registry = (s: JsonRpcSigner) => fx.as(s).credentials;
+let counter = 0;
+const freshId = () => keccak256(toUtf8Bytes(`credential-${++counter}`));
+
+beforeAll(async () => {
+  chain = await startTestChain();
+  fx = await deployRegistries(chain);
+  [m1, m2] = fx.members as [JsonRpcSigner, JsonRpcSigner];
+  [a1, a2] = await Promise.all([m1.getAddress(), m2.getAddress()]);
+});
+afterAll(async () => {
+  chain.provider.destroy();
+  await chain.stop();
+});
+
+describe("CredentialRegistry anchoring", () => {
+  it("anchors an id with the caller as issuer and emits CredentialAnchored(id, issuer, block)", async () => {
+    const id = freshId();
+    const { events, blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
+    expect(events).toEqual([{ name: "CredentialAnchored", args: [id, a1, blockNumber] }]);
+    expect((await registry(m2).getFunction("anchorOf").staticCall(id)).toArray()).toEqual([a1, BigInt(blockNumber)]);
+  });
+
+  it("reverts CredentialRegistryAlreadyAnchored(id, issuer, block) on a second anchor, by anyone", async () => {
+    const id = freshId();
+    const { blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
+    await expectRevert(registry(m2).getFunction("anchor")(id), iface(), "CredentialRegistryAlreadyAnchored", [
+      id,
+      a1,
+      blockNumber,
+    ]);
+  });
+
+  it("reverts CredentialRegistryZeroCredentialId for the zero id", async () => {
+    await expectRevert(registry(m1).getFunction("anchor")(`0x${"00".repeat(32)}`), iface(), "CredentialRegistryZeroCredentialId", []);
+  });
+
+  it("reverts CredentialRegistryNotMember(caller) for every write by a non-member", async () => {
+    const outsider = await fx.outsider.getAddress();
+    const r = registry(fx.outsider);
+    await expectRevert(r.getFunction("anchor")(freshId()), iface(), "CredentialRegistryNotMember", [outsider]);
+    await expectRevert(r.getFunction("revoke")(1), iface(), "CredentialRegistryNotMember", [outsider]);
+    await expectRevert(r.getFunction("suspend")(1), iface(), "CredentialRegistryNotMember", [outsider]);
+    await expectRevert(r.getFunction("reinstate")(1), iface(), "CredentialRegistryNotMember", [outsider]);
+  });
+});
+
+describe("CredentialRegistry status lists", () => {
+  it("revokes with CredentialRevoked(issuer, index); a second revoke reverts CredentialRegistryAlreadyRevoked", async () => {
+    const { events } = await send(registry(m1).getFunction("revoke")(300), iface());
+    expect(events).toEqual([{ name: "CredentialRevoked", args: [a1, 300] }]);
+    expect(await registry(m1).getFunction("isRevoked").staticCall(a1, 300)).toBe(true);
+    expect(await registry(m1).getFunction("isRevoked").staticCall(a1, 301)).toBe(false);
+    expect(await registry(m1).getFunction("isRevoked").staticCall(a2, 300)).toBe(false);
+    await expectRevert(registry(m1).getFunction("revoke")(300), iface(), "CredentialRegistryAlreadyRevoked", [a1, 300]);
+  });
+
+  it("suspends and reinstates with events; double suspend and reinstate of a clear bit revert", async () => {
+    const s = await send(registry(m2).getFunction("suspend")(5), iface());
+    expect(s.events).toEqual([{ name: "CredentialSuspended", args: [a2, 5] }]);
+    expect(await registry(m2).getFunction("isSuspended").staticCall(a2, 5)).toBe(true);
+    await expectRevert(registry(m2).getFunction("suspend")(5), iface(), "CredentialRegistryAlreadySuspended", [a2, 5]);
+    const r = await send(registry(m2).getFunction("reinstate")(5), iface());
+    expect(r.events).toEqual([{ name: "CredentialReinstated", args: [a2, 5] }]);
+    expect(await registry(m2).getFunction("isSuspended").staticCall(a2, 5)).toBe(false);
+    await expectRevert(registry(m2).getFunction("reinstate")(5), iface(), "CredentialRegistryNotSuspended", [a2, 5]);
+  });
+
+  it("packs 256 bits per word: indexes 255, 256 and 2^200 are independent", async () => {
+    const big = 2n ** 200n;
+    await send(registry(m1).getFunction("suspend")(255), iface());
+    await send(registry(m1).getFunction("suspend")(big), iface());
+    const isSuspended = registry(m1).getFunction("isSuspended");
+    expect(await isSuspended.staticCall(a1, 255)).toBe(true);
+    expect(await isSuspended.staticCall(a1, 256)).toBe(false);
+    expect(await isSuspended.staticCall(a1, 254)).toBe(false);
+    expect(await isSuspended.staticCall(a1, big)).toBe(true);
+  });
+
+  it("credentialState reads anchor, the claimed issuer's membership and its bits in one call", async () => {
+    const id = freshId();
+    const { blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
+    await send(registry(m1).getFunction("revoke")(42), iface());
+    const state = registry(m1).getFunction("credentialState");
+    expect((await state.staticCall(id, a1, 42, 43)).toArray()).toEqual([a1, BigInt(blockNumber), true, true, false]);
+    const outsider = await fx.outsider.getAddress();
+    expect((await state.staticCall(id, outsider, 42, 43)).toArray()).toEqual([a1, BigInt(blockNumber), false, false, false]);
+    expect((await state.staticCall(freshId(), a2, 0, 0)).toArray()).toEqual([
+      "0x0000000000000000000000000000000000000000",
+      0n,
+      true,
+      false,
+      false,
+    ]);
+    expect(await registry(m1).getFunction("consortium").staticCall()).toBe(fx.deployment.contracts.ConsortiumRegistry);
+  });
+});
