@@ -1,5 +1,5 @@
-import { join } from "node:path";
 import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import {
   createAgent,
   type ICredentialPlugin,
@@ -20,7 +20,6 @@ import { KeyManager } from "@veramo/key-manager";
 import { KeyManagementSystem, SecretBox } from "@veramo/kms-local";
 import { Resolver } from "did-resolver";
 import type { Provider } from "ethers";
-import type { Provider as CjsProvider } from "ethers" with { "resolution-mode": "require" };
 import { getResolver as getEthrResolver } from "ethr-did-resolver";
 import type { DataSource } from "typeorm";
 import type { Deployment } from "../src/chain/index.ts";
@@ -79,9 +78,12 @@ function ethrNetwork(config: AgentConfig) {
   };
 }
 
+/** ethr-did-resolver's CJS typings see ethers' CJS `Provider`; at run time it is the same object. */
+type ResolverNetworks = Extract<Parameters<typeof getEthrResolver>[0], { networks?: unknown }>["networks"];
+type ResolverProvider = NonNullable<NonNullable<ResolverNetworks>[number]["provider"]>;
+
 function resolverPlugin(config: AgentConfig): DIDResolverPlugin {
-  // ethr-did-resolver's CJS typings see ethers' CJS types; the provider object is the same.
-  const network = { ...ethrNetwork(config), provider: config.chain.provider as unknown as CjsProvider };
+  const network = { ...ethrNetwork(config), provider: config.chain.provider as unknown as ResolverProvider };
   return new DIDResolverPlugin({ resolver: new Resolver(getEthrResolver({ networks: [network] })) });
 }
 
@@ -112,8 +114,12 @@ function validate(config: AgentConfig): void {
  * const did = await agent.didManagerCreate({ provider: "did:ethr:0x7a69" });
  * ```
  */
-export async function createKPartyAgent(config: AgentConfig & { role: "issuer" }): Promise<AgentHandle<IssuerAgent>>;
-export async function createKPartyAgent(config: AgentConfig & { role: "holder" }): Promise<AgentHandle<HolderAgent>>;
+export async function createKPartyAgent(
+  config: AgentConfig & { role: "issuer" },
+): Promise<AgentHandle<IssuerAgent>>;
+export async function createKPartyAgent(
+  config: AgentConfig & { role: "holder" },
+): Promise<AgentHandle<HolderAgent>>;
 export async function createKPartyAgent(
   config: AgentConfig & { role: "verifier" },
 ): Promise<AgentHandle<VerifierAgent>>;
@@ -124,7 +130,9 @@ export async function createKPartyAgent(
   const didProvider = `did:ethr:${ethrNetworkName(config.chain.deployment.chainId)}`;
   const credentials = new CredentialPlugin([new CredentialProviderJWT()]);
   if (config.role === "verifier") {
-    const agent = createAgent<IResolver & ICredentialPlugin>({ plugins: [resolverPlugin(config), credentials] });
+    const agent = createAgent<IResolver & ICredentialPlugin>({
+      plugins: [resolverPlugin(config), credentials],
+    });
     return { agent, didProvider, close: async () => {} };
   }
   const dataDir = config.dataDir as string;
@@ -140,7 +148,9 @@ export async function createKPartyAgent(
       new DIDManager({
         store: new DIDStore(db),
         defaultProvider: didProvider,
-        providers: { [didProvider]: new EthrDIDProvider({ defaultKms: "local", networks: [ethrNetwork(config)] }) },
+        providers: {
+          [didProvider]: new EthrDIDProvider({ defaultKms: "local", networks: [ethrNetwork(config)] }),
+        },
       }),
       resolverPlugin(config),
       credentials,
@@ -155,7 +165,9 @@ export async function createKPartyAgent(
         store,
         ...(config.now ? { now: config.now } : {}),
       });
-      const agent = createAgent<IssuerAgent extends TAgent<infer P> ? P : never>({ plugins: [...plugins, issuer] });
+      const agent = createAgent<IssuerAgent extends TAgent<infer P> ? P : never>({
+        plugins: [...plugins, issuer],
+      });
       return { agent, didProvider, close: () => db.destroy() };
     }
     const agent = createAgent<HolderAgent extends TAgent<infer P> ? P : never>({

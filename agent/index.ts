@@ -8,7 +8,7 @@ export {
   type IssuerAgent,
   type VerifierAgent,
 } from "./create-agent.ts";
-export { type IssuedRecord, IssuedCredentialStore } from "./issued-store.ts";
+export { IssuedCredentialStore, type IssuedRecord } from "./issued-store.ts";
 export { openKeyring } from "./keyring.ts";
 export { type CreatePresentationArgs, type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
 export {

@@ -108,11 +108,10 @@ export class IssuedCredentialStore {
   }
 
   async markAnchored(credentialId: string, blockNumber: number, tx: string): Promise<void> {
-    await this.#db.query(`UPDATE kparty_issued SET anchored_block = ?, anchor_tx = ? WHERE credential_id = ?`, [
-      blockNumber,
-      tx,
-      credentialId,
-    ]);
+    await this.#db.query(
+      `UPDATE kparty_issued SET anchored_block = ?, anchor_tx = ? WHERE credential_id = ?`,
+      [blockNumber, tx, credentialId],
+    );
   }
 
   async get(credentialId: string): Promise<IssuedRecord | undefined> {
@@ -124,9 +123,10 @@ export class IssuedCredentialStore {
 
   async list(filter: { issuer?: string } = {}): Promise<IssuedRecord[]> {
     const rows: Row[] = filter.issuer
-      ? await this.#db.query(`SELECT * FROM kparty_issued WHERE issuer = ? ORDER BY issued_at, status_index`, [
-          filter.issuer,
-        ])
+      ? await this.#db.query(
+          `SELECT * FROM kparty_issued WHERE issuer = ? ORDER BY issued_at, status_index`,
+          [filter.issuer],
+        )
       : await this.#db.query(`SELECT * FROM kparty_issued ORDER BY issued_at, status_index`);
     return rows.map(fromRow);
   }

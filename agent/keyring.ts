@@ -15,7 +15,11 @@ interface KeyringFile {
 
 const PARAMS = { N: 2 ** 15, r: 8, p: 1 } as const;
 
-function derive(passphrase: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+function derive(
+  passphrase: string,
+  salt: Buffer,
+  params: { N: number; r: number; p: number },
+): Promise<Buffer> {
   return new Promise((resolve, reject) =>
     scrypt(passphrase, salt, 32, { ...params, maxmem: 128 * params.N * params.r * 2 }, (err, key) =>
       err ? reject(err) : resolve(key),

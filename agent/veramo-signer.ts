@@ -1,5 +1,12 @@
 import type { IKeyManager, TAgent } from "@veramo/core";
-import { AbstractSigner, type Provider, resolveAddress, Transaction, type TransactionLike, type TransactionRequest } from "ethers";
+import {
+  AbstractSigner,
+  type Provider,
+  resolveAddress,
+  Transaction,
+  type TransactionLike,
+  type TransactionRequest,
+} from "ethers";
 
 /**
  * An ethers signer whose private key stays in the Veramo key manager (encrypted at rest):

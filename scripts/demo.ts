@@ -8,8 +8,8 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createChainClient, createProvider } from "../src/chain/index.ts";
 import { createKPartyAgent } from "../agent/index.ts";
+import { createChainClient, createProvider } from "../src/chain/index.ts";
 import { bootstrapConsortium, createParticipant, startHardhatNode } from "../src/devnet/index.ts";
 import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
@@ -72,14 +72,24 @@ async function main() {
   detail(`${orgB.name}: ${orgB.did}`);
 
   step(3, "A participant (a training agent) creates its own did:ethr with its holder agent.");
-  const participant = await createParticipant({ provider, deployment, dataDir: join(workDir, "participant"), passphrase });
+  const participant = await createParticipant({
+    provider,
+    deployment,
+    dataDir: join(workDir, "participant"),
+    passphrase,
+  });
   cleanups.push(() => participant.handle.close());
   detail(participant.did);
 
   step(4, "The gateway starts: it verifies presentations against the chain and guards the model store.");
   const models = new FileModelStore(join(workDir, "models"));
   const weights = new Float32Array(785 * 10).map((_, i) => Math.sin(i) / 100);
-  await models.register({ id: "mnist-logreg", description: "MNIST logistic regression", shape: [785, 10], weights });
+  await models.register({
+    id: "mnist-logreg",
+    description: "MNIST logistic regression",
+    shape: [785, 10],
+    weights,
+  });
   const verifierAgent = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
   const chain = createChainClient({ provider, deployment });
   const db = openGatewayDatabase(join(workDir, "gateway", "gateway.sqlite"));
@@ -103,9 +113,16 @@ async function main() {
   detail(`anchored in block ${issued.anchor.blockNumber}, status index ${issued.statusIndex}`);
 
   const post = (path: string, body: unknown) =>
-    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
   async function present(): Promise<{ status: number; body: Record<string, unknown> }> {
-    const challenge = (await (await post("/auth/challenge", {})).json()) as { challenge: string; domain: string };
+    const challenge = (await (await post("/auth/challenge", {})).json()) as {
+      challenge: string;
+      domain: string;
+    };
     const vp = await participant.handle.agent.kpartyCreatePresentation({
       holder: participant.did,
       credentials: [issued.jwt],
@@ -116,28 +133,41 @@ async function main() {
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   }
 
-  step(6, "The participant asks for a challenge, signs a presentation of its token, and gets an access token.");
+  step(
+    6,
+    "The participant asks for a challenge, signs a presentation of its token, and gets an access token.",
+  );
   const granted = await present();
-  if (granted.status !== 200) throw new Error(`expected a token, got ${granted.status} ${JSON.stringify(granted.body)}`);
+  if (granted.status !== 200)
+    throw new Error(`expected a token, got ${granted.status} ${JSON.stringify(granted.body)}`);
   const token = granted.body.access_token as string;
   detail(`200 OK: scope "${granted.body.scope}", expires in ${granted.body.expires_in} s`);
 
   step(7, "With the access token, the participant downloads the global model's weights.");
-  const download = await fetch(`${base}/models/mnist-logreg/weights`, { headers: { authorization: `Bearer ${token}` } });
+  const download = await fetch(`${base}/models/mnist-logreg/weights`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   const bytes = new Uint8Array(await download.arrayBuffer());
   if (download.status !== 200) throw new Error(`weights download failed with ${download.status}`);
-  detail(`${download.status}: ${bytes.length} bytes, version ${download.headers.get("x-kparty-model-version")}`);
+  detail(
+    `${download.status}: ${bytes.length} bytes, version ${download.headers.get("x-kparty-model-version")}`,
+  );
 
   step(8, `${orgA.name} revokes the token on chain (final).`);
   const revocation = await orgA.handle.agent.kpartyRevokeCredential({ credentialId: issued.credentialId });
   detail(`revoked in block ${revocation.blockNumber}`);
 
-  step(9, "The same participant tries again: the live access token and a fresh presentation are both refused.");
+  step(
+    9,
+    "The same participant tries again: the live access token and a fresh presentation are both refused.",
+  );
   const refusedDownload = await fetch(`${base}/models/mnist-logreg/weights`, {
     headers: { authorization: `Bearer ${token}` },
   });
   const refusedBody = (await refusedDownload.json()) as { error: { code: string; message: string } };
-  detail(`weights with the old token: ${refusedDownload.status} ${refusedBody.error.code} (${refusedBody.error.message})`);
+  detail(
+    `weights with the old token: ${refusedDownload.status} ${refusedBody.error.code} (${refusedBody.error.message})`,
+  );
   const refused = await present();
   const refusedCode = (refused.body.error as { code: string }).code;
   detail(`new presentation: ${refused.status} ${refusedCode}`);

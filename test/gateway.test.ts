@@ -39,7 +39,9 @@ afterAll(async () => {
 });
 
 function auditRows() {
-  return world.db.prepare("SELECT route, holder, credential_id, outcome, code FROM audit ORDER BY seq").all() as {
+  return world.db
+    .prepare("SELECT route, holder, credential_id, outcome, code FROM audit ORDER BY seq")
+    .all() as {
     route: string;
     holder: string | null;
     credential_id: string | null;
@@ -160,7 +162,10 @@ describe("credential checks", () => {
     const [h, p, s] = cred.jwt.split(".") as [string, string, string];
     const sig = Buffer.from(s, "base64url");
     const highS = N - BigInt(`0x${sig.subarray(32).toString("hex")}`);
-    const twin = Buffer.concat([sig.subarray(0, 32), Buffer.from(highS.toString(16).padStart(64, "0"), "hex")]);
+    const twin = Buffer.concat([
+      sig.subarray(0, 32),
+      Buffer.from(highS.toString(16).padStart(64, "0"), "hex"),
+    ]);
     expectDenied(
       await requestToken(world, world.alice, `${h}.${p}.${twin.toString("base64url")}`),
       401,
@@ -181,7 +186,11 @@ describe("credential checks", () => {
       iss: world.alice.did,
       aud: DOMAIN,
       nonce: (await postJson(world.base, "/auth/challenge", {})).body.challenge,
-      vp: { "@context": ["https://www.w3.org/2018/credentials/v1"], type: ["VerifiablePresentation"], verifiableCredential: [cred.jwt] },
+      vp: {
+        "@context": ["https://www.w3.org/2018/credentials/v1"],
+        type: ["VerifiablePresentation"],
+        verifiableCredential: [cred.jwt],
+      },
     };
     const vp = `${b64(JSON.stringify({ alg: "none" }))}.${b64(JSON.stringify(payload))}.`;
     expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 400, "unsupported_alg");
@@ -216,7 +225,11 @@ describe("credential checks", () => {
   });
 
   it("refuses a member's credential that was never anchored: not_anchored", async () => {
-    expectDenied(await requestToken(world, world.alice, await signOutsidePlugin(world.orgB, 999)), 403, "not_anchored");
+    expectDenied(
+      await requestToken(world, world.alice, await signOutsidePlugin(world.orgB, 999)),
+      403,
+      "not_anchored",
+    );
   });
 });
 
@@ -233,7 +246,11 @@ describe("presentation checks", () => {
     const forged = tamperPayload(vp, (p) => {
       p.iss = world.alice.did;
     });
-    expectDenied(await postJson(world.base, "/auth/token", { presentation: forged }), 401, "invalid_signature");
+    expectDenied(
+      await postJson(world.base, "/auth/token", { presentation: forged }),
+      401,
+      "invalid_signature",
+    );
   });
 
   it("refuses a presentation for another audience: domain_mismatch", async () => {
@@ -244,7 +261,9 @@ describe("presentation checks", () => {
 
   it("refuses a challenge the gateway never issued: challenge_invalid", async () => {
     const cred = await issue(world.orgA, world.alice);
-    const vp = await presentation(world, world.alice, cred.jwt, { challenge: "not-a-challenge-from-this-gateway" });
+    const vp = await presentation(world, world.alice, cred.jwt, {
+      challenge: "not-a-challenge-from-this-gateway",
+    });
     expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 401, "challenge_invalid");
   });
 
@@ -282,7 +301,11 @@ describe("request handling", () => {
 
   it("refuses a scope beyond the credential: scope_denied", async () => {
     const cred = await issue(world.orgA, world.alice, { actions: ["model:read"] });
-    expectDenied(await requestToken(world, world.alice, cred.jwt, "model:read round:aggregate"), 403, "scope_denied");
+    expectDenied(
+      await requestToken(world, world.alice, cred.jwt, "model:read round:aggregate"),
+      403,
+      "scope_denied",
+    );
   });
 
   it("refuses a body over the limit: payload_too_large", async () => {
@@ -302,9 +325,15 @@ describe("request handling", () => {
       p.models = ["*"];
     });
     const forgedRes = await getJson(world.base, "/models/other-model", forged);
-    expect({ status: forgedRes.status, code: forgedRes.body.error.code }).toEqual({ status: 401, code: "token_invalid" });
+    expect({ status: forgedRes.status, code: forgedRes.body.error.code }).toEqual({
+      status: 401,
+      code: "token_invalid",
+    });
     const other = await getJson(world.base, "/models/other-model", token);
-    expect({ status: other.status, code: other.body.error.code }).toEqual({ status: 403, code: "scope_denied" });
+    expect({ status: other.status, code: other.body.error.code }).toEqual({
+      status: 403,
+      code: "scope_denied",
+    });
   });
 
   it("audits refusals with their code", async () => {
@@ -348,7 +377,9 @@ describe("status on chain", () => {
     const signingInput = cred.jwt.slice(0, cred.jwt.lastIndexOf("."));
     expect(cred.credentialId).toBe(keccak256(toUtf8Bytes(signingInput)));
     expect(credentialIdOf(cred.jwt)).toBe(cred.credentialId);
-    const [issuer, block] = await world.client.contracts.credentials.getFunction("anchorOf").staticCall(cred.credentialId);
+    const [issuer, block] = await world.client.contracts.credentials
+      .getFunction("anchorOf")
+      .staticCall(cred.credentialId);
     expect(issuer).toBe(world.orgB.account);
     expect(Number(block)).toBe(cred.anchor.blockNumber);
     expect(computeAddress(`0x${world.orgB.did.split(":").at(-1)?.slice(2)}`)).toBe(world.orgB.account);
@@ -365,7 +396,10 @@ describe("chain unreachable", () => {
     expectDenied(res, 503, "registry_unavailable");
     expect(res.headers.get("retry-after")).toBe("5");
     const live = await getJson(world.base, `/models/${MODEL_ID}/weights`, token);
-    expect({ status: live.status, code: live.body.error.code }).toEqual({ status: 503, code: "registry_unavailable" });
+    expect({ status: live.status, code: live.body.error.code }).toEqual({
+      status: 503,
+      code: "registry_unavailable",
+    });
     const health = await getJson(world.base, "/healthz");
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ status: "unavailable", chainId: 31337, blockNumber: null });

@@ -1,4 +1,4 @@
-import type { IAgentContext, ICredentialIssuer, IPluginMethodMap, IAgentPlugin } from "@veramo/core";
+import type { IAgentContext, IAgentPlugin, ICredentialIssuer, IPluginMethodMap } from "@veramo/core";
 import { KPartyError } from "../../src/errors/index.ts";
 
 export interface CreatePresentationArgs {
@@ -33,7 +33,8 @@ export class KPartyHolder implements IAgentPlugin {
       if (!Array.isArray(args.credentials) || args.credentials.length === 0) {
         throw new KPartyError("invalid_argument", "at least one credential is required");
       }
-      if (!args.challenge || !args.domain) throw new KPartyError("invalid_argument", "challenge and domain are required");
+      if (!args.challenge || !args.domain)
+        throw new KPartyError("invalid_argument", "challenge and domain are required");
       const vp = await context.agent.createVerifiablePresentation({
         presentation: { holder: args.holder, verifiableCredential: args.credentials },
         proofFormat: "jwt",
@@ -41,7 +42,8 @@ export class KPartyHolder implements IAgentPlugin {
         domain: args.domain,
       });
       const jwt = (vp.proof as { jwt?: string }).jwt;
-      if (typeof jwt !== "string") throw new KPartyError("internal", "the credential plugin returned no JWT proof");
+      if (typeof jwt !== "string")
+        throw new KPartyError("internal", "the credential plugin returned no JWT proof");
       return jwt;
     },
   };

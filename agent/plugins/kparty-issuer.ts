@@ -21,7 +21,14 @@ import {
   type TransactionOutcome,
   type WalletClient,
 } from "../../src/chain/index.ts";
-import { ACTIONS, type Action, credentialIdOf, kpartyCredential, ROLES, type Role } from "../../src/credential/index.ts";
+import {
+  ACTIONS,
+  type Action,
+  credentialIdOf,
+  kpartyCredential,
+  ROLES,
+  type Role,
+} from "../../src/credential/index.ts";
 import { KPartyError } from "../../src/errors/index.ts";
 import type { IssuedCredentialStore, IssuedRecord } from "../issued-store.ts";
 import { VeramoSigner } from "../veramo-signer.ts";
@@ -100,7 +107,11 @@ function validateClaims(args: IssueCredentialArgs): void {
     throw invalid("subject must be a DID");
   }
   if (!ROLES.includes(args.role)) throw invalid(`role must be one of ${ROLES.join(", ")}`);
-  if (!Array.isArray(args.models) || args.models.length === 0 || !args.models.every((m) => MODEL_ID.test(m))) {
+  if (
+    !Array.isArray(args.models) ||
+    args.models.length === 0 ||
+    !args.models.every((m) => MODEL_ID.test(m))
+  ) {
     throw invalid('models must be a non-empty list of model ids or ["*"]');
   }
   if (
@@ -194,15 +205,24 @@ export class KPartyIssuer implements IAgentPlugin {
     const account = (wallet.signer as VeramoSigner).address;
     const member = await getMember(wallet, account);
     if (!member.active) {
-      throw new KPartyError("issuer_not_member", `issuer ${args.issuer} (${account}) is not a consortium member`, {
-        details: { issuer: args.issuer, account },
-      });
+      throw new KPartyError(
+        "issuer_not_member",
+        `issuer ${args.issuer} (${account}) is not a consortium member`,
+        {
+          details: { issuer: args.issuer, account },
+        },
+      );
     }
     const statusIndex = await this.#options.store.allocateIndex(account);
     const credential = kpartyCredential({
       issuer: args.issuer,
       subject: args.subject,
-      claims: { role: args.role, models: args.models, actions: args.actions, ...(args.quota ? { quota: args.quota } : {}) },
+      claims: {
+        role: args.role,
+        models: args.models,
+        actions: args.actions,
+        ...(args.quota ? { quota: args.quota } : {}),
+      },
       statusIndex,
       deployment: this.#options.deployment,
       validFrom,
@@ -214,7 +234,8 @@ export class KPartyIssuer implements IAgentPlugin {
       proofFormat: "jwt",
     });
     const jwt = (vc.proof as { jwt?: string }).jwt;
-    if (typeof jwt !== "string") throw new KPartyError("internal", "the credential plugin returned no JWT proof");
+    if (typeof jwt !== "string")
+      throw new KPartyError("internal", "the credential plugin returned no JWT proof");
     const credentialId = credentialIdOf(jwt);
     await this.#options.store.save({
       credentialId,

@@ -24,7 +24,9 @@ export function loadArtifact(name: "ConsortiumRegistry" | "CredentialRegistry"):
   try {
     artifact = JSON.parse(readFileSync(file, "utf8")) as ContractArtifact;
   } catch (cause) {
-    throw new Error(`contract artifact ${name} not found at ${file}; run \`npm run build:contracts\``, { cause });
+    throw new Error(`contract artifact ${name} not found at ${file}; run \`npm run build:contracts\``, {
+      cause,
+    });
   }
   cache.set(name, artifact);
   return artifact;

@@ -53,9 +53,11 @@ export async function deployKParty(params: DeployParams): Promise<Deployment> {
     ).deploy(founders, quorum);
     await consortium.waitForDeployment();
     const registryArtifact = loadArtifact("CredentialRegistry");
-    const credentials = await new ContractFactory(registryArtifact.abi, registryArtifact.bytecode, deployer).deploy(
-      await consortium.getAddress(),
-    );
+    const credentials = await new ContractFactory(
+      registryArtifact.abi,
+      registryArtifact.bytecode,
+      deployer,
+    ).deploy(await consortium.getAddress());
     const receipt = await credentials.deploymentTransaction()?.wait(1);
     return {
       chainId: Number(network.chainId),

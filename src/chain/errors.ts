@@ -32,12 +32,18 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
     });
   }
   if (isError(error, "INSUFFICIENT_FUNDS")) {
-    return new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, { cause: error });
-  }
-  if (isError(error, "NONCE_EXPIRED") || isError(error, "REPLACEMENT_UNDERPRICED")) {
-    return new KPartyError("chain_rejected", `${action}: the node rejected the transaction (${error.shortMessage})`, {
+    return new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, {
       cause: error,
     });
+  }
+  if (isError(error, "NONCE_EXPIRED") || isError(error, "REPLACEMENT_UNDERPRICED")) {
+    return new KPartyError(
+      "chain_rejected",
+      `${action}: the node rejected the transaction (${error.shortMessage})`,
+      {
+        cause: error,
+      },
+    );
   }
   const reason = isError(error, "BAD_DATA")
     ? "unexpected response (is the contract address right?)"

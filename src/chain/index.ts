@@ -1,6 +1,6 @@
 export { anchorCredential } from "./actions/anchor-credential.ts";
-export { type CredentialState, getCredentialState } from "./actions/get-credential-state.ts";
 export { getChainStatus } from "./actions/get-chain-status.ts";
+export { type CredentialState, getCredentialState } from "./actions/get-credential-state.ts";
 export { getMember, listMembers, type MemberInfo } from "./actions/get-member.ts";
 export { reinstateCredential } from "./actions/reinstate-credential.ts";
 export { revokeCredential } from "./actions/revoke-credential.ts";

@@ -17,9 +17,15 @@ export interface ProviderOptions {
  * const provider = createProvider("http://127.0.0.1:8545", 31337);
  * ```
  */
-export function createProvider(rpcUrl: string, chainId: number, options: ProviderOptions = {}): JsonRpcProvider {
-  if (!/^(https?|wss?):\/\//.test(rpcUrl)) throw new TypeError(`rpcUrl must be an http(s) URL, got ${rpcUrl}`);
-  if (!Number.isSafeInteger(chainId) || chainId <= 0) throw new TypeError(`chainId must be a positive integer`);
+export function createProvider(
+  rpcUrl: string,
+  chainId: number,
+  options: ProviderOptions = {},
+): JsonRpcProvider {
+  if (!/^(https?|wss?):\/\//.test(rpcUrl))
+    throw new TypeError(`rpcUrl must be an http(s) URL, got ${rpcUrl}`);
+  if (!Number.isSafeInteger(chainId) || chainId <= 0)
+    throw new TypeError(`chainId must be a positive integer`);
   const request = new FetchRequest(rpcUrl);
   request.timeout = options.timeoutMs ?? 5_000;
   const provider = new JsonRpcProvider(request, chainId, {

@@ -34,19 +34,21 @@ export async function transact(
   action: string,
 ): Promise<TransactionOutcome> {
   const previous = queues.get(wallet.signer) ?? Promise.resolve();
-  const run = previous.catch(() => undefined).then(async () => {
-    const i = kpartyInterfaces();
-    try {
-      const fn = contract.getFunction(method);
-      const nonce = await pendingNonce(wallet.provider, await wallet.signer.getAddress());
-      const tx = (await fn(...args, { nonce })) as ContractTransactionResponse;
-      const receipt = await tx.wait(1);
-      if (!receipt) throw new KPartyError("registry_unavailable", `${action}: transaction dropped`);
-      return { transactionHash: receipt.hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
-    } catch (error) {
-      throw toChainError(error, action, i.credentials, i.consortium, i.didRegistry);
-    }
-  });
+  const run = previous
+    .catch(() => undefined)
+    .then(async () => {
+      const i = kpartyInterfaces();
+      try {
+        const fn = contract.getFunction(method);
+        const nonce = await pendingNonce(wallet.provider, await wallet.signer.getAddress());
+        const tx = (await fn(...args, { nonce })) as ContractTransactionResponse;
+        const receipt = await tx.wait(1);
+        if (!receipt) throw new KPartyError("registry_unavailable", `${action}: transaction dropped`);
+        return { transactionHash: receipt.hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
+      } catch (error) {
+        throw toChainError(error, action, i.credentials, i.consortium, i.didRegistry);
+      }
+    });
   queues.set(wallet.signer, run);
   return run;
 }

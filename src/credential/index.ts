@@ -1,3 +1,4 @@
+export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
 export {
   ACTIONS,
   type Action,
@@ -14,5 +15,4 @@ export {
   statusEntry,
   VC_CONTEXT,
 } from "./format.ts";
-export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
 export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";

@@ -16,7 +16,8 @@ function decodeSegment(segment: string, what: string): Buffer {
   if (!B64URL.test(segment)) throw new KPartyError("malformed", `${what} is not base64url`);
   const bytes = Buffer.from(segment, "base64url");
   // Reject non-canonical encodings (trailing bits set), so one JWT has one byte form.
-  if (bytes.toString("base64url") !== segment) throw new KPartyError("malformed", `${what} is not canonical base64url`);
+  if (bytes.toString("base64url") !== segment)
+    throw new KPartyError("malformed", `${what} is not canonical base64url`);
   return bytes;
 }
 

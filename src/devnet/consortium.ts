@@ -1,7 +1,7 @@
 import { join } from "node:path";
-import { computeAddress, parseEther, type Provider, type Signer } from "ethers";
-import { createKPartyAgent, type HolderAgent, type IssuerAgent } from "../../agent/index.ts";
+import { computeAddress, type Provider, parseEther, type Signer } from "ethers";
 import type { AgentHandle } from "../../agent/index.ts";
+import { createKPartyAgent, type HolderAgent, type IssuerAgent } from "../../agent/index.ts";
 import { type Deployment, deployKParty } from "../chain/index.ts";
 
 export interface ConsortiumMember {
@@ -78,7 +78,12 @@ export async function bootstrapConsortium(params: {
   });
   const members: ConsortiumMember[] = [];
   for (const f of founders) {
-    const handle = await createKPartyAgent({ role: "issuer", dataDir: f.dir, passphrase, chain: { provider, deployment } });
+    const handle = await createKPartyAgent({
+      role: "issuer",
+      dataDir: f.dir,
+      passphrase,
+      chain: { provider, deployment },
+    });
     members.push({ name: f.name, did: f.did, account: f.account, handle });
   }
   return { deployment, members };
@@ -96,7 +101,12 @@ export async function createOutsider(params: {
   passphrase: string;
 }): Promise<ConsortiumMember> {
   const { provider, deployment, dataDir, passphrase } = params;
-  const handle = await createKPartyAgent({ role: "issuer", dataDir, passphrase, chain: { provider, deployment } });
+  const handle = await createKPartyAgent({
+    role: "issuer",
+    dataDir,
+    passphrase,
+    chain: { provider, deployment },
+  });
   const id = await handle.agent.didManagerCreate({ provider: handle.didProvider, alias: "outsider" });
   const account = computeAddress(`0x${id.keys[0]?.publicKeyHex}`);
   await (await params.funder.sendTransaction({ to: account, value: parseEther("1") })).wait(1);

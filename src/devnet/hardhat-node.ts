@@ -36,11 +36,20 @@ const projectRoot = fileURLToPath(new URL("../../", import.meta.url));
  * try { … chain.url … } finally { await chain.stop(); }
  * ```
  */
-export async function startHardhatNode(options: { port?: number; timeoutMs?: number } = {}): Promise<LocalChain> {
+export async function startHardhatNode(
+  options: { port?: number; timeoutMs?: number } = {},
+): Promise<LocalChain> {
   const port = options.port ?? (await freePort());
   const child: ChildProcess = spawn(
     process.execPath,
-    [`${projectRoot}node_modules/hardhat/dist/src/cli.js`, "node", "--hostname", "127.0.0.1", "--port", String(port)],
+    [
+      `${projectRoot}node_modules/hardhat/dist/src/cli.js`,
+      "node",
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ],
     { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } },
   );
   let output = "";
@@ -60,7 +69,11 @@ export async function startHardhatNode(options: { port?: number; timeoutMs?: num
 
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new Error(`hardhat node did not start within ${options.timeoutMs ?? 60_000} ms:\n${output.slice(-2000)}`));
+      reject(
+        new Error(
+          `hardhat node did not start within ${options.timeoutMs ?? 60_000} ms:\n${output.slice(-2000)}`,
+        ),
+      );
     }, options.timeoutMs ?? 60_000);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();

@@ -44,14 +44,18 @@ function parseTokenRequest(body: unknown): { presentation: string; requested: Ac
   }
   const unknown = Object.keys(body).filter((k) => !TOKEN_BODY_KEYS.has(k));
   if (unknown.length) {
-    throw new KPartyError("malformed", `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`);
+    throw new KPartyError(
+      "malformed",
+      `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`,
+    );
   }
   const { presentation, scope } = body as { presentation?: unknown; scope?: unknown };
   if (typeof presentation !== "string" || presentation.length === 0) {
     throw new KPartyError("malformed", "presentation must be a VP JWT string");
   }
   if (scope === undefined) return { presentation, requested: null };
-  if (typeof scope !== "string") throw new KPartyError("malformed", "scope must be a space-separated string of actions");
+  if (typeof scope !== "string")
+    throw new KPartyError("malformed", "scope must be a space-separated string of actions");
   const requested = scope.split(" ").filter(Boolean);
   const bad = requested.filter((a) => !ACTIONS.includes(a as Action));
   if (requested.length === 0 || bad.length) {
@@ -117,7 +121,9 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     return reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
+    reply
+      .code(404)
+      .send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
   );
 
   const clientOf = (request: FastifyRequest) => request.ip;
@@ -141,7 +147,12 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     credentialTypes: ["VerifiableCredential", CREDENTIAL_TYPE],
     statusType: STATUS_TYPE,
     actions: ACTIONS,
-    presentation: { format: "jwt_vp", alg: ["ES256K"], challengeEndpoint: "/auth/challenge", audience: domain },
+    presentation: {
+      format: "jwt_vp",
+      alg: ["ES256K"],
+      challengeEndpoint: "/auth/challenge",
+      audience: domain,
+    },
     accessToken: { format: "jwt", alg: "EdDSA", expiresIn: tokens.ttlSeconds, key: tokens.publicJwk },
   }));
 
@@ -215,8 +226,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     return { models: all.filter((m) => grantCoversModel(claims, m.id)) };
   });
 
-  app.get<{ Params: { id: string } }>("/models/:id", { preHandler: requireAccess("model:read") }, async (request) =>
-    models.get(request.params.id),
+  app.get<{ Params: { id: string } }>(
+    "/models/:id",
+    { preHandler: requireAccess("model:read") },
+    async (request) => models.get(request.params.id),
   );
 
   app.get<{ Params: { id: string } }>(

@@ -1,4 +1,4 @@
-import { type KPartyErrorCode, KPartyError } from "../errors/index.ts";
+import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
 import type { CheckResult } from "./verify/checks.ts";
 
 /** The one place error codes become HTTP statuses. */

@@ -41,7 +41,8 @@ export function createAccessGuard(options: GuardOptions) {
       try {
         const header = request.headers.authorization;
         const match = typeof header === "string" ? /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header) : null;
-        if (!match) throw new KPartyError("token_invalid", "an access token is required (Authorization: Bearer …)");
+        if (!match)
+          throw new KPartyError("token_invalid", "an access token is required (Authorization: Bearer …)");
         claims = tokens.verify(match[1]);
         if (!claims.actions.includes(action)) {
           throw new KPartyError("scope_denied", `the access token does not grant ${action}`);
@@ -55,12 +56,18 @@ export function createAccessGuard(options: GuardOptions) {
           revocationIndex: claims.revocationIndex,
           suspensionIndex: claims.suspensionIndex,
         });
-        if (!state.issuerIsMember) throw new KPartyError("issuer_not_member", "the credential's issuer is no longer a member");
+        if (!state.issuerIsMember)
+          throw new KPartyError("issuer_not_member", "the credential's issuer is no longer a member");
         if (state.anchoredBy?.toLowerCase() !== claims.issuerAccount.toLowerCase()) {
-          throw new KPartyError("not_anchored", "the credential behind this token is not anchored by its issuer");
+          throw new KPartyError(
+            "not_anchored",
+            "the credential behind this token is not anchored by its issuer",
+          );
         }
-        if (state.revoked) throw new KPartyError("revoked", "the credential behind this token has been revoked");
-        if (state.suspended) throw new KPartyError("suspended", "the credential behind this token is suspended");
+        if (state.revoked)
+          throw new KPartyError("revoked", "the credential behind this token has been revoked");
+        if (state.suspended)
+          throw new KPartyError("suspended", "the credential behind this token is suspended");
         request.kparty = claims;
         audit.append({
           client: request.ip,

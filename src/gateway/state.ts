@@ -80,10 +80,11 @@ export class ChallengeStore {
       .prepare("UPDATE challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL AND expires_at > ?")
       .run(now, challenge, now);
     if (changes === 1) return;
-    const row = this.#db.prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?").get(challenge) as
-      | { used_at: number | null; expires_at: number }
-      | undefined;
-    if (row?.used_at != null) throw new KPartyError("challenge_reused", "the challenge has already been used");
+    const row = this.#db
+      .prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?")
+      .get(challenge) as { used_at: number | null; expires_at: number } | undefined;
+    if (row?.used_at != null)
+      throw new KPartyError("challenge_reused", "the challenge has already been used");
     if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
     throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
   }

@@ -42,13 +42,16 @@ export interface TokenServiceOptions {
  */
 export function createTokenService(options: TokenServiceOptions) {
   const ttl = options.ttlSeconds ?? 300;
-  if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new TypeError("token ttlSeconds must be a positive integer");
+  if (!Number.isSafeInteger(ttl) || ttl <= 0)
+    throw new TypeError("token ttlSeconds must be a positive integer");
   if (!options.domain) throw new TypeError("domain is required");
   const privateKey = options.privateKey ?? generateKeyPairSync("ed25519").privateKey;
   if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("privateKey must be an Ed25519 key");
   const publicKey = createPublicKey(privateKey);
   const publicJwk = publicKey.export({ format: "jwk" });
-  const kid = `${options.domain}#${Buffer.from(publicJwk.x as string, "base64url").subarray(0, 8).toString("hex")}`;
+  const kid = `${options.domain}#${Buffer.from(publicJwk.x as string, "base64url")
+    .subarray(0, 8)
+    .toString("hex")}`;
   const header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
 
   function invalid(message: string): never {
@@ -93,9 +96,12 @@ export function createTokenService(options: TokenServiceOptions) {
       if (h.alg !== "EdDSA" || h.typ !== "at+jwt" || h.kid !== kid || h.crit !== undefined) {
         invalid("the access token was not issued by this gateway");
       }
-      if (!verify(null, Buffer.from(signingInput), publicKey, signature)) invalid("the access token signature is invalid");
-      if (p.iss !== options.domain || p.aud !== options.domain) invalid("the access token is for another gateway");
-      if (typeof p.exp !== "number" || p.exp <= Math.floor(options.now() / 1000)) invalid("the access token has expired");
+      if (!verify(null, Buffer.from(signingInput), publicKey, signature))
+        invalid("the access token signature is invalid");
+      if (p.iss !== options.domain || p.aud !== options.domain)
+        invalid("the access token is for another gateway");
+      if (typeof p.exp !== "number" || p.exp <= Math.floor(options.now() / 1000))
+        invalid("the access token has expired");
       return {
         holder: p.sub as string,
         credentialId: p.cid as string,

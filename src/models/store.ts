@@ -42,21 +42,31 @@ export class FileModelStore {
   }
 
   #modelDir(id: string): string {
-    if (typeof id !== "string" || !MODEL_ID.test(id)) throw new KPartyError("not_found", `no model ${String(id)}`);
+    if (typeof id !== "string" || !MODEL_ID.test(id))
+      throw new KPartyError("not_found", `no model ${String(id)}`);
     return join(this.#dir, id);
   }
 
   /** Registers a model with its initial weights (version 1). */
-  async register(args: { id: string; description: string; shape: number[]; weights: Float32Array }): Promise<ModelInfo> {
+  async register(args: {
+    id: string;
+    description: string;
+    shape: number[];
+    weights: Float32Array;
+  }): Promise<ModelInfo> {
     if (!MODEL_ID.test(args.id)) throw new KPartyError("invalid_argument", `invalid model id ${args.id}`);
     if (!args.shape.length || !args.shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
       throw new KPartyError("invalid_argument", "shape must be a list of positive integers");
     }
     const parameterCount = args.shape.reduce((a, b) => a * b, 1);
     if (args.weights.length !== parameterCount) {
-      throw new KPartyError("invalid_argument", `weights have ${args.weights.length} values, shape needs ${parameterCount}`);
+      throw new KPartyError(
+        "invalid_argument",
+        `weights have ${args.weights.length} values, shape needs ${parameterCount}`,
+      );
     }
-    if (!args.weights.every(Number.isFinite)) throw new KPartyError("invalid_argument", "weights must be finite");
+    if (!args.weights.every(Number.isFinite))
+      throw new KPartyError("invalid_argument", "weights must be finite");
     const dir = this.#modelDir(args.id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
@@ -87,7 +97,8 @@ export class FileModelStore {
       return JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8")) as ModelInfo;
     } catch (error) {
       if (error instanceof KPartyError) throw error;
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new KPartyError("not_found", `no model ${id}`);
+      if ((error as NodeJS.ErrnoException).code === "ENOENT")
+        throw new KPartyError("not_found", `no model ${id}`);
       throw error;
     }
   }

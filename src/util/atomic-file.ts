@@ -30,8 +30,10 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
   const previous = pending.get(file) ?? Promise.resolve();
   const next = previous.catch(() => undefined).then(() => writeOnce(file, data, mode));
   pending.set(file, next);
-  void next.finally(() => {
-    if (pending.get(file) === next) pending.delete(file);
-  }).catch(() => undefined);
+  void next
+    .finally(() => {
+      if (pending.get(file) === next) pending.delete(file);
+    })
+    .catch(() => undefined);
   return next;
 }

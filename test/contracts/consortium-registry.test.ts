@@ -30,7 +30,9 @@ describe("ConsortiumRegistry", () => {
     });
     const block = await chain.provider.getBlock(deployment.deployedAtBlock - 1, true);
     const receipt = await chain.provider.getTransactionReceipt(block?.transactions[0] as string);
-    const events = receipt?.logs.map((l) => iface().parseLog(l)).map((e) => ({ name: e?.name, args: e?.args.toArray() }));
+    const events = receipt?.logs
+      .map((l) => iface().parseLog(l))
+      .map((e) => ({ name: e?.name, args: e?.args.toArray() }));
     expect(events).toEqual([
       { name: "MemberAdded", args: [a, "did:ethr:0x7a69:a", "A", BigInt(deployment.deployedAtBlock - 1)] },
       { name: "QuorumChanged", args: [0n, 1n] },
@@ -43,8 +45,16 @@ describe("ConsortiumRegistry", () => {
     expect(await c.getFunction("members").staticCall()).toEqual([m1, m2]);
     expect(await c.getFunction("memberCount").staticCall()).toBe(2n);
     expect(await c.getFunction("quorum").staticCall()).toBe(2n);
-    expect((await c.getFunction("memberOf").staticCall(m1)).toArray()).toEqual([`did:ethr:0x7a69:${m1}`, "Member 1", true]);
-    expect((await c.getFunction("memberOf").staticCall(await fx.outsider.getAddress())).toArray()).toEqual(["", "", false]);
+    expect((await c.getFunction("memberOf").staticCall(m1)).toArray()).toEqual([
+      `did:ethr:0x7a69:${m1}`,
+      "Member 1",
+      true,
+    ]);
+    expect((await c.getFunction("memberOf").staticCall(await fx.outsider.getAddress())).toArray()).toEqual([
+      "",
+      "",
+      false,
+    ]);
     expect(await c.getFunction("isMember").staticCall(m2)).toBe(true);
     expect(await c.getFunction("isMember").staticCall(await fx.outsider.getAddress())).toBe(false);
   });
@@ -56,7 +66,9 @@ describe("ConsortiumRegistry", () => {
     expect(await c.getFunction("wasMemberAt").staticCall(m1, admitted - 1)).toBe(false);
     expect(await c.getFunction("wasMemberAt").staticCall(m1, admitted)).toBe(true);
     expect(await c.getFunction("wasMemberAt").staticCall(m1, admitted + 1000)).toBe(true);
-    expect(await c.getFunction("wasMemberAt").staticCall(await fx.outsider.getAddress(), admitted)).toBe(false);
+    expect(await c.getFunction("wasMemberAt").staticCall(await fx.outsider.getAddress(), admitted)).toBe(
+      false,
+    );
   });
 
   describe("construction reverts", () => {
@@ -69,7 +81,11 @@ describe("ConsortiumRegistry", () => {
 
     it("ConsortiumRegistryZeroAddress for the zero account", async () => {
       await expectRevert(
-        deployKParty({ deployer: deployer(), founders: [{ account: ZERO, did: "did:x", name: "z" }], quorum: 1 }),
+        deployKParty({
+          deployer: deployer(),
+          founders: [{ account: ZERO, did: "did:x", name: "z" }],
+          quorum: 1,
+        }),
         iface(),
         "ConsortiumRegistryZeroAddress",
         [],
@@ -102,9 +118,18 @@ describe("ConsortiumRegistry", () => {
       const { loadArtifact } = await import("../../src/chain/artifacts.ts");
       const artifact = loadArtifact("ConsortiumRegistry");
       const factory = new ContractFactory(artifact.abi, artifact.bytecode, deployer());
-      await expectRevert(factory.deploy([await member(1)], 2), iface(), "ConsortiumRegistryInvalidQuorum", [2, 1]);
-      await expectRevert(factory.deploy([await member(1)], 0), iface(), "ConsortiumRegistryInvalidQuorum", [0, 1]);
+      await expectRevert(
+        factory.deploy([await member(1)], 2),
+        iface(),
+        "ConsortiumRegistryInvalidQuorum",
+        [2, 1],
+      );
+      await expectRevert(
+        factory.deploy([await member(1)], 0),
+        iface(),
+        "ConsortiumRegistryInvalidQuorum",
+        [0, 1],
+      );
     });
   });
 });
-

@@ -31,7 +31,10 @@ describe("CredentialRegistry anchoring", () => {
     const id = freshId();
     const { events, blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
     expect(events).toEqual([{ name: "CredentialAnchored", args: [id, a1, blockNumber] }]);
-    expect((await registry(m2).getFunction("anchorOf").staticCall(id)).toArray()).toEqual([a1, BigInt(blockNumber)]);
+    expect((await registry(m2).getFunction("anchorOf").staticCall(id)).toArray()).toEqual([
+      a1,
+      BigInt(blockNumber),
+    ]);
   });
 
   it("reverts CredentialRegistryAlreadyAnchored(id, issuer, block) on a second anchor, by anyone", async () => {
@@ -45,13 +48,20 @@ describe("CredentialRegistry anchoring", () => {
   });
 
   it("reverts CredentialRegistryZeroCredentialId for the zero id", async () => {
-    await expectRevert(registry(m1).getFunction("anchor")(`0x${"00".repeat(32)}`), iface(), "CredentialRegistryZeroCredentialId", []);
+    await expectRevert(
+      registry(m1).getFunction("anchor")(`0x${"00".repeat(32)}`),
+      iface(),
+      "CredentialRegistryZeroCredentialId",
+      [],
+    );
   });
 
   it("reverts CredentialRegistryNotMember(caller) for every write by a non-member", async () => {
     const outsider = await fx.outsider.getAddress();
     const r = registry(fx.outsider);
-    await expectRevert(r.getFunction("anchor")(freshId()), iface(), "CredentialRegistryNotMember", [outsider]);
+    await expectRevert(r.getFunction("anchor")(freshId()), iface(), "CredentialRegistryNotMember", [
+      outsider,
+    ]);
     await expectRevert(r.getFunction("revoke")(1), iface(), "CredentialRegistryNotMember", [outsider]);
     await expectRevert(r.getFunction("suspend")(1), iface(), "CredentialRegistryNotMember", [outsider]);
     await expectRevert(r.getFunction("reinstate")(1), iface(), "CredentialRegistryNotMember", [outsider]);
@@ -65,18 +75,29 @@ describe("CredentialRegistry status lists", () => {
     expect(await registry(m1).getFunction("isRevoked").staticCall(a1, 300)).toBe(true);
     expect(await registry(m1).getFunction("isRevoked").staticCall(a1, 301)).toBe(false);
     expect(await registry(m1).getFunction("isRevoked").staticCall(a2, 300)).toBe(false);
-    await expectRevert(registry(m1).getFunction("revoke")(300), iface(), "CredentialRegistryAlreadyRevoked", [a1, 300]);
+    await expectRevert(registry(m1).getFunction("revoke")(300), iface(), "CredentialRegistryAlreadyRevoked", [
+      a1,
+      300,
+    ]);
   });
 
   it("suspends and reinstates with events; double suspend and reinstate of a clear bit revert", async () => {
     const s = await send(registry(m2).getFunction("suspend")(5), iface());
     expect(s.events).toEqual([{ name: "CredentialSuspended", args: [a2, 5] }]);
     expect(await registry(m2).getFunction("isSuspended").staticCall(a2, 5)).toBe(true);
-    await expectRevert(registry(m2).getFunction("suspend")(5), iface(), "CredentialRegistryAlreadySuspended", [a2, 5]);
+    await expectRevert(
+      registry(m2).getFunction("suspend")(5),
+      iface(),
+      "CredentialRegistryAlreadySuspended",
+      [a2, 5],
+    );
     const r = await send(registry(m2).getFunction("reinstate")(5), iface());
     expect(r.events).toEqual([{ name: "CredentialReinstated", args: [a2, 5] }]);
     expect(await registry(m2).getFunction("isSuspended").staticCall(a2, 5)).toBe(false);
-    await expectRevert(registry(m2).getFunction("reinstate")(5), iface(), "CredentialRegistryNotSuspended", [a2, 5]);
+    await expectRevert(registry(m2).getFunction("reinstate")(5), iface(), "CredentialRegistryNotSuspended", [
+      a2,
+      5,
+    ]);
   });
 
   it("packs 256 bits per word: indexes 255, 256 and 2^200 are independent", async () => {
@@ -95,9 +116,21 @@ describe("CredentialRegistry status lists", () => {
     const { blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
     await send(registry(m1).getFunction("revoke")(42), iface());
     const state = registry(m1).getFunction("credentialState");
-    expect((await state.staticCall(id, a1, 42, 43)).toArray()).toEqual([a1, BigInt(blockNumber), true, true, false]);
+    expect((await state.staticCall(id, a1, 42, 43)).toArray()).toEqual([
+      a1,
+      BigInt(blockNumber),
+      true,
+      true,
+      false,
+    ]);
     const outsider = await fx.outsider.getAddress();
-    expect((await state.staticCall(id, outsider, 42, 43)).toArray()).toEqual([a1, BigInt(blockNumber), false, false, false]);
+    expect((await state.staticCall(id, outsider, 42, 43)).toArray()).toEqual([
+      a1,
+      BigInt(blockNumber),
+      false,
+      false,
+      false,
+    ]);
     expect((await state.staticCall(freshId(), a2, 0, 0)).toArray()).toEqual([
       "0x0000000000000000000000000000000000000000",
       0n,
@@ -105,6 +138,8 @@ describe("CredentialRegistry status lists", () => {
       false,
       false,
     ]);
-    expect(await registry(m1).getFunction("consortium").staticCall()).toBe(fx.deployment.contracts.ConsortiumRegistry);
+    expect(await registry(m1).getFunction("consortium").staticCall()).toBe(
+      fx.deployment.contracts.ConsortiumRegistry,
+    );
   });
 });

@@ -9,7 +9,10 @@ import { assertBytes32 } from "./validate.ts";
  * const { blockNumber } = await anchorCredential(wallet, { credentialId });
  * ```
  */
-export function anchorCredential(wallet: WalletClient, args: { credentialId: string }): Promise<TransactionOutcome> {
+export function anchorCredential(
+  wallet: WalletClient,
+  args: { credentialId: string },
+): Promise<TransactionOutcome> {
   assertBytes32(args.credentialId, "credentialId");
   return transact(wallet, wallet.writable.credentials, "anchor", [args.credentialId], "anchor credential");
 }

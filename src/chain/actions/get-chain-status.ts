@@ -26,9 +26,13 @@ export async function getChainStatus(client: ChainClient): Promise<{ chainId: nu
     throw toChainError(error, "read chain status");
   }
   if (chainId !== client.deployment.chainId) {
-    throw new KPartyError("registry_unavailable", `node serves chain ${chainId}, deployment is on ${client.deployment.chainId}`, {
-      details: { chainId, expected: client.deployment.chainId },
-    });
+    throw new KPartyError(
+      "registry_unavailable",
+      `node serves chain ${chainId}, deployment is on ${client.deployment.chainId}`,
+      {
+        details: { chainId, expected: client.deployment.chainId },
+      },
+    );
   }
   return { chainId, blockNumber };
 }

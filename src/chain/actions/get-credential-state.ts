@@ -31,7 +31,13 @@ export interface CredentialState {
  */
 export async function getCredentialState(
   client: ChainClient,
-  args: { credentialId: string; issuer: string; revocationIndex: number; suspensionIndex: number; blockTag?: number },
+  args: {
+    credentialId: string;
+    issuer: string;
+    revocationIndex: number;
+    suspensionIndex: number;
+    blockTag?: number;
+  },
 ): Promise<CredentialState> {
   assertBytes32(args.credentialId, "credentialId");
   assertAddress(args.issuer, "issuer");
@@ -39,13 +45,11 @@ export async function getCredentialState(
   assertStatusIndex(args.suspensionIndex);
   try {
     const blockNumber = args.blockTag ?? (await latestBlockNumber(client.provider));
-    const state = await client.contracts.credentials.getFunction("credentialState").staticCall(
-      args.credentialId,
-      args.issuer,
-      args.revocationIndex,
-      args.suspensionIndex,
-      { blockTag: blockNumber },
-    );
+    const state = await client.contracts.credentials
+      .getFunction("credentialState")
+      .staticCall(args.credentialId, args.issuer, args.revocationIndex, args.suspensionIndex, {
+        blockTag: blockNumber,
+      });
     const anchored = state.anchoredBy !== "0x0000000000000000000000000000000000000000";
     return {
       anchoredBy: anchored ? (state.anchoredBy as string) : null,

@@ -9,7 +9,10 @@ import { assertStatusIndex } from "./validate.ts";
  * await reinstateCredential(wallet, { index: 42 });
  * ```
  */
-export function reinstateCredential(wallet: WalletClient, args: { index: number }): Promise<TransactionOutcome> {
+export function reinstateCredential(
+  wallet: WalletClient,
+  args: { index: number },
+): Promise<TransactionOutcome> {
   assertStatusIndex(args.index);
   return transact(wallet, wallet.writable.credentials, "reinstate", [args.index], "reinstate credential");
 }

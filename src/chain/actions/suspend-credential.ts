@@ -9,7 +9,10 @@ import { assertStatusIndex } from "./validate.ts";
  * await suspendCredential(wallet, { index: 42 });
  * ```
  */
-export function suspendCredential(wallet: WalletClient, args: { index: number }): Promise<TransactionOutcome> {
+export function suspendCredential(
+  wallet: WalletClient,
+  args: { index: number },
+): Promise<TransactionOutcome> {
   assertStatusIndex(args.index);
   return transact(wallet, wallet.writable.credentials, "suspend", [args.index], "suspend credential");
 }

@@ -11,7 +11,10 @@ export function assertBytes32(value: string, name: string): void {
 
 export function assertStatusIndex(index: number): void {
   if (!Number.isSafeInteger(index) || index < 0) {
-    throw new KPartyError("invalid_argument", `status index must be an integer between 0 and ${MAX_STATUS_INDEX}`);
+    throw new KPartyError(
+      "invalid_argument",
+      `status index must be an integer between 0 and ${MAX_STATUS_INDEX}`,
+    );
   }
 }
 

@@ -1,4 +1,4 @@
-import { type KPartyErrorCode, KPartyError } from "../../errors/index.ts";
+import { KPartyError, type KPartyErrorCode } from "../../errors/index.ts";
 
 /** One named verification step and its outcome, reported to callers. */
 export interface CheckResult {

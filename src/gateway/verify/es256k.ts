@@ -45,7 +45,11 @@ function bigintOf(bytes: Uint8Array): bigint {
  * const key = verifyEs256k(jwt.signingInput, jwt.signature, [{ address: "0xabc…" }]);
  * ```
  */
-export function verifyEs256k(signingInput: string, signature: Uint8Array, keys: Es256kKey[]): Es256kKey | null {
+export function verifyEs256k(
+  signingInput: string,
+  signature: Uint8Array,
+  keys: Es256kKey[],
+): Es256kKey | null {
   if (signature.length !== 64) return null;
   const r = bigintOf(signature.subarray(0, 32));
   const s = bigintOf(signature.subarray(32));
@@ -55,7 +59,9 @@ export function verifyEs256k(signingInput: string, signature: Uint8Array, keys: 
   for (const key of keys) {
     if ("publicKeyHex" in key) {
       try {
-        if (verify("sha256", data, { key: keyObject(key.publicKeyHex), dsaEncoding: "ieee-p1363" }, signature)) {
+        if (
+          verify("sha256", data, { key: keyObject(key.publicKeyHex), dsaEncoding: "ieee-p1363" }, signature)
+        ) {
           return key;
         }
       } catch {

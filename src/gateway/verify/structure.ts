@@ -1,3 +1,4 @@
+import type { Deployment } from "../../chain/index.ts";
 import { MAX_STATUS_INDEX } from "../../chain/index.ts";
 import {
   ACTIONS,
@@ -13,7 +14,6 @@ import {
   statusEntry,
   VC_CONTEXT,
 } from "../../credential/index.ts";
-import type { Deployment } from "../../chain/index.ts";
 import { fail } from "./checks.ts";
 
 const MODEL_ID = /^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
@@ -27,15 +27,21 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export function checkHeader(jwt: DecodedJwt, what: string): void {
   const { alg, crit, typ } = jwt.header;
   if (alg !== "ES256K") fail("unsupported_alg", `${what} alg must be ES256K, got ${JSON.stringify(alg)}`);
-  if (crit !== undefined) fail("malformed", `${what} header has critical extensions kparty does not understand`);
+  if (crit !== undefined)
+    fail("malformed", `${what} header has critical extensions kparty does not understand`);
   if (typ !== undefined && typ !== "JWT") fail("malformed", `${what} typ must be JWT`);
 }
 
 /** A NumericDate (seconds), when present. */
-export function numericDate(payload: Record<string, unknown>, claim: string, required: boolean): number | undefined {
+export function numericDate(
+  payload: Record<string, unknown>,
+  claim: string,
+  required: boolean,
+): number | undefined {
   const v = payload[claim];
   if (v === undefined && !required) return undefined;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) fail("malformed", `${claim} must be a NumericDate`);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+    fail("malformed", `${claim} must be a NumericDate`);
   return v;
 }
 
@@ -55,7 +61,11 @@ function parseClaims(raw: unknown): KPartyClaims {
   const { consortium, role, models, actions, quota } = raw;
   if (typeof consortium !== "string") fail("malformed", "kParty.consortium must be a string");
   if (!ROLES.includes(role as Role)) fail("malformed", `kParty.role must be one of ${ROLES.join(", ")}`);
-  if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === "string" && MODEL_ID.test(m))) {
+  if (
+    !Array.isArray(models) ||
+    models.length === 0 ||
+    !models.every((m) => typeof m === "string" && MODEL_ID.test(m))
+  ) {
     fail("malformed", "kParty.models must be a non-empty list of model ids");
   }
   if (
@@ -83,7 +93,10 @@ function parseClaims(raw: unknown): KPartyClaims {
   };
 }
 
-function parseStatus(raw: unknown, deployment: Deployment): { revocationIndex: number; suspensionIndex: number } {
+function parseStatus(
+  raw: unknown,
+  deployment: Deployment,
+): { revocationIndex: number; suspensionIndex: number } {
   if (!Array.isArray(raw) || raw.length !== STATUS_PURPOSES.length) {
     fail("malformed", "credentialStatus must list one entry per purpose (revocation, suspension)");
   }
@@ -95,7 +108,11 @@ function parseStatus(raw: unknown, deployment: Deployment): { revocationIndex: n
     if (!STATUS_PURPOSES.includes(statusPurpose as never) || indexes.has(statusPurpose as string)) {
       fail("malformed", "credentialStatus must have exactly one revocation and one suspension entry");
     }
-    if (typeof statusListIndex !== "string" || !INDEX.test(statusListIndex) || Number(statusListIndex) > MAX_STATUS_INDEX) {
+    if (
+      typeof statusListIndex !== "string" ||
+      !INDEX.test(statusListIndex) ||
+      Number(statusListIndex) > MAX_STATUS_INDEX
+    ) {
       fail("malformed", "credentialStatus.statusListIndex must be a decimal index");
     }
     const index = Number(statusListIndex);
@@ -113,7 +130,10 @@ function parseStatus(raw: unknown, deployment: Deployment): { revocationIndex: n
     }
     indexes.set(statusPurpose as string, index);
   }
-  return { revocationIndex: indexes.get("revocation") as number, suspensionIndex: indexes.get("suspension") as number };
+  return {
+    revocationIndex: indexes.get("revocation") as number,
+    suspensionIndex: indexes.get("suspension") as number,
+  };
 }
 
 /**
@@ -129,7 +149,8 @@ export function parseTokenPayload(payload: Record<string, unknown>, deployment: 
   const expires = numericDate(payload, "exp", true) as number;
   if (!isObject(vc)) fail("malformed", "credential vc claim is missing");
   const context = vc["@context"];
-  if (!Array.isArray(context) || context[0] !== VC_CONTEXT) fail("malformed", `vc @context must start with ${VC_CONTEXT}`);
+  if (!Array.isArray(context) || context[0] !== VC_CONTEXT)
+    fail("malformed", `vc @context must start with ${VC_CONTEXT}`);
   const type = vc.type;
   if (!Array.isArray(type) || !type.includes("VerifiableCredential") || !type.includes(CREDENTIAL_TYPE)) {
     fail("malformed", `vc type must include VerifiableCredential and ${CREDENTIAL_TYPE}`);
@@ -140,7 +161,8 @@ export function parseTokenPayload(payload: Record<string, unknown>, deployment: 
   }
   const subject = vc.credentialSubject;
   if (!isObject(subject)) fail("malformed", "vc.credentialSubject must be one object");
-  if (subject.id !== undefined && subject.id !== sub) fail("malformed", "credentialSubject.id differs from sub");
+  if (subject.id !== undefined && subject.id !== sub)
+    fail("malformed", "credentialSubject.id differs from sub");
   const claims = parseClaims(subject.kParty);
   const expectedConsortium = caip10(deployment.chainId, deployment.contracts.ConsortiumRegistry);
   if (claims.consortium.toLowerCase() !== expectedConsortium.toLowerCase()) {
@@ -149,5 +171,12 @@ export function parseTokenPayload(payload: Record<string, unknown>, deployment: 
       got: claims.consortium,
     });
   }
-  return { issuer: iss, subject: sub, notBefore, expires, claims, ...parseStatus(vc.credentialStatus, deployment) };
+  return {
+    issuer: iss,
+    subject: sub,
+    notBefore,
+    expires,
+    claims,
+    ...parseStatus(vc.credentialStatus, deployment),
+  };
 }

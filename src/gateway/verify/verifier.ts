@@ -65,14 +65,17 @@ export function createVerifier(options: VerifierOptions) {
   const { resolver, chain } = options;
   const now = options.now ?? Date.now;
   const skew = options.clockSkewSeconds ?? 60;
-  if (!Number.isFinite(skew) || skew < 0) throw new TypeError("clockSkewSeconds must be a non-negative number");
+  if (!Number.isFinite(skew) || skew < 0)
+    throw new TypeError("clockSkewSeconds must be a non-negative number");
 
   async function resolve(did: string): Promise<DIDResolutionResult> {
     let result: DIDResolutionResult;
     try {
       result = await resolver.resolveDid({ didUrl: did });
     } catch (cause) {
-      throw new KPartyError("registry_unavailable", `cannot resolve ${did}: the chain is unavailable`, { cause });
+      throw new KPartyError("registry_unavailable", `cannot resolve ${did}: the chain is unavailable`, {
+        cause,
+      });
     }
     const error = result.didResolutionMetadata?.error;
     if (error || !result.didDocument || result.didDocumentMetadata?.deactivated) {
@@ -92,7 +95,8 @@ export function createVerifier(options: VerifierOptions) {
 
   function checkWindow(notBefore: number | undefined, expires: number | undefined, what: string) {
     const t = Math.floor(now() / 1000);
-    if (notBefore !== undefined && notBefore > t + skew) fail("not_yet_valid", `${what} is not valid before ${notBefore}`);
+    if (notBefore !== undefined && notBefore > t + skew)
+      fail("not_yet_valid", `${what} is not valid before ${notBefore}`);
     if (expires !== undefined && expires <= t - skew) fail("expired", `${what} expired at ${expires}`);
   }
 
@@ -102,9 +106,13 @@ export function createVerifier(options: VerifierOptions) {
       checkHeader(d, "credential");
       return d;
     });
-    const claims = await log.run("credential.claims", () => parseTokenPayload(decoded.payload, chain.deployment));
+    const claims = await log.run("credential.claims", () =>
+      parseTokenPayload(decoded.payload, chain.deployment),
+    );
     const issuerAccount = await log.run("credential.issuer_did", () => parseDidEthr(claims.issuer).account);
-    await log.run("credential.signature", () => checkSignature(decoded, claims.issuer, "assertionMethod", "credential"));
+    await log.run("credential.signature", () =>
+      checkSignature(decoded, claims.issuer, "assertionMethod", "credential"),
+    );
     await log.run("credential.validity", () => checkWindow(claims.notBefore, claims.expires, "credential"));
     const credentialId = credentialIdOf(jwt);
     const state = await log.run("credential.registry", () =>
@@ -116,12 +124,16 @@ export function createVerifier(options: VerifierOptions) {
       }),
     );
     await log.run("credential.issuer_member", () => {
-      if (!state.issuerIsMember) fail("issuer_not_member", `issuer ${claims.issuer} is not a consortium member`);
+      if (!state.issuerIsMember)
+        fail("issuer_not_member", `issuer ${claims.issuer} is not a consortium member`);
     });
     await log.run("credential.anchored", () => {
-      if (state.anchoredBy === null) fail("not_anchored", "the credential id is not anchored on the registry", { credentialId });
+      if (state.anchoredBy === null)
+        fail("not_anchored", "the credential id is not anchored on the registry", { credentialId });
       if (state.anchoredBy.toLowerCase() !== issuerAccount.toLowerCase()) {
-        fail("not_anchored", "the credential id was anchored by another account than its issuer", { credentialId });
+        fail("not_anchored", "the credential id was anchored by another account than its issuer", {
+          credentialId,
+        });
       }
     });
     await log.run("credential.revocation", () => {
@@ -144,7 +156,10 @@ export function createVerifier(options: VerifierOptions) {
      * signature, audience and challenge, then the embedded credential in full, then that
      * the credential's subject is the presentation's signer.
      */
-    async verifyPresentation(vpJwt: unknown, expect: PresentationExpectations): Promise<VerifiedPresentation> {
+    async verifyPresentation(
+      vpJwt: unknown,
+      expect: PresentationExpectations,
+    ): Promise<VerifiedPresentation> {
       const log = new CheckLog();
       const decoded = await log.run("presentation.format", () => {
         const d = decodeJwt(vpJwt);
@@ -155,8 +170,10 @@ export function createVerifier(options: VerifierOptions) {
       const { holder, nonce, credentialJwt } = await log.run("presentation.claims", () => {
         const { iss, vp, nonce } = payload;
         if (typeof iss !== "string") fail("malformed", "presentation iss must be the holder's DID");
-        if (typeof nonce !== "string" || nonce.length === 0) fail("challenge_invalid", "presentation has no challenge (nonce)");
-        if (typeof vp !== "object" || vp === null || Array.isArray(vp)) fail("malformed", "presentation vp claim is missing");
+        if (typeof nonce !== "string" || nonce.length === 0)
+          fail("challenge_invalid", "presentation has no challenge (nonce)");
+        if (typeof vp !== "object" || vp === null || Array.isArray(vp))
+          fail("malformed", "presentation vp claim is missing");
         const { type, verifiableCredential, holder } = vp as Record<string, unknown>;
         if (!Array.isArray(type) || !type.includes("VerifiablePresentation")) {
           fail("malformed", "vp type must include VerifiablePresentation");
@@ -175,10 +192,14 @@ export function createVerifier(options: VerifierOptions) {
         const aud = payload.aud;
         const audiences = Array.isArray(aud) ? aud : [aud];
         if (!audiences.includes(expect.domain)) {
-          fail("domain_mismatch", `presentation audience must be ${expect.domain}`, { audience: aud ?? null });
+          fail("domain_mismatch", `presentation audience must be ${expect.domain}`, {
+            audience: aud ?? null,
+          });
         }
       });
-      await log.run("presentation.signature", () => checkSignature(decoded, holder, "authentication", "presentation"));
+      await log.run("presentation.signature", () =>
+        checkSignature(decoded, holder, "authentication", "presentation"),
+      );
       await log.run("presentation.validity", () =>
         checkWindow(payload.nbf as number | undefined, payload.exp as number | undefined, "presentation"),
       );

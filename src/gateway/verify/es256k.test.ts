@@ -1,0 +1,55 @@
+import { createHash } from "node:crypto";
+import { type SigningKey, Wallet } from "ethers";
+import { describe, expect, it } from "vitest";
+import { verifyEs256k } from "./es256k.ts";
+
+const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+const wallet = new Wallet("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
+const other = new Wallet("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a");
+const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJ0ZXN0In0";
+
+function sign(key: SigningKey, data: string): Uint8Array {
+  const sig = key.sign(createHash("sha256").update(data).digest());
+  return Buffer.concat([Buffer.from(sig.r.slice(2), "hex"), Buffer.from(sig.s.slice(2), "hex")]);
+}
+
+describe("verifyEs256k", () => {
+  const sig = sign(wallet.signingKey, input);
+  const pub = { publicKeyHex: wallet.signingKey.compressedPublicKey.slice(2) };
+  const address = { address: wallet.address };
+
+  it("accepts a signature by the public key, and by the address through recovery", () => {
+    expect(verifyEs256k(input, sig, [pub])).toEqual(pub);
+    expect(verifyEs256k(input, sig, [address])).toEqual(address);
+  });
+
+  it("returns the first key that verifies", () => {
+    const wrong = { address: other.address };
+    expect(verifyEs256k(input, sig, [wrong, pub])).toEqual(pub);
+  });
+
+  it("refuses another key, another input, a wrong length and zero r or s", () => {
+    expect(
+      verifyEs256k(input, sig, [
+        { publicKeyHex: other.signingKey.publicKey.slice(2) },
+        { address: other.address },
+      ]),
+    ).toBeNull();
+    expect(verifyEs256k(`${input}x`, sig, [pub, address])).toBeNull();
+    expect(verifyEs256k(input, sig.subarray(0, 63), [pub])).toBeNull();
+    expect(verifyEs256k(input, new Uint8Array(64), [pub, address])).toBeNull();
+  });
+
+  it("refuses the high-s twin of a valid signature", () => {
+    const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString("hex")}`);
+    const twin = Buffer.concat([
+      sig.subarray(0, 32),
+      Buffer.from((N - s).toString(16).padStart(64, "0"), "hex"),
+    ]);
+    expect(verifyEs256k(input, twin, [pub, address])).toBeNull();
+  });
+
+  it("ignores keys that are not secp256k1 points", () => {
+    expect(verifyEs256k(input, sig, [{ publicKeyHex: `02${"00".repeat(32)}` }, address])).toEqual(address);
+  });
+});
