@@ -5,6 +5,7 @@ import { createKPartyAgent } from "../agent/index.ts";
 import { getCredentialState } from "../src/chain/index.ts";
 import { decodeJwt } from "../src/credential/index.ts";
 import { isKPartyError } from "../src/errors/index.ts";
+import { errorCodeOf } from "./fixtures/errors.ts";
 import { issue } from "./fixtures/issue.ts";
 import { createWorld, type KPartyWorld, MODEL_ID, PASSPHRASE } from "./fixtures/kparty.ts";
 
@@ -15,15 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await world?.close();
 });
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return isKPartyError(error) ? error.code : `non-kparty: ${String(error)}`;
-  }
-  return undefined;
-}
 
 describe("issuer agent", () => {
   it("issues a K-th Party token in the DESIGN.md format", async () => {
@@ -121,7 +113,7 @@ describe("issuer agent", () => {
   });
 
   it("refuses a wrong passphrase before touching any key: wrong_passphrase", async () => {
-    const code = await codeOf(
+    const code = await errorCodeOf(
       createKPartyAgent({
         role: "holder",
         dataDir: join(world.dir, "alice"),
@@ -158,19 +150,21 @@ describe("issuer agent", () => {
   });
 
   it("refuses to issue for an issuer outside the consortium, before allocating an index: issuer_not_member", async () => {
-    const code = await codeOf(issue(world.outsider, world.alice));
+    const code = await errorCodeOf(issue(world.outsider, world.alice));
     expect(code).toBe("issuer_not_member");
     expect(await world.outsider.handle.agent.kpartyListIssuedCredentials({})).toEqual([]);
   });
 
   it("refuses bad issuance arguments: invalid_argument", async () => {
-    expect(await codeOf(issue(world.orgA, world.alice, { actions: ["model:fly" as never] }))).toBe(
+    expect(await errorCodeOf(issue(world.orgA, world.alice, { actions: ["model:fly" as never] }))).toBe(
       "invalid_argument",
     );
-    expect(await codeOf(issue(world.orgA, world.alice, { models: [] }))).toBe("invalid_argument");
-    expect(await codeOf(issue(world.orgA, world.alice, { role: "admin" as never }))).toBe("invalid_argument");
+    expect(await errorCodeOf(issue(world.orgA, world.alice, { models: [] }))).toBe("invalid_argument");
+    expect(await errorCodeOf(issue(world.orgA, world.alice, { role: "admin" as never }))).toBe(
+      "invalid_argument",
+    );
     expect(
-      await codeOf(
+      await errorCodeOf(
         issue(world.orgA, world.alice, {
           validFrom: new Date(2_000_000_000_000),
           validUntil: new Date(1_000),
@@ -205,7 +199,9 @@ describe("issuer agent", () => {
     await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
     expect(await read()).toMatchObject({ revoked: true, suspended: false });
     expect(
-      await codeOf(world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: `0x${"ab".repeat(32)}` })),
+      await errorCodeOf(
+        world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: `0x${"ab".repeat(32)}` }),
+      ),
     ).toBe("not_found");
   });
 });

@@ -22,11 +22,10 @@ import {
   type WalletClient,
 } from "../../src/chain/index.ts";
 import {
-  ACTIONS,
   type Action,
   credentialIdOf,
+  grantProblem,
   kpartyCredential,
-  ROLES,
   type Role,
 } from "../../src/credential/index.ts";
 import { KPartyError } from "../../src/errors/index.ts";
@@ -95,7 +94,6 @@ export interface KPartyIssuerOptions {
   now?: () => Date;
 }
 
-const MODEL_ID = /^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
 const DEFAULT_VALIDITY_MS = 30 * 24 * 3600 * 1000;
 
 function invalid(message: string): KPartyError {
@@ -106,26 +104,8 @@ function validateClaims(args: IssueCredentialArgs): void {
   if (typeof args.subject !== "string" || !/^did:[a-z0-9]+:\S+$/.test(args.subject)) {
     throw invalid("subject must be a DID");
   }
-  if (!ROLES.includes(args.role)) throw invalid(`role must be one of ${ROLES.join(", ")}`);
-  if (
-    !Array.isArray(args.models) ||
-    args.models.length === 0 ||
-    !args.models.every((m) => MODEL_ID.test(m))
-  ) {
-    throw invalid('models must be a non-empty list of model ids or ["*"]');
-  }
-  if (
-    !Array.isArray(args.actions) ||
-    args.actions.length === 0 ||
-    !args.actions.every((a) => ACTIONS.includes(a)) ||
-    new Set(args.actions).size !== args.actions.length
-  ) {
-    throw invalid(`actions must be distinct values among ${ACTIONS.join(", ")}`);
-  }
-  const rpm = args.quota?.requestsPerMinute;
-  if (args.quota !== undefined && (!Number.isSafeInteger(rpm) || (rpm as number) < 1)) {
-    throw invalid("quota.requestsPerMinute must be a positive integer");
-  }
+  const problem = grantProblem(args);
+  if (problem) throw invalid(problem);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Deployment } from "../chain/index.ts";
+import { pickGrant } from "./claims.ts";
 import { CREDENTIAL_TYPE, caip10, type KPartyClaims, statusEntry, VC_CONTEXT } from "./format.ts";
 
 export interface CredentialPayloadArgs {
@@ -24,13 +25,9 @@ export interface CredentialPayloadArgs {
 export function kpartyCredential(args: CredentialPayloadArgs) {
   const { chainId, contracts } = args.deployment;
   const pointer = { chainId, registry: contracts.CredentialRegistry, index: args.statusIndex };
-  const { role, models, actions, quota } = args.claims;
   const kParty: KPartyClaims = {
     consortium: caip10(chainId, contracts.ConsortiumRegistry),
-    role,
-    models,
-    actions,
-    ...(quota ? { quota: { requestsPerMinute: quota.requestsPerMinute } } : {}),
+    ...pickGrant(args.claims),
   };
   return {
     "@context": [VC_CONTEXT],

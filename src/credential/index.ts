@@ -1,4 +1,5 @@
 export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
+export { grantProblem, isModelSelector, MODEL_ID, pickGrant } from "./claims.ts";
 export {
   ACTIONS,
   type Action,

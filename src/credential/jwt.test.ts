@@ -1,16 +1,9 @@
 import { keccak256, toUtf8Bytes } from "ethers";
 import { describe, expect, it } from "vitest";
+import { errorCode } from "../../test/fixtures/errors.ts";
 import { credentialIdOf, decodeJwt } from "./jwt.ts";
 
 const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return "no error";
-};
 
 describe("decodeJwt", () => {
   it("splits a compact JWS into parsed header, payload, signing input and signature bytes", () => {
@@ -32,7 +25,7 @@ describe("decodeJwt", () => {
     ["a payload that is an array", `${enc({})}.${enc([1])}.AA`],
     ["a payload that is not UTF-8", `${enc({})}.${Buffer.from([0xff, 0xfe]).toString("base64url")}.AA`],
   ])("refuses %s: malformed", (_what, jwt) => {
-    expect(code(() => decodeJwt(jwt))).toBe("malformed");
+    expect(errorCode(() => decodeJwt(jwt))).toBe("malformed");
   });
 });
 

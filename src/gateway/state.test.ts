@@ -1,14 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { errorCode } from "../../test/fixtures/errors.ts";
 import { AuditLog, ChallengeStore, openGatewayDatabase } from "./state.ts";
-
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return "no error";
-};
 
 describe("ChallengeStore", () => {
   it("accepts a challenge once, then reports challenge_reused", () => {
@@ -18,17 +10,17 @@ describe("ChallengeStore", () => {
     });
     const { challenge, expiresAt } = store.issue("127.0.0.1");
     expect(expiresAt.getTime()).toBe(1_060_000);
-    expect(code(() => store.consume(challenge))).toBe("no error");
-    expect(code(() => store.consume(challenge))).toBe("challenge_reused");
+    expect(errorCode(() => store.consume(challenge))).toBe("no error");
+    expect(errorCode(() => store.consume(challenge))).toBe("challenge_reused");
   });
 
   it("reports challenge_invalid for an unknown or expired challenge", () => {
     let now = 1_000_000;
     const store = new ChallengeStore(openGatewayDatabase(":memory:"), { ttlSeconds: 60, now: () => now });
-    expect(code(() => store.consume("never-issued"))).toBe("challenge_invalid");
+    expect(errorCode(() => store.consume("never-issued"))).toBe("challenge_invalid");
     const { challenge } = store.issue("127.0.0.1");
     now += 60_000;
-    expect(code(() => store.consume(challenge))).toBe("challenge_invalid");
+    expect(errorCode(() => store.consume(challenge))).toBe("challenge_invalid");
   });
 });
 

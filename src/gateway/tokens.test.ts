@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { errorCode } from "../../test/fixtures/errors.ts";
 import { createTokenService } from "./tokens.ts";
 
 const grant = {
@@ -11,15 +12,6 @@ const grant = {
   models: ["m"],
 };
 
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return "no error";
-};
-
 describe("access tokens", () => {
   it("round-trips the grant and expires after the ttl", () => {
     let now = 1_800_000_000_000;
@@ -28,7 +20,7 @@ describe("access tokens", () => {
     expect(expiresIn).toBe(300);
     expect(tokens.verify(token)).toMatchObject({ ...grant, expiresAt: 1_800_000_300 });
     now += 300_000;
-    expect(code(() => tokens.verify(token))).toBe("token_invalid");
+    expect(errorCode(() => tokens.verify(token))).toBe("token_invalid");
   });
 
   it("refuses tokens of another gateway key or domain, tampered tokens and junk", () => {
@@ -36,14 +28,14 @@ describe("access tokens", () => {
     const a = createTokenService({ domain: "gw", now });
     const b = createTokenService({ domain: "gw", now });
     const token = a.issue(grant).token;
-    expect(code(() => b.verify(token))).toBe("token_invalid");
+    expect(errorCode(() => b.verify(token))).toBe("token_invalid");
     const [h, p, s] = token.split(".") as [string, string, string];
     const payload = JSON.parse(Buffer.from(p, "base64url").toString());
     payload.scope = "model:read round:aggregate";
     expect(
-      code(() => a.verify(`${h}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.${s}`)),
+      errorCode(() => a.verify(`${h}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.${s}`)),
     ).toBe("token_invalid");
-    expect(code(() => a.verify("junk"))).toBe("token_invalid");
+    expect(errorCode(() => a.verify("junk"))).toBe("token_invalid");
   });
 
   it("rejects misconfiguration with TypeError", () => {

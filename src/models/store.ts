@@ -1,6 +1,7 @@
 import { createReadStream, type ReadStream } from "node:fs";
 import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { MODEL_ID } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 
@@ -19,7 +20,15 @@ export interface ModelInfo {
   updatedAt: string;
 }
 
-const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
+  }
+}
 
 /**
  * The shared model store on the local file system: one folder per model with `model.json`
@@ -69,12 +78,8 @@ export class FileModelStore {
       throw new KPartyError("invalid_argument", "weights must be finite");
     const dir = this.#modelDir(args.id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    try {
-      await stat(join(dir, "model.json"));
+    if (await exists(join(dir, "model.json")))
       throw new KPartyError("invalid_argument", `model ${args.id} already exists`);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    }
     const info: ModelInfo = {
       id: args.id,
       description: args.description,

@@ -1,14 +1,12 @@
 import type { Deployment } from "../../chain/index.ts";
 import { MAX_STATUS_INDEX } from "../../chain/index.ts";
 import {
-  ACTIONS,
-  type Action,
   CREDENTIAL_TYPE,
   caip10,
   type DecodedJwt,
+  grantProblem,
   type KPartyClaims,
-  ROLES,
-  type Role,
+  pickGrant,
   STATUS_PURPOSES,
   STATUS_TYPE,
   statusEntry,
@@ -16,7 +14,6 @@ import {
 } from "../../credential/index.ts";
 import { fail } from "./checks.ts";
 
-const MODEL_ID = /^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
 const INDEX = /^(0|[1-9][0-9]{0,15})$/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -58,39 +55,10 @@ export interface TokenClaims {
 
 function parseClaims(raw: unknown): KPartyClaims {
   if (!isObject(raw)) fail("malformed", "credentialSubject.kParty is missing");
-  const { consortium, role, models, actions, quota } = raw;
-  if (typeof consortium !== "string") fail("malformed", "kParty.consortium must be a string");
-  if (!ROLES.includes(role as Role)) fail("malformed", `kParty.role must be one of ${ROLES.join(", ")}`);
-  if (
-    !Array.isArray(models) ||
-    models.length === 0 ||
-    !models.every((m) => typeof m === "string" && MODEL_ID.test(m))
-  ) {
-    fail("malformed", "kParty.models must be a non-empty list of model ids");
-  }
-  if (
-    !Array.isArray(actions) ||
-    actions.length === 0 ||
-    !actions.every((a) => ACTIONS.includes(a as Action)) ||
-    new Set(actions).size !== actions.length
-  ) {
-    fail("malformed", `kParty.actions must be distinct values among ${ACTIONS.join(", ")}`);
-  }
-  let parsedQuota: KPartyClaims["quota"];
-  if (quota !== undefined) {
-    const rpm = isObject(quota) ? quota.requestsPerMinute : undefined;
-    if (typeof rpm !== "number" || !Number.isSafeInteger(rpm) || rpm < 1) {
-      fail("malformed", "kParty.quota.requestsPerMinute must be a positive integer");
-    }
-    parsedQuota = { requestsPerMinute: rpm };
-  }
-  return {
-    consortium,
-    role: role as Role,
-    models: models as string[],
-    actions: actions as Action[],
-    ...(parsedQuota ? { quota: parsedQuota } : {}),
-  };
+  if (typeof raw.consortium !== "string") fail("malformed", "kParty.consortium must be a string");
+  const problem = grantProblem(raw);
+  if (problem) fail("malformed", `kParty.${problem}`);
+  return { consortium: raw.consortium, ...pickGrant(raw as Parameters<typeof pickGrant>[0]) };
 }
 
 function parseStatus(
