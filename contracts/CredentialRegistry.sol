@@ -5,10 +5,13 @@ import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
 import {ICredentialRegistry} from "./interfaces/ICredentialRegistry.sol";
 
 /// @title CredentialRegistry
-/// @notice Anchors of K-th Party credential ids and their issuers' status bit lists.
-/// @dev A credential id is `keccak256` of the credential JWT's signing input. Status
-/// lists are per issuer and packed 256 bits per storage word; a revocation bit can
-/// never be cleared, a suspension bit can.
+/// @notice Anchors of K-th Party credential ids (one id, or the Merkle root of a batch of ids)
+/// and the issuers' status bit lists.
+/// @dev A credential id is `keccak256` of the credential JWT's signing input; a batch root is
+/// built as docs/registry.md describes (domain-separated leaves and nodes, sorted pairs). Status
+/// lists are per issuer and packed 256 bits per storage word; a revocation bit can never be
+/// cleared, a suspension bit can. Ids and roots share one anchor table: a root is never a
+/// credential id (leaves are domain-separated).
 contract CredentialRegistry is ICredentialRegistry {
     struct Anchor {
         address issuer;
@@ -16,7 +19,7 @@ contract CredentialRegistry is ICredentialRegistry {
     }
 
     IConsortiumRegistry private immutable _consortium;
-    mapping(bytes32 credentialId => Anchor) private _anchors;
+    mapping(bytes32 credentialIdOrRoot => Anchor) private _anchors;
     mapping(address issuer => mapping(uint256 word => uint256 bits)) private _revoked;
     mapping(address issuer => mapping(uint256 word => uint256 bits)) private _suspended;
 
@@ -30,6 +33,8 @@ contract CredentialRegistry is ICredentialRegistry {
         _consortium = consortium_;
     }
 
+    // ------------------------------------------------------------------ anchoring
+
     /// @notice Anchors `credentialId` with the caller as its issuer; the block of this
     /// transaction is the credential's trustworthy issuance time.
     /// @dev Requirements:
@@ -38,14 +43,23 @@ contract CredentialRegistry is ICredentialRegistry {
     ///
     /// Emits a {CredentialAnchored} event.
     function anchor(bytes32 credentialId) external onlyMember {
-        if (credentialId == bytes32(0)) revert CredentialRegistryZeroCredentialId();
-        Anchor storage existing = _anchors[credentialId];
-        if (existing.issuer != address(0)) {
-            revert CredentialRegistryAlreadyAnchored(credentialId, existing.issuer, existing.blockNumber);
-        }
-        _anchors[credentialId] = Anchor({issuer: msg.sender, blockNumber: uint64(block.number)});
+        _anchor(credentialId);
         emit CredentialAnchored(credentialId, msg.sender, block.number);
     }
+
+    /// @notice Anchors the Merkle root of a batch of `count` credential ids with the caller as issuer.
+    /// @dev Requirements:
+    /// - the caller is a current consortium member;
+    /// - `root` is non-zero and not anchored yet; `count` is positive.
+    ///
+    /// Emits a {BatchAnchored} event.
+    function anchorBatch(bytes32 root, uint256 count) external onlyMember {
+        if (count == 0) revert CredentialRegistryEmptyBatch();
+        _anchor(root);
+        emit BatchAnchored(root, msg.sender, count, block.number);
+    }
+
+    // ------------------------------------------------------------------ status, one index
 
     /// @notice Sets bit `index` of the caller's revocation list. Final: no function clears it.
     /// @dev Requirements:
@@ -84,6 +98,52 @@ contract CredentialRegistry is ICredentialRegistry {
         emit CredentialReinstated(msg.sender, index);
     }
 
+    // ------------------------------------------------------------------ status, batches
+
+    /// @notice Sets the bits `indexes` of the caller's revocation list, one storage write per word.
+    /// @dev Requirements:
+    /// - the caller is a current consortium member;
+    /// - `indexes` is non-empty and strictly increasing;
+    /// - none of the bits is set yet.
+    ///
+    /// Emits a {StatusWordChanged} event per word touched.
+    function revokeBatch(uint256[] calldata indexes) external onlyMember {
+        _applyBatch(_revoked[msg.sender], msg.sender, indexes, true, true, false);
+    }
+
+    /// @notice Sets the bits `indexes` of the caller's suspension list, one storage write per word.
+    /// @dev Requirements: as {revokeBatch}, on the suspension list.
+    ///
+    /// Emits a {StatusWordChanged} event per word touched.
+    function suspendBatch(uint256[] calldata indexes) external onlyMember {
+        _applyBatch(_suspended[msg.sender], msg.sender, indexes, false, true, false);
+    }
+
+    /// @notice Clears the bits `indexes` of the caller's suspension list, one storage write per word.
+    /// @dev Requirements:
+    /// - the caller is a current consortium member;
+    /// - `indexes` is non-empty and strictly increasing;
+    /// - every bit is set.
+    ///
+    /// Emits a {StatusWordChanged} event per word touched.
+    function reinstateBatch(uint256[] calldata indexes) external onlyMember {
+        _applyBatch(_suspended[msg.sender], msg.sender, indexes, false, false, false);
+    }
+
+    /// @notice Revokes credentials of `issuer` by index on the consortium's decision (a quorum
+    /// executed a revocation proposal); bits already set are left as they are.
+    /// @dev Requirements:
+    /// - the caller is the consortium contract;
+    /// - `indexes` is non-empty and strictly increasing.
+    ///
+    /// Emits a {StatusWordChanged} event per word where a bit was newly set.
+    function consortiumRevoke(address issuer, uint256[] calldata indexes) external {
+        if (msg.sender != address(_consortium)) revert CredentialRegistryNotConsortium(msg.sender);
+        _applyBatch(_revoked[issuer], issuer, indexes, true, true, true);
+    }
+
+    // ------------------------------------------------------------------ views
+
     /// @inheritdoc ICredentialRegistry
     function consortium() external view returns (address) {
         return address(_consortium);
@@ -105,6 +165,11 @@ contract CredentialRegistry is ICredentialRegistry {
         return _getBit(_suspended[issuer], index);
     }
 
+    /// @notice Word `word` of `issuer`'s revocation and suspension lists.
+    function statusWords(address issuer, uint256 word) external view returns (uint256 revoked, uint256 suspended) {
+        return (_revoked[issuer][word], _suspended[issuer][word]);
+    }
+
     /// @inheritdoc ICredentialRegistry
     function credentialState(bytes32 credentialId, address issuer, uint256 revocationIndex, uint256 suspensionIndex)
         external
@@ -115,8 +180,81 @@ contract CredentialRegistry is ICredentialRegistry {
         state.anchoredBy = a.issuer;
         state.anchoredAt = a.blockNumber;
         state.issuerIsMember = _consortium.isMember(issuer);
+        state.issuerWasMemberAtAnchor = a.issuer != address(0) && _consortium.wasMemberAt(issuer, a.blockNumber);
         state.revoked = isRevoked(issuer, revocationIndex);
         state.suspended = isSuspended(issuer, suspensionIndex);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _anchor(bytes32 key) private {
+        if (key == bytes32(0)) revert CredentialRegistryZeroCredentialId();
+        Anchor storage existing = _anchors[key];
+        if (existing.issuer != address(0)) {
+            revert CredentialRegistryAlreadyAnchored(key, existing.issuer, existing.blockNumber);
+        }
+        _anchors[key] = Anchor({issuer: msg.sender, blockNumber: uint64(block.number)});
+    }
+
+    /// @dev Applies a sorted batch word by word. `set` sets bits (else clears them); `lenient`
+    /// skips bits already in the target state instead of reverting.
+    function _applyBatch(
+        mapping(uint256 => uint256) storage list,
+        address issuer,
+        uint256[] calldata indexes,
+        bool revocation,
+        bool set,
+        bool lenient
+    ) private {
+        uint256 n = indexes.length;
+        if (n == 0) revert CredentialRegistryEmptyBatch();
+        uint256 word = indexes[0] >> 8;
+        uint256 mask;
+        uint256 previous;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 index = indexes[i];
+            if (i > 0 && index <= previous) revert CredentialRegistryUnsortedIndexes(previous, index);
+            previous = index;
+            if (index >> 8 != word) {
+                _flushWord(list, issuer, word, mask, revocation, set, lenient);
+                word = index >> 8;
+                mask = 0;
+            }
+            mask |= 1 << (index & 0xff);
+        }
+        _flushWord(list, issuer, word, mask, revocation, set, lenient);
+    }
+
+    function _flushWord(
+        mapping(uint256 => uint256) storage list,
+        address issuer,
+        uint256 word,
+        uint256 mask,
+        bool revocation,
+        bool set,
+        bool lenient
+    ) private {
+        uint256 bits = list[word];
+        uint256 conflict = set ? bits & mask : ~bits & mask;
+        if (conflict != 0) {
+            if (!lenient) {
+                uint256 index = (word << 8) + _lowestBit(conflict);
+                if (!set) revert CredentialRegistryNotSuspended(issuer, index);
+                if (revocation) revert CredentialRegistryAlreadyRevoked(issuer, index);
+                revert CredentialRegistryAlreadySuspended(issuer, index);
+            }
+            mask &= ~conflict;
+            if (mask == 0) return;
+        }
+        list[word] = set ? bits | mask : bits & ~mask;
+        emit StatusWordChanged(issuer, revocation, word, mask, set);
+    }
+
+    function _lowestBit(uint256 x) private pure returns (uint256 i) {
+        while (x & 1 == 0) {
+            x >>= 1;
+            ++i;
+        }
     }
 
     /// @dev Sets the bit and returns true, or returns false if it was already set.

@@ -15,8 +15,8 @@ contract CredentialRegistryFuzzTest {
     function setUp() public {
         IConsortiumRegistry.MemberInit[] memory founders = new IConsortiumRegistry.MemberInit[](1);
         founders[0] = IConsortiumRegistry.MemberInit({account: address(this), did: "did:ethr:0x7a69:test", name: "test"});
-        consortium = new ConsortiumRegistry(founders, 1);
-        registry = new CredentialRegistry(consortium);
+        consortium = new ConsortiumRegistry(founders, 1, 1 days);
+        registry = CredentialRegistry(consortium.credentialRegistry());
     }
 
     /// A revoked bit stays set whatever the issuer does to its suspension list.
@@ -48,6 +48,32 @@ contract CredentialRegistryFuzzTest {
         require(!registry.isRevoked(someoneElse, index), "other issuer's list changed");
     }
 
+    /// A batch sets exactly its bits, and a second batch over any of them reverts.
+    function testFuzz_batchSetsExactlyItsBits(uint16 start, uint8 length, uint16 probe) public {
+        uint256 n = uint256(length) + 1;
+        uint256[] memory indexes = new uint256[](n);
+        for (uint256 i = 0; i < n; ++i) indexes[i] = uint256(start) + 2 * i;
+        registry.revokeBatch(indexes);
+        uint256 p = uint256(probe);
+        bool expected = p >= start && p < uint256(start) + 2 * n && (p - start) % 2 == 0;
+        require(registry.isRevoked(address(this), p) == expected, "batch bit mismatch");
+        vm.expectRevert(
+            abi.encodeWithSelector(ICredentialRegistry.CredentialRegistryAlreadyRevoked.selector, address(this), indexes[0])
+        );
+        registry.revokeBatch(indexes);
+    }
+
+    /// Reinstating a batch never touches the revocation list.
+    function testFuzz_reinstateBatchKeepsRevocations(uint16 index) public {
+        uint256[] memory one = new uint256[](1);
+        one[0] = index;
+        registry.revokeBatch(one);
+        registry.suspendBatch(one);
+        registry.reinstateBatch(one);
+        require(registry.isRevoked(address(this), index), "revocation cleared");
+        require(!registry.isSuspended(address(this), index), "suspension kept");
+    }
+
     /// Only current members anchor, and an anchor records its issuer and block.
     function testFuzz_onlyMembersAnchor(bytes32 credentialId, address caller) public {
         vm.assume(credentialId != bytes32(0));
@@ -58,6 +84,16 @@ contract CredentialRegistryFuzzTest {
         registry.anchor(credentialId);
         (address issuer, uint256 blockNumber) = registry.anchorOf(credentialId);
         require(issuer == address(this) && blockNumber == block.number, "anchor not recorded");
+    }
+
+    /// Only the consortium contract may revoke another issuer's credentials.
+    function testFuzz_onlyConsortiumRevokesOthers(address caller, uint256 index) public {
+        vm.assume(caller != address(consortium));
+        uint256[] memory one = new uint256[](1);
+        one[0] = index;
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(ICredentialRegistry.CredentialRegistryNotConsortium.selector, caller));
+        registry.consortiumRevoke(address(this), one);
     }
 
     /// Membership history answers for every block since admission, and for none before.

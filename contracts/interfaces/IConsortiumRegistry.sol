@@ -22,6 +22,28 @@ interface IConsortiumRegistry {
     /// @notice Emitted when the quorum changes.
     event QuorumChanged(uint256 previousQuorum, uint256 newQuorum);
 
+    /// @notice What a governance proposal does when executed.
+    enum ProposalKind {
+        AddMember,
+        RemoveMember,
+        ChangeQuorum,
+        RevokeCredentials
+    }
+
+    /// @notice Emitted when `proposer` creates proposal `id` (its approval counts at once).
+    event ProposalCreated(
+        uint256 indexed id, ProposalKind kind, address indexed proposer, address indexed account, uint256 quorum, uint256 expiresAt
+    );
+
+    /// @notice Emitted when `member` approves proposal `id`.
+    event ProposalApproved(uint256 indexed id, address indexed member);
+
+    /// @notice Emitted when proposal `id` is executed.
+    event ProposalExecuted(uint256 indexed id, address indexed executor);
+
+    /// @notice Emitted at construction with the credential registry this consortium created.
+    event CredentialRegistryCreated(address registry);
+
     /// @notice The zero address cannot be a member.
     error ConsortiumRegistryZeroAddress();
 
@@ -36,6 +58,24 @@ interface IConsortiumRegistry {
 
     /// @notice `quorum` must be at least 1 and at most `memberCount`.
     error ConsortiumRegistryInvalidQuorum(uint256 quorum, uint256 memberCount);
+
+    /// @notice No proposal has id `id`.
+    error ConsortiumRegistryUnknownProposal(uint256 id);
+
+    /// @notice Proposal `id` expired at `expiresAt` (unix time).
+    error ConsortiumRegistryProposalExpired(uint256 id, uint256 expiresAt);
+
+    /// @notice Proposal `id` was already executed.
+    error ConsortiumRegistryProposalExecuted(uint256 id);
+
+    /// @notice `member` already approved proposal `id`.
+    error ConsortiumRegistryAlreadyApproved(uint256 id, address member);
+
+    /// @notice Proposal `id` has `approvals` approvals from current members; `quorum` are needed.
+    error ConsortiumRegistryQuorumNotReached(uint256 id, uint256 approvals, uint256 quorum);
+
+    /// @notice A revocation proposal needs at least one index.
+    error ConsortiumRegistryEmptyRevocation();
 
     /// @notice Whether `account` is a member now.
     function isMember(address account) external view returns (bool);
@@ -54,4 +94,10 @@ interface IConsortiumRegistry {
 
     /// @notice The number of approvals a governance proposal needs.
     function quorum() external view returns (uint256);
+
+    /// @notice The credential registry whose credentials the quorum can revoke.
+    function credentialRegistry() external view returns (address);
+
+    /// @notice Approvals of proposal `id` by accounts that are members now.
+    function approvalCount(uint256 id) external view returns (uint256);
 }

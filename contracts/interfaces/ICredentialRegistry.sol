@@ -10,12 +10,20 @@ interface ICredentialRegistry {
         address anchoredBy; // the member that anchored the credential id, zero if not anchored
         uint256 anchoredAt; // block number of the anchoring transaction, zero if not anchored
         bool issuerIsMember; // whether the claimed issuer is a consortium member now
+        bool issuerWasMemberAtAnchor; // whether the claimed issuer was a member at block `anchoredAt`
         bool revoked; // bit `revocationIndex` of the claimed issuer's revocation list
         bool suspended; // bit `suspensionIndex` of the claimed issuer's suspension list
     }
 
     /// @notice Emitted when `issuer` anchors `credentialId`.
     event CredentialAnchored(bytes32 indexed credentialId, address indexed issuer, uint256 blockNumber);
+
+    /// @notice Emitted when `issuer` anchors the Merkle root of a batch of `count` credential ids.
+    event BatchAnchored(bytes32 indexed root, address indexed issuer, uint256 count, uint256 blockNumber);
+
+    /// @notice Emitted when a batch sets bits `bits` of word `word` of `issuer`'s list
+    /// (`revocation` true: revocation list; false: suspension list). Bit i of word w is index 256·w + i.
+    event StatusWordChanged(address indexed issuer, bool indexed revocation, uint256 indexed word, uint256 bits, bool set);
 
     /// @notice Emitted when `issuer` sets bit `index` of its revocation list.
     event CredentialRevoked(address indexed issuer, uint256 indexed index);
@@ -28,6 +36,15 @@ interface ICredentialRegistry {
 
     /// @notice `caller` is not a current consortium member.
     error CredentialRegistryNotMember(address caller);
+
+    /// @notice Only the consortium contract may call this function.
+    error CredentialRegistryNotConsortium(address caller);
+
+    /// @notice A batch must not be empty.
+    error CredentialRegistryEmptyBatch();
+
+    /// @notice Batch indexes must be strictly increasing; `index` follows `previous`.
+    error CredentialRegistryUnsortedIndexes(uint256 previous, uint256 index);
 
     /// @notice The zero credential id cannot be anchored.
     error CredentialRegistryZeroCredentialId();

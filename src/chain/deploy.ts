@@ -18,11 +18,15 @@ export interface DeployParams {
   quorum: number;
   /** Reuse an ERC-1056 registry already on the chain instead of deploying one. */
   didRegistry?: string;
+  /** Seconds a governance proposal stays open (default 7 days). */
+  proposalLifetimeSeconds?: number;
 }
 
+const DEFAULT_PROPOSAL_LIFETIME = 7 * 24 * 3600;
+
 /**
- * Deploys ERC-1056 (unless given), ConsortiumRegistry with its founders, and
- * CredentialRegistry bound to that consortium.
+ * Deploys ERC-1056 (unless given) and ConsortiumRegistry with its founders; the consortium
+ * creates its CredentialRegistry in the same transaction.
  *
  * @example
  * ```ts
@@ -50,21 +54,15 @@ export async function deployKParty(params: DeployParams): Promise<Deployment> {
       consortiumArtifact.abi,
       consortiumArtifact.bytecode,
       deployer,
-    ).deploy(founders, quorum);
-    await consortium.waitForDeployment();
-    const registryArtifact = loadArtifact("CredentialRegistry");
-    const credentials = await new ContractFactory(
-      registryArtifact.abi,
-      registryArtifact.bytecode,
-      deployer,
-    ).deploy(await consortium.getAddress());
-    const receipt = await credentials.deploymentTransaction()?.wait(1);
+    ).deploy(founders, quorum, params.proposalLifetimeSeconds ?? DEFAULT_PROPOSAL_LIFETIME);
+    const receipt = await consortium.deploymentTransaction()?.wait(1);
+    const credentialRegistry: string = await consortium.getFunction("credentialRegistry").staticCall();
     return {
       chainId: Number(network.chainId),
       contracts: {
         EthereumDIDRegistry: didRegistry,
         ConsortiumRegistry: await consortium.getAddress(),
-        CredentialRegistry: await credentials.getAddress(),
+        CredentialRegistry: credentialRegistry,
       },
       deployedAtBlock: receipt?.blockNumber ?? (await deployer.provider.getBlockNumber()),
     };

@@ -1,9 +1,27 @@
+export { anchorBatch } from "./actions/anchor-batch.ts";
 export { anchorCredential } from "./actions/anchor-credential.ts";
 export { getChainStatus } from "./actions/get-chain-status.ts";
 export { type CredentialState, getCredentialState } from "./actions/get-credential-state.ts";
 export { getMember, listMembers, type MemberInfo } from "./actions/get-member.ts";
+export {
+  approveProposal,
+  executeProposal,
+  getProposal,
+  listProposals,
+  PROPOSAL_KINDS,
+  type Proposal,
+  type ProposalKind,
+  type ProposalOutcome,
+  proposeAddMember,
+  proposeQuorum,
+  proposeRemoveMember,
+  proposeRevokeCredentials,
+} from "./actions/governance.ts";
+export { reinstateBatch } from "./actions/reinstate-batch.ts";
 export { reinstateCredential } from "./actions/reinstate-credential.ts";
+export { revokeBatch } from "./actions/revoke-batch.ts";
 export { revokeCredential } from "./actions/revoke-credential.ts";
+export { suspendBatch } from "./actions/suspend-batch.ts";
 export { suspendCredential } from "./actions/suspend-credential.ts";
 export { MAX_STATUS_INDEX } from "./actions/validate.ts";
 export { latestBlockNumber } from "./block-number.ts";

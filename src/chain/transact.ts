@@ -9,6 +9,8 @@ export interface TransactionOutcome {
   transactionHash: string;
   blockNumber: number;
   gasUsed: bigint;
+  /** The kparty contracts' events the transaction emitted, decoded. */
+  events: { name: string; args: Record<string, unknown> }[];
 }
 
 const queues = new WeakMap<object, Promise<unknown>>();
@@ -44,7 +46,22 @@ export async function transact(
         const tx = (await fn(...args, { nonce })) as ContractTransactionResponse;
         const receipt = await tx.wait(1);
         if (!receipt) throw new KPartyError("registry_unavailable", `${action}: transaction dropped`);
-        return { transactionHash: receipt.hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
+        const events: TransactionOutcome["events"] = [];
+        for (const log of receipt.logs) {
+          for (const iface of [i.credentials, i.consortium]) {
+            const parsed = iface.parseLog(log);
+            if (parsed) {
+              events.push({ name: parsed.name, args: parsed.args.toObject() });
+              break;
+            }
+          }
+        }
+        return {
+          transactionHash: receipt.hash,
+          blockNumber: receipt.blockNumber,
+          gasUsed: receipt.gasUsed,
+          events,
+        };
       } catch (error) {
         throw toChainError(error, action, i.credentials, i.consortium, i.didRegistry);
       }

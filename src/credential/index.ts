@@ -17,3 +17,4 @@ export {
   VC_CONTEXT,
 } from "./format.ts";
 export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";
+export { buildMerkleTree, type MerkleTree, merkleLeaf, merkleNode, merkleRootOf } from "./merkle.ts";

@@ -28,14 +28,15 @@ describe("ConsortiumRegistry", () => {
       founders: [{ account: a, did: "did:ethr:0x7a69:a", name: "A" }],
       quorum: 1,
     });
-    const block = await chain.provider.getBlock(deployment.deployedAtBlock - 1, true);
+    const block = await chain.provider.getBlock(deployment.deployedAtBlock, true);
     const receipt = await chain.provider.getTransactionReceipt(block?.transactions[0] as string);
     const events = receipt?.logs
       .map((l) => iface().parseLog(l))
       .map((e) => ({ name: e?.name, args: e?.args.toArray() }));
     expect(events).toEqual([
-      { name: "MemberAdded", args: [a, "did:ethr:0x7a69:a", "A", BigInt(deployment.deployedAtBlock - 1)] },
+      { name: "MemberAdded", args: [a, "did:ethr:0x7a69:a", "A", BigInt(deployment.deployedAtBlock)] },
       { name: "QuorumChanged", args: [0n, 1n] },
+      { name: "CredentialRegistryCreated", args: [deployment.contracts.CredentialRegistry] },
     ]);
   });
 
@@ -62,7 +63,7 @@ describe("ConsortiumRegistry", () => {
   it("answers wasMemberAt from the admission block on, and never before or for outsiders", async () => {
     const m1 = await (fx.members[0] as JsonRpcSigner).getAddress();
     const c = fx.as(fx.outsider).consortium;
-    const admitted = fx.deployment.deployedAtBlock - 1; // the consortium is deployed one block before the credential registry
+    const admitted = fx.deployment.deployedAtBlock;
     expect(await c.getFunction("wasMemberAt").staticCall(m1, admitted - 1)).toBe(false);
     expect(await c.getFunction("wasMemberAt").staticCall(m1, admitted)).toBe(true);
     expect(await c.getFunction("wasMemberAt").staticCall(m1, admitted + 1000)).toBe(true);
@@ -119,13 +120,13 @@ describe("ConsortiumRegistry", () => {
       const artifact = loadArtifact("ConsortiumRegistry");
       const factory = new ContractFactory(artifact.abi, artifact.bytecode, deployer());
       await expectRevert(
-        factory.deploy([await member(1)], 2),
+        factory.deploy([await member(1)], 2, 3600),
         iface(),
         "ConsortiumRegistryInvalidQuorum",
         [2, 1],
       );
       await expectRevert(
-        factory.deploy([await member(1)], 0),
+        factory.deploy([await member(1)], 0, 3600),
         iface(),
         "ConsortiumRegistryInvalidQuorum",
         [0, 1],

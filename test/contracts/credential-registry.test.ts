@@ -119,9 +119,10 @@ describe("CredentialRegistry status lists", () => {
     expect((await state.staticCall(id, a1, 42, 43)).toArray()).toEqual([
       a1,
       BigInt(blockNumber),
-      true,
-      true,
-      false,
+      true, // issuer is a member now
+      true, // and was at the anchoring block
+      true, // revoked
+      false, // suspended
     ]);
     const outsider = await fx.outsider.getAddress();
     expect((await state.staticCall(id, outsider, 42, 43)).toArray()).toEqual([
@@ -130,11 +131,13 @@ describe("CredentialRegistry status lists", () => {
       false,
       false,
       false,
+      false,
     ]);
     expect((await state.staticCall(freshId(), a2, 0, 0)).toArray()).toEqual([
       "0x0000000000000000000000000000000000000000",
       0n,
       true,
+      false, // not anchored: no anchoring block to have been a member at
       false,
       false,
     ]);

@@ -9,7 +9,7 @@ import { assertBytes32 } from "./validate.ts";
  * const { blockNumber } = await anchorCredential(wallet, { credentialId });
  * ```
  */
-export function anchorCredential(
+export async function anchorCredential(
   wallet: WalletClient,
   args: { credentialId: string },
 ): Promise<TransactionOutcome> {

@@ -12,6 +12,8 @@ export interface CredentialState {
   anchoredAt: number | null;
   /** Whether the claimed issuer account is a member now. */
   issuerIsMember: boolean;
+  /** Whether the claimed issuer account was a member at the anchoring block. */
+  issuerWasMemberAtAnchor: boolean;
   /** The claimed issuer's revocation bit. */
   revoked: boolean;
   suspended: boolean;
@@ -55,6 +57,7 @@ export async function getCredentialState(
       anchoredBy: anchored ? (state.anchoredBy as string) : null,
       anchoredAt: anchored ? Number(state.anchoredAt) : null,
       issuerIsMember: state.issuerIsMember as boolean,
+      issuerWasMemberAtAnchor: state.issuerWasMemberAtAnchor as boolean,
       revoked: state.revoked as boolean,
       suspended: state.suspended as boolean,
       blockNumber,

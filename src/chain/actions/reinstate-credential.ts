@@ -9,7 +9,7 @@ import { assertStatusIndex } from "./validate.ts";
  * await reinstateCredential(wallet, { index: 42 });
  * ```
  */
-export function reinstateCredential(
+export async function reinstateCredential(
   wallet: WalletClient,
   args: { index: number },
 ): Promise<TransactionOutcome> {

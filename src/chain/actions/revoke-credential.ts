@@ -9,7 +9,10 @@ import { assertStatusIndex } from "./validate.ts";
  * await revokeCredential(wallet, { index: 42 });
  * ```
  */
-export function revokeCredential(wallet: WalletClient, args: { index: number }): Promise<TransactionOutcome> {
+export async function revokeCredential(
+  wallet: WalletClient,
+  args: { index: number },
+): Promise<TransactionOutcome> {
   assertStatusIndex(args.index);
   return transact(wallet, wallet.writable.credentials, "revoke", [args.index], "revoke credential");
 }

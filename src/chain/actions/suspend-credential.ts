@@ -9,7 +9,7 @@ import { assertStatusIndex } from "./validate.ts";
  * await suspendCredential(wallet, { index: 42 });
  * ```
  */
-export function suspendCredential(
+export async function suspendCredential(
   wallet: WalletClient,
   args: { index: number },
 ): Promise<TransactionOutcome> {

@@ -23,3 +23,12 @@ export function assertAddress(value: string, name: string): void {
     throw new KPartyError("invalid_argument", `${name} must be a 0x-prefixed 20-byte address`);
   }
 }
+
+/** Status indexes for a batch: validated, de-duplicated and sorted ascending (what the contract requires). */
+export function sortedIndexes(indexes: number[]): number[] {
+  if (!Array.isArray(indexes) || indexes.length === 0) {
+    throw new KPartyError("invalid_argument", "a batch needs at least one status index");
+  }
+  for (const index of indexes) assertStatusIndex(index);
+  return [...new Set(indexes)].sort((a, b) => a - b);
+}
