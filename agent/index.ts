@@ -15,7 +15,9 @@ export {
   type IKPartyIssuer,
   type IssueCredentialArgs,
   type IssuedCredential,
+  type IssueItem,
   KPartyIssuer,
+  MAX_BATCH,
   type StatusChange,
 } from "./plugins/kparty-issuer.ts";
 export { VeramoSigner } from "./veramo-signer.ts";

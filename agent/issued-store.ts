@@ -13,6 +13,21 @@ export interface IssuedRecord {
   /** Null until the anchoring transaction is confirmed. */
   anchoredBlock: number | null;
   anchorTx: string | null;
+  /** Merkle root the credential was anchored under, null when its id was anchored directly. */
+  anchorRoot: string | null;
+  /** Inclusion proof of the credential id under `anchorRoot` (empty when anchored directly). */
+  anchorProof: string[];
+}
+
+/** A batch of credentials anchored under one Merkle root. */
+export interface BatchRecord {
+  root: string;
+  issuer: string;
+  issuerAccount: string;
+  count: number;
+  createdAt: string;
+  anchoredBlock: number | null;
+  anchorTx: string | null;
 }
 
 const SCHEMA = [
@@ -30,6 +45,20 @@ const SCHEMA = [
      anchored_block INTEGER,
      anchor_tx TEXT,
      UNIQUE (issuer_account, status_index))`,
+  `CREATE TABLE IF NOT EXISTS kparty_batches (
+     root TEXT PRIMARY KEY NOT NULL,
+     issuer TEXT NOT NULL,
+     issuer_account TEXT NOT NULL,
+     count INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     anchored_block INTEGER,
+     anchor_tx TEXT)`,
+];
+
+/** Columns added after the first release of the table, created on open when missing. */
+const ADDED_COLUMNS: [table: string, column: string, type: string][] = [
+  ["kparty_issued", "anchor_root", "TEXT"],
+  ["kparty_issued", "anchor_proof", "TEXT"],
 ];
 
 interface Row {
@@ -42,6 +71,8 @@ interface Row {
   issued_at: string;
   anchored_block: number | null;
   anchor_tx: string | null;
+  anchor_root: string | null;
+  anchor_proof: string | null;
 }
 
 function fromRow(row: Row): IssuedRecord {
@@ -55,6 +86,8 @@ function fromRow(row: Row): IssuedRecord {
     issuedAt: row.issued_at,
     anchoredBlock: row.anchored_block === null ? null : Number(row.anchored_block),
     anchorTx: row.anchor_tx,
+    anchorRoot: row.anchor_root,
+    anchorProof: row.anchor_proof ? (JSON.parse(row.anchor_proof) as string[]) : [],
   };
 }
 
@@ -73,45 +106,117 @@ export class IssuedCredentialStore {
 
   static async open(db: DataSource): Promise<IssuedCredentialStore> {
     for (const statement of SCHEMA) await db.query(statement);
+    for (const [table, column, type] of ADDED_COLUMNS) {
+      const columns: { name: string }[] = await db.query(`PRAGMA table_info(${table})`);
+      if (!columns.some((c) => c.name === column))
+        await db.query(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
     return new IssuedCredentialStore(db);
   }
 
-  /** Allocates the next status index of `account`'s lists. */
-  async allocateIndex(account: string): Promise<number> {
-    const rows: { idx: number }[] = await this.#db.query(
-      `INSERT INTO kparty_status_counter (account, next_index) VALUES (?, 1)
-       ON CONFLICT(account) DO UPDATE SET next_index = next_index + 1
-       RETURNING next_index - 1 AS idx`,
-      [account.toLowerCase()],
+  /**
+   * Allocates `count` consecutive status indexes of `account`'s lists and returns the first.
+   * One statement, saved to disk before it returns: an index is never handed out twice.
+   */
+  async allocateIndexes(account: string, count = 1): Promise<number> {
+    if (!Number.isSafeInteger(count) || count < 1) throw new RangeError("count must be a positive integer");
+    const rows: { first: number }[] = await this.#db.query(
+      `INSERT INTO kparty_status_counter (account, next_index) VALUES (?, ?)
+       ON CONFLICT(account) DO UPDATE SET next_index = next_index + ?
+       RETURNING next_index - ? AS first`,
+      [account.toLowerCase(), count, count, count],
     );
-    const idx = rows[0]?.idx;
-    if (idx === undefined) throw new Error("status index allocation returned no row");
-    return Number(idx);
+    const first = rows[0]?.first;
+    if (first === undefined) throw new Error("status index allocation returned no row");
+    return Number(first);
   }
 
-  async save(record: IssuedRecord): Promise<void> {
-    await this.#db.query(
-      `INSERT INTO kparty_issued (credential_id, issuer, issuer_account, subject, status_index, jwt, issued_at, anchored_block, anchor_tx)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        record.credentialId,
-        record.issuer,
-        record.issuerAccount.toLowerCase(),
-        record.subject,
-        record.statusIndex,
-        record.jwt,
-        record.issuedAt,
-        record.anchoredBlock,
-        record.anchorTx,
-      ],
-    );
+  /**
+   * Records signed credentials (and, for a batch, the batch) in one transaction, before
+   * anything is anchored: a crash leaves them pending, never lost.
+   */
+  async save(
+    records: IssuedRecord[],
+    batch?: Omit<BatchRecord, "anchoredBlock" | "anchorTx">,
+  ): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      if (batch) {
+        await tx.query(
+          `INSERT INTO kparty_batches (root, issuer, issuer_account, count, created_at) VALUES (?, ?, ?, ?, ?)`,
+          [batch.root, batch.issuer, batch.issuerAccount.toLowerCase(), batch.count, batch.createdAt],
+        );
+      }
+      for (const r of records) {
+        await tx.query(
+          `INSERT INTO kparty_issued (credential_id, issuer, issuer_account, subject, status_index, jwt, issued_at,
+             anchored_block, anchor_tx, anchor_root, anchor_proof)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [
+            r.credentialId,
+            r.issuer,
+            r.issuerAccount.toLowerCase(),
+            r.subject,
+            r.statusIndex,
+            r.jwt,
+            r.issuedAt,
+            r.anchoredBlock,
+            r.anchorTx,
+            r.anchorRoot,
+            JSON.stringify(r.anchorProof),
+          ],
+        );
+      }
+    });
   }
 
-  async markAnchored(credentialId: string, blockNumber: number, tx: string): Promise<void> {
-    await this.#db.query(
-      `UPDATE kparty_issued SET anchored_block = ?, anchor_tx = ? WHERE credential_id = ?`,
-      [blockNumber, tx, credentialId],
+  /** Marks a credential id, or every credential of a batch root, anchored at `blockNumber`. */
+  async markAnchored(
+    key: { credentialId: string } | { root: string },
+    blockNumber: number,
+    tx: string,
+  ): Promise<void> {
+    await this.#db.transaction(async (t) => {
+      if ("root" in key) {
+        await t.query(`UPDATE kparty_batches SET anchored_block = ?, anchor_tx = ? WHERE root = ?`, [
+          blockNumber,
+          tx,
+          key.root,
+        ]);
+        await t.query(`UPDATE kparty_issued SET anchored_block = ?, anchor_tx = ? WHERE anchor_root = ?`, [
+          blockNumber,
+          tx,
+          key.root,
+        ]);
+      } else {
+        await t.query(`UPDATE kparty_issued SET anchored_block = ?, anchor_tx = ? WHERE credential_id = ?`, [
+          blockNumber,
+          tx,
+          key.credentialId,
+        ]);
+      }
+    });
+  }
+
+  /** Signed but not yet anchored: single credentials and batches. */
+  async pending(): Promise<{ credentials: IssuedRecord[]; batches: BatchRecord[] }> {
+    const credentials: Row[] = await this.#db.query(
+      `SELECT * FROM kparty_issued WHERE anchored_block IS NULL AND anchor_root IS NULL ORDER BY status_index`,
     );
+    const batches: Record<string, unknown>[] = await this.#db.query(
+      `SELECT * FROM kparty_batches WHERE anchored_block IS NULL ORDER BY created_at`,
+    );
+    return {
+      credentials: credentials.map(fromRow),
+      batches: batches.map((b) => ({
+        root: b.root as string,
+        issuer: b.issuer as string,
+        issuerAccount: b.issuer_account as string,
+        count: Number(b.count),
+        createdAt: b.created_at as string,
+        anchoredBlock: null,
+        anchorTx: null,
+      })),
+    };
   }
 
   async get(credentialId: string): Promise<IssuedRecord | undefined> {

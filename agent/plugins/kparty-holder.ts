@@ -10,6 +10,11 @@ export interface CreatePresentationArgs {
   challenge: string;
   /** The gateway's domain (JWT `aud`). */
   domain: string;
+  /**
+   * For a credential anchored in a batch: its inclusion proof (`IssuedCredential.anchor.proof`),
+   * carried as `kpartyAnchorProof` in the holder-signed presentation payload.
+   */
+  anchorProof?: string[];
 }
 
 /** kparty's holder methods. */
@@ -36,7 +41,12 @@ export class KPartyHolder implements IAgentPlugin {
       if (!args.challenge || !args.domain)
         throw new KPartyError("invalid_argument", "challenge and domain are required");
       const vp = await context.agent.createVerifiablePresentation({
-        presentation: { holder: args.holder, verifiableCredential: args.credentials },
+        presentation: {
+          holder: args.holder,
+          verifiableCredential: args.credentials,
+          // Veramo lifts unknown presentation fields into the signed JWT payload.
+          ...(args.anchorProof ? { kpartyAnchorProof: args.anchorProof } : {}),
+        },
         proofFormat: "jwt",
         challenge: args.challenge,
         domain: args.domain,

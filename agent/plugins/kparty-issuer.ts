@@ -3,7 +3,6 @@ import type {
   IAgentContext,
   IAgentPlugin,
   ICredentialIssuer,
-  IDataStore,
   IDIDManager,
   IKeyManager,
   IPluginMethodMap,
@@ -11,6 +10,7 @@ import type {
 } from "@veramo/core";
 import { computeAddress, type Provider } from "ethers";
 import {
+  anchorBatch,
   anchorCredential,
   createWalletClient,
   type Deployment,
@@ -23,6 +23,7 @@ import {
 } from "../../src/chain/index.ts";
 import {
   type Action,
+  buildMerkleTree,
   credentialIdOf,
   grantProblem,
   kpartyCredential,
@@ -48,12 +49,25 @@ export interface IssueCredentialArgs {
   validUntil?: Date;
 }
 
+/** One credential of a batch: everything but the issuer. */
+export type IssueItem = Omit<IssueCredentialArgs, "issuer">;
+
 export interface IssuedCredential {
   jwt: string;
   credentialId: string;
   statusIndex: number;
-  anchor: { blockNumber: number; transactionHash: string };
+  anchor: {
+    blockNumber: number;
+    transactionHash: string;
+    /** The batch root anchored on chain; null when the credential id itself was anchored. */
+    root: string | null;
+    /** Inclusion proof of the credential id under `root`; the holder presents it with the credential. */
+    proof: string[];
+  };
 }
+
+/** Largest batch one call issues (one transaction anchors it). */
+export const MAX_BATCH = 10_000;
 
 export interface StatusChange {
   credentialId: string;
@@ -66,6 +80,16 @@ export interface StatusChange {
 export interface IKPartyIssuer extends IPluginMethodMap {
   /** Signs a K-th Party token for `subject`, records it, anchors its id on the registry. */
   kpartyIssueCredential(args: IssueCredentialArgs, context: IssuerContext): Promise<IssuedCredential>;
+  /** Signs many tokens, records them, and anchors the Merkle root of their ids in one transaction. */
+  kpartyIssueCredentials(
+    args: { issuer: string; credentials: IssueItem[] },
+    context: IssuerContext,
+  ): Promise<IssuedCredential[]>;
+  /** Anchors whatever a crash left signed but not anchored (credential ids and batch roots). */
+  kpartyResumeAnchoring(
+    args: Record<string, never>,
+    context: IssuerContext,
+  ): Promise<{ credentials: number; batches: number }>;
   /** Sets the credential's revocation bit (final). */
   kpartyRevokeCredential(args: { credentialId: string }, context: IssuerContext): Promise<StatusChange>;
   /** Sets the credential's suspension bit. */
@@ -81,8 +105,7 @@ export interface IKPartyIssuer extends IPluginMethodMap {
 export type IssuerContext = IAgentContext<
   Pick<ICredentialIssuer, "createVerifiableCredential"> &
     Pick<IDIDManager, "didManagerGet"> &
-    Pick<IKeyManager, "keyManagerSignEthTX"> &
-    Pick<IDataStore, "dataStoreSaveVerifiableCredential">
+    Pick<IKeyManager, "keyManagerSignEthTX">
 >;
 
 export interface KPartyIssuerOptions {
@@ -134,7 +157,9 @@ export class KPartyIssuer implements IAgentPlugin {
     if (!options.store) throw new TypeError("store is required");
     this.#options = options;
     this.methods = {
-      kpartyIssueCredential: this.issue.bind(this),
+      kpartyIssueCredential: this.issueOne.bind(this),
+      kpartyIssueCredentials: this.issueBatch.bind(this),
+      kpartyResumeAnchoring: (_args, context) => this.resume(context),
       kpartyRevokeCredential: (args, context) => this.changeStatus(args, context, revokeCredential),
       kpartySuspendCredential: (args, context) => this.changeStatus(args, context, suspendCredential),
       kpartyReinstateCredential: (args, context) => this.changeStatus(args, context, reinstateCredential),
@@ -173,70 +198,169 @@ export class KPartyIssuer implements IAgentPlugin {
     return createWalletClient({ signer, deployment: this.#options.deployment });
   }
 
-  private async issue(args: IssueCredentialArgs, context: IssuerContext): Promise<IssuedCredential> {
-    validateClaims(args);
+  /**
+   * Validates every item, checks the issuer is a member, allocates one status index per
+   * credential (durably, in one statement) and signs them. Nothing is allocated when any
+   * item is invalid or the issuer is not a member.
+   */
+  private async sign(
+    issuer: string,
+    items: IssueItem[],
+    context: IssuerContext,
+  ): Promise<{ wallet: WalletClient; account: string; records: IssuedRecord[] }> {
     const now = this.#options.now?.() ?? new Date();
-    const validFrom = args.validFrom ?? now;
-    const validUntil = args.validUntil ?? new Date(validFrom.getTime() + DEFAULT_VALIDITY_MS);
-    if (Number.isNaN(validFrom.getTime()) || Number.isNaN(validUntil.getTime()) || validUntil <= validFrom) {
-      throw invalid("validUntil must be a date after validFrom");
-    }
-    const wallet = await this.wallet(args.issuer, context);
+    const windows = items.map((item) => {
+      validateClaims({ ...item, issuer });
+      const validFrom = item.validFrom ?? now;
+      const validUntil = item.validUntil ?? new Date(validFrom.getTime() + DEFAULT_VALIDITY_MS);
+      if (
+        Number.isNaN(validFrom.getTime()) ||
+        Number.isNaN(validUntil.getTime()) ||
+        validUntil <= validFrom
+      ) {
+        throw invalid("validUntil must be a date after validFrom");
+      }
+      return { validFrom, validUntil };
+    });
+    const wallet = await this.wallet(issuer, context);
     const account = (wallet.signer as VeramoSigner).address;
     const member = await getMember(wallet, account);
     if (!member.active) {
-      throw new KPartyError(
-        "issuer_not_member",
-        `issuer ${args.issuer} (${account}) is not a consortium member`,
-        {
-          details: { issuer: args.issuer, account },
-        },
-      );
+      throw new KPartyError("issuer_not_member", `issuer ${issuer} (${account}) is not a consortium member`, {
+        details: { issuer, account },
+      });
     }
-    const statusIndex = await this.#options.store.allocateIndex(account);
-    const credential = kpartyCredential({
-      issuer: args.issuer,
-      subject: args.subject,
-      claims: {
-        role: args.role,
-        models: args.models,
-        actions: args.actions,
-        ...(args.quota ? { quota: args.quota } : {}),
+    const first = await this.#options.store.allocateIndexes(account, items.length);
+    const records: IssuedRecord[] = [];
+    for (const [i, item] of items.entries()) {
+      const statusIndex = first + i;
+      const { validFrom, validUntil } = windows[i] as (typeof windows)[number];
+      const credential = kpartyCredential({
+        issuer,
+        subject: item.subject,
+        claims: item,
+        statusIndex,
+        deployment: this.#options.deployment,
+        validFrom,
+        validUntil,
+      });
+      const vc = await context.agent.createVerifiableCredential({
+        // Veramo types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
+        credential: credential as unknown as CredentialPayload,
+        proofFormat: "jwt",
+      });
+      const jwt = (vc.proof as { jwt?: string }).jwt;
+      if (typeof jwt !== "string")
+        throw new KPartyError("internal", "the credential plugin returned no JWT proof");
+      records.push({
+        credentialId: credentialIdOf(jwt),
+        issuer,
+        issuerAccount: account,
+        subject: item.subject,
+        statusIndex,
+        jwt,
+        issuedAt: now.toISOString(),
+        anchoredBlock: null,
+        anchorTx: null,
+        anchorRoot: null,
+        anchorProof: [],
+      });
+    }
+    return { wallet, account, records };
+  }
+
+  private async issueOne(args: IssueCredentialArgs, context: IssuerContext): Promise<IssuedCredential> {
+    const { issuer, ...item } = args;
+    const { wallet, records } = await this.sign(issuer, [item], context);
+    const record = records[0] as IssuedRecord;
+    await this.#options.store.save([record]);
+    const outcome = await anchorCredential(wallet, { credentialId: record.credentialId });
+    await this.#options.store.markAnchored(
+      { credentialId: record.credentialId },
+      outcome.blockNumber,
+      outcome.transactionHash,
+    );
+    return {
+      jwt: record.jwt,
+      credentialId: record.credentialId,
+      statusIndex: record.statusIndex,
+      anchor: {
+        blockNumber: outcome.blockNumber,
+        transactionHash: outcome.transactionHash,
+        root: null,
+        proof: [],
       },
-      statusIndex,
-      deployment: this.#options.deployment,
-      validFrom,
-      validUntil,
-    });
-    const vc = await context.agent.createVerifiableCredential({
-      // Veramo types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
-      credential: credential as unknown as CredentialPayload,
-      proofFormat: "jwt",
-    });
-    const jwt = (vc.proof as { jwt?: string }).jwt;
-    if (typeof jwt !== "string")
-      throw new KPartyError("internal", "the credential plugin returned no JWT proof");
-    const credentialId = credentialIdOf(jwt);
-    await this.#options.store.save({
-      credentialId,
+    };
+  }
+
+  private async issueBatch(
+    args: { issuer: string; credentials: IssueItem[] },
+    context: IssuerContext,
+  ): Promise<IssuedCredential[]> {
+    const items = args?.credentials;
+    if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH) {
+      throw invalid(`credentials must list 1 to ${MAX_BATCH} credentials`);
+    }
+    const { wallet, account, records } = await this.sign(args.issuer, items, context);
+    const tree = buildMerkleTree(records.map((r) => r.credentialId));
+    for (const r of records) {
+      r.anchorRoot = tree.root;
+      r.anchorProof = tree.proofs.get(r.credentialId) ?? [];
+    }
+    await this.#options.store.save(records, {
+      root: tree.root,
       issuer: args.issuer,
       issuerAccount: account,
-      subject: args.subject,
-      statusIndex,
-      jwt,
-      issuedAt: now.toISOString(),
-      anchoredBlock: null,
-      anchorTx: null,
+      count: records.length,
+      createdAt: (records[0] as IssuedRecord).issuedAt,
     });
-    await context.agent.dataStoreSaveVerifiableCredential({ verifiableCredential: vc });
-    const outcome = await anchorCredential(wallet, { credentialId });
-    await this.#options.store.markAnchored(credentialId, outcome.blockNumber, outcome.transactionHash);
-    return {
-      jwt,
-      credentialId,
-      statusIndex,
-      anchor: { blockNumber: outcome.blockNumber, transactionHash: outcome.transactionHash },
-    };
+    const outcome = await anchorBatch(wallet, { root: tree.root, count: records.length });
+    await this.#options.store.markAnchored({ root: tree.root }, outcome.blockNumber, outcome.transactionHash);
+    return records.map((r) => ({
+      jwt: r.jwt,
+      credentialId: r.credentialId,
+      statusIndex: r.statusIndex,
+      anchor: {
+        blockNumber: outcome.blockNumber,
+        transactionHash: outcome.transactionHash,
+        root: tree.root,
+        proof: r.anchorProof,
+      },
+    }));
+  }
+
+  /**
+   * Anchors what was recorded but not anchored. A key the chain already shows anchored by
+   * this issuer (the transaction went through before the crash) is only marked, never sent twice.
+   */
+  private async resume(context: IssuerContext): Promise<{ credentials: number; batches: number }> {
+    const { credentials, batches } = await this.#options.store.pending();
+    const jobs = [
+      ...credentials.map((c) => ({
+        key: c.credentialId,
+        issuer: c.issuer,
+        count: 0,
+        mark: { credentialId: c.credentialId },
+      })),
+      ...batches.map((b) => ({ key: b.root, issuer: b.issuer, count: b.count, mark: { root: b.root } })),
+    ];
+    for (const job of jobs) {
+      const wallet = await this.wallet(job.issuer, context);
+      const account = (wallet.signer as VeramoSigner).address;
+      const [anchoredBy, block] = await wallet.contracts.credentials
+        .getFunction("anchorOf")
+        .staticCall(job.key);
+      if (String(anchoredBy).toLowerCase() === account.toLowerCase()) {
+        await this.#options.store.markAnchored(job.mark, Number(block), "");
+        continue;
+      }
+      const outcome =
+        job.count > 0
+          ? await anchorBatch(wallet, { root: job.key, count: job.count })
+          : await anchorCredential(wallet, { credentialId: job.key });
+      await this.#options.store.markAnchored(job.mark, outcome.blockNumber, outcome.transactionHash);
+    }
+    return { credentials: credentials.length, batches: batches.length };
   }
 
   private async record(credentialId: string): Promise<IssuedRecord> {

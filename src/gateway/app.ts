@@ -9,6 +9,7 @@ import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
 import { AuditLog, ChallengeStore } from "./state.ts";
 import { createTokenService } from "./tokens.ts";
+import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import { createVerifier, type DidResolver } from "./verify/verifier.ts";
 
 export interface GatewayOptions {
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   challengeTtlSeconds?: number;
   /** Tolerated clock difference for credential windows (default 60 s). */
   clockSkewSeconds?: number;
+  /** Credentials of issuers removed after issuance: `deny` (default) or `honor-issued-while-member`. */
+  removedIssuerPolicy?: RemovedIssuerPolicy;
   /** Largest JSON request body (default 64 KiB). */
   bodyLimitBytes?: number;
   /** Ed25519 key for access tokens (default: a fresh key per process). */
@@ -85,6 +88,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     chain,
     now,
     ...(options.clockSkewSeconds !== undefined ? { clockSkewSeconds: options.clockSkewSeconds } : {}),
+    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
   });
   const tokens = createTokenService({
     domain,
@@ -94,7 +98,12 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const audit = new AuditLog(db, { now });
-  const requireAccess = createAccessGuard({ tokens, chain, audit });
+  const requireAccess = createAccessGuard({
+    tokens,
+    chain,
+    audit,
+    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
+  });
 
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
@@ -184,6 +193,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       const issued = tokens.issue({
         holder,
         credentialId: credential.credentialId,
+        anchorKey: credential.anchorKey,
         issuerAccount: credential.issuerAccount,
         revocationIndex: credential.revocationIndex,
         suspensionIndex: credential.suspensionIndex,

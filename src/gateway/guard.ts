@@ -4,6 +4,7 @@ import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./state.ts";
 import type { AccessClaims, TokenService } from "./tokens.ts";
+import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -16,6 +17,8 @@ export interface GuardOptions {
   tokens: TokenService;
   chain: ChainClient;
   audit: AuditLog;
+  /** The same policy the verifier applies (default `deny`). */
+  removedIssuerPolicy?: RemovedIssuerPolicy;
 }
 
 /** Whether the grant covers `model` (`"*"` covers every model). */
@@ -26,12 +29,13 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
 /**
  * A guard factory: `requireAccess(action)` returns a preHandler that accepts only a valid
  * bearer token of this gateway whose scope has `action` (and, for `/models/:id…`, covers
- * the model), whose credential is still anchored, unrevoked and unsuspended, and whose
- * issuer is still a member — read from the chain on every request, so a revocation
- * refuses live tokens at once. Every decision is audited before the reply.
+ * the model) and whose credential's on-chain state still passes the verifier's judgement
+ * (`judgeCredentialState`) — read from the chain on every request, so a revocation refuses
+ * live tokens at once. Every decision is audited before the reply.
  */
 export function createAccessGuard(options: GuardOptions) {
   const { tokens, chain, audit } = options;
+  const policy = options.removedIssuerPolicy ?? "deny";
   if (!tokens || !chain || !audit) throw new TypeError("tokens, chain and audit are required");
 
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
@@ -51,23 +55,12 @@ export function createAccessGuard(options: GuardOptions) {
           throw new KPartyError("scope_denied", `the access token does not cover model ${model}`);
         }
         const state = await getCredentialState(chain, {
-          credentialId: claims.credentialId,
+          credentialId: claims.anchorKey,
           issuer: claims.issuerAccount,
           revocationIndex: claims.revocationIndex,
           suspensionIndex: claims.suspensionIndex,
         });
-        if (!state.issuerIsMember)
-          throw new KPartyError("issuer_not_member", "the credential's issuer is no longer a member");
-        if (state.anchoredBy?.toLowerCase() !== claims.issuerAccount.toLowerCase()) {
-          throw new KPartyError(
-            "not_anchored",
-            "the credential behind this token is not anchored by its issuer",
-          );
-        }
-        if (state.revoked)
-          throw new KPartyError("revoked", "the credential behind this token has been revoked");
-        if (state.suspended)
-          throw new KPartyError("suspended", "the credential behind this token is suspended");
+        await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
         request.kparty = claims;
         audit.append({
           client: request.ip,

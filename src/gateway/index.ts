@@ -13,6 +13,11 @@ export { type AccessClaims, type AccessGrant, createTokenService, type TokenServ
 export type { CheckResult } from "./verify/checks.ts";
 export { verifyEs256k } from "./verify/es256k.ts";
 export {
+  judgeCredentialState,
+  REMOVED_ISSUER_POLICIES,
+  type RemovedIssuerPolicy,
+} from "./verify/judge.ts";
+export {
   createVerifier,
   type DidResolver,
   type PresentationExpectations,

@@ -5,6 +5,7 @@ import { createTokenService } from "./tokens.ts";
 const grant = {
   holder: "did:ethr:0x7a69:0xabc",
   credentialId: `0x${"11".repeat(32)}`,
+  anchorKey: `0x${"22".repeat(32)}`,
   issuerAccount: "0x0000000000000000000000000000000000000001",
   revocationIndex: 3,
   suspensionIndex: 3,

@@ -7,6 +7,8 @@ import { KPartyError } from "../errors/index.ts";
 export interface AccessGrant {
   holder: string;
   credentialId: string;
+  /** What is anchored on chain for the credential: its id or its batch root. */
+  anchorKey: string;
   issuerAccount: string;
   revocationIndex: number;
   suspensionIndex: number;
@@ -73,6 +75,7 @@ export function createTokenService(options: TokenServiceOptions) {
         iat,
         exp: claims.expiresAt,
         cid: grant.credentialId,
+        ak: grant.anchorKey,
         ica: grant.issuerAccount,
         ri: grant.revocationIndex,
         si: grant.suspensionIndex,
@@ -105,6 +108,7 @@ export function createTokenService(options: TokenServiceOptions) {
       return {
         holder: p.sub as string,
         credentialId: p.cid as string,
+        anchorKey: p.ak as string,
         issuerAccount: p.ica as string,
         revocationIndex: p.ri as number,
         suspensionIndex: p.si as number,

@@ -1,10 +1,11 @@
 import type { DIDResolutionResult } from "did-resolver";
 import { type ChainClient, type CredentialState, getCredentialState } from "../../chain/index.ts";
-import { credentialIdOf, type DecodedJwt, decodeJwt } from "../../credential/index.ts";
+import { credentialIdOf, type DecodedJwt, decodeJwt, merkleRootOf } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { CheckLog, type CheckResult, fail } from "./checks.ts";
 import { es256kKeys, parseDidEthr, type Relationship } from "./did-keys.ts";
 import { verifyEs256k } from "./es256k.ts";
+import { judgeCredentialState, REMOVED_ISSUER_POLICIES, type RemovedIssuerPolicy } from "./judge.ts";
 import { checkHeader, numericDate, parseTokenPayload, type TokenClaims } from "./structure.ts";
 
 /** The DID resolution capability the verifier needs (a Veramo agent with `IResolver` has it). */
@@ -19,6 +20,8 @@ export interface VerifierOptions {
   now?: () => number;
   /** Tolerated clock difference for `nbf`/`exp`, in seconds (default 60). */
   clockSkewSeconds?: number;
+  /** Credentials of issuers removed after issuance (default `deny`). */
+  removedIssuerPolicy?: RemovedIssuerPolicy;
 }
 
 /** A K-th Party token that passed every check, with its on-chain state. */
@@ -27,6 +30,8 @@ export interface VerifiedCredential extends TokenClaims {
   credentialId: string;
   /** The issuer's Ethereum account (owner of the status lists, anchoring account). */
   issuerAccount: string;
+  /** What is anchored on chain for this credential: its id, or the root its proof leads to. */
+  anchorKey: string;
   state: CredentialState;
   checks: CheckResult[];
 }
@@ -47,8 +52,9 @@ export interface PresentationExpectations {
 /**
  * Verifies K-th Party tokens and presentations of them, checking everything itself:
  * JWS structure and algorithm, signatures against keys of DIDs resolved on the chain
- * (high-s rejected), validity windows, holder binding, audience, challenge, consortium,
- * anchoring, issuer membership, revocation and suspension. No option switches a check off.
+ * (high-s rejected; the issuer's key as of the anchoring block), validity windows, holder
+ * binding, audience, challenge, consortium, anchoring (id or batch root), issuer membership
+ * now and at issuance, revocation and suspension. No option switches a check off.
  * Anything that cannot be checked (chain down) throws `registry_unavailable`.
  *
  * @example
@@ -67,6 +73,10 @@ export function createVerifier(options: VerifierOptions) {
   const skew = options.clockSkewSeconds ?? 60;
   if (!Number.isFinite(skew) || skew < 0)
     throw new TypeError("clockSkewSeconds must be a non-negative number");
+  const policy = options.removedIssuerPolicy ?? "deny";
+  if (!REMOVED_ISSUER_POLICIES.includes(policy)) {
+    throw new TypeError(`removedIssuerPolicy must be one of ${REMOVED_ISSUER_POLICIES.join(", ")}`);
+  }
 
   async function resolve(did: string): Promise<DIDResolutionResult> {
     let result: DIDResolutionResult;
@@ -84,9 +94,16 @@ export function createVerifier(options: VerifierOptions) {
     return result;
   }
 
-  async function checkSignature(jwt: DecodedJwt, did: string, relationship: Relationship, what: string) {
+  /** Verifies `jwt`'s signature with `did`'s keys for `relationship`, as of block `atBlock` when given. */
+  async function checkSignature(
+    jwt: DecodedJwt,
+    did: string,
+    relationship: Relationship,
+    what: string,
+    atBlock?: number,
+  ) {
     parseDidEthr(did);
-    const { didDocument } = await resolve(did);
+    const { didDocument } = await resolve(atBlock === undefined ? did : `${did}?versionId=${atBlock}`);
     const keys = es256kKeys(didDocument as NonNullable<typeof didDocument>, relationship);
     if (!verifyEs256k(jwt.signingInput, jwt.signature, keys)) {
       fail("invalid_signature", `${what} signature does not verify against ${did}`);
@@ -100,7 +117,11 @@ export function createVerifier(options: VerifierOptions) {
     if (expires !== undefined && expires <= t - skew) fail("expired", `${what} expired at ${expires}`);
   }
 
-  async function verifyCredentialWith(jwt: string, log: CheckLog): Promise<VerifiedCredential> {
+  async function verifyCredentialWith(
+    jwt: string,
+    log: CheckLog,
+    anchorProof?: unknown,
+  ): Promise<VerifiedCredential> {
     const decoded = await log.run("credential.format", () => {
       const d = decodeJwt(jwt);
       checkHeader(d, "credential");
@@ -110,45 +131,37 @@ export function createVerifier(options: VerifierOptions) {
       parseTokenPayload(decoded.payload, chain.deployment),
     );
     const issuerAccount = await log.run("credential.issuer_did", () => parseDidEthr(claims.issuer).account);
-    await log.run("credential.signature", () =>
-      checkSignature(decoded, claims.issuer, "assertionMethod", "credential"),
-    );
-    await log.run("credential.validity", () => checkWindow(claims.notBefore, claims.expires, "credential"));
     const credentialId = credentialIdOf(jwt);
+    const anchorKey = await log.run("credential.anchor_proof", () =>
+      anchorProof === undefined ? credentialId : merkleRootOf(credentialId, anchorProof),
+    );
     const state = await log.run("credential.registry", () =>
       getCredentialState(chain, {
-        credentialId,
+        credentialId: anchorKey,
         issuer: issuerAccount,
         revocationIndex: claims.revocationIndex,
         suspensionIndex: claims.suspensionIndex,
       }),
     );
-    await log.run("credential.issuer_member", () => {
-      if (!state.issuerIsMember)
-        fail("issuer_not_member", `issuer ${claims.issuer} is not a consortium member`);
-    });
-    await log.run("credential.anchored", () => {
-      if (state.anchoredBy === null)
-        fail("not_anchored", "the credential id is not anchored on the registry", { credentialId });
-      if (state.anchoredBy.toLowerCase() !== issuerAccount.toLowerCase()) {
-        fail("not_anchored", "the credential id was anchored by another account than its issuer", {
-          credentialId,
-        });
-      }
-    });
-    await log.run("credential.revocation", () => {
-      if (state.revoked) fail("revoked", "the credential has been revoked", { credentialId });
-    });
-    await log.run("credential.suspension", () => {
-      if (state.suspended) fail("suspended", "the credential is suspended", { credentialId });
-    });
-    return { ...claims, jwt, credentialId, issuerAccount, state, checks: log.results };
+    // The key must have belonged to the issuer DID when the credential was anchored (its
+    // trustworthy issuance time): resolve the DID document as of that block.
+    const anchoredByIssuer = state.anchoredBy?.toLowerCase() === issuerAccount.toLowerCase();
+    const atBlock = anchoredByIssuer ? (state.anchoredAt as number) : undefined;
+    await log.run("credential.signature", () =>
+      checkSignature(decoded, claims.issuer, "assertionMethod", "credential", atBlock),
+    );
+    await log.run("credential.validity", () => checkWindow(claims.notBefore, claims.expires, "credential"));
+    await judgeCredentialState(state, issuerAccount, policy, (check, fn) => log.run(check, fn));
+    return { ...claims, jwt, credentialId, issuerAccount, anchorKey, state, checks: log.results };
   }
 
   return {
-    /** Verifies one K-th Party token on its own (signature, window, anchoring, membership, status). */
-    verifyCredential(jwt: unknown): Promise<VerifiedCredential> {
-      return verifyCredentialWith(jwt as string, new CheckLog());
+    /**
+     * Verifies one K-th Party token on its own (signature, window, anchoring, membership,
+     * status); `anchorProof` is its batch inclusion proof, if it was anchored in a batch.
+     */
+    verifyCredential(jwt: unknown, anchorProof?: unknown): Promise<VerifiedCredential> {
+      return verifyCredentialWith(jwt as string, new CheckLog(), anchorProof);
     },
 
     /**
@@ -167,7 +180,7 @@ export function createVerifier(options: VerifierOptions) {
         return d;
       });
       const { payload } = decoded;
-      const { holder, nonce, credentialJwt } = await log.run("presentation.claims", () => {
+      const { holder, nonce, credentialJwt, anchorProof } = await log.run("presentation.claims", () => {
         const { iss, vp, nonce } = payload;
         if (typeof iss !== "string") fail("malformed", "presentation iss must be the holder's DID");
         if (typeof nonce !== "string" || nonce.length === 0)
@@ -186,7 +199,7 @@ export function createVerifier(options: VerifierOptions) {
         if (typeof credentialJwt !== "string") fail("malformed", "the K-th Party token must be a JWT string");
         numericDate(payload, "nbf", false);
         numericDate(payload, "exp", false);
-        return { holder: iss, nonce, credentialJwt };
+        return { holder: iss, nonce, credentialJwt, anchorProof: payload.kpartyAnchorProof };
       });
       await log.run("presentation.audience", () => {
         const aud = payload.aud;
@@ -204,7 +217,7 @@ export function createVerifier(options: VerifierOptions) {
         checkWindow(payload.nbf as number | undefined, payload.exp as number | undefined, "presentation"),
       );
       await log.run("presentation.challenge", () => expect.consumeChallenge(nonce));
-      const credential = await verifyCredentialWith(credentialJwt, log);
+      const credential = await verifyCredentialWith(credentialJwt, log, anchorProof);
       await log.run("presentation.holder_binding", () => {
         if (credential.subject !== holder) {
           fail("holder_mismatch", "the presentation is not signed by the credential's subject", {
