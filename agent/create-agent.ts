@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   createAgent,
   type ICredentialPlugin,
+  type ICredentialStatusVerifier,
   type IDataStore,
   type IDataStoreORM,
   type IDIDManager,
@@ -22,11 +23,12 @@ import { Resolver } from "did-resolver";
 import type { Provider } from "ethers";
 import { getResolver as getEthrResolver } from "ethr-did-resolver";
 import type { DataSource } from "typeorm";
-import type { Deployment } from "../src/chain/index.ts";
+import { createChainClient, type Deployment } from "../src/chain/index.ts";
 import { IssuedCredentialStore } from "./issued-store.ts";
 import { openKeyring } from "./keyring.ts";
 import { type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
 import { type IKPartyIssuer, KPartyIssuer } from "./plugins/kparty-issuer.ts";
+import { KPartyStatusVerifier } from "./plugins/kparty-status.ts";
 import { openAgentDatabase } from "./store.ts";
 
 export type AgentRole = "issuer" | "holder" | "verifier";
@@ -46,13 +48,27 @@ export interface AgentConfig {
   now?: () => Date;
 }
 
-/** Every agent resolves DIDs and creates/verifies W3C credentials. */
-export type VerifierAgent = TAgent<IResolver & ICredentialPlugin>;
+/** Every agent resolves DIDs, creates/verifies W3C credentials and checks kparty status on chain. */
+export type VerifierAgent = TAgent<IResolver & ICredentialPlugin & ICredentialStatusVerifier>;
 export type HolderAgent = TAgent<
-  IResolver & ICredentialPlugin & IKeyManager & IDIDManager & IDataStore & IDataStoreORM & IKPartyHolder
+  IResolver &
+    ICredentialPlugin &
+    ICredentialStatusVerifier &
+    IKeyManager &
+    IDIDManager &
+    IDataStore &
+    IDataStoreORM &
+    IKPartyHolder
 >;
 export type IssuerAgent = TAgent<
-  IResolver & ICredentialPlugin & IKeyManager & IDIDManager & IDataStore & IDataStoreORM & IKPartyIssuer
+  IResolver &
+    ICredentialPlugin &
+    ICredentialStatusVerifier &
+    IKeyManager &
+    IDIDManager &
+    IDataStore &
+    IDataStoreORM &
+    IKPartyIssuer
 >;
 
 export interface AgentHandle<A> {
@@ -129,9 +145,12 @@ export async function createKPartyAgent(
   validate(config);
   const didProvider = `did:ethr:${ethrNetworkName(config.chain.deployment.chainId)}`;
   const credentials = new CredentialPlugin([new CredentialProviderJWT()]);
+  const status = new KPartyStatusVerifier({
+    chain: createChainClient({ provider: config.chain.provider, deployment: config.chain.deployment }),
+  });
   if (config.role === "verifier") {
-    const agent = createAgent<IResolver & ICredentialPlugin>({
-      plugins: [resolverPlugin(config), credentials],
+    const agent = createAgent<IResolver & ICredentialPlugin & ICredentialStatusVerifier>({
+      plugins: [resolverPlugin(config), credentials, status],
     });
     return { agent, didProvider, close: async () => {} };
   }
@@ -154,6 +173,7 @@ export async function createKPartyAgent(
       }),
       resolverPlugin(config),
       credentials,
+      status,
       new DataStore(db),
       new DataStoreORM(db),
     ];

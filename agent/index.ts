@@ -20,4 +20,5 @@ export {
   MAX_BATCH,
   type StatusChange,
 } from "./plugins/kparty-issuer.ts";
+export { type KPartyCredentialStatus, KPartyStatusVerifier } from "./plugins/kparty-status.ts";
 export { VeramoSigner } from "./veramo-signer.ts";

@@ -12,9 +12,16 @@ import { computeAddress, type Provider } from "ethers";
 import {
   anchorBatch,
   anchorCredential,
+  approveProposal,
   createWalletClient,
   type Deployment,
+  executeProposal,
   getMember,
+  type ProposalOutcome,
+  proposeAddMember,
+  proposeQuorum,
+  proposeRemoveMember,
+  proposeRevokeCredentials,
   reinstateCredential,
   revokeCredential,
   suspendCredential,
@@ -96,6 +103,36 @@ export interface IKPartyIssuer extends IPluginMethodMap {
   kpartySuspendCredential(args: { credentialId: string }, context: IssuerContext): Promise<StatusChange>;
   /** Clears the credential's suspension bit. */
   kpartyReinstateCredential(args: { credentialId: string }, context: IssuerContext): Promise<StatusChange>;
+  /** Proposes to admit a member to the consortium (signed by `member`, a current member). */
+  kpartyProposeMember(
+    args: { member: string; account: string; did: string; name: string },
+    context: IssuerContext,
+  ): Promise<ProposalOutcome>;
+  /** Proposes to remove a member. */
+  kpartyProposeRemoval(
+    args: { member: string; account: string },
+    context: IssuerContext,
+  ): Promise<ProposalOutcome>;
+  /** Proposes a new quorum. */
+  kpartyProposeQuorum(
+    args: { member: string; quorum: number },
+    context: IssuerContext,
+  ): Promise<ProposalOutcome>;
+  /** Proposes that the consortium revoke credentials of `issuer` (an account) by status index. */
+  kpartyProposeRevocation(
+    args: { member: string; issuer: string; indexes: number[] },
+    context: IssuerContext,
+  ): Promise<ProposalOutcome>;
+  /** Approves a proposal. */
+  kpartyApproveProposal(
+    args: { member: string; id: number },
+    context: IssuerContext,
+  ): Promise<TransactionOutcome>;
+  /** Executes a proposal that reached the quorum. */
+  kpartyExecuteProposal(
+    args: { member: string; id: number },
+    context: IssuerContext,
+  ): Promise<TransactionOutcome>;
   /** The issuer's record of a credential it issued. */
   kpartyGetIssuedCredential(args: { credentialId: string }, context: IssuerContext): Promise<IssuedRecord>;
   /** All credentials this agent issued, optionally for one issuer DID. */
@@ -163,6 +200,18 @@ export class KPartyIssuer implements IAgentPlugin {
       kpartyRevokeCredential: (args, context) => this.changeStatus(args, context, revokeCredential),
       kpartySuspendCredential: (args, context) => this.changeStatus(args, context, suspendCredential),
       kpartyReinstateCredential: (args, context) => this.changeStatus(args, context, reinstateCredential),
+      kpartyProposeMember: async ({ member, ...candidate }, context) =>
+        proposeAddMember(await this.wallet(member, context), candidate),
+      kpartyProposeRemoval: async ({ member, account }, context) =>
+        proposeRemoveMember(await this.wallet(member, context), { account }),
+      kpartyProposeQuorum: async ({ member, quorum }, context) =>
+        proposeQuorum(await this.wallet(member, context), { quorum }),
+      kpartyProposeRevocation: async ({ member, issuer, indexes }, context) =>
+        proposeRevokeCredentials(await this.wallet(member, context), { issuer, indexes }),
+      kpartyApproveProposal: async ({ member, id }, context) =>
+        approveProposal(await this.wallet(member, context), { id }),
+      kpartyExecuteProposal: async ({ member, id }, context) =>
+        executeProposal(await this.wallet(member, context), { id }),
       kpartyGetIssuedCredential: async ({ credentialId }) => this.record(credentialId),
       kpartyListIssuedCredentials: async (args) => this.#options.store.list(args ?? {}),
     };

@@ -1,5 +1,6 @@
 export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
 export { grantProblem, isModelSelector, MODEL_ID, pickGrant } from "./claims.ts";
+export { parseDidEthr } from "./did-ethr.ts";
 export {
   ACTIONS,
   type Action,
@@ -18,3 +19,4 @@ export {
 } from "./format.ts";
 export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";
 export { buildMerkleTree, type MerkleTree, merkleLeaf, merkleNode, merkleRootOf } from "./merkle.ts";
+export { parseStatusEntries } from "./status.ts";

@@ -1,27 +1,8 @@
 import type { DIDDocument, VerificationMethod } from "did-resolver";
-import { computeAddress, getAddress } from "ethers";
-import { KPartyError } from "../../errors/index.ts";
 import type { Es256kKey } from "./es256k.ts";
 
 /** The relationship a signature must come from: VCs are asserted, VPs authenticated. */
 export type Relationship = "assertionMethod" | "authentication";
-
-const DID_ETHR = /^did:ethr:(0x[0-9a-fA-F]+):(0x[0-9a-fA-F]{40}|0x[0-9a-fA-F]{66})$/;
-
-/**
- * The Ethereum account a `did:ethr` identifies (its address, or the address of its public key),
- * and the network part. Throws `malformed` for anything else.
- */
-export function parseDidEthr(did: unknown): { network: string; account: string } {
-  const m = typeof did === "string" ? DID_ETHR.exec(did) : null;
-  if (!m) throw new KPartyError("malformed", `not a did:ethr DID: ${String(did).slice(0, 120)}`);
-  const id = m[2] as string;
-  try {
-    return { network: m[1] as string, account: id.length === 42 ? getAddress(id) : computeAddress(id) };
-  } catch (cause) {
-    throw new KPartyError("malformed", `not a valid did:ethr identifier: ${did}`, { cause });
-  }
-}
 
 /** The secp256k1 keys of `doc` usable for `relationship`. */
 export function es256kKeys(doc: DIDDocument, relationship: Relationship): Es256kKey[] {

@@ -1,20 +1,15 @@
 import type { Deployment } from "../../chain/index.ts";
-import { MAX_STATUS_INDEX } from "../../chain/index.ts";
 import {
   CREDENTIAL_TYPE,
   caip10,
   type DecodedJwt,
   grantProblem,
   type KPartyClaims,
+  parseStatusEntries,
   pickGrant,
-  STATUS_PURPOSES,
-  STATUS_TYPE,
-  statusEntry,
   VC_CONTEXT,
 } from "../../credential/index.ts";
 import { fail } from "./checks.ts";
-
-const INDEX = /^(0|[1-9][0-9]{0,15})$/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -61,49 +56,6 @@ function parseClaims(raw: unknown): KPartyClaims {
   return { consortium: raw.consortium, ...pickGrant(raw as Parameters<typeof pickGrant>[0]) };
 }
 
-function parseStatus(
-  raw: unknown,
-  deployment: Deployment,
-): { revocationIndex: number; suspensionIndex: number } {
-  if (!Array.isArray(raw) || raw.length !== STATUS_PURPOSES.length) {
-    fail("malformed", "credentialStatus must list one entry per purpose (revocation, suspension)");
-  }
-  const indexes = new Map<string, number>();
-  for (const entry of raw) {
-    if (!isObject(entry)) fail("malformed", "credentialStatus entries must be objects");
-    const { statusPurpose, statusListIndex, type, id } = entry;
-    if (type !== STATUS_TYPE) fail("malformed", `credentialStatus.type must be ${STATUS_TYPE}`);
-    if (!STATUS_PURPOSES.includes(statusPurpose as never) || indexes.has(statusPurpose as string)) {
-      fail("malformed", "credentialStatus must have exactly one revocation and one suspension entry");
-    }
-    if (
-      typeof statusListIndex !== "string" ||
-      !INDEX.test(statusListIndex) ||
-      Number(statusListIndex) > MAX_STATUS_INDEX
-    ) {
-      fail("malformed", "credentialStatus.statusListIndex must be a decimal index");
-    }
-    const index = Number(statusListIndex);
-    const expected = statusEntry({
-      chainId: deployment.chainId,
-      registry: deployment.contracts.CredentialRegistry,
-      purpose: statusPurpose as (typeof STATUS_PURPOSES)[number],
-      index,
-    }).id;
-    if (typeof id !== "string" || id.toLowerCase() !== expected.toLowerCase()) {
-      fail("malformed", "credentialStatus does not point at this consortium's CredentialRegistry", {
-        expected,
-        got: id,
-      });
-    }
-    indexes.set(statusPurpose as string, index);
-  }
-  return {
-    revocationIndex: indexes.get("revocation") as number,
-    suspensionIndex: indexes.get("suspension") as number,
-  };
-}
-
 /**
  * Validates the payload of a K-th Party token (JWT VC, VCDM 1.1 as Veramo emits it) and
  * extracts what the gateway decides on. Wrappers inside `vc` that repeat `iss`/`sub` must
@@ -145,6 +97,6 @@ export function parseTokenPayload(payload: Record<string, unknown>, deployment: 
     notBefore,
     expires,
     claims,
-    ...parseStatus(vc.credentialStatus, deployment),
+    ...parseStatusEntries(vc.credentialStatus, deployment),
   };
 }

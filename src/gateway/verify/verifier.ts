@@ -1,9 +1,15 @@
 import type { DIDResolutionResult } from "did-resolver";
 import { type ChainClient, type CredentialState, getCredentialState } from "../../chain/index.ts";
-import { credentialIdOf, type DecodedJwt, decodeJwt, merkleRootOf } from "../../credential/index.ts";
+import {
+  credentialIdOf,
+  type DecodedJwt,
+  decodeJwt,
+  merkleRootOf,
+  parseDidEthr,
+} from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { CheckLog, type CheckResult, fail } from "./checks.ts";
-import { es256kKeys, parseDidEthr, type Relationship } from "./did-keys.ts";
+import { es256kKeys, type Relationship } from "./did-keys.ts";
 import { verifyEs256k } from "./es256k.ts";
 import { judgeCredentialState, REMOVED_ISSUER_POLICIES, type RemovedIssuerPolicy } from "./judge.ts";
 import { checkHeader, numericDate, parseTokenPayload, type TokenClaims } from "./structure.ts";
