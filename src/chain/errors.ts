@@ -31,6 +31,16 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
       cause: error,
     });
   }
+  const rejection = sendRejection(error);
+  if (rejection !== undefined) {
+    return /insufficient funds|enough funds/i.test(rejection)
+      ? new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, {
+          cause: error,
+        })
+      : new KPartyError("chain_rejected", `${action}: the node rejected the transaction: ${rejection}`, {
+          cause: error,
+        });
+  }
   if (isError(error, "INSUFFICIENT_FUNDS")) {
     return new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, {
       cause: error,
@@ -69,4 +79,15 @@ function revertData(error: unknown): string | undefined {
     if (typeof nested === "string" && /^0x[0-9a-fA-F]{8,}$/.test(nested)) return nested;
   }
   return undefined;
+}
+
+/**
+ * The node's message when it answered a transaction send with a JSON-RPC error that ethers
+ * could not classify (`UNKNOWN_ERROR`): the node is reachable, it refused the transaction.
+ */
+function sendRejection(error: unknown): string | undefined {
+  const e = error as { payload?: { method?: unknown }; error?: { message?: unknown } };
+  const method = e?.payload?.method;
+  if (typeof method !== "string" || !method.startsWith("eth_send")) return undefined;
+  return typeof e.error?.message === "string" ? e.error.message : undefined;
 }

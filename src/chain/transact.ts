@@ -8,9 +8,19 @@ import { toChainError } from "./errors.ts";
 export interface TransactionOutcome {
   transactionHash: string;
   blockNumber: number;
-  gasUsed: bigint;
-  /** The kparty contracts' events the transaction emitted, decoded. */
+  gasUsed: number;
+  /**
+   * The kparty contracts' events the transaction emitted, decoded; integers are numbers when
+   * they fit in 2^53, decimal strings otherwise (outcomes stay JSON-safe).
+   */
   events: { name: string; args: Record<string, unknown> }[];
+}
+
+function jsonSafe(value: unknown): unknown {
+  if (typeof value === "bigint")
+    return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+  if (Array.isArray(value)) return value.map(jsonSafe);
+  return value;
 }
 
 const queues = new WeakMap<object, Promise<unknown>>();
@@ -51,7 +61,10 @@ export async function transact(
           for (const iface of [i.credentials, i.consortium]) {
             const parsed = iface.parseLog(log);
             if (parsed) {
-              events.push({ name: parsed.name, args: parsed.args.toObject() });
+              const args = Object.fromEntries(
+                Object.entries(parsed.args.toObject()).map(([k, v]) => [k, jsonSafe(v)]),
+              );
+              events.push({ name: parsed.name, args });
               break;
             }
           }
@@ -59,7 +72,7 @@ export async function transact(
         return {
           transactionHash: receipt.hash,
           blockNumber: receipt.blockNumber,
-          gasUsed: receipt.gasUsed,
+          gasUsed: Number(receipt.gasUsed),
           events,
         };
       } catch (error) {

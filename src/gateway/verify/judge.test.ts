@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { errorCodeOf } from "../../../test/fixtures/errors.ts";
+import type { CredentialState } from "../../chain/index.ts";
+import { judgeCredentialState, type RemovedIssuerPolicy } from "./judge.ts";
+
+const ISSUER = "0x00000000000000000000000000000000000000aa";
+const good: CredentialState = {
+  anchoredBy: ISSUER,
+  anchoredAt: 10,
+  issuerIsMember: true,
+  issuerWasMemberAtAnchor: true,
+  revoked: false,
+  suspended: false,
+  blockNumber: 20,
+};
+
+function judge(patch: Partial<CredentialState>, policy: RemovedIssuerPolicy = "deny") {
+  const ran: string[] = [];
+  const run = (check: string, fn: () => void) => {
+    ran.push(check);
+    fn();
+  };
+  return errorCodeOf(judgeCredentialState({ ...good, ...patch }, ISSUER, policy, run)).then((code) => ({
+    code,
+    ran,
+  }));
+}
+
+describe("judgeCredentialState", () => {
+  it("passes a member's anchored, valid credential after running every check in order", async () => {
+    expect(await judge({})).toEqual({
+      code: "no error",
+      ran: [
+        "credential.issuer_member",
+        "credential.anchored",
+        "credential.issued_while_member",
+        "credential.revocation",
+        "credential.suspension",
+      ],
+    });
+  });
+
+  it.each([
+    [{ issuerIsMember: false }, "deny", "issuer_not_member"],
+    [{ issuerIsMember: false }, "honor-issued-while-member", "no error"],
+    [{ issuerIsMember: false, revoked: true }, "honor-issued-while-member", "revoked"],
+    [{ anchoredBy: null, anchoredAt: null }, "deny", "not_anchored"],
+    [{ anchoredBy: "0x00000000000000000000000000000000000000bb" }, "deny", "not_anchored"],
+    [{ issuerWasMemberAtAnchor: false }, "deny", "issuer_not_member"],
+    [{ issuerWasMemberAtAnchor: false }, "honor-issued-while-member", "issuer_not_member"],
+    [{ revoked: true, suspended: true }, "deny", "revoked"],
+    [{ suspended: true }, "deny", "suspended"],
+  ] as const)("%o under %s → %s", async (patch, policy, code) => {
+    expect((await judge(patch, policy)).code).toBe(code);
+  });
+
+  it("compares the anchoring account case-insensitively", async () => {
+    expect((await judge({ anchoredBy: ISSUER.toUpperCase().replace("0X", "0x") })).code).toBe("no error");
+  });
+});

@@ -1,0 +1,255 @@
+import { join } from "node:path";
+import { Wallet } from "ethers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
+import {
+  connectContracts,
+  createChainClient,
+  createProvider,
+  getCredentialState,
+} from "../src/chain/index.ts";
+import { decodeJwt, merkleRootOf } from "../src/credential/index.ts";
+import { errorCodeOf } from "./fixtures/errors.ts";
+import { getJson, postJson, presentation, requestToken } from "./fixtures/http.ts";
+import { issue } from "./fixtures/issue.ts";
+import {
+  createWorld,
+  type KPartyWorld,
+  MODEL_ID,
+  startGateway,
+  type TestGateway,
+} from "./fixtures/kparty.ts";
+
+let world: KPartyWorld;
+beforeAll(async () => {
+  world = await createWorld();
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+const item = (subject: string) => ({
+  subject,
+  role: "participant" as const,
+  models: [MODEL_ID],
+  actions: ["model:read" as const],
+});
+
+/** POST /auth/token with a presentation carrying `anchorProof` (the holder signs it). */
+async function presentWithProof(gatewayBase: string, jwt: string, anchorProof?: unknown) {
+  const challenge = (await postJson(gatewayBase, "/auth/challenge", {})).body.challenge as string;
+  const vp = await world.alice.handle.agent.kpartyCreatePresentation({
+    holder: world.alice.did,
+    credentials: [jwt],
+    challenge,
+    domain: "gateway.test.kparty",
+    ...(anchorProof !== undefined ? { anchorProof: anchorProof as string[] } : {}),
+  });
+  return postJson(gatewayBase, "/auth/token", { presentation: vp });
+}
+
+describe("batch anchoring", () => {
+  it("issues a batch under one anchored root; each proof leads to it; the gateway accepts it with the proof", async () => {
+    const batch = await world.orgA.handle.agent.kpartyIssueCredentials({
+      issuer: world.orgA.did,
+      credentials: [1, 2, 3, 4, 5].map(() => item(world.alice.did)),
+    });
+    const root = batch[0]?.anchor.root as string;
+    expect(batch.map((c) => c.anchor.root)).toEqual(Array(5).fill(root));
+    expect(batch.map((c) => c.statusIndex - (batch[0]?.statusIndex ?? 0))).toEqual([0, 1, 2, 3, 4]);
+    for (const c of batch) expect(merkleRootOf(c.credentialId, c.anchor.proof)).toBe(root);
+    const [by, block] = await world.client.contracts.credentials.getFunction("anchorOf").staticCall(root);
+    expect([by, Number(block)]).toEqual([world.orgA.account, batch[0]?.anchor.blockNumber]);
+    const record = await world.orgA.handle.agent.kpartyGetIssuedCredential({
+      credentialId: batch[2]?.credentialId as string,
+    });
+    expect(record).toMatchObject({
+      anchorRoot: root,
+      anchorProof: batch[2]?.anchor.proof,
+      anchoredBlock: block ? Number(block) : -1,
+    });
+
+    const c = batch[2] as (typeof batch)[number];
+    const ok = await presentWithProof(world.base, c.jwt, c.anchor.proof);
+    expect(ok.status).toBe(200);
+    const token = ok.body.access_token as string;
+    expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
+
+    const without = await presentWithProof(world.base, c.jwt);
+    expect([without.status, without.body.error.code]).toEqual([403, "not_anchored"]);
+    const wrong = await presentWithProof(world.base, c.jwt, batch[3]?.anchor.proof);
+    expect([wrong.status, wrong.body.error.code]).toEqual([403, "not_anchored"]);
+    const junk = await presentWithProof(world.base, c.jwt, ["not a hash"]);
+    expect([junk.status, junk.body.error.code]).toEqual([400, "malformed"]);
+
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: c.credentialId });
+    const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
+    expect([live.status, live.body.error.code]).toEqual([403, "revoked"]);
+    expect(
+      (await presentWithProof(world.base, (batch[1] as typeof c).jwt, batch[1]?.anchor.proof)).status,
+    ).toBe(200);
+  });
+
+  it("allocates distinct indexes to concurrent batch and single issuance", async () => {
+    const [batch, single1, single2] = await Promise.all([
+      world.orgB.handle.agent.kpartyIssueCredentials({
+        issuer: world.orgB.did,
+        credentials: [1, 2, 3].map(() => item(world.alice.did)),
+      }),
+      issue(world.orgB, world.alice),
+      issue(world.orgB, world.alice),
+    ]);
+    const indexes = [...batch.map((c) => c.statusIndex), single1.statusIndex, single2.statusIndex];
+    expect(new Set(indexes).size).toBe(5);
+  });
+
+  it("keeps a batch whose anchoring failed, and anchors it once on resume", async () => {
+    await world.chain.provider.send("hardhat_setBalance", [world.orgB.account, "0x0"]);
+    const code = await errorCodeOf(
+      world.orgB.handle.agent.kpartyIssueCredentials({
+        issuer: world.orgB.did,
+        credentials: [item(world.alice.did)],
+      }),
+    );
+    expect(code).toBe("insufficient_funds");
+    const [pending] = (await world.orgB.handle.agent.kpartyListIssuedCredentials({})).filter(
+      (r) => r.anchoredBlock === null,
+    );
+    expect(pending?.anchorRoot).toMatch(/^0x[0-9a-f]{64}$/);
+    await world.chain.provider.send("hardhat_setBalance", [world.orgB.account, "0x8AC7230489E80000"]);
+    expect(await world.orgB.handle.agent.kpartyResumeAnchoring({})).toEqual({ credentials: 0, batches: 1 });
+    expect(await world.orgB.handle.agent.kpartyResumeAnchoring({})).toEqual({ credentials: 0, batches: 0 });
+    const record = await world.orgB.handle.agent.kpartyGetIssuedCredential({
+      credentialId: pending?.credentialId as string,
+    });
+    expect(record.anchoredBlock).toBeGreaterThan(0);
+    expect((await presentWithProof(world.base, record.jwt, record.anchorProof)).status).toBe(200);
+  });
+});
+
+describe("Veramo status method", () => {
+  it("reports revocation and suspension from the chain, and fails closed when the chain is unreachable", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const { payload } = decodeJwt(cred.jwt);
+    const credential = {
+      "@context": ["https://www.w3.org/2018/credentials/v1"],
+      type: ["VerifiableCredential", "KPartyCredential"],
+      issuer: { id: payload.iss as string },
+      issuanceDate: new Date().toISOString(),
+      credentialSubject: { id: payload.sub as string },
+      credentialStatus: (payload.vc as { credentialStatus: unknown }).credentialStatus,
+      proof: { jwt: cred.jwt },
+    } as never;
+    const agent = world.alice.handle.agent;
+    expect(await agent.checkCredentialStatus({ credential })).toMatchObject({
+      revoked: false,
+      suspended: false,
+      verified: true,
+    });
+    await world.orgA.handle.agent.kpartySuspendCredential({ credentialId: cred.credentialId });
+    expect(await agent.checkCredentialStatus({ credential })).toMatchObject({
+      revoked: false,
+      suspended: true,
+      verified: false,
+    });
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    expect(await agent.checkCredentialStatus({ credential })).toMatchObject({
+      revoked: true,
+      verified: false,
+    });
+
+    const dead = createChainClient({
+      provider: createProvider("http://127.0.0.1:9", 31337, { timeoutMs: 1000 }),
+      deployment: world.deployment,
+    });
+    const offline = new KPartyStatusVerifier({ chain: dead });
+    expect(await errorCodeOf(offline.methods.checkCredentialStatus({ credential }, {} as never))).toBe(
+      "registry_unavailable",
+    );
+    dead.provider.destroy();
+  });
+});
+
+describe("members removed after issuance", () => {
+  let honoring: TestGateway;
+  afterAll(async () => {
+    await honoring?.close();
+  });
+
+  it("denies by default, honours by policy, and the quorum can still revoke", async () => {
+    const cred = await issue(world.orgB, world.alice);
+    const a = world.orgA.handle.agent;
+    const q = await a.kpartyProposeQuorum({ member: world.orgA.did, quorum: 1 });
+    await world.orgB.handle.agent.kpartyApproveProposal({ member: world.orgB.did, id: q.proposalId });
+    await a.kpartyExecuteProposal({ member: world.orgA.did, id: q.proposalId });
+    const removal = await a.kpartyProposeRemoval({ member: world.orgA.did, account: world.orgB.account });
+    const removed = await a.kpartyExecuteProposal({ member: world.orgA.did, id: removal.proposalId });
+    expect(removed.events[0]?.name).toBe("MemberRemoved");
+
+    const denied = await requestToken(world, world.alice, cred.jwt);
+    expect([denied.status, denied.body.error.code]).toEqual([403, "issuer_not_member"]);
+    expect(denied.body.error.checks.at(-1)).toEqual({
+      check: "credential.issuer_member",
+      passed: false,
+      code: "issuer_not_member",
+    });
+
+    honoring = await startGateway({
+      chain: world.chain,
+      deployment: world.deployment,
+      models: world.models,
+      dir: join(world.dir, "honoring-gateway"),
+      removedIssuerPolicy: "honor-issued-while-member",
+    });
+    const vp = async () => {
+      const challenge = (await postJson(honoring.base, "/auth/challenge", {})).body.challenge as string;
+      return presentation(world, world.alice, cred.jwt, { challenge });
+    };
+    const honoured = await postJson(honoring.base, "/auth/token", { presentation: await vp() });
+    expect(honoured.status).toBe(200);
+
+    expect(await errorCodeOf(issue(world.orgB, world.alice))).toBe("issuer_not_member");
+
+    const revocation = await a.kpartyProposeRevocation({
+      member: world.orgA.did,
+      issuer: world.orgB.account,
+      indexes: [cred.statusIndex],
+    });
+    await a.kpartyExecuteProposal({ member: world.orgA.did, id: revocation.proposalId });
+    const revoked = await postJson(honoring.base, "/auth/token", { presentation: await vp() });
+    expect([revoked.status, revoked.body.error.code]).toEqual([403, "revoked"]);
+  });
+});
+
+describe("the signing key at issuance", () => {
+  it("verifies against the issuer's DID document as of the anchoring block", async () => {
+    const before = await issue(world.orgA, world.alice);
+    // Org A hands control of its DID to a new key (ERC-1056 changeOwner, sent from its account).
+    const identifier = await world.orgA.handle.agent.didManagerGet({ did: world.orgA.did });
+    const key = identifier.keys[0] as (typeof identifier.keys)[number];
+    const signer = new VeramoSigner(
+      world.orgA.handle.agent,
+      key.kid,
+      world.orgA.account,
+      world.chain.provider,
+    );
+    const erc1056 = connectContracts(world.deployment.contracts, signer).didRegistry;
+    await (await erc1056.getFunction("changeOwner")(world.orgA.account, Wallet.createRandom().address)).wait(
+      1,
+    );
+
+    // A credential anchored before the change was signed by a key the DID had then: still valid.
+    expect((await requestToken(world, world.alice, before.jwt)).status).toBe(200);
+    // The old key signing after the change no longer speaks for the DID.
+    const after = await issue(world.orgA, world.alice);
+    const state = await getCredentialState(world.client, {
+      credentialId: after.credentialId,
+      issuer: world.orgA.account,
+      revocationIndex: after.statusIndex,
+      suspensionIndex: after.statusIndex,
+    });
+    expect(state.anchoredBy).toBe(world.orgA.account);
+    const refused = await requestToken(world, world.alice, after.jwt);
+    expect([refused.status, refused.body.error.code]).toEqual([401, "invalid_signature"]);
+  });
+});
