@@ -60,15 +60,15 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     /// - every founder account is non-zero, distinct, and has a non-empty DID;
     /// - `quorum_` is between 1 and the number of founders.
     ///
-    /// Emits a {MemberAdded} event per founder, a {QuorumChanged} and a {CredentialRegistryCreated} event.
+    /// Emits a {CredentialRegistryCreated} event, a {MemberAdded} event per founder and a {QuorumChanged} event.
     constructor(MemberInit[] memory founders, uint256 quorum_, uint256 proposalLifetime_) {
+        _proposalLifetime = proposalLifetime_;
+        _credentialRegistry = new CredentialRegistry(this);
+        emit CredentialRegistryCreated(address(_credentialRegistry));
         for (uint256 i = 0; i < founders.length; ++i) {
             _addMember(founders[i].account, founders[i].did, founders[i].name);
         }
         _setQuorum(quorum_);
-        _proposalLifetime = proposalLifetime_;
-        _credentialRegistry = new CredentialRegistry(this);
-        emit CredentialRegistryCreated(address(_credentialRegistry));
     }
 
     // ------------------------------------------------------------------ proposals
@@ -287,6 +287,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         _intervals[account].push(Interval({fromBlock: uint64(block.number), toBlock: 0}));
         _accounts.push(account);
         _position[account] = _accounts.length;
+        _credentialRegistry.setIssuer(account, true);
         emit MemberAdded(account, did, name, block.number);
     }
 
@@ -302,6 +303,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         _position[last] = position;
         _accounts.pop();
         delete _position[account];
+        _credentialRegistry.setIssuer(account, false);
         emit MemberRemoved(account, block.number);
     }
 

@@ -2,11 +2,13 @@
 pragma solidity ^0.8.28;
 
 import {ConsortiumRegistry} from "./ConsortiumRegistry.sol";
+import {CredentialRegistry} from "./CredentialRegistry.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
 import {vm} from "./test/Vm.sol";
 
 /// Fuzzed governance sequences: the quorum stays within [1, members], approvals never exceed
-/// members, nobody approves twice, and membership history matches every admission and removal.
+/// members, nobody approves twice, membership history matches every admission and removal, and
+/// the credential registry's membership mirror always equals the consortium's membership.
 contract ConsortiumRegistryFuzzTest {
     ConsortiumRegistry private consortium;
     address[] private pool;
@@ -27,6 +29,10 @@ contract ConsortiumRegistryFuzzTest {
         uint256 proposals = consortium.proposalCount();
         for (uint256 id = 0; id < proposals; ++id) {
             require(consortium.approvalCount(id) <= n, "approvals exceed members");
+        }
+        CredentialRegistry registry = CredentialRegistry(consortium.credentialRegistry());
+        for (uint256 i = 0; i < pool.length; ++i) {
+            require(registry.isIssuer(pool[i]) == consortium.isMember(pool[i]), "issuer mirror diverged");
         }
         address[] memory current = consortium.members();
         for (uint256 i = 0; i < current.length; ++i) {

@@ -19,18 +19,32 @@ contract CredentialRegistry is ICredentialRegistry {
     }
 
     IConsortiumRegistry private immutable _consortium;
+    /// @dev Mirror of current membership, kept by the consortium (saves an external call per write).
+    mapping(address account => bool) private _issuers;
     mapping(bytes32 credentialIdOrRoot => Anchor) private _anchors;
     mapping(address issuer => mapping(uint256 word => uint256 bits)) private _revoked;
     mapping(address issuer => mapping(uint256 word => uint256 bits)) private _suspended;
 
     modifier onlyMember() {
-        if (!_consortium.isMember(msg.sender)) revert CredentialRegistryNotMember(msg.sender);
+        if (!_issuers[msg.sender]) revert CredentialRegistryNotMember(msg.sender);
+        _;
+    }
+
+    modifier onlyConsortium() {
+        if (msg.sender != address(_consortium)) revert CredentialRegistryNotConsortium(msg.sender);
         _;
     }
 
     /// @param consortium_ The consortium whose members may anchor and change status.
     constructor(IConsortiumRegistry consortium_) {
         _consortium = consortium_;
+    }
+
+    /// @notice Records whether `account` may anchor and suspend (the consortium calls this on
+    /// every admission and removal).
+    /// @dev Requirements: the caller is the consortium contract.
+    function setIssuer(address account, bool active) external onlyConsortium {
+        _issuers[account] = active;
     }
 
     // ------------------------------------------------------------------ anchoring
@@ -62,12 +76,13 @@ contract CredentialRegistry is ICredentialRegistry {
     // ------------------------------------------------------------------ status, one index
 
     /// @notice Sets bit `index` of the caller's revocation list. Final: no function clears it.
-    /// @dev Requirements:
-    /// - the caller is a current consortium member;
+    /// @dev Any account may revoke in its own list (a revocation only ever withdraws trust, and
+    /// a removed member must still be able to revoke what it issued).
+    /// Requirements:
     /// - the bit is not set yet.
     ///
     /// Emits a {CredentialRevoked} event.
-    function revoke(uint256 index) external onlyMember {
+    function revoke(uint256 index) external {
         if (!_setBit(_revoked[msg.sender], index)) revert CredentialRegistryAlreadyRevoked(msg.sender, index);
         emit CredentialRevoked(msg.sender, index);
     }
@@ -101,13 +116,13 @@ contract CredentialRegistry is ICredentialRegistry {
     // ------------------------------------------------------------------ status, batches
 
     /// @notice Sets the bits `indexes` of the caller's revocation list, one storage write per word.
-    /// @dev Requirements:
-    /// - the caller is a current consortium member;
+    /// @dev Any account may revoke in its own list (see {revoke}).
+    /// Requirements:
     /// - `indexes` is non-empty and strictly increasing;
     /// - none of the bits is set yet.
     ///
     /// Emits a {StatusWordChanged} event per word touched.
-    function revokeBatch(uint256[] calldata indexes) external onlyMember {
+    function revokeBatch(uint256[] calldata indexes) external {
         _applyBatch(_revoked[msg.sender], msg.sender, indexes, true, true, false);
     }
 
@@ -137,8 +152,7 @@ contract CredentialRegistry is ICredentialRegistry {
     /// - `indexes` is non-empty and strictly increasing.
     ///
     /// Emits a {StatusWordChanged} event per word where a bit was newly set.
-    function consortiumRevoke(address issuer, uint256[] calldata indexes) external {
-        if (msg.sender != address(_consortium)) revert CredentialRegistryNotConsortium(msg.sender);
+    function consortiumRevoke(address issuer, uint256[] calldata indexes) external onlyConsortium {
         _applyBatch(_revoked[issuer], issuer, indexes, true, true, true);
     }
 
@@ -165,6 +179,11 @@ contract CredentialRegistry is ICredentialRegistry {
         return _getBit(_suspended[issuer], index);
     }
 
+    /// @notice Whether `account` is a current member (the consortium's mirror).
+    function isIssuer(address account) external view returns (bool) {
+        return _issuers[account];
+    }
+
     /// @notice Word `word` of `issuer`'s revocation and suspension lists.
     function statusWords(address issuer, uint256 word) external view returns (uint256 revoked, uint256 suspended) {
         return (_revoked[issuer][word], _suspended[issuer][word]);
@@ -179,7 +198,7 @@ contract CredentialRegistry is ICredentialRegistry {
         Anchor storage a = _anchors[credentialId];
         state.anchoredBy = a.issuer;
         state.anchoredAt = a.blockNumber;
-        state.issuerIsMember = _consortium.isMember(issuer);
+        state.issuerIsMember = _issuers[issuer];
         state.issuerWasMemberAtAnchor = a.issuer != address(0) && _consortium.wasMemberAt(issuer, a.blockNumber);
         state.revoked = isRevoked(issuer, revocationIndex);
         state.suspended = isSuspended(issuer, suspensionIndex);

@@ -34,9 +34,9 @@ describe("ConsortiumRegistry", () => {
       .map((l) => iface().parseLog(l))
       .map((e) => ({ name: e?.name, args: e?.args.toArray() }));
     expect(events).toEqual([
+      { name: "CredentialRegistryCreated", args: [deployment.contracts.CredentialRegistry] },
       { name: "MemberAdded", args: [a, "did:ethr:0x7a69:a", "A", BigInt(deployment.deployedAtBlock)] },
       { name: "QuorumChanged", args: [0n, 1n] },
-      { name: "CredentialRegistryCreated", args: [deployment.contracts.CredentialRegistry] },
     ]);
   });
 

@@ -56,15 +56,40 @@ describe("CredentialRegistry anchoring", () => {
     );
   });
 
-  it("reverts CredentialRegistryNotMember(caller) for every write by a non-member", async () => {
+  it("reverts CredentialRegistryNotMember(caller) when a non-member anchors, suspends or reinstates", async () => {
     const outsider = await fx.outsider.getAddress();
     const r = registry(fx.outsider);
     await expectRevert(r.getFunction("anchor")(freshId()), iface(), "CredentialRegistryNotMember", [
       outsider,
     ]);
-    await expectRevert(r.getFunction("revoke")(1), iface(), "CredentialRegistryNotMember", [outsider]);
+    await expectRevert(r.getFunction("anchorBatch")(freshId(), 2), iface(), "CredentialRegistryNotMember", [
+      outsider,
+    ]);
     await expectRevert(r.getFunction("suspend")(1), iface(), "CredentialRegistryNotMember", [outsider]);
     await expectRevert(r.getFunction("reinstate")(1), iface(), "CredentialRegistryNotMember", [outsider]);
+    await expectRevert(r.getFunction("suspendBatch")([1]), iface(), "CredentialRegistryNotMember", [
+      outsider,
+    ]);
+    await expectRevert(r.getFunction("reinstateBatch")([1]), iface(), "CredentialRegistryNotMember", [
+      outsider,
+    ]);
+  });
+
+  it("lets any account revoke in its own list only (revocation only withdraws trust)", async () => {
+    const outsider = await fx.outsider.getAddress();
+    const { events } = await send(registry(fx.outsider).getFunction("revoke")(77), iface());
+    expect(events).toEqual([{ name: "CredentialRevoked", args: [outsider, 77] }]);
+    expect(await registry(m1).getFunction("isRevoked").staticCall(outsider, 77)).toBe(true);
+    expect(await registry(m1).getFunction("isRevoked").staticCall(a1, 77)).toBe(false);
+  });
+
+  it("mirrors membership from the consortium, which alone may change it", async () => {
+    const r = registry(m1);
+    expect(await r.getFunction("isIssuer").staticCall(a1)).toBe(true);
+    expect(await r.getFunction("isIssuer").staticCall(await fx.outsider.getAddress())).toBe(false);
+    await expectRevert(r.getFunction("setIssuer")(a1, false), iface(), "CredentialRegistryNotConsortium", [
+      a1,
+    ]);
   });
 });
 

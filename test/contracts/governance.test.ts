@@ -364,7 +364,7 @@ describe("batches", () => {
       [addr[1]],
     );
     await expectRevert(
-      revokeBatch(w[3] as WalletClient, { indexes: [1] }),
+      suspendBatch(w[3] as WalletClient, { indexes: [1] }),
       errors,
       "CredentialRegistryNotMember",
       [addr[3]],
