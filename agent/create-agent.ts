@@ -49,27 +49,13 @@ export interface AgentConfig {
 }
 
 /** Every agent resolves DIDs, creates/verifies W3C credentials and checks kparty status on chain. */
-export type VerifierAgent = TAgent<IResolver & ICredentialPlugin & ICredentialStatusVerifier>;
-export type HolderAgent = TAgent<
-  IResolver &
-    ICredentialPlugin &
-    ICredentialStatusVerifier &
-    IKeyManager &
-    IDIDManager &
-    IDataStore &
-    IDataStoreORM &
-    IKPartyHolder
->;
-export type IssuerAgent = TAgent<
-  IResolver &
-    ICredentialPlugin &
-    ICredentialStatusVerifier &
-    IKeyManager &
-    IDIDManager &
-    IDataStore &
-    IDataStoreORM &
-    IKPartyIssuer
->;
+type VerifierPlugins = IResolver & ICredentialPlugin & ICredentialStatusVerifier;
+/** Holders and issuers also keep keys, DIDs and data. */
+type KeyedPlugins = VerifierPlugins & IKeyManager & IDIDManager & IDataStore & IDataStoreORM;
+
+export type VerifierAgent = TAgent<VerifierPlugins>;
+export type HolderAgent = TAgent<KeyedPlugins & IKPartyHolder>;
+export type IssuerAgent = TAgent<KeyedPlugins & IKPartyIssuer>;
 
 export interface AgentHandle<A> {
   agent: A;
@@ -149,7 +135,7 @@ export async function createKPartyAgent(
     chain: createChainClient({ provider: config.chain.provider, deployment: config.chain.deployment }),
   });
   if (config.role === "verifier") {
-    const agent = createAgent<IResolver & ICredentialPlugin & ICredentialStatusVerifier>({
+    const agent = createAgent<VerifierPlugins>({
       plugins: [resolverPlugin(config), credentials, status],
     });
     return { agent, didProvider, close: async () => {} };
@@ -185,12 +171,12 @@ export async function createKPartyAgent(
         store,
         ...(config.now ? { now: config.now } : {}),
       });
-      const agent = createAgent<IssuerAgent extends TAgent<infer P> ? P : never>({
+      const agent = createAgent<KeyedPlugins & IKPartyIssuer>({
         plugins: [...plugins, issuer],
       });
       return { agent, didProvider, close: () => db.destroy() };
     }
-    const agent = createAgent<HolderAgent extends TAgent<infer P> ? P : never>({
+    const agent = createAgent<KeyedPlugins & IKPartyHolder>({
       plugins: [...plugins, new KPartyHolder()],
     });
     return { agent, didProvider, close: () => db.destroy() };

@@ -2,11 +2,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyAgent } from "../agent/index.ts";
-import { getCredentialState } from "../src/chain/index.ts";
 import { decodeJwt } from "../src/credential/index.ts";
 import { isKPartyError } from "../src/errors/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
-import { issue } from "./fixtures/issue.ts";
+import { issue, stateOf } from "./fixtures/issue.ts";
 import { createWorld, type KPartyWorld, MODEL_ID, PASSPHRASE } from "./fixtures/kparty.ts";
 
 let world: KPartyWorld;
@@ -84,12 +83,7 @@ describe("issuer agent", () => {
     expect(new Set(indexes).size).toBe(5);
     expect((indexes.at(-1) ?? Number.NaN) - (indexes.at(0) ?? Number.NaN)).toBe(4);
     for (const c of issued) {
-      const state = await getCredentialState(world.client, {
-        credentialId: c.credentialId,
-        issuer: world.orgB.account,
-        revocationIndex: c.statusIndex,
-        suspensionIndex: c.statusIndex,
-      });
+      const state = await stateOf(world.client, c, world.orgB);
       expect(state.anchoredBy).toBe(world.orgB.account);
     }
   });
@@ -175,13 +169,7 @@ describe("issuer agent", () => {
 
   it("revokes, suspends and reinstates on chain; reinstating a clear bit reverts with its custom error", async () => {
     const cred = await issue(world.orgA, world.alice);
-    const read = () =>
-      getCredentialState(world.client, {
-        credentialId: cred.credentialId,
-        issuer: world.orgA.account,
-        revocationIndex: cred.statusIndex,
-        suspensionIndex: cred.statusIndex,
-      });
+    const read = () => stateOf(world.client, cred, world.orgA);
     await world.orgA.handle.agent.kpartySuspendCredential({ credentialId: cred.credentialId });
     expect(await read()).toMatchObject({ revoked: false, suspended: true });
     await world.orgA.handle.agent.kpartyReinstateCredential({ credentialId: cred.credentialId });

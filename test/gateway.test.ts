@@ -1,6 +1,7 @@
 import type { CredentialPayload } from "@veramo/core";
 import { computeAddress, keccak256, toUtf8Bytes } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getAnchor } from "../src/chain/index.ts";
 import { credentialIdOf, kpartyCredential } from "../src/credential/index.ts";
 import type { ConsortiumMember } from "../src/devnet/index.ts";
 import { getJson, postJson, presentation, requestToken, tamperPayload } from "./fixtures/http.ts";
@@ -377,11 +378,10 @@ describe("status on chain", () => {
     const signingInput = cred.jwt.slice(0, cred.jwt.lastIndexOf("."));
     expect(cred.credentialId).toBe(keccak256(toUtf8Bytes(signingInput)));
     expect(credentialIdOf(cred.jwt)).toBe(cred.credentialId);
-    const [issuer, block] = await world.client.contracts.credentials
-      .getFunction("anchorOf")
-      .staticCall(cred.credentialId);
-    expect(issuer).toBe(world.orgB.account);
-    expect(Number(block)).toBe(cred.anchor.blockNumber);
+    expect(await getAnchor(world.client, cred.credentialId)).toEqual({
+      anchoredBy: world.orgB.account,
+      blockNumber: cred.anchor.blockNumber,
+    });
     expect(computeAddress(`0x${world.orgB.did.split(":").at(-1)?.slice(2)}`)).toBe(world.orgB.account);
   });
 });

@@ -2,16 +2,11 @@ import { join } from "node:path";
 import { Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
-import {
-  connectContracts,
-  createChainClient,
-  createProvider,
-  getCredentialState,
-} from "../src/chain/index.ts";
+import { connectContracts, createChainClient, createProvider, getAnchor } from "../src/chain/index.ts";
 import { decodeJwt, merkleRootOf } from "../src/credential/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
 import { getJson, postJson, presentation, requestToken } from "./fixtures/http.ts";
-import { issue } from "./fixtures/issue.ts";
+import { issue, stateOf } from "./fixtures/issue.ts";
 import {
   createWorld,
   type KPartyWorld,
@@ -58,15 +53,15 @@ describe("batch anchoring", () => {
     expect(batch.map((c) => c.anchor.root)).toEqual(Array(5).fill(root));
     expect(batch.map((c) => c.statusIndex - (batch[0]?.statusIndex ?? 0))).toEqual([0, 1, 2, 3, 4]);
     for (const c of batch) expect(merkleRootOf(c.credentialId, c.anchor.proof)).toBe(root);
-    const [by, block] = await world.client.contracts.credentials.getFunction("anchorOf").staticCall(root);
-    expect([by, Number(block)]).toEqual([world.orgA.account, batch[0]?.anchor.blockNumber]);
+    const anchor = await getAnchor(world.client, root);
+    expect(anchor).toEqual({ anchoredBy: world.orgA.account, blockNumber: batch[0]?.anchor.blockNumber });
     const record = await world.orgA.handle.agent.kpartyGetIssuedCredential({
       credentialId: batch[2]?.credentialId as string,
     });
     expect(record).toMatchObject({
       anchorRoot: root,
       anchorProof: batch[2]?.anchor.proof,
-      anchoredBlock: block ? Number(block) : -1,
+      anchoredBlock: anchor?.blockNumber,
     });
 
     const c = batch[2] as (typeof batch)[number];
@@ -242,12 +237,7 @@ describe("the signing key at issuance", () => {
     expect((await requestToken(world, world.alice, before.jwt)).status).toBe(200);
     // The old key signing after the change no longer speaks for the DID.
     const after = await issue(world.orgA, world.alice);
-    const state = await getCredentialState(world.client, {
-      credentialId: after.credentialId,
-      issuer: world.orgA.account,
-      revocationIndex: after.statusIndex,
-      suspensionIndex: after.statusIndex,
-    });
+    const state = await stateOf(world.client, after, world.orgA);
     expect(state.anchoredBy).toBe(world.orgA.account);
     const refused = await requestToken(world, world.alice, after.jwt);
     expect([refused.status, refused.body.error.code]).toEqual([401, "invalid_signature"]);

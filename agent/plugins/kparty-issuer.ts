@@ -16,6 +16,7 @@ import {
   createWalletClient,
   type Deployment,
   executeProposal,
+  getAnchor,
   getMember,
   type ProposalOutcome,
   proposeAddMember,
@@ -396,11 +397,9 @@ export class KPartyIssuer implements IAgentPlugin {
     for (const job of jobs) {
       const wallet = await this.wallet(job.issuer, context);
       const account = (wallet.signer as VeramoSigner).address;
-      const [anchoredBy, block] = await wallet.contracts.credentials
-        .getFunction("anchorOf")
-        .staticCall(job.key);
-      if (String(anchoredBy).toLowerCase() === account.toLowerCase()) {
-        await this.#options.store.markAnchored(job.mark, Number(block), "");
+      const anchored = await getAnchor(wallet, job.key);
+      if (anchored?.anchoredBy.toLowerCase() === account.toLowerCase()) {
+        await this.#options.store.markAnchored(job.mark, anchored.blockNumber, "");
         continue;
       }
       const outcome =
