@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "f
 import { type ChainClient, getCredentialState } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import type { AuditLog } from "./state.ts";
+import type { AuditLog } from "./audit.ts";
 import type { AccessClaims, TokenService } from "./tokens.ts";
 import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
 

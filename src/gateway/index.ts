@@ -1,14 +1,16 @@
 export { buildGateway, type GatewayOptions } from "./app.ts";
-export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
-export { createAccessGuard, type GuardOptions } from "./guard.ts";
 export {
   type AuditEntry,
   AuditLog,
   type AuditRecord,
-  type Challenge,
-  ChallengeStore,
-  openGatewayDatabase,
-} from "./state.ts";
+  type AuditVerification,
+  auditHash,
+  GENESIS_HASH,
+  verifyAuditChain,
+} from "./audit.ts";
+export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
+export { createAccessGuard, type GuardOptions } from "./guard.ts";
+export { type Challenge, ChallengeStore, openGatewayDatabase } from "./state.ts";
 export { type AccessClaims, type AccessGrant, createTokenService, type TokenService } from "./tokens.ts";
 export type { CheckResult } from "./verify/checks.ts";
 export { verifyEs256k } from "./verify/es256k.ts";

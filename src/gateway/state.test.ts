@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { errorCode } from "../../test/fixtures/errors.ts";
-import { AuditLog, ChallengeStore, openGatewayDatabase } from "./state.ts";
+import { AuditLog, verifyAuditChain } from "./audit.ts";
+import { ChallengeStore, openGatewayDatabase } from "./state.ts";
 
 describe("ChallengeStore", () => {
   it("accepts a challenge once, then reports challenge_reused", () => {
@@ -25,32 +26,47 @@ describe("ChallengeStore", () => {
 });
 
 describe("AuditLog", () => {
-  it("appends decisions in order and returns the newest", () => {
-    const log = new AuditLog(openGatewayDatabase(":memory:"), {
-      now: () => Date.parse("2026-11-22T00:00:00Z"),
-    });
-    log.append({
+  const at = () => Date.parse("2026-11-22T00:00:00Z");
+
+  it("appends decisions in order, each linked to the previous hash", () => {
+    const log = new AuditLog(openGatewayDatabase(":memory:"), { now: at });
+    const first = log.append({
       client: "a",
       route: "/auth/token",
       outcome: "granted",
       holder: "did:1",
       credentialId: "0x1",
     });
-    log.append({ client: "b", route: "/auth/token", outcome: "denied", code: "revoked" });
-    expect(log.tail(1)).toEqual([
-      {
-        seq: 2,
-        at: "2026-11-22T00:00:00.000Z",
-        client: "b",
-        route: "/auth/token",
-        holder: null,
-        credentialId: null,
-        action: null,
-        model: null,
-        outcome: "denied",
-        code: "revoked",
-      },
-    ]);
+    const second = log.append({ client: "b", route: "/auth/token", outcome: "denied", code: "revoked" });
+    expect(first.prevHash).toBe("0".repeat(64));
+    expect(second).toMatchObject({
+      seq: 2,
+      prevHash: first.hash,
+      outcome: "denied",
+      code: "revoked",
+      holder: null,
+    });
+    expect(second.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(log.tail(1)).toEqual([second]);
     expect(log.tail(10).map((r) => r.seq)).toEqual([1, 2]);
+  });
+
+  it("verifies an intact chain and finds an edited or a deleted record", () => {
+    const db = openGatewayDatabase(":memory:");
+    const log = new AuditLog(db, { now: at });
+    for (const code of ["revoked", "expired", "suspended", null]) {
+      log.append({ client: "c", route: "/auth/token", outcome: code ? "denied" : "granted", code });
+    }
+    const intact = verifyAuditChain(db);
+    expect(intact).toEqual({ valid: true, records: 4, head: log.tail(1)[0]?.hash });
+
+    db.prepare("UPDATE audit SET outcome = 'granted', code = NULL WHERE seq = 2").run();
+    expect(verifyAuditChain(db).broken).toEqual({ seq: 2, reason: "content does not match its hash" });
+
+    const fresh = openGatewayDatabase(":memory:");
+    const log2 = new AuditLog(fresh, { now: at });
+    for (let i = 0; i < 3; i++) log2.append({ client: "c", route: "/x", outcome: "denied", code: "revoked" });
+    fresh.prepare("DELETE FROM audit WHERE seq = 2").run();
+    expect(verifyAuditChain(fresh).broken).toEqual({ seq: 3, reason: "expected record 2, found 3" });
   });
 });

@@ -24,7 +24,7 @@ export function openGatewayDatabase(file: string): DatabaseSync {
     );
     CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
     CREATE TABLE IF NOT EXISTS audit (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      seq INTEGER PRIMARY KEY,
       at TEXT NOT NULL,
       client TEXT NOT NULL,
       route TEXT NOT NULL,
@@ -33,7 +33,9 @@ export function openGatewayDatabase(file: string): DatabaseSync {
       action TEXT,
       model TEXT,
       outcome TEXT NOT NULL CHECK (outcome IN ('granted', 'denied')),
-      code TEXT
+      code TEXT,
+      prev_hash TEXT NOT NULL,
+      hash TEXT NOT NULL
     );
   `);
   return db;
@@ -87,70 +89,5 @@ export class ChallengeStore {
       throw new KPartyError("challenge_reused", "the challenge has already been used");
     if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
     throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
-  }
-}
-
-/** One access decision. */
-export interface AuditEntry {
-  client: string;
-  route: string;
-  holder?: string | null;
-  credentialId?: string | null;
-  action?: string | null;
-  model?: string | null;
-  outcome: "granted" | "denied";
-  code?: string | null;
-}
-
-export interface AuditRecord extends Required<AuditEntry> {
-  seq: number;
-  at: string;
-}
-
-/** The durable record of every access decision, appended before the response is sent. */
-export class AuditLog {
-  readonly #db: DatabaseSync;
-  readonly #now: () => number;
-
-  constructor(db: DatabaseSync, options: { now: () => number }) {
-    this.#db = db;
-    this.#now = options.now;
-  }
-
-  append(entry: AuditEntry): void {
-    this.#db
-      .prepare(
-        "INSERT INTO audit (at, client, route, holder, credential_id, action, model, outcome, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      )
-      .run(
-        new Date(this.#now()).toISOString(),
-        entry.client,
-        entry.route,
-        entry.holder ?? null,
-        entry.credentialId ?? null,
-        entry.action ?? null,
-        entry.model ?? null,
-        entry.outcome,
-        entry.code ?? null,
-      );
-  }
-
-  /** The newest `limit` entries, oldest first. */
-  tail(limit = 100): AuditRecord[] {
-    const rows = this.#db
-      .prepare("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq")
-      .all(limit) as Record<string, unknown>[];
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      at: r.at as string,
-      client: r.client as string,
-      route: r.route as string,
-      holder: (r.holder as string | null) ?? null,
-      credentialId: (r.credential_id as string | null) ?? null,
-      action: (r.action as string | null) ?? null,
-      model: (r.model as string | null) ?? null,
-      outcome: r.outcome as "granted" | "denied",
-      code: (r.code as string | null) ?? null,
-    }));
   }
 }

@@ -1,0 +1,177 @@
+import { createHash } from "node:crypto";
+import type { DatabaseSync } from "node:sqlite";
+
+/** One access decision. */
+export interface AuditEntry {
+  client: string;
+  route: string;
+  holder?: string | null;
+  credentialId?: string | null;
+  action?: string | null;
+  model?: string | null;
+  outcome: "granted" | "denied";
+  code?: string | null;
+}
+
+export interface AuditRecord extends Required<AuditEntry> {
+  seq: number;
+  at: string;
+  /** Hash of the previous record (64 zeros for the first). */
+  prevHash: string;
+  /** SHA-256 over this record's fields and `prevHash` (see {@link auditHash}). */
+  hash: string;
+}
+
+export const GENESIS_HASH = "0".repeat(64);
+
+/**
+ * The hash that chains audit records: SHA-256 (hex) of the JSON array
+ * `[seq, at, client, route, holder, credentialId, action, model, outcome, code, prevHash]`.
+ */
+export function auditHash(r: Omit<AuditRecord, "hash">): string {
+  const fields = [
+    r.seq,
+    r.at,
+    r.client,
+    r.route,
+    r.holder,
+    r.credentialId,
+    r.action,
+    r.model,
+    r.outcome,
+    r.code,
+    r.prevHash,
+  ];
+  return createHash("sha256").update(JSON.stringify(fields)).digest("hex");
+}
+
+function fromRow(r: Record<string, unknown>): AuditRecord {
+  return {
+    seq: Number(r.seq),
+    at: r.at as string,
+    client: r.client as string,
+    route: r.route as string,
+    holder: (r.holder as string | null) ?? null,
+    credentialId: (r.credential_id as string | null) ?? null,
+    action: (r.action as string | null) ?? null,
+    model: (r.model as string | null) ?? null,
+    outcome: r.outcome as "granted" | "denied",
+    code: (r.code as string | null) ?? null,
+    prevHash: r.prev_hash as string,
+    hash: r.hash as string,
+  };
+}
+
+/**
+ * The durable, hash-chained record of every access decision. `append` returns only when
+ * the record is on disk (the database runs with `synchronous=FULL`); each record's hash
+ * covers the previous one, so editing, deleting or reordering records breaks the chain
+ * (see {@link verifyAuditChain}).
+ */
+export class AuditLog {
+  readonly #db: DatabaseSync;
+  readonly #now: () => number;
+
+  constructor(db: DatabaseSync, options: { now: () => number }) {
+    this.#db = db;
+    this.#now = options.now;
+  }
+
+  append(entry: AuditEntry): AuditRecord {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const last = this.#db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
+        | { seq: number; hash: string }
+        | undefined;
+      const base: Omit<AuditRecord, "hash"> = {
+        seq: (last ? Number(last.seq) : 0) + 1,
+        at: new Date(this.#now()).toISOString(),
+        client: entry.client,
+        route: entry.route,
+        holder: entry.holder ?? null,
+        credentialId: entry.credentialId ?? null,
+        action: entry.action ?? null,
+        model: entry.model ?? null,
+        outcome: entry.outcome,
+        code: entry.code ?? null,
+        prevHash: last?.hash ?? GENESIS_HASH,
+      };
+      const record: AuditRecord = { ...base, hash: auditHash(base) };
+      this.#db
+        .prepare(
+          `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          record.seq,
+          record.at,
+          record.client,
+          record.route,
+          record.holder,
+          record.credentialId,
+          record.action,
+          record.model,
+          record.outcome,
+          record.code,
+          record.prevHash,
+          record.hash,
+        );
+      this.#db.exec("COMMIT");
+      return record;
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  /** The newest `limit` entries, oldest first. */
+  tail(limit = 100): AuditRecord[] {
+    const rows = this.#db
+      .prepare("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq")
+      .all(limit) as Record<string, unknown>[];
+    return rows.map(fromRow);
+  }
+}
+
+export interface AuditVerification {
+  valid: boolean;
+  /** Records checked. */
+  records: number;
+  /** Hash of the last record (publish it elsewhere to detect truncation). */
+  head: string;
+  /** The first record that breaks the chain, and why. */
+  broken?: { seq: number; reason: string };
+}
+
+/**
+ * Walks the audit log from the first record and checks that sequence numbers are
+ * consecutive from 1, that each record links to its predecessor's hash, and that each
+ * hash matches the record's content.
+ * @example
+ * ```ts
+ * const { valid, broken } = verifyAuditChain(openGatewayDatabase(".kparty/gateway/gateway.sqlite"));
+ * ```
+ */
+export function verifyAuditChain(db: DatabaseSync): AuditVerification {
+  let previous = GENESIS_HASH;
+  let expectedSeq = 1;
+  let records = 0;
+  for (const row of db.prepare("SELECT * FROM audit ORDER BY seq").iterate() as Iterable<
+    Record<string, unknown>
+  >) {
+    const r = fromRow(row);
+    const fail = (reason: string): AuditVerification => ({
+      valid: false,
+      records,
+      head: previous,
+      broken: { seq: r.seq, reason },
+    });
+    if (r.seq !== expectedSeq) return fail(`expected record ${expectedSeq}, found ${r.seq}`);
+    if (r.prevHash !== previous) return fail("does not link to the previous record");
+    if (auditHash(r) !== r.hash) return fail("content does not match its hash");
+    previous = r.hash;
+    expectedSeq += 1;
+    records += 1;
+  }
+  return { valid: true, records, head: previous };
+}
