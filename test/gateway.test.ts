@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { CredentialPayload } from "@veramo/core";
 import { computeAddress, keccak256, toUtf8Bytes } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -6,7 +7,14 @@ import { credentialIdOf, kpartyCredential } from "../src/credential/index.ts";
 import type { ConsortiumMember } from "../src/devnet/index.ts";
 import { getJson, postJson, presentation, requestToken, tamperPayload } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID, MODEL_WEIGHTS } from "./fixtures/kparty.ts";
+import {
+  createWorld,
+  DOMAIN,
+  type KPartyWorld,
+  MODEL_ID,
+  MODEL_WEIGHTS,
+  startGateway,
+} from "./fixtures/kparty.ts";
 
 const b64 = (text: string) => Buffer.from(text).toString("base64url");
 
@@ -383,6 +391,46 @@ describe("status on chain", () => {
       blockNumber: cred.anchor.blockNumber,
     });
     expect(computeAddress(`0x${world.orgB.did.split(":").at(-1)?.slice(2)}`)).toBe(world.orgB.account);
+  });
+});
+
+describe("rate limits", () => {
+  it("limits requests per credential to its quota: rate_limited with Retry-After", async () => {
+    const cred = await issue(world.orgA, world.alice, { quota: { requestsPerMinute: 2 } });
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
+    expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
+    const limited = await getJson(world.base, `/models/${MODEL_ID}`, token);
+    expect({ status: limited.status, code: limited.body.error.code }).toEqual({
+      status: 429,
+      code: "rate_limited",
+    });
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(29);
+    expect(Number(limited.headers.get("retry-after"))).toBeLessThanOrEqual(30);
+    expect(auditRows().at(-1)).toMatchObject({
+      outcome: "denied",
+      code: "rate_limited",
+      credential_id: cred.credentialId,
+    });
+  });
+
+  it("limits challenge minting per client address: rate_limited", async () => {
+    const gw = await startGateway({
+      chain: world.chain,
+      deployment: world.deployment,
+      models: world.models,
+      dir: join(world.dir, "strict-gateway"),
+      challengesPerMinute: 3,
+    });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await postJson(gw.base, "/auth/challenge", {})).status);
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      const count = gw.db.prepare("SELECT COUNT(*) AS n FROM challenges").get() as { n: number };
+      expect(Number(count.n)).toBe(3);
+    } finally {
+      await gw.close();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import type { FileModelStore } from "../models/index.ts";
 import { AuditLog } from "./audit.ts";
 import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
+import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
 import { createTokenService } from "./tokens.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
@@ -38,6 +39,10 @@ export interface GatewayOptions {
   tokenKey?: KeyObject;
   /** Fastify request logging (default off). Bodies and headers are never logged. */
   logger?: boolean;
+  /** Requests a minute per credential without a `quota` (default 600). */
+  defaultRequestsPerMinute?: number;
+  /** Challenges a minute one client address may mint (default 60). */
+  challengesPerMinute?: number;
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope"]);
@@ -99,10 +104,16 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const audit = new AuditLog(db, { now });
+  const limiter = new RateLimiter({ now });
+  const challengesPerMinute = options.challengesPerMinute ?? 60;
   const requireAccess = createAccessGuard({
     tokens,
     chain,
     audit,
+    limiter,
+    ...(options.defaultRequestsPerMinute
+      ? { defaultRequestsPerMinute: options.defaultRequestsPerMinute }
+      : {}),
     ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
   });
 
@@ -128,6 +139,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     }
     const [status, body] = errorResponse(mapped);
     if (status === 503) reply.header("retry-after", "5");
+    const retryAfter = mapped instanceof KPartyError ? mapped.details.retryAfterSeconds : undefined;
+    if (status === 429 && typeof retryAfter === "number") reply.header("retry-after", String(retryAfter));
     return reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) =>
@@ -167,6 +180,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   }));
 
   app.post("/auth/challenge", async (request) => {
+    limiter.take(`challenge:${clientOf(request)}`, challengesPerMinute, "challenges from this address");
     const { challenge, expiresAt } = challenges.issue(clientOf(request));
     return { challenge, domain, expiresAt: expiresAt.toISOString() };
   });
@@ -200,6 +214,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         suspensionIndex: credential.suspensionIndex,
         actions,
         models: credential.claims.models,
+        ...(credential.claims.quota ? { requestsPerMinute: credential.claims.quota.requestsPerMinute } : {}),
       });
       audit.append({
         client: clientOf(request),

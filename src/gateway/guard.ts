@@ -3,6 +3,7 @@ import { type ChainClient, getCredentialState } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./audit.ts";
+import type { RateLimiter } from "./rate-limit.ts";
 import type { AccessClaims, TokenService } from "./tokens.ts";
 import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
 
@@ -19,6 +20,10 @@ export interface GuardOptions {
   audit: AuditLog;
   /** The same policy the verifier applies (default `deny`). */
   removedIssuerPolicy?: RemovedIssuerPolicy;
+  /** Per-credential rate limiting: the credential's quota, or `defaultRequestsPerMinute`. */
+  limiter?: RateLimiter;
+  /** Requests a minute for credentials without a quota (default 600). */
+  defaultRequestsPerMinute?: number;
 }
 
 /** Whether the grant covers `model` (`"*"` covers every model). */
@@ -36,6 +41,7 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
 export function createAccessGuard(options: GuardOptions) {
   const { tokens, chain, audit } = options;
   const policy = options.removedIssuerPolicy ?? "deny";
+  const defaultRpm = options.defaultRequestsPerMinute ?? 600;
   if (!tokens || !chain || !audit) throw new TypeError("tokens, chain and audit are required");
 
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
@@ -48,6 +54,11 @@ export function createAccessGuard(options: GuardOptions) {
         if (!match)
           throw new KPartyError("token_invalid", "an access token is required (Authorization: Bearer …)");
         claims = tokens.verify(match[1]);
+        options.limiter?.take(
+          `credential:${claims.credentialId}`,
+          claims.requestsPerMinute ?? defaultRpm,
+          "this credential",
+        );
         if (!claims.actions.includes(action)) {
           throw new KPartyError("scope_denied", `the access token does not grant ${action}`);
         }

@@ -14,6 +14,8 @@ export interface AccessGrant {
   suspensionIndex: number;
   actions: Action[];
   models: string[];
+  /** The credential's quota, if it sets one. */
+  requestsPerMinute?: number;
 }
 
 export interface AccessClaims extends AccessGrant {
@@ -81,6 +83,7 @@ export function createTokenService(options: TokenServiceOptions) {
         si: grant.suspensionIndex,
         scope: grant.actions.join(" "),
         models: grant.models,
+        ...(grant.requestsPerMinute ? { rpm: grant.requestsPerMinute } : {}),
       };
       const input = `${header}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
       const signature = sign(null, Buffer.from(input), privateKey).toString("base64url");
@@ -114,6 +117,7 @@ export function createTokenService(options: TokenServiceOptions) {
         suspensionIndex: p.si as number,
         actions: String(p.scope).split(" ") as Action[],
         models: p.models as string[],
+        ...(typeof p.rpm === "number" ? { requestsPerMinute: p.rpm } : {}),
         tokenId: p.jti as string,
         expiresAt: p.exp,
       };
