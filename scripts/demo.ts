@@ -1,18 +1,25 @@
 /**
  * `npm run demo [-- --json]`: the whole K-th Party flow on a real local chain.
- * Starts `hardhat node` on 127.0.0.1, deploys, forms a two-member consortium, issues a
- * K-th Party token to a participant, lets the participant fetch a shared model through the
- * gateway, revokes the token and shows the participant being refused. Everything it
- * starts is stopped at the end, on error and on Ctrl-C.
+ * Starts `hardhat node` on 127.0.0.1, deploys, forms a two-member consortium, issues K-th
+ * Party tokens (a batch to three participants, one to a coordinator), runs federated rounds
+ * through the gateway (local training, uploads, FedAvg) with held-out accuracy per round,
+ * then revokes a participant's token and shows her refused. Everything it starts is stopped
+ * at the end, on error and on Ctrl-C.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createKPartyAgent } from "../agent/index.ts";
+import { createKPartyAgent, type IssuedCredential } from "../agent/index.ts";
 import { createChainClient, createProvider } from "../src/chain/index.ts";
-import { bootstrapConsortium, createParticipant, startHardhatNode } from "../src/devnet/index.ts";
-import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
-import { FileModelStore } from "../src/models/index.ts";
+import {
+  bootstrapConsortium,
+  createParticipant,
+  type Participant,
+  startHardhatNode,
+} from "../src/devnet/index.ts";
+import { KPartyError } from "../src/errors/index.ts";
+import { buildGateway, createGatewayClient, openGatewayDatabase } from "../src/gateway/index.ts";
+import { accuracy, FileModelStore, slice, syntheticDataset, trainLocal } from "../src/models/index.ts";
 
 const json = process.argv.includes("--json");
 const out = json ? process.stderr : process.stdout;
@@ -40,6 +47,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     void cleanup().then(() => process.exit(130));
   });
 }
+
+const MODEL = "synthetic-logreg";
+const FEATURES = 100;
+const ROUNDS = 4;
 
 async function main() {
   const started = Date.now();
@@ -71,25 +82,19 @@ async function main() {
   detail(`${orgA.name}: ${orgA.did}`);
   detail(`${orgB.name}: ${orgB.did}`);
 
-  step(3, "A participant (a training agent) creates its own did:ethr with its holder agent.");
-  const participant = await createParticipant({
-    provider,
-    deployment,
-    dataDir: join(workDir, "participant"),
-    passphrase,
-  });
-  cleanups.push(() => participant.handle.close());
-  detail(participant.did);
+  step(3, "Three training agents (participants) and a coordinator create their own did:ethr.");
+  const names = ["alice", "bob", "carol", "coordinator"];
+  const holders: Participant[] = [];
+  for (const name of names) {
+    const p = await createParticipant({ provider, deployment, dataDir: join(workDir, name), passphrase });
+    cleanups.push(() => p.handle.close());
+    holders.push(p);
+    detail(`${name.padEnd(11)} ${p.did}`);
+  }
+  const [alice, bob, carol, coordinator] = holders as [Participant, Participant, Participant, Participant];
 
   step(4, "The gateway starts: it verifies presentations against the chain and guards the model store.");
   const models = new FileModelStore(join(workDir, "models"));
-  const weights = new Float32Array(785 * 10).map((_, i) => Math.sin(i) / 100);
-  await models.register({
-    id: "mnist-logreg",
-    description: "MNIST logistic regression",
-    shape: [785, 10],
-    weights,
-  });
   const verifierAgent = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
   const chain = createChainClient({ provider, deployment });
   const db = openGatewayDatabase(join(workDir, "gateway", "gateway.sqlite"));
@@ -98,82 +103,133 @@ async function main() {
   const app = await buildGateway({ agent: verifierAgent.agent, chain, models, db, domain });
   cleanups.push(() => app.close());
   const base = await app.listen({ host: "127.0.0.1", port: 0 });
-  detail(`listening on ${base} (domain ${domain}); model mnist-logreg v1 registered`);
+  const gw = createGatewayClient(base);
+  detail(`listening on ${base} (domain ${domain})`);
 
-  step(5, `${orgA.name} issues a K-th Party token to the participant and anchors it on chain.`);
-  const issued = await orgA.handle.agent.kpartyIssueCredential({
+  step(5, `${orgA.name} issues K-th Party tokens to the three participants in one batch:`);
+  detail("one transaction anchors the Merkle root of their ids; each token comes with its inclusion proof.");
+  const batch = await orgA.handle.agent.kpartyIssueCredentials({
     issuer: orgA.did,
-    subject: participant.did,
-    role: "participant",
-    models: ["mnist-logreg"],
-    actions: ["model:read", "model:contribute"],
-    quota: { requestsPerMinute: 600 },
+    credentials: [alice, bob, carol].map((p) => ({
+      subject: p.did,
+      role: "participant" as const,
+      models: [MODEL],
+      actions: ["model:read" as const, "model:contribute" as const],
+      quota: { requestsPerMinute: 600 },
+    })),
   });
-  detail(`credential id ${issued.credentialId}`);
-  detail(`anchored in block ${issued.anchor.blockNumber}, status index ${issued.statusIndex}`);
+  detail(`root ${batch[0]?.anchor.root} anchored in block ${batch[0]?.anchor.blockNumber}`);
+  const coordinatorCredential = await orgB.handle.agent.kpartyIssueCredential({
+    issuer: orgB.did,
+    subject: coordinator.did,
+    role: "coordinator",
+    models: [MODEL],
+    actions: ["model:read", "round:aggregate"],
+  });
+  detail(
+    `${orgB.name} issues a coordinator token (anchored in block ${coordinatorCredential.anchor.blockNumber})`,
+  );
 
-  const post = (path: string, body: unknown) =>
-    fetch(`${base}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
+  async function present(holder: Participant, credential: IssuedCredential, scope?: string) {
+    const { challenge } = await gw.challenge();
+    const vp = await holder.handle.agent.kpartyCreatePresentation({
+      holder: holder.did,
+      credentials: [credential.jwt],
+      challenge,
+      domain,
+      ...(credential.anchor.root ? { anchorProof: credential.anchor.proof } : {}),
     });
-  async function present(): Promise<{ status: number; body: Record<string, unknown> }> {
-    const challenge = (await (await post("/auth/challenge", {})).json()) as {
-      challenge: string;
-      domain: string;
-    };
-    const vp = await participant.handle.agent.kpartyCreatePresentation({
-      holder: participant.did,
-      credentials: [issued.jwt],
-      challenge: challenge.challenge,
-      domain: challenge.domain,
-    });
-    const response = await post("/auth/token", { presentation: vp, scope: "model:read" });
-    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    return gw.token(vp, scope);
   }
 
-  step(
-    6,
-    "The participant asks for a challenge, signs a presentation of its token, and gets an access token.",
-  );
-  const granted = await present();
-  if (granted.status !== 200)
-    throw new Error(`expected a token, got ${granted.status} ${JSON.stringify(granted.body)}`);
-  const token = granted.body.access_token as string;
-  detail(`200 OK: scope "${granted.body.scope}", expires in ${granted.body.expires_in} s`);
+  step(6, "Each one asks for a challenge, signs a presentation of its token, and gets an access token.");
+  const tokens = await Promise.all([
+    ...[alice, bob, carol].map((p, i) => present(p, batch[i] as IssuedCredential)),
+    present(coordinator, coordinatorCredential),
+  ]);
+  for (const [i, t] of tokens.entries())
+    detail(`${(names[i] as string).padEnd(11)} scope "${t.scope}", expires in ${t.expires_in} s`);
+  const [aliceToken, , , coordinatorToken] = tokens.map((t) => t.access_token) as [
+    string,
+    string,
+    string,
+    string,
+  ];
 
-  step(7, "With the access token, the participant downloads the global model's weights.");
-  const download = await fetch(`${base}/models/mnist-logreg/weights`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const bytes = new Uint8Array(await download.arrayBuffer());
-  if (download.status !== 200) throw new Error(`weights download failed with ${download.status}`);
+  step(7, `The coordinator registers the shared model ${MODEL} (logistic regression, ${FEATURES} features).`);
+  await gw.register(
+    { id: MODEL, description: "federated logistic regression on synthetic data", shape: [FEATURES + 1] },
+    coordinatorToken,
+  );
+  const train = syntheticDataset({ seed: 1, samples: 900, features: FEATURES, flip: 0.02 });
+  const heldOut = syntheticDataset({ seed: 2, samples: 1000, features: FEATURES, flip: 0.02 });
+  const shards = [slice(train, 0, 450), slice(train, 450, 750), slice(train, 750, 900)];
   detail(
-    `${download.status}: ${bytes.length} bytes, version ${download.headers.get("x-kparty-model-version")}`,
+    `private shards: ${shards.map((s) => s.samples).join(", ")} samples; held-out set: ${heldOut.samples}`,
   );
 
-  step(8, `${orgA.name} revokes the token on chain (final).`);
-  const revocation = await orgA.handle.agent.kpartyRevokeCredential({ credentialId: issued.credentialId });
+  step(
+    8,
+    `${ROUNDS} federated rounds: participants train locally and upload; the coordinator aggregates (FedAvg).`,
+  );
+  const initial = await gw.weights(MODEL, coordinatorToken);
+  const rounds: { round: number; accuracy: number; version: number; updates: number; samples: number }[] = [];
+  say(`    round  version  updates  samples  held-out accuracy`);
+  say(
+    `    ${"0".padStart(5)}  ${String(initial.version).padStart(7)}  ${"-".padStart(7)}  ${"-".padStart(7)}  ${accuracy(initial.weights, heldOut).toFixed(3).padStart(17)}`,
+  );
+  for (let round = 1; round <= ROUNDS; round++) {
+    await Promise.all(
+      [0, 1, 2].map(async (k) => {
+        const token = tokens[k]?.access_token as string;
+        const { weights } = await gw.weights(MODEL, token);
+        const shard = shards[k] as (typeof shards)[number];
+        const local = trainLocal(weights, shard, { epochs: 1, learningRate: 0.5 });
+        await gw.submitUpdate(MODEL, { round, sampleCount: shard.samples, weights: local }, token);
+      }),
+    );
+    const closed = await gw.closeRound(MODEL, round, coordinatorToken);
+    const { weights } = await gw.weights(MODEL, coordinatorToken);
+    const acc = Math.round(accuracy(weights, heldOut) * 1000) / 1000;
+    rounds.push({
+      round,
+      accuracy: acc,
+      version: closed.version,
+      updates: closed.aggregated,
+      samples: closed.samples,
+    });
+    say(
+      `    ${String(round).padStart(5)}  ${String(closed.version).padStart(7)}  ${String(closed.aggregated).padStart(7)}  ${String(closed.samples).padStart(7)}  ${acc.toFixed(3).padStart(17)}`,
+    );
+  }
+
+  step(9, "Alice downloads the global model with her access token.");
+  const before = await gw.weights(MODEL, aliceToken);
+  detail(`200: ${before.weights.length * 4} bytes, version ${before.version}`);
+
+  const aliceCredential = batch[0] as IssuedCredential;
+  step(10, `${orgA.name} revokes Alice's token on chain (final).`);
+  const revocation = await orgA.handle.agent.kpartyRevokeCredential({
+    credentialId: aliceCredential.credentialId,
+  });
   detail(`revoked in block ${revocation.blockNumber}`);
 
-  step(
-    9,
-    "The same participant tries again: the live access token and a fresh presentation are both refused.",
-  );
-  const refusedDownload = await fetch(`${base}/models/mnist-logreg/weights`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const refusedBody = (await refusedDownload.json()) as { error: { code: string; message: string } };
-  detail(
-    `weights with the old token: ${refusedDownload.status} ${refusedBody.error.code} (${refusedBody.error.message})`,
-  );
-  const refused = await present();
-  const refusedCode = (refused.body.error as { code: string }).code;
-  detail(`new presentation: ${refused.status} ${refusedCode}`);
-  if (refusedDownload.status !== 403 || refusedBody.error.code !== "revoked" || refusedCode !== "revoked") {
+  step(11, "Alice tries again: her live access token and a fresh presentation are both refused.");
+  const refusal = async (fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+      return { status: 200, code: null as string | null };
+    } catch (error) {
+      if (!(error instanceof KPartyError)) throw error;
+      return { status: error.details.status as number, code: error.code as string | null };
+    }
+  };
+  const live = await refusal(() => gw.weights(MODEL, aliceToken));
+  detail(`weights with the old token: ${live.status} ${live.code}`);
+  const fresh = await refusal(() => present(alice, aliceCredential));
+  detail(`new presentation: ${fresh.status} ${fresh.code}`);
+  if (live.code !== "revoked" || fresh.code !== "revoked")
     throw new Error("the revoked credential was not refused");
-  }
 
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   say(`\nDone in ${seconds} s. Everything started by the demo is being stopped.`);
@@ -181,15 +237,11 @@ async function main() {
     chainId: deployment.chainId,
     contracts: deployment.contracts,
     issuer: orgA.did,
-    holder: participant.did,
-    credentialId: issued.credentialId,
-    before: { granted: true, status: granted.status, weightsBytes: bytes.length },
-    after: {
-      granted: false,
-      code: refusedBody.error.code,
-      status: refusedDownload.status,
-      presentation: { status: refused.status, code: refusedCode },
-    },
+    holder: alice.did,
+    credentialId: aliceCredential.credentialId,
+    before: { granted: true, status: 200, weightsBytes: before.weights.length * 4, version: before.version },
+    after: { granted: false, code: live.code, status: live.status, presentation: fresh },
+    rounds,
     seconds: Number(seconds),
   };
 }

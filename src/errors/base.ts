@@ -24,6 +24,9 @@ export type KPartyErrorCode =
   | "rate_limited"
   | "payload_too_large"
   | "not_found"
+  // models and rounds
+  | "invalid_update"
+  | "conflict"
   // infrastructure
   | "registry_unavailable"
   | "chain_reverted"

@@ -1,5 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
+import { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { type ChainClient, getChainStatus } from "../chain/index.ts";
 import { ACTIONS, type Action, CREDENTIAL_TYPE, STATUS_TYPE } from "../credential/index.ts";
@@ -46,6 +47,14 @@ export interface GatewayOptions {
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope"]);
+
+/** A positive decimal integer from a header or path segment, else `malformed`. */
+function integerHeader(value: unknown, name: string): number {
+  if (typeof value !== "string" || !/^[1-9][0-9]{0,14}$/.test(value)) {
+    throw new KPartyError("malformed", `${name} must be a positive integer`);
+  }
+  return Number(value);
+}
 
 function parseTokenRequest(body: unknown): { presentation: string; requested: Action[] | null } {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -137,12 +146,28 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     } else if (!(error instanceof KPartyError)) {
       request.log.error({ err: error }, "unexpected error");
     }
+    // Access was granted, then the operation itself was refused: that is a decision too.
+    if (request.kparty && mapped instanceof KPartyError) {
+      audit.append({
+        client: request.ip,
+        route: request.routeOptions.url ?? request.url,
+        holder: request.kparty.holder,
+        credentialId: request.kparty.credentialId,
+        action: request.kparty.action ?? null,
+        model: (request.params as { id?: string }).id ?? null,
+        outcome: "denied",
+        code: mapped.code,
+      });
+    }
     const [status, body] = errorResponse(mapped);
     if (status === 503) reply.header("retry-after", "5");
     const retryAfter = mapped instanceof KPartyError ? mapped.details.retryAfterSeconds : undefined;
     if (status === 429 && typeof retryAfter === "number") reply.header("retry-after", String(retryAfter));
     return reply.code(status).send(body);
   });
+  // Weights travel as raw float32 bytes; the handler streams them (never buffered whole).
+  app.addContentTypeParser("application/octet-stream", (_request, payload, done) => done(null, payload));
+
   app.setNotFoundHandler((request, reply) =>
     reply
       .code(404)
@@ -256,6 +281,63 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     "/models/:id",
     { preHandler: requireAccess("model:read") },
     async (request) => models.get(request.params.id),
+  );
+
+  app.post("/models", { preHandler: requireAccess("round:aggregate") }, async (request, reply) => {
+    const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
+    const body = request.body as Record<string, unknown> | null;
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new KPartyError("malformed", "the body must be a JSON object {id, description, shape}");
+    }
+    const extra = Object.keys(body).filter((k) => !["id", "description", "shape"].includes(k));
+    if (extra.length) throw new KPartyError("malformed", `unknown fields: ${extra.join(", ")}`);
+    if (typeof body.id !== "string" || !grantCoversModel(claims, body.id)) {
+      throw new KPartyError("scope_denied", `the access token does not cover model ${String(body.id)}`);
+    }
+    const info = await models.register({
+      id: body.id,
+      description: String(body.description ?? ""),
+      shape: body.shape as number[],
+    });
+    return reply.code(201).send(info);
+  });
+
+  app.post<{ Params: { id: string } }>(
+    "/models/:id/updates",
+    { preHandler: requireAccess("model:contribute") },
+    async (request, reply) => {
+      const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
+      const body = request.body;
+      if (!(body instanceof Readable)) {
+        throw new KPartyError(
+          "malformed",
+          "an update is raw float32 bytes (Content-Type: application/octet-stream)",
+        );
+      }
+      const round = integerHeader(request.headers["x-kparty-round"], "x-kparty-round");
+      const sampleCount = integerHeader(request.headers["x-kparty-sample-count"], "x-kparty-sample-count");
+      const info = await models.get(request.params.id);
+      const declared = Number(request.headers["content-length"] ?? Number.NaN);
+      if (declared > info.parameterCount * 4) {
+        throw new KPartyError(
+          "payload_too_large",
+          `the update exceeds the model's ${info.parameterCount * 4} bytes`,
+        );
+      }
+      const receipt = await models.submitUpdate(request.params.id, {
+        round,
+        participant: claims.holder,
+        sampleCount,
+        body,
+      });
+      return reply.code(201).send(receipt);
+    },
+  );
+
+  app.post<{ Params: { id: string; round: string } }>(
+    "/models/:id/rounds/:round/close",
+    { preHandler: requireAccess("round:aggregate") },
+    async (request) => models.closeRound(request.params.id, integerHeader(request.params.round, "round")),
   );
 
   app.get<{ Params: { id: string } }>(

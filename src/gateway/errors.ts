@@ -21,6 +21,8 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   issuer_not_member: 403,
   scope_denied: 403,
   not_found: 404,
+  invalid_update: 400,
+  conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
   registry_unavailable: 503,

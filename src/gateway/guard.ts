@@ -9,8 +9,8 @@ import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.t
 
 declare module "fastify" {
   interface FastifyRequest {
-    /** The verified access of the caller, set by the access guard. */
-    kparty?: AccessClaims;
+    /** The verified access of the caller and the action granted, set by the access guard. */
+    kparty?: AccessClaims & { action?: Action };
   }
 }
 
@@ -72,7 +72,7 @@ export function createAccessGuard(options: GuardOptions) {
           suspensionIndex: claims.suspensionIndex,
         });
         await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
-        request.kparty = claims;
+        request.kparty = { ...claims, action };
         audit.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,

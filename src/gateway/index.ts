@@ -8,6 +8,7 @@ export {
   GENESIS_HASH,
   verifyAuditChain,
 } from "./audit.ts";
+export { createGatewayClient, type GatewayClient, type TokenResponse } from "./client.ts";
 export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
 export { createAccessGuard, type GuardOptions } from "./guard.ts";
 export { type Challenge, ChallengeStore, openGatewayDatabase } from "./state.ts";

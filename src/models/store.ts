@@ -1,6 +1,8 @@
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, type ReadStream } from "node:fs";
-import { mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { MODEL_ID } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
@@ -15,10 +17,26 @@ export interface ModelInfo {
   shape: number[];
   parameterCount: number;
   dtype: "float32";
-  /** The round accepting updates (issue #4 adds federated rounds); equals `version` for now. */
+  /** The round accepting updates; closing it produces version `openRound + 1`. */
   openRound: number;
+  /** Updates received for the open round. */
+  updates: number;
   updatedAt: string;
 }
+
+/** One participant's accepted update. */
+export interface UpdateReceipt {
+  model: string;
+  round: number;
+  participant: string;
+  sampleCount: number;
+  bytes: number;
+  receivedAt: string;
+}
+
+interface StoredInfo extends Omit<ModelInfo, "updates"> {}
+
+const BLOCK_FLOATS = 64 * 1024; // FedAvg works in blocks of 256 KiB per update
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -30,20 +48,30 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
+/** A file name for a participant (DIDs contain characters file systems dislike). */
+function participantFile(participant: string): string {
+  return createHash("sha256").update(participant).digest("hex").slice(0, 32);
+}
+
 /**
- * The shared model store on the local file system: one folder per model with `model.json`
- * (metadata) and one immutable `v<version>.f32` file (little-endian float32) per version.
- * Writes are atomic (temp file, fsync, rename); reads stream from disk.
+ * The shared model store on the local file system. Per model: `model.json` (metadata), one
+ * immutable `v<version>.f32` (little-endian float32) per version, and
+ * `rounds/<round>/<participant>.f32|.json` for the updates of the open round. Writes are
+ * atomic (temp file, fsync, rename); weights stream to and from disk, and aggregation
+ * works block by block, so no model is ever held whole in memory.
  *
  * @example
  * ```ts
  * const store = new FileModelStore(".kparty/models");
- * await store.register({ id: "mnist-logreg", description: "…", shape: [785, 10], weights: new Float32Array(7850) });
- * const { info, stream } = await store.openWeights("mnist-logreg");
+ * await store.register({ id: "mnist-logreg", description: "…", shape: [785, 10] });
+ * await store.submitUpdate("mnist-logreg", { round: 1, participant: did, sampleCount: 600, body: stream });
+ * const next = await store.closeRound("mnist-logreg", 1); // FedAvg → version 2
  * ```
  */
 export class FileModelStore {
   readonly #dir: string;
+  /** Per-model queue: round closing and the final step of accepting an update never interleave. */
+  readonly #locks = new Map<string, Promise<unknown>>();
 
   constructor(dir: string) {
     if (!dir) throw new TypeError("model store directory is required");
@@ -56,56 +84,101 @@ export class FileModelStore {
     return join(this.#dir, id);
   }
 
-  /** Registers a model with its initial weights (version 1). */
+  #roundDir(id: string, round: number): string {
+    return join(this.#modelDir(id), "rounds", String(round));
+  }
+
+  #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(fn);
+    this.#locks.set(id, next);
+    void next
+      .finally(() => {
+        if (this.#locks.get(id) === next) this.#locks.delete(id);
+      })
+      .catch(() => undefined);
+    return next;
+  }
+
+  /** Registers a model with its initial weights (zeros unless given) as version 1, round 1 open. */
   async register(args: {
     id: string;
     description: string;
     shape: number[];
-    weights: Float32Array;
+    weights?: Float32Array;
   }): Promise<ModelInfo> {
-    if (!MODEL_ID.test(args.id)) throw new KPartyError("invalid_argument", `invalid model id ${args.id}`);
-    if (!args.shape.length || !args.shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
-      throw new KPartyError("invalid_argument", "shape must be a list of positive integers");
+    if (typeof args.id !== "string" || !MODEL_ID.test(args.id)) {
+      throw new KPartyError("invalid_argument", `invalid model id ${String(args.id)}`);
+    }
+    if (
+      !Array.isArray(args.shape) ||
+      args.shape.length === 0 ||
+      args.shape.length > 8 ||
+      !args.shape.every((d) => Number.isSafeInteger(d) && d > 0)
+    ) {
+      throw new KPartyError("invalid_argument", "shape must be 1 to 8 positive integers");
     }
     const parameterCount = args.shape.reduce((a, b) => a * b, 1);
-    if (args.weights.length !== parameterCount) {
+    if (parameterCount > 2 ** 28)
+      throw new KPartyError("invalid_argument", "a model has at most 2^28 parameters");
+    const weights = args.weights ?? new Float32Array(parameterCount);
+    if (weights.length !== parameterCount) {
       throw new KPartyError(
         "invalid_argument",
-        `weights have ${args.weights.length} values, shape needs ${parameterCount}`,
+        `weights have ${weights.length} values, shape needs ${parameterCount}`,
       );
     }
-    if (!args.weights.every(Number.isFinite))
-      throw new KPartyError("invalid_argument", "weights must be finite");
+    if (!weights.every(Number.isFinite)) throw new KPartyError("invalid_argument", "weights must be finite");
+    if (typeof args.description !== "string" || args.description.length > 1000) {
+      throw new KPartyError("invalid_argument", "description must be a string of at most 1000 characters");
+    }
     const dir = this.#modelDir(args.id);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    if (await exists(join(dir, "model.json")))
-      throw new KPartyError("invalid_argument", `model ${args.id} already exists`);
-    const info: ModelInfo = {
-      id: args.id,
-      description: args.description,
-      version: 1,
-      shape: [...args.shape],
-      parameterCount,
-      dtype: "float32",
-      openRound: 1,
-      updatedAt: new Date().toISOString(),
-    };
-    const bytes = new Uint8Array(args.weights.buffer, args.weights.byteOffset, args.weights.byteLength);
-    await writeFileAtomic(join(dir, "v1.f32"), bytes);
-    await writeFileAtomic(join(dir, "model.json"), `${JSON.stringify(info, null, 2)}\n`);
-    return info;
+    return this.#locked(args.id, async () => {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (await exists(join(dir, "model.json"))) {
+        throw new KPartyError("conflict", `model ${args.id} already exists`);
+      }
+      const info: StoredInfo = {
+        id: args.id,
+        description: args.description,
+        version: 1,
+        shape: [...args.shape],
+        parameterCount,
+        dtype: "float32",
+        openRound: 1,
+        updatedAt: new Date().toISOString(),
+      };
+      const bytes = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength);
+      await writeFileAtomic(join(dir, "v1.f32"), bytes);
+      await writeFileAtomic(join(dir, "model.json"), `${JSON.stringify(info, null, 2)}\n`);
+      return { ...info, updates: 0 };
+    });
   }
 
-  /** Metadata of one model; throws `not_found`. */
-  async get(id: string): Promise<ModelInfo> {
+  async #stored(id: string): Promise<StoredInfo> {
     try {
-      return JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8")) as ModelInfo;
+      return JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8")) as StoredInfo;
     } catch (error) {
       if (error instanceof KPartyError) throw error;
       if ((error as NodeJS.ErrnoException).code === "ENOENT")
         throw new KPartyError("not_found", `no model ${id}`);
       throw error;
     }
+  }
+
+  async #updateFiles(id: string, round: number): Promise<string[]> {
+    try {
+      return (await readdir(this.#roundDir(id, round))).filter((f) => f.endsWith(".json")).sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw error;
+    }
+  }
+
+  /** Metadata of one model; throws `not_found`. */
+  async get(id: string): Promise<ModelInfo> {
+    const info = await this.#stored(id);
+    return { ...info, updates: (await this.#updateFiles(id, info.openRound)).length };
   }
 
   /** Metadata of every model. */
@@ -136,4 +209,180 @@ export class FileModelStore {
     const { size } = await stat(file);
     return { info, size, stream: createReadStream(file) };
   }
+
+  /**
+   * Accepts one participant's update for the open round: exactly `parameterCount` float32
+   * values, all finite, streamed to disk as they arrive (never buffered whole). One update
+   * per participant and round.
+   * Errors: `not_found`; `conflict` (another round is open, or this participant already
+   * submitted); `payload_too_large` (more bytes than the model has); `invalid_update`
+   * (too few bytes, a value that is not finite, a bad sample count).
+   */
+  async submitUpdate(
+    id: string,
+    args: { round: number; participant: string; sampleCount: number; body: Readable },
+  ): Promise<UpdateReceipt> {
+    const { round, participant, sampleCount, body } = args;
+    if (!Number.isSafeInteger(sampleCount) || sampleCount < 1 || sampleCount > 1e12) {
+      throw new KPartyError("invalid_update", "the sample count must be a positive integer");
+    }
+    const info = await this.#stored(id);
+    if (round !== info.openRound) {
+      throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
+        details: { openRound: info.openRound },
+      });
+    }
+    const dir = this.#roundDir(id, round);
+    const name = participantFile(participant);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (await exists(join(dir, `${name}.json`))) {
+      throw new KPartyError("conflict", `this participant already submitted an update for round ${round}`);
+    }
+    const expected = info.parameterCount * 4;
+    const tmp = join(dir, `${name}.${randomBytes(4).toString("hex")}.tmp`);
+    const handle = await open(tmp, "wx", 0o600);
+    let bytes = 0;
+    try {
+      let carry = Buffer.alloc(0);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        if (bytes > expected) {
+          throw new KPartyError("payload_too_large", `the update exceeds the model's ${expected} bytes`);
+        }
+        const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+        const whole = data.length - (data.length % 4);
+        for (let off = 0; off < whole; off += 4) {
+          if (!Number.isFinite(data.readFloatLE(off))) {
+            throw new KPartyError(
+              "invalid_update",
+              `value ${(bytes - data.length + off) / 4} is not a finite number`,
+            );
+          }
+        }
+        await handle.write(data.subarray(0, whole));
+        carry = Buffer.from(data.subarray(whole));
+      }
+      if (bytes !== expected) {
+        throw new KPartyError(
+          "invalid_update",
+          `the update has ${bytes} bytes; the model needs ${expected} (shape ${info.shape.join("×")} float32)`,
+        );
+      }
+      await handle.sync();
+    } catch (error) {
+      await handle.close();
+      await rm(tmp, { force: true });
+      throw error;
+    }
+    await handle.close();
+    return this.#locked(id, async () => {
+      const current = await this.#stored(id);
+      if (current.openRound !== round) {
+        await rm(tmp, { force: true });
+        throw new KPartyError("conflict", `round ${round} closed while the update was uploading`);
+      }
+      const receipt: UpdateReceipt = {
+        model: id,
+        round,
+        participant,
+        sampleCount,
+        bytes,
+        receivedAt: new Date().toISOString(),
+      };
+      let marker: FileHandle;
+      try {
+        marker = await open(join(dir, `${name}.json`), "wx", 0o600); // one update per participant, atomically
+      } catch (error) {
+        await rm(tmp, { force: true });
+        if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+          throw new KPartyError(
+            "conflict",
+            `this participant already submitted an update for round ${round}`,
+          );
+        }
+        throw error;
+      }
+      await rename(tmp, join(dir, `${name}.f32`));
+      await marker.writeFile(JSON.stringify(receipt));
+      await marker.sync();
+      await marker.close();
+      return receipt;
+    });
+  }
+
+  /**
+   * Closes the open round: the new global weights are the sample-weighted average (FedAvg)
+   * of the round's updates, written as version `round + 1`; the next round opens.
+   * Errors: `not_found`; `conflict` (not the open round, or no update received).
+   */
+  async closeRound(id: string, round: number): Promise<ModelInfo & { aggregated: number; samples: number }> {
+    return this.#locked(id, async () => {
+      const info = await this.#stored(id);
+      if (round !== info.openRound) {
+        throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
+          details: { openRound: info.openRound },
+        });
+      }
+      const dir = this.#roundDir(id, round);
+      const receipts = await Promise.all(
+        (await this.#updateFiles(id, round)).map(
+          async (f) => JSON.parse(await readFile(join(dir, f), "utf8")) as UpdateReceipt,
+        ),
+      );
+      if (receipts.length === 0)
+        throw new KPartyError("conflict", `round ${round} has no updates to aggregate`);
+      const samples = receipts.reduce((sum, r) => sum + r.sampleCount, 0);
+      const version = info.version + 1;
+      const out = join(this.#modelDir(id), `v${version}.f32`);
+      await fedAvgFiles(
+        receipts.map((r) => ({
+          file: join(dir, `${participantFile(r.participant)}.f32`),
+          weight: r.sampleCount / samples,
+        })),
+        info.parameterCount,
+        out,
+      );
+      const next: StoredInfo = {
+        ...info,
+        version,
+        openRound: round + 1,
+        updatedAt: new Date().toISOString(),
+      };
+      await writeFileAtomic(join(this.#modelDir(id), "model.json"), `${JSON.stringify(next, null, 2)}\n`);
+      return { ...next, updates: 0, aggregated: receipts.length, samples };
+    });
+  }
+}
+
+/**
+ * Writes Σ weightₖ · updateₖ to `out` (atomically), reading `BLOCK_FLOATS` values at a time
+ * from each update file: memory stays O(block × updates) whatever the model size.
+ */
+async function fedAvgFiles(inputs: { file: string; weight: number }[], parameterCount: number, out: string) {
+  const tmp = `${out}.${randomBytes(4).toString("hex")}.tmp`;
+  const handles = await Promise.all(inputs.map((i) => open(i.file, "r")));
+  const output = await open(tmp, "w", 0o600);
+  try {
+    const acc = new Float64Array(BLOCK_FLOATS);
+    const buf = Buffer.alloc(BLOCK_FLOATS * 4);
+    const block = new Float32Array(BLOCK_FLOATS);
+    for (let start = 0; start < parameterCount; start += BLOCK_FLOATS) {
+      const n = Math.min(BLOCK_FLOATS, parameterCount - start);
+      acc.fill(0, 0, n);
+      for (const [k, handle] of handles.entries()) {
+        const { bytesRead } = await handle.read(buf, 0, n * 4, start * 4);
+        if (bytesRead !== n * 4)
+          throw new KPartyError("internal", `update file ${inputs[k]?.file} is truncated`);
+        const weight = inputs[k]?.weight ?? 0;
+        for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + weight * buf.readFloatLE(i * 4);
+      }
+      for (let i = 0; i < n; i++) block[i] = acc[i] as number;
+      await output.write(new Uint8Array(block.buffer, 0, n * 4));
+    }
+    await output.sync();
+  } finally {
+    await output.close();
+    await Promise.all(handles.map((h) => h.close()));
+  }
+  await rename(tmp, out);
 }
