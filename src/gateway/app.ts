@@ -148,16 +148,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     }
     // Access was granted, then the operation itself was refused: that is a decision too.
     if (request.kparty && mapped instanceof KPartyError) {
-      audit.append({
-        client: request.ip,
-        route: request.routeOptions.url ?? request.url,
-        holder: request.kparty.holder,
-        credentialId: request.kparty.credentialId,
-        action: request.kparty.action ?? null,
-        model: (request.params as { id?: string }).id ?? null,
-        outcome: "denied",
-        code: mapped.code,
-      });
+      try {
+        audit.append({
+          client: request.kparty.client ?? request.ip ?? "unknown",
+          route: request.routeOptions.url ?? request.url,
+          holder: request.kparty.holder,
+          credentialId: request.kparty.credentialId,
+          action: request.kparty.action ?? null,
+          model: (request.params as { id?: string }).id ?? null,
+          outcome: "denied",
+          code: mapped.code,
+        });
+      } catch (auditError) {
+        // the request is refused either way; never let the error path itself fail
+        request.log.error({ err: auditError }, "audit append failed");
+      }
     }
     const [status, body] = errorResponse(mapped);
     if (status === 503) reply.header("retry-after", "5");

@@ -9,8 +9,11 @@ import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.t
 
 declare module "fastify" {
   interface FastifyRequest {
-    /** The verified access of the caller and the action granted, set by the access guard. */
-    kparty?: AccessClaims & { action?: Action };
+    /**
+     * The verified access of the caller, the action granted and the client address (captured
+     * when access was granted: a refused upload may have lost its socket by the time it is audited).
+     */
+    kparty?: AccessClaims & { action?: Action; client?: string };
   }
 }
 
@@ -72,7 +75,7 @@ export function createAccessGuard(options: GuardOptions) {
           suspensionIndex: claims.suspensionIndex,
         });
         await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
-        request.kparty = { ...claims, action };
+        request.kparty = { ...claims, action, client: request.ip };
         audit.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,

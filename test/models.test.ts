@@ -1,0 +1,223 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { IssuedCredential } from "../agent/index.ts";
+import type { Participant } from "../src/devnet/index.ts";
+import { createGatewayClient, type GatewayClient } from "../src/gateway/index.ts";
+import { errorCodeOf } from "./fixtures/errors.ts";
+import { presentation } from "./fixtures/http.ts";
+import { issue } from "./fixtures/issue.ts";
+import { createWorld, type KPartyWorld } from "./fixtures/kparty.ts";
+
+const MODEL = "fl-model";
+let world: KPartyWorld;
+let gw: GatewayClient;
+let aliceCred: IssuedCredential;
+let alice: string;
+let coordinator: string;
+
+async function tokenFor(holder: Participant, cred: IssuedCredential): Promise<string> {
+  const vp = await presentation(world, holder, cred.jwt);
+  return (await gw.token(vp)).access_token;
+}
+
+async function post(
+  path: string,
+  init: { token: string; headers?: Record<string, string>; body?: Uint8Array | string },
+) {
+  const res = await fetch(`${world.base}${path}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${init.token}`, ...(init.headers ?? {}) },
+    ...(init.body !== undefined ? { body: init.body } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+const f32 = (values: number[]) => new Uint8Array(Float32Array.from(values).buffer);
+const updateHeaders = (round: string, samples = "10") => ({
+  "content-type": "application/octet-stream",
+  "x-kparty-round": round,
+  "x-kparty-sample-count": samples,
+});
+
+beforeAll(async () => {
+  world = await createWorld();
+  gw = createGatewayClient(world.base);
+  aliceCred = await issue(world.orgA, world.alice, {
+    models: [MODEL],
+    actions: ["model:read", "model:contribute"],
+  });
+  const coordinatorCred = await issue(world.orgB, world.mallory, {
+    role: "coordinator",
+    models: [MODEL],
+    actions: ["model:read", "round:aggregate"],
+  });
+  alice = await tokenFor(world.alice, aliceCred);
+  coordinator = await tokenFor(world.mallory, coordinatorCred);
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+describe("model registration", () => {
+  it("lets a coordinator register a model within its grant, once", async () => {
+    const info = await gw.register({ id: MODEL, description: "test", shape: [2, 2] }, coordinator);
+    expect(info).toMatchObject({
+      id: MODEL,
+      version: 1,
+      openRound: 1,
+      updates: 0,
+      parameterCount: 4,
+      shape: [2, 2],
+    });
+    expect(await errorCodeOf(gw.register({ id: MODEL, description: "again", shape: [1] }, coordinator))).toBe(
+      "conflict",
+    );
+    expect(
+      await errorCodeOf(gw.register({ id: "other-model", description: "x", shape: [1] }, coordinator)),
+    ).toBe("scope_denied");
+    expect(await errorCodeOf(gw.register({ id: "p-model", description: "x", shape: [1] }, alice))).toBe(
+      "scope_denied",
+    );
+    expect((await gw.models(coordinator)).map((m) => m.id)).toEqual([MODEL]);
+  });
+});
+
+describe("updates and rounds", () => {
+  it("refuses bad updates with exact codes and statuses, and accepts nothing from them", async () => {
+    const path = `/models/${MODEL}/updates`;
+    const cases: [string, Parameters<typeof post>[1], number, string][] = [
+      [
+        "NaN value",
+        { token: alice, headers: updateHeaders("1"), body: f32([1, Number.NaN, 3, 4]) },
+        400,
+        "invalid_update",
+      ],
+      [
+        "too few bytes",
+        { token: alice, headers: updateHeaders("1"), body: f32([1, 2, 3]) },
+        400,
+        "invalid_update",
+      ],
+      [
+        "too many bytes",
+        { token: alice, headers: updateHeaders("1"), body: f32([1, 2, 3, 4, 5]) },
+        413,
+        "payload_too_large",
+      ],
+      [
+        "zero samples",
+        { token: alice, headers: updateHeaders("1", "0"), body: f32([1, 2, 3, 4]) },
+        400,
+        "malformed",
+      ],
+      [
+        "no round header",
+        { token: alice, headers: { "content-type": "application/octet-stream" }, body: f32([1, 2, 3, 4]) },
+        400,
+        "malformed",
+      ],
+      [
+        "round not open",
+        { token: alice, headers: updateHeaders("2"), body: f32([1, 2, 3, 4]) },
+        409,
+        "conflict",
+      ],
+      [
+        "JSON body",
+        {
+          token: alice,
+          headers: { ...updateHeaders("1"), "content-type": "application/json" },
+          body: "[1,2,3,4]",
+        },
+        400,
+        "malformed",
+      ],
+      [
+        "text body",
+        { token: alice, headers: { ...updateHeaders("1"), "content-type": "text/plain" }, body: "1 2 3 4" },
+        400,
+        "malformed",
+      ],
+      [
+        "coordinator has no model:contribute",
+        { token: coordinator, headers: updateHeaders("1"), body: f32([1, 2, 3, 4]) },
+        403,
+        "scope_denied",
+      ],
+      [
+        "forged token",
+        { token: `${alice}x`, headers: updateHeaders("1"), body: f32([1, 2, 3, 4]) },
+        401,
+        "token_invalid",
+      ],
+    ];
+    for (const [what, init, status, code] of cases) {
+      const res = await post(path, init);
+      expect({ what, status: res.status, code: res.body.error?.code }).toEqual({ what, status, code });
+    }
+    expect((await gw.model(MODEL, coordinator)).updates).toBe(0);
+  });
+
+  it("accepts one update per participant, aggregates on close, and opens the next round", async () => {
+    const receipt = await gw.submitUpdate(
+      MODEL,
+      { round: 1, sampleCount: 10, weights: Float32Array.from([1, 2, 3, 4]) },
+      alice,
+    );
+    expect(receipt).toMatchObject({
+      model: MODEL,
+      round: 1,
+      participant: world.alice.did,
+      sampleCount: 10,
+      bytes: 16,
+    });
+    const again = await post(`/models/${MODEL}/updates`, {
+      token: alice,
+      headers: updateHeaders("1"),
+      body: f32([4, 3, 2, 1]),
+    });
+    expect({ status: again.status, code: again.body.error.code }).toEqual({ status: 409, code: "conflict" });
+    expect((await gw.model(MODEL, alice)).updates).toBe(1);
+
+    const byParticipant = await post(`/models/${MODEL}/rounds/1/close`, { token: alice });
+    expect({ status: byParticipant.status, code: byParticipant.body.error.code }).toEqual({
+      status: 403,
+      code: "scope_denied",
+    });
+    const closed = await gw.closeRound(MODEL, 1, coordinator);
+    expect(closed).toMatchObject({ version: 2, openRound: 2, aggregated: 1, samples: 10, updates: 0 });
+    const { weights, version } = await gw.weights(MODEL, alice);
+    expect({ version, weights: [...weights] }).toEqual({ version: 2, weights: [1, 2, 3, 4] });
+    expect(await errorCodeOf(gw.closeRound(MODEL, 1, coordinator))).toBe("conflict");
+    expect(await errorCodeOf(gw.closeRound(MODEL, 2, coordinator))).toBe("conflict");
+  });
+
+  it("audits a refused update after access was granted, with its code", async () => {
+    await post(`/models/${MODEL}/updates`, {
+      token: alice,
+      headers: updateHeaders("2"),
+      body: f32([Number.NaN, 0, 0, 0]),
+    });
+    const last = world.db
+      .prepare("SELECT route, holder, action, model, outcome, code FROM audit ORDER BY seq DESC LIMIT 1")
+      .get();
+    expect(last).toEqual({
+      route: "/models/:id/updates",
+      holder: world.alice.did,
+      action: "model:contribute",
+      model: MODEL,
+      outcome: "denied",
+      code: "invalid_update",
+    });
+  });
+
+  it("refuses updates from a participant whose credential was revoked, writing nothing", async () => {
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: aliceCred.credentialId });
+    const res = await post(`/models/${MODEL}/updates`, {
+      token: alice,
+      headers: updateHeaders("2"),
+      body: f32([1, 1, 1, 1]),
+    });
+    expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 403, code: "revoked" });
+    expect((await gw.model(MODEL, coordinator)).updates).toBe(0);
+  });
+});
