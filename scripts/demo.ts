@@ -212,6 +212,7 @@ async function main() {
   const revocation = await orgA.handle.agent.kpartyRevokeCredential({
     credentialId: aliceCredential.credentialId,
   });
+  const receiptAt = Date.now();
   detail(`revoked in block ${revocation.blockNumber}`);
 
   step(11, "Alice tries again: her live access token and a fresh presentation are both refused.");
@@ -224,8 +225,16 @@ async function main() {
       return { status: error.details.status as number, code: error.code as string | null };
     }
   };
-  const live = await refusal(() => gw.weights(MODEL, aliceToken));
-  detail(`weights with the old token: ${live.status} ${live.code}`);
+  // The gateway learns of the revocation from the registry's events (polled every 100 ms).
+  let live = await refusal(() => gw.weights(MODEL, aliceToken));
+  while (live.code === null && Date.now() - receiptAt < 5_000) {
+    await new Promise((r) => setTimeout(r, 5));
+    live = await refusal(() => gw.weights(MODEL, aliceToken));
+  }
+  const visibleMs = Date.now() - receiptAt;
+  detail(
+    `weights with the old token: ${live.status} ${live.code} (refused ${visibleMs} ms after the receipt)`,
+  );
   const fresh = await refusal(() => present(alice, aliceCredential));
   detail(`new presentation: ${fresh.status} ${fresh.code}`);
   if (live.code !== "revoked" || fresh.code !== "revoked")
@@ -241,6 +250,7 @@ async function main() {
     credentialId: aliceCredential.credentialId,
     before: { granted: true, status: 200, weightsBytes: before.weights.length * 4, version: before.version },
     after: { granted: false, code: live.code, status: live.status, presentation: fresh },
+    revocationVisibleMs: visibleMs,
     rounds,
     seconds: Number(seconds),
   };

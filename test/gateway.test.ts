@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getAnchor } from "../src/chain/index.ts";
 import { credentialIdOf, kpartyCredential } from "../src/credential/index.ts";
 import type { ConsortiumMember } from "../src/devnet/index.ts";
-import { getJson, postJson, presentation, requestToken, tamperPayload } from "./fixtures/http.ts";
+import {
+  getJson,
+  postJson,
+  presentation,
+  requestToken,
+  tamperPayload,
+  waitForSync,
+} from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import {
   createWorld,
@@ -70,7 +77,9 @@ describe("gateway discovery", () => {
     const res = await getJson(world.base, "/healthz");
     const block = Number(await world.chain.provider.send("eth_blockNumber", []));
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ status: "ok", chainId: 31337, blockNumber: block });
+    expect(res.body).toMatchObject({ status: "ok", chainId: 31337, blockNumber: block });
+    expect(res.body.syncedBlock).toBeGreaterThanOrEqual(world.deployment.deployedAtBlock);
+    expect(res.body.syncedBlock).toBeLessThanOrEqual(block);
   });
 
   it("GET /.well-known/kparty publishes the domain, chain, contracts, types and actions", async () => {
@@ -363,7 +372,8 @@ describe("status on chain", () => {
     const cred = await issue(world.orgA, world.alice);
     const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
     expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
-    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    const revoked = await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    await waitForSync(world.base, revoked.blockNumber);
     const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
     expect({ status: live.status, code: live.body.error.code }).toEqual({ status: 403, code: "revoked" });
     expectDenied(await requestToken(world, world.alice, cred.jwt), 403, "revoked");
@@ -372,11 +382,17 @@ describe("status on chain", () => {
   it("suspension refuses, reinstatement grants again: suspended, then 200", async () => {
     const cred = await issue(world.orgA, world.alice);
     const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
-    await world.orgA.handle.agent.kpartySuspendCredential({ credentialId: cred.credentialId });
+    const suspended = await world.orgA.handle.agent.kpartySuspendCredential({
+      credentialId: cred.credentialId,
+    });
+    await waitForSync(world.base, suspended.blockNumber);
     const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
     expect({ status: live.status, code: live.body.error.code }).toEqual({ status: 403, code: "suspended" });
     expectDenied(await requestToken(world, world.alice, cred.jwt), 403, "suspended");
-    await world.orgA.handle.agent.kpartyReinstateCredential({ credentialId: cred.credentialId });
+    const reinstated = await world.orgA.handle.agent.kpartyReinstateCredential({
+      credentialId: cred.credentialId,
+    });
+    await waitForSync(world.base, reinstated.blockNumber);
     expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
     expect((await requestToken(world, world.alice, cred.jwt)).status).toBe(200);
   });
@@ -435,14 +451,23 @@ describe("rate limits", () => {
 });
 
 describe("chain unreachable", () => {
-  it("fails closed with 503 registry_unavailable for tokens, live access and health", async () => {
+  it("refuses new tokens with 503 at once, honours live tokens within the staleness bound, then 503", async () => {
     const cred = await issue(world.orgA, world.alice);
     const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    const warm = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(warm.status).toBe(200); // the credential's state is now cached
     const vp = await presentation(world, world.alice, cred.jwt);
     await world.chain.stop();
     const res = await postJson(world.base, "/auth/token", { presentation: vp });
     expectDenied(res, 503, "registry_unavailable");
     expect(res.headers.get("retry-after")).toBe("5");
+    const withinBound = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(withinBound.status).toBe(200);
+    world.clock.offsetMs = 5_001; // past the gateway's default 5000 ms staleness bound
     const live = await getJson(world.base, `/models/${MODEL_ID}/weights`, token);
     expect({ status: live.status, code: live.body.error.code }).toEqual({
       status: 503,

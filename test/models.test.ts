@@ -3,7 +3,7 @@ import type { IssuedCredential } from "../agent/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
 import { createGatewayClient, type GatewayClient } from "../src/gateway/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
-import { presentation } from "./fixtures/http.ts";
+import { presentation, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import { createWorld, type KPartyWorld } from "./fixtures/kparty.ts";
 
@@ -211,7 +211,10 @@ describe("updates and rounds", () => {
   });
 
   it("refuses updates from a participant whose credential was revoked, writing nothing", async () => {
-    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: aliceCred.credentialId });
+    const revoked = await world.orgA.handle.agent.kpartyRevokeCredential({
+      credentialId: aliceCred.credentialId,
+    });
+    await waitForSync(world.base, revoked.blockNumber);
     const res = await post(`/models/${MODEL}/updates`, {
       token: alice,
       headers: updateHeaders("2"),

@@ -5,7 +5,7 @@ import { KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
 import { connectContracts, createChainClient, createProvider, getAnchor } from "../src/chain/index.ts";
 import { decodeJwt, merkleRootOf } from "../src/credential/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
-import { getJson, postJson, presentation, requestToken } from "./fixtures/http.ts";
+import { getJson, postJson, presentation, requestToken, waitForSync } from "./fixtures/http.ts";
 import { issue, stateOf } from "./fixtures/issue.ts";
 import {
   createWorld,
@@ -77,7 +77,8 @@ describe("batch anchoring", () => {
     const junk = await presentWithProof(world.base, c.jwt, ["not a hash"]);
     expect([junk.status, junk.body.error.code]).toEqual([400, "malformed"]);
 
-    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: c.credentialId });
+    const revoked = await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: c.credentialId });
+    await waitForSync(world.base, revoked.blockNumber);
     const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
     expect([live.status, live.body.error.code]).toEqual([403, "revoked"]);
     expect(

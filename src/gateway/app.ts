@@ -2,7 +2,7 @@ import type { KeyObject } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { type ChainClient, getChainStatus } from "../chain/index.ts";
+import { type ChainClient, createRegistryWatcher, getChainStatus } from "../chain/index.ts";
 import { ACTIONS, type Action, CREDENTIAL_TYPE, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
@@ -11,6 +11,7 @@ import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
+import { createStatusCache } from "./status-cache.ts";
 import { createTokenService } from "./tokens.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import { createVerifier, type DidResolver } from "./verify/verifier.ts";
@@ -44,6 +45,10 @@ export interface GatewayOptions {
   defaultRequestsPerMinute?: number;
   /** Challenges a minute one client address may mint (default 60). */
   challengesPerMinute?: number;
+  /** How often the registry's events are polled (default 100 ms). */
+  statusPollingIntervalMs?: number;
+  /** Live tokens are honoured from cached status only while the event feed is this fresh (default 5000 ms). */
+  maxStalenessMs?: number;
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope"]);
@@ -113,11 +118,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const audit = new AuditLog(db, { now });
+  const watcher = createRegistryWatcher(chain, {
+    now,
+    ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
+  });
+  const states = createStatusCache({
+    chain,
+    watcher,
+    now,
+    ...(options.maxStalenessMs !== undefined ? { maxStalenessMs: options.maxStalenessMs } : {}),
+  });
   const limiter = new RateLimiter({ now });
   const challengesPerMinute = options.challengesPerMinute ?? 60;
   const requireAccess = createAccessGuard({
     tokens,
-    chain,
+    states,
     audit,
     limiter,
     ...(options.defaultRequestsPerMinute
@@ -130,6 +145,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
     logger: options.logger ? { redact: ["req.headers.authorization"] } : false,
   });
+
+  app.addHook("onClose", async () => watcher.stop());
 
   app.setErrorHandler((error, request, reply) => {
     let mapped: unknown = error;
@@ -184,12 +201,16 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.get("/healthz", async (_request, reply) => {
     try {
       const { chainId, blockNumber } = await getChainStatus(chain);
-      return { status: "ok", chainId, blockNumber };
+      return { status: "ok", chainId, blockNumber, syncedBlock: watcher.syncedBlock };
     } catch (error) {
       const [, body] = errorResponse(error);
-      return reply
-        .code(503)
-        .send({ status: "unavailable", chainId: chain.deployment.chainId, blockNumber: null, ...body });
+      return reply.code(503).send({
+        status: "unavailable",
+        chainId: chain.deployment.chainId,
+        blockNumber: null,
+        syncedBlock: watcher.syncedBlock,
+        ...body,
+      });
     }
   });
 

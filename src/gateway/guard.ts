@@ -1,9 +1,10 @@
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "fastify";
-import { type ChainClient, getCredentialState } from "../chain/index.ts";
+import type { CredentialState } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./audit.ts";
 import type { RateLimiter } from "./rate-limit.ts";
+import type { StatusKey } from "./status-cache.ts";
 import type { AccessClaims, TokenService } from "./tokens.ts";
 import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
 
@@ -19,7 +20,8 @@ declare module "fastify" {
 
 export interface GuardOptions {
   tokens: TokenService;
-  chain: ChainClient;
+  /** Where credential states come from (a {@link StatusCache}, or a direct chain read). */
+  states: { get(key: StatusKey): Promise<CredentialState> };
   audit: AuditLog;
   /** The same policy the verifier applies (default `deny`). */
   removedIssuerPolicy?: RemovedIssuerPolicy;
@@ -38,14 +40,15 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
  * A guard factory: `requireAccess(action)` returns a preHandler that accepts only a valid
  * bearer token of this gateway whose scope has `action` (and, for `/models/:id…`, covers
  * the model) and whose credential's on-chain state still passes the verifier's judgement
- * (`judgeCredentialState`) — read from the chain on every request, so a revocation refuses
- * live tokens at once. Every decision is audited before the reply.
+ * (`judgeCredentialState`). States come from `states` — in the gateway a cache invalidated by
+ * the registry's events, so a revocation refuses live tokens as soon as the gateway has seen
+ * its block. Every decision is audited before the reply.
  */
 export function createAccessGuard(options: GuardOptions) {
-  const { tokens, chain, audit } = options;
+  const { tokens, states, audit } = options;
   const policy = options.removedIssuerPolicy ?? "deny";
   const defaultRpm = options.defaultRequestsPerMinute ?? 600;
-  if (!tokens || !chain || !audit) throw new TypeError("tokens, chain and audit are required");
+  if (!tokens || !states || !audit) throw new TypeError("tokens, states and audit are required");
 
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
     return async (request: FastifyRequest, _reply: FastifyReply) => {
@@ -68,8 +71,8 @@ export function createAccessGuard(options: GuardOptions) {
         if (model !== null && !grantCoversModel(claims, model)) {
           throw new KPartyError("scope_denied", `the access token does not cover model ${model}`);
         }
-        const state = await getCredentialState(chain, {
-          credentialId: claims.anchorKey,
+        const state = await states.get({
+          anchorKey: claims.anchorKey,
           issuer: claims.issuerAccount,
           revocationIndex: claims.revocationIndex,
           suspensionIndex: claims.suspensionIndex,

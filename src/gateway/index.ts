@@ -12,6 +12,12 @@ export { createGatewayClient, type GatewayClient, type TokenResponse } from "./c
 export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
 export { createAccessGuard, type GuardOptions } from "./guard.ts";
 export { type Challenge, ChallengeStore, openGatewayDatabase } from "./state.ts";
+export {
+  createStatusCache,
+  type StatusCache,
+  type StatusCacheOptions,
+  type StatusKey,
+} from "./status-cache.ts";
 export { type AccessClaims, type AccessGrant, createTokenService, type TokenService } from "./tokens.ts";
 export type { CheckResult } from "./verify/checks.ts";
 export { verifyEs256k } from "./verify/es256k.ts";

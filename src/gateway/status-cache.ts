@@ -1,0 +1,149 @@
+import {
+  type ChainClient,
+  type CredentialState,
+  getCredentialState,
+  type RegistryWatcher,
+} from "../chain/index.ts";
+
+/** What identifies a credential's on-chain state: its anchor key, its issuer's account and its indexes. */
+export interface StatusKey {
+  anchorKey: string;
+  issuer: string;
+  revocationIndex: number;
+  suspensionIndex: number;
+}
+
+export interface StatusCacheOptions {
+  chain: ChainClient;
+  watcher: RegistryWatcher;
+  now: () => number;
+  /**
+   * Cached states are used only while the watcher has synced within this bound (default
+   * 5000 ms). With the chain unreachable, live tokens are honoured up to this bound, then refused.
+   */
+  maxStalenessMs?: number;
+  /** An entry is re-read after this age even without an event, in case one was missed (default 30 s). */
+  maxEntryAgeMs?: number;
+  maxEntries?: number;
+}
+
+interface Entry {
+  state: CredentialState;
+  key: StatusKey;
+  storedAt: number;
+}
+
+/**
+ * Credential states for the access guard, cached and invalidated by the registry's events:
+ * a revocation, suspension or reinstatement of the issuer's index (or its word, for batches),
+ * an anchor by the issuer, or the issuer's admission or removal evicts the entries it
+ * touches. A per-issuer epoch keeps a read that raced an event from being cached.
+ */
+export function createStatusCache(options: StatusCacheOptions) {
+  const { chain, watcher, now } = options;
+  const maxStaleness = options.maxStalenessMs ?? 5_000;
+  const maxAge = options.maxEntryAgeMs ?? 30_000;
+  const maxEntries = options.maxEntries ?? 100_000;
+  const entries = new Map<string, Entry>();
+  const byIssuer = new Map<string, Set<string>>();
+  const epochs = new Map<string, number>();
+
+  const keyOf = (k: StatusKey) =>
+    `${k.anchorKey.toLowerCase()}|${k.issuer.toLowerCase()}|${k.revocationIndex}|${k.suspensionIndex}`;
+
+  function evict(issuer: string, match: (key: StatusKey) => boolean = () => true) {
+    const who = issuer.toLowerCase();
+    epochs.set(who, (epochs.get(who) ?? 0) + 1);
+    const keys = byIssuer.get(who);
+    if (!keys) return;
+    for (const k of keys) {
+      const entry = entries.get(k);
+      if (!entry || match(entry.key)) {
+        entries.delete(k);
+        keys.delete(k);
+      }
+    }
+  }
+
+  const touches = (index: number) => (k: StatusKey) =>
+    k.revocationIndex === index || k.suspensionIndex === index;
+  const inWord = (word: bigint, bits: bigint) => (k: StatusKey) =>
+    [k.revocationIndex, k.suspensionIndex].some(
+      (i) => BigInt(i) >> 8n === word && ((bits >> (BigInt(i) & 255n)) & 1n) === 1n,
+    );
+
+  watcher.onEvent((e) => {
+    const a = e.args;
+    switch (e.name) {
+      case "CredentialRevoked":
+      case "CredentialSuspended":
+      case "CredentialReinstated":
+        evict(String(a.issuer), touches(Number(a.index)));
+        break;
+      case "StatusWordChanged":
+        evict(String(a.issuer), inWord(BigInt(a.word as bigint), BigInt(a.bits as bigint)));
+        break;
+      case "CredentialAnchored":
+      case "BatchAnchored":
+        evict(String(a.issuer));
+        break;
+      case "MemberAdded":
+      case "MemberRemoved":
+        evict(String(a.account));
+        break;
+    }
+  });
+
+  function store(k: string, key: StatusKey, state: CredentialState) {
+    if (entries.size >= maxEntries) {
+      const oldest = entries.keys().next().value as string;
+      entries.delete(oldest);
+    }
+    entries.set(k, { state, key, storedAt: now() });
+    const who = key.issuer.toLowerCase();
+    let set = byIssuer.get(who);
+    if (!set) byIssuer.set(who, (set = new Set()));
+    set.add(k);
+  }
+
+  return {
+    /** Whether the watcher has synced within the staleness bound. */
+    fresh(): boolean {
+      return now() - watcher.lastSyncedAt <= maxStaleness;
+    },
+
+    /**
+     * The credential's state: from the cache while the watcher is fresh and the entry young,
+     * otherwise from the chain. If the chain cannot be read, a cached state is still honoured
+     * within the staleness bound; beyond it the read's `registry_unavailable` is thrown.
+     */
+    async get(key: StatusKey): Promise<CredentialState> {
+      const k = keyOf(key);
+      const entry = entries.get(k);
+      const fresh = now() - watcher.lastSyncedAt <= maxStaleness;
+      if (entry && fresh && now() - entry.storedAt <= maxAge) return entry.state;
+      const who = key.issuer.toLowerCase();
+      const epoch = epochs.get(who) ?? 0;
+      let state: CredentialState;
+      try {
+        state = await getCredentialState(chain, {
+          credentialId: key.anchorKey,
+          issuer: key.issuer,
+          revocationIndex: key.revocationIndex,
+          suspensionIndex: key.suspensionIndex,
+        });
+      } catch (error) {
+        if (entry && fresh) return entry.state;
+        throw error;
+      }
+      if ((epochs.get(who) ?? 0) === epoch) store(k, key, state);
+      return state;
+    },
+
+    get size() {
+      return entries.size;
+    },
+  };
+}
+
+export type StatusCache = ReturnType<typeof createStatusCache>;
