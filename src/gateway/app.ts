@@ -13,6 +13,7 @@ import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
 import { createStatusCache } from "./status-cache.ts";
 import { createTokenService } from "./tokens.ts";
+import type { CheckResult } from "./verify/checks.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import { createVerifier, type DidResolver } from "./verify/verifier.ts";
 
@@ -45,6 +46,8 @@ export interface GatewayOptions {
   defaultRequestsPerMinute?: number;
   /** Challenges a minute one client address may mint (default 60). */
   challengesPerMinute?: number;
+  /** VC-API verifications a minute per client address (default 600). */
+  verificationsPerMinute?: number;
   /** How often the registry's events are polled (default 100 ms). */
   statusPollingIntervalMs?: number;
   /** Live tokens are honoured from cached status only while the event feed is this fresh (default 5000 ms). */
@@ -52,6 +55,58 @@ export interface GatewayOptions {
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope"]);
+
+/** Reads a VC-API request body: exactly `field` and optionally `options` with only `allowed` keys. */
+function parseVerifyRequest(
+  body: unknown,
+  field: string,
+  allowed: string[],
+): { jwt: string; options: Record<string, unknown> } {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new KPartyError("malformed", `the body must be a JSON object {${field}, options?}`);
+  }
+  const unknown = Object.keys(body).filter((k) => k !== field && k !== "options");
+  if (unknown.length) throw new KPartyError("malformed", `unknown fields: ${unknown.join(", ")}`);
+  const { options = {} } = body as { options?: unknown };
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new KPartyError("malformed", "options must be an object");
+  }
+  const unknownOptions = Object.keys(options).filter((k) => !allowed.includes(k));
+  if (unknownOptions.length) {
+    throw new KPartyError(
+      "malformed",
+      `unsupported options: ${unknownOptions.join(", ")} (options may add ${allowed.join(", ")}; no option removes a check)`,
+    );
+  }
+  const value = (body as Record<string, unknown>)[field];
+  const jwt =
+    typeof value === "string" ? value : (value as { proof?: { jwt?: unknown } } | undefined)?.proof?.jwt;
+  if (typeof jwt !== "string" || jwt.length === 0) {
+    throw new KPartyError("malformed", `${field} must be a JWT, or an object with proof.jwt`);
+  }
+  return { jwt, options: options as Record<string, unknown> };
+}
+
+/**
+ * A VC-API verification result: `verified` with every check run, or not verified with the
+ * failing check's code. A chain that cannot be read is not a verdict: it is thrown (503).
+ */
+async function verification<T extends { checks: CheckResult[] }>(
+  run: () => Promise<T>,
+  describe: (result: T) => Record<string, unknown>,
+) {
+  try {
+    const result = await run();
+    return { verified: true, checks: result.checks, errors: [], ...describe(result) };
+  } catch (error) {
+    if (!(error instanceof KPartyError) || error.code === "registry_unavailable") throw error;
+    return {
+      verified: false,
+      checks: (error.details.checks as CheckResult[] | undefined) ?? [],
+      errors: [{ code: error.code, message: error.shortMessage }],
+    };
+  }
+}
 
 /** A positive decimal integer from a header or path segment, else `malformed`. */
 function integerHeader(value: unknown, name: string): number {
@@ -295,6 +350,57 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       });
       throw error;
     }
+  });
+
+  const verificationsPerMinute = options.verificationsPerMinute ?? 600;
+
+  app.post("/credentials/verify", async (request) => {
+    limiter.take(`verify:${clientOf(request)}`, verificationsPerMinute, "verifications from this address");
+    const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiableCredential", ["anchorProof"]);
+    return verification(
+      () => verifier.verifyCredential(jwt, opts.anchorProof),
+      (c) => ({
+        credential: {
+          id: c.credentialId,
+          issuer: c.issuer,
+          subject: c.subject,
+          anchoredAt: c.state.anchoredAt,
+          claims: c.claims,
+        },
+      }),
+    );
+  });
+
+  app.post("/presentations/verify", async (request) => {
+    limiter.take(`verify:${clientOf(request)}`, verificationsPerMinute, "verifications from this address");
+    const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiablePresentation", [
+      "challenge",
+      "domain",
+    ]);
+    const { challenge, domain } = opts;
+    if (challenge !== undefined && (typeof challenge !== "string" || challenge.length === 0)) {
+      throw new KPartyError("malformed", "options.challenge must be a non-empty string");
+    }
+    if (domain !== undefined && (typeof domain !== "string" || domain.length === 0)) {
+      throw new KPartyError("malformed", "options.domain must be a non-empty string");
+    }
+    return verification(
+      () =>
+        verifier.verifyPresentation(jwt, {
+          domain: (domain as string | undefined) ?? null,
+          consumeChallenge:
+            challenge === undefined
+              ? null
+              : (nonce) => {
+                  if (nonce !== challenge)
+                    throw new KPartyError("challenge_invalid", "the nonce is not the expected challenge");
+                },
+        }),
+      (p) => ({
+        holder: p.holder,
+        credential: { id: p.credential.credentialId, issuer: p.credential.issuer },
+      }),
+    );
   });
 
   app.get("/models", { preHandler: requireAccess("model:read") }, async (request) => {

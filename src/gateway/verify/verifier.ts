@@ -49,10 +49,13 @@ export interface VerifiedPresentation {
 }
 
 export interface PresentationExpectations {
-  /** The gateway's domain; the VP's `aud` must name it. */
-  domain: string;
-  /** Consumes the VP's `nonce` as a challenge; throws `challenge_invalid` or `challenge_reused`. */
-  consumeChallenge(nonce: string): void | Promise<void>;
+  /** The domain the VP's `aud` must name; `null` only for third-party verification that did not ask for it. */
+  domain: string | null;
+  /**
+   * Checks (and for the gateway, consumes) the VP's `nonce`; throws `challenge_invalid` or
+   * `challenge_reused`. `null` only for third-party verification that did not ask for a challenge.
+   */
+  consumeChallenge: ((nonce: string) => void | Promise<void>) | null;
 }
 
 /**
@@ -207,22 +210,29 @@ export function createVerifier(options: VerifierOptions) {
         numericDate(payload, "exp", false);
         return { holder: iss, nonce, credentialJwt, anchorProof: payload.kpartyAnchorProof };
       });
-      await log.run("presentation.audience", () => {
-        const aud = payload.aud;
-        const audiences = Array.isArray(aud) ? aud : [aud];
-        if (!audiences.includes(expect.domain)) {
-          fail("domain_mismatch", `presentation audience must be ${expect.domain}`, {
-            audience: aud ?? null,
-          });
-        }
-      });
+      const { domain, consumeChallenge } = expect;
+      if (domain !== null) {
+        await log.run("presentation.audience", () => {
+          const aud = payload.aud;
+          const audiences = Array.isArray(aud) ? aud : [aud];
+          if (!audiences.includes(domain)) {
+            fail("domain_mismatch", `presentation audience must be ${domain}`, { audience: aud ?? null });
+          }
+        });
+      }
       await log.run("presentation.signature", () =>
         checkSignature(decoded, holder, "authentication", "presentation"),
       );
       await log.run("presentation.validity", () =>
         checkWindow(payload.nbf as number | undefined, payload.exp as number | undefined, "presentation"),
       );
-      await log.run("presentation.challenge", () => expect.consumeChallenge(nonce));
+      if (consumeChallenge !== null) {
+        await log.run("presentation.challenge", () => {
+          if (typeof nonce !== "string" || nonce.length === 0)
+            fail("challenge_invalid", "presentation has no challenge (nonce)");
+          return consumeChallenge(nonce);
+        });
+      }
       const credential = await verifyCredentialWith(credentialJwt, log, anchorProof);
       await log.run("presentation.holder_binding", () => {
         if (credential.subject !== holder) {
