@@ -454,6 +454,7 @@ describe("chain unreachable", () => {
   it("refuses new tokens with 503 at once, honours live tokens within the staleness bound, then 503", async () => {
     const cred = await issue(world.orgA, world.alice);
     const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    await waitForSync(world.base, cred.anchor.blockNumber); // no event in flight while the state is cached
     const warm = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
       headers: { authorization: `Bearer ${token}` },
     });

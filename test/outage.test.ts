@@ -53,6 +53,7 @@ describe("the gateway's link to the chain fails and comes back", () => {
   it("fails closed past the staleness bound, then honours what happened during the outage without a restart", async () => {
     const cred = await issue(world.orgA, world.alice);
     const token = (await tokenFrom(gw.base, cred.jwt)).body.access_token as string;
+    await waitForSync(gw.base, cred.anchor.blockNumber); // no event in flight while the state is cached
     expect((await getJson(gw.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
 
     await proxy.cut();

@@ -97,6 +97,9 @@ describe("status cache", () => {
     expect(t.reads()).toBe(4);
     await t.cache.get(key(300));
     expect(t.reads()).toBe(5);
+    t.watcher.emit("CredentialAnchored", { issuer: ISSUER, credentialId: key(999).anchorKey });
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(5);
     t.watcher.emit("MemberRemoved", { account: ISSUER.toLowerCase() });
     await t.cache.get(key(4));
     expect(t.reads()).toBe(6);

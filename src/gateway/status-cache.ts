@@ -36,7 +36,7 @@ interface Entry {
 /**
  * Credential states for the access guard, cached and invalidated by the registry's events:
  * a revocation, suspension or reinstatement of the issuer's index (or its word, for batches),
- * an anchor by the issuer, or the issuer's admission or removal evicts the entries it
+ * an anchor of the entry's key, or the issuer's admission or removal evicts the entries it
  * touches. A per-issuer epoch keeps a read that raced an event from being cached.
  */
 export function createStatusCache(options: StatusCacheOptions) {
@@ -84,8 +84,10 @@ export function createStatusCache(options: StatusCacheOptions) {
         evict(String(a.issuer), inWord(BigInt(a.word as bigint), BigInt(a.bits as bigint)));
         break;
       case "CredentialAnchored":
+        evict(String(a.issuer), (k) => k.anchorKey.toLowerCase() === String(a.credentialId).toLowerCase());
+        break;
       case "BatchAnchored":
-        evict(String(a.issuer));
+        evict(String(a.issuer), (k) => k.anchorKey.toLowerCase() === String(a.root).toLowerCase());
         break;
       case "MemberAdded":
       case "MemberRemoved":
