@@ -9,6 +9,7 @@ import type { FileModelStore } from "../models/index.ts";
 import { AuditLog } from "./audit.ts";
 import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
+import { openApiDocument } from "./openapi.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
 import { createStatusCache } from "./status-cache.ts";
@@ -16,6 +17,13 @@ import { createTokenService } from "./tokens.ts";
 import type { CheckResult } from "./verify/checks.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import { createVerifier, type DidResolver } from "./verify/verifier.ts";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Every route the gateway registered (method, Fastify URL pattern). */
+    kpartyRoutes: { method: string; url: string }[];
+  }
+}
 
 export interface GatewayOptions {
   /** A Veramo agent (or anything) that resolves DIDs against the deployment's chain. */
@@ -202,6 +210,13 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
 
   app.addHook("onClose", async () => watcher.stop());
+  const routes: { method: string; url: string }[] = [];
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat())
+      if (method !== "HEAD") routes.push({ method, url: route.url });
+  });
+  app.decorate("kpartyRoutes", routes);
+  const openapi = openApiDocument({ domain });
 
   app.setErrorHandler((error, request, reply) => {
     let mapped: unknown = error;
@@ -284,6 +299,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     },
     accessToken: { format: "jwt", alg: "EdDSA", expiresIn: tokens.ttlSeconds, key: tokens.publicJwk },
   }));
+
+  app.get("/openapi.json", async () => openapi);
 
   app.post("/auth/challenge", async (request) => {
     limiter.take(`challenge:${clientOf(request)}`, challengesPerMinute, "challenges from this address");

@@ -11,6 +11,7 @@ export {
 export { createGatewayClient, type GatewayClient, type TokenResponse } from "./client.ts";
 export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
 export { createAccessGuard, type GuardOptions } from "./guard.ts";
+export { openApiDocument } from "./openapi.ts";
 export { type Challenge, ChallengeStore, openGatewayDatabase } from "./state.ts";
 export {
   createStatusCache,

@@ -1,0 +1,344 @@
+import { ACTIONS } from "../credential/index.ts";
+import { HTTP_STATUS } from "./errors.ts";
+
+const json = (schema: object) => ({ "application/json": { schema } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const error = (description: string) => ({ description, content: json(ref("Error")) });
+
+/** Error responses every route may give, by status. */
+function errors(...statuses: number[]) {
+  const texts: Record<number, string> = {
+    400: "malformed request",
+    401: "not authenticated (token or presentation invalid)",
+    403: "not allowed (scope, status, membership)",
+    404: "not found",
+    409: "conflict with the model's state",
+    413: "payload too large",
+    429: "rate limited (see Retry-After)",
+    503: "the chain cannot be read (see Retry-After)",
+  };
+  return Object.fromEntries(statuses.map((s) => [String(s), error(texts[s] ?? "error")]));
+}
+
+const bearer = [{ bearer: [] }];
+const modelId = {
+  name: "id",
+  in: "path",
+  required: true,
+  schema: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
+};
+
+/**
+ * The gateway's OpenAPI 3.1 document (served at `GET /openapi.json`). A test keeps it equal
+ * to the routes the gateway registers and to its error codes.
+ */
+export function openApiDocument(options: { domain: string }) {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "kparty gateway",
+      version: "1",
+      description:
+        "Verifies presentations of K-th Party tokens against the chain and guards the shared model store. " +
+        `Presentations must name the audience ${options.domain}.`,
+    },
+    components: {
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT (EdDSA, typ at+jwt)" },
+      },
+      schemas: {
+        ErrorCode: { type: "string", enum: Object.keys(HTTP_STATUS) },
+        Check: {
+          type: "object",
+          required: ["check", "passed"],
+          properties: { check: { type: "string" }, passed: { type: "boolean" }, code: ref("ErrorCode") },
+        },
+        Error: {
+          type: "object",
+          required: ["error"],
+          properties: {
+            error: {
+              type: "object",
+              required: ["code", "message"],
+              properties: {
+                code: ref("ErrorCode"),
+                message: { type: "string" },
+                checks: { type: "array", items: ref("Check") },
+              },
+            },
+          },
+        },
+        Model: {
+          type: "object",
+          required: ["id", "version", "shape", "parameterCount", "dtype", "openRound", "updates"],
+          properties: {
+            id: { type: "string" },
+            description: { type: "string" },
+            version: { type: "integer" },
+            shape: { type: "array", items: { type: "integer" } },
+            parameterCount: { type: "integer" },
+            dtype: { const: "float32" },
+            openRound: { type: "integer" },
+            updates: { type: "integer" },
+            updatedAt: { type: "string", format: "date-time" },
+          },
+        },
+        Verification: {
+          type: "object",
+          required: ["verified", "checks", "errors"],
+          properties: {
+            verified: { type: "boolean" },
+            checks: { type: "array", items: ref("Check") },
+            errors: {
+              type: "array",
+              items: { type: "object", properties: { code: ref("ErrorCode"), message: { type: "string" } } },
+            },
+          },
+        },
+      },
+    },
+    paths: {
+      "/healthz": {
+        get: {
+          summary: "Chain reachability and the last block whose registry events were applied",
+          responses: {
+            "200": {
+              description: "ok",
+              content: json({
+                type: "object",
+                properties: {
+                  status: { const: "ok" },
+                  chainId: { type: "integer" },
+                  blockNumber: { type: "integer" },
+                  syncedBlock: { type: "integer" },
+                },
+              }),
+            },
+            "503": { description: "the chain is unreachable", content: json({ type: "object" }) },
+          },
+        },
+      },
+      "/.well-known/kparty": {
+        get: {
+          summary: "Domain, chain, contracts, credential types, actions, access-token key",
+          responses: { "200": { description: "ok", content: json({ type: "object" }) } },
+        },
+      },
+      "/openapi.json": {
+        get: {
+          summary: "This document",
+          responses: { "200": { description: "ok", content: json({ type: "object" }) } },
+        },
+      },
+      "/auth/challenge": {
+        post: {
+          summary: "A single-use challenge (60 s) for one presentation",
+          responses: {
+            "200": {
+              description: "ok",
+              content: json({
+                type: "object",
+                required: ["challenge", "domain", "expiresAt"],
+                properties: {
+                  challenge: { type: "string" },
+                  domain: { type: "string" },
+                  expiresAt: { type: "string", format: "date-time" },
+                },
+              }),
+            },
+            ...errors(429),
+          },
+        },
+      },
+      "/auth/token": {
+        post: {
+          summary: "Exchange a presentation (VP JWT) of a K-th Party token for an access token",
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["presentation"],
+              additionalProperties: false,
+              properties: {
+                presentation: { type: "string" },
+                scope: { type: "string", description: `space-separated actions among ${ACTIONS.join(", ")}` },
+              },
+            }),
+          },
+          responses: {
+            "200": {
+              description: "granted",
+              content: json({
+                type: "object",
+                required: ["access_token", "token_type", "expires_in", "scope", "holder"],
+                properties: {
+                  access_token: { type: "string" },
+                  token_type: { const: "Bearer" },
+                  expires_in: { type: "integer" },
+                  scope: { type: "string" },
+                  holder: { type: "string" },
+                  models: { type: "array", items: { type: "string" } },
+                  credential_id: { type: "string" },
+                },
+              }),
+            },
+            ...errors(400, 401, 403, 413, 503),
+          },
+        },
+      },
+      "/credentials/verify": {
+        post: {
+          summary: "VC-API: verify one K-th Party token (options may add checks, never remove them)",
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["verifiableCredential"],
+              additionalProperties: false,
+              properties: {
+                verifiableCredential: {},
+                options: {
+                  type: "object",
+                  additionalProperties: false,
+                  properties: { anchorProof: { type: "array", items: { type: "string" } } },
+                },
+              },
+            }),
+          },
+          responses: {
+            "200": { description: "the verdict", content: json(ref("Verification")) },
+            ...errors(400, 413, 429, 503),
+          },
+        },
+      },
+      "/presentations/verify": {
+        post: {
+          summary: "VC-API: verify a presentation and its token (options may add checks, never remove them)",
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["verifiablePresentation"],
+              additionalProperties: false,
+              properties: {
+                verifiablePresentation: {},
+                options: {
+                  type: "object",
+                  additionalProperties: false,
+                  properties: { challenge: { type: "string" }, domain: { type: "string" } },
+                },
+              },
+            }),
+          },
+          responses: {
+            "200": { description: "the verdict", content: json(ref("Verification")) },
+            ...errors(400, 413, 429, 503),
+          },
+        },
+      },
+      "/models": {
+        get: {
+          summary: "Models the caller's token covers (model:read)",
+          security: bearer,
+          responses: {
+            "200": {
+              description: "ok",
+              content: json({
+                type: "object",
+                properties: { models: { type: "array", items: ref("Model") } },
+              }),
+            },
+            ...errors(401, 403, 429, 503),
+          },
+        },
+        post: {
+          summary: "Register a model with zero initial weights (round:aggregate, within the token's models)",
+          security: bearer,
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["id", "shape"],
+              additionalProperties: false,
+              properties: {
+                id: { type: "string" },
+                description: { type: "string" },
+                shape: { type: "array", items: { type: "integer" } },
+              },
+            }),
+          },
+          responses: {
+            "201": { description: "registered", content: json(ref("Model")) },
+            ...errors(400, 401, 403, 409, 429, 503),
+          },
+        },
+      },
+      "/models/{id}": {
+        get: {
+          summary: "Model metadata (model:read)",
+          security: bearer,
+          parameters: [modelId],
+          responses: {
+            "200": { description: "ok", content: json(ref("Model")) },
+            ...errors(401, 403, 404, 429, 503),
+          },
+        },
+      },
+      "/models/{id}/weights": {
+        get: {
+          summary:
+            "Current global weights, little-endian float32 (model:read); version in x-kparty-model-version",
+          security: bearer,
+          parameters: [modelId],
+          responses: {
+            "200": {
+              description: "weights",
+              content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+            },
+            ...errors(401, 403, 404, 429, 503),
+          },
+        },
+      },
+      "/models/{id}/updates": {
+        post: {
+          summary:
+            "Submit this participant's update for the open round (model:contribute): exactly the model's float32 values, all finite",
+          security: bearer,
+          parameters: [
+            modelId,
+            { name: "x-kparty-round", in: "header", required: true, schema: { type: "integer", minimum: 1 } },
+            {
+              name: "x-kparty-sample-count",
+              in: "header",
+              required: true,
+              schema: { type: "integer", minimum: 1 },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+          },
+          responses: {
+            "201": { description: "accepted", content: json({ type: "object" }) },
+            ...errors(400, 401, 403, 404, 409, 413, 429, 503),
+          },
+        },
+      },
+      "/models/{id}/rounds/{round}/close": {
+        post: {
+          summary:
+            "Close the open round: sample-weighted FedAvg of its updates becomes the next version (round:aggregate)",
+          security: bearer,
+          parameters: [
+            modelId,
+            { name: "round", in: "path", required: true, schema: { type: "integer", minimum: 1 } },
+          ],
+          responses: {
+            "200": { description: "aggregated", content: json(ref("Model")) },
+            ...errors(400, 401, 403, 404, 409, 429, 503),
+          },
+        },
+      },
+    },
+  };
+}
