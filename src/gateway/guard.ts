@@ -5,7 +5,7 @@ import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./audit.ts";
 import type { RateLimiter } from "./rate-limit.ts";
 import type { StatusKey } from "./status-cache.ts";
-import type { AccessClaims, TokenService } from "./tokens.ts";
+import type { AccessClaims, TokenVerifier } from "./tokens.ts";
 import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
 
 declare module "fastify" {
@@ -19,10 +19,12 @@ declare module "fastify" {
 }
 
 export interface GuardOptions {
-  tokens: TokenService;
+  /** Verifies the gateway's access tokens (the gateway's token service, or a public-key verifier). */
+  tokens: Pick<TokenVerifier, "verify">;
   /** Where credential states come from (a {@link StatusCache}, or a direct chain read). */
   states: { get(key: StatusKey): Promise<CredentialState> };
-  audit: AuditLog;
+  /** Where decisions are recorded (the gateway always passes one). */
+  audit?: AuditLog;
   /** The same policy the verifier applies (default `deny`). */
   removedIssuerPolicy?: RemovedIssuerPolicy;
   /** Per-credential rate limiting: the credential's quota, or `defaultRequestsPerMinute`. */
@@ -48,7 +50,7 @@ export function createAccessGuard(options: GuardOptions) {
   const { tokens, states, audit } = options;
   const policy = options.removedIssuerPolicy ?? "deny";
   const defaultRpm = options.defaultRequestsPerMinute ?? 600;
-  if (!tokens || !states || !audit) throw new TypeError("tokens, states and audit are required");
+  if (!tokens || !states) throw new TypeError("tokens and states are required");
 
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
     return async (request: FastifyRequest, _reply: FastifyReply) => {
@@ -79,7 +81,7 @@ export function createAccessGuard(options: GuardOptions) {
         });
         await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
         request.kparty = { ...claims, action, client: request.ip };
-        audit.append({
+        audit?.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,
           holder: claims.holder,
@@ -89,7 +91,7 @@ export function createAccessGuard(options: GuardOptions) {
           outcome: "granted",
         });
       } catch (error) {
-        audit.append({
+        audit?.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,
           holder: claims?.holder ?? null,

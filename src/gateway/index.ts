@@ -11,6 +11,7 @@ export {
 export { createGatewayClient, type GatewayClient, type TokenResponse } from "./client.ts";
 export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
 export { createAccessGuard, type GuardOptions } from "./guard.ts";
+export { createKPartyProtection, type ProtectionOptions } from "./middleware.ts";
 export { openApiDocument } from "./openapi.ts";
 export { type Challenge, ChallengeStore, openGatewayDatabase } from "./state.ts";
 export {
@@ -19,7 +20,15 @@ export {
   type StatusCacheOptions,
   type StatusKey,
 } from "./status-cache.ts";
-export { type AccessClaims, type AccessGrant, createTokenService, type TokenService } from "./tokens.ts";
+export {
+  type AccessClaims,
+  type AccessGrant,
+  createTokenService,
+  createTokenVerifier,
+  type TokenPublicKey,
+  type TokenService,
+  type TokenVerifier,
+} from "./tokens.ts";
 export type { CheckResult } from "./verify/checks.ts";
 export { verifyEs256k } from "./verify/es256k.ts";
 export {

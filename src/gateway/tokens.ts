@@ -57,13 +57,11 @@ export function createTokenService(options: TokenServiceOptions) {
     .subarray(0, 8)
     .toString("hex")}`;
   const header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
-
-  function invalid(message: string): never {
-    throw new KPartyError("token_invalid", message);
-  }
+  const jwk = { kty: "OKP" as const, crv: "Ed25519" as const, x: publicJwk.x as string, kid };
+  const verifier = createTokenVerifier({ domain: options.domain, publicJwk: jwk, now: options.now });
 
   return {
-    publicJwk: { ...publicJwk, kid, alg: "EdDSA", use: "sig" },
+    publicJwk: { ...jwk, alg: "EdDSA", use: "sig" },
     ttlSeconds: ttl,
 
     issue(grant: AccessGrant): { token: string; expiresIn: number; claims: AccessClaims } {
@@ -91,6 +89,47 @@ export function createTokenService(options: TokenServiceOptions) {
     },
 
     /** Checks signature, issuer, audience and expiry; throws `token_invalid`. */
+    verify: verifier.verify,
+  };
+}
+
+/** The public half of a gateway's token key, as `/.well-known/kparty` publishes it. */
+export interface TokenPublicKey {
+  kty: "OKP";
+  crv: "Ed25519";
+  x: string;
+  kid: string;
+}
+
+/**
+ * Verifies access tokens of the gateway at `domain` with its public key alone — what a model
+ * or inference server needs to accept the gateway's tokens (see docs/middleware.md).
+ * @example
+ * ```ts
+ * const { domain, accessToken } = await (await fetch(`${gateway}/.well-known/kparty`)).json();
+ * const tokens = createTokenVerifier({ domain, publicJwk: accessToken.key, now: Date.now });
+ * const claims = tokens.verify(bearer); // throws token_invalid
+ * ```
+ */
+export function createTokenVerifier(options: {
+  domain: string;
+  publicJwk: TokenPublicKey;
+  now: () => number;
+}) {
+  const { domain, publicJwk } = options;
+  if (!domain) throw new TypeError("domain is required");
+  if (publicJwk?.kty !== "OKP" || publicJwk.crv !== "Ed25519" || typeof publicJwk.kid !== "string") {
+    throw new TypeError("publicJwk must be the gateway's Ed25519 JWK with its kid");
+  }
+  const publicKey = createPublicKey({ format: "jwk", key: { kty: "OKP", crv: "Ed25519", x: publicJwk.x } });
+  const kid = publicJwk.kid;
+
+  function invalid(message: string): never {
+    throw new KPartyError("token_invalid", message);
+  }
+
+  return {
+    /** Checks signature, issuer, audience and expiry; throws `token_invalid`. */
     verify(token: unknown): AccessClaims {
       let decoded: ReturnType<typeof decodeJwt>;
       try {
@@ -104,8 +143,7 @@ export function createTokenService(options: TokenServiceOptions) {
       }
       if (!verify(null, Buffer.from(signingInput), publicKey, signature))
         invalid("the access token signature is invalid");
-      if (p.iss !== options.domain || p.aud !== options.domain)
-        invalid("the access token is for another gateway");
+      if (p.iss !== domain || p.aud !== domain) invalid("the access token is for another gateway");
       if (typeof p.exp !== "number" || p.exp <= Math.floor(options.now() / 1000))
         invalid("the access token has expired");
       return {
@@ -124,5 +162,7 @@ export function createTokenService(options: TokenServiceOptions) {
     },
   };
 }
+
+export type TokenVerifier = ReturnType<typeof createTokenVerifier>;
 
 export type TokenService = ReturnType<typeof createTokenService>;

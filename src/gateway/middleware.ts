@@ -1,0 +1,89 @@
+import type { preHandlerAsyncHookHandler } from "fastify";
+import { type ChainClient, createRegistryWatcher } from "../chain/index.ts";
+import type { Action } from "../credential/index.ts";
+import type { AuditLog } from "./audit.ts";
+import { createAccessGuard } from "./guard.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import { createStatusCache } from "./status-cache.ts";
+import { createTokenVerifier, type TokenPublicKey } from "./tokens.ts";
+import type { RemovedIssuerPolicy } from "./verify/judge.ts";
+
+export interface ProtectionOptions {
+  /** Base URL of the kparty gateway that issues the tokens (its domain and key come from `/.well-known/kparty`). */
+  gateway: string;
+  /** The same deployment as the gateway's, for credential states and registry events. */
+  chain: ChainClient;
+  now?: () => number;
+  removedIssuerPolicy?: RemovedIssuerPolicy;
+  /** Honour cached status only while the event feed is this fresh (default 5000 ms). */
+  maxStalenessMs?: number;
+  /** Record decisions here (recommended; see `AuditLog`). */
+  audit?: AuditLog;
+  /** Requests a minute per credential without a quota (default 600). */
+  defaultRequestsPerMinute?: number;
+  fetch?: typeof fetch;
+}
+
+/**
+ * Protects routes of any Fastify server with kparty access tokens, without running the
+ * gateway: tokens are checked with the gateway's public key, credential states come from the
+ * chain through a cache invalidated by the registry's events (so a revocation refuses live
+ * tokens within a poll), rate limits follow each credential's quota. Errors are `KPartyError`s;
+ * map them with `errorResponse` (see docs/middleware.md).
+ *
+ * @example
+ * ```ts
+ * const kparty = await createKPartyProtection({ gateway: "https://gw.example", chain });
+ * app.get("/infer/:id", { preHandler: kparty.requireAccess("model:infer") }, handler);
+ * app.addHook("onClose", () => kparty.close());
+ * ```
+ */
+export async function createKPartyProtection(options: ProtectionOptions) {
+  const fetchFn = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  const wellKnown = (await (
+    await fetchFn(`${options.gateway.replace(/\/$/, "")}/.well-known/kparty`)
+  ).json()) as {
+    domain: string;
+    chainId: number;
+    contracts: Record<string, string>;
+    accessToken: { key: TokenPublicKey };
+  };
+  const { deployment } = options.chain;
+  if (
+    wellKnown.chainId !== deployment.chainId ||
+    wellKnown.contracts?.CredentialRegistry?.toLowerCase() !==
+      deployment.contracts.CredentialRegistry.toLowerCase()
+  ) {
+    throw new TypeError("the gateway serves another chain or registry than the configured deployment");
+  }
+  const tokens = createTokenVerifier({ domain: wellKnown.domain, publicJwk: wellKnown.accessToken.key, now });
+  const watcher = createRegistryWatcher(options.chain, { now });
+  const states = createStatusCache({
+    chain: options.chain,
+    watcher,
+    now,
+    ...(options.maxStalenessMs !== undefined ? { maxStalenessMs: options.maxStalenessMs } : {}),
+  });
+  const requireAccess = createAccessGuard({
+    tokens,
+    states,
+    limiter: new RateLimiter({ now }),
+    ...(options.audit ? { audit: options.audit } : {}),
+    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
+    ...(options.defaultRequestsPerMinute
+      ? { defaultRequestsPerMinute: options.defaultRequestsPerMinute }
+      : {}),
+  });
+  return {
+    /** A preHandler admitting only tokens that grant `action` (and cover `:id` when the route has one). */
+    requireAccess: (action: Action): preHandlerAsyncHookHandler => requireAccess(action),
+    /** The gateway's domain (the tokens' issuer and audience). */
+    domain: wellKnown.domain,
+    /** The last block whose registry events were applied. */
+    get syncedBlock() {
+      return watcher.syncedBlock;
+    },
+    close: () => watcher.stop(),
+  };
+}

@@ -1,0 +1,84 @@
+import Fastify, { type FastifyInstance } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKPartyProtection, errorResponse } from "../src/gateway/index.ts";
+import { getJson, requestToken, waitForSync } from "./fixtures/http.ts";
+import { issue } from "./fixtures/issue.ts";
+import { createWorld, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+
+let world: KPartyWorld;
+let server: FastifyInstance;
+let base: string;
+let protection: Awaited<ReturnType<typeof createKPartyProtection>>;
+
+beforeAll(async () => {
+  world = await createWorld();
+  // An existing inference server, protected by kparty without adopting the gateway.
+  protection = await createKPartyProtection({ gateway: world.base, chain: world.client });
+  server = Fastify();
+  server.setErrorHandler((error, _request, reply) => {
+    const [status, body] = errorResponse(error);
+    return reply.code(status).send(body);
+  });
+  server.post<{ Params: { id: string } }>(
+    "/infer/:id",
+    { preHandler: protection.requireAccess("model:infer") },
+    async (request) => ({ model: request.params.id, holder: request.kparty?.holder, prediction: 1 }),
+  );
+  server.addHook("onClose", async () => protection.close());
+  base = await server.listen({ host: "127.0.0.1", port: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+  await world?.close();
+});
+
+async function waitForProtection(block: number) {
+  for (let i = 0; i < 500 && protection.syncedBlock < block; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(protection.syncedBlock).toBeGreaterThanOrEqual(block);
+}
+
+const infer = async (model: string, token?: string) => {
+  const res = await fetch(`${base}/infer/${model}`, {
+    method: "POST",
+    ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+};
+
+describe("kparty protection mounted on another Fastify server", () => {
+  it("admits the gateway's tokens for the granted action and model only", async () => {
+    const cred = await issue(world.orgA, world.alice, { actions: ["model:read", "model:infer"] });
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    expect(await infer(MODEL_ID, token)).toEqual({
+      status: 200,
+      body: { model: MODEL_ID, holder: world.alice.did, prediction: 1 },
+    });
+    const other = await infer("another-model", token);
+    expect([other.status, other.body.error.code]).toEqual([403, "scope_denied"]);
+    const none = await infer(MODEL_ID);
+    expect([none.status, none.body.error.code]).toEqual([401, "token_invalid"]);
+    const readOnly = await issue(world.orgA, world.alice, { actions: ["model:read"] });
+    const readToken = (await requestToken(world, world.alice, readOnly.jwt)).body.access_token as string;
+    const noInfer = await infer(MODEL_ID, readToken);
+    expect([noInfer.status, noInfer.body.error.code]).toEqual([403, "scope_denied"]);
+  });
+
+  it("refuses a live token once the credential is revoked on chain", async () => {
+    const cred = await issue(world.orgA, world.alice, { actions: ["model:infer"] });
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    expect((await infer(MODEL_ID, token)).status).toBe(200);
+    const revoked = await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    await waitForProtection(revoked.blockNumber);
+    const refused = await infer(MODEL_ID, token);
+    expect([refused.status, refused.body.error.code]).toEqual([403, "revoked"]);
+    // the gateway itself agrees once it has seen the block too
+    await waitForSync(world.base, revoked.blockNumber);
+    const atGateway = await getJson(world.base, `/models/${MODEL_ID}`, token);
+    expect(atGateway.status).toBe(403);
+  });
+
+  it("refuses to start against a gateway on another deployment", async () => {
+    const wrong = { ...world.client, deployment: { ...world.deployment, chainId: 1 } };
+    await expect(createKPartyProtection({ gateway: world.base, chain: wrong })).rejects.toThrow(TypeError);
+  });
+});
