@@ -317,13 +317,21 @@ describe("request handling", () => {
     expectDenied(res, 400, "malformed");
   });
 
-  it("refuses a scope beyond the credential: scope_denied", async () => {
+  it("grants the intersection of the asked and allowed scope; an empty grant is scope_denied", async () => {
     const cred = await issue(world.orgA, world.alice, { actions: ["model:read"] });
-    expectDenied(
-      await requestToken(world, world.alice, cred.jwt, "model:read round:aggregate"),
-      403,
-      "scope_denied",
-    );
+    const narrowed = await requestToken(world, world.alice, cred.jwt, "model:read round:aggregate");
+    expect([narrowed.status, narrowed.body.scope, narrowed.body.models]).toEqual([
+      200,
+      "model:read",
+      [MODEL_ID],
+    ]);
+    expectDenied(await requestToken(world, world.alice, cred.jwt, "round:aggregate"), 403, "scope_denied");
+    const vp = await presentation(world, world.alice, cred.jwt);
+    const otherModel = await postJson(world.base, "/auth/token", {
+      presentation: vp,
+      models: ["another-model"],
+    });
+    expectDenied(otherModel, 403, "scope_denied");
   });
 
   it("refuses a body over the limit: payload_too_large", async () => {
@@ -352,6 +360,46 @@ describe("request handling", () => {
       status: 403,
       code: "scope_denied",
     });
+  });
+
+  it("refuses an access token past its lifetime: token_invalid", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    world.clock.offsetMs = 300_000;
+    try {
+      const res = await getJson(world.base, `/models/${MODEL_ID}`, token);
+      expect({ status: res.status, code: res.body.error.code }).toEqual({
+        status: 401,
+        code: "token_invalid",
+      });
+    } finally {
+      world.clock.offsetMs = 0;
+    }
+  });
+
+  it("refuses a presentation that is not a JWT, or has no challenge", async () => {
+    for (const presentation of ["not-a-jwt", "a.b.c", `${"x".repeat(10)}..`]) {
+      expectDenied(await postJson(world.base, "/auth/token", { presentation }), 400, "malformed");
+    }
+    const cred = await issue(world.orgA, world.alice);
+    const noNonce = await world.alice.handle.agent.createVerifiablePresentation({
+      presentation: { holder: world.alice.did, verifiableCredential: [cred.jwt] },
+      proofFormat: "jwt",
+      domain: DOMAIN,
+    });
+    const res = await postJson(world.base, "/auth/token", {
+      presentation: (noNonce.proof as { jwt: string }).jwt,
+    });
+    expectDenied(res, 401, "challenge_invalid");
+  });
+
+  it("mints no token on any refusal: granted audit entries only for 200s", async () => {
+    const rows = world.db.prepare("SELECT outcome, code FROM audit WHERE route = '/auth/token'").all() as {
+      outcome: string;
+      code: string | null;
+    }[];
+    expect(rows.every((r) => (r.outcome === "granted") === (r.code === null))).toBe(true);
+    expect(rows.filter((r) => r.outcome === "denied").length).toBeGreaterThan(15);
   });
 
   it("audits refusals with their code", async () => {

@@ -3,13 +3,14 @@ import type { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { type ChainClient, createRegistryWatcher, getChainStatus } from "../chain/index.ts";
-import { ACTIONS, type Action, CREDENTIAL_TYPE, STATUS_TYPE } from "../credential/index.ts";
+import { ACTIONS, type Action, CREDENTIAL_TYPE, isModelSelector, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
 import { AuditLog } from "./audit.ts";
 import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
 import { openApiDocument } from "./openapi.ts";
+import { grantScope, type ScopeRequest } from "./policy.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
 import { createStatusCache } from "./status-cache.ts";
@@ -62,7 +63,7 @@ export interface GatewayOptions {
   maxStalenessMs?: number;
 }
 
-const TOKEN_BODY_KEYS = new Set(["presentation", "scope"]);
+const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
 
 /** Reads a VC-API request body: exactly `field` and optionally `options` with only `allowed` keys. */
 function parseVerifyRequest(
@@ -124,9 +125,9 @@ function integerHeader(value: unknown, name: string): number {
   return Number(value);
 }
 
-function parseTokenRequest(body: unknown): { presentation: string; requested: Action[] | null } {
+function parseTokenRequest(body: unknown): { presentation: string; request: ScopeRequest } {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new KPartyError("malformed", "the body must be a JSON object {presentation, scope?}");
+    throw new KPartyError("malformed", "the body must be a JSON object {presentation, scope?, models?}");
   }
   const unknown = Object.keys(body).filter((k) => !TOKEN_BODY_KEYS.has(k));
   if (unknown.length) {
@@ -135,19 +136,35 @@ function parseTokenRequest(body: unknown): { presentation: string; requested: Ac
       `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`,
     );
   }
-  const { presentation, scope } = body as { presentation?: unknown; scope?: unknown };
+  const { presentation, scope, models } = body as {
+    presentation?: unknown;
+    scope?: unknown;
+    models?: unknown;
+  };
   if (typeof presentation !== "string" || presentation.length === 0) {
     throw new KPartyError("malformed", "presentation must be a VP JWT string");
   }
-  if (scope === undefined) return { presentation, requested: null };
-  if (typeof scope !== "string")
-    throw new KPartyError("malformed", "scope must be a space-separated string of actions");
-  const requested = scope.split(" ").filter(Boolean);
-  const bad = requested.filter((a) => !ACTIONS.includes(a as Action));
-  if (requested.length === 0 || bad.length) {
-    throw new KPartyError("malformed", `scope must list actions among ${ACTIONS.join(", ")}`);
+  let actions: Action[] | null = null;
+  if (scope !== undefined) {
+    const requested = typeof scope === "string" ? scope.split(" ").filter(Boolean) : [];
+    if (requested.length === 0 || !requested.every((a) => ACTIONS.includes(a as Action))) {
+      throw new KPartyError(
+        "malformed",
+        `scope must be a space-separated list of actions among ${ACTIONS.join(", ")}`,
+      );
+    }
+    actions = [...new Set(requested)] as Action[];
   }
-  return { presentation, requested: [...new Set(requested)] as Action[] };
+  if (
+    models !== undefined &&
+    (!Array.isArray(models) || models.length === 0 || !models.every(isModelSelector))
+  ) {
+    throw new KPartyError("malformed", 'models must be a non-empty list of model ids or ["*"]');
+  }
+  return {
+    presentation,
+    request: { actions, models: models === undefined ? null : [...new Set(models as string[])] },
+  };
 }
 
 /**
@@ -312,21 +329,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     let holder: string | null = null;
     let credentialId: string | null = null;
     try {
-      const { presentation, requested } = parseTokenRequest(request.body);
+      const { presentation, request: asked } = parseTokenRequest(request.body);
       const verified = await verifier.verifyPresentation(presentation, {
         domain,
         consumeChallenge: (nonce) => challenges.consume(nonce),
       });
       holder = verified.holder;
       credentialId = verified.credential.credentialId;
-      const allowed = verified.credential.claims.actions;
-      const actions = requested ?? allowed;
-      const denied = actions.filter((a) => !allowed.includes(a));
-      if (denied.length) {
-        throw new KPartyError("scope_denied", `the credential does not allow ${denied.join(", ")}`, {
-          details: { checks: [...verified.checks, { check: "scope", passed: false, code: "scope_denied" }] },
-        });
+      let scope: { actions: Action[]; models: string[] };
+      try {
+        scope = grantScope(asked, verified.credential.claims);
+      } catch (error) {
+        const checks = [...verified.checks, { check: "scope", passed: false, code: "scope_denied" as const }];
+        throw new KPartyError("scope_denied", (error as KPartyError).shortMessage, { details: { checks } });
       }
+      const { actions } = scope;
       const { credential } = verified;
       const issued = tokens.issue({
         holder,
@@ -336,7 +353,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         revocationIndex: credential.revocationIndex,
         suspensionIndex: credential.suspensionIndex,
         actions,
-        models: credential.claims.models,
+        models: scope.models,
         ...(credential.claims.quota ? { requestsPerMinute: credential.claims.quota.requestsPerMinute } : {}),
       });
       audit.append({
@@ -353,7 +370,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         expires_in: issued.expiresIn,
         scope: actions.join(" "),
         holder,
-        models: credential.claims.models,
+        models: scope.models,
         credential_id: credential.credentialId,
       };
     } catch (error) {

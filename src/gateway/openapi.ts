@@ -161,7 +161,15 @@ export function openApiDocument(options: { domain: string }) {
               additionalProperties: false,
               properties: {
                 presentation: { type: "string" },
-                scope: { type: "string", description: `space-separated actions among ${ACTIONS.join(", ")}` },
+                scope: {
+                  type: "string",
+                  description: `space-separated actions among ${ACTIONS.join(", ")}; the grant is this ∩ what the credential allows`,
+                },
+                models: {
+                  type: "array",
+                  items: { type: "string" },
+                  description: 'model ids (or ["*"]); the grant is this ∩ the credential\'s models',
+                },
               },
             }),
           },
