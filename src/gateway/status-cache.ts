@@ -104,7 +104,10 @@ export function createStatusCache(options: StatusCacheOptions) {
     entries.set(k, { state, key, storedAt: now() });
     const who = key.issuer.toLowerCase();
     let set = byIssuer.get(who);
-    if (!set) byIssuer.set(who, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      byIssuer.set(who, set);
+    }
     set.add(k);
   }
 
