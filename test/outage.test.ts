@@ -1,11 +1,10 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createProvider } from "../src/chain/index.ts";
-import { getJson, postJson, waitForSync } from "./fixtures/http.ts";
+import { getJson, tokenAt, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import {
   createWorld,
-  DOMAIN,
   type KPartyWorld,
   MODEL_ID,
   startGateway,
@@ -38,26 +37,15 @@ afterAll(async () => {
   await world?.close();
 });
 
-async function tokenFrom(base: string, jwt: string) {
-  const challenge = (await postJson(base, "/auth/challenge", {})).body.challenge as string;
-  const vp = await world.alice.handle.agent.kpartyCreatePresentation({
-    holder: world.alice.did,
-    credentials: [jwt],
-    challenge,
-    domain: DOMAIN,
-  });
-  return postJson(base, "/auth/token", { presentation: vp });
-}
-
 describe("the gateway's link to the chain fails and comes back", () => {
   it("fails closed past the staleness bound, then honours what happened during the outage without a restart", async () => {
     const cred = await issue(world.orgA, world.alice);
-    const token = (await tokenFrom(gw.base, cred.jwt)).body.access_token as string;
+    const token = (await tokenAt(gw.base, world.alice, cred.jwt)).body.access_token as string;
     await waitForSync(gw.base, cred.anchor.blockNumber); // no event in flight while the state is cached
     expect((await getJson(gw.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
 
     await proxy.cut();
-    const refusedToken = await tokenFrom(gw.base, cred.jwt);
+    const refusedToken = await tokenAt(gw.base, world.alice, cred.jwt);
     expect([refusedToken.status, refusedToken.body.error?.code]).toEqual([503, "registry_unavailable"]);
     expect((await getJson(gw.base, `/models/${MODEL_ID}`, token)).status).toBe(200); // within the bound
 
@@ -74,6 +62,6 @@ describe("the gateway's link to the chain fails and comes back", () => {
     const afterOutage = await getJson(gw.base, `/models/${MODEL_ID}`, token);
     expect([afterOutage.status, afterOutage.body.error.code]).toEqual([403, "revoked"]);
     const fresh = await issue(world.orgA, world.alice);
-    expect((await tokenFrom(gw.base, fresh.jwt)).status).toBe(200);
+    expect((await tokenAt(gw.base, world.alice, fresh.jwt)).status).toBe(200);
   });
 });

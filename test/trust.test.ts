@@ -5,7 +5,7 @@ import { KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
 import { connectContracts, createChainClient, createProvider, getAnchor } from "../src/chain/index.ts";
 import { decodeJwt, merkleRootOf } from "../src/credential/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
-import { getJson, postJson, presentation, requestToken, waitForSync } from "./fixtures/http.ts";
+import { getJson, postJson, presentation, requestToken, tokenAt, waitForSync } from "./fixtures/http.ts";
 import { issue, stateOf } from "./fixtures/issue.ts";
 import {
   createWorld,
@@ -30,19 +30,6 @@ const item = (subject: string) => ({
   actions: ["model:read" as const],
 });
 
-/** POST /auth/token with a presentation carrying `anchorProof` (the holder signs it). */
-async function presentWithProof(gatewayBase: string, jwt: string, anchorProof?: unknown) {
-  const challenge = (await postJson(gatewayBase, "/auth/challenge", {})).body.challenge as string;
-  const vp = await world.alice.handle.agent.kpartyCreatePresentation({
-    holder: world.alice.did,
-    credentials: [jwt],
-    challenge,
-    domain: "gateway.test.kparty",
-    ...(anchorProof !== undefined ? { anchorProof: anchorProof as string[] } : {}),
-  });
-  return postJson(gatewayBase, "/auth/token", { presentation: vp });
-}
-
 describe("batch anchoring", () => {
   it("issues a batch under one anchored root; each proof leads to it; the gateway accepts it with the proof", async () => {
     const batch = await world.orgA.handle.agent.kpartyIssueCredentials({
@@ -65,16 +52,16 @@ describe("batch anchoring", () => {
     });
 
     const c = batch[2] as (typeof batch)[number];
-    const ok = await presentWithProof(world.base, c.jwt, c.anchor.proof);
+    const ok = await tokenAt(world.base, world.alice, c.jwt, { anchorProof: c.anchor.proof });
     expect(ok.status).toBe(200);
     const token = ok.body.access_token as string;
     expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
 
-    const without = await presentWithProof(world.base, c.jwt);
+    const without = await tokenAt(world.base, world.alice, c.jwt);
     expect([without.status, without.body.error.code]).toEqual([403, "not_anchored"]);
-    const wrong = await presentWithProof(world.base, c.jwt, batch[3]?.anchor.proof);
+    const wrong = await tokenAt(world.base, world.alice, c.jwt, { anchorProof: batch[3]?.anchor.proof });
     expect([wrong.status, wrong.body.error.code]).toEqual([403, "not_anchored"]);
-    const junk = await presentWithProof(world.base, c.jwt, ["not a hash"]);
+    const junk = await tokenAt(world.base, world.alice, c.jwt, { anchorProof: ["not a hash"] });
     expect([junk.status, junk.body.error.code]).toEqual([400, "malformed"]);
 
     const revoked = await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: c.credentialId });
@@ -82,7 +69,11 @@ describe("batch anchoring", () => {
     const live = await getJson(world.base, `/models/${MODEL_ID}`, token);
     expect([live.status, live.body.error.code]).toEqual([403, "revoked"]);
     expect(
-      (await presentWithProof(world.base, (batch[1] as typeof c).jwt, batch[1]?.anchor.proof)).status,
+      (
+        await tokenAt(world.base, world.alice, (batch[1] as typeof c).jwt, {
+          anchorProof: batch[1]?.anchor.proof,
+        })
+      ).status,
     ).toBe(200);
   });
 
@@ -119,7 +110,9 @@ describe("batch anchoring", () => {
       credentialId: pending?.credentialId as string,
     });
     expect(record.anchoredBlock).toBeGreaterThan(0);
-    expect((await presentWithProof(world.base, record.jwt, record.anchorProof)).status).toBe(200);
+    expect(
+      (await tokenAt(world.base, world.alice, record.jwt, { anchorProof: record.anchorProof })).status,
+    ).toBe(200);
   });
 });
 

@@ -65,29 +65,40 @@ export interface GatewayOptions {
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
 
+/** The body as a JSON object with only `allowed` keys, else `malformed` (unknown keys never pass silently). */
+function jsonObject(body: unknown, allowed: string[], shape: string): Record<string, unknown> {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new KPartyError("malformed", `the body must be a JSON object ${shape}`);
+  }
+  const unknown = Object.keys(body).filter((k) => !allowed.includes(k));
+  if (unknown.length) {
+    throw new KPartyError(
+      "malformed",
+      `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`,
+    );
+  }
+  return body as Record<string, unknown>;
+}
+
 /** Reads a VC-API request body: exactly `field` and optionally `options` with only `allowed` keys. */
 function parseVerifyRequest(
   body: unknown,
   field: string,
   allowed: string[],
 ): { jwt: string; options: Record<string, unknown> } {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new KPartyError("malformed", `the body must be a JSON object {${field}, options?}`);
-  }
-  const unknown = Object.keys(body).filter((k) => k !== field && k !== "options");
-  if (unknown.length) throw new KPartyError("malformed", `unknown fields: ${unknown.join(", ")}`);
-  const { options = {} } = body as { options?: unknown };
+  const fields = jsonObject(body, [field, "options"], `{${field}, options?}`);
+  const { options = {} } = fields;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new KPartyError("malformed", "options must be an object");
   }
-  const unknownOptions = Object.keys(options).filter((k) => !allowed.includes(k));
+  const unknownOptions = Object.keys(options as object).filter((k) => !allowed.includes(k));
   if (unknownOptions.length) {
     throw new KPartyError(
       "malformed",
       `unsupported options: ${unknownOptions.join(", ")} (options may add ${allowed.join(", ")}; no option removes a check)`,
     );
   }
-  const value = (body as Record<string, unknown>)[field];
+  const value = fields[field];
   const jwt =
     typeof value === "string" ? value : (value as { proof?: { jwt?: unknown } } | undefined)?.proof?.jwt;
   if (typeof jwt !== "string" || jwt.length === 0) {
@@ -126,21 +137,11 @@ function integerHeader(value: unknown, name: string): number {
 }
 
 function parseTokenRequest(body: unknown): { presentation: string; request: ScopeRequest } {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new KPartyError("malformed", "the body must be a JSON object {presentation, scope?, models?}");
-  }
-  const unknown = Object.keys(body).filter((k) => !TOKEN_BODY_KEYS.has(k));
-  if (unknown.length) {
-    throw new KPartyError(
-      "malformed",
-      `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`,
-    );
-  }
-  const { presentation, scope, models } = body as {
-    presentation?: unknown;
-    scope?: unknown;
-    models?: unknown;
-  };
+  const { presentation, scope, models } = jsonObject(
+    body,
+    [...TOKEN_BODY_KEYS],
+    "{presentation, scope?, models?}",
+  );
   if (typeof presentation !== "string" || presentation.length === 0) {
     throw new KPartyError("malformed", "presentation must be a VP JWT string");
   }
@@ -451,12 +452,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.post("/models", { preHandler: requireAccess("round:aggregate") }, async (request, reply) => {
     const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
-    const body = request.body as Record<string, unknown> | null;
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw new KPartyError("malformed", "the body must be a JSON object {id, description, shape}");
-    }
-    const extra = Object.keys(body).filter((k) => !["id", "description", "shape"].includes(k));
-    if (extra.length) throw new KPartyError("malformed", `unknown fields: ${extra.join(", ")}`);
+    const body = jsonObject(request.body, ["id", "description", "shape"], "{id, description, shape}");
     if (typeof body.id !== "string" || !grantCoversModel(claims, body.id)) {
       throw new KPartyError("scope_denied", `the access token does not cover model ${String(body.id)}`);
     }
