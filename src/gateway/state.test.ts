@@ -69,4 +69,25 @@ describe("AuditLog", () => {
     fresh.prepare("DELETE FROM audit WHERE seq = 2").run();
     expect(verifyAuditChain(fresh).broken).toEqual({ seq: 3, reason: "expected record 2, found 3" });
   });
+
+  it("survives a restart: the chain continues from the records on disk", async () => {
+    const { mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await mkdtemp(join(tmpdir(), "kparty-audit-"));
+    try {
+      const file = join(dir, "gateway.sqlite");
+      const first = openGatewayDatabase(file);
+      new AuditLog(first, { now: at }).append({ client: "a", route: "/auth/token", outcome: "granted" });
+      first.close();
+      const reopened = openGatewayDatabase(file);
+      const log = new AuditLog(reopened, { now: at });
+      const second = log.append({ client: "b", route: "/auth/token", outcome: "denied", code: "revoked" });
+      expect(second.seq).toBe(2);
+      expect(verifyAuditChain(reopened)).toEqual({ valid: true, records: 2, head: second.hash });
+      reopened.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
