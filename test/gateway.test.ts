@@ -499,7 +499,7 @@ describe("rate limits", () => {
 });
 
 describe("chain unreachable", () => {
-  it("refuses new tokens with 503 at once, honours live tokens within the staleness bound, then 503", async () => {
+  it("refuses new tokens with 503 past the token freshness bound, honours live tokens within the staleness bound, then 503", async () => {
     const cred = await issue(world.orgA, world.alice);
     const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
     await waitForSync(world.base, cred.anchor.blockNumber); // no event in flight while the state is cached
@@ -509,9 +509,12 @@ describe("chain unreachable", () => {
     expect(warm.status).toBe(200); // the credential's state is now cached
     const vp = await presentation(world, world.alice, cred.jwt);
     await world.chain.stop();
+    // A new token needs chain state confirmed within tokenFreshnessMs (1 s): past it, 503.
+    world.clock.offsetMs = 1_001;
     const res = await postJson(world.base, "/auth/token", { presentation: vp });
     expectDenied(res, 503, "registry_unavailable");
     expect(res.headers.get("retry-after")).toBe("5");
+    // A live token is honoured within maxStalenessMs (5 s) of the last sync, then refused.
     const withinBound = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
       headers: { authorization: `Bearer ${token}` },
     });

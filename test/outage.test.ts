@@ -29,6 +29,7 @@ beforeAll(async () => {
     provider: provider(),
     clock,
     maxStalenessMs: 1_000,
+    tokenFreshnessMs: 500,
   });
 });
 afterAll(async () => {
@@ -45,6 +46,7 @@ describe("the gateway's link to the chain fails and comes back", () => {
     expect((await getJson(gw.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
 
     await proxy.cut();
+    clock.offsetMs = 501; // past this gateway's token freshness bound (500 ms), within its staleness bound (1 s)
     const refusedToken = await tokenAt(gw.base, world.alice, cred.jwt);
     expect([refusedToken.status, refusedToken.body.error?.code]).toEqual([503, "registry_unavailable"]);
     expect((await getJson(gw.base, `/models/${MODEL_ID}`, token)).status).toBe(200); // within the bound

@@ -204,7 +204,8 @@ describe("members removed after issuance", () => {
       issuer: world.orgB.account,
       indexes: [cred.statusIndex],
     });
-    await a.kpartyExecuteProposal({ member: world.orgA.did, id: revocation.proposalId });
+    const executed = await a.kpartyExecuteProposal({ member: world.orgA.did, id: revocation.proposalId });
+    await waitForSync(honoring.base, executed.blockNumber);
     const revoked = await postJson(honoring.base, "/auth/token", { presentation: await vp() });
     expect([revoked.status, revoked.body.error.code]).toEqual([403, "revoked"]);
   });

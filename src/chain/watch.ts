@@ -22,7 +22,7 @@ export interface RegistryWatcher {
 }
 
 /**
- * Follows the ConsortiumRegistry and CredentialRegistry logs by polling `eth_getLogs` every
+ * Follows the ConsortiumRegistry, CredentialRegistry and ERC-1056 (DID registry) logs by polling `eth_getLogs` every
  * `pollingIntervalMs` (default 100), decoding every event and delivering it to listeners in
  * chain order. A failed poll changes nothing and is retried on the next tick, so the watcher
  * recovers by itself when the node comes back and then delivers what happened meanwhile.
@@ -40,7 +40,11 @@ export function createRegistryWatcher(
   const interval = options.pollingIntervalMs ?? 100;
   const maxSpan = options.maxBlocksPerPoll ?? 5_000;
   const { provider, deployment } = client;
-  const addresses = [deployment.contracts.CredentialRegistry, deployment.contracts.ConsortiumRegistry];
+  const addresses = [
+    deployment.contracts.CredentialRegistry,
+    deployment.contracts.ConsortiumRegistry,
+    deployment.contracts.EthereumDIDRegistry,
+  ];
   const i = kpartyInterfaces();
   const listeners = new Set<(event: RegistryEvent) => void>();
   let syncedBlock = options.fromBlock ?? deployment.deployedAtBlock;
@@ -57,7 +61,7 @@ export function createRegistryWatcher(
   function decode(log: Log | Record<string, unknown>): RegistryEvent | null {
     const topics = log.topics as string[];
     const data = log.data as string;
-    for (const iface of [i.credentials, i.consortium]) {
+    for (const iface of [i.credentials, i.consortium, i.didRegistry]) {
       const parsed = iface.parseLog({ topics, data });
       if (parsed) {
         return { name: parsed.name, args: parsed.args.toObject(), blockNumber: Number(log.blockNumber) };

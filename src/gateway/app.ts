@@ -7,6 +7,7 @@ import { ACTIONS, type Action, CREDENTIAL_TYPE, isModelSelector, STATUS_TYPE } f
 import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
 import { AuditLog } from "./audit.ts";
+import { createDidCache } from "./did-cache.ts";
 import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -61,6 +62,12 @@ export interface GatewayOptions {
   statusPollingIntervalMs?: number;
   /** Live tokens are honoured from cached status only while the event feed is this fresh (default 5000 ms). */
   maxStalenessMs?: number;
+  /**
+   * A new token is issued from cached DID documents and status only while the event feed is
+   * this fresh (default 1000 ms); otherwise the chain is read, and if it cannot be, the
+   * request is refused with 503.
+   */
+  tokenFreshnessMs?: number;
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
@@ -184,8 +191,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
+  const watcher = createRegistryWatcher(chain, {
+    now,
+    ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
+  });
+  const states = createStatusCache({
+    chain,
+    watcher,
+    now,
+    ...(options.maxStalenessMs !== undefined ? { maxStalenessMs: options.maxStalenessMs } : {}),
+  });
+  const tokenFreshnessMs = options.tokenFreshnessMs ?? 1_000;
+  const dids = createDidCache({ resolver: agent, watcher, now, maxStalenessMs: tokenFreshnessMs });
   const verifier = createVerifier({
-    resolver: agent,
+    resolver: dids,
+    states: { get: (key) => states.get(key, { maxStalenessMs: tokenFreshnessMs }) },
     chain,
     now,
     ...(options.clockSkewSeconds !== undefined ? { clockSkewSeconds: options.clockSkewSeconds } : {}),
@@ -199,16 +219,6 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const audit = new AuditLog(db, { now });
-  const watcher = createRegistryWatcher(chain, {
-    now,
-    ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
-  });
-  const states = createStatusCache({
-    chain,
-    watcher,
-    now,
-    ...(options.maxStalenessMs !== undefined ? { maxStalenessMs: options.maxStalenessMs } : {}),
-  });
   const limiter = new RateLimiter({ now });
   const challengesPerMinute = options.challengesPerMinute ?? 60;
   const requireAccess = createAccessGuard({

@@ -120,12 +120,13 @@ export function createStatusCache(options: StatusCacheOptions) {
     /**
      * The credential's state: from the cache while the watcher is fresh and the entry young,
      * otherwise from the chain. If the chain cannot be read, a cached state is still honoured
-     * within the staleness bound; beyond it the read's `registry_unavailable` is thrown.
+     * within the staleness bound (the cache's, or a tighter one per call); beyond it the read's
+     * `registry_unavailable` is thrown.
      */
-    async get(key: StatusKey): Promise<CredentialState> {
+    async get(key: StatusKey, bound: { maxStalenessMs?: number } = {}): Promise<CredentialState> {
       const k = keyOf(key);
       const entry = entries.get(k);
-      const fresh = now() - watcher.lastSyncedAt <= maxStaleness;
+      const fresh = now() - watcher.lastSyncedAt <= (bound.maxStalenessMs ?? maxStaleness);
       if (entry && fresh && now() - entry.storedAt <= maxAge) return entry.state;
       const who = key.issuer.toLowerCase();
       const epoch = epochs.get(who) ?? 0;

@@ -28,6 +28,18 @@ export interface VerifierOptions {
   clockSkewSeconds?: number;
   /** Credentials of issuers removed after issuance (default `deny`). */
   removedIssuerPolicy?: RemovedIssuerPolicy;
+  /**
+   * Where credential states come from: by default a fresh read of the chain each time; the
+   * gateway passes its event-invalidated status cache.
+   */
+  states?: {
+    get(key: {
+      anchorKey: string;
+      issuer: string;
+      revocationIndex: number;
+      suspensionIndex: number;
+    }): Promise<CredentialState>;
+  };
 }
 
 /** A K-th Party token that passed every check, with its on-chain state. */
@@ -83,6 +95,15 @@ export function createVerifier(options: VerifierOptions) {
   if (!Number.isFinite(skew) || skew < 0)
     throw new TypeError("clockSkewSeconds must be a non-negative number");
   const policy = options.removedIssuerPolicy ?? "deny";
+  const states = options.states ?? {
+    get: (key: { anchorKey: string; issuer: string; revocationIndex: number; suspensionIndex: number }) =>
+      getCredentialState(chain, {
+        credentialId: key.anchorKey,
+        issuer: key.issuer,
+        revocationIndex: key.revocationIndex,
+        suspensionIndex: key.suspensionIndex,
+      }),
+  };
   if (!REMOVED_ISSUER_POLICIES.includes(policy)) {
     throw new TypeError(`removedIssuerPolicy must be one of ${REMOVED_ISSUER_POLICIES.join(", ")}`);
   }
@@ -144,14 +165,13 @@ export function createVerifier(options: VerifierOptions) {
     const anchorKey = await log.run("credential.anchor_proof", () =>
       anchorProof === undefined ? credentialId : merkleRootOf(credentialId, anchorProof),
     );
-    const state = await log.run("credential.registry", () =>
-      getCredentialState(chain, {
-        credentialId: anchorKey,
-        issuer: issuerAccount,
-        revocationIndex: claims.revocationIndex,
-        suspensionIndex: claims.suspensionIndex,
-      }),
-    );
+    const key = {
+      anchorKey,
+      issuer: issuerAccount,
+      revocationIndex: claims.revocationIndex,
+      suspensionIndex: claims.suspensionIndex,
+    };
+    const state = await log.run("credential.registry", () => states.get(key));
     // The key must have belonged to the issuer DID when the credential was anchored (its
     // trustworthy issuance time): resolve the DID document as of that block.
     const anchoredByIssuer = state.anchoredBy?.toLowerCase() === issuerAccount.toLowerCase();

@@ -1,0 +1,85 @@
+import type { DIDResolutionResult } from "did-resolver";
+import { computeAddress, Wallet } from "ethers";
+import { describe, expect, it } from "vitest";
+import type { RegistryEvent, RegistryWatcher } from "../chain/index.ts";
+import { createDidCache } from "./did-cache.ts";
+
+const key = Wallet.createRandom().signingKey.compressedPublicKey;
+const did = `did:ethr:0x7a69:${key}`;
+const identity = computeAddress(key);
+
+function setup(onResolve: () => void = () => {}) {
+  let resolves = 0;
+  const listeners = new Set<(e: RegistryEvent) => void>();
+  const watcher = {
+    syncedBlock: 1,
+    lastSyncedAt: 0,
+    onEvent: (l: (e: RegistryEvent) => void) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    poll: async () => {},
+    stop: () => {},
+  } as unknown as RegistryWatcher;
+  const emit = (name: string, id: string) => {
+    for (const l of listeners) l({ name, args: { identity: id }, blockNumber: 2 });
+  };
+  let now = 0;
+  const cache = createDidCache({
+    resolver: {
+      resolveDid: async () => {
+        resolves++;
+        onResolve();
+        return {
+          didDocument: { id: did },
+          didResolutionMetadata: {},
+          didDocumentMetadata: {},
+        } as DIDResolutionResult;
+      },
+    },
+    watcher,
+    now: () => now,
+  });
+  return { cache, emit, resolves: () => resolves, advance: (ms: number) => (now += ms) };
+}
+
+describe("DID document cache", () => {
+  it("keeps current documents while fresh, and drops them on their identity's ERC-1056 event", async () => {
+    const t = setup();
+    await t.cache.resolveDid({ didUrl: did });
+    await t.cache.resolveDid({ didUrl: did });
+    expect(t.resolves()).toBe(1);
+    t.emit("DIDAttributeChanged", Wallet.createRandom().address);
+    await t.cache.resolveDid({ didUrl: did });
+    expect(t.resolves()).toBe(1);
+    t.emit("DIDOwnerChanged", identity);
+    await t.cache.resolveDid({ didUrl: did });
+    expect(t.resolves()).toBe(2);
+    t.advance(1_001);
+    await t.cache.resolveDid({ didUrl: did });
+    expect(t.resolves()).toBe(3);
+  });
+
+  it("keeps documents as of a past block whatever happens after", async () => {
+    const t = setup();
+    const past = `${did}?versionId=5`;
+    await t.cache.resolveDid({ didUrl: past });
+    t.emit("DIDOwnerChanged", identity);
+    t.advance(60_000);
+    await t.cache.resolveDid({ didUrl: past });
+    expect(t.resolves()).toBe(1);
+  });
+
+  it("does not keep a current document whose resolution raced a change", async () => {
+    let first = true;
+    const t = setup(() => {
+      if (first) {
+        first = false;
+        t.emit("DIDDelegateChanged", identity);
+      }
+    });
+    await t.cache.resolveDid({ didUrl: did });
+    await t.cache.resolveDid({ didUrl: did });
+    expect(t.resolves()).toBe(2);
+  });
+});
