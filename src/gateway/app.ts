@@ -58,6 +58,11 @@ export interface GatewayOptions {
   challengesPerMinute?: number;
   /** VC-API verifications a minute per client address (default 600). */
   verificationsPerMinute?: number;
+  /**
+   * The chain client the event watcher polls (default: `chain`). A separate provider keeps the
+   * watcher's background polling apart from request traffic (and could be a WebSocket one).
+   */
+  watcherChain?: ChainClient;
   /** How often the registry's events are polled (default 100 ms). */
   statusPollingIntervalMs?: number;
   /** Live tokens are honoured from cached status only while the event feed is this fresh (default 5000 ms). */
@@ -191,7 +196,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
-  const watcher = createRegistryWatcher(chain, {
+  const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
   });

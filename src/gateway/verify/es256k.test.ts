@@ -52,4 +52,14 @@ describe("verifyEs256k", () => {
   it("ignores keys that are not secp256k1 points", () => {
     expect(verifyEs256k(input, sig, [{ publicKeyHex: `02${"00".repeat(32)}` }, address])).toEqual(address);
   });
+
+  it("learns an address's public key from a recovered signature, and never accepts another signer through it", () => {
+    const signer = new Wallet("0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba");
+    const target = [{ address: signer.address }];
+    const first = sign(signer.signingKey, "first");
+    expect(verifyEs256k("first", first, target)).toEqual(target[0]); // recovered, then learned
+    expect(verifyEs256k("second", sign(signer.signingKey, "second"), target)).toEqual(target[0]); // plain verify
+    expect(verifyEs256k("second", sign(other.signingKey, "second"), target)).toBeNull();
+    expect(verifyEs256k("third", first, target)).toBeNull();
+  });
 });

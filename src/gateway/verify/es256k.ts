@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, type KeyObject, verify } from "node:crypto";
-import { computeAddress, getAddress, hexlify, Signature, SigningKey } from "ethers";
+import { computeAddress, hexlify, Signature, SigningKey } from "ethers";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const HALF_N = N >> 1n;
@@ -55,43 +55,53 @@ export function verifyEs256k(
   const s = bigintOf(signature.subarray(32));
   if (r === 0n || r >= N || s === 0n || s > HALF_N) return null;
   const data = Buffer.from(signingInput, "utf8");
-  let recovered: string[] | undefined;
+  // Public keys first (one OpenSSL verify each); then addresses through a public key learned
+  // earlier for them; recovery (pure JS, two curve multiplications per candidate) last.
   for (const key of keys) {
-    if ("publicKeyHex" in key) {
-      try {
-        if (
-          verify("sha256", data, { key: keyObject(key.publicKeyHex), dsaEncoding: "ieee-p1363" }, signature)
-        ) {
-          return key;
-        }
-      } catch {
-        // not a valid secp256k1 public key: try the next one
-      }
-    } else {
-      recovered ??= recoverAddresses(data, signature);
-      let wanted: string;
-      try {
-        wanted = getAddress(key.address);
-      } catch {
-        continue;
-      }
-      if (recovered.includes(wanted)) return key;
+    if ("publicKeyHex" in key && verifyWith(key.publicKeyHex, data, signature)) return key;
+  }
+  const addresses = keys.filter((k): k is { address: string } => "address" in k);
+  for (const key of addresses) {
+    const learned = learnedKeys.get(key.address.toLowerCase());
+    if (learned && verifyWith(learned, data, signature)) return key;
+  }
+  if (addresses.length === 0) return null;
+  const recovered = recoverKeys(data, signature);
+  for (const key of addresses) {
+    const wanted = key.address.toLowerCase();
+    const match = recovered.find((k) => k.address.toLowerCase() === wanted);
+    if (match) {
+      if (learnedKeys.size > 10_000) learnedKeys.clear();
+      learnedKeys.set(wanted, match.publicKeyHex);
+      return key;
     }
   }
   return null;
 }
 
-function recoverAddresses(data: Buffer, signature: Uint8Array): string[] {
+/** Public keys recovered from valid signatures and matched to an address (address → key). */
+const learnedKeys = new Map<string, string>();
+
+function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): boolean {
+  try {
+    return verify("sha256", data, { key: keyObject(publicKeyHex), dsaEncoding: "ieee-p1363" }, signature);
+  } catch {
+    return false; // not a valid secp256k1 public key
+  }
+}
+
+function recoverKeys(data: Buffer, signature: Uint8Array): { address: string; publicKeyHex: string }[] {
   const digest = createHash("sha256").update(data).digest();
   const r = hexlify(signature.subarray(0, 32));
   const s = hexlify(signature.subarray(32));
-  const addresses: string[] = [];
+  const keys: { address: string; publicKeyHex: string }[] = [];
   for (const v of [27, 28]) {
     try {
-      addresses.push(computeAddress(SigningKey.recoverPublicKey(digest, Signature.from({ r, s, v }))));
+      const publicKey = SigningKey.recoverPublicKey(digest, Signature.from({ r, s, v }));
+      keys.push({ address: computeAddress(publicKey), publicKeyHex: publicKey.slice(2) });
     } catch {
       // no point for this recovery id
     }
   }
-  return addresses;
+  return keys;
 }

@@ -1,0 +1,51 @@
+/**
+ * The gateway process of `npm run bench` (not for production): started by scripts/bench.ts
+ * with its configuration as JSON in KPARTY_BENCH_CONFIG; reports over IPC when it listens,
+ * how many JSON-RPC calls its provider made, and its resident memory.
+ */
+import { createKPartyAgent } from "../agent/index.ts";
+import { createChainClient, createProvider, type Deployment } from "../src/chain/index.ts";
+import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
+import { FileModelStore } from "../src/models/index.ts";
+
+const config = JSON.parse(process.env.KPARTY_BENCH_CONFIG ?? "{}") as {
+  rpcUrl: string;
+  deployment: Deployment;
+  modelsDir: string;
+  dbFile: string;
+  domain: string;
+};
+const provider = createProvider(config.rpcUrl, config.deployment.chainId);
+let rpcCalls = 0;
+const send = provider._send.bind(provider);
+provider._send = async (payload) => {
+  rpcCalls += Array.isArray(payload) ? payload.length : 1;
+  return send(payload);
+};
+const verifier = await createKPartyAgent({
+  role: "verifier",
+  chain: { provider, deployment: config.deployment },
+});
+const db = openGatewayDatabase(config.dbFile);
+const app = await buildGateway({
+  agent: verifier.agent,
+  chain: createChainClient({ provider, deployment: config.deployment }),
+  models: new FileModelStore(config.modelsDir),
+  db,
+  domain: config.domain,
+  challengesPerMinute: 1e9,
+  verificationsPerMinute: 1e9,
+  defaultRequestsPerMinute: 1e9,
+  // the watcher polls through its own provider, so request-time RPC calls are counted alone
+  watcherChain: createChainClient({
+    provider: createProvider(config.rpcUrl, config.deployment.chainId),
+    deployment: config.deployment,
+  }),
+});
+const url = await app.listen({ host: "127.0.0.1", port: 0 });
+process.on("message", (message: { type: string }) => {
+  if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
+  if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
+  if (message.type === "stop") void app.close().then(() => process.exit(0));
+});
+process.send?.({ type: "ready", url });

@@ -1,0 +1,435 @@
+/**
+ * `npm run bench [-- --quick]`: kparty measured the way its users would compare it, in one
+ * run. Starts `hardhat node` and a gateway process on 127.0.0.1, then measures:
+ * - the secp256k1 verify ceiling and the issuer's signing rate;
+ * - POST /auth/token with fresh presentations at concurrency 1, 16 and 64, and p99 at half
+ *   the peak rate;
+ * - authorized requests, JSON-RPC calls per warm token, revocation visibility, batch
+ *   issuance, and the gateway's memory.
+ * Prints a table, writes bench/results.json, and prints the same JSON as its last line.
+ * --quick is a short smoke run (CI); its figures are not meaningful. Bounded in requests and
+ * time; everything it starts is stopped.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SigningKey, Wallet } from "ethers";
+import type { IssuedCredential } from "../agent/index.ts";
+import { createProvider } from "../src/chain/index.ts";
+import {
+  bootstrapConsortium,
+  createParticipant,
+  type Participant,
+  startHardhatNode,
+} from "../src/devnet/index.ts";
+import { createGatewayClient } from "../src/gateway/index.ts";
+import { verifyEs256k } from "../src/gateway/verify/es256k.ts";
+
+const quick = process.argv.includes("--quick");
+const SIZES = quick
+  ? {
+      c1: 20,
+      c16: 48,
+      c64: 64,
+      half: 40,
+      authorized: 200,
+      revocations: 5,
+      issue: 32,
+      holders: 4,
+      seconds: 0.3,
+    }
+  : {
+      c1: 300,
+      c16: 1200,
+      c64: 1200,
+      half: 600,
+      authorized: 4000,
+      revocations: 20,
+      issue: 512,
+      holders: 8,
+      seconds: 2,
+    };
+const MODEL = "bench-model";
+const DOMAIN = "gateway.bench.kparty";
+const log = (text: string) => process.stderr.write(`${text}\n`);
+const cleanups: (() => Promise<unknown>)[] = [];
+
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length
+    ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
+    : 0;
+};
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Operations a second of `fn`, run for `seconds` on this (single) thread. */
+function rate(fn: () => void, seconds: number): number {
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    for (let i = 0; i < 50; i++) fn();
+    n += 50;
+  }
+  return n / seconds;
+}
+
+async function rateAsync(fn: () => Promise<unknown>, seconds: number): Promise<number> {
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    await fn();
+    n++;
+  }
+  return n / seconds;
+}
+
+/** Runs `tasks` with `concurrency` workers; returns throughput and per-request latencies. */
+async function load(tasks: (() => Promise<number>)[], concurrency: number) {
+  const latencies: number[] = [];
+  let next = 0;
+  let failures = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < tasks.length) {
+        const task = tasks[next++] as () => Promise<number>;
+        const t = performance.now();
+        const status = await task();
+        latencies.push(performance.now() - t);
+        if (status !== 200) failures++;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    perSecond: tasks.length / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    failures,
+  };
+}
+
+/** Sends `tasks` at a fixed rate (open loop) and reports latency percentiles. */
+async function openLoop(tasks: (() => Promise<number>)[], perSecond: number) {
+  const latencies: number[] = [];
+  let failures = 0;
+  const interval = 1000 / perSecond;
+  const started = performance.now();
+  await Promise.all(
+    tasks.map(async (task, i) => {
+      const due = started + i * interval;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const t = performance.now();
+      if ((await task()) !== 200) failures++;
+      latencies.push(performance.now() - t);
+    }),
+  );
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
+}
+
+function ask<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const onMessage = (m: { type: string } & T) => {
+      if (m.type === type) {
+        child.off("message", onMessage);
+        resolve(m);
+      }
+    };
+    child.on("message", onMessage);
+    child.send({ type });
+  });
+}
+
+async function main() {
+  const dir = await mkdtemp(join(tmpdir(), "kparty-bench-"));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const cores = availableParallelism();
+
+  log("raw crypto…");
+  const wallet = Wallet.createRandom();
+  const data = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJiZW5jaCJ9";
+  const digest = createHash("sha256").update(data).digest();
+  const sig = wallet.signingKey.sign(digest);
+  const signature = Buffer.concat([Buffer.from(sig.r.slice(2), "hex"), Buffer.from(sig.s.slice(2), "hex")]);
+  const publicKeyHex = SigningKey.computePublicKey(wallet.signingKey.publicKey, true).slice(2);
+  if (!verifyEs256k(data, signature, [{ publicKeyHex }])) throw new Error("raw verify self-check failed");
+  const rawVerify = rate(() => verifyEs256k(data, signature, [{ publicKeyHex }]), SIZES.seconds);
+
+  log("chain, consortium, participants…");
+  const node = await startHardhatNode();
+  cleanups.push(() => node.stop());
+  const provider = createProvider(node.url, node.chainId);
+  cleanups.push(async () => provider.destroy());
+  const passphrase = "bench passphrase";
+  const { deployment, members } = await bootstrapConsortium({
+    provider,
+    funder: await provider.getSigner(0),
+    dataDir: join(dir, "members"),
+    passphrase,
+    members: ["Bench Org A", "Bench Org B"],
+    quorum: 1,
+  });
+  for (const m of members) cleanups.push(() => m.handle.close());
+  const issuer = members[0] as (typeof members)[0];
+  const holders: Participant[] = [];
+  for (let i = 0; i < SIZES.holders; i++) {
+    const p = await createParticipant({
+      provider,
+      deployment,
+      dataDir: join(dir, `holder-${i}`),
+      passphrase,
+    });
+    cleanups.push(() => p.handle.close());
+    holders.push(p);
+  }
+
+  const signKey = (await issuer.handle.agent.didManagerGet({ did: issuer.did })).keys[0]?.kid as string;
+  const rawSign = await rateAsync(
+    () =>
+      issuer.handle.agent.keyManagerSign({ keyRef: signKey, data, algorithm: "ES256K", encoding: "utf-8" }),
+    SIZES.seconds,
+  );
+
+  log("gateway process…");
+  const modelsDir = join(dir, "models");
+  await mkdir(modelsDir, { recursive: true });
+  const child = fork(fileURLToPath(new URL("./bench-gateway.ts", import.meta.url)), [], {
+    execArgv: [
+      "--import",
+      "tsx",
+      "--disable-warning=ExperimentalWarning",
+      ...(process.env.KPARTY_BENCH_PROF
+        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KPARTY_BENCH_PROF}`]
+        : []),
+    ],
+    env: {
+      ...process.env,
+      KPARTY_BENCH_CONFIG: JSON.stringify({
+        rpcUrl: node.url,
+        deployment,
+        modelsDir,
+        dbFile: join(dir, "gw", "gateway.sqlite"),
+        domain: DOMAIN,
+      }),
+    },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  cleanups.push(async () => {
+    if (child.exitCode === null) {
+      child.send({ type: "stop" });
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill("SIGKILL");
+    }
+  });
+  const { url } = await ask<{ url: string }>(child, "ready");
+  const gw = createGatewayClient(url);
+
+  log("credentials and presentations…");
+  const batch = await issuer.handle.agent.kpartyIssueCredentials({
+    issuer: issuer.did,
+    credentials: holders.map((h, i) => ({
+      subject: h.did,
+      role: i === 0 ? ("coordinator" as const) : ("participant" as const),
+      models: [MODEL],
+      actions:
+        i === 0
+          ? ["model:read" as const, "round:aggregate" as const]
+          : ["model:read" as const, "model:contribute" as const],
+    })),
+  });
+  async function vp(k: number): Promise<string> {
+    const holder = holders[k % holders.length] as Participant;
+    const cred = batch[k % holders.length] as IssuedCredential;
+    const { challenge } = await gw.challenge();
+    return holder.handle.agent.kpartyCreatePresentation({
+      holder: holder.did,
+      credentials: [cred.jwt],
+      challenge,
+      domain: DOMAIN,
+      anchorProof: cred.anchor.proof,
+    });
+  }
+  const coordinatorToken = (await gw.token(await vp(0))).access_token;
+  await gw.register({ id: MODEL, description: "bench", shape: [101] }, coordinatorToken);
+  const total = SIZES.c1 + SIZES.c16 + SIZES.c64 + SIZES.half + holders.length;
+  const presentations: string[] = [];
+  for (let k = 0; k < total; k++) presentations.push(await vp(k));
+  let used = 0;
+  const tokenTask = () => {
+    const body = JSON.stringify({ presentation: presentations[used++] });
+    return async () => {
+      const res = await fetch(`${url}/auth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      await res.arrayBuffer();
+      return res.status;
+    };
+  };
+  // warm the caches: every holder's DID document and credential state
+  for (let i = 0; i < holders.length; i++) await tokenTask()();
+
+  log("POST /auth/token…");
+  const rpcBefore = (await ask<{ count: number }>(child, "rpc")).count;
+  const c1 = await load(Array.from({ length: SIZES.c1 }, tokenTask), 1);
+  const rpcAfter = (await ask<{ count: number }>(child, "rpc")).count;
+  const c16 = await load(Array.from({ length: SIZES.c16 }, tokenTask), 16);
+  let rssMax = 0;
+  const rssTimer = setInterval(() => {
+    void ask<{ bytes: number }>(child, "rss").then((m) => {
+      rssMax = Math.max(rssMax, m.bytes);
+    });
+  }, 100);
+  const c64 = await load(Array.from({ length: SIZES.c64 }, tokenTask), 64);
+  clearInterval(rssTimer);
+  const peak = Math.max(c1.perSecond, c16.perSecond, c64.perSecond);
+  const half = await openLoop(Array.from({ length: SIZES.half }, tokenTask), peak / 2);
+
+  log("authorized requests…");
+  const participantToken = (await gw.token(await vp(1))).access_token;
+  const authorized = await load(
+    Array.from({ length: SIZES.authorized }, () => async () => {
+      const res = await fetch(`${url}/models/${MODEL}`, {
+        headers: { authorization: `Bearer ${participantToken}` },
+      });
+      await res.arrayBuffer();
+      return res.status;
+    }),
+    16,
+  );
+
+  log("revocation visibility…");
+  const visible: number[] = [];
+  for (let i = 0; i < SIZES.revocations; i++) {
+    const holder = holders[1 + (i % (holders.length - 1))] as Participant;
+    const cred = await issuer.handle.agent.kpartyIssueCredential({
+      issuer: issuer.did,
+      subject: holder.did,
+      role: "participant",
+      models: [MODEL],
+      actions: ["model:read"],
+    });
+    const { challenge } = await gw.challenge();
+    const presentation = await holder.handle.agent.kpartyCreatePresentation({
+      holder: holder.did,
+      credentials: [cred.jwt],
+      challenge,
+      domain: DOMAIN,
+    });
+    const token = (await gw.token(presentation)).access_token;
+    const check = async () => {
+      const res = await fetch(`${url}/models/${MODEL}`, { headers: { authorization: `Bearer ${token}` } });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    if ((await check()) !== 200) throw new Error("a fresh token was refused");
+    await issuer.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    const receipt = performance.now();
+    while ((await check()) === 200) {
+      if (performance.now() - receipt > 10_000) throw new Error("revocation not visible within 10 s");
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    visible.push(performance.now() - receipt);
+  }
+
+  log("batch issuance…");
+  const issueStarted = performance.now();
+  await issuer.handle.agent.kpartyIssueCredentials({
+    issuer: issuer.did,
+    credentials: Array.from({ length: SIZES.issue }, (_, i) => ({
+      subject: (holders[i % holders.length] as Participant).did,
+      role: "participant" as const,
+      models: [MODEL],
+      actions: ["model:read" as const],
+    })),
+  });
+  const issuePerSecond = SIZES.issue / ((performance.now() - issueStarted) / 1000);
+
+  const result = {
+    quick,
+    cores,
+    raw_verify_per_s: Math.round(rawVerify),
+    raw_sign_per_s: Math.round(rawSign),
+    token_per_s: { c1: round(c1.perSecond), c16: round(c16.perSecond), c64: round(c64.perSecond) },
+    token_latency_ms: {
+      c1: { p50: round(c1.p50, 2), p99: round(c1.p99, 2) },
+      c16: { p50: round(c16.p50, 2), p99: round(c16.p99, 2) },
+      c64: { p50: round(c64.p50, 2), p99: round(c64.p99, 2) },
+    },
+    p99_at_half_peak_ms: round(half.p99, 2),
+    authorized_per_s: round(authorized.perSecond),
+    rpc_calls_per_warm_token: round((rpcAfter - rpcBefore) / SIZES.c1, 3),
+    revocation_visible_ms: { p50: round(percentile(visible, 50)), p99: round(percentile(visible, 99)) },
+    issue_per_s: round(issuePerSecond),
+    gateway_rss_mb: round(rssMax / 1024 / 1024),
+    failures: c1.failures + c16.failures + c64.failures + half.failures + authorized.failures,
+  };
+  const ceiling = (rawVerify * cores) / 2;
+  const targets = {
+    token_vs_verify_ceiling: `${round((peak / ceiling) * 100)}% of ${round(ceiling)} (target ≥ 60%)`,
+    rpc_calls_per_warm_token: `${result.rpc_calls_per_warm_token} (target 0)`,
+    revocation_visible_p99_ms: `${result.revocation_visible_ms.p99} (target ≤ 250)`,
+    issue_vs_sign: `${round((issuePerSecond / rawSign) * 100)}% of ${Math.round(rawSign)} (target ≥ 25%)`,
+    p99_at_half_peak_ms: `${result.p99_at_half_peak_ms} (target ≤ 10)`,
+    gateway_rss_mb: `${result.gateway_rss_mb} (target ≤ 200)`,
+  };
+  const rows: [string, string][] = [
+    ["cores", `${cores}`],
+    ["raw secp256k1 verify (node:crypto, 1 core)", `${result.raw_verify_per_s} /s`],
+    ["raw ES256K sign (issuer agent, 1 core)", `${result.raw_sign_per_s} /s`],
+    [
+      "POST /auth/token c1",
+      `${result.token_per_s.c1} /s, p50 ${result.token_latency_ms.c1.p50} ms, p99 ${result.token_latency_ms.c1.p99} ms`,
+    ],
+    [
+      "POST /auth/token c16",
+      `${result.token_per_s.c16} /s, p50 ${result.token_latency_ms.c16.p50} ms, p99 ${result.token_latency_ms.c16.p99} ms`,
+    ],
+    [
+      "POST /auth/token c64",
+      `${result.token_per_s.c64} /s, p50 ${result.token_latency_ms.c64.p50} ms, p99 ${result.token_latency_ms.c64.p99} ms`,
+    ],
+    ["p99 at half the peak rate", `${result.p99_at_half_peak_ms} ms`],
+    ["authorized GET (c16)", `${result.authorized_per_s} /s`],
+    ["JSON-RPC calls per warm token", `${result.rpc_calls_per_warm_token}`],
+    [
+      "revocation visible",
+      `p50 ${result.revocation_visible_ms.p50} ms, p99 ${result.revocation_visible_ms.p99} ms`,
+    ],
+    ["batch issuance", `${result.issue_per_s} credentials/s`],
+    ["gateway RSS under load", `${result.gateway_rss_mb} MB`],
+    ["failed requests", `${result.failures}`],
+    ...Object.entries(targets).map(([k, v]): [string, string] => [`target: ${k}`, v]),
+  ];
+  const width = Math.max(...rows.map((r) => r[0].length));
+  process.stdout.write(`\nkparty bench${quick ? " (quick: smoke run, figures not meaningful)" : ""}\n\n`);
+  for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
+  await mkdir(fileURLToPath(new URL("../bench/", import.meta.url)), { recursive: true });
+  await writeFile(
+    fileURLToPath(new URL("../bench/results.json", import.meta.url)),
+    `${JSON.stringify(result, null, 2)}\n`,
+  );
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  return result.failures === 0;
+}
+
+let ok = false;
+try {
+  ok = await main();
+} catch (error) {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+} finally {
+  for (const fn of cleanups.reverse()) {
+    try {
+      await fn();
+    } catch {
+      // keep stopping the rest
+    }
+  }
+}
+process.exit(ok ? 0 : 1);
