@@ -1,7 +1,7 @@
 import type { DIDResolutionResult } from "did-resolver";
 import { computeAddress, Wallet } from "ethers";
 import { describe, expect, it } from "vitest";
-import type { RegistryEvent, RegistryWatcher } from "../chain/index.ts";
+import { fakeWatcher } from "../../test/fixtures/watcher.ts";
 import { createDidCache } from "./did-cache.ts";
 
 const key = Wallet.createRandom().signingKey.compressedPublicKey;
@@ -10,20 +10,8 @@ const identity = computeAddress(key);
 
 function setup(onResolve: () => void = () => {}) {
   let resolves = 0;
-  const listeners = new Set<(e: RegistryEvent) => void>();
-  const watcher = {
-    syncedBlock: 1,
-    lastSyncedAt: 0,
-    onEvent: (l: (e: RegistryEvent) => void) => {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-    poll: async () => {},
-    stop: () => {},
-  } as unknown as RegistryWatcher;
-  const emit = (name: string, id: string) => {
-    for (const l of listeners) l({ name, args: { identity: id }, blockNumber: 2 });
-  };
+  const watcher = fakeWatcher();
+  const emit = (name: string, id: string) => watcher.emit(name, { identity: id });
   let now = 0;
   const cache = createDidCache({
     resolver: {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { ChainClient, CredentialState, RegistryEvent, RegistryWatcher } from "../chain/index.ts";
+import { fakeWatcher } from "../../test/fixtures/watcher.ts";
+import type { ChainClient, CredentialState } from "../chain/index.ts";
 import { createStatusCache, type StatusKey } from "./status-cache.ts";
 
 const ISSUER = "0x00000000000000000000000000000000000000Aa";
@@ -9,25 +10,6 @@ const key = (index: number): StatusKey => ({
   revocationIndex: index,
   suspensionIndex: index,
 });
-
-/** A watcher whose events and sync time the test controls (unit test of the cache alone). */
-function fakeWatcher() {
-  const listeners = new Set<(e: RegistryEvent) => void>();
-  const w = {
-    syncedBlock: 1,
-    lastSyncedAt: 0,
-    onEvent: (l: (e: RegistryEvent) => void) => {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-    poll: async () => {},
-    stop: () => {},
-    emit: (name: string, args: Record<string, unknown>) => {
-      for (const l of listeners) l({ name, args, blockNumber: 2 });
-    },
-  };
-  return w;
-}
 
 /** Counts reads; each read returns `revoked: reads > n` style states via `next`. */
 function setup(next: () => Partial<CredentialState> = () => ({})) {
@@ -60,7 +42,7 @@ function setup(next: () => Partial<CredentialState> = () => ({})) {
   (chain.provider as { getBlockNumber: () => Promise<number> }).getBlockNumber = async () => 9;
   const cache = createStatusCache({
     chain,
-    watcher: watcher as unknown as RegistryWatcher,
+    watcher,
     now: () => now,
     maxStalenessMs: 1000,
   });

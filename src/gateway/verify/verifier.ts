@@ -8,6 +8,7 @@ import {
   parseDidEthr,
 } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import type { StatusKey } from "../status-cache.ts";
 import { CheckLog, type CheckResult, fail } from "./checks.ts";
 import { es256kKeys, type Relationship } from "./did-keys.ts";
 import { verifyEs256k } from "./es256k.ts";
@@ -32,14 +33,7 @@ export interface VerifierOptions {
    * Where credential states come from: by default a fresh read of the chain each time; the
    * gateway passes its event-invalidated status cache.
    */
-  states?: {
-    get(key: {
-      anchorKey: string;
-      issuer: string;
-      revocationIndex: number;
-      suspensionIndex: number;
-    }): Promise<CredentialState>;
-  };
+  states?: { get(key: StatusKey): Promise<CredentialState> };
 }
 
 /** A K-th Party token that passed every check, with its on-chain state. */
@@ -96,7 +90,7 @@ export function createVerifier(options: VerifierOptions) {
     throw new TypeError("clockSkewSeconds must be a non-negative number");
   const policy = options.removedIssuerPolicy ?? "deny";
   const states = options.states ?? {
-    get: (key: { anchorKey: string; issuer: string; revocationIndex: number; suspensionIndex: number }) =>
+    get: (key: StatusKey) =>
       getCredentialState(chain, {
         credentialId: key.anchorKey,
         issuer: key.issuer,
