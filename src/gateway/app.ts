@@ -348,6 +348,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       const { presentation, request: asked } = parseTokenRequest(request.body);
       const verified = await verifier.verifyPresentation(presentation, {
         domain,
+        precheckChallenge: (nonce) => challenges.check(nonce),
         consumeChallenge: (nonce) => challenges.consume(nonce),
       });
       holder = verified.holder;

@@ -75,6 +75,21 @@ export class ChallengeStore {
     return { challenge, expiresAt: new Date(now + this.#ttlMs) };
   }
 
+  /**
+   * Checks, without using it, that `challenge` was issued here, is unexpired and unused; throws
+   * like {@link consume}. Lets a verifier refuse a made-up nonce before any expensive work.
+   */
+  check(challenge: string): void {
+    const row = this.#db
+      .prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?")
+      .get(challenge) as { used_at: number | null; expires_at: number } | undefined;
+    if (row?.used_at != null)
+      throw new KPartyError("challenge_reused", "the challenge has already been used");
+    if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+    if (row.expires_at <= this.#now())
+      throw new KPartyError("challenge_invalid", "the challenge has expired");
+  }
+
   /** Marks `challenge` used; throws `challenge_reused`, or `challenge_invalid` if unknown or expired. */
   consume(challenge: string): void {
     const now = this.#now();

@@ -62,6 +62,11 @@ export interface PresentationExpectations {
    * `challenge_reused`. `null` only for third-party verification that did not ask for a challenge.
    */
   consumeChallenge: ((nonce: string) => void | Promise<void>) | null;
+  /**
+   * A cheap look at the nonce before any DID resolution or signature check (same errors as
+   * `consumeChallenge`), so made-up nonces cost the verifier nothing.
+   */
+  precheckChallenge?: (nonce: string) => void;
 }
 
 /**
@@ -224,7 +229,7 @@ export function createVerifier(options: VerifierOptions) {
         numericDate(payload, "exp", false);
         return { holder: iss, nonce, credentialJwt, anchorProof: payload.kpartyAnchorProof };
       });
-      const { domain, consumeChallenge } = expect;
+      const { domain, consumeChallenge, precheckChallenge } = expect;
       if (domain !== null) {
         await log.run("presentation.audience", () => {
           const aud = payload.aud;
@@ -232,6 +237,13 @@ export function createVerifier(options: VerifierOptions) {
           if (!audiences.includes(domain)) {
             fail("domain_mismatch", `presentation audience must be ${domain}`, { audience: aud ?? null });
           }
+        });
+      }
+      if (precheckChallenge && consumeChallenge !== null) {
+        await log.run("presentation.challenge_known", () => {
+          if (typeof nonce !== "string" || nonce.length === 0)
+            fail("challenge_invalid", "presentation has no challenge (nonce)");
+          precheckChallenge(nonce);
         });
       }
       await log.run("presentation.signature", () =>
