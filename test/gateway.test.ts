@@ -282,7 +282,15 @@ describe("presentation checks", () => {
     const vp = await presentation(world, world.alice, cred.jwt, {
       challenge: "not-a-challenge-from-this-gateway",
     });
-    expectDenied(await postJson(world.base, "/auth/token", { presentation: vp }), 401, "challenge_invalid");
+    const res = await postJson(world.base, "/auth/token", { presentation: vp });
+    expectDenied(res, 401, "challenge_invalid");
+    // refused before any DID resolution or signature check: made-up nonces cost nothing
+    expect(res.body.error.checks.map((c: { check: string }) => c.check)).toEqual([
+      "presentation.format",
+      "presentation.claims",
+      "presentation.audience",
+      "presentation.challenge_known",
+    ]);
   });
 
   it("refuses a reused challenge: challenge_reused", async () => {
