@@ -147,3 +147,21 @@ describe("POST /presentations/verify", () => {
     expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 400, code: "malformed" });
   });
 });
+
+describe("POST /presentations/verify without a challenge", () => {
+  it("verifies a presentation that carries no nonce when no challenge is asked for, and refuses it when one is", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const noNonce = await world.alice.handle.agent.createVerifiablePresentation({
+      presentation: { holder: world.alice.did, verifiableCredential: [cred.jwt] },
+      proofFormat: "jwt",
+    });
+    const jwt = (noNonce.proof as { jwt: string }).jwt;
+    const plain = await postJson(world.base, "/presentations/verify", { verifiablePresentation: jwt });
+    expect(plain.body).toMatchObject({ verified: true, errors: [] });
+    const asked = await postJson(world.base, "/presentations/verify", {
+      verifiablePresentation: jwt,
+      options: { challenge: "n" },
+    });
+    expect(asked.body).toMatchObject({ verified: false, errors: [{ code: "challenge_invalid" }] });
+  });
+});

@@ -211,8 +211,8 @@ export function createVerifier(options: VerifierOptions) {
       const { holder, nonce, credentialJwt, anchorProof } = await log.run("presentation.claims", () => {
         const { iss, vp, nonce } = payload;
         if (typeof iss !== "string") fail("malformed", "presentation iss must be the holder's DID");
-        if (typeof nonce !== "string" || nonce.length === 0)
-          fail("challenge_invalid", "presentation has no challenge (nonce)");
+        if (nonce !== undefined && typeof nonce !== "string")
+          fail("malformed", "presentation nonce must be a string");
         if (typeof vp !== "object" || vp === null || Array.isArray(vp))
           fail("malformed", "presentation vp claim is missing");
         const { type, verifiableCredential, holder } = vp as Record<string, unknown>;
