@@ -197,7 +197,7 @@ async function main() {
   log("gateway process…");
   const modelsDir = join(dir, "models");
   await mkdir(modelsDir, { recursive: true });
-  const child = fork(fileURLToPath(new URL("./bench-gateway.ts", import.meta.url)), [], {
+  const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
     execArgv: [
       "--import",
       "tsx",
@@ -208,12 +208,13 @@ async function main() {
     ],
     env: {
       ...process.env,
-      KPARTY_BENCH_CONFIG: JSON.stringify({
+      KPARTY_GATEWAY_CONFIG: JSON.stringify({
         rpcUrl: node.url,
         deployment,
         modelsDir,
         dbFile: join(dir, "gw", "gateway.sqlite"),
         domain: DOMAIN,
+        unlimited: true,
       }),
     },
     stdio: ["ignore", "ignore", "inherit", "ipc"],

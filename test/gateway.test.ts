@@ -10,6 +10,7 @@ import {
   postJson,
   presentation,
   requestToken,
+  settlePolls,
   tamperPayload,
   waitForSync,
 } from "./fixtures/http.ts";
@@ -517,6 +518,7 @@ describe("chain unreachable", () => {
     expect(warm.status).toBe(200); // the credential's state is now cached
     const vp = await presentation(world, world.alice, cred.jwt);
     await world.chain.stop();
+    await settlePolls();
     // A new token needs chain state confirmed within tokenFreshnessMs (1 s): past it, 503.
     world.clock.offsetMs = 1_001;
     const res = await postJson(world.base, "/auth/token", { presentation: vp });

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createProvider } from "../src/chain/index.ts";
-import { getJson, tokenAt, waitForSync } from "./fixtures/http.ts";
+import { getJson, settlePolls, tokenAt, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import {
   createWorld,
@@ -46,6 +46,7 @@ describe("the gateway's link to the chain fails and comes back", () => {
     expect((await getJson(gw.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
 
     await proxy.cut();
+    await settlePolls();
     clock.offsetMs = 501; // past this gateway's token freshness bound (500 ms), within its staleness bound (1 s)
     const refusedToken = await tokenAt(gw.base, world.alice, cred.jwt);
     expect([refusedToken.status, refusedToken.body.error?.code]).toEqual([503, "registry_unavailable"]);

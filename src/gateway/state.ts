@@ -15,6 +15,7 @@ export function openGatewayDatabase(file: string): DatabaseSync {
   db.exec(`
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = FULL;
+    PRAGMA busy_timeout = 5000;
     CREATE TABLE IF NOT EXISTS challenges (
       challenge TEXT PRIMARY KEY NOT NULL,
       client TEXT NOT NULL,

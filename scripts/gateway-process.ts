@@ -1,19 +1,22 @@
 /**
- * The gateway process of `npm run bench` (not for production): started by scripts/bench.ts
- * with its configuration as JSON in KPARTY_BENCH_CONFIG; reports over IPC when it listens,
- * how many JSON-RPC calls its provider made, and its resident memory.
+ * A gateway in its own process, for the benchmark and the fault tests (not the production
+ * entry point, which is the CLI's job): configuration as JSON in KPARTY_GATEWAY_CONFIG;
+ * reports over IPC when it listens, how many JSON-RPC calls its provider made while serving
+ * requests (the event watcher polls through a separate provider), and its resident memory.
  */
 import { createKPartyAgent } from "../agent/index.ts";
 import { createChainClient, createProvider, type Deployment } from "../src/chain/index.ts";
 import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
 
-const config = JSON.parse(process.env.KPARTY_BENCH_CONFIG ?? "{}") as {
+const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   rpcUrl: string;
   deployment: Deployment;
   modelsDir: string;
   dbFile: string;
   domain: string;
+  /** Lift the per-client and per-credential limits (the benchmark's load is one client). */
+  unlimited?: boolean;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -33,9 +36,9 @@ const app = await buildGateway({
   models: new FileModelStore(config.modelsDir),
   db,
   domain: config.domain,
-  challengesPerMinute: 1e9,
-  verificationsPerMinute: 1e9,
-  defaultRequestsPerMinute: 1e9,
+  ...(config.unlimited
+    ? { challengesPerMinute: 1e9, verificationsPerMinute: 1e9, defaultRequestsPerMinute: 1e9 }
+    : {}),
   // the watcher polls through its own provider, so request-time RPC calls are counted alone
   watcherChain: createChainClient({
     provider: createProvider(config.rpcUrl, config.deployment.chainId),
