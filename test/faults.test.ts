@@ -1,9 +1,13 @@
+import { fork } from "node:child_process";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKPartyAgent } from "../agent/index.ts";
+import { getAnchor } from "../src/chain/index.ts";
 import { openGatewayDatabase, verifyAuditChain } from "../src/gateway/index.ts";
 import { postJson } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID, PASSPHRASE } from "./fixtures/kparty.ts";
 import { type GatewayProcess, startGatewayProcess } from "./fixtures/process.ts";
 
 let world: KPartyWorld;
@@ -97,5 +101,70 @@ describe("the gateway process is killed mid-load and restarted", () => {
     const after = openGatewayDatabase(dbFile);
     expect(verifyAuditChain(after)).toMatchObject({ valid: true });
     after.close();
+  });
+});
+
+describe("the issuer process is killed during batch issuance", () => {
+  it("never reuses a status index, and anchors every recorded batch exactly once after resuming", async () => {
+    const dataDir = join(world.dir, "members", "org-b");
+    await world.orgB.handle.close(); // the child process takes the agent's store
+    const child = fork(fileURLToPath(new URL("../scripts/issuer-process.ts", import.meta.url)), [], {
+      execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning"],
+      env: {
+        ...process.env,
+        KPARTY_ISSUER_CONFIG: JSON.stringify({
+          rpcUrl: world.chain.url,
+          deployment: world.deployment,
+          dataDir,
+          passphrase: PASSPHRASE,
+          issuer: world.orgB.did,
+          subject: world.alice.did,
+          batchSize: 16,
+        }),
+      },
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+    });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    const completed: { root: string; indexes: number[] }[] = [];
+    await new Promise<void>((resolve, reject) => {
+      child.on("message", (m: { type: string; root: string; indexes: number[] }) => {
+        if (m.type !== "batch") return;
+        completed.push(m);
+        // kill somewhere inside the third batch: signing, recording, or anchoring
+        if (completed.length === 2)
+          setTimeout(() => (child.kill("SIGKILL"), resolve()), Math.floor(Math.random() * 150));
+      });
+      child.once("exit", (code, signal) =>
+        signal ? undefined : reject(new Error(`issuer exited with ${code}`)),
+      );
+    });
+    await exited;
+
+    // the dead process's store lock is taken over; its records and keys are intact
+    world.orgB.handle = await createKPartyAgent({
+      role: "issuer",
+      dataDir,
+      passphrase: PASSPHRASE,
+      chain: { provider: world.chain.provider, deployment: world.deployment },
+    });
+    const agent = world.orgB.handle.agent;
+    const resumed = await agent.kpartyResumeAnchoring({});
+    expect(resumed.credentials).toBe(0);
+    expect(resumed.batches).toBeLessThanOrEqual(1);
+    expect(await agent.kpartyResumeAnchoring({})).toEqual({ credentials: 0, batches: 0 });
+
+    const records = await agent.kpartyListIssuedCredentials({ issuer: world.orgB.did });
+    const indexes = records.map((r) => r.statusIndex);
+    expect(new Set(indexes).size).toBe(indexes.length);
+    expect(records.every((r) => r.anchoredBlock !== null)).toBe(true);
+    const roots = [...new Set(records.map((r) => r.anchorRoot).filter((r): r is string => r !== null))];
+    for (const root of roots)
+      expect((await getAnchor(world.client, root))?.anchoredBy).toBe(world.orgB.account);
+    for (const { root, indexes: batch } of completed) {
+      expect(roots).toContain(root);
+      expect(batch.every((i) => indexes.includes(i))).toBe(true);
+    }
+    const next = await issue(world.orgB, world.alice);
+    expect(next.statusIndex).toBeGreaterThan(Math.max(...indexes));
   });
 });

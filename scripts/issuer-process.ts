@@ -1,0 +1,36 @@
+/**
+ * An issuer agent in its own process, for fault tests: issues batches until it is killed,
+ * reporting each completed batch over IPC. Configuration as JSON in KPARTY_ISSUER_CONFIG.
+ */
+import { createKPartyAgent } from "../agent/index.ts";
+import { createProvider, type Deployment } from "../src/chain/index.ts";
+
+const config = JSON.parse(process.env.KPARTY_ISSUER_CONFIG ?? "{}") as {
+  rpcUrl: string;
+  deployment: Deployment;
+  dataDir: string;
+  passphrase: string;
+  issuer: string;
+  subject: string;
+  batchSize: number;
+};
+const provider = createProvider(config.rpcUrl, config.deployment.chainId);
+const { agent } = await createKPartyAgent({
+  role: "issuer",
+  dataDir: config.dataDir,
+  passphrase: config.passphrase,
+  chain: { provider, deployment: config.deployment },
+});
+process.send?.({ type: "ready" });
+for (;;) {
+  const batch = await agent.kpartyIssueCredentials({
+    issuer: config.issuer,
+    credentials: Array.from({ length: config.batchSize }, () => ({
+      subject: config.subject,
+      role: "participant" as const,
+      models: ["mnist-logreg"],
+      actions: ["model:read" as const],
+    })),
+  });
+  process.send?.({ type: "batch", root: batch[0]?.anchor.root, indexes: batch.map((c) => c.statusIndex) });
+}
