@@ -131,8 +131,13 @@ describe("the issuer process is killed during batch issuance", () => {
         if (m.type !== "batch") return;
         completed.push(m);
         // kill somewhere inside the third batch: signing, recording, or anchoring
-        if (completed.length === 2)
-          setTimeout(() => (child.kill("SIGKILL"), resolve()), Math.floor(Math.random() * 150));
+        if (completed.length === 2) {
+          const kill = () => {
+            child.kill("SIGKILL");
+            resolve();
+          };
+          setTimeout(kill, Math.floor(Math.random() * 150));
+        }
       });
       child.once("exit", (code, signal) =>
         signal ? undefined : reject(new Error(`issuer exited with ${code}`)),
