@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyAgent } from "../agent/index.ts";
 import { getAnchor } from "../src/chain/index.ts";
 import { openGatewayDatabase, verifyAuditChain } from "../src/gateway/index.ts";
-import { postJson } from "./fixtures/http.ts";
+import { postJson, tokenAt } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID, PASSPHRASE } from "./fixtures/kparty.ts";
 import { type GatewayProcess, startGatewayProcess } from "./fixtures/process.ts";
@@ -90,14 +90,7 @@ describe("the gateway process is killed mid-load and restarted", () => {
       headers: { authorization: `Bearer ${granted[0]?.token}` },
     });
     expect(old.status).toBe(401);
-    const { challenge } = (await postJson(second.url, "/auth/challenge", {})).body as { challenge: string };
-    const fresh = await world.alice.handle.agent.kpartyCreatePresentation({
-      holder: world.alice.did,
-      credentials: [cred.jwt],
-      challenge,
-      domain: DOMAIN,
-    });
-    expect((await postJson(second.url, "/auth/token", { presentation: fresh })).status).toBe(200);
+    expect((await tokenAt(second.url, world.alice, cred.jwt)).status).toBe(200);
     const after = openGatewayDatabase(dbFile);
     expect(verifyAuditChain(after)).toMatchObject({ valid: true });
     after.close();

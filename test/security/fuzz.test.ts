@@ -10,7 +10,7 @@ import { decodeJwt, merkleRootOf } from "../../src/credential/index.ts";
 import { KPartyError } from "../../src/errors/index.ts";
 import { createTokenService } from "../../src/gateway/index.ts";
 import { parseTokenPayload } from "../../src/gateway/verify/structure.ts";
-import { postJson } from "../fixtures/http.ts";
+import { postJson, requestToken } from "../fixtures/http.ts";
 import { issue } from "../fixtures/issue.ts";
 import { b64, signJwt } from "../fixtures/jwt.ts";
 import { createWorld, DOMAIN, type KPartyWorld } from "../fixtures/kparty.ts";
@@ -164,15 +164,7 @@ describe("the gateway never grants on garbage, and never fails with a 5xx other 
 
   it("model uploads: accepted only when exactly the model's size and all finite", async () => {
     const cred = await issue(world.orgA, world.alice, { actions: ["model:read", "model:contribute"] });
-    const challenge = (await postJson(world.base, "/auth/challenge", {})).body.challenge as string;
-    const vp = await world.alice.handle.agent.kpartyCreatePresentation({
-      holder: world.alice.did,
-      credentials: [cred.jwt],
-      challenge,
-      domain: DOMAIN,
-    });
-    const token = (await postJson(world.base, "/auth/token", { presentation: vp })).body
-      .access_token as string;
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
     const { parameterCount, openRound } = (await world.models.get("mnist-logreg")) as {
       parameterCount: number;
       openRound: number;

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IssuedCredential } from "../../agent/index.ts";
 import { decodeJwt, VC_CONTEXT } from "../../src/credential/index.ts";
-import { postJson } from "../fixtures/http.ts";
+import { postJson, requestToken } from "../fixtures/http.ts";
 import { issue } from "../fixtures/issue.ts";
 import { b64, signJwt } from "../fixtures/jwt.ts";
 import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID } from "../fixtures/kparty.ts";
@@ -32,14 +32,7 @@ beforeAll(async () => {
       actions: ["model:read" as const],
     })),
   });
-  const challenge = (await postJson(world.base, "/auth/challenge", {})).body.challenge as string;
-  const vp = await world.alice.handle.agent.kpartyCreatePresentation({
-    holder: world.alice.did,
-    credentials: [cred.jwt],
-    challenge,
-    domain: DOMAIN,
-  });
-  token = (await postJson(world.base, "/auth/token", { presentation: vp })).body.access_token as string;
+  token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
 });
 afterAll(async () => {
   await world?.close();
