@@ -196,6 +196,19 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
+  for (const name of ["tokenFreshnessMs", "maxStalenessMs", "statusPollingIntervalMs"] as const) {
+    const value = options[name];
+    if (value !== undefined && (!Number.isFinite(value) || value <= 0))
+      throw new TypeError(`${name} must be a positive number`);
+  }
+  // Everything that validates its options comes before the event watcher starts polling.
+  const tokens = createTokenService({
+    domain,
+    now,
+    ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
+    ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
+  });
+  const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
@@ -208,21 +221,20 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   const tokenFreshnessMs = options.tokenFreshnessMs ?? 1_000;
   const dids = createDidCache({ resolver: agent, watcher, now, maxStalenessMs: tokenFreshnessMs });
-  const verifier = createVerifier({
-    resolver: dids,
-    states: { get: (key) => states.get(key, { maxStalenessMs: tokenFreshnessMs }) },
-    chain,
-    now,
-    ...(options.clockSkewSeconds !== undefined ? { clockSkewSeconds: options.clockSkewSeconds } : {}),
-    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
-  });
-  const tokens = createTokenService({
-    domain,
-    now,
-    ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
-    ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
-  });
-  const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
+  let verifier: ReturnType<typeof createVerifier>;
+  try {
+    verifier = createVerifier({
+      resolver: dids,
+      states: { get: (key) => states.get(key, { maxStalenessMs: tokenFreshnessMs }) },
+      chain,
+      now,
+      ...(options.clockSkewSeconds !== undefined ? { clockSkewSeconds: options.clockSkewSeconds } : {}),
+      ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
+    });
+  } catch (error) {
+    watcher.stop(); // a misconfigured gateway leaves no polling timer behind
+    throw error;
+  }
   const audit = new AuditLog(db, { now });
   const limiter = new RateLimiter({ now });
   const challengesPerMinute = options.challengesPerMinute ?? 60;
