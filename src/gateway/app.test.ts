@@ -34,3 +34,20 @@ describe("buildGateway misconfiguration", () => {
     await expect(buildGateway({ ...base(), ...patch })).rejects.toThrow(TypeError);
   });
 });
+
+describe("client errors from the HTTP layer", () => {
+  it("maps a body that does not match its Content-Length to 400 malformed, not a 500", async () => {
+    const app = await buildGateway({ ...base(), statusPollingIntervalMs: 3_600_000 });
+    const res = await app.inject({
+      method: "POST",
+      url: "/auth/token",
+      payload: '{"presentation":"x"}',
+      headers: { "content-type": "application/json", "content-length": "5" },
+    });
+    expect({ status: res.statusCode, code: res.json().error?.code }).toEqual({
+      status: 400,
+      code: "malformed",
+    });
+    await app.close();
+  });
+});

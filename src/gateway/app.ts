@@ -276,7 +276,16 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     ) {
       mapped = new KPartyError("malformed", "the body must be JSON (Content-Type: application/json)");
     } else if (!(error instanceof KPartyError)) {
-      request.log.error({ err: error }, "unexpected error");
+      const status = (error as { statusCode?: unknown }).statusCode;
+      if (typeof status === "number" && status >= 400 && status < 500) {
+        // another client error from the HTTP layer (bad Content-Length, bad URL encoding, …)
+        mapped = new KPartyError(
+          status === 413 ? "payload_too_large" : "malformed",
+          "the request is malformed",
+        );
+      } else {
+        request.log.error({ err: error }, "unexpected error");
+      }
     }
     // Access was granted, then the operation itself was refused: that is a decision too.
     if (request.kparty && mapped instanceof KPartyError) {
