@@ -1,0 +1,116 @@
+import { describe, expect, it } from "vitest";
+
+/**
+ * The public runtime exports of each entry file. Changing the API means changing this list on
+ * purpose (types are checked by tsc; this pins the values).
+ */
+const EXPECTED: Record<string, string[]> = {
+  "agent/index.ts": [
+    "IssuedCredentialStore",
+    "KPartyHolder",
+    "KPartyIssuer",
+    "KPartyStatusVerifier",
+    "MAX_BATCH",
+    "VeramoSigner",
+    "createKPartyAgent",
+    "ethrNetworkName",
+    "openKeyring",
+  ],
+  "src/chain/index.ts": [
+    "MAX_STATUS_INDEX",
+    "PROPOSAL_KINDS",
+    "anchorBatch",
+    "anchorCredential",
+    "approveProposal",
+    "connectContracts",
+    "createChainClient",
+    "createProvider",
+    "createRegistryWatcher",
+    "createWalletClient",
+    "deployKParty",
+    "executeProposal",
+    "getAnchor",
+    "getChainStatus",
+    "getCredentialState",
+    "getMember",
+    "getProposal",
+    "kpartyInterfaces",
+    "latestBlockNumber",
+    "listMembers",
+    "listProposals",
+    "proposeAddMember",
+    "proposeQuorum",
+    "proposeRemoveMember",
+    "proposeRevokeCredentials",
+    "reinstateBatch",
+    "reinstateCredential",
+    "revokeBatch",
+    "revokeCredential",
+    "suspendBatch",
+    "suspendCredential",
+    "toChainError",
+  ],
+  "src/credential/index.ts": [
+    "ACTIONS",
+    "CREDENTIAL_TYPE",
+    "MODEL_ID",
+    "ROLES",
+    "STATUS_PURPOSES",
+    "STATUS_TYPE",
+    "VC_CONTEXT",
+    "buildMerkleTree",
+    "caip10",
+    "credentialIdOf",
+    "decodeJwt",
+    "grantProblem",
+    "isModelSelector",
+    "kpartyCredential",
+    "merkleLeaf",
+    "merkleNode",
+    "merkleRootOf",
+    "parseDidEthr",
+    "parseStatusEntries",
+    "pickGrant",
+    "statusEntry",
+  ],
+  "src/gateway/index.ts": [
+    "AuditLog",
+    "ChallengeStore",
+    "GENESIS_HASH",
+    "HTTP_STATUS",
+    "REMOVED_ISSUER_POLICIES",
+    "auditHash",
+    "buildGateway",
+    "createAccessGuard",
+    "createGatewayClient",
+    "createKPartyProtection",
+    "createStatusCache",
+    "createTokenService",
+    "createTokenVerifier",
+    "createVerifier",
+    "errorResponse",
+    "judgeCredentialState",
+    "openApiDocument",
+    "openGatewayDatabase",
+    "verifyAuditChain",
+    "verifyEs256k",
+  ],
+  "src/models/index.ts": ["FileModelStore", "accuracy", "prng", "slice", "syntheticDataset", "trainLocal"],
+  "src/errors/index.ts": ["KPartyError", "isKPartyError"],
+  "src/devnet/index.ts": [
+    "bootstrapConsortium",
+    "createOutsider",
+    "createParticipant",
+    "freePort",
+    "startHardhatNode",
+  ],
+};
+
+describe("public API", () => {
+  for (const [file, names] of Object.entries(EXPECTED)) {
+    it(`${file} exports exactly its documented names`, async () => {
+      const mod = (await import(`../${file}`)) as Record<string, unknown>;
+      expect(Object.keys(mod).sort()).toEqual(names);
+    });
+  }
+});
