@@ -1,24 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { ChainClient } from "../chain/index.ts";
-import { FileModelStore } from "../models/index.ts";
-import { buildGateway, type GatewayOptions } from "./app.ts";
-import { openGatewayDatabase } from "./state.ts";
+import { offlineGatewayOptions } from "../../test/fixtures/offline-gateway.ts";
+import { buildGateway } from "./app.ts";
 
-const base = (): GatewayOptions => ({
-  agent: { resolveDid: async () => ({}) as never },
-  chain: {
-    deployment: {
-      chainId: 31337,
-      contracts: { CredentialRegistry: "0x1", ConsortiumRegistry: "0x2", EthereumDIDRegistry: "0x3" },
-      deployedAtBlock: 0,
-    },
-    provider: {},
-    contracts: {},
-  } as unknown as ChainClient,
-  models: new FileModelStore("/nonexistent-kparty-models"),
-  db: openGatewayDatabase(":memory:"),
-  domain: "gw.test",
-});
+const base = offlineGatewayOptions;
 
 describe("buildGateway misconfiguration", () => {
   it.each([
@@ -37,7 +21,7 @@ describe("buildGateway misconfiguration", () => {
 
 describe("client errors from the HTTP layer", () => {
   it("maps a body that does not match its Content-Length to 400 malformed, not a 500", async () => {
-    const app = await buildGateway({ ...base(), statusPollingIntervalMs: 3_600_000 });
+    const app = await buildGateway(base());
     const res = await app.inject({
       method: "POST",
       url: "/auth/token",

@@ -1,32 +1,10 @@
-import type { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
-import type { ChainClient } from "../chain/index.ts";
-import { FileModelStore } from "../models/index.ts";
+import { offlineGatewayOptions } from "../../test/fixtures/offline-gateway.ts";
 import { buildGateway } from "./app.ts";
 import { HTTP_STATUS } from "./errors.ts";
-import { openGatewayDatabase } from "./state.ts";
 
 /** The gateway app without a chain: enough to list its routes and serve its document. */
-async function app() {
-  const chain = {
-    deployment: {
-      chainId: 31337,
-      contracts: { CredentialRegistry: "0x1", ConsortiumRegistry: "0x2", EthereumDIDRegistry: "0x3" },
-      deployedAtBlock: 0,
-    },
-    provider: {},
-    contracts: {},
-  } as unknown as ChainClient;
-  const db: DatabaseSync = openGatewayDatabase(":memory:");
-  return buildGateway({
-    agent: { resolveDid: async () => ({}) as never },
-    chain,
-    models: new FileModelStore("/nonexistent-kparty-models"),
-    db,
-    domain: "gw.test",
-    statusPollingIntervalMs: 3_600_000,
-  });
-}
+const app = () => buildGateway(offlineGatewayOptions());
 
 describe("OpenAPI document", () => {
   it("documents exactly the routes the gateway registers", async () => {
