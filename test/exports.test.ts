@@ -64,6 +64,7 @@ const EXPECTED: Record<string, string[]> = {
     "decodeJwt",
     "grantProblem",
     "isModelSelector",
+    "isObject",
     "kpartyCredential",
     "merkleLeaf",
     "merkleNode",

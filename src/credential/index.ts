@@ -19,4 +19,4 @@ export {
 } from "./format.ts";
 export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";
 export { buildMerkleTree, type MerkleTree, merkleLeaf, merkleNode, merkleRootOf } from "./merkle.ts";
-export { parseStatusEntries } from "./status.ts";
+export { isObject, parseStatusEntries } from "./status.ts";

@@ -9,7 +9,8 @@ function malformed(message: string): never {
   throw new KPartyError("malformed", message);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** A plain JSON object (not null, not an array). */
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 

@@ -359,30 +359,27 @@ export class FileModelStore {
  * from each update file: memory stays O(block × updates) whatever the model size.
  */
 async function fedAvgFiles(inputs: { file: string; weight: number }[], parameterCount: number, out: string) {
-  const tmp = `${out}.${randomBytes(4).toString("hex")}.tmp`;
   const handles = await Promise.all(inputs.map((i) => open(i.file, "r")));
-  const output = await open(tmp, "w", 0o600);
   try {
-    const acc = new Float64Array(BLOCK_FLOATS);
-    const buf = Buffer.alloc(BLOCK_FLOATS * 4);
-    const block = new Float32Array(BLOCK_FLOATS);
-    for (let start = 0; start < parameterCount; start += BLOCK_FLOATS) {
-      const n = Math.min(BLOCK_FLOATS, parameterCount - start);
-      acc.fill(0, 0, n);
-      for (const [k, handle] of handles.entries()) {
-        const { bytesRead } = await handle.read(buf, 0, n * 4, start * 4);
-        if (bytesRead !== n * 4)
-          throw new KPartyError("internal", `update file ${inputs[k]?.file} is truncated`);
-        const weight = inputs[k]?.weight ?? 0;
-        for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + weight * buf.readFloatLE(i * 4);
+    await writeFileAtomic(out, async (output) => {
+      const acc = new Float64Array(BLOCK_FLOATS);
+      const buf = Buffer.alloc(BLOCK_FLOATS * 4);
+      const block = new Float32Array(BLOCK_FLOATS);
+      for (let start = 0; start < parameterCount; start += BLOCK_FLOATS) {
+        const n = Math.min(BLOCK_FLOATS, parameterCount - start);
+        acc.fill(0, 0, n);
+        for (const [k, handle] of handles.entries()) {
+          const { bytesRead } = await handle.read(buf, 0, n * 4, start * 4);
+          if (bytesRead !== n * 4)
+            throw new KPartyError("internal", `update file ${inputs[k]?.file} is truncated`);
+          const weight = inputs[k]?.weight ?? 0;
+          for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + weight * buf.readFloatLE(i * 4);
+        }
+        for (let i = 0; i < n; i++) block[i] = acc[i] as number;
+        await output.write(new Uint8Array(block.buffer, 0, n * 4));
       }
-      for (let i = 0; i < n; i++) block[i] = acc[i] as number;
-      await output.write(new Uint8Array(block.buffer, 0, n * 4));
-    }
-    await output.sync();
+    });
   } finally {
-    await output.close();
     await Promise.all(handles.map((h) => h.close()));
   }
-  await rename(tmp, out);
 }

@@ -4,16 +4,13 @@ import {
   caip10,
   type DecodedJwt,
   grantProblem,
+  isObject,
   type KPartyClaims,
   parseStatusEntries,
   pickGrant,
   VC_CONTEXT,
 } from "../../credential/index.ts";
 import { fail } from "./checks.ts";
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /** The protected header must say ES256K and ask for nothing kparty does not implement. */
 export function checkHeader(jwt: DecodedJwt, what: string): void {
