@@ -1,3 +1,4 @@
+export { contractsBuilt, ensureContractsBuilt } from "./build-contracts.ts";
 export {
   bootstrapConsortium,
   type ConsortiumMember,

@@ -34,6 +34,10 @@ export type KPartyErrorCode =
   | "insufficient_funds"
   | "wrong_passphrase"
   | "invalid_argument"
+  // command line
+  | "config_invalid"
+  | "passphrase_required"
+  | "unreachable"
   | "internal";
 
 export interface KPartyErrorOptions {

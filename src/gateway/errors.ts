@@ -30,6 +30,9 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   chain_rejected: 500,
   insufficient_funds: 500,
   wrong_passphrase: 500,
+  config_invalid: 500,
+  passphrase_required: 500,
+  unreachable: 502,
   internal: 500,
 };
 

@@ -1,0 +1,315 @@
+import type { Command } from "commander";
+import { getAddress, isAddress, type JsonRpcProvider, parseEther, type Signer, Wallet } from "ethers";
+import { ethrNetworkName } from "../../../agent/index.ts";
+import {
+  createChainClient,
+  createProvider,
+  type Deployment,
+  deployKParty,
+  type FoundingMember,
+  getChainStatus,
+  listMembers,
+  listProposals,
+} from "../../chain/index.ts";
+import { parseDidEthr } from "../../credential/index.ts";
+import { ensureContractsBuilt, startHardhatNode } from "../../devnet/index.ts";
+import { KPartyError } from "../../errors/index.ts";
+import type { CliContext } from "../context.ts";
+import { table } from "../output.ts";
+import { positiveInt, run, untilSignal } from "../run.ts";
+
+/** `Name=did:ethr:…` → a founding member, checked against the chain the DID must live on. */
+function parseFounder(value: string, chainId: number): FoundingMember {
+  const at = value.lastIndexOf("=");
+  const name = at > 0 ? value.slice(0, at).trim() : "";
+  const did = at > 0 ? value.slice(at + 1).trim() : "";
+  if (!name || !did) {
+    throw new KPartyError("invalid_argument", `--founder must be NAME=DID, got "${value}"`);
+  }
+  let parsed: { network: string; account: string };
+  try {
+    parsed = parseDidEthr(did);
+  } catch {
+    throw new KPartyError("invalid_argument", `founder ${name}: not a did:ethr DID: ${did}`);
+  }
+  if (parsed.network !== ethrNetworkName(chainId)) {
+    throw new KPartyError(
+      "invalid_argument",
+      `founder ${name}: ${did} is on network ${parsed.network}, the chain is ${ethrNetworkName(chainId)}`,
+    );
+  }
+  return { name, did, account: parsed.account };
+}
+
+/** An account from a did:ethr or an address. */
+export function accountOf(value: string): string {
+  if (isAddress(value)) return getAddress(value);
+  try {
+    return parseDidEthr(value).account;
+  } catch {
+    throw new KPartyError("invalid_argument", `not a did:ethr DID or an address: ${value}`);
+  }
+}
+
+function checkQuorum(quorum: number | undefined, founders: number): number {
+  const q = quorum ?? founders;
+  if (founders === 0) {
+    throw new KPartyError("invalid_argument", "at least one --founder NAME=DID is required", {
+      details: { hint: "create members' DIDs first with `kparty did create`" },
+    });
+  }
+  if (q > founders)
+    throw new KPartyError("invalid_argument", `--quorum ${q} exceeds the ${founders} founders`);
+  return q;
+}
+
+async function deployWithProgress(
+  ctx: CliContext,
+  deployer: Signer,
+  founders: FoundingMember[],
+  quorum: number,
+): Promise<Deployment> {
+  const progress = ctx.out.progress("deploying contracts", 2);
+  await ensureContractsBuilt();
+  progress.tick(1);
+  const deployment = await deployKParty({ deployer, founders, quorum });
+  progress.tick(2);
+  progress.done();
+  return deployment;
+}
+
+function deploymentLines(file: string, rpcUrl: string, deployment: Deployment, founders: FoundingMember[]) {
+  return [
+    `chain ${deployment.chainId} at ${rpcUrl}, deployed in block ${deployment.deployedAtBlock}`,
+    ...table(Object.entries(deployment.contracts).map(([name, address]) => [`  ${name}`, address])),
+    `founders: ${founders.map((f) => f.name).join(", ")}`,
+    `deployment written to ${file}`,
+  ];
+}
+
+/** The chain id a JSON-RPC endpoint serves; `registry_unavailable` if it does not answer. */
+async function chainIdAt(rpcUrl: string): Promise<number> {
+  try {
+    const response = await fetch(rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      signal: AbortSignal.timeout(5_000),
+    });
+    const body = (await response.json()) as { result?: string };
+    if (typeof body.result !== "string") throw new Error(`no chain id in ${JSON.stringify(body)}`);
+    return Number(body.result);
+  } catch (cause) {
+    throw new KPartyError("registry_unavailable", `no JSON-RPC answer from ${rpcUrl}`, { cause });
+  }
+}
+
+function deployerFromEnv(provider: JsonRpcProvider): Wallet | null {
+  const key = process.env.KPARTY_DEPLOYER_KEY;
+  if (!key) return null;
+  try {
+    return new Wallet(key.startsWith("0x") ? key : `0x${key}`, provider);
+  } catch {
+    // never echo the value
+    throw new KPartyError("config_invalid", "KPARTY_DEPLOYER_KEY is not a valid private key");
+  }
+}
+
+export function registerChain(program: Command): void {
+  const chain = program.command("chain").description("run a local chain for development");
+
+  chain
+    .command("up")
+    .description(
+      "start a local chain on 127.0.0.1, fund the founders and deploy all contracts; runs until Ctrl-C",
+    )
+    .option("--port <port>", "JSON-RPC port (default: the port of rpcUrl)", positiveInt("--port", 65535))
+    .option(
+      "--founder <name=did>",
+      "a founding member (repeat for each)",
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("--quorum <n>", "approvals a proposal needs (default: all founders)", positiveInt("--quorum"))
+    .option("--fund-eth <eth>", "ETH each founder receives for gas", "10")
+    .addHelpText(
+      "after",
+      `
+The chain lives in memory: stopping it (Ctrl-C, SIGTERM) ends it, and the next
+\`kparty chain up\` deploys afresh and rewrites the deployment file.
+
+Examples:
+  $ kparty chain up --founder "Org A=did:ethr:0x7a69:0x…" --founder "Org B=did:ethr:0x7a69:0x…" --quorum 2
+  $ kparty chain up --port 8546 --founder "Solo=$(kparty did create --alias solo)" &`,
+    )
+    .action(
+      run(async (ctx, options: { port?: number; founder: string[]; quorum?: number; fundEth: string }) => {
+        const founders = options.founder.map((f) => parseFounder(f, 31337));
+        const quorum = checkQuorum(options.quorum, founders.length);
+        if (ctx.config.chainId !== 31337) {
+          throw new KPartyError(
+            "config_invalid",
+            `a local chain has id 31337, the configuration says ${ctx.config.chainId}`,
+          );
+        }
+        const port = options.port ?? Number(new URL(ctx.config.rpcUrl).port || 8545);
+        const amount = parseAmount(options.fundEth);
+        ctx.out.info(`starting a local chain on 127.0.0.1:${port}…`);
+        const node = await startHardhatNode({ port });
+        ctx.onClose(() => node.stop());
+        const provider = createProvider(node.url, node.chainId);
+        ctx.onClose(() => provider.destroy());
+        const funder = await provider.getSigner(0);
+        for (const f of founders)
+          await (await funder.sendTransaction({ to: f.account, value: amount })).wait(1);
+        const deployment = await deployWithProgress(ctx, funder, founders, quorum);
+        const file = await ctx.saveDeployment(deployment, node.url);
+        ctx.out.result(
+          { rpcUrl: node.url, deploymentFile: file, ...deployment, founders, quorum, pid: process.pid },
+          [...deploymentLines(file, node.url, deployment, founders), "running; Ctrl-C stops the chain"],
+        );
+        const signal = await untilSignal();
+        ctx.out.info(`${signal}: stopping the chain`);
+      }),
+    );
+
+  chain
+    .command("fund")
+    .description(
+      "send ETH for gas to a DID's account (from KPARTY_DEPLOYER_KEY, or the node's first unlocked account)",
+    )
+    .argument("<did-or-address>", "who receives it")
+    .option("--eth <eth>", "how much", "10")
+    .addHelpText("after", `\nExamples:\n  $ kparty chain fund did:ethr:0x7a69:0x… --eth 5`)
+    .action(
+      run(async (ctx, options: { eth: string }, target: string) => {
+        const to = accountOf(target);
+        const value = parseAmount(options.eth);
+        await chainIdAt(ctx.config.rpcUrl);
+        const provider = ctx.provider();
+        const funder = deployerFromEnv(provider) ?? (await unlockedAccount(provider));
+        const tx = await funder.sendTransaction({ to, value });
+        const receipt = await tx.wait(1);
+        const balance = await provider.getBalance(to);
+        ctx.out.result(
+          {
+            account: to,
+            transactionHash: tx.hash,
+            blockNumber: receipt?.blockNumber,
+            balanceWei: balance.toString(),
+          },
+          `sent ${options.eth} ETH to ${to} in block ${receipt?.blockNumber}`,
+        );
+      }),
+    );
+
+  program
+    .command("deploy")
+    .description(
+      "deploy all contracts to the EVM JSON-RPC network of --rpc (or rpcUrl), paid by KPARTY_DEPLOYER_KEY",
+    )
+    .option(
+      "--founder <name=did>",
+      "a founding member (repeat for each)",
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("--quorum <n>", "approvals a proposal needs (default: all founders)", positiveInt("--quorum"))
+    .addHelpText(
+      "after",
+      `
+The deployer's private key comes from KPARTY_DEPLOYER_KEY and is never printed.
+Founders need their own ETH for gas on a public network.
+
+Examples:
+  $ KPARTY_DEPLOYER_KEY=0x… kparty deploy --rpc https://rpc.example.org --founder "Org A=did:ethr:0xaa36a7:0x…"
+  $ KPARTY_DEPLOYER_KEY=0x… kparty deploy --rpc http://127.0.0.1:8545 --founder "Org A=did:ethr:0x7a69:0x…"`,
+    )
+    .action(
+      run(async (ctx, options: { founder: string[]; quorum?: number }) => {
+        const chainId = await chainIdAt(ctx.config.rpcUrl);
+        if (chainId !== ctx.config.chainId) {
+          throw new KPartyError(
+            "config_invalid",
+            `${ctx.config.rpcUrl} serves chain ${chainId}, the configuration says ${ctx.config.chainId}`,
+            { details: { hint: "set chainId in the config or KPARTY_CHAIN_ID" } },
+          );
+        }
+        const founders = options.founder.map((f) => parseFounder(f, chainId));
+        const quorum = checkQuorum(options.quorum, founders.length);
+        const provider = ctx.provider();
+        const deployer = deployerFromEnv(provider);
+        if (!deployer) {
+          throw new KPartyError("config_invalid", "KPARTY_DEPLOYER_KEY is not set", {
+            details: { hint: "export KPARTY_DEPLOYER_KEY with the private key of a funded account" },
+          });
+        }
+        const deployment = await deployWithProgress(ctx, deployer, founders, quorum);
+        const file = await ctx.saveDeployment(deployment, ctx.config.rpcUrl);
+        ctx.out.result(
+          { rpcUrl: ctx.config.rpcUrl, deploymentFile: file, ...deployment, founders, quorum },
+          deploymentLines(file, ctx.config.rpcUrl, deployment, founders),
+        );
+      }),
+    );
+
+  program
+    .command("status")
+    .description("the chain, the contracts, the members and the open proposals")
+    .addHelpText("after", `\nExamples:\n  $ kparty status\n  $ kparty status --json`)
+    .action(
+      run(async (ctx) => {
+        const client = createChainClient({ provider: ctx.provider(), deployment: ctx.deployment() });
+        const { chainId, blockNumber } = await getChainStatus(client);
+        const [members, proposals, quorum] = await Promise.all([
+          listMembers(client),
+          listProposals(client),
+          client.contracts.consortium.getFunction("quorum").staticCall() as Promise<bigint>,
+        ]);
+        const now = Date.now();
+        const open = proposals.filter((p) => !p.executed && p.expiresAt.getTime() > now);
+        ctx.out.result(
+          {
+            rpcUrl: ctx.config.rpcUrl,
+            chainId,
+            blockNumber,
+            contracts: client.deployment.contracts,
+            deployedAtBlock: client.deployment.deployedAtBlock,
+            quorum: Number(quorum),
+            members,
+            counts: { members: members.length, proposals: proposals.length, openProposals: open.length },
+          },
+          [
+            `chain ${chainId} at ${ctx.config.rpcUrl}, block ${blockNumber}`,
+            ...table(Object.entries(client.deployment.contracts).map(([n, a]) => [`  ${n}`, a])),
+            `members: ${members.length} (quorum ${quorum}); proposals: ${proposals.length}, ${open.length} open`,
+            ...table(members.map((m) => [`  ${m.name}`, m.did])),
+          ],
+        );
+      }),
+    );
+}
+
+function parseAmount(eth: string) {
+  try {
+    const value = parseEther(eth);
+    if (value <= 0n) throw new Error("not positive");
+    return value;
+  } catch {
+    throw new KPartyError("invalid_argument", `not an ETH amount: ${eth}`);
+  }
+}
+
+async function unlockedAccount(provider: JsonRpcProvider): Promise<Signer> {
+  const accounts = (await provider.send("eth_accounts", [])) as string[];
+  if (accounts.length === 0) {
+    throw new KPartyError(
+      "config_invalid",
+      "the node has no unlocked account and KPARTY_DEPLOYER_KEY is not set",
+      {
+        details: { hint: "export KPARTY_DEPLOYER_KEY with the private key of a funded account" },
+      },
+    );
+  }
+  return provider.getSigner(accounts[0]);
+}

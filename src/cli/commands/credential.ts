@@ -1,0 +1,396 @@
+import { readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import type { Command } from "commander";
+import { type IssuedCredential, type IssueItem, MAX_BATCH } from "../../../agent/index.ts";
+import { createChainClient, getCredentialState } from "../../chain/index.ts";
+import { type Action, credentialIdOf, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
+import { KPartyError } from "../../errors/index.ts";
+import { writeFileAtomic } from "../../util/atomic-file.ts";
+import { identityOf } from "../context.ts";
+import { table } from "../output.ts";
+import { list, positiveInt, run } from "../run.ts";
+
+/**
+ * What `credential issue` writes for the holder: the signed credential, the proof of its
+ * anchoring and what the holder needs to present it. It holds no secret: presenting it
+ * takes the subject DID's key.
+ */
+export interface CredentialBundle {
+  type: "kparty-credential";
+  credentialId: string;
+  issuer: string;
+  issuerAccount: string;
+  subject: string;
+  statusIndex: number;
+  jwt: string;
+  anchor: IssuedCredential["anchor"];
+}
+
+interface IssueOptions {
+  as?: string;
+  subject?: string;
+  subjects?: string;
+  role: string;
+  models?: string;
+  actions: string;
+  quota?: number;
+  validDays: number;
+  out?: string;
+  outDir: string;
+  batchSize: number;
+}
+
+const ITEM_KEYS = new Set(["subject", "role", "models", "actions", "quota", "validDays"]);
+
+/** The items to issue: one subject from the flags, or every entry of a subjects file over the flags' defaults. */
+function issueItems(options: IssueOptions, now: Date): IssueItem[] {
+  const defaults = {
+    role: options.role as Role,
+    models: options.models ? list(options.models) : [],
+    actions: list(options.actions) as Action[],
+    ...(options.quota ? { quota: { requestsPerMinute: options.quota } } : {}),
+  };
+  const window = (days: number) => ({
+    validFrom: now,
+    validUntil: new Date(now.getTime() + days * 86_400_000),
+  });
+  if (options.subject && options.subjects) {
+    throw new KPartyError("invalid_argument", "give either --subject or --subjects, not both");
+  }
+  if (options.subject) return [{ subject: options.subject, ...defaults, ...window(options.validDays) }];
+  if (!options.subjects)
+    throw new KPartyError("invalid_argument", "--subject <did> or --subjects <file> is required");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(options.subjects, "utf8"));
+  } catch (cause) {
+    const reason =
+      (cause as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : (cause as Error).message;
+    throw new KPartyError("invalid_argument", `subjects file ${options.subjects}: ${reason}`);
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) {
+    throw new KPartyError(
+      "invalid_argument",
+      `subjects file ${options.subjects} must be a non-empty JSON array of DIDs or {subject, role?, models?, actions?, quota?, validDays?}`,
+    );
+  }
+  return parsed.map((entry, i) => {
+    if (typeof entry === "string") return { subject: entry, ...defaults, ...window(options.validDays) };
+    if (!isObject(entry) || typeof entry.subject !== "string") {
+      throw new KPartyError("invalid_argument", `subjects file entry ${i}: needs a "subject" DID`);
+    }
+    const unknown = Object.keys(entry).find((k) => !ITEM_KEYS.has(k));
+    if (unknown)
+      throw new KPartyError("invalid_argument", `subjects file entry ${i}: unknown field "${unknown}"`);
+    const days = entry.validDays ?? options.validDays;
+    if (typeof days !== "number" || !Number.isSafeInteger(days) || days < 1) {
+      throw new KPartyError(
+        "invalid_argument",
+        `subjects file entry ${i}: validDays must be a positive integer`,
+      );
+    }
+    return {
+      ...defaults,
+      subject: entry.subject,
+      ...(entry.role !== undefined ? { role: entry.role as Role } : {}),
+      ...(entry.models !== undefined ? { models: entry.models as string[] } : {}),
+      ...(entry.actions !== undefined ? { actions: entry.actions as Action[] } : {}),
+      ...(entry.quota !== undefined ? { quota: entry.quota as { requestsPerMinute: number } } : {}),
+      ...window(days),
+    };
+  });
+}
+
+/** Reads a bundle written by `credential issue`; `invalid_argument` when it is not one. */
+export function readBundle(file: string): CredentialBundle {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (cause) {
+    const reason = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : "not valid JSON";
+    throw new KPartyError("invalid_argument", `credential file ${file}: ${reason}`);
+  }
+  const b = parsed as Partial<CredentialBundle>;
+  if (
+    !isObject(parsed) ||
+    b.type !== "kparty-credential" ||
+    typeof b.jwt !== "string" ||
+    typeof b.subject !== "string" ||
+    typeof b.issuerAccount !== "string" ||
+    !Number.isSafeInteger(b.statusIndex) ||
+    !isObject(b.anchor)
+  ) {
+    throw new KPartyError("invalid_argument", `credential file ${file} is not a kparty credential bundle`);
+  }
+  let id: string;
+  try {
+    id = credentialIdOf(b.jwt);
+  } catch {
+    throw new KPartyError("invalid_argument", `credential file ${file}: the credential is not a JWT`);
+  }
+  if (id !== b.credentialId) {
+    throw new KPartyError(
+      "invalid_argument",
+      `credential file ${file}: credentialId does not match the credential`,
+    );
+  }
+  return parsed as unknown as CredentialBundle;
+}
+
+function statusCommand(
+  parent: Command,
+  verb: "revoke" | "suspend" | "reinstate",
+  describe: string,
+  method: "kpartyRevokeCredential" | "kpartySuspendCredential" | "kpartyReinstateCredential",
+) {
+  parent
+    .command(verb)
+    .description(describe)
+    .argument("<credential-id-or-file>", "the credential's id (0x…) or its bundle file")
+    .addHelpText("after", `\nExamples:\n  $ kparty credential ${verb} 0x3f…c1 --data-dir .kparty/org-a`)
+    .action(
+      run(async (ctx, _options, target: string) => {
+        const credentialId = idOf(target);
+        const { agent } = await ctx.agent("issuer");
+        const change = await agent[method]({ credentialId });
+        const past = verb === "revoke" ? "revoked" : verb === "suspend" ? "suspended" : "reinstated";
+        ctx.out.result(
+          {
+            credentialId,
+            statusIndex: change.statusIndex,
+            transactionHash: change.transactionHash,
+            blockNumber: change.blockNumber,
+          },
+          `${past} ${credentialId} (status index ${change.statusIndex}) in block ${change.blockNumber}`,
+        );
+      }),
+    );
+}
+
+function idOf(target: string): string {
+  if (/^0x[0-9a-fA-F]{64}$/.test(target)) return target.toLowerCase();
+  if (target.startsWith("0x"))
+    throw new KPartyError("invalid_argument", `not a credential id (0x + 64 hex): ${target}`);
+  return readBundle(target).credentialId;
+}
+
+async function writeBundles(
+  issued: IssuedCredential[],
+  items: IssueItem[],
+  issuer: { did: string; account: string },
+  options: IssueOptions,
+  offset: number,
+): Promise<string[]> {
+  const dir = resolve(options.outDir);
+  const files: string[] = [];
+  for (const [i, c] of issued.entries()) {
+    const bundle: CredentialBundle = {
+      type: "kparty-credential",
+      credentialId: c.credentialId,
+      issuer: issuer.did,
+      issuerAccount: issuer.account,
+      subject: (items[i] as IssueItem).subject,
+      statusIndex: c.statusIndex,
+      jwt: c.jwt,
+      anchor: c.anchor,
+    };
+    const file =
+      options.out && items.length === 1 && offset === 0
+        ? resolve(options.out)
+        : join(dir, `${c.credentialId.slice(2, 18)}.json`);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, 0o644);
+    files.push(file);
+  }
+  return files;
+}
+
+export function registerCredential(program: Command): void {
+  const credential = program
+    .command("credential")
+    .description("issue K-th Party tokens and change their status on chain");
+
+  credential
+    .command("issue")
+    .description("sign credentials for one subject or many (batch-anchored), and write one bundle file each")
+    .option("--subject <did>", "the holder's DID")
+    .option(
+      "--subjects <file>",
+      "a JSON array of DIDs or {subject, role?, models?, actions?, quota?, validDays?}",
+    )
+    .option("--role <role>", "participant, coordinator or observer", "participant")
+    .option("--models <ids>", 'model ids, comma-separated, or "*"')
+    .option("--actions <list>", "model:read, model:infer, model:contribute, round:aggregate", "model:read")
+    .option("--quota <rpm>", "requests a minute the gateway allows", positiveInt("--quota"))
+    .option("--valid-days <n>", "validity from now", positiveInt("--valid-days", 3650), 30)
+    .option("--out <file>", "bundle file for a single credential")
+    .option("--out-dir <dir>", "folder for bundle files", "credentials")
+    .option(
+      "--batch-size <n>",
+      "credentials per anchoring transaction",
+      positiveInt("--batch-size", MAX_BATCH),
+      1000,
+    )
+    .option("--as <did-or-alias>", "the issuer DID (default: the data dir's only DID)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ kparty credential issue --subject did:ethr:0x7a69:0x… --models fl-demo --actions model:read,model:contribute --out alice.json
+  $ kparty credential issue --subjects participants.json --models fl-demo --out-dir creds/ --batch-size 512`,
+    )
+    .action(
+      run(async (ctx, options: IssueOptions) => {
+        const items = issueItems(options, new Date());
+        const { agent } = await ctx.agent("issuer");
+        const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
+        const { account } = parseDidEthr(did);
+        const progress = ctx.out.progress("issuing and anchoring", items.length);
+        const results: {
+          credentialId: string;
+          subject: string;
+          file: string;
+          blockNumber: number;
+          root: string | null;
+        }[] = [];
+        try {
+          for (let start = 0; start < items.length; start += options.batchSize) {
+            const chunk = items.slice(start, start + options.batchSize);
+            const issued =
+              chunk.length === 1 && items.length === 1
+                ? [await agent.kpartyIssueCredential({ issuer: did, ...(chunk[0] as IssueItem) })]
+                : await agent.kpartyIssueCredentials({ issuer: did, credentials: chunk });
+            const files = await writeBundles(issued, chunk, { did, account }, options, start);
+            for (const [i, c] of issued.entries()) {
+              results.push({
+                credentialId: c.credentialId,
+                subject: (chunk[i] as IssueItem).subject,
+                file: files[i] as string,
+                blockNumber: c.anchor.blockNumber,
+                root: c.anchor.root,
+              });
+            }
+            progress.tick(results.length);
+          }
+        } catch (error) {
+          progress.done();
+          if (results.length > 0)
+            ctx.out.info(
+              `${results.length} of ${items.length} credentials were issued and written before the failure`,
+            );
+          throw error;
+        }
+        progress.done();
+        ctx.out.result(
+          { issuer: did, issued: results },
+          results.length === 1
+            ? [`${results[0]?.credentialId}`]
+            : table(results.map((r) => [r.credentialId, r.subject, r.file])),
+        );
+        ctx.out.info(
+          `issued ${results.length} credential(s), anchored in block(s) ${[...new Set(results.map((r) => r.blockNumber))].join(", ")}; bundles in ${results.length === 1 ? results[0]?.file : resolve(options.outDir)}`,
+        );
+      }),
+    );
+
+  statusCommand(credential, "revoke", "revoke a credential (final)", "kpartyRevokeCredential");
+  statusCommand(credential, "suspend", "suspend a credential (reversible)", "kpartySuspendCredential");
+  statusCommand(credential, "reinstate", "lift a suspension", "kpartyReinstateCredential");
+
+  credential
+    .command("status")
+    .description("a credential's anchor, issuer membership and status, read from the chain")
+    .argument("<credential-id-or-file>", "a bundle file, or the id of a credential this data dir issued")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty credential status alice.json\n  $ kparty credential status 0x3f…c1 --data-dir .kparty/org-a`,
+    )
+    .action(
+      run(async (ctx, _options, target: string) => {
+        let ref: { credentialId: string; issuerAccount: string; statusIndex: number; root: string | null };
+        if (/^0x/.test(target)) {
+          const { agent } = await ctx.agent("issuer");
+          const r = await agent.kpartyGetIssuedCredential({ credentialId: idOf(target) });
+          ref = {
+            credentialId: r.credentialId,
+            issuerAccount: r.issuerAccount,
+            statusIndex: r.statusIndex,
+            root: r.anchorRoot,
+          };
+        } else {
+          const b = readBundle(target);
+          ref = {
+            credentialId: b.credentialId,
+            issuerAccount: b.issuerAccount,
+            statusIndex: b.statusIndex,
+            root: b.anchor.root,
+          };
+        }
+        const client = createChainClient({ provider: ctx.provider(), deployment: ctx.deployment() });
+        const state = await getCredentialState(client, {
+          credentialId: ref.root ?? ref.credentialId,
+          issuer: ref.issuerAccount,
+          revocationIndex: ref.statusIndex,
+          suspensionIndex: ref.statusIndex,
+        });
+        const verdict =
+          state.anchoredBy === null
+            ? "not_anchored"
+            : state.revoked
+              ? "revoked"
+              : state.suspended
+                ? "suspended"
+                : !state.issuerIsMember
+                  ? "issuer_not_member"
+                  : "valid";
+        ctx.out.result({ credentialId: ref.credentialId, verdict, ...state }, [
+          `${ref.credentialId}: ${verdict}`,
+          `  anchored   ${state.anchoredAt === null ? "no" : `block ${state.anchoredAt}`}`,
+          `  revoked    ${state.revoked}`,
+          `  suspended  ${state.suspended}`,
+          `  issuer is a member: ${state.issuerIsMember} (at anchoring: ${state.issuerWasMemberAtAnchor})`,
+        ]);
+      }),
+    );
+
+  credential
+    .command("list")
+    .description("credentials this data dir issued")
+    .addHelpText("after", `\nExamples:\n  $ kparty credential list --data-dir .kparty/org-a --json`)
+    .action(
+      run(async (ctx) => {
+        const { agent } = await ctx.agent("issuer");
+        const records = await agent.kpartyListIssuedCredentials({});
+        const rows = records.map(({ jwt: _jwt, anchorProof: _proof, ...r }) => r);
+        ctx.out.result(
+          { credentials: rows },
+          rows.length === 0
+            ? ["(none)"]
+            : table(
+                rows.map((r) => [
+                  r.credentialId,
+                  r.subject,
+                  `#${r.statusIndex}`,
+                  r.anchoredBlock === null ? "pending" : `block ${r.anchoredBlock}`,
+                ]),
+              ),
+        );
+      }),
+    );
+
+  credential
+    .command("resume")
+    .description("anchor what an interrupted issuance left signed but not anchored")
+    .addHelpText("after", `\nExamples:\n  $ kparty credential resume --data-dir .kparty/org-a`)
+    .action(
+      run(async (ctx) => {
+        const { agent } = await ctx.agent("issuer");
+        const resumed = await agent.kpartyResumeAnchoring({});
+        ctx.out.result(
+          resumed,
+          `anchored ${resumed.credentials} credential(s) and ${resumed.batches} batch root(s)`,
+        );
+      }),
+    );
+}

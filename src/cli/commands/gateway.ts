@@ -1,0 +1,99 @@
+import { join } from "node:path";
+import type { Command } from "commander";
+import { createKPartyAgent } from "../../../agent/index.ts";
+import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
+import { KPartyError } from "../../errors/index.ts";
+import { buildGateway, openGatewayDatabase } from "../../gateway/index.ts";
+import { FileModelStore } from "../../models/index.ts";
+import { positiveInt, run, untilSignal } from "../run.ts";
+
+/** `id:d1,d2…` → a model to register at start. */
+function parseModel(value: string): { id: string; shape: number[] } {
+  const [id, dims] = value.split(":");
+  const shape = (dims ?? "").split(",").map(Number);
+  if (!id || !dims || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
+    throw new KPartyError("invalid_argument", `--model must be ID:SHAPE (e.g. fl-demo:101), got "${value}"`);
+  }
+  return { id, shape };
+}
+
+export function registerGateway(program: Command): void {
+  const gateway = program.command("gateway").description("the access gateway in front of the shared models");
+
+  gateway
+    .command("serve")
+    .description("verify presentations against the chain and guard the model store; runs until Ctrl-C")
+    .option("--host <host>", "listen address (default: gateway.host, 127.0.0.1)")
+    .option("--port <port>", "listen port (default: gateway.port; 0 for any free port)", (v) =>
+      v === "0" ? 0 : positiveInt("--port", 65535)(v),
+    )
+    .option("--domain <domain>", "the audience presentations must name (default: gateway.domain)")
+    .option(
+      "--model <id:shape>",
+      "register this model at start unless it exists (repeatable)",
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
+    .addHelpText(
+      "after",
+      `
+State lives in the data dir: gateway.sqlite (challenges and the hash-chained audit log)
+and models/. Access tokens are signed with a key made at start, so they end when the
+gateway stops.
+
+Examples:
+  $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101
+  $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening`,
+    )
+    .action(
+      run(
+        async (
+          ctx,
+          options: { host?: string; port?: number; domain?: string; model: string[]; tokenTtl: number },
+        ) => {
+          const models = options.model.map(parseModel);
+          const deployment = ctx.deployment();
+          const provider = ctx.provider();
+          const chain = createChainClient({ provider, deployment });
+          await getChainStatus(chain);
+          const verifier = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
+          const store = new FileModelStore(join(ctx.config.dataDir, "models"));
+          for (const m of models) {
+            const existing = await store.get(m.id).catch(() => null);
+            if (!existing)
+              await store.register({
+                id: m.id,
+                description: `registered by kparty gateway serve`,
+                shape: m.shape,
+              });
+          }
+          const db = openGatewayDatabase(join(ctx.config.dataDir, "gateway.sqlite"));
+          ctx.onClose(() => db.close());
+          const watcherProvider = createProvider(ctx.config.rpcUrl, deployment.chainId);
+          ctx.onClose(() => watcherProvider.destroy());
+          const domain = options.domain ?? ctx.config.gateway.domain;
+          const app = await buildGateway({
+            agent: verifier.agent,
+            chain,
+            models: store,
+            db,
+            domain,
+            tokenTtlSeconds: options.tokenTtl,
+            watcherChain: createChainClient({ provider: watcherProvider, deployment }),
+          });
+          ctx.onClose(() => app.close());
+          const url = await app.listen({
+            host: options.host ?? ctx.config.gateway.host,
+            port: options.port ?? ctx.config.gateway.port,
+          });
+          ctx.out.result({ url, domain, dataDir: ctx.config.dataDir, pid: process.pid }, [
+            `gateway listening on ${url} (domain ${domain})`,
+            "running; Ctrl-C stops it",
+          ]);
+          const signal = await untilSignal();
+          ctx.out.info(`${signal}: stopping the gateway`);
+        },
+      ),
+    );
+}

@@ -1,0 +1,118 @@
+import { mkdir, readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { Command } from "commander";
+import { isKPartyError, KPartyError } from "../../errors/index.ts";
+import { createGatewayClient, type GatewayClient } from "../../gateway/index.ts";
+import { writeFileAtomic } from "../../util/atomic-file.ts";
+import { identityOf } from "../context.ts";
+import { run } from "../run.ts";
+import { readBundle } from "./credential.ts";
+
+/** An access token kept for the model commands (the data dir's `session.json`, mode 0600). */
+export interface Session {
+  gateway: string;
+  accessToken: string;
+  expiresAt: string;
+  scope: string;
+  holder: string;
+  credentialId: string;
+}
+
+export function sessionFile(dataDir: string): string {
+  return join(dataDir, "session.json");
+}
+
+/** A gateway client whose network failures are `unreachable` errors instead of bare `fetch failed`. */
+export function gatewayClient(url: string): GatewayClient {
+  return createGatewayClient(url, {
+    fetch: async (input, init) => {
+      try {
+        return await fetch(input, { ...init, signal: AbortSignal.timeout(30_000) });
+      } catch (cause) {
+        throw new KPartyError("unreachable", `no answer from the gateway at ${url}`, { cause });
+      }
+    },
+  });
+}
+
+/** The saved session; `token_invalid` when there is none or it has expired. */
+export async function loadSession(dataDir: string, now = Date.now()): Promise<Session> {
+  let session: Session;
+  try {
+    session = JSON.parse(await readFile(sessionFile(dataDir), "utf8")) as Session;
+  } catch (cause) {
+    throw new KPartyError("token_invalid", `no access token in ${dataDir}`, { cause });
+  }
+  if (typeof session.accessToken !== "string" || !(Date.parse(session.expiresAt) > now)) {
+    throw new KPartyError("token_invalid", `the access token in ${dataDir} has expired`);
+  }
+  return session;
+}
+
+export function registerPresent(program: Command): void {
+  program
+    .command("present")
+    .description("present a credential to a gateway (challenge → signed presentation → access token)")
+    .requiredOption("--credential <file>", "the bundle file `kparty credential issue` wrote")
+    .option("--gateway <url>", "the gateway (default: gateway.url of the config)")
+    .option("--scope <scope>", 'ask for less than the credential grants, e.g. "model:read"')
+    .addHelpText(
+      "after",
+      `
+The access token is saved in the data dir (session.json, readable only by you) for the
+\`kparty model\` commands; it is never printed.
+
+Examples:
+  $ kparty present --credential alice.json --data-dir .kparty/alice
+  $ kparty present --credential alice.json --gateway http://127.0.0.1:8080 --scope model:read --json`,
+    )
+    .action(
+      run(async (ctx, options: { credential: string; gateway?: string; scope?: string }) => {
+        const bundle = readBundle(options.credential);
+        const url = (options.gateway ?? ctx.config.gateway.url).replace(/\/+$/, "");
+        const { agent } = await ctx.agent("holder");
+        const { did } = await identityOf(agent, bundle.subject, ctx.config.dataDir).catch(
+          (error: unknown) => {
+            if (isKPartyError(error, "not_found")) {
+              throw new KPartyError(
+                "not_found",
+                `the credential's subject ${bundle.subject} is not a DID of ${ctx.config.dataDir}`,
+                {
+                  details: { hint: "present from the data dir of the DID the credential was issued to" },
+                },
+              );
+            }
+            throw error;
+          },
+        );
+        const gw = gatewayClient(url);
+        const { challenge, domain } = await gw.challenge();
+        const presentation = await agent.kpartyCreatePresentation({
+          holder: did,
+          credentials: [bundle.jwt],
+          challenge,
+          domain,
+          ...(bundle.anchor.root ? { anchorProof: bundle.anchor.proof } : {}),
+        });
+        const token = await gw.token(presentation, options.scope);
+        const session: Session = {
+          gateway: url,
+          accessToken: token.access_token,
+          expiresAt: new Date(Date.now() + token.expires_in * 1000).toISOString(),
+          scope: token.scope,
+          holder: token.holder,
+          credentialId: token.credential_id,
+        };
+        const file = sessionFile(ctx.config.dataDir);
+        await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+        await writeFileAtomic(file, JSON.stringify(session), 0o600);
+        const { accessToken: _secret, ...shown } = session;
+        ctx.out.result({ ...shown, models: token.models, sessionFile: file }, [
+          `access granted by ${url}: ${token.scope}`,
+          `  models   ${token.models.join(", ")}`,
+          `  expires  ${session.expiresAt}`,
+          `  token saved in ${file}`,
+        ]);
+      }),
+    );
+}

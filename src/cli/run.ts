@@ -1,0 +1,54 @@
+import { type Command, InvalidArgumentError as InvalidOptionArgument } from "commander";
+import { CliContext, type GlobalOptions } from "./context.ts";
+
+/**
+ * Wraps a command's body: builds its context from the global and command options, runs it,
+ * and releases whatever it opened, whether it succeeded or not. Errors propagate to `main`,
+ * which prints them and picks the exit code.
+ */
+export function run<A extends unknown[], O extends object>(
+  body: (ctx: CliContext, options: O, ...args: A) => Promise<void>,
+): (...all: unknown[]) => Promise<void> {
+  return async (...all: unknown[]) => {
+    const command = all[all.length - 1] as Command;
+    const options = command.optsWithGlobals() as O & GlobalOptions;
+    const ctx = new CliContext(options);
+    try {
+      await body(ctx, options, ...(all.slice(0, -2) as A));
+    } finally {
+      await ctx.close();
+    }
+  };
+}
+
+/** Resolves on the first SIGINT or SIGTERM: how long-running commands (chain up, gateway serve) wait. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+/** Splits a comma-separated option value. */
+export function list(value: string): string[] {
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+/** Parses a positive integer option, or throws `invalid_argument` naming it. */
+export function positiveInt(name: string, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) {
+      throw new InvalidOptionArgument(`${name} must be an integer from 1 to ${max}, got "${value}"`);
+    }
+    return n;
+  };
+}
