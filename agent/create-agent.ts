@@ -24,6 +24,7 @@ import type { Provider } from "ethers";
 import { getResolver as getEthrResolver } from "ethr-did-resolver";
 import type { DataSource } from "typeorm";
 import { createChainClient, type Deployment } from "../src/chain/index.ts";
+import { ethrNetworkName } from "../src/credential/index.ts";
 import { IssuedCredentialStore } from "./issued-store.ts";
 import { openKeyring } from "./keyring.ts";
 import { type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
@@ -65,10 +66,7 @@ export interface AgentHandle<A> {
   close(): Promise<void>;
 }
 
-/** The did:ethr network name kparty uses for a chain: its id in hex (`0x7a69` for 31337). */
-export function ethrNetworkName(chainId: number): string {
-  return `0x${chainId.toString(16)}`;
-}
+export { ethrNetworkName };
 
 function ethrNetwork(config: AgentConfig) {
   const { deployment, provider } = config.chain;

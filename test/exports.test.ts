@@ -62,6 +62,7 @@ const EXPECTED: Record<string, string[]> = {
     "caip10",
     "credentialIdOf",
     "decodeJwt",
+    "ethrNetworkName",
     "grantProblem",
     "isModelSelector",
     "isObject",
@@ -100,8 +101,10 @@ const EXPECTED: Record<string, string[]> = {
   "src/errors/index.ts": ["KPartyError", "isKPartyError"],
   "src/devnet/index.ts": [
     "bootstrapConsortium",
+    "contractsBuilt",
     "createOutsider",
     "createParticipant",
+    "ensureContractsBuilt",
     "freePort",
     "startHardhatNode",
   ],

@@ -2,13 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { JsonRpcProvider } from "ethers";
-import {
-  type AgentHandle,
-  createKPartyAgent,
-  ethrNetworkName,
-  type HolderAgent,
-  type IssuerAgent,
-} from "../../agent/index.ts";
+import type { AgentHandle, HolderAgent, IssuerAgent } from "../../agent/index.ts";
 import { type ChainClient, createChainClient, createProvider, type Deployment } from "../chain/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
@@ -151,17 +145,14 @@ export class CliContext {
     const fresh = !existsSync(join(dataDir, "keyring.json"));
     const passphrase = await readPassphrase({ label: dataDir, confirm: fresh });
     const chain = { provider: this.provider(), deployment };
+    // Veramo, TypeORM and sql.js take a second to load: only commands that open an agent pay for it.
+    const { createKPartyAgent } = await import("../../agent/index.ts");
     const handle =
       role === "issuer"
         ? await createKPartyAgent({ role, dataDir, passphrase, chain })
         : await createKPartyAgent({ role, dataDir, passphrase, chain });
     this.onClose(() => handle.close());
     return handle;
-  }
-
-  /** The did:ethr method prefix of the configured chain (`did:ethr:0x7a69`). */
-  didPrefix(): string {
-    return `did:ethr:${ethrNetworkName(this.config.chainId)}`;
   }
 }
 

@@ -32,7 +32,6 @@ export function buildProgram(): Command {
     .addOption(new Option("--rpc <url>", "the chain's JSON-RPC URL (overrides rpcUrl and KPARTY_RPC_URL)"))
     .option("--json", "print the result as one JSON value on stdout; human text goes to stderr")
     .option("--debug", "print stack traces with errors")
-    .showHelpAfterError("(run with --help for usage)")
     .addHelpText(
       "after",
       `

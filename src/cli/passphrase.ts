@@ -13,19 +13,29 @@ export async function readPassphrase(options: {
   confirm: boolean;
 }): Promise<string> {
   const fromEnv = (options.env ?? process.env).KPARTY_PASSPHRASE;
-  if (fromEnv) return fromEnv;
+  if (fromEnv) return checked(fromEnv, "KPARTY_PASSPHRASE");
   const input = options.input ?? process.stdin;
   const output = options.output ?? process.stderr;
   if (!input.isTTY) {
     throw new KPartyError("passphrase_required", `no passphrase for ${options.label}`);
   }
   const first = await prompt(input, output, `Passphrase for ${options.label}: `);
-  if (!first) throw new KPartyError("passphrase_required", "the passphrase must not be empty");
+  checked(first, "the passphrase");
   if (options.confirm && (await prompt(input, output, "Repeat the passphrase: ")) !== first) {
     throw new KPartyError("passphrase_required", "the two passphrases differ");
   }
   return first;
 }
+
+/** The keyring's rule (at least 8 characters), as a CLI error rather than a TypeError. */
+function checked(passphrase: string, what: string): string {
+  if (passphrase.length < MIN_LENGTH) {
+    throw new KPartyError("passphrase_required", `${what} must have at least ${MIN_LENGTH} characters`);
+  }
+  return passphrase;
+}
+
+const MIN_LENGTH = 8;
 
 function prompt(input: NodeJS.ReadStream, output: NodeJS.WritableStream, question: string): Promise<string> {
   output.write(question);

@@ -16,6 +16,11 @@ export function parseDidEthr(did: unknown): { network: string; account: string }
   return parsed;
 }
 
+/** The did:ethr network name kparty uses for a chain: its id in hex (`0x7a69` for 31337). */
+export function ethrNetworkName(chainId: number): string {
+  return `0x${chainId.toString(16)}`;
+}
+
 /** Deriving the address of a public-key DID decompresses a curve point (pure JS, ~1 ms): remember it. */
 const memo = new Map<string, { network: string; account: string }>();
 

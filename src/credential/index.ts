@@ -1,6 +1,6 @@
 export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
 export { grantProblem, isModelSelector, MODEL_ID, pickGrant } from "./claims.ts";
-export { parseDidEthr } from "./did-ethr.ts";
+export { ethrNetworkName, parseDidEthr } from "./did-ethr.ts";
 export {
   ACTIONS,
   type Action,

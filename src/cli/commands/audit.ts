@@ -2,7 +2,9 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { KPartyError } from "../../errors/index.ts";
-import { AuditLog, openGatewayDatabase, verifyAuditChain } from "../../gateway/index.ts";
+// From the modules themselves, not gateway/index.ts: the CLI loads only what a command uses.
+import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
+import { openGatewayDatabase } from "../../gateway/state.ts";
 import type { CliContext } from "../context.ts";
 import { EXIT, table } from "../output.ts";
 import { positiveInt, run } from "../run.ts";

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 import { getAddress, isAddress, type JsonRpcProvider, parseEther, type Signer, Wallet } from "ethers";
-import { ethrNetworkName } from "../../../agent/index.ts";
 import {
   createChainClient,
   createProvider,
@@ -11,8 +10,10 @@ import {
   listMembers,
   listProposals,
 } from "../../chain/index.ts";
-import { parseDidEthr } from "../../credential/index.ts";
-import { ensureContractsBuilt, startHardhatNode } from "../../devnet/index.ts";
+import { ethrNetworkName, parseDidEthr } from "../../credential/index.ts";
+// From the modules themselves: devnet/index.ts also loads the Veramo agent, which these commands do not need.
+import { ensureContractsBuilt } from "../../devnet/build-contracts.ts";
+import { startHardhatNode } from "../../devnet/hardhat-node.ts";
 import { KPartyError } from "../../errors/index.ts";
 import type { CliContext } from "../context.ts";
 import { table } from "../output.ts";

@@ -1,10 +1,7 @@
 import { join } from "node:path";
 import type { Command } from "commander";
-import { createKPartyAgent } from "../../../agent/index.ts";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
 import { KPartyError } from "../../errors/index.ts";
-import { buildGateway, openGatewayDatabase } from "../../gateway/index.ts";
-import { FileModelStore } from "../../models/index.ts";
 import { positiveInt, run, untilSignal } from "../run.ts";
 
 /** `id:d1,d2…` → a model to register at start. */
@@ -57,6 +54,10 @@ Examples:
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
           await getChainStatus(chain);
+          // The agent, Fastify and the model store load only for this command.
+          const { createKPartyAgent } = await import("../../../agent/index.ts");
+          const { buildGateway, openGatewayDatabase } = await import("../../gateway/index.ts");
+          const { FileModelStore } = await import("../../models/index.ts");
           const verifier = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
           const store = new FileModelStore(join(ctx.config.dataDir, "models"));
           for (const m of models) {

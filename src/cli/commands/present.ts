@@ -2,7 +2,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { isKPartyError, KPartyError } from "../../errors/index.ts";
-import { createGatewayClient, type GatewayClient } from "../../gateway/index.ts";
+import { createGatewayClient, type GatewayClient } from "../../gateway/client.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import { identityOf } from "../context.ts";
 import { run } from "../run.ts";

@@ -1,0 +1,527 @@
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../src/devnet/index.ts";
+import { type CliResult, kparty, startKparty } from "./fixtures/cli.ts";
+
+/**
+ * The real `kparty` binary, spawned for every command group against a chain that
+ * `kparty chain up` started, including its refusals: exact exit codes and error lines.
+ */
+
+const PASSPHRASE = "cli test passphrase";
+const DID = /^did:ethr:0x7a69:0x[0-9a-f]{66}$/;
+
+let dir: string;
+let env: Record<string, string>;
+let chain: Awaited<ReturnType<typeof startKparty<{ rpcUrl: string; founders: unknown[] }>>>;
+let orgA: string;
+
+const run = (args: string[], extra: Record<string, string | undefined> = {}) =>
+  kparty(args, { cwd: dir, env: { ...env, ...extra } });
+const as = (dataDir: string, args: string[], extra: Record<string, string | undefined> = {}) =>
+  run([...args, "--data-dir", `.kparty/${dataDir}`], extra);
+const json = <T = Record<string, unknown>>(r: CliResult): T => {
+  expect(r.stderr.includes("kparty: ") ? r.stderr : "", "no error expected").toBe("");
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as T;
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "kparty-cli-"));
+  const rpcPort = await freePort();
+  env = { KPARTY_PASSPHRASE: PASSPHRASE, KPARTY_RPC_URL: `http://127.0.0.1:${rpcPort}` };
+  expect((await run(["init"])).code).toBe(0);
+  orgA = (await as("org-a", ["did", "create", "--alias", "Org A"])).stdout.trim();
+  expect(orgA).toMatch(DID);
+  chain = await startKparty(["chain", "up", "--founder", `Org A=${orgA}`, "--quorum", "1"], {
+    cwd: dir,
+    env,
+  });
+});
+
+afterAll(async () => {
+  const code = await chain?.stop();
+  expect(code).toBe(0);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("kparty init and configuration", () => {
+  it("writes kparty.json with the defaults and refuses to replace it without --force", async () => {
+    const config = JSON.parse(readFileSync(join(dir, "kparty.json"), "utf8"));
+    expect(config).toEqual({
+      rpcUrl: "http://127.0.0.1:8545",
+      chainId: 31337,
+      deployment: "deployment.json",
+      dataDir: ".kparty/agent",
+      gateway: {
+        url: "http://127.0.0.1:8080",
+        host: "127.0.0.1",
+        port: 8080,
+        domain: "gateway.kparty.local",
+      },
+    });
+    const again = await run(["init"]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toBe(
+      `kparty: invalid_argument: ${join(dir, "kparty.json")} exists (hint: pass --force to replace it)\n`,
+    );
+  });
+
+  it("a missing --config file is exit 3 with the file named", async () => {
+    const r = await run(["status", "--config", "missing.json"]);
+    expect(r).toEqual({
+      code: 3,
+      stdout: "",
+      stderr:
+        "kparty: config_invalid: config file missing.json not found (hint: run `kparty init`, or pass --config FILE)\n",
+    });
+  });
+
+  it("an unknown setting or a bad value in the config file is exit 3", async () => {
+    writeFileSync(join(dir, "odd.json"), JSON.stringify({ rpcUrl: "http://127.0.0.1:1", colour: "blue" }));
+    const unknown = await run(["status", "--config", "odd.json"]);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(
+      /^kparty: config_invalid: unknown setting "colour" in .*odd\.json \(hint: settings: rpcUrl, chainId/,
+    );
+    writeFileSync(join(dir, "bad-port.json"), JSON.stringify({ gateway: { port: 70000 } }));
+    const port = await run(["status", "--config", "bad-port.json"]);
+    expect(port.code).toBe(3);
+    expect(port.stderr).toMatch(
+      /^kparty: config_invalid: gateway\.port in .*bad-port\.json must be an integer from 1 to 65535/,
+    );
+  });
+
+  it("the environment overrides the file and flags override the environment", async () => {
+    const r = await run(["status", "--json"], { KPARTY_RPC_URL: "http://127.0.0.1:1" });
+    expect(r.code).toBe(6);
+    const flagged = json(
+      await run(["status", "--json", "--rpc", env.KPARTY_RPC_URL as string], {
+        KPARTY_RPC_URL: "http://127.0.0.1:1",
+      }),
+    );
+    expect(flagged.chainId).toBe(31337);
+  });
+
+  it("an unreachable RPC is exit 6 registry_unavailable, as a JSON error too", async () => {
+    const r = await run(["status", "--rpc", "http://127.0.0.1:1", "--json"]);
+    expect(r.code).toBe(6);
+    expect(r.stderr).toBe(
+      "kparty: registry_unavailable: read chain status: chain unavailable: connect ECONNREFUSED 127.0.0.1:1 (hint: is the chain running? check rpcUrl in the config or KPARTY_RPC_URL)\n",
+    );
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: {
+        code: "registry_unavailable",
+        message: "read chain status: chain unavailable: connect ECONNREFUSED 127.0.0.1:1",
+        hint: "is the chain running? check rpcUrl in the config or KPARTY_RPC_URL",
+        exitCode: 6,
+      },
+    });
+  });
+
+  it("unknown commands and options are exit 2; --help shows examples and exits 0", async () => {
+    expect(await run(["frobnicate"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        "kparty: invalid_argument: unknown command 'frobnicate' (hint: see `kparty <command> --help`)\n",
+    });
+    const option = await run(["did", "create", "--colour"]);
+    expect(option.code).toBe(2);
+    expect(option.stderr).toBe(
+      "kparty: invalid_argument: unknown option '--colour' (hint: see `kparty <command> --help`)\n",
+    );
+    for (const command of [
+      ["credential", "issue"],
+      ["member", "propose", "add"],
+      ["gateway", "serve"],
+      ["audit", "verify"],
+    ]) {
+      const help = await run([...command, "--help"]);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain(`Usage: kparty ${command.join(" ")}`);
+      expect(help.stdout).toContain("Examples:");
+    }
+  });
+});
+
+describe("kparty chain up, status, did", () => {
+  it("chain up funded the founder, deployed and wrote the deployment file", async () => {
+    const deployment = JSON.parse(readFileSync(join(dir, "deployment.json"), "utf8"));
+    expect(deployment.chainId).toBe(31337);
+    expect(deployment.rpcUrl).toBe(env.KPARTY_RPC_URL);
+    expect(Object.keys(deployment.contracts).sort()).toEqual([
+      "ConsortiumRegistry",
+      "CredentialRegistry",
+      "EthereumDIDRegistry",
+    ]);
+    expect(chain.ready.founders).toHaveLength(1);
+    const status = json<{
+      quorum: number;
+      members: { did: string; name: string; active: boolean }[];
+      counts: { members: number };
+    }>(await run(["status", "--json"]));
+    expect(status.quorum).toBe(1);
+    expect(status.members).toEqual([expect.objectContaining({ did: orgA, name: "Org A", active: true })]);
+  });
+
+  it("did create prints the DID alone; did list shows it; the keys are encrypted at rest", async () => {
+    const listed = json<{ dids: { did: string; alias: string }[] }>(
+      await as("org-a", ["did", "list", "--json"]),
+    );
+    expect(listed.dids).toEqual([expect.objectContaining({ did: orgA, alias: "Org A" })]);
+    const keyring = readFileSync(join(dir, ".kparty/org-a/keyring.json"), "utf8");
+    expect(keyring).not.toContain(PASSPHRASE);
+    expect(statSync(join(dir, ".kparty/org-a/keyring.json")).mode & 0o077).toBe(0);
+  });
+
+  it("a wrong passphrase is exit 4 and a missing one (no terminal) too", async () => {
+    const wrong = await as("org-a", ["did", "list"], { KPARTY_PASSPHRASE: "not the passphrase" });
+    expect(wrong.code).toBe(4);
+    expect(wrong.stderr).toMatch(
+      /^kparty: wrong_passphrase: .* \(hint: set KPARTY_PASSPHRASE to the passphrase this data dir was created with\)\n$/,
+    );
+    const missing = await as("org-a", ["did", "list"], { KPARTY_PASSPHRASE: undefined });
+    expect(missing).toEqual({
+      code: 4,
+      stdout: "",
+      stderr: `kparty: passphrase_required: no passphrase for ${join(dir, ".kparty/org-a")} (hint: set KPARTY_PASSPHRASE, or run in a terminal to be asked)\n`,
+    });
+  });
+});
+
+describe("kparty member", () => {
+  let orgB: string;
+
+  it("admits a member: propose (quorum 1 counts the proposer) and execute; list shows both", async () => {
+    orgB = (await as("org-b", ["did", "create", "--alias", "Org B"])).stdout.trim();
+    const proposed = await as("org-a", ["member", "propose", "add", orgB, "--name", "Org B"]);
+    expect(proposed.code).toBe(0);
+    const id = proposed.stdout.trim();
+    expect(id).toMatch(/^\d+$/);
+    const executed = json<{ proposalId: number }>(await as("org-a", ["member", "execute", id, "--json"]));
+    expect(executed.proposalId).toBe(Number(id));
+    const listed = json<{ members: { did: string }[]; proposals: { kind: string; executed: boolean }[] }>(
+      await run(["member", "list", "--json"]),
+    );
+    expect(listed.members.map((m) => m.did)).toEqual([orgA, orgB]);
+    expect(listed.proposals).toEqual([
+      expect.objectContaining({ kind: "add-member", executed: true, did: orgB }),
+    ]);
+  });
+
+  it("acting as a DID the data dir does not hold is exit 5", async () => {
+    const stranger = "did:ethr:0x7a69:0x000000000000000000000000000000000000dead";
+    const r = await as("org-a", ["member", "propose", "quorum", "2", "--as", stranger]);
+    expect(r).toEqual({
+      code: 5,
+      stdout: "",
+      stderr: `kparty: not_found: ${stranger} is not a DID of the agent in ${join(dir, ".kparty/org-a")} (hint: see \`kparty did list\`)\n`,
+    });
+  });
+
+  it("a proposal the contract refuses is exit 7 chain_reverted; a bad DID is exit 2", async () => {
+    const r = await as("org-a", ["member", "execute", "99"]);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toMatch(/^kparty: chain_reverted: .*ConsortiumRegistry/);
+    const bad = await as("org-a", ["member", "propose", "add", "did:web:example.org", "--name", "X"]);
+    expect(bad).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "kparty: invalid_argument: not a did:ethr DID: did:web:example.org\n",
+    });
+  });
+});
+
+describe("kparty credential, present, model, gateway serve, audit", () => {
+  let alice: string;
+  let coordinator: string;
+  let gateway: Awaited<ReturnType<typeof startKparty<{ url: string; domain: string }>>>;
+
+  beforeAll(async () => {
+    alice = (await as("alice", ["did", "create", "--alias", "alice"])).stdout.trim();
+    coordinator = (await as("coord", ["did", "create"])).stdout.trim();
+    gateway = await startKparty(
+      ["gateway", "serve", "--port", "0", "--data-dir", ".kparty/gateway", "--model", "fl-demo:4"],
+      {
+        cwd: dir,
+        env,
+      },
+    );
+    env.KPARTY_GATEWAY_URL = gateway.ready.url;
+  });
+
+  afterAll(async () => {
+    expect(await gateway?.stop()).toBe(0);
+  });
+
+  it("issues one credential to a bundle file whose status reads valid", async () => {
+    const issued = await as("org-a", [
+      "credential",
+      "issue",
+      "--subject",
+      alice,
+      "--models",
+      "fl-demo",
+      "--actions",
+      "model:read,model:contribute",
+      "--out",
+      "alice.json",
+    ]);
+    expect(issued.code).toBe(0);
+    const bundle = JSON.parse(readFileSync(join(dir, "alice.json"), "utf8"));
+    expect(bundle).toMatchObject({
+      type: "kparty-credential",
+      credentialId: issued.stdout.trim(),
+      issuer: orgA,
+      subject: alice,
+      statusIndex: 0,
+    });
+    const status = json<{ verdict: string; revoked: boolean }>(
+      await run(["credential", "status", "alice.json", "--json"]),
+    );
+    expect(status).toMatchObject({
+      verdict: "valid",
+      revoked: false,
+      suspended: false,
+      issuerIsMember: true,
+    });
+  });
+
+  it("batch-issues from a subjects file: one anchored root, one bundle each", async () => {
+    const subjects = [coordinator, { subject: alice, role: "observer", actions: ["model:read"] }, alice];
+    writeFileSync(join(dir, "subjects.json"), JSON.stringify(subjects));
+    const r = json<{
+      issued: {
+        credentialId: string;
+        subject: string;
+        file: string;
+        root: string | null;
+        blockNumber: number;
+      }[];
+    }>(
+      await as("org-a", [
+        "credential",
+        "issue",
+        "--subjects",
+        "subjects.json",
+        "--models",
+        "fl-demo",
+        "--out-dir",
+        "batch",
+        "--json",
+      ]),
+    );
+    expect(r.issued.map((i) => i.subject)).toEqual([coordinator, alice, alice]);
+    expect(new Set(r.issued.map((i) => i.root)).size).toBe(1);
+    expect(r.issued[0]?.root).toMatch(/^0x[0-9a-f]{64}$/);
+    expect((await readdir(join(dir, "batch"))).sort()).toEqual(
+      r.issued.map((i) => `${i.credentialId.slice(2, 18)}.json`).sort(),
+    );
+    const observer = JSON.parse(readFileSync(r.issued[1]?.file as string, "utf8"));
+    expect(
+      json<{ verdict: string }>(await run(["credential", "status", r.issued[1]?.file as string, "--json"]))
+        .verdict,
+    ).toBe("valid");
+    expect(observer.anchor.proof.length).toBeGreaterThan(0);
+  });
+
+  it("refuses malformed subjects files with exit 2 and issues nothing", async () => {
+    writeFileSync(join(dir, "broken.json"), '["did:ethr:0x7a69:0x1",');
+    const broken = await as("org-a", [
+      "credential",
+      "issue",
+      "--subjects",
+      "broken.json",
+      "--models",
+      "fl-demo",
+    ]);
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toMatch(/^kparty: invalid_argument: subjects file broken\.json: .*JSON/);
+    writeFileSync(join(dir, "field.json"), JSON.stringify([{ subject: alice, admin: true }]));
+    const field = await as("org-a", [
+      "credential",
+      "issue",
+      "--subjects",
+      "field.json",
+      "--models",
+      "fl-demo",
+    ]);
+    expect(field).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'kparty: invalid_argument: subjects file entry 0: unknown field "admin"\n',
+    });
+    const grant = await as("org-a", [
+      "credential",
+      "issue",
+      "--subject",
+      alice,
+      "--models",
+      "fl-demo",
+      "--actions",
+      "model:delete",
+    ]);
+    expect(grant.code).toBe(2);
+    expect(grant.stderr).toMatch(
+      /^kparty: invalid_argument: actions must be distinct values among model:read/,
+    );
+    const listed = json<{ credentials: unknown[] }>(await as("org-a", ["credential", "list", "--json"]));
+    expect(listed.credentials).toHaveLength(4);
+  });
+
+  it("present saves an access token (never printed); model list, pull and push use it", async () => {
+    const presented = await as("alice", ["present", "--credential", "alice.json", "--json"]);
+    const session = json<{ scope: string; models: string[]; sessionFile: string }>(presented);
+    expect(session.scope).toBe("model:read model:contribute");
+    expect(session.models).toEqual(["fl-demo"]);
+    const saved = JSON.parse(readFileSync(session.sessionFile, "utf8"));
+    expect(presented.stdout + presented.stderr).not.toContain(saved.accessToken);
+    expect(statSync(session.sessionFile).mode & 0o077).toBe(0);
+
+    const models = json<{ models: { id: string; version: number }[] }>(
+      await as("alice", ["model", "list", "--json"]),
+    );
+    expect(models.models.map((m) => [m.id, m.version])).toEqual([["fl-demo", 1]]);
+    const pulled = json<{ bytes: number; file: string }>(
+      await as("alice", ["model", "pull", "fl-demo", "--out", "w.f32", "--json"]),
+    );
+    expect(pulled.bytes).toBe(16);
+    expect([...new Float32Array(new Uint8Array(readFileSync(join(dir, "w.f32"))).buffer)]).toEqual([
+      0, 0, 0, 0,
+    ]);
+    writeFileSync(join(dir, "local.f32"), new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer));
+    const pushed = json<{ round: number; sampleCount: number; bytes: number }>(
+      await as("alice", [
+        "model",
+        "push",
+        "fl-demo",
+        "--file",
+        "local.f32",
+        "--round",
+        "1",
+        "--samples",
+        "10",
+        "--json",
+      ]),
+    );
+    expect(pushed).toMatchObject({ round: 1, sampleCount: 10, bytes: 16, participant: alice });
+    writeFileSync(join(dir, "odd.f32"), new Uint8Array(5));
+    expect(
+      await as("alice", ["model", "push", "fl-demo", "--file", "odd.f32", "--round", "1", "--samples", "1"]),
+    ).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "kparty: invalid_argument: weights file odd.f32 is not float32 values (5 bytes)\n",
+    });
+  });
+
+  it("a coordinator registers a model and aggregates a round; a participant may not (exit 8)", async () => {
+    const aggregate = await as("alice", ["model", "aggregate", "fl-demo", "--round", "1"]);
+    expect(aggregate.code).toBe(8);
+    expect(aggregate.stderr).toMatch(/^kparty: scope_denied: /);
+    await as("org-a", [
+      "credential",
+      "issue",
+      "--subject",
+      coordinator,
+      "--role",
+      "coordinator",
+      "--models",
+      "*",
+      "--actions",
+      "model:read,round:aggregate",
+      "--out",
+      "coord.json",
+    ]);
+    json(await as("coord", ["present", "--credential", "coord.json", "--json"]));
+    const closed = json<{ version: number; aggregated: number }>(
+      await as("coord", ["model", "aggregate", "fl-demo", "--round", "1", "--json"]),
+    );
+    expect(closed).toMatchObject({ version: 2, aggregated: 1 });
+    const registered = json<{ id: string; parameterCount: number }>(
+      await as("coord", ["model", "register", "other", "--shape", "2,3", "--json"]),
+    );
+    expect(registered).toMatchObject({ id: "other", parameterCount: 6, version: 1 });
+  });
+
+  it("presenting from a data dir that does not hold the subject DID is exit 5; a bad bundle exit 2", async () => {
+    const r = await as("coord", ["present", "--credential", "alice.json"]);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toBe(
+      `kparty: not_found: the credential's subject ${alice} is not a DID of ${join(dir, ".kparty/coord")} (hint: present from the data dir of the DID the credential was issued to)\n`,
+    );
+    const bundle = JSON.parse(readFileSync(join(dir, "alice.json"), "utf8"));
+    writeFileSync(
+      join(dir, "forged.json"),
+      JSON.stringify({ ...bundle, credentialId: `0x${"1".repeat(64)}` }),
+    );
+    expect(await as("alice", ["present", "--credential", "forged.json"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        "kparty: invalid_argument: credential file forged.json: credentialId does not match the credential\n",
+    });
+  });
+
+  it("suspend, reinstate and revoke change the status; then alice is refused with exit 8", async () => {
+    const id = JSON.parse(readFileSync(join(dir, "alice.json"), "utf8")).credentialId as string;
+    const verdict = async () =>
+      json<{ verdict: string }>(await run(["credential", "status", "alice.json", "--json"])).verdict;
+    expect((await as("org-a", ["credential", "suspend", id])).code).toBe(0);
+    expect(await verdict()).toBe("suspended");
+    expect((await as("org-a", ["credential", "reinstate", "alice.json"])).code).toBe(0);
+    expect(await verdict()).toBe("valid");
+    const revoked = json<{ blockNumber: number }>(await as("org-a", ["credential", "revoke", id, "--json"]));
+    expect(revoked.blockNumber).toBeGreaterThan(0);
+    expect(await verdict()).toBe("revoked");
+
+    let pull = await as("alice", ["model", "pull", "fl-demo", "--out", "w2.f32"]);
+    for (let i = 0; i < 20 && pull.code === 0; i++)
+      pull = await as("alice", ["model", "pull", "fl-demo", "--out", "w2.f32"]);
+    expect(pull).toEqual({
+      code: 8,
+      stdout: "",
+      stderr: "kparty: revoked: the credential has been revoked\n",
+    });
+    expect(await as("alice", ["present", "--credential", "alice.json"])).toEqual({
+      code: 8,
+      stdout: "",
+      stderr: "kparty: revoked: the credential has been revoked\n",
+    });
+    const unknown = await as("org-a", ["credential", "revoke", `0x${"ab".repeat(32)}`]);
+    expect(unknown.code).toBe(5);
+    expect(unknown.stderr).toBe(
+      `kparty: not_found: no credential 0x${"ab".repeat(32)} issued by this agent\n`,
+    );
+  });
+
+  it("audit tail shows the decisions; audit verify passes, and exits 9 once a record is edited", async () => {
+    const tail = json<{ records: { outcome: string; code: string | null; route: string }[] }>(
+      await as("gateway", ["audit", "tail", "-n", "2", "--json"]),
+    );
+    expect(tail.records.map((r) => [r.outcome, r.code, r.route])).toEqual([
+      ["denied", "revoked", "/models/:id/weights"],
+      ["denied", "revoked", "/auth/token"],
+    ]);
+    const verified = json<{ valid: boolean; records: number }>(
+      await as("gateway", ["audit", "verify", "--json"]),
+    );
+    expect(verified.valid).toBe(true);
+    const db = new DatabaseSync(join(dir, ".kparty/gateway/gateway.sqlite"));
+    db.prepare("UPDATE audit SET outcome = 'granted' WHERE seq = ?").run(verified.records);
+    db.close();
+    const broken = await as("gateway", ["audit", "verify"]);
+    expect(broken.code).toBe(9);
+    expect(broken.stdout).toMatch(new RegExp(`^audit log BROKEN at record #${verified.records}: `));
+    expect(await run(["audit", "verify", "--db", "nowhere.sqlite"])).toEqual({
+      code: 5,
+      stdout: "",
+      stderr: `kparty: not_found: no gateway database at ${join(dir, "nowhere.sqlite")} (hint: pass --db <gateway.sqlite>, or --data-dir of the gateway)\n`,
+    });
+  });
+});
