@@ -169,6 +169,76 @@ describe("kparty chain up, status, did", () => {
     expect(status.members).toEqual([expect.objectContaining({ did: orgA, name: "Org A", active: true })]);
   });
 
+  it("deploy puts a second deployment on a chain, paid by KPARTY_DEPLOYER_KEY, which is never printed", async () => {
+    // Hardhat's well-known development account #0 (funded on every local chain).
+    const key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    const second = { KPARTY_DEPLOYMENT: "second.json" };
+    const founder = ["--founder", `Org A=${orgA}`];
+    expect(await run(["deploy", ...founder], second)).toEqual({
+      code: 3,
+      stdout: "",
+      stderr:
+        "kparty: config_invalid: KPARTY_DEPLOYER_KEY is not set (hint: export KPARTY_DEPLOYER_KEY with the private key of a funded account)\n",
+    });
+    expect(await run(["deploy", ...founder], { ...second, KPARTY_DEPLOYER_KEY: "0x1234abcd" })).toEqual({
+      code: 3,
+      stdout: "",
+      stderr:
+        "kparty: config_invalid: KPARTY_DEPLOYER_KEY is not a valid private key (hint: it must be 32 bytes as 64 hex digits, with or without 0x)\n",
+    });
+    const otherNetwork = "did:ethr:0x1:0x0000000000000000000000000000000000000abc";
+    expect(
+      await run(["deploy", "--founder", `X=${otherNetwork}`], { ...second, KPARTY_DEPLOYER_KEY: key }),
+    ).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `kparty: invalid_argument: founder X: ${otherNetwork} is on network 0x1, the chain is 0x7a69\n`,
+    });
+    const deployed = await run(["deploy", ...founder, "--json"], { ...second, KPARTY_DEPLOYER_KEY: key });
+    expect(deployed.stdout + deployed.stderr).not.toContain(key.slice(2));
+    const d = json<{ contracts: Record<string, string>; deploymentFile: string }>(deployed);
+    const first = JSON.parse(readFileSync(join(dir, "deployment.json"), "utf8"));
+    expect(d.deploymentFile).toBe(join(dir, "second.json"));
+    expect(d.contracts.ConsortiumRegistry).not.toBe(first.contracts.ConsortiumRegistry);
+    const status = json<{ contracts: Record<string, string>; members: { did: string }[] }>(
+      await run(["status", "--json"], second),
+    );
+    expect(status.contracts).toEqual(d.contracts);
+    expect(status.members.map((m) => m.did)).toEqual([orgA]);
+  });
+
+  it("chain fund sends ETH from the node's unlocked account", async () => {
+    const to = "0x0000000000000000000000000000000000000aBc";
+    const funded = json<{ account: string; balanceWei: string }>(
+      await run(["chain", "fund", to, "--eth", "2", "--json"]),
+    );
+    expect(funded).toMatchObject({ account: to, balanceWei: "2000000000000000000" });
+    expect(await run(["chain", "fund", to, "--eth", "-1"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "kparty: invalid_argument: not an ETH amount: -1\n",
+    });
+  });
+
+  it("a port in use is exit 2 for chain up and gateway serve; --debug adds the stack", async () => {
+    const port = new URL(env.KPARTY_RPC_URL as string).port;
+    expect(await run(["chain", "up", "--founder", `Org A=${orgA}`])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `kparty: invalid_argument: port ${port} on 127.0.0.1 is in use (EADDRINUSE) (hint: choose another with --port or the port of rpcUrl, or stop what listens there)\n`,
+    });
+    expect(await run(["gateway", "serve", "--port", port, "--data-dir", ".kparty/busy"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `kparty: invalid_argument: cannot listen on 127.0.0.1:${port} (EADDRINUSE) (hint: choose another with --host/--port or gateway.port, or stop what listens there)\n`,
+    });
+    const debug = await run(["status", "--rpc", "http://127.0.0.1:1", "--debug"]);
+    expect(debug.code).toBe(6);
+    expect(debug.stderr).toMatch(
+      /^kparty: registry_unavailable: .*\nKPartyError: read chain status: .*\n {4}at /s,
+    );
+  });
+
   it("did create prints the DID alone; did list shows it; the keys are encrypted at rest", async () => {
     const listed = json<{ dids: { did: string; alias: string }[] }>(
       await as("org-a", ["did", "list", "--json"]),

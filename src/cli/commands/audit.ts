@@ -22,7 +22,13 @@ function openLog(ctx: CliContext, db: string | undefined) {
 }
 
 export function registerAudit(program: Command): void {
-  const audit = program.command("audit").description("read and check the gateway's hash-chained audit log");
+  const audit = program
+    .command("audit")
+    .description("read and check the gateway's hash-chained audit log")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty audit verify --data-dir .kparty/gateway\n  $ kparty audit tail -n 50 --db /var/lib/kparty/gateway.sqlite`,
+    );
 
   audit
     .command("tail")

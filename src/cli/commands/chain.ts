@@ -112,12 +112,20 @@ function deployerFromEnv(provider: JsonRpcProvider): Wallet | null {
     return new Wallet(key.startsWith("0x") ? key : `0x${key}`, provider);
   } catch {
     // never echo the value
-    throw new KPartyError("config_invalid", "KPARTY_DEPLOYER_KEY is not a valid private key");
+    throw new KPartyError("config_invalid", "KPARTY_DEPLOYER_KEY is not a valid private key", {
+      details: { hint: "it must be 32 bytes as 64 hex digits, with or without 0x" },
+    });
   }
 }
 
 export function registerChain(program: Command): void {
-  const chain = program.command("chain").description("run a local chain for development");
+  const chain = program
+    .command("chain")
+    .description("run a local chain for development")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty chain up --founder "Org A=did:ethr:0x7a69:0x…" &\n  $ kparty chain fund did:ethr:0x7a69:0x…`,
+    );
 
   chain
     .command("up")
@@ -153,7 +161,20 @@ Examples:
             `a local chain has id 31337, the configuration says ${ctx.config.chainId}`,
           );
         }
-        const port = options.port ?? Number(new URL(ctx.config.rpcUrl).port || 8545);
+        const rpc = new URL(ctx.config.rpcUrl);
+        if (!["127.0.0.1", "localhost"].includes(rpc.hostname)) {
+          throw new KPartyError(
+            "config_invalid",
+            `chain up serves 127.0.0.1, but rpcUrl is ${ctx.config.rpcUrl}`,
+            {
+              details: {
+                hint: "use `kparty deploy` for a remote network, or set rpcUrl to http://127.0.0.1:<port>",
+              },
+            },
+          );
+        }
+        const port = options.port ?? Number(rpc.port || 8545);
+        await assertPortFree(port, "--port or the port of rpcUrl");
         const amount = parseAmount(options.fundEth);
         ctx.out.info(`starting a local chain on 127.0.0.1:${port}…`);
         const node = await startHardhatNode({ port });
@@ -289,6 +310,22 @@ Examples:
         );
       }),
     );
+}
+
+/** Refuses a port another process listens on, before starting anything on it. */
+export async function assertPortFree(port: number, what: string): Promise<void> {
+  const { createServer } = await import("node:net");
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer();
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        new KPartyError("invalid_argument", `port ${port} on 127.0.0.1 is in use (${error.code})`, {
+          details: { hint: `choose another with ${what}, or stop what listens there` },
+        }),
+      ),
+    );
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve()));
+  });
 }
 
 function parseAmount(eth: string) {

@@ -210,7 +210,11 @@ async function writeBundles(
 export function registerCredential(program: Command): void {
   const credential = program
     .command("credential")
-    .description("issue K-th Party tokens and change their status on chain");
+    .description("issue K-th Party tokens and change their status on chain")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty credential issue --subject did:ethr:0x7a69:0x… --models fl-demo --out alice.json\n  $ kparty credential status alice.json\n  $ kparty credential revoke alice.json`,
+    );
 
   credential
     .command("issue")

@@ -6,7 +6,11 @@ import { run } from "../run.ts";
 export function registerDid(program: Command): void {
   const did = program
     .command("did")
-    .description("this party's did:ethr identifiers (keys encrypted in the data dir)");
+    .description("this party's did:ethr identifiers (keys encrypted in the data dir)")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty did create --alias "Org A" --data-dir .kparty/org-a\n  $ kparty did list --json`,
+    );
 
   did
     .command("create")

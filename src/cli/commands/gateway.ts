@@ -15,7 +15,13 @@ function parseModel(value: string): { id: string; shape: number[] } {
 }
 
 export function registerGateway(program: Command): void {
-  const gateway = program.command("gateway").description("the access gateway in front of the shared models");
+  const gateway = program
+    .command("gateway")
+    .description("the access gateway in front of the shared models")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101`,
+    );
 
   gateway
     .command("serve")
@@ -84,9 +90,15 @@ Examples:
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });
           ctx.onClose(() => app.close());
-          const url = await app.listen({
-            host: options.host ?? ctx.config.gateway.host,
-            port: options.port ?? ctx.config.gateway.port,
+          const host = options.host ?? ctx.config.gateway.host;
+          const port = options.port ?? ctx.config.gateway.port;
+          const url = await app.listen({ host, port }).catch((error: NodeJS.ErrnoException) => {
+            if (!["EADDRINUSE", "EADDRNOTAVAIL", "EACCES"].includes(error.code ?? "")) throw error;
+            throw new KPartyError("invalid_argument", `cannot listen on ${host}:${port} (${error.code})`, {
+              details: {
+                hint: "choose another with --host/--port or gateway.port, or stop what listens there",
+              },
+            });
           });
           ctx.out.result({ url, domain, dataDir: ctx.config.dataDir, pid: process.pid }, [
             `gateway listening on ${url} (domain ${domain})`,

@@ -31,11 +31,19 @@ function proposalLine(p: Proposal): string[] {
 export function registerMember(program: Command): void {
   const member = program
     .command("member")
-    .description("consortium governance: propose, approve, execute, list");
+    .description("consortium governance: propose, approve, execute, list")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member approve 0 --data-dir .kparty/org-b\n  $ kparty member list`,
+    );
 
   const propose = member
     .command("propose")
-    .description("propose a change; the proposer's approval counts at once");
+    .description("propose a change; the proposer's approval counts at once")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member propose quorum 2`,
+    );
 
   const outcome = (kind: string) =>
     run(

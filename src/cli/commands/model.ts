@@ -35,7 +35,11 @@ const FORMAT = "Weights files hold the raw little-endian float32 values (.f32), 
 export function registerModel(program: Command): void {
   const model = program
     .command("model")
-    .description("shared models through the gateway, with the access token of `kparty present`");
+    .description("shared models through the gateway, with the access token of `kparty present`")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty model list\n  $ kparty model pull fl-demo --out global.f32\n  $ kparty model push fl-demo --file local.f32 --round 1 --samples 450`,
+    );
 
   model
     .command("list")

@@ -1,0 +1,89 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { isKPartyError } from "../errors/index.ts";
+import { DEFAULTS, loadConfig } from "./config.ts";
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    return isKPartyError(error) ? `${error.code}: ${error.shortMessage}` : String(error);
+  }
+  return "no error";
+}
+
+describe("loadConfig", () => {
+  it("without a file: the defaults, with paths from the working directory", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    expect(loadConfig({ env: {}, cwd })).toEqual({
+      ...DEFAULTS,
+      deployment: join(cwd, "deployment.json"),
+      dataDir: join(cwd, ".kparty/agent"),
+      file: null,
+    });
+  });
+
+  it("file, then environment, then flags; relative paths from the file's folder", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    const sub = join(cwd, "etc");
+    writeFileSync(
+      join(cwd, "k.json"),
+      JSON.stringify({ dataDir: "data", gateway: { port: 9000, domain: "gw.example" } }),
+    );
+    const config = loadConfig({
+      explicitFile: "k.json",
+      cwd,
+      env: {
+        KPARTY_GATEWAY_PORT: "9100",
+        KPARTY_RPC_URL: "http://10.0.0.1:8545/",
+        KPARTY_DATA_DIR: "env-data",
+      },
+      flags: { dataDir: "flag-data" },
+    });
+    expect(config.gateway).toEqual({
+      url: DEFAULTS.gateway.url,
+      host: "127.0.0.1",
+      port: 9100,
+      domain: "gw.example",
+    });
+    expect(config.rpcUrl).toBe("http://10.0.0.1:8545");
+    expect(config.dataDir).toBe(join(cwd, "flag-data"));
+    expect(config.deployment).toBe(join(cwd, "deployment.json"));
+    expect(config.file).toBe(join(cwd, "k.json"));
+    expect(sub).not.toBe(config.dataDir);
+  });
+
+  it("KPARTY_CONFIG names the file; a named file that is missing is config_invalid", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    expect(codeOf(() => loadConfig({ cwd, env: { KPARTY_CONFIG: "nope.json" } }))).toBe(
+      "config_invalid: config file nope.json not found",
+    );
+  });
+
+  it("refuses unknown settings, wrong types and bad environment values", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    const file = join(cwd, "c.json");
+    const withFile = (content: unknown) => {
+      writeFileSync(file, JSON.stringify(content));
+      return codeOf(() => loadConfig({ explicitFile: file, cwd, env: {} }));
+    };
+    expect(withFile({ rpcUrl: "ftp://x" })).toBe(`config_invalid: rpcUrl in ${file} must be an http(s) URL`);
+    expect(withFile({ chainId: 0 })).toBe(
+      `config_invalid: chainId in ${file} must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`,
+    );
+    expect(withFile({ gateway: { colour: "red" } })).toBe(
+      `config_invalid: unknown setting "gateway.colour" in ${file}`,
+    );
+    expect(withFile({ gateway: 3 })).toBe(`config_invalid: gateway in ${file} must be a JSON object`);
+    expect(withFile([1])).toBe(`config_invalid: the config in ${file} must be a JSON object`);
+    writeFileSync(file, "{");
+    expect(codeOf(() => loadConfig({ explicitFile: file, cwd, env: {} }))).toMatch(
+      new RegExp(`^config_invalid: config file ${file} is not valid JSON`),
+    );
+    expect(codeOf(() => loadConfig({ cwd, env: { KPARTY_CHAIN_ID: "0x7a69" } }))).toBe(
+      `config_invalid: chainId in KPARTY_CHAIN_ID must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`,
+    );
+  });
+});
