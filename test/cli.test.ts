@@ -360,6 +360,17 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       suspended: false,
       issuerIsMember: true,
     });
+    expect(
+      (await as("org-a", ["credential", "export", bundle.credentialId, "--out", "again.json"])).code,
+    ).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir, "again.json"), "utf8"))).toEqual(bundle);
+    expect(await as("org-a", ["credential", "export", `0x${"cd".repeat(32)}`, "--out", "none.json"])).toEqual(
+      {
+        code: 5,
+        stdout: "",
+        stderr: `kparty: not_found: no credential 0x${"cd".repeat(32)} issued by this agent\n`,
+      },
+    );
   });
 
   it("batch-issues from a subjects file: one anchored root, one bundle each", async () => {

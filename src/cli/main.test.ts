@@ -21,6 +21,7 @@ describe("the kparty program", () => {
         "chain up",
         "credential",
         "credential issue",
+        "credential export",
         "credential list",
         "credential reinstate",
         "credential resume",

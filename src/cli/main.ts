@@ -1,4 +1,5 @@
 import { Command, CommanderError, Option } from "commander";
+import pkg from "../../package.json" with { type: "json" };
 import { registerAudit } from "./commands/audit.ts";
 import { registerChain } from "./commands/chain.ts";
 import { registerCredential } from "./commands/credential.ts";
@@ -26,7 +27,7 @@ an {"error": {code, message, hint, exitCode}} object is also printed on stdout.`
 export function buildProgram(): Command {
   const program = new Command("kparty")
     .description("K-th Party tokens: decentralized identity and access for federated-learning consortia")
-    .version("0.1.0")
+    .version(pkg.version)
     .option("-c, --config <file>", "config file (default: ./kparty.json, or KPARTY_CONFIG)")
     .option("-d, --data-dir <dir>", "this party's agent data (overrides dataDir and KPARTY_DATA_DIR)")
     .addOption(new Option("--rpc <url>", "the chain's JSON-RPC URL (overrides rpcUrl and KPARTY_RPC_URL)"))

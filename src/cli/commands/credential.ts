@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
+import { getAddress } from "ethers";
 import type { IssuedCredential, IssueItem } from "../../../agent/index.ts";
 import { MAX_BATCH } from "../../../agent/plugins/kparty-issuer.ts";
 import { createChainClient, getCredentialState } from "../../chain/index.ts";
@@ -176,6 +177,11 @@ function idOf(target: string): string {
   return readBundle(target).credentialId;
 }
 
+async function writeBundle(file: string, bundle: CredentialBundle): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, 0o644);
+}
+
 async function writeBundles(
   issued: IssuedCredential[],
   items: IssueItem[],
@@ -200,8 +206,7 @@ async function writeBundles(
       options.out && items.length === 1 && offset === 0
         ? resolve(options.out)
         : join(dir, `${c.credentialId.slice(2, 18)}.json`);
-    await mkdir(dirname(file), { recursive: true });
-    await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, 0o644);
+    await writeBundle(file, bundle);
     files.push(file);
   }
   return files;
@@ -280,10 +285,20 @@ Examples:
           }
         } catch (error) {
           progress.done();
-          if (results.length > 0)
+          if (results.length > 0) {
             ctx.out.info(
-              `${results.length} of ${items.length} credentials were issued and written before the failure`,
+              `${results.length} of ${items.length} credential(s) were issued and written before the failure`,
             );
+          }
+          const pending = (await agent.kpartyListIssuedCredentials({}).catch(() => [])).filter(
+            (r) => r.anchoredBlock === null,
+          );
+          if (pending.length > 0) {
+            ctx.out.info(
+              `${pending.length} credential(s) are signed but not anchored: \`kparty credential resume\` anchors them, ` +
+                "then `kparty credential export` writes their bundles",
+            );
+          }
           throw error;
         }
         progress.done();
@@ -381,6 +396,45 @@ Examples:
                 ]),
               ),
         );
+      }),
+    );
+
+  credential
+    .command("export")
+    .description("write the bundle of a credential this data dir issued (e.g. after `credential resume`)")
+    .argument("<credential-id>", "the credential's id (0x…)")
+    .requiredOption("--out <file>", "where to write it")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty credential export 0x3f…c1 --out alice.json --data-dir .kparty/org-a`,
+    )
+    .action(
+      run(async (ctx, options: { out: string }, target: string) => {
+        const { agent } = await ctx.agent("issuer");
+        const r = await agent.kpartyGetIssuedCredential({ credentialId: idOf(target) });
+        if (r.anchoredBlock === null || r.anchorTx === null) {
+          throw new KPartyError("not_anchored", `${r.credentialId} is signed but not anchored yet`, {
+            details: { hint: "anchor it with `kparty credential resume`" },
+          });
+        }
+        const bundle: CredentialBundle = {
+          type: "kparty-credential",
+          credentialId: r.credentialId,
+          issuer: r.issuer,
+          issuerAccount: getAddress(r.issuerAccount),
+          subject: r.subject,
+          statusIndex: r.statusIndex,
+          jwt: r.jwt,
+          anchor: {
+            blockNumber: r.anchoredBlock,
+            transactionHash: r.anchorTx,
+            root: r.anchorRoot,
+            proof: r.anchorProof,
+          },
+        };
+        const file = resolve(options.out);
+        await writeBundle(file, bundle);
+        ctx.out.result({ credentialId: r.credentialId, subject: r.subject, file }, file);
       }),
     );
 
