@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError as InvalidOptionArgument } from "commander";
+import { contractsBuilt, ensureContractsBuilt } from "../devnet/build-contracts.ts";
 import { CliContext, type GlobalOptions } from "./context.ts";
 
 /**
@@ -14,6 +15,11 @@ export function run<A extends unknown[], O extends object>(
     const options = command.optsWithGlobals() as O & GlobalOptions;
     const ctx = new CliContext(options);
     try {
+      // Agents and chain clients read the contracts' ABIs: a fresh clone compiles them once.
+      if (!contractsBuilt()) {
+        ctx.out.info("compiling kparty's contracts (first run only)…");
+        await ensureContractsBuilt();
+      }
       await body(ctx, options, ...(all.slice(0, -2) as A));
     } finally {
       await ctx.close();

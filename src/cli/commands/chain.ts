@@ -12,7 +12,6 @@ import {
 } from "../../chain/index.ts";
 import { ethrNetworkName, parseDidEthr } from "../../credential/index.ts";
 // From the modules themselves: devnet/index.ts also loads the Veramo agent, which these commands do not need.
-import { ensureContractsBuilt } from "../../devnet/build-contracts.ts";
 import { startHardhatNode } from "../../devnet/hardhat-node.ts";
 import { KPartyError } from "../../errors/index.ts";
 import type { CliContext } from "../context.ts";
@@ -64,19 +63,30 @@ function checkQuorum(quorum: number | undefined, founders: number): number {
   return q;
 }
 
+/** Funds the founders (when `fund` is given), then deploys: one progress step per transaction batch. */
 async function deployWithProgress(
   ctx: CliContext,
   deployer: Signer,
   founders: FoundingMember[],
   quorum: number,
+  fund?: bigint,
 ): Promise<Deployment> {
-  const progress = ctx.out.progress("deploying contracts", 2);
-  await ensureContractsBuilt();
-  progress.tick(1);
-  const deployment = await deployKParty({ deployer, founders, quorum });
-  progress.tick(2);
-  progress.done();
-  return deployment;
+  const steps = (fund ? founders.length : 0) + 1;
+  const progress = ctx.out.progress("funding founders and deploying contracts", steps);
+  try {
+    let done = 0;
+    if (fund) {
+      for (const f of founders) {
+        await (await deployer.sendTransaction({ to: f.account, value: fund })).wait(1);
+        progress.tick(++done);
+      }
+    }
+    const deployment = await deployKParty({ deployer, founders, quorum });
+    progress.tick(++done);
+    return deployment;
+  } finally {
+    progress.done();
+  }
 }
 
 function deploymentLines(file: string, rpcUrl: string, deployment: Deployment, founders: FoundingMember[]) {
@@ -182,9 +192,7 @@ Examples:
         const provider = createProvider(node.url, node.chainId);
         ctx.onClose(() => provider.destroy());
         const funder = await provider.getSigner(0);
-        for (const f of founders)
-          await (await funder.sendTransaction({ to: f.account, value: amount })).wait(1);
-        const deployment = await deployWithProgress(ctx, funder, founders, quorum);
+        const deployment = await deployWithProgress(ctx, funder, founders, quorum, amount);
         const file = await ctx.saveDeployment(deployment, node.url);
         ctx.out.result(
           { rpcUrl: node.url, deploymentFile: file, ...deployment, founders, quorum, pid: process.pid },
