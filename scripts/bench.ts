@@ -10,7 +10,6 @@
  * --quick is a short smoke run (CI); its figures are not meaningful. Bounded in requests and
  * time; everything it starts is stopped.
  */
-import { type ChildProcess, fork } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -18,15 +17,18 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SigningKey, Wallet } from "ethers";
 import type { IssuedCredential } from "../agent/index.ts";
-import { createProvider } from "../src/chain/index.ts";
-import {
-  bootstrapConsortium,
-  createParticipant,
-  type Participant,
-  startHardhatNode,
-} from "../src/devnet/index.ts";
+import type { Participant } from "../src/devnet/index.ts";
 import { createGatewayClient } from "../src/gateway/index.ts";
 import { verifyEs256k } from "../src/gateway/verify/es256k.ts";
+import {
+  ask,
+  type Cleanups,
+  percentile,
+  round,
+  runScript,
+  startGatewayChild,
+  startWorld,
+} from "./harness.ts";
 
 const quick = process.argv.includes("--quick");
 const SIZES = quick
@@ -55,15 +57,7 @@ const SIZES = quick
 const MODEL = "bench-model";
 const DOMAIN = "gateway.bench.kparty";
 const log = (text: string) => process.stderr.write(`${text}\n`);
-const cleanups: (() => Promise<unknown>)[] = [];
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length
-    ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
-    : 0;
-};
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+const cleanups: Cleanups = [];
 
 /** Operations a second of `fn`, run for `seconds` on this (single) thread. */
 function rate(fn: () => void, seconds: number): number {
@@ -131,19 +125,6 @@ async function openLoop(tasks: (() => Promise<number>)[], perSecond: number) {
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
 }
 
-function ask<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve) => {
-    const onMessage = (m: { type: string } & T) => {
-      if (m.type === type) {
-        child.off("message", onMessage);
-        resolve(m);
-      }
-    };
-    child.on("message", onMessage);
-    child.send({ type });
-  });
-}
-
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), "kparty-bench-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -160,32 +141,8 @@ async function main() {
   const rawVerify = rate(() => verifyEs256k(data, signature, [{ publicKeyHex }]), SIZES.seconds);
 
   log("chain, consortium, participants…");
-  const node = await startHardhatNode();
-  cleanups.push(() => node.stop());
-  const provider = createProvider(node.url, node.chainId);
-  cleanups.push(async () => provider.destroy());
-  const passphrase = "bench passphrase";
-  const { deployment, members } = await bootstrapConsortium({
-    provider,
-    funder: await provider.getSigner(0),
-    dataDir: join(dir, "members"),
-    passphrase,
-    members: ["Bench Org A", "Bench Org B"],
-    quorum: 1,
-  });
-  for (const m of members) cleanups.push(() => m.handle.close());
-  const issuer = members[0] as (typeof members)[0];
-  const holders: Participant[] = [];
-  for (let i = 0; i < SIZES.holders; i++) {
-    const p = await createParticipant({
-      provider,
-      deployment,
-      dataDir: join(dir, `holder-${i}`),
-      passphrase,
-    });
-    cleanups.push(() => p.handle.close());
-    holders.push(p);
-  }
+  const world = await startWorld(dir, SIZES.holders, cleanups);
+  const { issuer, holders } = world;
 
   const signKey = (await issuer.handle.agent.didManagerGet({ did: issuer.did })).keys[0]?.kid as string;
   const rawSign = await rateAsync(
@@ -195,38 +152,16 @@ async function main() {
   );
 
   log("gateway process…");
-  const modelsDir = join(dir, "models");
-  await mkdir(modelsDir, { recursive: true });
-  const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
-    execArgv: [
-      "--import",
-      "tsx",
-      "--disable-warning=ExperimentalWarning",
-      ...(process.env.KPARTY_BENCH_PROF
-        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KPARTY_BENCH_PROF}`]
-        : []),
-    ],
-    env: {
-      ...process.env,
-      KPARTY_GATEWAY_CONFIG: JSON.stringify({
-        rpcUrl: node.url,
-        deployment,
-        modelsDir,
-        dbFile: join(dir, "gw", "gateway.sqlite"),
-        domain: DOMAIN,
-        unlimited: true,
-      }),
-    },
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  const { child, url } = await startGatewayChild({
+    world,
+    dir,
+    domain: DOMAIN,
+    cleanups,
+    config: { unlimited: true },
+    execArgv: process.env.KPARTY_BENCH_PROF
+      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KPARTY_BENCH_PROF}`]
+      : [],
   });
-  cleanups.push(async () => {
-    if (child.exitCode === null) {
-      child.send({ type: "stop" });
-      await new Promise((r) => setTimeout(r, 300));
-      child.kill("SIGKILL");
-    }
-  });
-  const { url } = await ask<{ url: string }>(child, "ready");
   const gw = createGatewayClient(url);
 
   log("credentials and presentations…");
@@ -419,18 +354,4 @@ async function main() {
   return result.failures === 0;
 }
 
-let ok = false;
-try {
-  ok = await main();
-} catch (error) {
-  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
-} finally {
-  for (const fn of cleanups.reverse()) {
-    try {
-      await fn();
-    } catch {
-      // keep stopping the rest
-    }
-  }
-}
-process.exit(ok ? 0 : 1);
+await runScript("bench", main, cleanups);

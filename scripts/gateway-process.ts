@@ -15,8 +15,11 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   modelsDir: string;
   dbFile: string;
   domain: string;
-  /** Lift the per-client and per-credential limits (the benchmark's load is one client). */
+  /** Lift the per-client limits and the default per-credential limit (the load comes from one client). */
   unlimited?: boolean;
+  /** Passed to buildGateway when set. */
+  maxInFlight?: number;
+  challengeTtlSeconds?: number;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -39,6 +42,8 @@ const app = await buildGateway({
   ...(config.unlimited
     ? { challengesPerMinute: 1e9, verificationsPerMinute: 1e9, defaultRequestsPerMinute: 1e9 }
     : {}),
+  ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
+  ...(config.challengeTtlSeconds ? { challengeTtlSeconds: config.challengeTtlSeconds } : {}),
   // the watcher polls through its own provider, so request-time RPC calls are counted alone
   watcherChain: createChainClient({
     provider: createProvider(config.rpcUrl, config.deployment.chainId),
@@ -49,6 +54,7 @@ const url = await app.listen({ host: "127.0.0.1", port: 0 });
 process.on("message", (message: { type: string }) => {
   if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
+  if (message.type === "synced") process.send?.({ type: "synced", block: app.kpartySyncedBlock() });
   if (message.type === "stop") void app.close().then(() => process.exit(0));
 });
 process.send?.({ type: "ready", url });

@@ -1,3 +1,4 @@
+import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { offlineGatewayOptions } from "../../test/fixtures/offline-gateway.ts";
 import { buildGateway } from "./app.ts";
@@ -14,6 +15,8 @@ describe("buildGateway misconfiguration", () => {
     ["a challenge lifetime below zero", { challengeTtlSeconds: -5 }],
     ["an unknown removed-issuer policy", { removedIssuerPolicy: "trust-everyone" as never }],
     ["a negative clock skew", { clockSkewSeconds: -1 }],
+    ["a zero in-flight bound", { maxInFlight: 0 }],
+    ["a fractional in-flight bound", { maxInFlight: 1.5 }],
   ])("throws TypeError for %s", async (_what, patch) => {
     await expect(buildGateway({ ...base(), ...patch })).rejects.toThrow(TypeError);
   });
@@ -32,6 +35,32 @@ describe("client errors from the HTTP layer", () => {
       status: 400,
       code: "malformed",
     });
+    await app.close();
+  });
+});
+
+describe("load shedding", () => {
+  it("refuses requests past maxInFlight with 503 overloaded before any work, and admits again once one ends", async () => {
+    const app = await buildGateway({ ...base(), maxInFlight: 1 });
+    const body = new PassThrough();
+    // a request whose body is still arriving stays in flight
+    const slow = app.inject({
+      method: "POST",
+      url: "/auth/challenge",
+      payload: body,
+      headers: { "content-type": "application/json" },
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const shed = await app.inject({ method: "GET", url: "/openapi.json" });
+    expect({ status: shed.statusCode, retry: shed.headers["retry-after"], body: shed.json() }).toEqual({
+      status: 503,
+      retry: "1",
+      body: { error: { code: "overloaded", message: "the gateway is at capacity; retry shortly" } },
+    });
+    body.end("{}");
+    expect((await slow).statusCode).toBe(200);
+    const admitted = await app.inject({ method: "GET", url: "/openapi.json" });
+    expect(admitted.statusCode).toBe(200);
     await app.close();
   });
 });

@@ -24,6 +24,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** Every route the gateway registered (method, Fastify URL pattern). */
     kpartyRoutes: { method: string; url: string }[];
+    /** The last block whose registry events the gateway has applied (what /healthz reports, without HTTP). */
+    kpartySyncedBlock(): number;
   }
 }
 
@@ -73,6 +75,12 @@ export interface GatewayOptions {
    * request is refused with 503.
    */
   tokenFreshnessMs?: number;
+  /**
+   * Requests the gateway works on at once (default 256). Past it, a request is refused at once
+   * with 503 `overloaded` and `Retry-After: 1`, before any work: excess load is shed instead of
+   * queueing without bound, so admitted requests keep a bounded latency.
+   */
+  maxInFlight?: number;
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
@@ -196,6 +204,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
+  const maxInFlight = options.maxInFlight ?? 256;
+  if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
+    throw new TypeError("maxInFlight must be a positive integer");
+  }
   for (const name of ["tokenFreshnessMs", "maxStalenessMs", "statusPollingIntervalMs"] as const) {
     const value = options[name];
     if (value !== undefined && (!Number.isFinite(value) || value <= 0))
@@ -255,12 +267,39 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
 
   app.addHook("onClose", async () => watcher.stop());
+  // Load shedding: count what is in flight; refuse beyond the bound before parsing or verifying.
+  let inFlight = 0;
+  const admitted = new WeakSet<FastifyRequest>();
+  app.addHook("onRequest", (request, reply, done) => {
+    if (inFlight >= maxInFlight) {
+      const [status, body] = errorResponse(
+        new KPartyError("overloaded", "the gateway is at capacity; retry shortly"),
+      );
+      reply.code(status).header("retry-after", "1").send(body);
+      return;
+    }
+    inFlight++;
+    admitted.add(request);
+    done();
+  });
+  const release = (request: FastifyRequest) => {
+    if (admitted.delete(request)) inFlight--;
+  };
+  app.addHook("onResponse", (request, _reply, done) => {
+    release(request);
+    done();
+  });
+  app.addHook("onRequestAbort", (request, done) => {
+    release(request);
+    done();
+  });
   const routes: { method: string; url: string }[] = [];
   app.addHook("onRoute", (route) => {
     for (const method of [route.method].flat())
       if (method !== "HEAD") routes.push({ method, url: route.url });
   });
   app.decorate("kpartyRoutes", routes);
+  app.decorate("kpartySyncedBlock", () => watcher.syncedBlock);
   const openapi = openApiDocument({ domain });
 
   app.setErrorHandler((error, request, reply) => {

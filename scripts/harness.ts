@@ -1,0 +1,143 @@
+/**
+ * What the benchmark and the load test share: a local chain with a consortium and holders,
+ * a gateway in its own process (scripts/gateway-process.ts) spoken to over IPC, percentiles.
+ * Everything started is registered in `cleanups`, which the caller runs in reverse order.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { JsonRpcProvider } from "ethers";
+import { createProvider, type Deployment } from "../src/chain/index.ts";
+import {
+  bootstrapConsortium,
+  type ConsortiumMember,
+  createParticipant,
+  type LocalChain,
+  type Participant,
+  startHardhatNode,
+} from "../src/devnet/index.ts";
+
+export type Cleanups = (() => Promise<unknown>)[];
+
+export const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length
+    ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
+    : 0;
+};
+
+export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Sends `{type}` to the gateway process and resolves with its answer of the same type. */
+export function ask<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const onMessage = (m: { type: string } & T) => {
+      if (m.type === type) {
+        child.off("message", onMessage);
+        resolve(m);
+      }
+    };
+    child.on("message", onMessage);
+    child.send({ type });
+  });
+}
+
+export interface HarnessWorld {
+  node: LocalChain;
+  provider: JsonRpcProvider;
+  deployment: Deployment;
+  issuer: ConsortiumMember;
+  holders: Participant[];
+  passphrase: string;
+}
+
+/** `hardhat node` on 127.0.0.1, a two-member consortium (quorum 1) and `holders` participants. */
+export async function startWorld(dir: string, holders: number, cleanups: Cleanups): Promise<HarnessWorld> {
+  const node = await startHardhatNode();
+  cleanups.push(() => node.stop());
+  const provider = createProvider(node.url, node.chainId);
+  cleanups.push(async () => provider.destroy());
+  const passphrase = "harness passphrase";
+  const { deployment, members } = await bootstrapConsortium({
+    provider,
+    funder: await provider.getSigner(0),
+    dataDir: join(dir, "members"),
+    passphrase,
+    members: ["Org A", "Org B"],
+    quorum: 1,
+  });
+  for (const m of members) cleanups.push(() => m.handle.close());
+  const list: Participant[] = [];
+  for (let i = 0; i < holders; i++) {
+    const p = await createParticipant({
+      provider,
+      deployment,
+      dataDir: join(dir, `holder-${i}`),
+      passphrase,
+    });
+    cleanups.push(() => p.handle.close());
+    list.push(p);
+  }
+  return { node, provider, deployment, issuer: members[0] as ConsortiumMember, holders: list, passphrase };
+}
+
+/** A gateway in its own process over `world`'s chain; resolves once it listens. */
+export async function startGatewayChild(params: {
+  world: HarnessWorld;
+  dir: string;
+  domain: string;
+  cleanups: Cleanups;
+  config?: Record<string, unknown>;
+  execArgv?: string[];
+}): Promise<{ child: ChildProcess; url: string }> {
+  const modelsDir = join(params.dir, "models");
+  await mkdir(modelsDir, { recursive: true });
+  const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
+    execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning", ...(params.execArgv ?? [])],
+    env: {
+      ...process.env,
+      KPARTY_GATEWAY_CONFIG: JSON.stringify({
+        rpcUrl: params.world.node.url,
+        deployment: params.world.deployment,
+        modelsDir,
+        dbFile: join(params.dir, "gw", "gateway.sqlite"),
+        domain: params.domain,
+        ...params.config,
+      }),
+    },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  params.cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.send({ type: "stop" });
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill("SIGKILL");
+    }
+  });
+  const { url } = await ask<{ url: string }>(child, "ready");
+  return { child, url };
+}
+
+/** Runs `main`, then every cleanup (in reverse), and exits 0 only if `main` resolved true. */
+export async function runScript(
+  name: string,
+  main: () => Promise<boolean>,
+  cleanups: Cleanups,
+): Promise<never> {
+  let ok = false;
+  try {
+    ok = await main();
+  } catch (error) {
+    process.stderr.write(`${name} failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  } finally {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch {
+        // keep stopping the rest
+      }
+    }
+  }
+  process.exit(ok ? 0 : 1);
+}
