@@ -4,6 +4,7 @@
  * reports over IPC when it listens, how many JSON-RPC calls its provider made while serving
  * requests (the event watcher polls through a separate provider), and its resident memory.
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createKPartyAgent } from "../agent/index.ts";
 import { createChainClient, createProvider, type Deployment } from "../src/chain/index.ts";
 import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
@@ -50,10 +51,16 @@ const app = await buildGateway({
     deployment: config.deployment,
   }),
 });
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 const url = await app.listen({ host: "127.0.0.1", port: 0 });
 process.on("message", (message: { type: string }) => {
   if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
+  if (message.type === "lag") {
+    process.send?.({ type: "lag", maxMs: loopDelay.max / 1e6 });
+    loopDelay.reset();
+  }
   if (message.type === "synced") process.send?.({ type: "synced", block: app.kpartySyncedBlock() });
   if (message.type === "stop") void app.close().then(() => process.exit(0));
 });

@@ -81,6 +81,12 @@ export interface GatewayOptions {
    * queueing without bound, so admitted requests keep a bounded latency.
    */
   maxInFlight?: number;
+  /**
+   * Event-loop delay past which new requests are shed the same way (default 50 ms). Under
+   * overload the queue forms before the gateway sees a request (in socket buffers), where
+   * `maxInFlight` cannot count it; a late event loop is the sign of that queue.
+   */
+  maxEventLoopDelayMs?: number;
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
@@ -208,6 +214,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new TypeError("maxInFlight must be a positive integer");
   }
+  const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? 50;
+  if (!Number.isFinite(maxEventLoopDelayMs) || maxEventLoopDelayMs <= 0) {
+    throw new TypeError("maxEventLoopDelayMs must be a positive number");
+  }
   for (const name of ["tokenFreshnessMs", "maxStalenessMs", "statusPollingIntervalMs"] as const) {
     const value = options[name];
     if (value !== undefined && (!Number.isFinite(value) || value <= 0))
@@ -267,11 +277,22 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
 
   app.addHook("onClose", async () => watcher.stop());
-  // Load shedding: count what is in flight; refuse beyond the bound before parsing or verifying.
+  // Load shedding: refuse before parsing or verifying when too much is in flight, or when the
+  // event loop runs late (a 10 ms timer measures by how much).
   let inFlight = 0;
+  let loopDelay = 0;
+  let lastTick = performance.now();
+  const lagTimer = setInterval(() => {
+    const now = performance.now();
+    loopDelay = Math.max(0, now - lastTick - 10);
+    lastTick = now;
+  }, 10);
+  lagTimer.unref();
+  app.addHook("onClose", async () => clearInterval(lagTimer));
   const admitted = new WeakSet<FastifyRequest>();
   app.addHook("onRequest", (request, reply, done) => {
-    if (inFlight >= maxInFlight) {
+    const late = performance.now() - lastTick - 10;
+    if (inFlight >= maxInFlight || Math.max(loopDelay, late) > maxEventLoopDelayMs) {
       const [status, body] = errorResponse(
         new KPartyError("overloaded", "the gateway is at capacity; retry shortly"),
       );
