@@ -17,6 +17,7 @@ describe("buildGateway misconfiguration", () => {
     ["a negative clock skew", { clockSkewSeconds: -1 }],
     ["a zero in-flight bound", { maxInFlight: 0 }],
     ["a fractional in-flight bound", { maxInFlight: 1.5 }],
+    ["a zero event-loop delay bound", { maxEventLoopDelayMs: 0 }],
   ])("throws TypeError for %s", async (_what, patch) => {
     await expect(buildGateway({ ...base(), ...patch })).rejects.toThrow(TypeError);
   });
@@ -61,6 +62,26 @@ describe("load shedding", () => {
     expect((await slow).statusCode).toBe(200);
     const admitted = await app.inject({ method: "GET", url: "/openapi.json" });
     expect(admitted.statusCode).toBe(200);
+    await app.close();
+  });
+
+  it("refuses requests with 503 overloaded while the event loop stays late, not after one pause", async () => {
+    const app = await buildGateway({ ...base(), maxEventLoopDelayMs: 30 });
+    const block = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // the event loop is blocked: its 10 ms timer cannot run
+      }
+    };
+    await new Promise((r) => setTimeout(r, 30));
+    block(80);
+    expect((await app.inject({ method: "GET", url: "/openapi.json" })).statusCode).toBe(200); // one pause
+    await new Promise((r) => setTimeout(r, 0)); // the overdue timer records the 70 ms delay
+    block(80);
+    const shed = await app.inject({ method: "GET", url: "/openapi.json" });
+    expect([shed.statusCode, shed.json().error.code]).toEqual([503, "overloaded"]);
+    await new Promise((r) => setTimeout(r, 40));
+    expect((await app.inject({ method: "GET", url: "/openapi.json" })).statusCode).toBe(200);
     await app.close();
   });
 });

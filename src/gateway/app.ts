@@ -82,9 +82,10 @@ export interface GatewayOptions {
    */
   maxInFlight?: number;
   /**
-   * Event-loop delay past which new requests are shed the same way (default 50 ms). Under
-   * overload the queue forms before the gateway sees a request (in socket buffers), where
-   * `maxInFlight` cannot count it; a late event loop is the sign of that queue.
+   * Event-loop delay past which new requests are shed the same way (default 50 ms), when the
+   * loop was that late at its last tick and is again now. Under overload the queue forms before
+   * the gateway sees a request (in socket buffers), where `maxInFlight` cannot count it; a
+   * loop that stays late is the sign of that queue.
    */
   maxEventLoopDelayMs?: number;
 }
@@ -278,7 +279,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.addHook("onClose", async () => watcher.stop());
   // Load shedding: refuse before parsing or verifying when too much is in flight, or when the
-  // event loop runs late (a 10 ms timer measures by how much).
+  // event loop runs late (a 10 ms timer measures by how much): late at its last tick and late
+  // again now, so one isolated pause (a GC, a long synchronous step) sheds nothing.
   let inFlight = 0;
   let loopDelay = 0;
   let lastTick = performance.now();
@@ -292,7 +294,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const admitted = new WeakSet<FastifyRequest>();
   app.addHook("onRequest", (request, reply, done) => {
     const late = performance.now() - lastTick - 10;
-    if (inFlight >= maxInFlight || Math.max(loopDelay, late) > maxEventLoopDelayMs) {
+    if (inFlight >= maxInFlight || (loopDelay > maxEventLoopDelayMs && late > maxEventLoopDelayMs)) {
       const [status, body] = errorResponse(
         new KPartyError("overloaded", "the gateway is at capacity; retry shortly"),
       );
