@@ -7,6 +7,8 @@ export interface LocalChain {
   chainId: number;
   /** Stops the chain; safe to call more than once. */
   stop(): Promise<void>;
+  /** Kills the node with SIGKILL (a crash: its in-memory chain is gone) and waits for it to exit. */
+  kill(): Promise<void>;
 }
 
 /** A free TCP port on 127.0.0.1. */
@@ -95,5 +97,10 @@ export async function startHardhatNode(
   // Drain output so the child never blocks on a full pipe.
   child.stdout?.resume();
   child.stderr?.resume();
-  return { url: `http://127.0.0.1:${port}`, chainId: 31337, stop };
+  const kill = async () => {
+    process.off("exit", killOnExit);
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await exited;
+  };
+  return { url: `http://127.0.0.1:${port}`, chainId: 31337, stop, kill };
 }
