@@ -16,6 +16,9 @@ export default defineConfig({
       evmVersion: "cancun",
     },
   },
+  // Invariant campaigns (contracts/*.invariants.t.sol): 128 random call sequences of 64 calls
+  // each, every invariant checked after every call.
+  test: { solidity: { invariant: { runs: 128, depth: 64, failOnRevert: false } } },
   paths: {
     sources: "./contracts",
     tests: { solidity: "./contracts" },
