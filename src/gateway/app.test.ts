@@ -64,24 +64,4 @@ describe("load shedding", () => {
     expect(admitted.statusCode).toBe(200);
     await app.close();
   });
-
-  it("refuses requests with 503 overloaded while the event loop stays late, not after one pause", async () => {
-    const app = await buildGateway({ ...base(), maxEventLoopDelayMs: 30 });
-    const block = (ms: number) => {
-      const until = performance.now() + ms;
-      while (performance.now() < until) {
-        // the event loop is blocked: its 10 ms timer cannot run
-      }
-    };
-    await new Promise((r) => setTimeout(r, 30));
-    block(80);
-    expect((await app.inject({ method: "GET", url: "/openapi.json" })).statusCode).toBe(200); // one pause
-    await new Promise((r) => setTimeout(r, 0)); // the overdue timer records the 70 ms delay
-    block(80);
-    const shed = await app.inject({ method: "GET", url: "/openapi.json" });
-    expect([shed.statusCode, shed.json().error.code]).toEqual([503, "overloaded"]);
-    await new Promise((r) => setTimeout(r, 40));
-    expect((await app.inject({ method: "GET", url: "/openapi.json" })).statusCode).toBe(200);
-    await app.close();
-  });
 });

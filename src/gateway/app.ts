@@ -10,6 +10,7 @@ import { AuditLog } from "./audit.ts";
 import { createDidCache } from "./did-cache.ts";
 import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
+import { LoadShedder } from "./load-shedding.ts";
 import { openApiDocument } from "./openapi.ts";
 import { grantScope, type ScopeRequest } from "./policy.ts";
 import { RateLimiter } from "./rate-limit.ts";
@@ -82,10 +83,10 @@ export interface GatewayOptions {
    */
   maxInFlight?: number;
   /**
-   * Event-loop delay past which new requests are shed the same way (default 50 ms), when the
-   * loop was that late at its last tick and is again now. Under overload the queue forms before
-   * the gateway sees a request (in socket buffers), where `maxInFlight` cannot count it; a
-   * loop that stays late is the sign of that queue.
+   * Event-loop delay past which new requests are shed the same way (default 50 ms), once the
+   * loop has stayed that late for a second (and until it has been on time for a second). Under
+   * overload the queue forms before the gateway sees a request (in socket buffers), where
+   * `maxInFlight` cannot count it; a loop that stays late is the sign of that queue.
    */
   maxEventLoopDelayMs?: number;
 }
@@ -278,35 +279,25 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
 
   app.addHook("onClose", async () => watcher.stop());
-  // Load shedding: refuse before parsing or verifying when too much is in flight, or when the
-  // event loop runs late (a 10 ms timer measures by how much): late at its last tick and late
-  // again now, so one isolated pause (a GC, a long synchronous step) sheds nothing.
-  let inFlight = 0;
-  let loopDelay = 0;
-  let lastTick = performance.now();
-  const lagTimer = setInterval(() => {
-    const now = performance.now();
-    loopDelay = Math.max(0, now - lastTick - 10);
-    lastTick = now;
-  }, 10);
-  lagTimer.unref();
-  app.addHook("onClose", async () => clearInterval(lagTimer));
+  // Load shedding: refuse before parsing or verifying anything (see LoadShedder).
+  const shedder = new LoadShedder({ maxInFlight, maxEventLoopDelayMs });
+  shedder.start();
+  app.addHook("onClose", async () => shedder.stop());
   const admitted = new WeakSet<FastifyRequest>();
   app.addHook("onRequest", (request, reply, done) => {
-    const late = performance.now() - lastTick - 10;
-    if (inFlight >= maxInFlight || (loopDelay > maxEventLoopDelayMs && late > maxEventLoopDelayMs)) {
+    if (shedder.shouldShed()) {
       const [status, body] = errorResponse(
         new KPartyError("overloaded", "the gateway is at capacity; retry shortly"),
       );
       reply.code(status).header("retry-after", "1").send(body);
       return;
     }
-    inFlight++;
+    shedder.enter();
     admitted.add(request);
     done();
   });
   const release = (request: FastifyRequest) => {
-    if (admitted.delete(request)) inFlight--;
+    if (admitted.delete(request)) shedder.leave();
   };
   app.addHook("onResponse", (request, _reply, done) => {
     release(request);
