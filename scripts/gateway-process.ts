@@ -16,10 +16,14 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   modelsDir: string;
   dbFile: string;
   domain: string;
-  /** Lift the per-client limits and the default per-credential limit (the load comes from one client). */
+  /**
+   * Lift the per-client limits, the default per-credential limit (the load comes from one
+   * client) and load shedding (the benchmark measures capacity, not shedding).
+   */
   unlimited?: boolean;
-  /** Passed to buildGateway when set. */
+  /** Passed to buildGateway when set (after `unlimited`). */
   maxInFlight?: number;
+  maxEventLoopDelayMs?: number;
   challengeTtlSeconds?: number;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
@@ -41,9 +45,16 @@ const app = await buildGateway({
   db,
   domain: config.domain,
   ...(config.unlimited
-    ? { challengesPerMinute: 1e9, verificationsPerMinute: 1e9, defaultRequestsPerMinute: 1e9 }
+    ? {
+        challengesPerMinute: 1e9,
+        verificationsPerMinute: 1e9,
+        defaultRequestsPerMinute: 1e9,
+        maxInFlight: 1e9,
+        maxEventLoopDelayMs: 1e9,
+      }
     : {}),
   ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
+  ...(config.maxEventLoopDelayMs ? { maxEventLoopDelayMs: config.maxEventLoopDelayMs } : {}),
   ...(config.challengeTtlSeconds ? { challengeTtlSeconds: config.challengeTtlSeconds } : {}),
   // the watcher polls through its own provider, so request-time RPC calls are counted alone
   watcherChain: createChainClient({

@@ -117,8 +117,9 @@ async function main(): Promise<boolean> {
     dir,
     domain: DOMAIN,
     cleanups,
-    // one client address sends everything: lift the per-address limits, keep per-credential quotas
-    config: { unlimited: true, challengeTtlSeconds: 600 },
+    // one client address sends everything: lift the per-address limits, keep per-credential
+    // quotas, and shed with the gateway's default bounds
+    config: { unlimited: true, maxInFlight: 256, maxEventLoopDelayMs: 200, challengeTtlSeconds: 600 },
   });
   const gw = createGatewayClient(url);
   const synced = async () => (await ask<{ block: number }>(child, "synced")).block;

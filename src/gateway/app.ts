@@ -83,7 +83,7 @@ export interface GatewayOptions {
    */
   maxInFlight?: number;
   /**
-   * Event-loop delay past which new requests are shed the same way (default 50 ms), once the
+   * Event-loop delay past which new requests are shed the same way (default 200 ms), once the
    * loop has stayed that late for a second (and until it has been on time for a second). Under
    * overload the queue forms before the gateway sees a request (in socket buffers), where
    * `maxInFlight` cannot count it; a loop that stays late is the sign of that queue.
@@ -216,7 +216,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new TypeError("maxInFlight must be a positive integer");
   }
-  const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? 50;
+  const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? 200;
   if (!Number.isFinite(maxEventLoopDelayMs) || maxEventLoopDelayMs <= 0) {
     throw new TypeError("maxEventLoopDelayMs must be a positive number");
   }
