@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 /** One access decision. */
 export interface AuditEntry {
@@ -71,18 +71,23 @@ function fromRow(r: Record<string, unknown>): AuditRecord {
 export class AuditLog {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
+  readonly #last: StatementSync;
+  readonly #insert: StatementSync;
 
   constructor(db: DatabaseSync, options: { now: () => number }) {
     this.#db = db;
     this.#now = options.now;
+    this.#last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
+    this.#insert = db.prepare(
+      `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
   }
 
   append(entry: AuditEntry): AuditRecord {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
-      const last = this.#db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
-        | { seq: number; hash: string }
-        | undefined;
+      const last = this.#last.get() as { seq: number; hash: string } | undefined;
       const base: Omit<AuditRecord, "hash"> = {
         seq: (last ? Number(last.seq) : 0) + 1,
         at: new Date(this.#now()).toISOString(),
@@ -97,25 +102,20 @@ export class AuditLog {
         prevHash: last?.hash ?? GENESIS_HASH,
       };
       const record: AuditRecord = { ...base, hash: auditHash(base) };
-      this.#db
-        .prepare(
-          `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          record.seq,
-          record.at,
-          record.client,
-          record.route,
-          record.holder,
-          record.credentialId,
-          record.action,
-          record.model,
-          record.outcome,
-          record.code,
-          record.prevHash,
-          record.hash,
-        );
+      this.#insert.run(
+        record.seq,
+        record.at,
+        record.client,
+        record.route,
+        record.holder,
+        record.credentialId,
+        record.action,
+        record.model,
+        record.outcome,
+        record.code,
+        record.prevHash,
+        record.hash,
+      );
       this.#db.exec("COMMIT");
       return record;
     } catch (error) {

@@ -25,6 +25,40 @@ describe("ChallengeStore", () => {
   });
 });
 
+describe("ChallengeStore durability", () => {
+  it("leaves the connection at synchronous=FULL after every challenge write, even one that fails", () => {
+    const db = openGatewayDatabase(":memory:");
+    const level = () => (db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous;
+    const store = new ChallengeStore(db, { ttlSeconds: 60, now: () => 1_000_000 });
+    expect(level()).toBe(2);
+    const { challenge } = store.issue("c");
+    expect(level()).toBe(2);
+    store.consume(challenge);
+    expect(level()).toBe(2);
+    expect(errorCode(() => store.consume("unknown"))).toBe("challenge_invalid");
+    expect(level()).toBe(2);
+    db.exec("DROP TABLE challenges");
+    expect(errorCode(() => store.issue("c"))).not.toBe("no error");
+    expect(level()).toBe(2);
+  });
+
+  it("prunes long-expired challenges at most once a second", () => {
+    const db = openGatewayDatabase(":memory:");
+    let now = 1_000_000;
+    const store = new ChallengeStore(db, { ttlSeconds: 60, now: () => now });
+    const count = () => Number((db.prepare("SELECT COUNT(*) AS n FROM challenges").get() as { n: number }).n);
+    store.issue("a");
+    now += 121_000; // the first is now expired for longer than a lifetime
+    store.issue("b");
+    expect(count()).toBe(1);
+    now += 121_000;
+    store.issue("c");
+    now += 500;
+    store.issue("d"); // within a second of the last prune: no prune
+    expect(count()).toBe(2);
+  });
+});
+
 describe("AuditLog", () => {
   const at = () => Date.parse("2026-11-22T00:00:00Z");
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
 
 /**
@@ -50,11 +50,22 @@ export interface Challenge {
 /**
  * Single-use, short-lived challenges. Consumption is one conditional UPDATE, so two
  * concurrent presentations of the same challenge cannot both succeed.
+ *
+ * Challenge writes skip their own fsync (`synchronous=NORMAL` for the statement; WAL keeps
+ * them atomic and ordered). That loses nothing that matters: a token is answered only after
+ * its audit record is committed with `synchronous=FULL`, and that commit syncs the write-ahead
+ * log with every earlier frame in it, this consumption included. A challenge lost to a power
+ * cut before any such sync was never the basis of an answer: its presentation is refused.
  */
 export class ChallengeStore {
   readonly #db: DatabaseSync;
   readonly #ttlMs: number;
   readonly #now: () => number;
+  readonly #insert: StatementSync;
+  readonly #prune: StatementSync;
+  readonly #use: StatementSync;
+  readonly #lookup: StatementSync;
+  #prunedAt = 0;
 
   constructor(db: DatabaseSync, options: { ttlSeconds: number; now: () => number }) {
     if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
@@ -63,16 +74,37 @@ export class ChallengeStore {
     this.#db = db;
     this.#ttlMs = options.ttlSeconds * 1000;
     this.#now = options.now;
+    this.#insert = db.prepare(
+      "INSERT INTO challenges (challenge, client, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    );
+    this.#prune = db.prepare("DELETE FROM challenges WHERE expires_at < ?");
+    this.#use = db.prepare(
+      "UPDATE challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL AND expires_at > ?",
+    );
+    this.#lookup = db.prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?");
   }
 
-  /** Mints a fresh challenge (256 random bits, base64url) for `client`. */
+  /** Runs a challenge write without an fsync of its own (see the class comment). */
+  #write<T>(fn: () => T): T {
+    this.#db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      return fn();
+    } finally {
+      this.#db.exec("PRAGMA synchronous = FULL");
+    }
+  }
+
+  /** Mints a fresh challenge (256 random bits, base64url) for `client`; prunes long-expired ones once a second. */
   issue(client: string): Challenge {
     const now = this.#now();
     const challenge = randomBytes(32).toString("base64url");
-    this.#db.prepare("DELETE FROM challenges WHERE expires_at < ?").run(now - this.#ttlMs);
-    this.#db
-      .prepare("INSERT INTO challenges (challenge, client, created_at, expires_at) VALUES (?, ?, ?, ?)")
-      .run(challenge, client, now, now + this.#ttlMs);
+    this.#write(() => {
+      if (now - this.#prunedAt >= 1_000) {
+        this.#prunedAt = now;
+        this.#prune.run(now - this.#ttlMs);
+      }
+      this.#insert.run(challenge, client, now, now + this.#ttlMs);
+    });
     return { challenge, expiresAt: new Date(now + this.#ttlMs) };
   }
 
@@ -81,9 +113,7 @@ export class ChallengeStore {
    * like {@link consume}. Lets a verifier refuse a made-up nonce before any expensive work.
    */
   check(challenge: string): void {
-    const row = this.#db
-      .prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?")
-      .get(challenge) as { used_at: number | null; expires_at: number } | undefined;
+    const row = this.#lookup.get(challenge) as { used_at: number | null; expires_at: number } | undefined;
     if (row?.used_at != null)
       throw new KPartyError("challenge_reused", "the challenge has already been used");
     if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
@@ -94,13 +124,9 @@ export class ChallengeStore {
   /** Marks `challenge` used; throws `challenge_reused`, or `challenge_invalid` if unknown or expired. */
   consume(challenge: string): void {
     const now = this.#now();
-    const { changes } = this.#db
-      .prepare("UPDATE challenges SET used_at = ? WHERE challenge = ? AND used_at IS NULL AND expires_at > ?")
-      .run(now, challenge, now);
+    const { changes } = this.#write(() => this.#use.run(now, challenge, now));
     if (changes === 1) return;
-    const row = this.#db
-      .prepare("SELECT used_at, expires_at FROM challenges WHERE challenge = ?")
-      .get(challenge) as { used_at: number | null; expires_at: number } | undefined;
+    const row = this.#lookup.get(challenge) as { used_at: number | null; expires_at: number } | undefined;
     if (row?.used_at != null)
       throw new KPartyError("challenge_reused", "the challenge has already been used");
     if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
