@@ -530,6 +530,22 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     expect(registered).toMatchObject({ id: "other", parameterCount: 6, version: 1 });
   });
 
+  it("a gateway that does not answer is exit 6; model commands without a token are exit 8", async () => {
+    expect(
+      await as("alice", ["present", "--credential", "alice.json", "--gateway", "http://127.0.0.1:1"]),
+    ).toEqual({
+      code: 6,
+      stdout: "",
+      stderr:
+        "kparty: unreachable: no answer from the gateway at http://127.0.0.1:1 (hint: is the gateway running? check gateway.url in the config or pass --gateway URL)\n",
+    });
+    expect(await as("org-b", ["model", "list"])).toEqual({
+      code: 8,
+      stdout: "",
+      stderr: `kparty: token_invalid: no access token in ${join(dir, ".kparty/org-b")} (hint: get a new access token with \`kparty present\`)\n`,
+    });
+  });
+
   it("presenting from a data dir that does not hold the subject DID is exit 5; a bad bundle exit 2", async () => {
     const r = await as("coord", ["present", "--credential", "alice.json"]);
     expect(r.code).toBe(5);
