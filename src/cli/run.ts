@@ -5,10 +5,12 @@ import { CliContext, type GlobalOptions } from "./context.ts";
 /**
  * Wraps a command's body: builds its context from the global and command options, runs it,
  * and releases whatever it opened, whether it succeeded or not. Errors propagate to `main`,
- * which prints them and picks the exit code.
+ * which prints them and picks the exit code. `usesContracts: false` marks a command that
+ * never opens an agent or a chain client (audit, model), so it never compiles the contracts.
  */
 export function run<A extends unknown[], O extends object>(
   body: (ctx: CliContext, options: O, ...args: A) => Promise<void>,
+  { usesContracts = true }: { usesContracts?: boolean } = {},
 ): (...all: unknown[]) => Promise<void> {
   return async (...all: unknown[]) => {
     const command = all[all.length - 1] as Command;
@@ -16,7 +18,7 @@ export function run<A extends unknown[], O extends object>(
     const ctx = new CliContext(options);
     try {
       // Agents and chain clients read the contracts' ABIs: a fresh clone compiles them once.
-      if (!contractsBuilt()) {
+      if (usesContracts && !contractsBuilt()) {
         ctx.out.info("compiling kparty's contracts (first run only)…");
         await ensureContractsBuilt();
       }
@@ -26,6 +28,9 @@ export function run<A extends unknown[], O extends object>(
     }
   };
 }
+
+/** For `run`: the command reads no contract ABI (see `usesContracts`). */
+export const NO_CONTRACTS = { usesContracts: false } as const;
 
 /** Resolves on the first SIGINT or SIGTERM: how long-running commands (chain up, gateway serve) wait. */
 export function untilSignal(): Promise<NodeJS.Signals> {

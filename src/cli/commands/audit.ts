@@ -7,7 +7,7 @@ import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
 import { openGatewayDatabase } from "../../gateway/state.ts";
 import type { CliContext } from "../context.ts";
 import { EXIT, table } from "../output.ts";
-import { positiveInt, run } from "../run.ts";
+import { NO_CONTRACTS, positiveInt, run } from "../run.ts";
 
 function openLog(ctx: CliContext, db: string | undefined) {
   const file = resolve(db ?? join(ctx.config.dataDir, "gateway.sqlite"));
@@ -59,7 +59,7 @@ export function registerAudit(program: Command): void {
                 ]),
               ),
         );
-      }),
+      }, NO_CONTRACTS),
     );
 
   audit
@@ -78,6 +78,6 @@ export function registerAudit(program: Command): void {
             : `audit log BROKEN at record #${result.broken?.seq}: ${result.broken?.reason}`,
         );
         if (!result.valid) process.exitCode = EXIT.auditBroken;
-      }),
+      }, NO_CONTRACTS),
     );
 }

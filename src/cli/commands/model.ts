@@ -5,7 +5,7 @@ import { KPartyError } from "../../errors/index.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import type { CliContext } from "../context.ts";
 import { table } from "../output.ts";
-import { list, positiveInt, run } from "../run.ts";
+import { list, NO_CONTRACTS, positiveInt, run } from "../run.ts";
 import { gatewayClient, loadSession } from "./present.ts";
 
 async function session(ctx: CliContext) {
@@ -62,7 +62,7 @@ export function registerModel(program: Command): void {
                 ]),
               ),
         );
-      }),
+      }, NO_CONTRACTS),
     );
 
   model
@@ -85,7 +85,7 @@ export function registerModel(program: Command): void {
           { model: id, version, parameters: weights.length, bytes: weights.byteLength, file },
           `${id} v${version}: ${weights.length} parameters written to ${file}`,
         );
-      }),
+      }, NO_CONTRACTS),
     );
 
   model
@@ -113,7 +113,7 @@ export function registerModel(program: Command): void {
           token,
         );
         ctx.out.result(receipt, `update for ${id} round ${receipt.round} accepted (${receipt.bytes} bytes)`);
-      }),
+      }, NO_CONTRACTS),
     );
 
   model
@@ -141,7 +141,7 @@ export function registerModel(program: Command): void {
           info,
           `registered ${id} (${info.parameterCount} parameters), round ${info.openRound} open`,
         );
-      }),
+      }, NO_CONTRACTS),
     );
 
   model
@@ -158,6 +158,6 @@ export function registerModel(program: Command): void {
           closed,
           `${id} round ${options.round} closed: ${closed.aggregated} update(s), now v${closed.version}`,
         );
-      }),
+      }, NO_CONTRACTS),
     );
 }
