@@ -539,6 +539,11 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       stderr:
         "kparty: unreachable: no answer from the gateway at http://127.0.0.1:1 (hint: is the gateway running? check gateway.url in the config or pass --gateway URL)\n",
     });
+    expect(await as("alice", ["present", "--credential", "alice.json", "--gateway", "ftp://gw"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'kparty: invalid_argument: --gateway must be an http(s) URL, got "ftp://gw"\n',
+    });
     expect(await as("org-b", ["model", "list"])).toEqual({
       code: 8,
       stdout: "",

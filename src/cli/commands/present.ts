@@ -27,7 +27,9 @@ export function gatewayClient(url: string): GatewayClient {
   return createGatewayClient(url, {
     fetch: async (input, init) => {
       try {
-        return await fetch(input, { ...init, signal: AbortSignal.timeout(30_000) });
+        // bounded, so a gateway that accepts and never answers cannot hang the command; long
+        // enough for a large model to stream
+        return await fetch(input, { ...init, signal: AbortSignal.timeout(300_000) });
       } catch (cause) {
         throw new KPartyError("unreachable", `no answer from the gateway at ${url}`, { cause });
       }
@@ -70,6 +72,9 @@ Examples:
       run(async (ctx, options: { credential: string; gateway?: string; scope?: string }) => {
         const bundle = readBundle(options.credential);
         const url = (options.gateway ?? ctx.config.gateway.url).replace(/\/+$/, "");
+        if (!/^https?:\/\/[^\s/]+/.test(url)) {
+          throw new KPartyError("invalid_argument", `--gateway must be an http(s) URL, got "${url}"`);
+        }
         const { agent } = await ctx.agent("holder");
         const { did } = await identityOf(agent, bundle.subject, ctx.config.dataDir).catch(
           (error: unknown) => {
