@@ -157,7 +157,12 @@ async function main() {
     dir,
     domain: DOMAIN,
     cleanups,
-    config: { unlimited: true },
+    config: {
+      unlimited: true,
+      ...(process.env.KPARTY_VERIFY_THREADS
+        ? { verifyThreads: Number(process.env.KPARTY_VERIFY_THREADS) }
+        : {}),
+    },
     execArgv: process.env.KPARTY_BENCH_PROF
       ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KPARTY_BENCH_PROF}`]
       : [],

@@ -25,6 +25,7 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   maxInFlight?: number;
   maxEventLoopDelayMs?: number;
   challengeTtlSeconds?: number;
+  verifyThreads?: number;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -56,6 +57,7 @@ const app = await buildGateway({
   ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
   ...(config.maxEventLoopDelayMs ? { maxEventLoopDelayMs: config.maxEventLoopDelayMs } : {}),
   ...(config.challengeTtlSeconds ? { challengeTtlSeconds: config.challengeTtlSeconds } : {}),
+  ...(config.verifyThreads ? { verifyThreads: config.verifyThreads } : {}),
   // the watcher polls through its own provider, so request-time RPC calls are counted alone
   watcherChain: createChainClient({
     provider: createProvider(config.rpcUrl, config.deployment.chainId),

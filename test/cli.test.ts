@@ -316,7 +316,18 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     alice = (await as("alice", ["did", "create", "--alias", "alice"])).stdout.trim();
     coordinator = (await as("coord", ["did", "create"])).stdout.trim();
     gateway = await startKparty(
-      ["gateway", "serve", "--port", "0", "--data-dir", ".kparty/gateway", "--model", "fl-demo:4"],
+      [
+        "gateway",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        ".kparty/gateway",
+        "--model",
+        "fl-demo:4",
+        "--verify-threads",
+        "1",
+      ],
       {
         cwd: dir,
         env,

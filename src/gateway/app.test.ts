@@ -18,6 +18,7 @@ describe("buildGateway misconfiguration", () => {
     ["a zero in-flight bound", { maxInFlight: 0 }],
     ["a fractional in-flight bound", { maxInFlight: 1.5 }],
     ["a zero event-loop delay bound", { maxEventLoopDelayMs: 0 }],
+    ["a negative number of verification threads", { verifyThreads: -1 }],
   ])("throws TypeError for %s", async (_what, patch) => {
     await expect(buildGateway({ ...base(), ...patch })).rejects.toThrow(TypeError);
   });

@@ -18,6 +18,7 @@ import { ChallengeStore } from "./state.ts";
 import { createStatusCache } from "./status-cache.ts";
 import { createTokenService } from "./tokens.ts";
 import type { CheckResult } from "./verify/checks.ts";
+import { createEs256kPool } from "./verify/es256k-pool.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import { createVerifier, type DidResolver } from "./verify/verifier.ts";
 
@@ -89,6 +90,11 @@ export interface GatewayOptions {
    * `maxInFlight` cannot count it; a loop that stays late is the sign of that queue.
    */
   maxEventLoopDelayMs?: number;
+  /**
+   * Worker threads that verify ES256K signatures (default 0: on the event loop). With more
+   * than one core, 1 or more moves the most expensive step of `POST /auth/token` off it.
+   */
+  verifyThreads?: number;
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
@@ -216,6 +222,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new TypeError("maxInFlight must be a positive integer");
   }
+  const verifyThreads = options.verifyThreads ?? 0;
+  if (!Number.isSafeInteger(verifyThreads) || verifyThreads < 0) {
+    throw new TypeError("verifyThreads must be a non-negative integer");
+  }
   const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? 200;
   if (!Number.isFinite(maxEventLoopDelayMs) || maxEventLoopDelayMs <= 0) {
     throw new TypeError("maxEventLoopDelayMs must be a positive number");
@@ -246,8 +256,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const tokenFreshnessMs = options.tokenFreshnessMs ?? 1_000;
   const dids = createDidCache({ resolver: agent, watcher, now, maxStalenessMs: tokenFreshnessMs });
   let verifier: ReturnType<typeof createVerifier>;
+  const pool = verifyThreads > 0 ? createEs256kPool(verifyThreads) : null;
   try {
     verifier = createVerifier({
+      ...(pool ? { verifySignature: pool.verify } : {}),
       resolver: dids,
       states: { get: (key) => states.get(key, { maxStalenessMs: tokenFreshnessMs }) },
       chain,
@@ -257,6 +269,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     });
   } catch (error) {
     watcher.stop(); // a misconfigured gateway leaves no polling timer behind
+    await pool?.close();
     throw error;
   }
   const audit = new AuditLog(db, { now });
@@ -278,7 +291,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     logger: options.logger ? { redact: ["req.headers.authorization"] } : false,
   });
 
-  app.addHook("onClose", async () => watcher.stop());
+  app.addHook("onClose", async () => {
+    watcher.stop();
+    await pool?.close();
+  });
   // Load shedding: refuse before parsing or verifying anything (see LoadShedder).
   const shedder = new LoadShedder({ maxInFlight, maxEventLoopDelayMs });
   shedder.start();

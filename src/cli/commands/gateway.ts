@@ -38,6 +38,12 @@ export function registerGateway(program: Command): void {
       [],
     )
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
+    .option(
+      "--verify-threads <n>",
+      "worker threads for signature verification (0: on the event loop)",
+      (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
+      0,
+    )
     .addHelpText(
       "after",
       `
@@ -53,7 +59,14 @@ Examples:
       run(
         async (
           ctx,
-          options: { host?: string; port?: number; domain?: string; model: string[]; tokenTtl: number },
+          options: {
+            host?: string;
+            port?: number;
+            domain?: string;
+            model: string[];
+            tokenTtl: number;
+            verifyThreads: number;
+          },
         ) => {
           const models = options.model.map(parseModel);
           const deployment = ctx.deployment();
@@ -87,6 +100,7 @@ Examples:
             db,
             domain,
             tokenTtlSeconds: options.tokenTtl,
+            verifyThreads: options.verifyThreads,
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });
           ctx.onClose(() => app.close());

@@ -11,7 +11,7 @@ import { KPartyError } from "../../errors/index.ts";
 import type { StatusKey } from "../status-cache.ts";
 import { CheckLog, type CheckResult, fail } from "./checks.ts";
 import { es256kKeys, type Relationship } from "./did-keys.ts";
-import { verifyEs256k } from "./es256k.ts";
+import { type Es256kKey, verifyEs256k } from "./es256k.ts";
 import { judgeCredentialState, REMOVED_ISSUER_POLICIES, type RemovedIssuerPolicy } from "./judge.ts";
 import { checkHeader, numericDate, parseTokenPayload, type TokenClaims } from "./structure.ts";
 
@@ -22,6 +22,12 @@ export interface DidResolver {
 
 export interface VerifierOptions {
   resolver: DidResolver;
+  /** ES256K verification (default `verifyEs256k` on this thread; see `createEs256kPool`). */
+  verifySignature?: (
+    signingInput: string,
+    signature: Uint8Array,
+    keys: Es256kKey[],
+  ) => Es256kKey | null | Promise<Es256kKey | null>;
   chain: ChainClient;
   /** Clock in milliseconds (default `Date.now`). */
   now?: () => number;
@@ -89,6 +95,7 @@ export function createVerifier(options: VerifierOptions) {
   }
   if (!options.chain?.deployment) throw new TypeError("chain client is required");
   const { resolver, chain } = options;
+  const verifySignature = options.verifySignature ?? verifyEs256k;
   const now = options.now ?? Date.now;
   const skew = options.clockSkewSeconds ?? 60;
   if (!Number.isFinite(skew) || skew < 0)
@@ -134,7 +141,7 @@ export function createVerifier(options: VerifierOptions) {
     parseDidEthr(did);
     const { didDocument } = await resolve(atBlock === undefined ? did : `${did}?versionId=${atBlock}`);
     const keys = es256kKeys(didDocument as NonNullable<typeof didDocument>, relationship);
-    if (!verifyEs256k(jwt.signingInput, jwt.signature, keys)) {
+    if (!(await verifySignature(jwt.signingInput, jwt.signature, keys))) {
       fail("invalid_signature", `${what} signature does not verify against ${did}`);
     }
   }

@@ -1,0 +1,53 @@
+import { createHash } from "node:crypto";
+import { type SigningKey, Wallet } from "ethers";
+import { afterAll, describe, expect, it } from "vitest";
+import { verifyEs256k } from "./es256k.ts";
+import { createEs256kPool } from "./es256k-pool.ts";
+
+const wallet = new Wallet("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
+const other = new Wallet("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a");
+const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJwb29sIn0";
+
+function sign(key: SigningKey, data: string): Uint8Array {
+  const sig = key.sign(createHash("sha256").update(data).digest());
+  return Buffer.concat([Buffer.from(sig.r.slice(2), "hex"), Buffer.from(sig.s.slice(2), "hex")]);
+}
+
+const pool = createEs256kPool(2);
+afterAll(() => pool.close());
+
+describe("createEs256kPool", () => {
+  const sig = sign(wallet.signingKey, input);
+  const pub = { publicKeyHex: wallet.signingKey.compressedPublicKey.slice(2) };
+  const otherPub = { publicKeyHex: other.signingKey.compressedPublicKey.slice(2) };
+  const address = { address: wallet.address };
+
+  it("answers what verifyEs256k answers, returning the caller's own key object", async () => {
+    const cases: [string, Uint8Array, (typeof pub | typeof address)[]][] = [
+      [input, sig, [pub]],
+      [input, sig, [otherPub, pub]],
+      [input, sig, [address]],
+      [input, sig, [otherPub]],
+      [`${input}x`, sig, [pub, address]],
+      [input, new Uint8Array(64), [pub, address]],
+      [input, sig.subarray(0, 63), [pub]],
+      [input, sig, [{ publicKeyHex: "zz" }, pub]],
+    ];
+    for (const [data, signature, keys] of cases) {
+      const expected = verifyEs256k(data, signature, keys);
+      const got = await pool.verify(data, signature, keys);
+      expect(got).toBe(expected === null ? null : keys[keys.indexOf(expected)]);
+    }
+  });
+
+  it("keeps answers apart under concurrency", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => pool.verify(input, sig, i % 2 === 0 ? [pub] : [otherPub])),
+    );
+    expect(answers).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? pub : null)));
+  });
+
+  it("refuses a thread count that is not a positive integer", () => {
+    expect(() => createEs256kPool(0)).toThrow(TypeError);
+  });
+});
