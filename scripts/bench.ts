@@ -20,6 +20,7 @@ import type { IssuedCredential } from "../agent/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
 import { createGatewayClient } from "../src/gateway/index.ts";
 import { verifyEs256k } from "../src/gateway/verify/es256k.ts";
+import { defaultVerifyThreads } from "../src/gateway/verify/es256k-pool.ts";
 import {
   ask,
   type Cleanups,
@@ -125,6 +126,12 @@ async function openLoop(tasks: (() => Promise<number>)[], perSecond: number) {
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
 }
 
+/** What `kparty gateway serve` uses by default, unless KPARTY_VERIFY_THREADS says otherwise. */
+function verifyThreads(cores: number): number {
+  const set = process.env.KPARTY_VERIFY_THREADS;
+  return set === undefined ? defaultVerifyThreads(cores) : Number(set);
+}
+
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), "kparty-bench-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -157,12 +164,9 @@ async function main() {
     dir,
     domain: DOMAIN,
     cleanups,
-    config: {
-      unlimited: true,
-      ...(process.env.KPARTY_VERIFY_THREADS
-        ? { verifyThreads: Number(process.env.KPARTY_VERIFY_THREADS) }
-        : {}),
-    },
+    // verification on the other cores, as `kparty gateway serve` does by default;
+    // KPARTY_VERIFY_THREADS=0 measures the event loop alone
+    config: { unlimited: true, verifyThreads: verifyThreads(cores) },
     execArgv: process.env.KPARTY_BENCH_PROF
       ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KPARTY_BENCH_PROF}`]
       : [],

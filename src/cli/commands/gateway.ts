@@ -1,7 +1,9 @@
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { defaultVerifyThreads } from "../../gateway/verify/es256k-pool.ts";
 import { positiveInt, run, untilSignal } from "../run.ts";
 
 /** `id:d1,d2…` → a model to register at start. */
@@ -40,9 +42,8 @@ export function registerGateway(program: Command): void {
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option(
       "--verify-threads <n>",
-      "worker threads for signature verification (0: on the event loop)",
+      "worker threads for signature verification (0: on the event loop; default: one per core beyond the first, at most 4)",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
-      0,
     )
     .addHelpText(
       "after",
@@ -65,7 +66,7 @@ Examples:
             domain?: string;
             model: string[];
             tokenTtl: number;
-            verifyThreads: number;
+            verifyThreads?: number;
           },
         ) => {
           const models = options.model.map(parseModel);
@@ -100,7 +101,7 @@ Examples:
             db,
             domain,
             tokenTtlSeconds: options.tokenTtl,
-            verifyThreads: options.verifyThreads,
+            verifyThreads: options.verifyThreads ?? defaultVerifyThreads(availableParallelism()),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });
           ctx.onClose(() => app.close());

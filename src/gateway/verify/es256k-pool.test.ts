@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { type SigningKey, Wallet } from "ethers";
 import { afterAll, describe, expect, it } from "vitest";
 import { verifyEs256k } from "./es256k.ts";
-import { createEs256kPool } from "./es256k-pool.ts";
+import { createEs256kPool, defaultVerifyThreads } from "./es256k-pool.ts";
 
 const wallet = new Wallet("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
 const other = new Wallet("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a");
@@ -49,5 +49,9 @@ describe("createEs256kPool", () => {
 
   it("refuses a thread count that is not a positive integer", () => {
     expect(() => createEs256kPool(0)).toThrow(TypeError);
+  });
+
+  it("defaults to one thread per core beyond the first, at most 4", () => {
+    expect([1, 2, 3, 8, 64].map(defaultVerifyThreads)).toEqual([0, 1, 2, 4, 4]);
   });
 });

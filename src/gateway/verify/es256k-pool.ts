@@ -1,6 +1,14 @@
 import { Worker } from "node:worker_threads";
 import type { Es256kKey } from "./es256k.ts";
 
+/**
+ * Verification threads worth running on a machine with `cores` cores: one per core beyond the
+ * event loop's, at most 4 (each costs about 20 MB of memory).
+ */
+export function defaultVerifyThreads(cores: number): number {
+  return Math.max(0, Math.min(4, cores - 1));
+}
+
 export interface Es256kPool {
   /** Same answer as `verifyEs256k`, computed on a worker thread. */
   verify(signingInput: string, signature: Uint8Array, keys: Es256kKey[]): Promise<Es256kKey | null>;
@@ -28,7 +36,11 @@ export function createEs256kPool(threads: number): Es256kPool {
   >();
   let nextId = 0;
   const workers = Array.from({ length: threads }, () => {
-    const worker = new Worker(new URL("./es256k-worker.ts", import.meta.url));
+    // A small young generation: the thread allocates little that lives, and its heap is
+    // resident memory of the gateway.
+    const worker = new Worker(new URL("./es256k-worker.ts", import.meta.url), {
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    });
     worker.unref();
     worker.on("message", (m: { id: number; index: number }) => {
       const p = pending.get(m.id);
