@@ -7,7 +7,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-kparty() { "$ROOT/bin/kparty.js" "$@"; }
+KPARTY="$ROOT/bin/kparty.js"
+kparty() { "$KPARTY" "$@"; }
 json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(eval("v"+process.argv[1]))})' "$1"; }
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
@@ -16,7 +17,15 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # and check: nothing this run started may outlive it
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then echo "walkthrough: process $pid still running" >&2; kill -9 "$pid"; LEAKED=1; fi
+  done
+  for port in ${RPC_PORT:-} ${KPARTY_GATEWAY_PORT:-}; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "walkthrough: port $port still served" >&2; LEAKED=1; fi
+  done
   [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
+  if [ -n "${LEAKED:-}" ]; then exit 1; fi
 }
 trap cleanup EXIT
 cd "$WORK"
@@ -43,7 +52,8 @@ wait_for() { # file, seconds, pid
 }
 
 # Free ports instead of the defaults 8545/8080, so the script never collides with anything.
-export KPARTY_RPC_URL="http://127.0.0.1:$(free_port)"
+RPC_PORT=$(free_port)
+export KPARTY_RPC_URL="http://127.0.0.1:$RPC_PORT"
 export KPARTY_GATEWAY_PORT=$(free_port)
 export KPARTY_GATEWAY_URL="http://127.0.0.1:$KPARTY_GATEWAY_PORT"
 export KPARTY_PASSPHRASE="walkthrough passphrase (use your own)"
@@ -58,7 +68,9 @@ ORG_B=$(kparty did create --alias "Org B" --data-dir .kparty/org-b)
 [[ $ORG_A == did:ethr:0x7a69:0x* && $ORG_B == did:ethr:0x7a69:0x* ]] || fail "not did:ethr DIDs: $ORG_A $ORG_B"
 
 step "3. kparty chain up: local chain, both founders funded, contracts deployed"
-kparty chain up --founder "Org A=$ORG_A" --founder "Org B=$ORG_B" --quorum 2 --json >chain.json 2>chain.err &
+# Long-running commands start the binary itself in the background (not the shell function), so
+# that $! is the process to stop: a killed function's subshell would leave its child running.
+"$KPARTY" chain up --founder "Org A=$ORG_A" --founder "Org B=$ORG_B" --quorum 2 --json >chain.json 2>chain.err &
 PIDS+=($!)
 wait_for chain.json 120 $!
 expect "$(json .founders.length <chain.json)" 2 "founders"
@@ -83,7 +95,7 @@ expect "$(json .credentialId <alice.json)" "$CREDENTIAL" "bundle id"
 expect "$(kparty credential status alice.json --json | json .verdict)" valid "status after issuance"
 
 step "6. the gateway serves model fl-demo; alice presents her credential and pulls the model"
-kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101 --json >gateway.json 2>gateway.err &
+"$KPARTY" gateway serve --data-dir .kparty/gateway --model fl-demo:101 --json >gateway.json 2>gateway.err &
 PIDS+=($!)
 wait_for gateway.json 60 $!
 kparty present --credential alice.json --data-dir .kparty/alice >/dev/null

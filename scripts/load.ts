@@ -15,7 +15,6 @@
  * other than a 503 shed, a request that got no answer, or a gateway that did not survive.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { IssuedCredential } from "../agent/index.ts";
@@ -25,6 +24,7 @@ import { createGatewayClient } from "../src/gateway/index.ts";
 import {
   ask,
   type Cleanups,
+  createHttpClient,
   percentile,
   round,
   runScript,
@@ -67,41 +67,7 @@ interface Outcome {
  * the gateway, which can shed it, rather than in this process.
  */
 const CONNECTIONS = 1024;
-const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS, maxFreeSockets: CONNECTIONS });
-
-function send(
-  url: string,
-  init: { method?: string; headers?: Record<string, string>; body?: string },
-): Promise<{ status: number; code: string | null }> {
-  return new Promise((resolve) => {
-    const req = request(
-      url,
-      { method: init.method ?? "GET", headers: init.headers, agent, timeout: TIMEOUT_MS },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", () => resolve({ status: 0, code: null }));
-        res.on("end", () => {
-          const status = res.statusCode ?? 0;
-          let code: string | null = null;
-          if (status !== 200) {
-            try {
-              code =
-                (JSON.parse(Buffer.concat(chunks).toString()) as { error?: { code?: string } }).error?.code ??
-                null;
-            } catch {
-              // not JSON
-            }
-          }
-          resolve({ status, code });
-        });
-      },
-    );
-    req.on("timeout", () => req.destroy());
-    req.on("error", () => resolve({ status: 0, code: null }));
-    req.end(init.body);
-  });
-}
+const send = createHttpClient({ connections: CONNECTIONS, timeoutMs: TIMEOUT_MS });
 
 async function main(): Promise<boolean> {
   const dir = await mkdtemp(join(tmpdir(), "kparty-load-"));
@@ -179,10 +145,8 @@ async function main(): Promise<boolean> {
   const read = (k: number) => () =>
     send(`${url}/models/${MODEL}`, { headers: { authorization: `Bearer ${tokens[k]}` } });
   const tokenBodies: { k: number; body: string }[] = [];
-  const tokenRequest = (k: number, body: string) => () =>
-    send(`${url}/auth/token`, { method: "POST", headers: { "content-type": "application/json" }, body }).then(
-      (r) => ({ ...r, k }),
-    );
+  const tokenRequest = (body: string) => () =>
+    send(`${url}/auth/token`, { method: "POST", headers: { "content-type": "application/json" }, body });
 
   log(`opening ${CONNECTIONS} connections…`);
   await Promise.all(Array.from({ length: CONNECTIONS }, () => send(`${url}/.well-known/kparty`, {})));
@@ -244,13 +208,14 @@ async function main(): Promise<boolean> {
       const entry = useToken ? (tokenBodies[pool++] as { k: number; body: string }) : null;
       const k = entry ? entry.k : sent % HOLDERS;
       const sentAt = performance.now();
-      const p = (entry ? tokenRequest(entry.k, entry.body)() : read(k)()).then((r) => {
+      const p = (entry ? tokenRequest(entry.body)() : read(k)()).then((r) => {
         outcomes.push({
           kind: entry ? "token" : "read",
           credential: k,
           sentAt,
           ms: performance.now() - sentAt,
-          ...r,
+          status: r.status,
+          code: r.code,
         });
       });
       inFlight.add(p);
