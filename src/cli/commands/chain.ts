@@ -1,7 +1,6 @@
 import type { Command } from "commander";
 import { getAddress, isAddress, type JsonRpcProvider, parseEther, type Signer, Wallet } from "ethers";
 import {
-  createChainClient,
   createProvider,
   type Deployment,
   deployKParty,
@@ -289,7 +288,7 @@ Examples:
     .addHelpText("after", `\nExamples:\n  $ kparty status\n  $ kparty status --json`)
     .action(
       run(async (ctx) => {
-        const client = createChainClient({ provider: ctx.provider(), deployment: ctx.deployment() });
+        const client = ctx.chain();
         const { chainId, blockNumber } = await getChainStatus(client);
         const [members, proposals, quorum] = await Promise.all([
           listMembers(client),

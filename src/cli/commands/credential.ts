@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import { getAddress } from "ethers";
 import type { IssuedCredential, IssueItem } from "../../../agent/index.ts";
 import { MAX_BATCH } from "../../../agent/plugins/kparty-issuer.ts";
-import { createChainClient, getCredentialState } from "../../chain/index.ts";
+import { getCredentialState } from "../../chain/index.ts";
 import { type Action, credentialIdOf, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
@@ -347,7 +347,7 @@ Examples:
             root: b.anchor.root,
           };
         }
-        const client = createChainClient({ provider: ctx.provider(), deployment: ctx.deployment() });
+        const client = ctx.chain();
         const state = await getCredentialState(client, {
           credentialId: ref.root ?? ref.credentialId,
           issuer: ref.issuerAccount,

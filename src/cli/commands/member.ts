@@ -1,11 +1,5 @@
 import type { Command } from "commander";
-import {
-  createChainClient,
-  getChainStatus,
-  listMembers,
-  listProposals,
-  type Proposal,
-} from "../../chain/index.ts";
+import { getChainStatus, listMembers, listProposals, type Proposal } from "../../chain/index.ts";
 import { parseDidEthr } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { identityOf } from "../context.ts";
@@ -150,7 +144,7 @@ export function registerMember(program: Command): void {
     .addHelpText("after", `\nExamples:\n  $ kparty member list\n  $ kparty member list --json`)
     .action(
       run(async (ctx) => {
-        const client = createChainClient({ provider: ctx.provider(), deployment: ctx.deployment() });
+        const client = ctx.chain();
         await getChainStatus(client);
         const [members, proposals] = await Promise.all([listMembers(client), listProposals(client)]);
         ctx.out.result({ members, proposals }, [

@@ -1,17 +1,9 @@
-import { createHash } from "node:crypto";
-import { type SigningKey, Wallet } from "ethers";
 import { afterAll, describe, expect, it } from "vitest";
+import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
 import { verifyEs256k } from "./es256k.ts";
 import { createEs256kPool, defaultVerifyThreads } from "./es256k-pool.ts";
 
-const wallet = new Wallet("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
-const other = new Wallet("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a");
 const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJwb29sIn0";
-
-function sign(key: SigningKey, data: string): Uint8Array {
-  const sig = key.sign(createHash("sha256").update(data).digest());
-  return Buffer.concat([Buffer.from(sig.r.slice(2), "hex"), Buffer.from(sig.s.slice(2), "hex")]);
-}
 
 const pool = createEs256kPool(2);
 afterAll(() => pool.close());

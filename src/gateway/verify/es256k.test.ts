@@ -1,17 +1,10 @@
-import { createHash } from "node:crypto";
-import { type SigningKey, Wallet } from "ethers";
+import { Wallet } from "ethers";
 import { describe, expect, it } from "vitest";
+import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
 import { verifyEs256k } from "./es256k.ts";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-const wallet = new Wallet("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
-const other = new Wallet("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a");
 const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJ0ZXN0In0";
-
-function sign(key: SigningKey, data: string): Uint8Array {
-  const sig = key.sign(createHash("sha256").update(data).digest());
-  return Buffer.concat([Buffer.from(sig.r.slice(2), "hex"), Buffer.from(sig.s.slice(2), "hex")]);
-}
 
 describe("verifyEs256k", () => {
   const sig = sign(wallet.signingKey, input);
