@@ -293,6 +293,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.addHook("onClose", async () => {
     watcher.stop();
+    audit.flush(); // nothing decided is left uncommitted when the caller closes the database
     await pool?.close();
   });
   // Load shedding: refuse before parsing or verifying anything (see LoadShedder).
@@ -332,7 +333,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorate("kpartySyncedBlock", () => watcher.syncedBlock);
   const openapi = openApiDocument({ domain });
 
-  app.setErrorHandler((error, request, reply) => {
+  app.setErrorHandler(async (error, request, reply) => {
     let mapped: unknown = error;
     const fastifyCode = (error as { code?: string }).code;
     if (fastifyCode === "FST_ERR_CTP_BODY_TOO_LARGE") {
@@ -359,7 +360,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     // Access was granted, then the operation itself was refused: that is a decision too.
     if (request.kparty && mapped instanceof KPartyError) {
       try {
-        audit.append({
+        await audit.append({
           client: request.kparty.client ?? request.ip ?? "unknown",
           route: request.routeOptions.url ?? request.url,
           holder: request.kparty.holder,
@@ -463,7 +464,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         models: scope.models,
         ...(credential.claims.quota ? { requestsPerMinute: credential.claims.quota.requestsPerMinute } : {}),
       });
-      audit.append({
+      await audit.append({
         client: clientOf(request),
         route: "/auth/token",
         holder,
@@ -481,7 +482,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         credential_id: credential.credentialId,
       };
     } catch (error) {
-      audit.append({
+      await audit.append({
         client: clientOf(request),
         route: "/auth/token",
         holder,

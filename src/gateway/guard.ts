@@ -81,7 +81,7 @@ export function createAccessGuard(options: GuardOptions) {
         });
         await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
         request.kparty = { ...claims, action, client: request.ip };
-        audit?.append({
+        await audit?.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,
           holder: claims.holder,
@@ -91,7 +91,7 @@ export function createAccessGuard(options: GuardOptions) {
           outcome: "granted",
         });
       } catch (error) {
-        audit?.append({
+        await audit?.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,
           holder: claims?.holder ?? null,

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { errorCode } from "../../test/fixtures/errors.ts";
 import { AuditLog, verifyAuditChain } from "./audit.ts";
 import { ChallengeStore, openGatewayDatabase } from "./state.ts";
@@ -62,16 +62,21 @@ describe("ChallengeStore durability", () => {
 describe("AuditLog", () => {
   const at = () => Date.parse("2026-11-22T00:00:00Z");
 
-  it("appends decisions in order, each linked to the previous hash", () => {
+  it("appends decisions in order, each linked to the previous hash", async () => {
     const log = new AuditLog(openGatewayDatabase(":memory:"), { now: at });
-    const first = log.append({
+    const first = await log.append({
       client: "a",
       route: "/auth/token",
       outcome: "granted",
       holder: "did:1",
       credentialId: "0x1",
     });
-    const second = log.append({ client: "b", route: "/auth/token", outcome: "denied", code: "revoked" });
+    const second = await log.append({
+      client: "b",
+      route: "/auth/token",
+      outcome: "denied",
+      code: "revoked",
+    });
     expect(first.prevHash).toBe("0".repeat(64));
     expect(second).toMatchObject({
       seq: 2,
@@ -85,11 +90,11 @@ describe("AuditLog", () => {
     expect(log.tail(10).map((r) => r.seq)).toEqual([1, 2]);
   });
 
-  it("verifies an intact chain and finds an edited or a deleted record", () => {
+  it("verifies an intact chain and finds an edited or a deleted record", async () => {
     const db = openGatewayDatabase(":memory:");
     const log = new AuditLog(db, { now: at });
     for (const code of ["revoked", "expired", "suspended", null]) {
-      log.append({ client: "c", route: "/auth/token", outcome: code ? "denied" : "granted", code });
+      await log.append({ client: "c", route: "/auth/token", outcome: code ? "denied" : "granted", code });
     }
     const intact = verifyAuditChain(db);
     expect(intact).toEqual({ valid: true, records: 4, head: log.tail(1)[0]?.hash });
@@ -99,9 +104,71 @@ describe("AuditLog", () => {
 
     const fresh = openGatewayDatabase(":memory:");
     const log2 = new AuditLog(fresh, { now: at });
-    for (let i = 0; i < 3; i++) log2.append({ client: "c", route: "/x", outcome: "denied", code: "revoked" });
+    for (let i = 0; i < 3; i++)
+      await log2.append({ client: "c", route: "/x", outcome: "denied", code: "revoked" });
     fresh.prepare("DELETE FROM audit WHERE seq = 2").run();
     expect(verifyAuditChain(fresh).broken).toEqual({ seq: 3, reason: "expected record 2, found 3" });
+  });
+
+  it("commits the decisions of one event-loop turn in one transaction, in call order", async () => {
+    const db = openGatewayDatabase(":memory:");
+    const log = new AuditLog(db, { now: at });
+    const exec = vi.spyOn(db, "exec");
+    const pending = ["a", "b", "c"].map((client) =>
+      log.append({ client, route: "/auth/token", outcome: "granted" }),
+    );
+    expect(log.tail(10)).toEqual([]); // nothing is committed before the turn ends
+    const records = await Promise.all(pending);
+    expect(records.map((r) => [r.seq, r.client])).toEqual([
+      [1, "a"],
+      [2, "b"],
+      [3, "c"],
+    ]);
+    expect(records[1]?.prevHash).toBe(records[0]?.hash);
+    expect(records[2]?.prevHash).toBe(records[1]?.hash);
+    expect(exec.mock.calls.map(([sql]) => sql)).toEqual(["BEGIN IMMEDIATE", "COMMIT"]);
+    expect(log.tail(10)).toEqual(records);
+    expect(verifyAuditChain(db)).toEqual({ valid: true, records: 3, head: records[2]?.hash });
+  });
+
+  it("splits a large group into transactions of at most 512 records, chained across them", async () => {
+    const db = openGatewayDatabase(":memory:");
+    const log = new AuditLog(db, { now: at });
+    const exec = vi.spyOn(db, "exec");
+    const records = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        log.append({ client: `c${i}`, route: "/x", outcome: "granted" }),
+      ),
+    );
+    expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(exec.mock.calls.filter(([sql]) => sql === "COMMIT")).toHaveLength(2);
+    expect(verifyAuditChain(db)).toEqual({ valid: true, records: 1000, head: records[999]?.hash });
+  });
+
+  it("rejects every decision of a group whose commit fails, keeps none of them, and goes on", async () => {
+    const db = openGatewayDatabase(":memory:");
+    const log = new AuditLog(db, { now: at });
+    db.exec(`CREATE TRIGGER refuse BEFORE INSERT ON audit WHEN NEW.client = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+    const outcomes = await Promise.allSettled(
+      ["a", "boom", "c"].map((client) => log.append({ client, route: "/x", outcome: "granted" })),
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect((outcomes[0] as PromiseRejectedResult).reason.message).toMatch(/disk says no/);
+    expect(log.tail(10)).toEqual([]);
+    expect(db.isTransaction).toBe(false);
+    const next = await log.append({ client: "d", route: "/x", outcome: "denied", code: "revoked" });
+    expect([next.seq, next.prevHash]).toEqual([1, "0".repeat(64)]);
+  });
+
+  it("flush() commits what is pending at once, so closing the database loses nothing", async () => {
+    const db = openGatewayDatabase(":memory:");
+    const log = new AuditLog(db, { now: at });
+    const pending = log.append({ client: "a", route: "/x", outcome: "granted" });
+    log.flush();
+    expect(log.tail(10).map((r) => r.client)).toEqual(["a"]);
+    db.close();
+    expect((await pending).seq).toBe(1);
   });
 
   it("survives a restart: the chain continues from the records on disk", async () => {
@@ -112,11 +179,20 @@ describe("AuditLog", () => {
     try {
       const file = join(dir, "gateway.sqlite");
       const first = openGatewayDatabase(file);
-      new AuditLog(first, { now: at }).append({ client: "a", route: "/auth/token", outcome: "granted" });
+      await new AuditLog(first, { now: at }).append({
+        client: "a",
+        route: "/auth/token",
+        outcome: "granted",
+      });
       first.close();
       const reopened = openGatewayDatabase(file);
       const log = new AuditLog(reopened, { now: at });
-      const second = log.append({ client: "b", route: "/auth/token", outcome: "denied", code: "revoked" });
+      const second = await log.append({
+        client: "b",
+        route: "/auth/token",
+        outcome: "denied",
+        code: "revoked",
+      });
       expect(second.seq).toBe(2);
       expect(verifyAuditChain(reopened)).toEqual({ valid: true, records: 2, head: second.hash });
       reopened.close();
