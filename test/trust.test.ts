@@ -1,11 +1,28 @@
 import { join } from "node:path";
 import { Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
-import { connectContracts, createChainClient, createProvider, getAnchor } from "../src/chain/index.ts";
+import { createKPartyAgent, KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
+import {
+  anchorCredential,
+  connectContracts,
+  createChainClient,
+  createProvider,
+  createWalletClient,
+  getAnchor,
+} from "../src/chain/index.ts";
 import { decodeJwt, merkleRootOf } from "../src/credential/index.ts";
+import { createVerifier } from "../src/gateway/index.ts";
+import { type Es256kKey, verifyEs256k } from "../src/gateway/verify/es256k.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
-import { getJson, postJson, presentation, requestToken, tokenAt, waitForSync } from "./fixtures/http.ts";
+import {
+  getJson,
+  postJson,
+  presentation,
+  requestToken,
+  tamperPayload,
+  tokenAt,
+  waitForSync,
+} from "./fixtures/http.ts";
 import { issue, stateOf } from "./fixtures/issue.ts";
 import {
   createWorld,
@@ -28,6 +45,68 @@ const item = (subject: string) => ({
   role: "participant" as const,
   models: [MODEL_ID],
   actions: ["model:read" as const],
+});
+
+describe("a credential presented again", () => {
+  it("has its issuer signature verified once per exact bytes, and everything else every time", async () => {
+    const { agent } = await createKPartyAgent({
+      role: "verifier",
+      chain: { provider: world.chain.provider, deployment: world.deployment },
+    });
+    const verified: string[] = []; // the JWS signing inputs actually checked, in order
+    const clock = { ms: Date.now() };
+    const verifier = createVerifier({
+      resolver: agent,
+      chain: world.client,
+      now: () => clock.ms,
+      verifySignature: (input: string, signature: Uint8Array, keys: Es256kKey[]) => {
+        verified.push(input);
+        return verifyEs256k(input, signature, keys);
+      },
+    });
+    const signingInput = (jwt: string) => jwt.slice(0, jwt.lastIndexOf("."));
+    const validFrom = new Date(Date.now() - 1000);
+    const cred = await issue(world.orgA, world.alice, {
+      validFrom,
+      validUntil: new Date(validFrom.getTime() + 600_000),
+    });
+    const present = async () =>
+      verifier.verifyPresentation(
+        await world.alice.handle.agent.kpartyCreatePresentation({
+          holder: world.alice.did,
+          credentials: [cred.jwt],
+          challenge: "c",
+          domain: "d",
+        }),
+        { domain: "d", consumeChallenge: null },
+      );
+
+    const first = await present();
+    expect(verified.map((i) => i === signingInput(cred.jwt))).toEqual([false, true]); // VP, then VC
+    const second = await present();
+    expect(verified.map((i) => i === signingInput(cred.jwt))).toEqual([false, true, false]); // VP only
+    expect(second.checks).toEqual(first.checks); // every check is still reported, and passed
+    expect(second.credential.credentialId).toBe(cred.credentialId);
+    await verifier.verifyCredential(cred.jwt);
+    expect(verified).toHaveLength(3);
+
+    // Other bytes are other credentials: a forged signature or payload is checked, and fails.
+    const [h, p, sig] = cred.jwt.split(".") as [string, string, string];
+    const otherSignature = `${h}.${p}.${sig.startsWith("A") ? "B" : "A"}${sig.slice(1)}`;
+    expect(await errorCodeOf(verifier.verifyCredential(otherSignature))).toBe("invalid_signature");
+    const otherPayload = tamperPayload(cred.jwt, (payload) => {
+      payload.vc.credentialSubject.kParty.models = ["*"];
+    });
+    expect(await errorCodeOf(verifier.verifyCredential(otherPayload))).toBe("invalid_signature");
+    expect(verified).toHaveLength(5);
+
+    // Validity window and status are judged on every presentation.
+    clock.ms = validFrom.getTime() + 600_000 + 61_000;
+    expect(await errorCodeOf(present())).toBe("expired");
+    clock.ms = Date.now();
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
+    expect(await errorCodeOf(present())).toBe("revoked");
+  });
 });
 
 describe("batch anchoring", () => {
@@ -214,6 +293,14 @@ describe("members removed after issuance", () => {
 describe("the signing key at issuance", () => {
   it("verifies against the issuer's DID document as of the anchoring block", async () => {
     const before = await issue(world.orgA, world.alice);
+    // A batch credential, verified (and remembered by the gateway) under its root's block.
+    const [batched] = await world.orgA.handle.agent.kpartyIssueCredentials({
+      issuer: world.orgA.did,
+      credentials: [item(world.alice.did), item(world.mallory.did)],
+    });
+    if (!batched) throw new Error("no credential issued");
+    const withProof = { anchorProof: batched.anchor.proof };
+    expect((await tokenAt(world.base, world.alice, batched.jwt, withProof)).status).toBe(200);
     // Org A hands control of its DID to a new key (ERC-1056 changeOwner, sent from its account).
     const identifier = await world.orgA.handle.agent.didManagerGet({ did: world.orgA.did });
     const key = identifier.keys[0] as (typeof identifier.keys)[number];
@@ -236,5 +323,14 @@ describe("the signing key at issuance", () => {
     expect(state.anchoredBy).toBe(world.orgA.account);
     const refused = await requestToken(world, world.alice, after.jwt);
     expect([refused.status, refused.body.error.code]).toEqual([401, "invalid_signature"]);
+
+    // The same bytes anchored again after the change (their own id, later block): the old
+    // key is judged as of that block, not taken from the earlier verification.
+    const wallet = createWalletClient({ signer, deployment: world.deployment });
+    const { blockNumber } = await anchorCredential(wallet, { credentialId: batched.credentialId });
+    await waitForSync(world.base, blockNumber);
+    const reanchored = await tokenAt(world.base, world.alice, batched.jwt);
+    expect([reanchored.status, reanchored.body.error.code]).toEqual([401, "invalid_signature"]);
+    expect((await tokenAt(world.base, world.alice, batched.jwt, withProof)).status).toBe(200);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { DIDResolutionResult } from "did-resolver";
 import { type ChainClient, type CredentialState, getCredentialState } from "../../chain/index.ts";
 import {
@@ -41,6 +42,20 @@ export interface VerifierOptions {
    */
   states?: { get(key: StatusKey): Promise<CredentialState> };
 }
+
+/** See `known` in {@link createVerifier}. */
+interface KnownCredential {
+  claims: TokenClaims;
+  issuerAccount: string;
+  credentialId: string;
+  /** The anchoring block whose issuer key the signature verified against. */
+  signatureBlock: number;
+  /** The batch proof it came with then (as JSON) and the root it leads to. */
+  proof: { key: string; root: string } | null;
+}
+
+/** Credentials whose verified bytes the verifier remembers, least recently verified out. */
+const maxKnownCredentials = 10_000;
 
 /** A K-th Party token that passed every check, with its on-chain state. */
 export interface VerifiedCredential extends TokenClaims {
@@ -153,24 +168,51 @@ export function createVerifier(options: VerifierOptions) {
     if (expires !== undefined && expires <= t - skew) fail("expired", `${what} expired at ${expires}`);
   }
 
+  /**
+   * What a credential's bytes alone determine, remembered by their SHA-256: its parsed
+   * claims and id, and the anchoring block whose issuer key its signature verified against.
+   * A DID document as of a past block never changes, so the same bytes under the same key
+   * verify the same way; a participant presenting its credential again pays for its own
+   * (presentation) signature only. Only successes are remembered; windows, anchoring,
+   * membership and status are checked on every presentation. The batch proof's root is
+   * remembered with the exact proof it came from.
+   */
+  const known = new Map<string, KnownCredential>();
+  const remember = (digest: string, entry: KnownCredential) => {
+    known.delete(digest);
+    if (known.size >= maxKnownCredentials) known.delete(known.keys().next().value as string);
+    known.set(digest, entry);
+  };
+
   async function verifyCredentialWith(
     jwt: string,
     log: CheckLog,
     anchorProof?: unknown,
   ): Promise<VerifiedCredential> {
-    const decoded = await log.run("credential.format", () => {
+    const digest = typeof jwt === "string" ? createHash("sha256").update(jwt).digest("base64") : "";
+    const seen = known.get(digest);
+    let decoded = await log.run("credential.format", () => {
+      if (seen) return undefined; // these exact bytes passed before
       const d = decodeJwt(jwt);
       checkHeader(d, "credential");
       return d;
     });
-    const claims = await log.run("credential.claims", () =>
-      parseTokenPayload(decoded.payload, chain.deployment),
+    const claims = await log.run(
+      "credential.claims",
+      () => seen?.claims ?? parseTokenPayload((decoded as DecodedJwt).payload, chain.deployment),
     );
-    const issuerAccount = await log.run("credential.issuer_did", () => parseDidEthr(claims.issuer).account);
-    const credentialId = credentialIdOf(jwt);
-    const anchorKey = await log.run("credential.anchor_proof", () =>
-      anchorProof === undefined ? credentialId : merkleRootOf(credentialId, anchorProof),
+    const issuerAccount = await log.run(
+      "credential.issuer_did",
+      () => seen?.issuerAccount ?? parseDidEthr(claims.issuer).account,
     );
+    const credentialId = seen?.credentialId ?? credentialIdOf(jwt);
+    // the root a proof leads to is a function of the id and the proof: remembered with them
+    const proofKey = anchorProof === undefined ? null : JSON.stringify(anchorProof);
+    const anchorKey = await log.run("credential.anchor_proof", () => {
+      if (proofKey === null) return credentialId;
+      if (seen?.proof?.key === proofKey) return seen.proof.root;
+      return merkleRootOf(credentialId, anchorProof);
+    });
     const key = {
       anchorKey,
       issuer: issuerAccount,
@@ -182,9 +224,14 @@ export function createVerifier(options: VerifierOptions) {
     // trustworthy issuance time): resolve the DID document as of that block.
     const anchoredByIssuer = state.anchoredBy?.toLowerCase() === issuerAccount.toLowerCase();
     const atBlock = anchoredByIssuer ? (state.anchoredAt as number) : undefined;
-    await log.run("credential.signature", () =>
-      checkSignature(decoded, claims.issuer, "assertionMethod", "credential", atBlock),
-    );
+    await log.run("credential.signature", async () => {
+      if (atBlock !== undefined && seen?.signatureBlock === atBlock) return;
+      decoded ??= decodeJwt(jwt);
+      await checkSignature(decoded, claims.issuer, "assertionMethod", "credential", atBlock);
+      if (atBlock === undefined) return;
+      const proof = proofKey === null ? null : { key: proofKey, root: anchorKey };
+      remember(digest, { claims, issuerAccount, credentialId, signatureBlock: atBlock, proof });
+    });
     await log.run("credential.validity", () => checkWindow(claims.notBefore, claims.expires, "credential"));
     await judgeCredentialState(state, issuerAccount, policy, (check, fn) => log.run(check, fn));
     return { ...claims, jwt, credentialId, issuerAccount, anchorKey, state, checks: log.results };
