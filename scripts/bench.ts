@@ -10,6 +10,7 @@
  * --quick is a short smoke run (CI); its figures are not meaningful. Bounded in requests and
  * time; everything it starts is stopped.
  */
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -127,6 +128,23 @@ async function openLoop(tasks: (() => Promise<number>)[], perSecond: number) {
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
 }
 
+/**
+ * Runs `fn` (which sends `requests` requests) and reports the CPU time spent per request by
+ * the gateway process (all its threads) and by this process, the load generator.
+ */
+async function cpuPerRequest<T>(child: ChildProcess, requests: number, fn: () => Promise<T>) {
+  const gatewayBefore = (await ask<{ ms: number }>(child, "cpu")).ms;
+  const ownBefore = process.cpuUsage();
+  const result = await fn();
+  const own = process.cpuUsage(ownBefore);
+  const gateway = (await ask<{ ms: number }>(child, "cpu")).ms - gatewayBefore;
+  return {
+    result,
+    gatewayMs: gateway / requests,
+    loadGeneratorMs: (own.user + own.system) / 1000 / requests,
+  };
+}
+
 /** What `kparty gateway serve` uses by default, unless KPARTY_VERIFY_THREADS says otherwise. */
 function verifyThreads(cores: number): number {
   const set = process.env.KPARTY_VERIFY_THREADS;
@@ -168,9 +186,6 @@ async function main() {
     // verification on the other cores, as `kparty gateway serve` does by default;
     // KPARTY_VERIFY_THREADS=0 measures the event loop alone
     config: { unlimited: true, verifyThreads: verifyThreads(cores) },
-    execArgv: process.env.KPARTY_BENCH_PROF
-      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KPARTY_BENCH_PROF}`]
-      : [],
   });
   const gw = createGatewayClient(url);
   // the measured requests go through node:http keep-alive, much cheaper than fetch for the
@@ -233,7 +248,14 @@ async function main() {
       rssMax = Math.max(rssMax, m.bytes);
     });
   }, 100);
-  const c64 = await load(Array.from({ length: SIZES.c64 }, tokenTask), 64);
+  // KPARTY_BENCH_PROF=dir: the gateway's main thread is profiled during this run
+  const profiling = Boolean(process.env.KPARTY_BENCH_PROF);
+  if (profiling) await ask(child, "profile-start");
+  const cpu = await cpuPerRequest(child, SIZES.c64, () =>
+    load(Array.from({ length: SIZES.c64 }, tokenTask), 64),
+  );
+  if (profiling) await ask(child, "profile-stop");
+  const c64 = cpu.result;
   clearInterval(rssTimer);
   const peak = Math.max(c1.perSecond, c16.perSecond, c64.perSecond);
   const half = await openLoop(Array.from({ length: SIZES.half }, tokenTask), peak / 2);
@@ -311,6 +333,7 @@ async function main() {
     revocation_visible_ms: { p50: round(percentile(visible, 50)), p99: round(percentile(visible, 99)) },
     issue_per_s: round(issuePerSecond),
     gateway_rss_mb: round(rssMax / 1024 / 1024),
+    cpu_ms_per_token_c64: { gateway: round(cpu.gatewayMs, 3), load_generator: round(cpu.loadGeneratorMs, 3) },
     failures: c1.failures + c16.failures + c64.failures + half.failures + authorized.failures,
   };
   const ceiling = (rawVerify * cores) / 2;
@@ -347,6 +370,10 @@ async function main() {
     ],
     ["batch issuance", `${result.issue_per_s} credentials/s`],
     ["gateway RSS under load", `${result.gateway_rss_mb} MB`],
+    [
+      "CPU per token at c64",
+      `gateway ${result.cpu_ms_per_token_c64.gateway} ms (all threads), load generator ${result.cpu_ms_per_token_c64.load_generator} ms`,
+    ],
     ["failed requests", `${result.failures}`],
     ...Object.entries(targets).map(([k, v]): [string, string] => [`target: ${k}`, v]),
   ];

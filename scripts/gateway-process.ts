@@ -2,8 +2,12 @@
  * A gateway in its own process, for the benchmark and the fault tests (not the production
  * entry point, which is the CLI's job): configuration as JSON in KPARTY_GATEWAY_CONFIG;
  * reports over IPC when it listens, how many JSON-RPC calls its provider made while serving
- * requests (the event watcher polls through a separate provider), and its resident memory.
+ * requests (the event watcher polls through a separate provider), its resident memory and its
+ * CPU time (all threads).
  */
+import { writeFile } from "node:fs/promises";
+import { Session } from "node:inspector";
+import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createKPartyAgent } from "../agent/index.ts";
 import { createChainClient, createProvider, type Deployment } from "../src/chain/index.ts";
@@ -67,9 +71,36 @@ const app = await buildGateway({
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 const url = await app.listen({ host: "127.0.0.1", port: 0 });
+// KPARTY_BENCH_PROF=dir: a CPU profile of this process's main thread between "profile-start"
+// and "profile-stop" (the benchmark profiles its c64 run), written to dir.
+const profiler = new Session();
+profiler.connect();
+const post = (method: string) =>
+  new Promise<Record<string, unknown>>((resolve, reject) =>
+    profiler.post(method, (error, result) =>
+      error ? reject(error) : resolve((result ?? {}) as Record<string, unknown>),
+    ),
+  );
+async function profile(type: "profile-start" | "profile-stop") {
+  if (type === "profile-start") {
+    await post("Profiler.enable");
+    await post("Profiler.start");
+  } else {
+    const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+    const dir = process.env.KPARTY_BENCH_PROF as string;
+    await writeFile(join(dir, `gateway-${Date.now()}.cpuprofile`), JSON.stringify(profile));
+  }
+  process.send?.({ type });
+}
 process.on("message", (message: { type: string }) => {
+  if ((message.type === "profile-start" || message.type === "profile-stop") && process.env.KPARTY_BENCH_PROF)
+    void profile(message.type);
   if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
+  if (message.type === "cpu") {
+    const { user, system } = process.cpuUsage(); // every thread of the process
+    process.send?.({ type: "cpu", ms: (user + system) / 1000 });
+  }
   if (message.type === "lag") {
     process.send?.({ type: "lag", maxMs: loopDelay.max / 1e6 });
     loopDelay.reset();
