@@ -293,7 +293,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.addHook("onClose", async () => {
     watcher.stop();
-    audit.flush(); // nothing decided is left uncommitted when the caller closes the database
+    await audit.close(); // every decision is on disk before the caller closes the database
     await pool?.close();
   });
   // Load shedding: refuse before parsing or verifying anything (see LoadShedder).

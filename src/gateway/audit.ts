@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { type FileHandle, open } from "node:fs/promises";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 /** One access decision. */
@@ -74,23 +75,36 @@ interface Pending {
 
 /**
  * The durable, hash-chained record of every access decision. `append` resolves only when
- * the record is on disk (the database runs with `synchronous=FULL`); each record's hash
- * covers the previous one, so editing, deleting or reordering records breaks the chain
- * (see {@link verifyAuditChain}).
+ * the record is on disk; each record's hash covers the previous one, so editing, deleting or
+ * reordering records breaks the chain (see {@link verifyAuditChain}).
  *
  * Group commit: the records appended while the event loop is busy are written in one
- * transaction, with one sync, at the end of the loop's turn (`setImmediate`), and every one
- * of their promises resolves only after that commit. If the commit fails, all of them reject
- * and nothing of the group is kept. Under load this turns one sync per decision into one per
- * turn; a single request waits no longer than before.
+ * transaction at the end of the loop's turn (`setImmediate`). If the commit fails, all of them
+ * reject and nothing of the group is kept.
+ *
+ * Durability: in a WAL database file (as `openGatewayDatabase` makes), the transaction is
+ * committed without a sync of its own, and the write-ahead log is then synced (`fdatasync`)
+ * on libuv's thread pool, so the event loop keeps serving while the disk works; promises
+ * resolve after the sync that follows their commit. That is what `synchronous=FULL` does,
+ * minus the blocking: SQLite also syncs the log before any checkpoint copies it into the
+ * database. Any other database (`:memory:`, rollback journal) commits under the connection's
+ * own `synchronous` setting.
  */
 export class AuditLog {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
   readonly #last: StatementSync;
   readonly #insert: StatementSync;
+  readonly #level: StatementSync;
+  /** The write-ahead log this connection writes to, or null when commits sync themselves. */
+  readonly #walFile: string | null;
+  #wal: FileHandle | null = null;
   #pending: Pending[] = [];
   #scheduled: NodeJS.Immediate | null = null;
+  /** Committed groups waiting for the next sync of the log. */
+  #unsynced: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  #syncing: Promise<void> | null = null;
+  #closed = false;
 
   constructor(db: DatabaseSync, options: { now: () => number }) {
     this.#db = db;
@@ -100,37 +114,93 @@ export class AuditLog {
       `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.#level = db.prepare("PRAGMA synchronous");
+    const file = db.location();
+    const { journal_mode: mode } = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+    this.#walFile = file && mode === "wal" ? `${file}-wal` : null;
   }
 
   /**
-   * Records one decision, timed now; resolves with the record once it is committed, rejects
-   * if it could not be (the caller must then refuse what it was about to allow).
+   * Records one decision, timed now; resolves with the record once it is on disk, rejects
+   * if it could not be stored (the caller must then refuse what it was about to allow).
    */
   append(entry: AuditEntry): Promise<AuditRecord> {
     return new Promise((resolve, reject) => {
       this.#pending.push({ entry, at: this.#now(), resolve, reject });
-      this.#scheduled ??= setImmediate(() => this.flush());
+      this.#scheduled ??= setImmediate(() => this.#commitPending());
     });
   }
 
-  /** Commits every pending record now (the gateway calls it before its database closes). */
-  flush(): void {
+  /**
+   * Commits every pending record now and resolves once everything committed is on disk;
+   * then stops (the gateway calls it before its database closes). Appends after it reject.
+   */
+  async close(): Promise<void> {
+    this.#commitPending();
+    this.#closed = true;
+    while (this.#syncing) await this.#syncing;
+    await this.#wal?.close();
+    this.#wal = null;
+  }
+
+  #commitPending(): void {
     if (this.#scheduled) clearImmediate(this.#scheduled);
     this.#scheduled = null;
     while (this.#pending.length > 0) {
       const group = this.#pending.splice(0, MAX_GROUP);
       let records: AuditRecord[];
       try {
+        if (this.#closed) throw new Error("the audit log is closed");
         records = this.#commit(group);
       } catch (error) {
         for (const p of group) p.reject(error);
         continue;
       }
-      for (const [i, p] of group.entries()) p.resolve(records[i] as AuditRecord);
+      const settle = {
+        resolve: () => {
+          for (const [i, p] of group.entries()) p.resolve(records[i] as AuditRecord);
+        },
+        reject: (error: unknown) => {
+          for (const p of group) p.reject(error);
+        },
+      };
+      if (this.#walFile === null) settle.resolve();
+      else {
+        this.#unsynced.push(settle);
+        this.#syncing ??= this.#sync();
+      }
     }
   }
 
+  /** Syncs the log for every group committed so far, and again while more arrive. */
+  async #sync(): Promise<void> {
+    while (this.#unsynced.length > 0) {
+      const waiting = this.#unsynced;
+      this.#unsynced = [];
+      try {
+        this.#wal ??= await open(this.#walFile as string, "r");
+        await this.#wal.datasync();
+      } catch (error) {
+        for (const w of waiting) w.reject(error);
+        continue;
+      }
+      for (const w of waiting) w.resolve();
+    }
+    this.#syncing = null;
+  }
+
   #commit(group: Pending[]): AuditRecord[] {
+    // the log is synced afterwards, off the event loop (see the class comment)
+    const level = this.#walFile ? (this.#level.get() as { synchronous: number }).synchronous : null;
+    if (level !== null) this.#db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      return this.#transaction(group);
+    } finally {
+      if (level !== null) this.#db.exec(`PRAGMA synchronous = ${level}`);
+    }
+  }
+
+  #transaction(group: Pending[]): AuditRecord[] {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       const last = this.#last.get() as { seq: number; hash: string } | undefined;

@@ -161,14 +161,60 @@ describe("AuditLog", () => {
     expect([next.seq, next.prevHash]).toEqual([1, "0".repeat(64)]);
   });
 
-  it("flush() commits what is pending at once, so closing the database loses nothing", async () => {
+  it("close() commits what is pending and waits for it to be on disk, so closing the database loses nothing", async () => {
     const db = openGatewayDatabase(":memory:");
     const log = new AuditLog(db, { now: at });
     const pending = log.append({ client: "a", route: "/x", outcome: "granted" });
-    log.flush();
+    await log.close();
     expect(log.tail(10).map((r) => r.client)).toEqual(["a"]);
     db.close();
     expect((await pending).seq).toBe(1);
+    await expect(log.append({ client: "b", route: "/x", outcome: "granted" })).rejects.toThrow(
+      "the audit log is closed",
+    );
+  });
+
+  it("in a WAL file, commits without a sync of its own and resolves after syncing the log off the event loop", async () => {
+    const fs = await import("node:fs/promises");
+    const { mkdtemp, rm } = fs;
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await mkdtemp(join(tmpdir(), "kparty-audit-"));
+    try {
+      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
+      const log = new AuditLog(db, { now: at });
+      const levels: string[] = [];
+      const exec = db.exec.bind(db);
+      vi.spyOn(db, "exec").mockImplementation((sql: string) => {
+        if (sql === "COMMIT")
+          levels.push(
+            String((db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous),
+          );
+        return exec(sql);
+      });
+      const synced: string[] = [];
+      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
+      const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync");
+      await probe.close();
+      const pending = Promise.all(
+        ["a", "b"].map((client) =>
+          log.append({ client, route: "/x", outcome: "granted" }).then((r) => {
+            synced.push(`${r.client}:${datasync.mock.calls.length}`);
+            return r;
+          }),
+        ),
+      );
+      await pending;
+      expect(levels).toEqual(["1"]); // NORMAL for the commit: no sync on the event loop
+      expect((db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous).toBe(2);
+      expect(datasync).toHaveBeenCalledTimes(1);
+      expect(synced).toEqual(["a:1", "b:1"]); // resolved only after the log was synced
+      await log.close();
+      db.close();
+    } finally {
+      vi.restoreAllMocks();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("survives a restart: the chain continues from the records on disk", async () => {

@@ -6,8 +6,8 @@ import { KPartyError } from "../errors/index.ts";
 
 /**
  * Opens (creating if needed) the gateway's embedded database: challenges and the audit
- * log. WAL with `synchronous=FULL`, so an appended audit entry is on disk when the call
- * returns. `:memory:` gives a throwaway database (tests).
+ * log. WAL with `synchronous=FULL` by default; the audit log syncs its own commits off the
+ * event loop (see `AuditLog`). `:memory:` gives a throwaway database (tests).
  */
 export function openGatewayDatabase(file: string): DatabaseSync {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
@@ -53,9 +53,9 @@ export interface Challenge {
  *
  * Challenge writes skip their own fsync (`synchronous=NORMAL` for the statement; WAL keeps
  * them atomic and ordered). That loses nothing that matters: a token is answered only after
- * its audit record is committed with `synchronous=FULL`, and that commit syncs the write-ahead
- * log with every earlier frame in it, this consumption included. A challenge lost to a power
- * cut before any such sync was never the basis of an answer: its presentation is refused.
+ * the write-ahead log holding its audit record has been synced (see `AuditLog`), and that sync
+ * covers every earlier frame in the log, this consumption included. A challenge lost to a
+ * power cut before any such sync was never the basis of an answer: its presentation is refused.
  */
 export class ChallengeStore {
   readonly #db: DatabaseSync;
