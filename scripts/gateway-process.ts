@@ -73,11 +73,12 @@ loopDelay.enable();
 const url = await app.listen({ host: "127.0.0.1", port: 0 });
 // KPARTY_BENCH_PROF=dir: a CPU profile of this process's main thread between "profile-start"
 // and "profile-stop" (the benchmark profiles its c64 run), written to dir.
-const profiler = new Session();
-profiler.connect();
+const profileDir = process.env.KPARTY_BENCH_PROF;
+const profiler = profileDir ? new Session() : null;
+profiler?.connect();
 const post = (method: string) =>
   new Promise<Record<string, unknown>>((resolve, reject) =>
-    profiler.post(method, (error, result) =>
+    profiler?.post(method, (error, result) =>
       error ? reject(error) : resolve((result ?? {}) as Record<string, unknown>),
     ),
   );
@@ -87,13 +88,12 @@ async function profile(type: "profile-start" | "profile-stop") {
     await post("Profiler.start");
   } else {
     const { profile } = (await post("Profiler.stop")) as { profile: unknown };
-    const dir = process.env.KPARTY_BENCH_PROF as string;
-    await writeFile(join(dir, `gateway-${Date.now()}.cpuprofile`), JSON.stringify(profile));
+    await writeFile(join(profileDir as string, `gateway-${Date.now()}.cpuprofile`), JSON.stringify(profile));
   }
   process.send?.({ type });
 }
 process.on("message", (message: { type: string }) => {
-  if ((message.type === "profile-start" || message.type === "profile-stop") && process.env.KPARTY_BENCH_PROF)
+  if ((message.type === "profile-start" || message.type === "profile-stop") && profiler)
     void profile(message.type);
   if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
