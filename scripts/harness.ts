@@ -242,12 +242,11 @@ export async function startGatewayChild(params: {
   domain: string;
   cleanups: Cleanups;
   config?: Record<string, unknown>;
-  execArgv?: string[];
 }): Promise<{ child: ChildProcess; url: string }> {
   const modelsDir = join(params.dir, "models");
   await mkdir(modelsDir, { recursive: true });
   const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
-    execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning", ...(params.execArgv ?? [])],
+    execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning"],
     env: {
       ...process.env,
       KPARTY_GATEWAY_CONFIG: JSON.stringify({
