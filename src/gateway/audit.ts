@@ -65,6 +65,11 @@ function fromRow(r: Record<string, unknown>): AuditRecord {
 
 /** Most records committed in one transaction (the rest wait for the next one). */
 const MAX_GROUP = 512;
+/**
+ * Most syncs of the write-ahead log under way at once. They run on libuv's thread pool (4
+ * threads by default), which also serves the gateway's file reads, so they take half of it.
+ */
+const MAX_SYNCS = 2;
 
 interface Pending {
   entry: AuditEntry;
@@ -85,10 +90,11 @@ interface Pending {
  * Durability: in a WAL database file (as `openGatewayDatabase` makes), the transaction is
  * committed without a sync of its own, and the write-ahead log is then synced (`fdatasync`)
  * on libuv's thread pool, so the event loop keeps serving while the disk works; promises
- * resolve after the sync that follows their commit. That is what `synchronous=FULL` does,
- * minus the blocking: SQLite also syncs the log before any checkpoint copies it into the
- * database. Any other database (`:memory:`, rollback journal) commits under the connection's
- * own `synchronous` setting.
+ * resolve after a sync that started after their commit. A group committed while the log is
+ * being synced gets a sync of its own rather than waiting for the current one to end (two at
+ * most at once). That is what `synchronous=FULL` does, minus the blocking: SQLite also syncs
+ * the log before any checkpoint copies it into the database. Any other database (`:memory:`,
+ * rollback journal) commits under the connection's own `synchronous` setting.
  */
 export class AuditLog {
   readonly #db: DatabaseSync;
@@ -98,12 +104,13 @@ export class AuditLog {
   readonly #level: StatementSync;
   /** The write-ahead log this connection writes to, or null when commits sync themselves. */
   readonly #walFile: string | null;
-  #wal: FileHandle | null = null;
+  #wal: Promise<FileHandle> | null = null;
   #pending: Pending[] = [];
   #scheduled: NodeJS.Immediate | null = null;
   /** Committed groups waiting for the next sync of the log. */
   #unsynced: { resolve: () => void; reject: (error: unknown) => void }[] = [];
-  #syncing: Promise<void> | null = null;
+  /** Syncs under way. */
+  readonly #syncs = new Set<Promise<void>>();
   #closed = false;
 
   constructor(db: DatabaseSync, options: { now: () => number }) {
@@ -138,9 +145,10 @@ export class AuditLog {
   async close(): Promise<void> {
     this.#commitPending();
     this.#closed = true;
-    while (this.#syncing) await this.#syncing;
-    await this.#wal?.close();
+    while (this.#syncs.size > 0) await Promise.all(this.#syncs);
+    const wal = this.#wal;
     this.#wal = null;
+    await (await wal?.catch(() => null))?.close();
   }
 
   #commitPending(): void {
@@ -167,26 +175,38 @@ export class AuditLog {
       if (this.#walFile === null) settle.resolve();
       else {
         this.#unsynced.push(settle);
-        this.#syncing ??= this.#sync();
+        this.#startSync();
       }
     }
   }
 
-  /** Syncs the log for every group committed so far, and again while more arrive. */
-  async #sync(): Promise<void> {
-    while (this.#unsynced.length > 0) {
-      const waiting = this.#unsynced;
-      this.#unsynced = [];
+  /**
+   * Starts a sync of the log for the groups committed so far, unless MAX_SYNCS are already
+   * under way (the first to finish starts the next). A sync that starts after a group's
+   * commit makes that group durable, whatever syncs are under way, so a group waits for one
+   * sync rather than for the end of the current one and then its own.
+   */
+  #startSync(): void {
+    if (this.#unsynced.length === 0 || this.#syncs.size >= MAX_SYNCS) return;
+    const waiting = this.#unsynced;
+    this.#unsynced = [];
+    const sync = (async () => {
       try {
-        this.#wal ??= await open(this.#walFile as string, "r");
-        await this.#wal.datasync();
+        this.#wal ??= open(this.#walFile as string, "r").catch((error: unknown) => {
+          this.#wal = null; // the next sync tries again
+          throw error;
+        });
+        await (await this.#wal).datasync();
       } catch (error) {
         for (const w of waiting) w.reject(error);
-        continue;
+        return;
       }
       for (const w of waiting) w.resolve();
-    }
-    this.#syncing = null;
+    })().finally(() => {
+      this.#syncs.delete(sync);
+      this.#startSync();
+    });
+    this.#syncs.add(sync);
   }
 
   #commit(group: Pending[]): AuditRecord[] {

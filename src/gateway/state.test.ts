@@ -217,6 +217,52 @@ describe("AuditLog", () => {
     }
   });
 
+  it("in a WAL file, a group committed while the log is being synced gets a sync of its own, two at most at once", async () => {
+    const fs = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
+    try {
+      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
+      const log = new AuditLog(db, { now: at });
+      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
+      const finishSync: (() => void)[] = [];
+      vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(
+        () => new Promise<void>((resolve) => finishSync.push(resolve)),
+      );
+      await probe.close();
+      const syncsStarted = async (n: number) => {
+        while (finishSync.length < n) await new Promise((r) => setTimeout(r, 1));
+      };
+      const durable: string[] = [];
+      const append = (client: string) =>
+        log.append({ client, route: "/x", outcome: "granted" }).then((r) => durable.push(r.client));
+      const a = append("a");
+      await syncsStarted(1);
+      const b = append("b"); // committed while a's sync is under way
+      await syncsStarted(2);
+      const c = append("c");
+      await new Promise((r) => setTimeout(r, 20));
+      expect(finishSync).toHaveLength(2); // c waits: two syncs are under way
+      expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b", "c"]); // all committed
+      finishSync[1]?.();
+      await b;
+      expect(durable).toEqual(["b"]); // b did not wait for a's sync, which started before its commit
+      await syncsStarted(3); // c's sync starts when one finishes
+      finishSync[0]?.();
+      await a;
+      expect(durable).toEqual(["b", "a"]);
+      finishSync[2]?.();
+      await c;
+      expect(durable).toEqual(["b", "a", "c"]);
+      await log.close();
+      db.close();
+    } finally {
+      vi.restoreAllMocks();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("survives a restart: the chain continues from the records on disk", async () => {
     const { mkdtemp, rm } = await import("node:fs/promises");
     const { tmpdir } = await import("node:os");
