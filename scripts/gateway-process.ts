@@ -2,10 +2,10 @@
  * A gateway in its own process, for the benchmark and the fault tests (not the production
  * entry point, which is the CLI's job): configuration as JSON in KPARTY_GATEWAY_CONFIG;
  * reports over IPC when it listens, how many JSON-RPC calls its provider made while serving
- * requests (the event watcher polls through a separate provider), its resident memory and its
- * CPU time (all threads).
+ * requests (the event watcher polls through a separate provider), its resident memory, its
+ * CPU time (all threads) and how long the syncs of its audit log took.
  */
-import { writeFile } from "node:fs/promises";
+import { open, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -43,6 +43,23 @@ const verifier = await createKPartyAgent({
   chain: { provider, deployment: config.deployment },
 });
 const db = openGatewayDatabase(config.dbFile);
+// The audit log syncs its write-ahead log with FileHandle.datasync: each sync is timed from
+// its start until the event loop sees it end (what a request waiting for it sees).
+let syncMs: number[] = [];
+{
+  const probe = await open(config.dbFile, "r");
+  const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+  await probe.close();
+  const datasync = prototype.datasync;
+  prototype.datasync = async function (this: unknown) {
+    const started = performance.now();
+    try {
+      return await datasync.call(this);
+    } finally {
+      syncMs.push(performance.now() - started);
+    }
+  };
+}
 const app = await buildGateway({
   agent: verifier.agent,
   chain: createChainClient({ provider, deployment: config.deployment }),
@@ -96,6 +113,10 @@ process.on("message", (message: { type: string }) => {
   if ((message.type === "profile-start" || message.type === "profile-stop") && profiler)
     void profile(message.type);
   if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
+  if (message.type === "syncs") {
+    process.send?.({ type: "syncs", ms: syncMs });
+    syncMs = [];
+  }
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
   if (message.type === "cpu") {
     const { user, system } = process.cpuUsage(); // every thread of the process
