@@ -91,8 +91,10 @@ export interface GatewayOptions {
    */
   maxEventLoopDelayMs?: number;
   /**
-   * Worker threads that verify ES256K signatures (default 0: on the event loop). With more
-   * than one core, 1 or more moves the most expensive step of `POST /auth/token` off it.
+   * Signature verification off the event loop, with this many worker threads (default 0:
+   * everything on the event loop). With 1 or more, the ES256K checks (the most expensive step
+   * of `POST /auth/token`) run in OpenSSL on libuv's thread pool, and the recovery of a
+   * did:ethr address's public key (pure JS, once per address) on these threads.
    */
   verifyThreads?: number;
 }

@@ -42,7 +42,7 @@ export function registerGateway(program: Command): void {
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option(
       "--verify-threads <n>",
-      "worker threads for signature verification (0: on the event loop; default: one per core beyond the first, at most 4)",
+      "verify signatures off the event loop (OpenSSL checks on libuv's thread pool), with this many worker threads for public-key recovery (0: all on the event loop; default: one per core beyond the first, at most 4)",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
     )
     .addHelpText(

@@ -1,6 +1,7 @@
+import { Wallet } from "ethers";
 import { afterAll, describe, expect, it } from "vitest";
 import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
-import { verifyEs256k } from "./es256k.ts";
+import { verifyEs256k, verifyEs256kAsync } from "./es256k.ts";
 import { createEs256kPool, defaultVerifyThreads } from "./es256k-pool.ts";
 
 const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJwb29sIn0";
@@ -26,8 +27,8 @@ describe("createEs256kPool", () => {
       [input, sig, [{ publicKeyHex: "zz" }, pub]],
     ];
     for (const [data, signature, keys] of cases) {
+      const got = await pool.verify(data, signature, keys); // first: the address is recovered on a worker
       const expected = verifyEs256k(data, signature, keys);
-      const got = await pool.verify(data, signature, keys);
       expect(got).toBe(expected === null ? null : keys[keys.indexOf(expected)]);
     }
   });
@@ -37,6 +38,28 @@ describe("createEs256kPool", () => {
       Array.from({ length: 40 }, (_, i) => pool.verify(input, sig, i % 2 === 0 ? [pub] : [otherPub])),
     );
     expect(answers).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? pub : null)));
+  });
+
+  it("recovers an address's key on a worker, and the event loop learns it", async () => {
+    const signer = Wallet.createRandom();
+    const target = [{ address: signer.address }];
+    expect(await pool.verify("one", sign(signer.signingKey, "one"), target)).toBe(target[0]);
+    expect(await pool.verify("one", sign(other.signingKey, "one"), target)).toBeNull();
+    const noRecovery = async () => {
+      throw new Error("no recovery expected");
+    };
+    expect(await verifyEs256kAsync("two", sign(signer.signingKey, "two"), target, noRecovery)).toBe(
+      target[0],
+    );
+  });
+
+  it("throws once closed, rather than wait for a thread that is gone", async () => {
+    const closing = createEs256kPool(1);
+    await closing.close();
+    const signer = Wallet.createRandom();
+    await expect(
+      closing.verify("one", sign(signer.signingKey, "one"), [{ address: signer.address }]),
+    ).rejects.toThrow("the verification pool is closed");
   });
 
   it("refuses a thread count that is not a positive integer", () => {

@@ -1,8 +1,8 @@
 import { Worker } from "node:worker_threads";
-import type { Es256kKey } from "./es256k.ts";
+import { type Es256kKey, type Es256kRecoveryMatch, verifyEs256kAsync } from "./es256k.ts";
 
 /**
- * Verification threads worth running on a machine with `cores` cores: one per core beyond the
+ * Recovery threads worth running on a machine with `cores` cores: one per core beyond the
  * event loop's, at most 4 (each costs about 20 MB of memory).
  */
 export function defaultVerifyThreads(cores: number): number {
@@ -10,15 +10,22 @@ export function defaultVerifyThreads(cores: number): number {
 }
 
 export interface Es256kPool {
-  /** Same answer as `verifyEs256k`, computed on a worker thread. */
+  /** Same answer as `verifyEs256k`, computed off the event loop. */
   verify(signingInput: string, signature: Uint8Array, keys: Es256kKey[]): Promise<Es256kKey | null>;
   close(): Promise<void>;
 }
 
 /**
- * ES256K verification on `threads` worker threads, so a gateway uses more than one core for
- * its most expensive step. Requests are spread round-robin; a worker that dies fails its
- * pending verifications (they throw, and the gateway answers 500 rather than grant).
+ * ES256K verification off the event loop, so a gateway uses every core for its most expensive
+ * step:
+ * - a check against a public key (given by the DID document, or learned for its address) runs
+ *   in OpenSSL on libuv's thread pool, through `node:crypto`'s asynchronous verify; that costs
+ *   the event loop about half of what a message to a worker thread and back does;
+ * - recovering the public key behind a signature to match it to a did:ethr address (pure JS,
+ *   about 2 ms; once per address, the key is learned) runs on `threads` worker threads,
+ *   round-robin.
+ * A worker that dies fails its pending recoveries and those sent to it later (they throw, and
+ * the gateway answers 500 rather than grant); after `close`, `verify` throws.
  *
  * @example
  * ```ts
@@ -32,9 +39,11 @@ export function createEs256kPool(threads: number): Es256kPool {
     throw new TypeError("threads must be a positive integer");
   const pending = new Map<
     number,
-    { keys: Es256kKey[]; resolve: (k: Es256kKey | null) => void; reject: (e: Error) => void }
+    { resolve: (m: Es256kRecoveryMatch | null) => void; reject: (e: Error) => void }
   >();
   let nextId = 0;
+  /** Workers that exited, and why: what they are sent fails at once instead of waiting forever. */
+  const dead = new Map<Worker, Error>();
   const workers = Array.from({ length: threads }, () => {
     // A small young generation: the thread allocates little that lives, and its heap is
     // resident memory of the gateway.
@@ -42,11 +51,11 @@ export function createEs256kPool(threads: number): Es256kPool {
       resourceLimits: { maxYoungGenerationSizeMb: 4 },
     });
     worker.unref();
-    worker.on("message", (m: { id: number; index: number }) => {
+    worker.on("message", (m: { id: number; match: Es256kRecoveryMatch | null }) => {
       const p = pending.get(m.id);
       if (!p) return;
       pending.delete(m.id);
-      p.resolve(m.index >= 0 ? (p.keys[m.index] ?? null) : null);
+      p.resolve(m.match);
     });
     const failAll = (error: Error) => {
       for (const [id, p] of pending) {
@@ -55,20 +64,31 @@ export function createEs256kPool(threads: number): Es256kPool {
       }
     };
     worker.on("error", failAll);
-    worker.on("exit", (code) => failAll(new Error(`verification thread exited with ${code}`)));
+    worker.on("exit", (code) => {
+      dead.set(worker, new Error(`verification thread exited with ${code}`));
+      failAll(dead.get(worker) as Error);
+    });
     return worker;
   });
   let turn = 0;
+  let closed = false;
+  const recover = (signingInput: string, signature: Uint8Array, addresses: string[]) => {
+    const id = nextId++;
+    const worker = workers[turn++ % workers.length] as Worker;
+    return new Promise<Es256kRecoveryMatch | null>((resolve, reject) => {
+      const error = dead.get(worker);
+      if (error) return reject(error);
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ id, signingInput, signature, addresses });
+    });
+  };
   return {
-    verify(signingInput, signature, keys) {
-      const id = nextId++;
-      const worker = workers[turn++ % workers.length] as Worker;
-      return new Promise((resolve, reject) => {
-        pending.set(id, { keys, resolve, reject });
-        worker.postMessage({ id, signingInput, signature, keys });
-      });
+    async verify(signingInput, signature, keys) {
+      if (closed) throw new Error("the verification pool is closed");
+      return verifyEs256kAsync(signingInput, signature, keys, recover);
     },
     async close() {
+      closed = true;
       await Promise.all(workers.map((w) => w.terminate()));
     },
   };

@@ -1,20 +1,19 @@
 /**
- * Worker thread of {@link createEs256kPool}: verifies ES256K signatures off the main thread.
- * It keeps its own caches (key objects, public keys learned for addresses).
+ * Worker thread of {@link createEs256kPool}: recovers the public keys behind ES256K signatures
+ * and matches them to did:ethr addresses, off the main thread.
  */
 import { parentPort } from "node:worker_threads";
-import { type Es256kKey, verifyEs256k } from "./es256k.ts";
+import { type Es256kRecoveryMatch, recoverEs256k } from "./es256k.ts";
 
 parentPort?.on(
   "message",
-  (m: { id: number; signingInput: string; signature: Uint8Array; keys: Es256kKey[] }) => {
-    let index = -1;
+  (m: { id: number; signingInput: string; signature: Uint8Array; addresses: string[] }) => {
+    let match: Es256kRecoveryMatch | null = null;
     try {
-      const matched = verifyEs256k(m.signingInput, m.signature, m.keys);
-      index = matched ? m.keys.indexOf(matched) : -1;
+      match = recoverEs256k(m.signingInput, m.signature, m.addresses);
     } catch {
-      index = -1; // a malformed key never verifies
+      match = null; // a malformed address never matches
     }
-    parentPort?.postMessage({ id: m.id, index });
+    parentPort?.postMessage({ id: m.id, match });
   },
 );

@@ -1,7 +1,7 @@
 import { Wallet } from "ethers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
-import { verifyEs256k } from "./es256k.ts";
+import { type Es256kKey, recoverEs256k, verifyEs256k, verifyEs256kAsync } from "./es256k.ts";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJ0ZXN0In0";
@@ -54,5 +54,85 @@ describe("verifyEs256k", () => {
     expect(verifyEs256k("second", sign(signer.signingKey, "second"), target)).toEqual(target[0]); // plain verify
     expect(verifyEs256k("second", sign(other.signingKey, "second"), target)).toBeNull();
     expect(verifyEs256k("third", first, target)).toBeNull();
+  });
+});
+
+describe("verifyEs256kAsync", () => {
+  const sig = sign(wallet.signingKey, input);
+  const pub = { publicKeyHex: wallet.signingKey.compressedPublicKey.slice(2) };
+  const otherPub = { publicKeyHex: other.signingKey.compressedPublicKey.slice(2) };
+  const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString("hex")}`);
+  const twin = Buffer.concat([
+    sig.subarray(0, 32),
+    Buffer.from((N - s).toString(16).padStart(64, "0"), "hex"),
+  ]);
+
+  it("answers what verifyEs256k answers", async () => {
+    const address = { address: wallet.address };
+    const cases: [string, Uint8Array, Es256kKey[]][] = [
+      [input, sig, [pub]],
+      [input, sig, [otherPub, pub]],
+      [input, sig, [address]],
+      [input, sig, [otherPub]],
+      [`${input}x`, sig, [pub, address]],
+      [input, new Uint8Array(64), [pub, address]],
+      [input, sig.subarray(0, 63), [pub]],
+      [input, twin, [pub, address]],
+      [input, sig, [{ publicKeyHex: "zz" }, { publicKeyHex: `02${"00".repeat(32)}` }, pub]],
+    ];
+    const answers = await Promise.all(
+      cases.map(([data, signature, keys]) => verifyEs256kAsync(data, signature, keys)),
+    );
+    expect(answers).toEqual(cases.map(([data, signature, keys]) => verifyEs256k(data, signature, keys)));
+    expect(answers.map((a) => a !== null)).toEqual([
+      true,
+      true,
+      true,
+      false,
+      false,
+      false,
+      false,
+      false,
+      true,
+    ]);
+  });
+
+  it("recovers through the given function only for an address it has no key for, and learns the key", async () => {
+    const signer = new Wallet("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");
+    const target = [{ address: signer.address }];
+    const recover = vi.fn(async (data: string, signature: Uint8Array, addresses: string[]) =>
+      recoverEs256k(data, signature, addresses),
+    );
+    expect(await verifyEs256kAsync("one", sign(signer.signingKey, "one"), target, recover)).toBe(target[0]);
+    expect(recover.mock.calls.map((c) => c[2])).toEqual([[signer.address]]);
+    expect(await verifyEs256kAsync("two", sign(signer.signingKey, "two"), target, recover)).toBe(target[0]);
+    expect(
+      await verifyEs256kAsync("two", sign(other.signingKey, "two"), [pub, ...target], recover),
+    ).toBeNull();
+    expect(recover).toHaveBeenCalledTimes(2); // the other signer's signature: recovered, matched nothing
+    expect(await verifyEs256kAsync(input, sig, [pub], recover)).toBe(pub);
+    expect(recover).toHaveBeenCalledTimes(2);
+  });
+
+  it("does not learn what a recovery answers for an index outside the addresses", async () => {
+    const signer = Wallet.createRandom();
+    const target = [{ address: signer.address }];
+    const wrong = async () => ({ index: 1, publicKeyHex: signer.signingKey.compressedPublicKey.slice(2) });
+    expect(await verifyEs256kAsync("one", sign(signer.signingKey, "one"), target, wrong)).toBeNull();
+    const none = vi.fn(async () => null);
+    expect(await verifyEs256kAsync("two", sign(signer.signingKey, "two"), target, none)).toBeNull();
+    expect(none).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe("recoverEs256k", () => {
+  it("names the address whose key signed, with that key, and nothing for other addresses", () => {
+    const sig = sign(wallet.signingKey, input);
+    expect(recoverEs256k(input, sig, [other.address, wallet.address.toLowerCase()])).toEqual({
+      index: 1,
+      publicKeyHex: wallet.signingKey.publicKey.slice(2),
+    });
+    expect(recoverEs256k(input, sig, [other.address])).toBeNull();
+    expect(recoverEs256k(`${input}x`, sig, [wallet.address])).toBeNull();
   });
 });
