@@ -455,7 +455,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       }
       const { actions } = scope;
       const { credential } = verified;
-      const issued = tokens.issue({
+      const issued = await tokens.issue({
         holder,
         credentialId: credential.credentialId,
         anchorKey: credential.anchorKey,
