@@ -22,7 +22,6 @@ import type { IssuedCredential } from "../agent/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
 import { createGatewayClient } from "../src/gateway/index.ts";
 import { verifyEs256k } from "../src/gateway/verify/es256k.ts";
-import { defaultVerifyThreads } from "../src/gateway/verify/es256k-pool.ts";
 import {
   ask,
   type Cleanups,
@@ -167,10 +166,9 @@ async function cpuPerRequest<T>(child: ChildProcess, requests: number, fn: () =>
   };
 }
 
-/** What `kparty gateway serve` uses by default, unless KPARTY_VERIFY_THREADS says otherwise. */
-function verifyThreads(cores: number): number {
-  const set = process.env.KPARTY_VERIFY_THREADS;
-  return set === undefined ? defaultVerifyThreads(cores) : Number(set);
+/** Recovery threads: none, as `kparty gateway serve` by default, unless KPARTY_VERIFY_THREADS says otherwise. */
+function verifyThreads(): number {
+  return Number(process.env.KPARTY_VERIFY_THREADS ?? 0);
 }
 
 async function main() {
@@ -208,9 +206,9 @@ async function main() {
     dir,
     domain: DOMAIN,
     cleanups,
-    // verification on the other cores, as `kparty gateway serve` does by default;
-    // KPARTY_VERIFY_THREADS=0 measures the event loop alone
-    config: { unlimited: true, verifyThreads: verifyThreads(cores) },
+    // as `kparty gateway serve` by default: signatures checked on libuv's thread pool, keys
+    // of addresses recovered on the event loop (KPARTY_VERIFY_THREADS=n: on n worker threads)
+    config: { unlimited: true, verifyThreads: verifyThreads() },
   });
   const gw = createGatewayClient(url);
   // the measured requests are prepared bytes on keep-alive sockets: the load generator shares

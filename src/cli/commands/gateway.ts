@@ -1,9 +1,7 @@
-import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
 import { KPartyError } from "../../errors/index.ts";
-import { defaultVerifyThreads } from "../../gateway/verify/es256k-pool.ts";
 import { positiveInt, run, untilSignal } from "../run.ts";
 
 /** `id:d1,d2…` → a model to register at start. */
@@ -42,7 +40,7 @@ export function registerGateway(program: Command): void {
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option(
       "--verify-threads <n>",
-      "verify signatures off the event loop (OpenSSL checks on libuv's thread pool), with this many worker threads for public-key recovery (0: all on the event loop; default: one per core beyond the first, at most 4)",
+      "worker threads that recover the public keys of did:ethr addresses, once per address (default 0: on the event loop, about 1.5 ms each); signature checks always run on libuv's thread pool",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
     )
     .addHelpText(
@@ -101,7 +99,7 @@ Examples:
             db,
             domain,
             tokenTtlSeconds: options.tokenTtl,
-            verifyThreads: options.verifyThreads ?? defaultVerifyThreads(availableParallelism()),
+            ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });
           ctx.onClose(() => app.close());

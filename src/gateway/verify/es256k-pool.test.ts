@@ -2,7 +2,7 @@ import { Wallet } from "ethers";
 import { afterAll, describe, expect, it } from "vitest";
 import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
 import { verifyEs256k, verifyEs256kAsync } from "./es256k.ts";
-import { createEs256kPool, defaultVerifyThreads } from "./es256k-pool.ts";
+import { createEs256kPool } from "./es256k-pool.ts";
 
 const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJwb29sIn0";
 
@@ -64,9 +64,5 @@ describe("createEs256kPool", () => {
 
   it("refuses a thread count that is not a positive integer", () => {
     expect(() => createEs256kPool(0)).toThrow(TypeError);
-  });
-
-  it("defaults to one thread per core beyond the first, at most 4", () => {
-    expect([1, 2, 3, 8, 64].map(defaultVerifyThreads)).toEqual([0, 1, 2, 4, 4]);
   });
 });

@@ -1,14 +1,6 @@
 import { Worker } from "node:worker_threads";
 import { type Es256kKey, type Es256kRecoveryMatch, verifyEs256kAsync } from "./es256k.ts";
 
-/**
- * Recovery threads worth running on a machine with `cores` cores: one per core beyond the
- * event loop's, at most 4 (each costs about 20 MB of memory).
- */
-export function defaultVerifyThreads(cores: number): number {
-  return Math.max(0, Math.min(4, cores - 1));
-}
-
 export interface Es256kPool {
   /** Same answer as `verifyEs256k`, computed off the event loop. */
   verify(signingInput: string, signature: Uint8Array, keys: Es256kKey[]): Promise<Es256kKey | null>;
@@ -16,16 +8,15 @@ export interface Es256kPool {
 }
 
 /**
- * ES256K verification off the event loop, so a gateway uses every core for its most expensive
- * step:
+ * ES256K verification with public-key recovery on `threads` worker threads:
  * - a check against a public key (given by the DID document, or learned for its address) runs
- *   in OpenSSL on libuv's thread pool, through `node:crypto`'s asynchronous verify; that costs
- *   the event loop about half of what a message to a worker thread and back does;
- * - recovering the public key behind a signature to match it to a did:ethr address (pure JS,
- *   about 2 ms; once per address, the key is learned) runs on `threads` worker threads,
- *   round-robin.
- * A worker that dies fails its pending recoveries and those sent to it later (they throw, and
- * the gateway answers 500 rather than grant); after `close`, `verify` throws.
+ *   in OpenSSL on libuv's thread pool, through `node:crypto`'s asynchronous verify;
+ * - recovering the public key behind a signature to match it to a did:ethr address (about
+ *   1.5 ms, once per address: the key is then learned on the event loop) runs on the threads,
+ *   round-robin. Without a pool, `verifyEs256kAsync` recovers on the event loop.
+ * Each thread costs 20-50 MB of memory. A worker that dies fails its pending recoveries and
+ * those sent to it later (they throw, and the gateway answers 500 rather than grant); after
+ * `close`, `verify` throws.
  *
  * @example
  * ```ts

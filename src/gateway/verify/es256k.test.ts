@@ -1,4 +1,5 @@
-import { Wallet } from "ethers";
+import { createHash } from "node:crypto";
+import { SigningKey, Wallet } from "ethers";
 import { describe, expect, it, vi } from "vitest";
 import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
 import { type Es256kKey, recoverEs256k, verifyEs256k, verifyEs256kAsync } from "./es256k.ts";
@@ -126,6 +127,30 @@ describe("verifyEs256kAsync", () => {
 });
 
 describe("recoverEs256k", () => {
+  it("finds the key ethers recovers, for both recovery ids, over 64 random keys", () => {
+    const parities = new Set<number>();
+    for (let i = 0; i < 64; i++) {
+      const signer = Wallet.createRandom();
+      const data = `message ${i}`;
+      const digest = createHash("sha256").update(data).digest();
+      const sig = signer.signingKey.sign(digest);
+      parities.add(sig.yParity);
+      const signature = sign(signer.signingKey, data);
+      const expected = SigningKey.recoverPublicKey(digest, sig).slice(2);
+      expect(recoverEs256k(data, signature, [other.address, signer.address])).toEqual({
+        index: 1,
+        publicKeyHex: expected,
+      });
+    }
+    expect([...parities].sort()).toEqual([0, 1]);
+  });
+
+  it("finds nothing when r is not the x of a curve point", () => {
+    // x = 5: 5³ + 7 = 132 is not a square modulo p
+    const signature = Buffer.concat([Buffer.alloc(31), Buffer.from([5]), Buffer.alloc(31), Buffer.from([1])]);
+    expect(recoverEs256k(input, signature, [wallet.address])).toBeNull();
+  });
+
   it("names the address whose key signed, with that key, and nothing for other addresses", () => {
     const sig = sign(wallet.signingKey, input);
     expect(recoverEs256k(input, sig, [other.address, wallet.address.toLowerCase()])).toEqual({
