@@ -1,4 +1,5 @@
 import { createECDH, createHash, createPublicKey, ECDH, type KeyObject, verify } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { hexlify, keccak256, SigningKey } from "ethers";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
@@ -149,17 +150,37 @@ function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): 
   }
 }
 
-function verifyWithAsync(publicKeyHex: string, data: Buffer, signature: Uint8Array): Promise<boolean> {
-  return new Promise((resolve) => {
-    try {
-      const key = keyObject(publicKeyHex);
+/**
+ * Checks on libuv's thread pool at once, at most: one per core beyond the event loop's, at
+ * most 2. The pool (4 threads) is first come, first served and also syncs the audit log:
+ * checks queued without a bound would hold those syncs back (and every answer waits for one),
+ * and more checking threads than cores would take the CPU from the event loop.
+ */
+const maxChecks = Math.max(1, Math.min(2, availableParallelism() - 1));
+let checking = 0;
+const waitingChecks: (() => void)[] = [];
+
+async function verifyWithAsync(publicKeyHex: string, data: Buffer, signature: Uint8Array): Promise<boolean> {
+  let key: KeyObject;
+  try {
+    key = keyObject(publicKeyHex);
+  } catch {
+    return false; // not a valid secp256k1 public key
+  }
+  // a check that ends hands its place to the next one waiting
+  if (checking < maxChecks) checking += 1;
+  else await new Promise<void>((resolve) => waitingChecks.push(resolve));
+  try {
+    return await new Promise<boolean>((resolve) =>
       verify("sha256", data, { key, dsaEncoding: "ieee-p1363" }, signature, (error, valid) =>
         resolve(!error && valid),
-      );
-    } catch {
-      resolve(false); // not a valid secp256k1 public key
-    }
-  });
+      ),
+    );
+  } finally {
+    const next = waitingChecks.shift();
+    if (next) next();
+    else checking -= 1;
+  }
 }
 
 /** The field prime of secp256k1. */
