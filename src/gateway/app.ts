@@ -458,7 +458,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       }
       const { actions } = scope;
       const { credential } = verified;
-      const issued = await tokens.issue({
+      const issued = tokens.issue({
         holder,
         credentialId: credential.credentialId,
         anchorKey: credential.anchorKey,

@@ -40,7 +40,7 @@ export interface TokenServiceOptions {
  * @example
  * ```ts
  * const tokens = createTokenService({ domain: "gw.example", now: Date.now });
- * const { token } = await tokens.issue(grant);
+ * const { token } = tokens.issue(grant);
  * const claims = tokens.verify(token); // throws token_invalid
  * ```
  */
@@ -64,11 +64,7 @@ export function createTokenService(options: TokenServiceOptions) {
     publicJwk: { ...jwk, alg: "EdDSA", use: "sig" },
     ttlSeconds: ttl,
 
-    /**
-     * Signs a token for `grant`. The Ed25519 signature is computed on libuv's thread pool
-     * (`node:crypto`'s asynchronous sign), off the event loop.
-     */
-    async issue(grant: AccessGrant): Promise<{ token: string; expiresIn: number; claims: AccessClaims }> {
+    issue(grant: AccessGrant): { token: string; expiresIn: number; claims: AccessClaims } {
       const iat = Math.floor(options.now() / 1000);
       const claims: AccessClaims = { ...grant, tokenId: randomUUID(), expiresAt: iat + ttl };
       const payload = {
@@ -88,12 +84,8 @@ export function createTokenService(options: TokenServiceOptions) {
         ...(grant.requestsPerMinute ? { rpm: grant.requestsPerMinute } : {}),
       };
       const input = `${header}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
-      const signature = await new Promise<Buffer>((resolve, reject) =>
-        sign(null, Buffer.from(input), privateKey, (error, bytes) =>
-          error ? reject(error) : resolve(bytes),
-        ),
-      );
-      return { token: `${input}.${signature.toString("base64url")}`, expiresIn: ttl, claims };
+      const signature = sign(null, Buffer.from(input), privateKey).toString("base64url");
+      return { token: `${input}.${signature}`, expiresIn: ttl, claims };
     },
 
     /** Checks signature, issuer, audience and expiry; throws `token_invalid`. */
