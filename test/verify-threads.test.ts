@@ -10,7 +10,11 @@ import {
   type TestGateway,
 } from "./fixtures/kparty.ts";
 
-/** The gateway with signatures verified on a worker thread (`verifyThreads: 1`) decides the same. */
+/**
+ * The gateway with a recovery thread (`verifyThreads: 1`) decides the same. The participants'
+ * DIDs carry public keys, so a valid signature is checked against them; a tampered one fails
+ * that check, and the key behind it is then recovered on the worker and matches no address.
+ */
 
 let world: KPartyWorld;
 let gw: TestGateway;
@@ -30,7 +34,7 @@ afterAll(async () => {
   await world?.close();
 });
 
-describe("signature verification on a worker thread", () => {
+describe("public-key recovery on a worker thread", () => {
   it("grants a valid presentation, and the token works", async () => {
     const cred = await issue(world.orgA, world.alice);
     const res = await tokenAt(gw.base, world.alice, cred.jwt);

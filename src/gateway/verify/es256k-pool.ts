@@ -56,8 +56,9 @@ export function createEs256kPool(threads: number): Es256kPool {
     };
     worker.on("error", failAll);
     worker.on("exit", (code) => {
-      dead.set(worker, new Error(`verification thread exited with ${code}`));
-      failAll(dead.get(worker) as Error);
+      const error = new Error(`verification thread exited with ${code}`);
+      dead.set(worker, error);
+      failAll(error);
     });
     return worker;
   });

@@ -1,10 +1,9 @@
 import { createHash } from "node:crypto";
 import { SigningKey, Wallet } from "ethers";
 import { describe, expect, it, vi } from "vitest";
-import { other, sign, wallet } from "../../../test/fixtures/es256k.ts";
-import { type Es256kKey, recoverEs256k, verifyEs256k, verifyEs256kAsync } from "./es256k.ts";
+import { highS, other, sign, verificationCases, wallet } from "../../../test/fixtures/es256k.ts";
+import { recoverEs256k, verifyEs256k, verifyEs256kAsync } from "./es256k.ts";
 
-const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const input = "eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJ0ZXN0In0";
 
 describe("verifyEs256k", () => {
@@ -35,12 +34,7 @@ describe("verifyEs256k", () => {
   });
 
   it("refuses the high-s twin of a valid signature", () => {
-    const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString("hex")}`);
-    const twin = Buffer.concat([
-      sig.subarray(0, 32),
-      Buffer.from((N - s).toString(16).padStart(64, "0"), "hex"),
-    ]);
-    expect(verifyEs256k(input, twin, [pub, address])).toBeNull();
+    expect(verifyEs256k(input, highS(sig), [pub, address])).toBeNull();
   });
 
   it("ignores keys that are not secp256k1 points", () => {
@@ -61,41 +55,14 @@ describe("verifyEs256k", () => {
 describe("verifyEs256kAsync", () => {
   const sig = sign(wallet.signingKey, input);
   const pub = { publicKeyHex: wallet.signingKey.compressedPublicKey.slice(2) };
-  const otherPub = { publicKeyHex: other.signingKey.compressedPublicKey.slice(2) };
-  const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString("hex")}`);
-  const twin = Buffer.concat([
-    sig.subarray(0, 32),
-    Buffer.from((N - s).toString(16).padStart(64, "0"), "hex"),
-  ]);
 
   it("answers what verifyEs256k answers", async () => {
-    const address = { address: wallet.address };
-    const cases: [string, Uint8Array, Es256kKey[]][] = [
-      [input, sig, [pub]],
-      [input, sig, [otherPub, pub]],
-      [input, sig, [address]],
-      [input, sig, [otherPub]],
-      [`${input}x`, sig, [pub, address]],
-      [input, new Uint8Array(64), [pub, address]],
-      [input, sig.subarray(0, 63), [pub]],
-      [input, twin, [pub, address]],
-      [input, sig, [{ publicKeyHex: "zz" }, { publicKeyHex: `02${"00".repeat(32)}` }, pub]],
-    ];
+    const { cases, verifies } = verificationCases(input);
     const answers = await Promise.all(
       cases.map(([data, signature, keys]) => verifyEs256kAsync(data, signature, keys)),
     );
     expect(answers).toEqual(cases.map(([data, signature, keys]) => verifyEs256k(data, signature, keys)));
-    expect(answers.map((a) => a !== null)).toEqual([
-      true,
-      true,
-      true,
-      false,
-      false,
-      false,
-      false,
-      false,
-      true,
-    ]);
+    expect(answers.map((a) => a !== null)).toEqual(verifies);
   });
 
   it("recovers through the given function only for an address it has no key for, and learns the key", async () => {
