@@ -141,6 +141,18 @@ process.on("message", (message: { type: string }) => {
     loopDelay.reset();
   }
   if (message.type === "synced") process.send?.({ type: "synced", block: app.kpartySyncedBlock() });
-  if (message.type === "stop") void app.close().then(() => process.exit(0));
+  if (message.type === "stop") stop();
 });
+// A parent that dies (or lets go of this process) takes the gateway with it: the IPC channel
+// closes, the gateway closes (its audit log synced) and the process exits.
+let stopping = false;
+function stop() {
+  if (stopping) return;
+  stopping = true;
+  void app.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+}
+process.once("disconnect", stop);
 process.send?.({ type: "ready", url });

@@ -1,6 +1,7 @@
 /**
- * An issuer agent in its own process, for fault tests: issues batches until it is killed,
- * reporting each completed batch over IPC. Configuration as JSON in KPARTY_ISSUER_CONFIG.
+ * An issuer agent in its own process, for fault tests: issues batches until it is killed or
+ * its parent goes away, reporting each completed batch over IPC. Configuration as JSON in
+ * KPARTY_ISSUER_CONFIG.
  */
 import { createKPartyAgent } from "../agent/index.ts";
 import { createProvider, type Deployment } from "../src/chain/index.ts";
@@ -15,14 +16,19 @@ const config = JSON.parse(process.env.KPARTY_ISSUER_CONFIG ?? "{}") as {
   batchSize: number;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
-const { agent } = await createKPartyAgent({
+const { agent, close } = await createKPartyAgent({
   role: "issuer",
   dataDir: config.dataDir,
   passphrase: config.passphrase,
   chain: { provider, deployment: config.deployment },
 });
+// a parent that dies (or lets go of this process) stops it after the batch under way
+let stopping = false;
+process.once("disconnect", () => {
+  stopping = true;
+});
 process.send?.({ type: "ready" });
-for (;;) {
+while (!stopping) {
   const batch = await agent.kpartyIssueCredentials({
     issuer: config.issuer,
     credentials: Array.from({ length: config.batchSize }, () => ({
@@ -32,5 +38,8 @@ for (;;) {
       actions: ["model:read" as const],
     })),
   });
-  process.send?.({ type: "batch", root: batch[0]?.anchor.root, indexes: batch.map((c) => c.statusIndex) });
+  if (!stopping)
+    process.send?.({ type: "batch", root: batch[0]?.anchor.root, indexes: batch.map((c) => c.statusIndex) });
 }
+await close();
+process.exit(0);

@@ -97,6 +97,37 @@ describe("the gateway process is killed mid-load and restarted", () => {
   });
 });
 
+describe("the parent of a gateway process goes away", () => {
+  it("the gateway closes, keeping what it audited, and exits 0 by itself", async () => {
+    const dbFile = join(world.dir, "orphaned-gateway", "gateway.sqlite");
+    const gateway = await startGatewayProcess({
+      rpcUrl: world.chain.url,
+      deployment: world.deployment,
+      modelsDir: join(world.dir, "models"),
+      dbFile,
+    });
+    processes.push(gateway);
+    const cred = await issue(world.orgA, world.alice);
+    expect((await tokenAt(gateway.url, world.alice, cred.jwt)).status).toBe(200);
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      gateway.child.once("exit", (code, signal) => resolve([code, signal])),
+    );
+    gateway.child.disconnect(); // what the IPC channel does when the parent dies
+    const outcome = await Promise.race([
+      exited,
+      new Promise((resolve) => setTimeout(() => resolve("still running after 20 s"), 20_000).unref()),
+    ]);
+    expect(outcome).toEqual([0, null]);
+    const db = openGatewayDatabase(dbFile);
+    const granted = db
+      .prepare("SELECT COUNT(*) AS n FROM audit WHERE route = '/auth/token' AND outcome = 'granted'")
+      .get() as { n: number };
+    expect(Number(granted.n)).toBe(1);
+    expect(verifyAuditChain(db)).toMatchObject({ valid: true, records: 1 });
+    db.close();
+  });
+});
+
 describe("the issuer process is killed during batch issuance", () => {
   it("never reuses a status index, and anchors every recorded batch exactly once after resuming", async () => {
     const dataDir = join(world.dir, "members", "org-b");
