@@ -123,6 +123,19 @@ function mainThreadCpuMs(): number | null {
     return null;
   }
 }
+/**
+ * Time the main thread has spent runnable but waiting for a core (Linux's schedstat, in ms;
+ * null elsewhere): on a machine whose cores are all busy, the event loop's share of the queue.
+ */
+function mainThreadWaitMs(): number | null {
+  try {
+    const [, waiting] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ");
+    const ns = Number(waiting);
+    return Number.isFinite(ns) ? ns / 1e6 : null;
+  } catch {
+    return null;
+  }
+}
 process.on("message", (message: { type: string }) => {
   if ((message.type === "profile-start" || message.type === "profile-stop") && profiler)
     void profile(message.type);
@@ -134,7 +147,12 @@ process.on("message", (message: { type: string }) => {
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
   if (message.type === "cpu") {
     const { user, system } = process.cpuUsage(); // every thread of the process
-    process.send?.({ type: "cpu", ms: (user + system) / 1000, mainMs: mainThreadCpuMs() });
+    process.send?.({
+      type: "cpu",
+      ms: (user + system) / 1000,
+      mainMs: mainThreadCpuMs(),
+      mainWaitMs: mainThreadWaitMs(),
+    });
   }
   if (message.type === "lag") {
     process.send?.({ type: "lag", maxMs: loopDelay.max / 1e6 });
