@@ -158,15 +158,16 @@ async function cpuPerRequest<T>(child: ChildProcess, requests: number, fn: () =>
   const result = await fn();
   const own = process.cpuUsage(ownBefore);
   const after = await ask<Cpu>(child, "cpu");
+  // the main thread's figures are null where /proc cannot give them
+  const perRequest = (field: "mainMs" | "mainWaitMs") => {
+    const [b, a] = [before[field], after[field]];
+    return a === null || b === null ? null : (a - b) / requests;
+  };
   return {
     result,
     gatewayMs: (after.ms - before.ms) / requests,
-    gatewayMainMs:
-      after.mainMs === null || before.mainMs === null ? null : (after.mainMs - before.mainMs) / requests,
-    gatewayMainWaitMs:
-      after.mainWaitMs === null || before.mainWaitMs === null
-        ? null
-        : (after.mainWaitMs - before.mainWaitMs) / requests,
+    gatewayMainMs: perRequest("mainMs"),
+    gatewayMainWaitMs: perRequest("mainWaitMs"),
     loadGeneratorMs: (own.user + own.system) / 1000 / requests,
   };
 }
