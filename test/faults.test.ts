@@ -109,12 +109,9 @@ describe("the parent of a gateway process goes away", () => {
     processes.push(gateway);
     const cred = await issue(world.orgA, world.alice);
     expect((await tokenAt(gateway.url, world.alice, cred.jwt)).status).toBe(200);
-    const exited = new Promise<[number | null, string | null]>((resolve) =>
-      gateway.child.once("exit", (code, signal) => resolve([code, signal])),
-    );
     gateway.child.disconnect(); // what the IPC channel does when the parent dies
     const outcome = await Promise.race([
-      exited,
+      gateway.exited,
       new Promise((resolve) => setTimeout(() => resolve("still running after 20 s"), 20_000).unref()),
     ]);
     expect(outcome).toEqual([0, null]);
