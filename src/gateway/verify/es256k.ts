@@ -150,16 +150,20 @@ function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): 
 }
 
 /**
- * Checks on libuv's thread pool at once, at most: as many as it has threads
- * (`UV_THREADPOOL_SIZE`, 4 by default); the others wait their turn here. The pool serves
- * first come, first served, and the audit log syncs on it: checks queued there without a
- * bound would hold those syncs back (every answer waits for one), while with this bound a
- * sync waits at most for one running check to end. Fewer at once would leave the pool idle
- * while the event loop takes an answer and starts the next check (measured: 2 at once cost
- * the event loop twice as much per check as 4, 37-52 against 18-27 µs).
+ * Checks on libuv's thread pool at once, at most: two per thread (`UV_THREADPOOL_SIZE`, 4 by
+ * default), so that a thread that ends a check finds the next one queued instead of sleeping
+ * until the event loop, which may be waiting for a core, hands it one; the others wait their
+ * turn here. The pool serves first come, first served, and the audit log syncs on it: checks
+ * queued there without a bound would hold those syncs back (every answer waits for one),
+ * while with this bound a sync waits at most for one round of queued checks (two check
+ * times). One per thread left the pool short of work at c64 (docs/performance.md: six
+ * interleaved runs each, c64 at 70-87% of the verify ceiling with two per thread, 33-74%
+ * with one); fewer than one per thread cost the event loop more per check (2 at once: 37-52
+ * µs, 4: 18-27 µs).
  */
 const poolThreads = Number.parseInt(process.env.UV_THREADPOOL_SIZE ?? "", 10);
-const maxChecks = Number.isSafeInteger(poolThreads) && poolThreads > 0 ? Math.min(poolThreads, 1024) : 4;
+const maxChecks =
+  2 * (Number.isSafeInteger(poolThreads) && poolThreads > 0 ? Math.min(poolThreads, 1024) : 4);
 let checking = 0;
 const waitingChecks: (() => void)[] = [];
 
