@@ -95,6 +95,12 @@ interface Pending {
  * most at once). That is what `synchronous=FULL` does, minus the blocking: SQLite also syncs
  * the log before any checkpoint copies it into the database. Any other database (`:memory:`,
  * rollback journal) commits under the connection's own `synchronous` setting.
+ *
+ * A failed sync is final. Linux reports a write-back error once per open file, and the data
+ * it concerned may be lost while a later sync succeeds; so after one failure every decision
+ * waiting, and every later one, is refused until the gateway restarts (SQLite then recovers
+ * the log from what reached the disk). Each sync under way uses a handle on the log of its
+ * own, so an error is reported to every sync that could have covered the lost data.
  */
 export class AuditLog {
   readonly #db: DatabaseSync;
@@ -104,7 +110,12 @@ export class AuditLog {
   readonly #level: StatementSync;
   /** The write-ahead log this connection writes to, or null when commits sync themselves. */
   readonly #walFile: string | null;
-  #wal: Promise<FileHandle> | null = null;
+  /** A handle on the log per sync that can be under way at once (see the class comment). */
+  readonly #wals: (Promise<FileHandle> | null)[] = Array.from({ length: MAX_SYNCS }, () => null);
+  /** Indexes into #wals of the handles no sync is using. */
+  readonly #idleWals = Array.from({ length: MAX_SYNCS }, (_, i) => i);
+  /** Set by the first failed sync; from then on every decision is refused. */
+  #failure: Error | null = null;
   #pending: Pending[] = [];
   #scheduled: NodeJS.Immediate | null = null;
   /** Committed groups waiting for the next sync of the log. */
@@ -146,9 +157,9 @@ export class AuditLog {
     this.#commitPending();
     this.#closed = true;
     while (this.#syncs.size > 0) await Promise.all(this.#syncs);
-    const wal = this.#wal;
-    this.#wal = null;
-    await (await wal?.catch(() => null))?.close();
+    const wals = [...this.#wals];
+    this.#wals.fill(null);
+    for (const wal of wals) await (await wal?.catch(() => null))?.close();
   }
 
   #commitPending(): void {
@@ -159,6 +170,7 @@ export class AuditLog {
       let records: AuditRecord[];
       try {
         if (this.#closed) throw new Error("the audit log is closed");
+        if (this.#failure) throw this.#failure;
         records = this.#commit(group);
       } catch (error) {
         for (const p of group) p.reject(error);
@@ -190,19 +202,32 @@ export class AuditLog {
     if (this.#unsynced.length === 0 || this.#syncs.size >= MAX_SYNCS) return;
     const waiting = this.#unsynced;
     this.#unsynced = [];
+    const slot = this.#idleWals.pop() as number; // fewer than MAX_SYNCS are under way
     const sync = (async () => {
+      let wal: FileHandle;
       try {
-        this.#wal ??= open(this.#walFile as string, "r").catch((error: unknown) => {
-          this.#wal = null; // the next sync tries again
+        this.#wals[slot] ??= open(this.#walFile as string, "r").catch((error: unknown) => {
+          this.#wals[slot] = null; // the next sync tries again: nothing was lost
           throw error;
         });
-        await (await this.#wal).datasync();
+        wal = await (this.#wals[slot] as Promise<FileHandle>);
       } catch (error) {
         for (const w of waiting) w.reject(error);
         return;
       }
-      for (const w of waiting) w.resolve();
+      try {
+        await wal.datasync();
+      } catch (error) {
+        this.#failure ??= new Error(
+          `the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        );
+      }
+      // a sync that ended after another failed proves nothing for what it covered
+      if (this.#failure) for (const w of waiting) w.reject(this.#failure);
+      else for (const w of waiting) w.resolve();
     })().finally(() => {
+      this.#idleWals.push(slot);
       this.#syncs.delete(sync);
       this.#startSync();
     });

@@ -263,6 +263,53 @@ describe("AuditLog", () => {
     }
   });
 
+  it("in a WAL file, a failed sync refuses the decisions waiting on it and every later one, and each sync under way has a handle of its own", async () => {
+    const fs = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
+    try {
+      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
+      const log = new AuditLog(db, { now: at });
+      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
+      const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
+      const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(function (this: {
+        fd: number;
+      }) {
+        return new Promise<void>((resolve, reject) => syncs.push({ fd: this.fd, resolve, reject }));
+      });
+      await probe.close();
+      const syncsStarted = async (n: number) => {
+        while (syncs.length < n) await new Promise((r) => setTimeout(r, 1));
+      };
+      const outcome = (client: string) =>
+        log.append({ client, route: "/x", outcome: "granted" }).then(
+          () => "durable",
+          (error: Error) => error.message,
+        );
+      const a = outcome("a");
+      await syncsStarted(1);
+      const b = outcome("b"); // committed while a's sync is under way: a sync of its own
+      await syncsStarted(2);
+      expect(syncs[0]?.fd).not.toBe(syncs[1]?.fd); // an error is reported to each of them
+      const eio = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+      syncs[0]?.reject(eio);
+      const refused =
+        "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: EIO: i/o error, fdatasync";
+      expect(await a).toBe(refused);
+      syncs[1]?.resolve(); // ended after a's failed: proves nothing
+      expect(await b).toBe(refused);
+      expect(await outcome("c")).toBe(refused); // later decisions too, without a commit or a sync
+      expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b"]);
+      expect(datasync).toHaveBeenCalledTimes(2);
+      await log.close();
+      db.close();
+    } finally {
+      vi.restoreAllMocks();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("survives a restart: the chain continues from the records on disk", async () => {
     const { mkdtemp, rm } = await import("node:fs/promises");
     const { tmpdir } = await import("node:os");
