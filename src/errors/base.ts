@@ -29,6 +29,7 @@ export type KPartyErrorCode =
   | "conflict"
   // infrastructure
   | "registry_unavailable"
+  | "audit_unavailable"
   | "overloaded"
   | "chain_reverted"
   | "chain_rejected"

@@ -1,7 +1,11 @@
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { offlineGatewayOptions } from "../../test/fixtures/offline-gateway.ts";
 import { buildGateway } from "./app.ts";
+import { openGatewayDatabase } from "./state.ts";
 
 const base = offlineGatewayOptions;
 
@@ -64,5 +68,50 @@ describe("load shedding", () => {
     const admitted = await app.inject({ method: "GET", url: "/openapi.json" });
     expect(admitted.statusCode).toBe(200);
     await app.close();
+  });
+});
+
+describe("a failed sync of the audit log", () => {
+  it("refuses the decision waiting on it and every later one with 503 audit_unavailable, and /healthz reports it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kparty-app-"));
+    const file = join(dir, "gateway.sqlite");
+    const db = openGatewayDatabase(file);
+    const app = await buildGateway({ ...base(), db });
+    try {
+      const probe = await open(file, "r");
+      vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockRejectedValue(
+        Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }),
+      );
+      await probe.close();
+      const token = () =>
+        app.inject({
+          method: "POST",
+          url: "/auth/token",
+          payload: { presentation: "not-a-jwt" },
+          headers: { "content-type": "application/json" },
+        });
+      const refused = {
+        status: 503,
+        body: {
+          error: {
+            code: "audit_unavailable",
+            message:
+              "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: EIO: i/o error, fdatasync",
+          },
+        },
+      };
+      for (const res of [await token(), await token()])
+        expect({ status: res.statusCode, body: res.json() }).toEqual(refused);
+      const health = await app.inject({ method: "GET", url: "/healthz" });
+      expect({ status: health.statusCode, body: health.json() }).toEqual({
+        status: 503,
+        body: { status: "unavailable", chainId: 31337, blockNumber: null, syncedBlock: 0, ...refused.body },
+      });
+    } finally {
+      vi.restoreAllMocks();
+      await app.close();
+      db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

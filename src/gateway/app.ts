@@ -277,7 +277,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     await pool?.close();
     throw error;
   }
-  const audit = new AuditLog(db, { now });
+  const audit = new AuditLog(db, {
+    now,
+    onSyncFailure: (error) => app.log.error({ err: error }, "audit log sync failed: refusing every decision"),
+  });
   const limiter = new RateLimiter({ now });
   const challengesPerMinute = options.challengesPerMinute ?? 60;
   const requireAccess = createAccessGuard({
@@ -398,18 +401,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const clientOf = (request: FastifyRequest) => request.ip;
 
   app.get("/healthz", async (_request, reply) => {
-    try {
-      const { chainId, blockNumber } = await getChainStatus(chain);
-      return { status: "ok", chainId, blockNumber, syncedBlock: watcher.syncedBlock };
-    } catch (error) {
-      const [, body] = errorResponse(error);
-      return reply.code(503).send({
+    // unavailable while the chain cannot be read, and for good once the audit log has failed
+    const unavailable = (error: unknown) =>
+      reply.code(503).send({
         status: "unavailable",
         chainId: chain.deployment.chainId,
         blockNumber: null,
         syncedBlock: watcher.syncedBlock,
-        ...body,
+        ...errorResponse(error)[1],
       });
+    if (audit.failure) return unavailable(audit.failure);
+    try {
+      const { chainId, blockNumber } = await getChainStatus(chain);
+      return { status: "ok", chainId, blockNumber, syncedBlock: watcher.syncedBlock };
+    } catch (error) {
+      return unavailable(error);
     }
   });
 

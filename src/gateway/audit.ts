@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { KPartyError } from "../errors/index.ts";
 
 /** One access decision. */
 export interface AuditEntry {
@@ -115,7 +116,8 @@ export class AuditLog {
   /** Indexes into #wals of the handles no sync is using. */
   readonly #idleWals = Array.from({ length: MAX_SYNCS }, (_, i) => i);
   /** Set by the first failed sync; from then on every decision is refused. */
-  #failure: Error | null = null;
+  #failure: KPartyError | null = null;
+  readonly #onSyncFailure: (error: KPartyError) => void;
   #pending: Pending[] = [];
   #scheduled: NodeJS.Immediate | null = null;
   /** Committed groups waiting for the next sync of the log. */
@@ -124,9 +126,17 @@ export class AuditLog {
   readonly #syncs = new Set<Promise<void>>();
   #closed = false;
 
-  constructor(db: DatabaseSync, options: { now: () => number }) {
+  constructor(
+    db: DatabaseSync,
+    options: {
+      now: () => number;
+      /** Called once, when a sync fails and the log starts refusing every decision. */
+      onSyncFailure?: (error: KPartyError) => void;
+    },
+  ) {
     this.#db = db;
     this.#now = options.now;
+    this.#onSyncFailure = options.onSyncFailure ?? (() => {});
     this.#last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
     this.#insert = db.prepare(
       `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
@@ -147,6 +157,11 @@ export class AuditLog {
       this.#pending.push({ entry, at: this.#now(), resolve, reject });
       this.#scheduled ??= setImmediate(() => this.#commitPending());
     });
+  }
+
+  /** Why the log refuses every decision (a failed sync), or null while it records them. */
+  get failure(): KPartyError | null {
+    return this.#failure;
   }
 
   /**
@@ -218,10 +233,14 @@ export class AuditLog {
       try {
         await wal.datasync();
       } catch (error) {
-        this.#failure ??= new Error(
-          `the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: ${error instanceof Error ? error.message : String(error)}`,
-          { cause: error },
-        );
+        if (!this.#failure) {
+          this.#failure = new KPartyError(
+            "audit_unavailable",
+            `the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: ${error instanceof Error ? error.message : String(error)}`,
+            { cause: error },
+          );
+          this.#onSyncFailure(this.#failure);
+        }
       }
       // a sync that ended after another failed proves nothing for what it covered
       if (this.#failure) for (const w of waiting) w.reject(this.#failure);

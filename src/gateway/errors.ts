@@ -26,6 +26,7 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   payload_too_large: 413,
   rate_limited: 429,
   registry_unavailable: 503,
+  audit_unavailable: 503,
   overloaded: 503,
   chain_reverted: 500,
   chain_rejected: 500,

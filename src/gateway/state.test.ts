@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { errorCode } from "../../test/fixtures/errors.ts";
+import type { KPartyError } from "../errors/index.ts";
 import { AuditLog, verifyAuditChain } from "./audit.ts";
 import { ChallengeStore, openGatewayDatabase } from "./state.ts";
 
@@ -270,7 +271,8 @@ describe("AuditLog", () => {
     const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
     try {
       const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
-      const log = new AuditLog(db, { now: at });
+      const reported: string[] = [];
+      const log = new AuditLog(db, { now: at, onSyncFailure: (error) => reported.push(error.code) });
       const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
       const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
       const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(function (this: {
@@ -285,7 +287,7 @@ describe("AuditLog", () => {
       const outcome = (client: string) =>
         log.append({ client, route: "/x", outcome: "granted" }).then(
           () => "durable",
-          (error: Error) => error.message,
+          (error: KPartyError) => `${error.code}: ${error.message}`,
         );
       const a = outcome("a");
       await syncsStarted(1);
@@ -295,13 +297,15 @@ describe("AuditLog", () => {
       const eio = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
       syncs[0]?.reject(eio);
       const refused =
-        "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: EIO: i/o error, fdatasync";
+        "audit_unavailable: the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: EIO: i/o error, fdatasync";
       expect(await a).toBe(refused);
       syncs[1]?.resolve(); // ended after a's failed: proves nothing
       expect(await b).toBe(refused);
       expect(await outcome("c")).toBe(refused); // later decisions too, without a commit or a sync
       expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b"]);
       expect(datasync).toHaveBeenCalledTimes(2);
+      expect(reported).toEqual(["audit_unavailable"]); // once
+      expect(log.failure?.code).toBe("audit_unavailable");
       await log.close();
       db.close();
     } finally {
