@@ -96,7 +96,7 @@ describe("a failed sync of the audit log", () => {
           error: {
             code: "audit_unavailable",
             message:
-              "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: EIO: i/o error, fdatasync",
+              "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
           },
         },
       };

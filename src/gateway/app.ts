@@ -279,7 +279,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   }
   const audit = new AuditLog(db, {
     now,
-    onSyncFailure: (error) => app.log.error({ err: error }, "audit log sync failed: refusing every decision"),
+    onSyncFailure: (error) =>
+      app.log.error({ err: error.cause }, "audit log sync failed: refusing every decision until restart"),
   });
   const limiter = new RateLimiter({ now });
   const challengesPerMinute = options.challengesPerMinute ?? 60;

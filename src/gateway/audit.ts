@@ -236,7 +236,8 @@ export class AuditLog {
         if (!this.#failure) {
           this.#failure = new KPartyError(
             "audit_unavailable",
-            `the audit log could not be synced to disk, so no decision is recorded until the gateway restarts: ${error instanceof Error ? error.message : String(error)}`,
+            // the cause (the system's error) goes to the gateway's log, not to clients
+            "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
             { cause: error },
           );
           this.#onSyncFailure(this.#failure);
