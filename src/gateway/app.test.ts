@@ -83,6 +83,11 @@ describe("a failed sync of the audit log", () => {
         Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }),
       );
       await probe.close();
+      const stderr: string[] = [];
+      vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
+        stderr.push(String(chunk));
+        return true;
+      });
       const token = () =>
         app.inject({
           method: "POST",
@@ -102,6 +107,9 @@ describe("a failed sync of the audit log", () => {
       };
       for (const res of [await token(), await token()])
         expect({ status: res.statusCode, body: res.json() }).toEqual(refused);
+      expect(stderr).toEqual([
+        "kparty gateway: audit log sync failed (EIO: i/o error, fdatasync); refusing every decision until restarted\n",
+      ]);
       const health = await app.inject({ method: "GET", url: "/healthz" });
       expect({ status: health.statusCode, body: health.json() }).toEqual({
         status: 503,

@@ -279,8 +279,11 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   }
   const audit = new AuditLog(db, {
     now,
+    // on stderr whatever the request logging: the operator has to restart the gateway
     onSyncFailure: (error) =>
-      app.log.error({ err: error.cause }, "audit log sync failed: refusing every decision until restart"),
+      process.stderr.write(
+        `kparty gateway: audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted\n`,
+      ),
   });
   const limiter = new RateLimiter({ now });
   const challengesPerMinute = options.challengesPerMinute ?? 60;
