@@ -72,6 +72,12 @@ const MAX_GROUP = 512;
  */
 const MAX_SYNCS = 2;
 
+/** How a committed group learns whether it became durable. */
+interface Settle {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 interface Pending {
   entry: AuditEntry;
   at: number;
@@ -121,9 +127,9 @@ export class AuditLog {
   #pending: Pending[] = [];
   #scheduled: NodeJS.Immediate | null = null;
   /** Committed groups waiting for the next sync of the log. */
-  #unsynced: { resolve: () => void; reject: (error: unknown) => void }[] = [];
-  /** Syncs under way. */
-  readonly #syncs = new Set<Promise<void>>();
+  #unsynced: Settle[] = [];
+  /** Syncs under way, oldest first, each with the groups still waiting on it. */
+  readonly #syncs: { done: Promise<void>; waiting: Settle[] }[] = [];
   #closed = false;
 
   constructor(
@@ -171,7 +177,7 @@ export class AuditLog {
   async close(): Promise<void> {
     this.#commitPending();
     this.#closed = true;
-    while (this.#syncs.size > 0) await Promise.all(this.#syncs);
+    while (this.#syncs.length > 0) await Promise.all(this.#syncs.map((s) => s.done));
     const wals = [...this.#wals];
     this.#wals.fill(null);
     for (const wal of wals) await (await wal?.catch(() => null))?.close();
@@ -211,14 +217,17 @@ export class AuditLog {
    * Starts a sync of the log for the groups committed so far, unless MAX_SYNCS are already
    * under way (the first to finish starts the next). A sync that starts after a group's
    * commit makes that group durable, whatever syncs are under way, so a group waits for one
-   * sync rather than for the end of the current one and then its own.
+   * sync rather than for the end of the current one and then its own; and a sync that ends
+   * first makes durable the groups of the older syncs still under way too (each has a handle
+   * of its own, so its success also says no write-back of theirs failed).
    */
   #startSync(): void {
-    if (this.#unsynced.length === 0 || this.#syncs.size >= MAX_SYNCS) return;
-    const waiting = this.#unsynced;
+    if (this.#unsynced.length === 0 || this.#syncs.length >= MAX_SYNCS) return;
+    const sync = { done: Promise.resolve(), waiting: this.#unsynced };
     this.#unsynced = [];
+    const waiting = sync.waiting;
     const slot = this.#idleWals.pop() as number; // fewer than MAX_SYNCS are under way
-    const sync = (async () => {
+    sync.done = (async () => {
       let wal: FileHandle;
       try {
         this.#wals[slot] ??= open(this.#walFile as string, "r").catch((error: unknown) => {
@@ -227,7 +236,7 @@ export class AuditLog {
         });
         wal = await (this.#wals[slot] as Promise<FileHandle>);
       } catch (error) {
-        for (const w of waiting) w.reject(error);
+        for (const w of waiting.splice(0)) w.reject(error);
         return;
       }
       try {
@@ -244,14 +253,16 @@ export class AuditLog {
         }
       }
       // a sync that ended after another failed proves nothing for what it covered
-      if (this.#failure) for (const w of waiting) w.reject(this.#failure);
-      else for (const w of waiting) w.resolve();
+      if (this.#failure) for (const w of waiting.splice(0)) w.reject(this.#failure);
+      else
+        for (const older of this.#syncs.slice(0, this.#syncs.indexOf(sync) + 1))
+          for (const w of older.waiting.splice(0)) w.resolve();
     })().finally(() => {
       this.#idleWals.push(slot);
-      this.#syncs.delete(sync);
+      this.#syncs.splice(this.#syncs.indexOf(sync), 1);
       this.#startSync();
     });
-    this.#syncs.add(sync);
+    this.#syncs.push(sync);
   }
 
   #commit(group: Pending[]): AuditRecord[] {

@@ -218,7 +218,7 @@ describe("AuditLog", () => {
     }
   });
 
-  it("in a WAL file, a group committed while the log is being synced gets a sync of its own, two at most at once", async () => {
+  it("in a WAL file, a group committed while the log is being synced gets a sync of its own, two at most at once, and a sync makes the older syncs' groups durable too", async () => {
     const fs = await import("node:fs/promises");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
@@ -247,15 +247,17 @@ describe("AuditLog", () => {
       expect(finishSync).toHaveLength(2); // c waits: two syncs are under way
       expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b", "c"]); // all committed
       finishSync[1]?.();
-      await b;
-      expect(durable).toEqual(["b"]); // b did not wait for a's sync, which started before its commit
+      await Promise.all([a, b]);
+      // b did not wait for a's sync, which started before its commit; and b's sync, which
+      // started after a's commit, made a durable too, before a's own sync ended
+      expect(durable).toEqual(["a", "b"]);
       await syncsStarted(3); // c's sync starts when one finishes
-      finishSync[0]?.();
-      await a;
-      expect(durable).toEqual(["b", "a"]);
+      finishSync[0]?.(); // a's own sync: nothing is left waiting on it
+      await new Promise((r) => setTimeout(r, 20));
+      expect(durable).toEqual(["a", "b"]);
       finishSync[2]?.();
       await c;
-      expect(durable).toEqual(["b", "a", "c"]);
+      expect(durable).toEqual(["a", "b", "c"]);
       await log.close();
       db.close();
     } finally {
