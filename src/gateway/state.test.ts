@@ -63,6 +63,46 @@ describe("ChallengeStore durability", () => {
 describe("AuditLog", () => {
   const at = () => Date.parse("2026-11-22T00:00:00Z");
 
+  /**
+   * Runs `test` on an audit log in a WAL file whose syncs are held: each `datasync` call is
+   * recorded (with the file descriptor it was made on) until the test resolves or rejects it.
+   */
+  async function withHeldSyncs(
+    options: Omit<ConstructorParameters<typeof AuditLog>[1], "now">,
+    test: (held: {
+      log: AuditLog;
+      syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[];
+      syncsStarted: (n: number) => Promise<void>;
+      datasync: ReturnType<typeof vi.spyOn>;
+    }) => Promise<void>,
+  ): Promise<void> {
+    const fs = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
+    try {
+      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
+      const log = new AuditLog(db, { now: at, ...options });
+      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
+      const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
+      const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(function (this: {
+        fd: number;
+      }) {
+        return new Promise<void>((resolve, reject) => syncs.push({ fd: this.fd, resolve, reject }));
+      });
+      await probe.close();
+      const syncsStarted = async (n: number) => {
+        while (syncs.length < n) await new Promise((r) => setTimeout(r, 1));
+      };
+      await test({ log, syncs, syncsStarted, datasync });
+      await log.close();
+      db.close();
+    } finally {
+      vi.restoreAllMocks();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
   it("appends decisions in order, each linked to the previous hash", async () => {
     const log = new AuditLog(openGatewayDatabase(":memory:"), { now: at });
     const first = await log.append({
@@ -219,22 +259,7 @@ describe("AuditLog", () => {
   });
 
   it("in a WAL file, a group committed while the log is being synced gets a sync of its own, two at most at once, and a sync makes the older syncs' groups durable too", async () => {
-    const fs = await import("node:fs/promises");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
-    const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
-    try {
-      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
-      const log = new AuditLog(db, { now: at });
-      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
-      const finishSync: (() => void)[] = [];
-      vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(
-        () => new Promise<void>((resolve) => finishSync.push(resolve)),
-      );
-      await probe.close();
-      const syncsStarted = async (n: number) => {
-        while (finishSync.length < n) await new Promise((r) => setTimeout(r, 1));
-      };
+    await withHeldSyncs({}, async ({ log, syncs, syncsStarted }) => {
       const durable: string[] = [];
       const append = (client: string) =>
         log.append({ client, route: "/x", outcome: "granted" }).then((r) => durable.push(r.client));
@@ -244,48 +269,27 @@ describe("AuditLog", () => {
       await syncsStarted(2);
       const c = append("c");
       await new Promise((r) => setTimeout(r, 20));
-      expect(finishSync).toHaveLength(2); // c waits: two syncs are under way
+      expect(syncs).toHaveLength(2); // c waits: two syncs are under way
       expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b", "c"]); // all committed
-      finishSync[1]?.();
+      syncs[1]?.resolve();
       await Promise.all([a, b]);
       // b did not wait for a's sync, which started before its commit; and b's sync, which
       // started after a's commit, made a durable too, before a's own sync ended
       expect(durable).toEqual(["a", "b"]);
       await syncsStarted(3); // c's sync starts when one finishes
-      finishSync[0]?.(); // a's own sync: nothing is left waiting on it
+      syncs[0]?.resolve(); // a's own sync: nothing is left waiting on it
       await new Promise((r) => setTimeout(r, 20));
       expect(durable).toEqual(["a", "b"]);
-      finishSync[2]?.();
+      syncs[2]?.resolve();
       await c;
       expect(durable).toEqual(["a", "b", "c"]);
-      await log.close();
-      db.close();
-    } finally {
-      vi.restoreAllMocks();
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("in a WAL file, a failed sync refuses the decisions waiting on it and every later one, and each sync under way has a handle of its own", async () => {
-    const fs = await import("node:fs/promises");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
-    const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
-    try {
-      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
-      const reported: string[] = [];
-      const log = new AuditLog(db, { now: at, onSyncFailure: (error) => reported.push(error.code) });
-      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
-      const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
-      const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(function (this: {
-        fd: number;
-      }) {
-        return new Promise<void>((resolve, reject) => syncs.push({ fd: this.fd, resolve, reject }));
-      });
-      await probe.close();
-      const syncsStarted = async (n: number) => {
-        while (syncs.length < n) await new Promise((r) => setTimeout(r, 1));
-      };
+    const reported: string[] = [];
+    const onSyncFailure = (error: KPartyError) => reported.push(error.code);
+    await withHeldSyncs({ onSyncFailure }, async ({ log, syncs, syncsStarted, datasync }) => {
       const outcome = (client: string) =>
         log.append({ client, route: "/x", outcome: "granted" }).then(
           () => "durable",
@@ -308,12 +312,7 @@ describe("AuditLog", () => {
       expect(datasync).toHaveBeenCalledTimes(2);
       expect(reported).toEqual(["audit_unavailable"]); // once
       expect(log.failure?.cause).toBe(eio); // for the gateway's log
-      await log.close();
-      db.close();
-    } finally {
-      vi.restoreAllMocks();
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("survives a restart: the chain continues from the records on disk", async () => {
