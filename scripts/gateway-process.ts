@@ -5,7 +5,7 @@
  * requests (the event watcher polls through a separate provider), its resident memory, its
  * CPU time (all threads, and its main thread's alone) and how long the syncs of its audit log took.
  */
-import { readFileSync } from "node:fs";
+import fs, { readFileSync } from "node:fs";
 import { open, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector";
 import { join } from "node:path";
@@ -44,9 +44,23 @@ const verifier = await createKPartyAgent({
   chain: { provider, deployment: config.deployment },
 });
 const db = openGatewayDatabase(config.dbFile);
-// The audit log syncs its write-ahead log with FileHandle.datasync: each sync is timed from
-// its start until the event loop sees it end (what a request waiting for it sees).
+// The audit log syncs its write-ahead log on the event loop (fs.fdatasyncSync) or, while the
+// disk is slow, on libuv's thread pool (FileHandle.datasync): each sync is timed from its start
+// until the event loop sees it end (what a request waiting for it sees).
 let syncMs: number[] = [];
+let loopSyncs = 0;
+{
+  const fdatasyncSync = fs.fdatasyncSync;
+  fs.fdatasyncSync = (fd) => {
+    const started = performance.now();
+    try {
+      fdatasyncSync(fd);
+    } finally {
+      syncMs.push(performance.now() - started);
+      loopSyncs += 1;
+    }
+  };
+}
 {
   const probe = await open(config.dbFile, "r");
   const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
@@ -141,8 +155,9 @@ process.on("message", (message: { type: string }) => {
     void profile(message.type);
   if (message.type === "rpc") process.send?.({ type: "rpc", count: rpcCalls });
   if (message.type === "syncs") {
-    process.send?.({ type: "syncs", ms: syncMs });
+    process.send?.({ type: "syncs", ms: syncMs, onLoop: loopSyncs });
     syncMs = [];
+    loopSyncs = 0;
   }
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
   if (message.type === "cpu") {

@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+// synchronous syncs through the module object (tests replace fdatasyncSync there)
+import fs from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
@@ -67,10 +69,16 @@ function fromRow(r: Record<string, unknown>): AuditRecord {
 /** Most records committed in one transaction (the rest wait for the next one). */
 const MAX_GROUP = 512;
 /**
- * Most syncs of the write-ahead log under way at once. They run on libuv's thread pool (4
- * threads by default), which also serves the gateway's file reads, so they take half of it.
+ * Most syncs of the write-ahead log under way at once on libuv's thread pool (4 threads by
+ * default), which also serves the gateway's file reads, so they take half of it.
  */
 const MAX_SYNCS = 2;
+/** Syncs on the event loop whose median decides where the next ones run (see the class comment). */
+const LOOP_SYNC_WINDOW = 32;
+/** Default median (ms) of a window of syncs on the event loop above which the pool takes over. */
+const LOOP_SYNC_MAX_MS = 2;
+/** How long syncs first stay on the pool before the event loop tries again; doubled while the disk stays slow, up to 16 times. */
+const POOL_SYNC_MS = 10_000;
 
 /** How a committed group learns whether it became durable. */
 interface Settle {
@@ -95,19 +103,26 @@ interface Pending {
  * reject and nothing of the group is kept.
  *
  * Durability: in a WAL database file (as `openGatewayDatabase` makes), the transaction is
- * committed without a sync of its own, and the write-ahead log is then synced (`fdatasync`)
- * on libuv's thread pool, so the event loop keeps serving while the disk works; promises
- * resolve after a sync that started after their commit. A group committed while the log is
- * being synced gets a sync of its own rather than waiting for the current one to end (two at
- * most at once). That is what `synchronous=FULL` does, minus the blocking: SQLite also syncs
- * the log before any checkpoint copies it into the database. Any other database (`:memory:`,
- * rollback journal) commits under the connection's own `synchronous` setting.
+ * committed without a sync of its own, and the write-ahead log is then synced (`fdatasync`);
+ * promises resolve after a sync that started after their commit. SQLite also syncs the log
+ * before any checkpoint copies it into the database. Any other database (`:memory:`, rollback
+ * journal) commits under the connection's own `synchronous` setting. Where the sync runs:
+ * - On the event loop, right after the commit, while syncs are quick: every answer waits for
+ *   one anyway, and a sync handed to libuv's thread pool costs two thread wake-ups, each of
+ *   which can leave the answer waiting for a core (docs/performance.md). One sync covers
+ *   every group committed in the turn, and the groups of syncs still under way on the pool.
+ * - On libuv's thread pool while the disk is slow: when the median of a window of 32 syncs on
+ *   the event loop is over `loopSyncMaxMs` (2 ms), so that the loop keeps serving while the
+ *   disk works. The loop tries again after 10 s (doubled each time the disk is still slow, up
+ *   to 160 s). A group committed while the log is being synced there gets a sync of its own
+ *   rather than waiting for the current one to end (two at most at once).
  *
  * A failed sync is final. Linux reports a write-back error once per open file, and the data
  * it concerned may be lost while a later sync succeeds; so after one failure every decision
  * waiting, and every later one, is refused until the gateway restarts (SQLite then recovers
  * the log from what reached the disk). Each sync under way uses a handle on the log of its
- * own, so an error is reported to every sync that could have covered the lost data.
+ * own (and the event loop one more), so an error is reported to every sync that could have
+ * covered the lost data.
  */
 export class AuditLog {
   readonly #db: DatabaseSync;
@@ -121,6 +136,15 @@ export class AuditLog {
   readonly #wals: (Promise<FileHandle> | null)[] = Array.from({ length: MAX_SYNCS }, () => null);
   /** Indexes into #wals of the handles no sync is using. */
   readonly #idleWals = Array.from({ length: MAX_SYNCS }, (_, i) => i);
+  /** The event loop's handle on the log, once it has synced it. */
+  #loopWal: number | null = null;
+  /** Median (ms) of a window of syncs on the event loop above which syncs go to the pool; 0: always there. */
+  readonly #loopSyncMaxMs: number;
+  /** How long each sync of the current window on the event loop took (ms). */
+  #loopSyncMs: number[] = [];
+  /** Until when (by `now`) syncs go to the pool, and for how long they will next time. */
+  #poolUntil = 0;
+  #poolMs = POOL_SYNC_MS;
   /** Set by the first failed sync; from then on every decision is refused. */
   #failure: KPartyError | null = null;
   readonly #onSyncFailure: (error: KPartyError) => void;
@@ -138,11 +162,21 @@ export class AuditLog {
       now: () => number;
       /** Called once, when a sync fails and the log starts refusing every decision. */
       onSyncFailure?: (error: KPartyError) => void;
+      /**
+       * Median (ms) of a window of syncs on the event loop above which the log is synced on
+       * libuv's thread pool instead, for a while (see the class comment); 0: always on the pool.
+       */
+      loopSyncMaxMs?: number;
     },
   ) {
     this.#db = db;
     this.#now = options.now;
     this.#onSyncFailure = options.onSyncFailure ?? (() => {});
+    const loopSyncMaxMs = options.loopSyncMaxMs ?? LOOP_SYNC_MAX_MS;
+    if (!(loopSyncMaxMs >= 0 && Number.isFinite(loopSyncMaxMs))) {
+      throw new TypeError("loopSyncMaxMs must be a non-negative number");
+    }
+    this.#loopSyncMaxMs = loopSyncMaxMs;
     this.#last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
     this.#insert = db.prepare(
       `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
@@ -181,6 +215,8 @@ export class AuditLog {
     const wals = [...this.#wals];
     this.#wals.fill(null);
     for (const wal of wals) await (await wal?.catch(() => null))?.close();
+    if (this.#loopWal !== null) fs.closeSync(this.#loopWal);
+    this.#loopWal = null;
   }
 
   #commitPending(): void {
@@ -206,16 +242,65 @@ export class AuditLog {
         },
       };
       if (this.#walFile === null) settle.resolve();
-      else {
-        this.#unsynced.push(settle);
-        this.#startSync();
-      }
+      else this.#unsynced.push(settle);
     }
+    if (this.#unsynced.length === 0) return;
+    if (this.#loopSyncMaxMs > 0 && this.#now() >= this.#poolUntil) this.#syncOnLoop();
+    else this.#startSync();
+  }
+
+  /** The first failed sync makes the log refuse every decision from then on (see the class comment). */
+  #syncFailed(error: unknown): void {
+    if (this.#failure) return;
+    this.#failure = new KPartyError(
+      "audit_unavailable",
+      // the cause (the system's error) goes to the gateway's log, not to clients
+      "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
+      { cause: error },
+    );
+    this.#onSyncFailure(this.#failure);
   }
 
   /**
-   * Starts a sync of the log for the groups committed so far, unless MAX_SYNCS are already
-   * under way (the first to finish starts the next). A sync that starts after a group's
+   * Syncs the log here, on the event loop, for every group committed so far: those of this
+   * turn and those still waiting on syncs under way on the pool (it started after their
+   * commits too). Each window of syncs here decides whether the next ones stay here.
+   */
+  #syncOnLoop(): void {
+    const waiting = [...this.#syncs.flatMap((sync) => sync.waiting.splice(0)), ...this.#unsynced.splice(0)];
+    try {
+      this.#loopWal ??= fs.openSync(this.#walFile as string, "r");
+    } catch (error) {
+      for (const w of waiting) w.reject(error); // nothing was lost: the next sync tries again
+      return;
+    }
+    const started = performance.now();
+    try {
+      fs.fdatasyncSync(this.#loopWal);
+    } catch (error) {
+      this.#syncFailed(error);
+    }
+    this.#timeLoopSync(performance.now() - started);
+    if (this.#failure) for (const w of waiting) w.reject(this.#failure);
+    else for (const w of waiting) w.resolve();
+  }
+
+  #timeLoopSync(ms: number): void {
+    this.#loopSyncMs.push(ms);
+    if (this.#loopSyncMs.length < LOOP_SYNC_WINDOW) return;
+    const median = this.#loopSyncMs.sort((a, b) => a - b)[LOOP_SYNC_WINDOW / 2] as number;
+    this.#loopSyncMs = [];
+    if (median <= this.#loopSyncMaxMs) {
+      this.#poolMs = POOL_SYNC_MS;
+      return;
+    }
+    this.#poolUntil = this.#now() + this.#poolMs;
+    this.#poolMs = Math.min(2 * this.#poolMs, 16 * POOL_SYNC_MS);
+  }
+
+  /**
+   * Starts a sync of the log on libuv's thread pool for the groups committed so far, unless
+   * MAX_SYNCS are already under way (the first to finish starts the next). A sync that starts after a group's
    * commit makes that group durable, whatever syncs are under way, so a group waits for one
    * sync rather than for the end of the current one and then its own; and a sync that ends
    * first makes durable the groups of the older syncs still under way too (each has a handle
@@ -242,15 +327,7 @@ export class AuditLog {
       try {
         await wal.datasync();
       } catch (error) {
-        if (!this.#failure) {
-          this.#failure = new KPartyError(
-            "audit_unavailable",
-            // the cause (the system's error) goes to the gateway's log, not to clients
-            "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
-            { cause: error },
-          );
-          this.#onSyncFailure(this.#failure);
-        }
+        this.#syncFailed(error);
       }
       // a sync that ended after another failed proves nothing for what it covered
       if (this.#failure) for (const w of waiting.splice(0)) w.reject(this.#failure);

@@ -1,8 +1,15 @@
+import fs from "node:fs";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { errorCode } from "../../test/fixtures/errors.ts";
 import type { KPartyError } from "../errors/index.ts";
 import { AuditLog, verifyAuditChain } from "./audit.ts";
 import { ChallengeStore, openGatewayDatabase } from "./state.ts";
+
+/** The real sync, for mocks that slow it down (taken before any test spies on it). */
+const fdatasyncSync = fs.fdatasyncSync;
 
 describe("ChallengeStore", () => {
   it("accepts a challenge once, then reports challenge_reused", () => {
@@ -64,42 +71,48 @@ describe("AuditLog", () => {
   const at = () => Date.parse("2026-11-22T00:00:00Z");
 
   /**
-   * Runs `test` on an audit log in a WAL file whose syncs are held: each `datasync` call is
-   * recorded (with the file descriptor it was made on) until the test resolves or rejects it.
+   * Runs `test` on an audit log (`options` added to a fixed clock) in a WAL file, with spies
+   * on its syncs: on the event loop (`fs.fdatasyncSync`) and on libuv's thread pool
+   * (`FileHandle.datasync`), which `holdPoolSyncs` makes wait, each recorded with the file
+   * descriptor it was made on, until the test resolves or rejects it.
    */
-  async function withHeldSyncs(
-    options: Omit<ConstructorParameters<typeof AuditLog>[1], "now">,
-    test: (held: {
+  async function withWalLog(
+    options: Partial<ConstructorParameters<typeof AuditLog>[1]>,
+    test: (wal: {
+      db: ReturnType<typeof openGatewayDatabase>;
       log: AuditLog;
-      syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[];
-      syncsStarted: (n: number) => Promise<void>;
-      datasync: ReturnType<typeof vi.spyOn>;
+      loopSync: ReturnType<typeof vi.spyOn>;
+      poolSync: ReturnType<typeof vi.spyOn>;
+      holdPoolSyncs: () => {
+        syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[];
+        syncsStarted: (n: number) => Promise<void>;
+      };
     }) => Promise<void>,
   ): Promise<void> {
-    const fs = await import("node:fs/promises");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
-    const dir = await fs.mkdtemp(join(tmpdir(), "kparty-audit-"));
+    const dir = await mkdtemp(join(tmpdir(), "kparty-audit-"));
     try {
       const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
       const log = new AuditLog(db, { now: at, ...options });
-      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
-      const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
-      const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync").mockImplementation(function (this: {
-        fd: number;
-      }) {
-        return new Promise<void>((resolve, reject) => syncs.push({ fd: this.fd, resolve, reject }));
-      });
+      const probe = await open(join(dir, "gateway.sqlite"), "r");
+      const poolSync = vi.spyOn(Object.getPrototypeOf(probe), "datasync");
       await probe.close();
-      const syncsStarted = async (n: number) => {
-        while (syncs.length < n) await new Promise((r) => setTimeout(r, 1));
+      const loopSync = vi.spyOn(fs, "fdatasyncSync");
+      const holdPoolSyncs = () => {
+        const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
+        poolSync.mockImplementation(function (this: { fd: number }) {
+          return new Promise<void>((resolve, reject) => syncs.push({ fd: this.fd, resolve, reject }));
+        });
+        const syncsStarted = async (n: number) => {
+          while (syncs.length < n) await new Promise((r) => setTimeout(r, 1));
+        };
+        return { syncs, syncsStarted };
       };
-      await test({ log, syncs, syncsStarted, datasync });
+      await test({ db, log, loopSync, poolSync, holdPoolSyncs });
       await log.close();
       db.close();
     } finally {
       vi.restoreAllMocks();
-      await fs.rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
     }
   }
 
@@ -215,51 +228,113 @@ describe("AuditLog", () => {
     );
   });
 
-  it("in a WAL file, commits without a sync of its own and resolves after syncing the log off the event loop", async () => {
-    const fs = await import("node:fs/promises");
-    const { mkdtemp, rm } = fs;
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
-    const dir = await mkdtemp(join(tmpdir(), "kparty-audit-"));
-    try {
-      const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
-      const log = new AuditLog(db, { now: at });
-      const levels: string[] = [];
-      const exec = db.exec.bind(db);
-      vi.spyOn(db, "exec").mockImplementation((sql: string) => {
-        if (sql === "COMMIT")
-          levels.push(
-            String((db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous),
-          );
-        return exec(sql);
+  it.each([
+    ["on the event loop, by default", {}, "1 on the loop, 0 on the pool"],
+    ["on libuv's thread pool with loopSyncMaxMs 0", { loopSyncMaxMs: 0 }, "0 on the loop, 1 on the pool"],
+  ])(
+    "in a WAL file, commits without SQLite's own sync, then syncs the log once for the turn's decisions %s, and resolves only after that",
+    async (_, options, syncedBefore) => {
+      await withWalLog(options, async ({ db, log, loopSync, poolSync }) => {
+        const levels: string[] = [];
+        const exec = db.exec.bind(db);
+        vi.spyOn(db, "exec").mockImplementation((sql: string) => {
+          if (sql === "COMMIT")
+            levels.push(
+              String((db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous),
+            );
+          return exec(sql);
+        });
+        const synced: string[] = [];
+        await Promise.all(
+          ["a", "b"].map((client) =>
+            log.append({ client, route: "/x", outcome: "granted" }).then((r) => {
+              synced.push(
+                `${r.client}: ${loopSync.mock.calls.length} on the loop, ${poolSync.mock.calls.length} on the pool`,
+              );
+            }),
+          ),
+        );
+        expect(levels).toEqual(["1"]); // NORMAL for the commit: SQLite does not sync it
+        expect((db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous).toBe(2);
+        expect(synced).toEqual([`a: ${syncedBefore}`, `b: ${syncedBefore}`]);
       });
-      const synced: string[] = [];
-      const probe = await fs.open(join(dir, "gateway.sqlite"), "r");
-      const datasync = vi.spyOn(Object.getPrototypeOf(probe), "datasync");
-      await probe.close();
-      const pending = Promise.all(
-        ["a", "b"].map((client) =>
-          log.append({ client, route: "/x", outcome: "granted" }).then((r) => {
-            synced.push(`${r.client}:${datasync.mock.calls.length}`);
-            return r;
-          }),
-        ),
-      );
-      await pending;
-      expect(levels).toEqual(["1"]); // NORMAL for the commit: no sync on the event loop
-      expect((db.prepare("PRAGMA synchronous").get() as { synchronous: number }).synchronous).toBe(2);
-      expect(datasync).toHaveBeenCalledTimes(1);
-      expect(synced).toEqual(["a:1", "b:1"]); // resolved only after the log was synced
-      await log.close();
-      db.close();
-    } finally {
-      vi.restoreAllMocks();
-      await rm(dir, { recursive: true, force: true });
-    }
+    },
+  );
+
+  it("syncs on libuv's thread pool after a window of 32 slow syncs on the event loop, for 10 s, then 20 s if the disk is still slow; a sync on the loop also makes the pool's waiting groups durable", async () => {
+    let now = at();
+    await withWalLog({ now: () => now }, async ({ log, loopSync, poolSync, holdPoolSyncs }) => {
+      const slowSync = (fd: number) => {
+        const end = performance.now() + 2.5; // over loopSyncMaxMs, 2 ms by default
+        while (performance.now() < end);
+        fdatasyncSync(fd);
+      };
+      const durable: string[] = [];
+      const append = (client: string) =>
+        log.append({ client, route: "/x", outcome: "granted" }).then((r) => durable.push(r.client));
+      const where = () =>
+        `${loopSync.mock.calls.length} on the loop, ${poolSync.mock.calls.length} on the pool`;
+      loopSync.mockImplementation(slowSync);
+      for (let i = 0; i < 31; i++) await append(`slow${i}`);
+      await append("slow31"); // the window's median is 2.5 ms
+      expect(where()).toBe("32 on the loop, 0 on the pool");
+      const { syncs } = holdPoolSyncs();
+      const a = append("a");
+      await vi.waitFor(() => expect(where()).toBe("32 on the loop, 1 on the pool"));
+      now += 9_999;
+      const b = append("b");
+      await vi.waitFor(() => expect(where()).toBe("32 on the loop, 2 on the pool"));
+      now += 1;
+      loopSync.mockImplementation(fdatasyncSync);
+      durable.length = 0;
+      await append("c"); // after 10 s: on the loop again
+      expect(where()).toBe("33 on the loop, 2 on the pool");
+      // c's sync started after a's and b's commits: durable too, their syncs on the pool still held
+      expect(durable).toEqual(["a", "b", "c"]);
+      for (const sync of syncs) sync.resolve();
+      await Promise.all([a, b]);
+      // the new window, c's and 31 slow ones, is slow too: the pool for 20 s this time
+      loopSync.mockImplementation(slowSync);
+      for (let i = 0; i < 31; i++) await append(`slow${i}`);
+      expect(where()).toBe("64 on the loop, 2 on the pool");
+      now += 19_999;
+      const d = append("d");
+      await vi.waitFor(() => expect(where()).toBe("64 on the loop, 3 on the pool"));
+      syncs[2]?.resolve();
+      await d;
+      now += 1;
+      await append("e");
+      expect(where()).toBe("65 on the loop, 3 on the pool");
+    });
   });
 
-  it("in a WAL file, a group committed while the log is being synced gets a sync of its own, two at most at once, and a sync makes the older syncs' groups durable too", async () => {
-    await withHeldSyncs({}, async ({ log, syncs, syncsStarted }) => {
+  it("on the event loop, a failed sync refuses the decisions waiting on it and every later one", async () => {
+    const reported: string[] = [];
+    const onSyncFailure = (error: KPartyError) => reported.push(error.code);
+    await withWalLog({ onSyncFailure }, async ({ log, loopSync, poolSync }) => {
+      const eio = Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+      loopSync.mockImplementation(() => {
+        throw eio;
+      });
+      const outcome = (client: string) =>
+        log.append({ client, route: "/x", outcome: "granted" }).then(
+          () => "durable",
+          (error: KPartyError) => `${error.code}: ${error.message}`,
+        );
+      const refused =
+        "audit_unavailable: the audit log could not be synced to disk, so no decision is recorded until the gateway restarts";
+      expect(await Promise.all([outcome("a"), outcome("b")])).toEqual([refused, refused]);
+      expect(await outcome("c")).toBe(refused); // without a commit or a sync
+      expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b"]);
+      expect([loopSync.mock.calls.length, poolSync.mock.calls.length]).toEqual([1, 0]);
+      expect(reported).toEqual(["audit_unavailable"]);
+      expect(log.failure?.cause).toBe(eio);
+    });
+  });
+
+  it("on libuv's thread pool, a group committed while the log is being synced gets a sync of its own, two at most at once, and a sync makes the older syncs' groups durable too", async () => {
+    await withWalLog({ loopSyncMaxMs: 0 }, async ({ log, holdPoolSyncs }) => {
+      const { syncs, syncsStarted } = holdPoolSyncs();
       const durable: string[] = [];
       const append = (client: string) =>
         log.append({ client, route: "/x", outcome: "granted" }).then((r) => durable.push(r.client));
@@ -286,10 +361,11 @@ describe("AuditLog", () => {
     });
   });
 
-  it("in a WAL file, a failed sync refuses the decisions waiting on it and every later one, and each sync under way has a handle of its own", async () => {
+  it("on libuv's thread pool, a failed sync refuses the decisions waiting on it and every later one, and each sync under way has a handle of its own", async () => {
     const reported: string[] = [];
     const onSyncFailure = (error: KPartyError) => reported.push(error.code);
-    await withHeldSyncs({ onSyncFailure }, async ({ log, syncs, syncsStarted, datasync }) => {
+    await withWalLog({ onSyncFailure, loopSyncMaxMs: 0 }, async ({ log, holdPoolSyncs, poolSync }) => {
+      const { syncs, syncsStarted } = holdPoolSyncs();
       const outcome = (client: string) =>
         log.append({ client, route: "/x", outcome: "granted" }).then(
           () => "durable",
@@ -309,16 +385,13 @@ describe("AuditLog", () => {
       expect(await b).toBe(refused);
       expect(await outcome("c")).toBe(refused); // later decisions too, without a commit or a sync
       expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b"]);
-      expect(datasync).toHaveBeenCalledTimes(2);
+      expect(poolSync).toHaveBeenCalledTimes(2);
       expect(reported).toEqual(["audit_unavailable"]); // once
       expect(log.failure?.cause).toBe(eio); // for the gateway's log
     });
   });
 
   it("survives a restart: the chain continues from the records on disk", async () => {
-    const { mkdtemp, rm } = await import("node:fs/promises");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
     const dir = await mkdtemp(join(tmpdir(), "kparty-audit-"));
     try {
       const file = join(dir, "gateway.sqlite");
