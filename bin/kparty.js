@@ -24,6 +24,10 @@ if (major < 22 || (major === 22 && minor < 18)) {
   process.on("warning", (w) => {
     if (w.name !== "ExperimentalWarning") process.stderr.write(`${w.name}: ${w.message}\n`);
   });
+  // libuv's thread pool, where the gateway checks signatures: one thread per core unless
+  // UV_THREADPOOL_SIZE says otherwise; set before anything runs on the pool, which reads it then
+  const { sizeThreadPool } = await import("../src/util/thread-pool.ts");
+  sizeThreadPool();
   const { main } = await import("../src/cli/main.ts");
   const code = await main(process.argv);
   // Leave once output is flushed, even if a library keeps a handle open.

@@ -317,6 +317,7 @@ async function main() {
   const rpcC64 = (await ask<{ count: number }>(child, "rpc")).count - rpcBeforeC64;
   if (profiling) await ask(child, "profile-stop");
   rssMax = Math.max(rssMax, (await ask<{ bytes: number }>(child, "rss")).bytes); // short runs too
+  const poolThreads = (await ask<{ threads: number | null }>(child, "pool")).threads;
   const c64 = cpu.result;
   clearInterval(rssTimer);
   const peak = Math.max(c1.perSecond, c16.perSecond, c64.perSecond);
@@ -422,6 +423,8 @@ async function main() {
     revocation_visible_ms: { p50: round(percentile(visible, 50)), p99: round(percentile(visible, 99)) },
     issue_per_s: round(issuePerSecond),
     gateway_rss_mb: round(rssMax / 1024 / 1024),
+    // threads in the gateway's libuv pool, where its signature checks run (one per core by default)
+    gateway_thread_pool_threads: poolThreads,
     cpu_ms_per_token_c64: {
       gateway: round(cpu.gatewayMs, 3),
       gateway_main_thread: cpu.gatewayMainMs === null ? null : round(cpu.gatewayMainMs, 3),
@@ -492,6 +495,7 @@ async function main() {
     ],
     ["batch issuance", `${result.issue_per_s} credentials/s`],
     ["gateway RSS under load", `${result.gateway_rss_mb} MB`],
+    ["gateway's libuv thread pool", `${result.gateway_thread_pool_threads} threads`],
     [
       "CPU per token at c64",
       `gateway ${result.cpu_ms_per_token_c64.gateway} ms (all threads; main thread ${result.cpu_ms_per_token_c64.gateway_main_thread ?? "n/a"} ms, which also waited ${result.cpu_ms_per_token_c64.gateway_main_thread_waiting ?? "n/a"} ms for a core), load generator ${result.cpu_ms_per_token_c64.load_generator} ms`,

@@ -3,7 +3,8 @@
  * entry point, which is the CLI's job): configuration as JSON in KPARTY_GATEWAY_CONFIG;
  * reports over IPC when it listens, how many JSON-RPC calls its provider made while serving
  * requests (the event watcher polls through a separate provider), its resident memory, its
- * CPU time (all threads, and its main thread's alone) and how long the syncs of its audit log took.
+ * CPU time (all threads, and its main thread's alone), how long the syncs of its audit log took
+ * and how many threads libuv's pool has.
  */
 import fs, { readFileSync } from "node:fs";
 import { open, writeFile } from "node:fs/promises";
@@ -150,6 +151,16 @@ function mainThreadWaitMs(): number | null {
     return null;
   }
 }
+/** Threads in libuv's pool (Linux names them libuv-worker; null where /proc cannot tell). */
+function threadPoolThreads(): number | null {
+  try {
+    return fs
+      .readdirSync("/proc/self/task")
+      .filter((tid) => readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() === "libuv-worker").length;
+  } catch {
+    return null;
+  }
+}
 process.on("message", (message: { type: string }) => {
   if ((message.type === "profile-start" || message.type === "profile-stop") && profiler)
     void profile(message.type);
@@ -160,6 +171,7 @@ process.on("message", (message: { type: string }) => {
     loopSyncs = 0;
   }
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
+  if (message.type === "pool") process.send?.({ type: "pool", threads: threadPoolThreads() });
   if (message.type === "cpu") {
     const { user, system } = process.cpuUsage(); // every thread of the process
     process.send?.({

@@ -19,6 +19,7 @@ import {
   type Participant,
   startHardhatNode,
 } from "../src/devnet/index.ts";
+import { sizeThreadPool } from "../src/util/thread-pool.ts";
 
 export type Cleanups = (() => Promise<unknown>)[];
 
@@ -245,19 +246,21 @@ export async function startGatewayChild(params: {
 }): Promise<{ child: ChildProcess; url: string }> {
   const modelsDir = join(params.dir, "models");
   await mkdir(modelsDir, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    KPARTY_GATEWAY_CONFIG: JSON.stringify({
+      rpcUrl: params.world.node.url,
+      deployment: params.world.deployment,
+      modelsDir,
+      dbFile: join(params.dir, "gw", "gateway.sqlite"),
+      domain: params.domain,
+      ...params.config,
+    }),
+  };
+  sizeThreadPool(env); // libuv's thread pool as the kparty command sizes it, unless set
   const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
     execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning"],
-    env: {
-      ...process.env,
-      KPARTY_GATEWAY_CONFIG: JSON.stringify({
-        rpcUrl: params.world.node.url,
-        deployment: params.world.deployment,
-        modelsDir,
-        dbFile: join(params.dir, "gw", "gateway.sqlite"),
-        domain: params.domain,
-        ...params.config,
-      }),
-    },
+    env,
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
   params.cleanups.push(async () => {

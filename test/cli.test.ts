@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/devnet/index.ts";
+import { defaultThreadPoolSize, threadPoolSize } from "../src/util/thread-pool.ts";
 import { type CliResult, kparty, startKparty } from "./fixtures/cli.ts";
 
 /**
@@ -510,6 +511,18 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       stdout: "",
       stderr: "kparty: invalid_argument: weights file odd.f32 is not float32 values (5 bytes)\n",
     });
+  });
+
+  it("the gateway runs libuv's thread pool with one thread per core, at least 2, unless UV_THREADPOOL_SIZE is set", async () => {
+    // a pull reads the weights file on the pool, which starts all its threads at its first job
+    expect((await as("alice", ["model", "pull", "fl-demo", "--out", "w2.f32"])).code).toBe(0);
+    const pid = gateway.child.pid as number;
+    const threads = (await readdir(`/proc/${pid}/task`)).map((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(),
+    );
+    expect(threads.filter((name) => name === "libuv-worker")).toHaveLength(
+      process.env.UV_THREADPOOL_SIZE === undefined ? defaultThreadPoolSize() : threadPoolSize(),
+    );
   });
 
   it("a coordinator registers a model and aggregates a round; a participant may not (exit 8)", async () => {

@@ -4,6 +4,7 @@ import fs from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
+import { threadPoolSize } from "../util/thread-pool.ts";
 
 /** One access decision. */
 export interface AuditEntry {
@@ -69,10 +70,10 @@ function fromRow(r: Record<string, unknown>): AuditRecord {
 /** Most records committed in one transaction (the rest wait for the next one). */
 const MAX_GROUP = 512;
 /**
- * Most syncs of the write-ahead log under way at once on libuv's thread pool (4 threads by
- * default), which also serves the gateway's file reads, so they take half of it.
+ * Most syncs of the write-ahead log under way at once on libuv's thread pool, which also
+ * serves the gateway's signature checks and file reads: half of its threads, at least one.
  */
-const MAX_SYNCS = 2;
+const MAX_SYNCS = Math.max(1, Math.floor(threadPoolSize() / 2));
 /** Syncs on the event loop whose median decides where the next ones run (see the class comment). */
 const LOOP_SYNC_WINDOW = 32;
 /** Default median (ms) of a window of syncs on the event loop above which the pool takes over. */
@@ -300,11 +301,11 @@ export class AuditLog {
 
   /**
    * Starts a sync of the log on libuv's thread pool for the groups committed so far, unless
-   * MAX_SYNCS are already under way (the first to finish starts the next). A sync that starts after a group's
-   * commit makes that group durable, whatever syncs are under way, so a group waits for one
-   * sync rather than for the end of the current one and then its own; and a sync that ends
-   * first makes durable the groups of the older syncs still under way too (each has a handle
-   * of its own, so its success also says no write-back of theirs failed).
+   * MAX_SYNCS are already under way (the first to finish starts the next). A sync that starts
+   * after a group's commit makes that group durable, whatever syncs are under way, so a group
+   * waits for one sync rather than for the end of the current one and then its own; and a
+   * sync that ends first makes durable the groups of the older syncs still under way too
+   * (each has a handle of its own, so its success also says no write-back of theirs failed).
    */
   #startSync(): void {
     if (this.#unsynced.length === 0 || this.#syncs.length >= MAX_SYNCS) return;

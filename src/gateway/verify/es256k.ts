@@ -1,5 +1,6 @@
 import { createECDH, createHash, createPublicKey, ECDH, type KeyObject, verify } from "node:crypto";
 import { hexlify, keccak256, SigningKey } from "ethers";
+import { threadPoolSize } from "../../util/thread-pool.ts";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const HALF_N = N >> 1n;
@@ -150,8 +151,8 @@ function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): 
 }
 
 /**
- * Checks on libuv's thread pool at once, at most: two per thread (`UV_THREADPOOL_SIZE`, 4 by
- * default), so that a thread that ends a check finds the next one queued instead of sleeping
+ * Checks on libuv's thread pool at once, at most: two per thread (`UV_THREADPOOL_SIZE`; the
+ * kparty command sets one per core, libuv's default is 4), so that a thread that ends a check finds the next one queued instead of sleeping
  * until the event loop, which may be waiting for a core, hands it one; the others wait their
  * turn here. The pool serves first come, first served, and the audit log syncs on it: checks
  * queued there without a bound would hold those syncs back (every answer waits for one),
@@ -161,9 +162,7 @@ function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): 
  * with one); fewer than one per thread cost the event loop more per check (2 at once: 37-52
  * µs, 4: 18-27 µs).
  */
-const poolThreads = Number.parseInt(process.env.UV_THREADPOOL_SIZE ?? "", 10);
-const maxChecks =
-  2 * (Number.isSafeInteger(poolThreads) && poolThreads > 0 ? Math.min(poolThreads, 1024) : 4);
+const maxChecks = 2 * threadPoolSize();
 let checking = 0;
 const waitingChecks: (() => void)[] = [];
 
