@@ -152,15 +152,15 @@ function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): 
 
 /**
  * Checks on libuv's thread pool at once, at most: two per thread (`UV_THREADPOOL_SIZE`; the
- * kparty command sets one per core, libuv's default is 4), so that a thread that ends a check finds the next one queued instead of sleeping
- * until the event loop, which may be waiting for a core, hands it one; the others wait their
- * turn here. The pool serves first come, first served, and the audit log syncs on it: checks
- * queued there without a bound would hold those syncs back (every answer waits for one),
- * while with this bound a sync waits at most for one round of queued checks (two check
- * times). One per thread left the pool short of work at c64 (docs/performance.md: six
- * interleaved runs each, c64 at 70-87% of the verify ceiling with two per thread, 33-74%
- * with one); fewer than one per thread cost the event loop more per check (2 at once: 37-52
- * µs, 4: 18-27 µs).
+ * kparty command sets one per core, libuv's default is 4), so that a thread that ends a check
+ * finds the next one queued instead of sleeping until the event loop, which may be waiting for
+ * a core, hands it one; the others wait their turn here. The pool serves first come, first
+ * served, and the audit log syncs on it while the disk is slow: checks queued there without a
+ * bound would hold those syncs back (every answer waits for one), while with this bound a sync
+ * waits at most for one round of queued checks (two check times). One per thread left the
+ * pool short of work at c64 (docs/performance.md: six interleaved runs each with 4 threads,
+ * c64 at 70-87% of the verify ceiling with two per thread, 33-74% with one); fewer than one
+ * per thread cost the event loop more per check (2 at once: 37-52 µs, 4: 18-27 µs).
  */
 const maxChecks = 2 * threadPoolSize();
 let checking = 0;
