@@ -50,6 +50,10 @@ const db = openGatewayDatabase(config.dbFile);
 // until the event loop sees it end (what a request waiting for it sees).
 let syncMs: number[] = [];
 let loopSyncs = 0;
+const syncEnded = (started: number, onLoop: boolean) => {
+  syncMs.push(performance.now() - started);
+  if (onLoop) loopSyncs += 1;
+};
 {
   const fdatasyncSync = fs.fdatasyncSync;
   fs.fdatasyncSync = (fd) => {
@@ -57,8 +61,7 @@ let loopSyncs = 0;
     try {
       fdatasyncSync(fd);
     } finally {
-      syncMs.push(performance.now() - started);
-      loopSyncs += 1;
+      syncEnded(started, true);
     }
   };
 }
@@ -72,7 +75,7 @@ let loopSyncs = 0;
     try {
       return await datasync.call(this);
     } finally {
-      syncMs.push(performance.now() - started);
+      syncEnded(started, false);
     }
   };
 }
@@ -125,42 +128,41 @@ async function profile(type: "profile-start" | "profile-stop") {
   }
   process.send?.({ type });
 }
-/**
- * CPU time of the main thread (the event loop) alone, from /proc on Linux (in clock ticks of
- * 10 ms; null elsewhere): the part of a token's work that one thread has to carry.
- */
-function mainThreadCpuMs(): number | null {
+/** What `read` makes of this process's threads in /proc (Linux), or null where it cannot be read. */
+function fromProc<T>(read: (task: string) => T): T | null {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    return read("/proc/self/task");
+  } catch {
+    return null;
+  }
+}
+/**
+ * CPU time of the main thread (the event loop) alone (in clock ticks of 10 ms): the part of a
+ * token's work that one thread has to carry.
+ */
+const mainThreadCpuMs = () =>
+  fromProc((task) => {
+    const stat = readFileSync(`${task}/${process.pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return null;
-  }
-}
+  });
 /**
- * Time the main thread has spent runnable but waiting for a core (Linux's schedstat, in ms;
- * null elsewhere): on a machine whose cores are all busy, the event loop's share of the queue.
+ * Time the main thread has spent runnable but waiting for a core (schedstat, in ms): on a
+ * machine whose cores are all busy, the event loop's share of the queue.
  */
-function mainThreadWaitMs(): number | null {
-  try {
-    const [, waiting] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ");
-    const ns = Number(waiting);
+const mainThreadWaitMs = () =>
+  fromProc((task) => {
+    const ns = Number(readFileSync(`${task}/${process.pid}/schedstat`, "utf8").split(" ")[1]);
     return Number.isFinite(ns) ? ns / 1e6 : null;
-  } catch {
-    return null;
-  }
-}
-/** Threads in libuv's pool (Linux names them libuv-worker; null where /proc cannot tell). */
-function threadPoolThreads(): number | null {
-  try {
-    return fs
-      .readdirSync("/proc/self/task")
-      .filter((tid) => readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() === "libuv-worker").length;
-  } catch {
-    return null;
-  }
-}
+  });
+/** Threads in libuv's pool (Linux names them libuv-worker). */
+const threadPoolThreads = () =>
+  fromProc(
+    (task) =>
+      fs
+        .readdirSync(task)
+        .filter((tid) => readFileSync(`${task}/${tid}/comm`, "utf8").trim() === "libuv-worker").length,
+  );
 process.on("message", (message: { type: string }) => {
   if ((message.type === "profile-start" || message.type === "profile-stop") && profiler)
     void profile(message.type);
