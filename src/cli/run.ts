@@ -53,13 +53,18 @@ export function list(value: string): string[] {
     .filter((s) => s !== "");
 }
 
+/** `value` as an integer from `min` to `max` if it is one, written in decimal digits; otherwise null. */
+export function integerIn(value: string, min: number, max = Number.MAX_SAFE_INTEGER): number | null {
+  const n = Number(value);
+  return /^\d+$/.test(value) && Number.isSafeInteger(n) && n >= min && n <= max ? n : null;
+}
+
 /** Parses a positive integer option, or throws `invalid_argument` naming it. */
 export function positiveInt(name: string, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value: string) => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) {
+    const n = integerIn(value, 1, max);
+    if (n === null)
       throw new InvalidOptionArgument(`${name} must be an integer from 1 to ${max}, got "${value}"`);
-    }
     return n;
   };
 }

@@ -4,7 +4,7 @@ import { parseDidEthr } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { identityOf } from "../context.ts";
 import { table } from "../output.ts";
-import { run } from "../run.ts";
+import { integerIn, run } from "../run.ts";
 import { accountOf } from "./chain.ts";
 
 const AS = ["--as <did-or-alias>", "the member DID to act as (default: the data dir's only DID)"] as const;
@@ -57,11 +57,9 @@ export function registerMember(program: Command): void {
         } else if (kind === "remove") {
           result = await agent.kpartyProposeRemoval({ member: did, account: accountOf(target) });
         } else if (kind === "quorum") {
-          result = await agent.kpartyProposeQuorum({ member: did, quorum: positiveIntArg("quorum", target) });
+          result = await agent.kpartyProposeQuorum({ member: did, quorum: integerArg("quorum", target) });
         } else {
-          const indexes = (options.indexes ?? "")
-            .split(",")
-            .map((v) => positiveIntArg("--indexes", v.trim(), 0));
+          const indexes = (options.indexes ?? "").split(",").map((v) => integerArg("--indexes", v.trim(), 0));
           result = await agent.kpartyProposeRevocation({ member: did, issuer: accountOf(target), indexes });
         }
         ctx.out.info(`proposal #${result.proposalId} created in block ${result.blockNumber}`);
@@ -122,7 +120,7 @@ export function registerMember(program: Command): void {
       .addHelpText("after", `\nExamples:\n  $ kparty member ${verb} 1 --data-dir .kparty/org-b`)
       .action(
         run(async (ctx, options: { as?: string }, id: string) => {
-          const proposalId = positiveIntArg("proposal id", id, 0);
+          const proposalId = integerArg("proposal id", id, 0);
           const { agent } = await ctx.agent("issuer");
           const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
           const args = { member: did, id: proposalId };
@@ -165,10 +163,9 @@ function parseOrInvalid(did: string): { account: string } {
   }
 }
 
-function positiveIntArg(name: string, value: string, min = 1): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+function integerArg(name: string, value: string, min = 1): number {
+  const n = integerIn(value, min);
+  if (n === null)
     throw new KPartyError("invalid_argument", `${name} must be an integer ≥ ${min}, got "${value}"`);
-  }
   return n;
 }
