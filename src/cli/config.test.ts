@@ -73,6 +73,14 @@ describe("loadConfig", () => {
     expect(withFile({ chainId: 0 })).toBe(
       `config_invalid: chainId in ${file} must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`,
     );
+    for (const chainId of [1.5, -3, true, "7 ", 2 ** 53]) {
+      expect(withFile({ chainId })).toBe(
+        `config_invalid: chainId in ${file} must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`,
+      );
+    }
+    expect(withFile({ gateway: { port: 65536 } })).toBe(
+      `config_invalid: gateway.port in ${file} must be an integer from 1 to 65535`,
+    );
     expect(withFile({ gateway: { colour: "red" } })).toBe(
       `config_invalid: unknown setting "gateway.colour" in ${file}`,
     );

@@ -3,6 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
+import { integerIn } from "../util/integer.ts";
 
 /** What `kparty init` writes (paths relative to the config file's folder). */
 export interface ConfigFile {
@@ -67,10 +68,9 @@ function checkUrl(key: string, value: unknown, source: string): string {
 }
 
 function checkInteger(key: string, value: unknown, source: string, max: number): number {
-  const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
-  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 1 || n > max) {
-    throw invalid(`${key} in ${source} must be an integer from 1 to ${max}`);
-  }
+  // a JSON number or a string of digits (environment variables)
+  const n = typeof value === "number" || typeof value === "string" ? integerIn(String(value), 1, max) : null;
+  if (n === null) throw invalid(`${key} in ${source} must be an integer from 1 to ${max}`);
   return n;
 }
 

@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError as InvalidOptionArgument } from "commander";
 import { contractsBuilt, ensureContractsBuilt } from "../devnet/build-contracts.ts";
+import { integerIn } from "../util/integer.ts";
 import { CliContext, type GlobalOptions } from "./context.ts";
 
 /**
@@ -51,12 +52,6 @@ export function list(value: string): string[] {
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
-}
-
-/** `value` as an integer from `min` to `max` if it is one, written in decimal digits; otherwise null. */
-export function integerIn(value: string, min: number, max = Number.MAX_SAFE_INTEGER): number | null {
-  const n = Number(value);
-  return /^\d+$/.test(value) && Number.isSafeInteger(n) && n >= min && n <= max ? n : null;
 }
 
 /** Parses a positive integer option, or throws `invalid_argument` naming it. */

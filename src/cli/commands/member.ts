@@ -2,9 +2,10 @@ import type { Command } from "commander";
 import { getChainStatus, listMembers, listProposals, type Proposal } from "../../chain/index.ts";
 import { parseDidEthr } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { integerIn } from "../../util/integer.ts";
 import { identityOf } from "../context.ts";
 import { table } from "../output.ts";
-import { integerIn, run } from "../run.ts";
+import { run } from "../run.ts";
 import { accountOf } from "./chain.ts";
 
 const AS = ["--as <did-or-alias>", "the member DID to act as (default: the data dir's only DID)"] as const;
