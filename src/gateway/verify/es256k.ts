@@ -151,18 +151,18 @@ function verifyWith(publicKeyHex: string, data: Buffer, signature: Uint8Array): 
 }
 
 /**
- * Checks on libuv's thread pool at once, at most: two per thread (`UV_THREADPOOL_SIZE`; the
- * kparty command sets one per core, libuv's default is 4), so that a thread that ends a check
- * finds the next one queued instead of sleeping until the event loop, which may be waiting for
- * a core, hands it one; the others wait their turn here. The pool serves first come, first
- * served, and the audit log syncs on it while the disk is slow: checks queued there without a
- * bound would hold those syncs back (every answer waits for one), while with this bound a sync
- * waits at most for one round of queued checks (two check times). One per thread left the
- * pool short of work at c64 (docs/performance.md: six interleaved runs each with 4 threads,
- * c64 at 70-87% of the verify ceiling with two per thread, 33-74% with one); fewer than one
- * per thread cost the event loop more per check (2 at once: 37-52 µs, 4: 18-27 µs).
+ * Checks on libuv's thread pool at once, at most: eight per thread (`UV_THREADPOOL_SIZE`; the
+ * kparty command sets one per core, libuv's default is 4); the others wait their turn here.
+ * Enough that a thread which ends a check finds the next one queued while the event loop is
+ * busy elsewhere (an audit sync, a collection): a thread that runs out sleeps until the loop
+ * hands it one, and waking it can take the loop's core. Bounded, because the pool serves first
+ * come, first served, and the audit log syncs on it while the disk is slow: a sync then waits
+ * for at most eight check times (about 2 ms) rather than for every check the gateway holds.
+ * docs/performance.md, 2 threads, sixteen interleaved runs each: c64 at 82-110% of the verify
+ * ceiling with eight per thread, 53-77% with two; the price, a longer tail at half the peak
+ * rate (p99 4.5-36 ms, median of the runs 6.7, against 3.3-15 ms, median 4.3).
  */
-const maxChecks = 2 * threadPoolSize();
+const maxChecks = 8 * threadPoolSize();
 let checking = 0;
 const waitingChecks: (() => void)[] = [];
 
