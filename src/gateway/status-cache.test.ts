@@ -11,8 +11,11 @@ const key = (index: number): StatusKey => ({
   suspensionIndex: index,
 });
 
-/** Counts reads; each read returns `revoked: reads > n` style states via `next`. */
-function setup(next: () => Partial<CredentialState> = () => ({})) {
+/** Counts reads; each read returns the state `next` gives (a promise of it makes the read wait). */
+function setup(
+  next: () => Partial<CredentialState> | Promise<Partial<CredentialState>> = () => ({}),
+  options: { maxEntryAgeMs?: number } = {},
+) {
   let now = 0;
   let reads = 0;
   const watcher = fakeWatcher();
@@ -31,7 +34,7 @@ function setup(next: () => Partial<CredentialState> = () => ({})) {
               issuerWasMemberAtAnchor: true,
               revoked: false,
               suspended: false,
-              ...next(),
+              ...(await next()),
             };
           },
         }),
@@ -45,9 +48,22 @@ function setup(next: () => Partial<CredentialState> = () => ({})) {
     watcher,
     now: () => now,
     maxStalenessMs: 1000,
+    ...options,
   });
-  return { cache, watcher, reads: () => reads, advance: (ms: number) => (now += ms) };
+  return {
+    cache,
+    watcher,
+    reads: () => reads,
+    advance: (ms: number) => (now += ms),
+    /** The event feed reports a poll that succeeded now. */
+    synced: () => {
+      (watcher as { lastSyncedAt: number }).lastSyncedAt = now;
+    },
+  };
 }
+
+/** Lets reads started in the background run to their end. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 describe("status cache", () => {
   it("serves repeated reads from the cache while the event feed is fresh, and reads again when it is stale", async () => {
@@ -99,5 +115,93 @@ describe("status cache", () => {
     await t.cache.get(key(3));
     await t.cache.get(key(3));
     expect(t.reads()).toBe(2);
+  });
+
+  it("answers from an entry past half its age and re-reads it in the background, once at a time", async () => {
+    let revoked = false;
+    let gate: Promise<void> | undefined;
+    const t = setup(async () => {
+      await gate;
+      return { revoked };
+    });
+    await t.cache.get(key(3));
+    t.advance(15_000); // exactly half of the default 30 s: still young
+    t.synced();
+    await t.cache.get(key(3));
+    await settle();
+    expect(t.reads()).toBe(1);
+
+    t.advance(1);
+    t.synced();
+    revoked = true; // on the chain now, with no event seen for it
+    let open = () => {};
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    expect((await t.cache.get(key(3))).revoked).toBe(false); // answered without waiting
+    expect((await t.cache.get(key(3))).revoked).toBe(false);
+    await settle();
+    expect(t.reads()).toBe(2); // one re-read for both
+    open();
+    await settle();
+    expect((await t.cache.get(key(3))).revoked).toBe(true); // the re-read's state, kept
+    expect(t.reads()).toBe(2);
+  });
+
+  it("keeps the entry when a background re-read fails, and waits for a read once it is past its age", async () => {
+    let fail = false;
+    const t = setup(() => {
+      if (fail) throw new Error("node down");
+      return {};
+    });
+    await t.cache.get(key(3));
+    t.advance(20_000);
+    t.synced();
+    fail = true;
+    expect((await t.cache.get(key(3))).revoked).toBe(false);
+    await settle();
+    expect(t.reads()).toBe(2);
+    expect((await t.cache.get(key(3))).revoked).toBe(false); // the failed re-read left it in place
+    await settle();
+    expect(t.reads()).toBe(3); // and the next request tries again
+
+    t.advance(10_001); // 30,001 ms old: the request waits for the chain
+    t.synced();
+    fail = false;
+    const seen = t.reads();
+    expect((await t.cache.get(key(3))).revoked).toBe(false);
+    expect(t.reads()).toBe(seen + 1);
+  });
+
+  it("waits for the chain when an entry is past its age, and gets the chain's state", async () => {
+    let suspended = false;
+    const t = setup(() => ({ suspended }), { maxEntryAgeMs: 4_000 });
+    await t.cache.get(key(3));
+    t.advance(4_001);
+    t.synced();
+    suspended = true;
+    expect((await t.cache.get(key(3))).suspended).toBe(true);
+    expect(t.reads()).toBe(2);
+  });
+
+  it("does not keep a background re-read that raced an event for its issuer", async () => {
+    let emitDuringRead = false;
+    const t = setup(() => {
+      if (emitDuringRead) {
+        emitDuringRead = false;
+        t.watcher.emit("CredentialRevoked", { issuer: ISSUER, index: 3n });
+        return { revoked: true };
+      }
+      return {};
+    });
+    await t.cache.get(key(3));
+    t.advance(16_000);
+    t.synced();
+    emitDuringRead = true;
+    expect((await t.cache.get(key(3))).revoked).toBe(false);
+    await settle();
+    expect(t.reads()).toBe(2);
+    expect((await t.cache.get(key(3))).revoked).toBe(false); // evicted by the event: read again
+    expect(t.reads()).toBe(3);
   });
 });

@@ -22,8 +22,18 @@ export interface StatusCacheOptions {
    * 5000 ms). With the chain unreachable, live tokens are honoured up to this bound, then refused.
    */
   maxStalenessMs?: number;
-  /** An entry is re-read after this age even without an event, in case one was missed (default 30 s). */
+  /**
+   * An entry is re-read after this age even without an event, in case one was missed (default
+   * 30 s): the request that finds it older waits for the read.
+   */
   maxEntryAgeMs?: number;
+  /**
+   * A request that finds an entry older than this (default half of `maxEntryAgeMs`), but not
+   * older than `maxEntryAgeMs`, is answered from the entry and starts a re-read in the
+   * background (one per entry at a time), so that a credential in steady use is re-read off
+   * the requests' path.
+   */
+  refreshAfterMs?: number;
   maxEntries?: number;
 }
 
@@ -43,10 +53,13 @@ export function createStatusCache(options: StatusCacheOptions) {
   const { chain, watcher, now } = options;
   const maxStaleness = options.maxStalenessMs ?? 5_000;
   const maxAge = options.maxEntryAgeMs ?? 30_000;
+  const refreshAfter = options.refreshAfterMs ?? maxAge / 2;
   const maxEntries = options.maxEntries ?? 100_000;
   const entries = new Map<string, Entry>();
   const byIssuer = new Map<string, Set<string>>();
   const epochs = new Map<string, number>();
+  /** Background re-reads under way, by entry. */
+  const refreshing = new Set<string>();
 
   const keyOf = (k: StatusKey) =>
     `${k.anchorKey.toLowerCase()}|${k.issuer.toLowerCase()}|${k.revocationIndex}|${k.suspensionIndex}`;
@@ -111,6 +124,20 @@ export function createStatusCache(options: StatusCacheOptions) {
     set.add(k);
   }
 
+  /** Reads the state from the chain and keeps it, unless an event for its issuer came meanwhile. */
+  async function read(k: string, key: StatusKey): Promise<CredentialState> {
+    const who = key.issuer.toLowerCase();
+    const epoch = epochs.get(who) ?? 0;
+    const state = await getCredentialState(chain, {
+      credentialId: key.anchorKey,
+      issuer: key.issuer,
+      revocationIndex: key.revocationIndex,
+      suspensionIndex: key.suspensionIndex,
+    });
+    if ((epochs.get(who) ?? 0) === epoch) store(k, key, state);
+    return state;
+  }
+
   return {
     /** Whether the watcher has synced within the staleness bound. */
     fresh(): boolean {
@@ -119,31 +146,32 @@ export function createStatusCache(options: StatusCacheOptions) {
 
     /**
      * The credential's state: from the cache while the watcher is fresh and the entry young,
-     * otherwise from the chain. If the chain cannot be read, a cached state is still honoured
-     * within the staleness bound (the cache's, or a tighter one per call); beyond it the read's
+     * otherwise from the chain. An entry past `refreshAfterMs` is still served, and re-read in
+     * the background. If the chain cannot be read, a cached state is still honoured within the
+     * staleness bound (the cache's, or a tighter one per call); beyond it the read's
      * `registry_unavailable` is thrown.
      */
     async get(key: StatusKey, bound: { maxStalenessMs?: number } = {}): Promise<CredentialState> {
       const k = keyOf(key);
       const entry = entries.get(k);
       const fresh = now() - watcher.lastSyncedAt <= (bound.maxStalenessMs ?? maxStaleness);
-      if (entry && fresh && now() - entry.storedAt <= maxAge) return entry.state;
-      const who = key.issuer.toLowerCase();
-      const epoch = epochs.get(who) ?? 0;
-      let state: CredentialState;
+      const age = entry ? now() - entry.storedAt : Number.POSITIVE_INFINITY;
+      if (entry && fresh && age <= maxAge) {
+        if (age > refreshAfter && !refreshing.has(k)) {
+          refreshing.add(k);
+          // a failed re-read changes nothing: the entry ages on, and past maxAge a request reads
+          read(k, key)
+            .catch(() => undefined)
+            .finally(() => refreshing.delete(k));
+        }
+        return entry.state;
+      }
       try {
-        state = await getCredentialState(chain, {
-          credentialId: key.anchorKey,
-          issuer: key.issuer,
-          revocationIndex: key.revocationIndex,
-          suspensionIndex: key.suspensionIndex,
-        });
+        return await read(k, key);
       } catch (error) {
         if (entry && fresh) return entry.state;
         throw error;
       }
-      if ((epochs.get(who) ?? 0) === epoch) store(k, key, state);
-      return state;
     },
 
     get size() {
