@@ -15,13 +15,14 @@ import {
  */
 export class VeramoSigner extends AbstractSigner {
   readonly #agent: TAgent<IKeyManager>;
-  readonly #kid: string;
+  /** The key manager's id of the key that signs (`kid`). */
+  readonly kid: string;
   readonly address: string;
 
   constructor(agent: TAgent<IKeyManager>, kid: string, address: string, provider: Provider | null) {
     super(provider);
     this.#agent = agent;
-    this.#kid = kid;
+    this.kid = kid;
     this.address = address;
   }
 
@@ -30,7 +31,7 @@ export class VeramoSigner extends AbstractSigner {
   }
 
   override connect(provider: Provider | null): VeramoSigner {
-    return new VeramoSigner(this.#agent, this.#kid, this.address, provider);
+    return new VeramoSigner(this.#agent, this.kid, this.address, provider);
   }
 
   override async signTransaction(request: TransactionRequest): Promise<string> {
@@ -57,7 +58,7 @@ export class VeramoSigner extends AbstractSigner {
       chainId: tx.chainId,
       accessList: tx.accessList,
     };
-    return this.#agent.keyManagerSignEthTX({ kid: this.#kid, transaction });
+    return this.#agent.keyManagerSignEthTX({ kid: this.kid, transaction });
   }
 
   override signMessage(): Promise<string> {

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { CredentialPayload } from "@veramo/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyAgent } from "../agent/index.ts";
 import { decodeJwt } from "../src/credential/index.ts";
@@ -75,6 +76,35 @@ describe("issuer agent", () => {
       anchoredBlock: cred.anchor.blockNumber,
       anchorTx: cred.anchor.transactionHash,
     });
+  });
+
+  it("signs the bytes Veramo's createVerifiableCredential signs for the same credential, and Veramo verifies them", async () => {
+    const cred = await issue(world.orgA, world.alice, {
+      validFrom: new Date("2026-01-01T00:00:00Z"),
+      validUntil: new Date("2027-01-01T00:00:00Z"),
+    });
+    const { payload } = decodeJwt(cred.jwt);
+    const vc = payload.vc as Record<string, unknown> & { credentialSubject: Record<string, unknown> };
+    // the credential kpartyCredential built, in its key order, back from the JWT's claims
+    const credential = {
+      "@context": vc["@context"],
+      type: vc.type,
+      id: payload.jti,
+      issuer: { id: payload.iss },
+      issuanceDate: new Date((payload.nbf as number) * 1000).toISOString(),
+      expirationDate: new Date((payload.exp as number) * 1000).toISOString(),
+      credentialSubject: { id: payload.sub, ...vc.credentialSubject },
+      credentialStatus: vc.credentialStatus,
+    };
+    const agent = world.orgA.handle.agent;
+    const byVeramo = await agent.createVerifiableCredential({
+      credential: credential as unknown as CredentialPayload,
+      proofFormat: "jwt",
+    });
+    // ES256K signatures here are deterministic (RFC 6979): the same key and bytes give the same JWT
+    expect((byVeramo.proof as { jwt: string }).jwt).toBe(cred.jwt);
+    const verified = await agent.verifyCredential({ credential: cred.jwt });
+    expect(verified.verified).toBe(true);
   });
 
   it("hands out distinct status indexes under concurrent issuance", async () => {

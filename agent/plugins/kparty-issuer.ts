@@ -1,13 +1,12 @@
 import type {
-  CredentialPayload,
   IAgentContext,
   IAgentPlugin,
-  ICredentialIssuer,
   IDIDManager,
   IKeyManager,
   IPluginMethodMap,
   TAgent,
 } from "@veramo/core";
+import { type CredentialPayload, createVerifiableCredentialJwt } from "did-jwt-vc";
 import { computeAddress, type Provider } from "ethers";
 import {
   anchorBatch,
@@ -141,9 +140,7 @@ export interface IKPartyIssuer extends IPluginMethodMap {
 }
 
 export type IssuerContext = IAgentContext<
-  Pick<ICredentialIssuer, "createVerifiableCredential"> &
-    Pick<IDIDManager, "didManagerGet"> &
-    Pick<IKeyManager, "keyManagerSignEthTX">
+  Pick<IDIDManager, "didManagerGet"> & Pick<IKeyManager, "keyManagerSign" | "keyManagerSignEthTX">
 >;
 
 export interface KPartyIssuerOptions {
@@ -280,6 +277,16 @@ export class KPartyIssuer implements IAgentPlugin {
         details: { issuer, account },
       });
     }
+    // the issuer DID's key (the wallet's), in the agent's key manager, signs every credential
+    const kid = (wallet.signer as VeramoSigner).kid;
+    const sign = (data: string | Uint8Array) =>
+      context.agent.keyManagerSign({
+        keyRef: kid,
+        algorithm: "ES256K",
+        ...(typeof data === "string"
+          ? { data }
+          : { data: Buffer.from(data).toString("hex"), encoding: "hex" }),
+      });
     const first = await this.#options.store.allocateIndexes(account, items.length);
     const records: IssuedRecord[] = [];
     for (const [i, item] of items.entries()) {
@@ -294,14 +301,13 @@ export class KPartyIssuer implements IAgentPlugin {
         validFrom,
         validUntil,
       });
-      const vc = await context.agent.createVerifiableCredential({
-        // Veramo types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
-        credential: credential as unknown as CredentialPayload,
-        proofFormat: "jwt",
-      });
-      const jwt = (vc.proof as { jwt?: string }).jwt;
-      if (typeof jwt !== "string")
-        throw new KPartyError("internal", "the credential plugin returned no JWT proof");
+      // did-jwt-vc, as Veramo's JWT credential provider calls it: the same bytes, without
+      // the provider's two identifier lookups and its decoding of the result per credential
+      const jwt = await createVerifiableCredentialJwt(
+        // did-jwt-vc types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
+        credential as unknown as CredentialPayload,
+        { did: issuer, alg: "ES256K", signer: sign },
+      );
       records.push({
         credentialId: credentialIdOf(jwt),
         issuer,
