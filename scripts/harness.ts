@@ -259,7 +259,9 @@ export async function startGatewayChild(params: {
   };
   sizeThreadPool(env); // libuv's thread pool as the kparty command sizes it, unless set
   const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
-    execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning"],
+    // TypeScript run by Node's own type stripping, as `kparty gateway serve` runs it (no tsx:
+    // its transforms and source maps would add some 15 MB to the heap each collection marks)
+    execArgv: ["--disable-warning=ExperimentalWarning"],
     env,
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
