@@ -439,7 +439,7 @@ async function main() {
       // the share of them run on the event loop (the rest, on libuv's thread pool)
       on_event_loop_pct: halfSyncs.length ? round((100 * halfLoopSyncs) / halfSyncs.length) : null,
     },
-    // how many answers share a sync: 1 each when every token has a turn of the event loop to itself
+    // syncs per request: 1 when each token has a sync of its own, less when tokens share one
     audit_syncs_per_token_at_half_peak: round(halfSyncs.length / (SIZES.halfWarmup + SIZES.half), 3),
     authorized_per_s: round(authorized.perSecond),
     rpc_calls_per_warm_token: round((rpcAfter - rpcBefore) / SIZES.c1, 3),
