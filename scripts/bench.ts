@@ -166,6 +166,20 @@ async function cpuTimes(): Promise<{ total: number; steal: number } | null> {
   return { total: ticks.reduce((a, b) => a + b, 0), steal: ticks[7] ?? 0 };
 }
 
+/**
+ * Steal (%) from which a run's figures say more about the host than about kparty: in the runs
+ * of docs/performance.md, p99 at half the peak rate met its target in 5 of 7 runs under 2%, and
+ * in 1 of 5 from 2.8% up.
+ */
+const NOISY_STEAL_PCT = 2;
+
+/** A note for a target's line when the hypervisor took `pct`% of the CPU or more (see NOISY_STEAL_PCT). */
+function stealNote(pct: number | null): string {
+  return pct !== null && pct >= NOISY_STEAL_PCT
+    ? `; the hypervisor took ${round(pct)}% of the CPU meanwhile, so this run says little`
+    : "";
+}
+
 /** The percentage of the machine's CPU time stolen between two `cpuTimes` readings. */
 function stealPct(
   before: Awaited<ReturnType<typeof cpuTimes>>,
@@ -468,11 +482,11 @@ async function main() {
   };
   const ceiling = (rawVerify * cores) / 2;
   const targets = {
-    token_vs_verify_ceiling: `${round((peak / ceiling) * 100)}% of ${round(ceiling)} (target ≥ 60%)`,
+    token_vs_verify_ceiling: `${round((peak / ceiling) * 100)}% of ${round(ceiling)} (target ≥ 60%${stealNote(steal)})`,
     rpc_calls_per_warm_token: `${result.rpc_calls_per_warm_token} (target 0)`,
     revocation_visible_p99_ms: `${result.revocation_visible_ms.p99} (target ≤ 250)`,
     issue_vs_sign: `${round((issuePerSecond / rawSign) * 100)}% of ${Math.round(rawSign)} (target ≥ 25%)`,
-    p99_at_half_peak_ms: `${result.p99_at_half_peak_ms} (target ≤ 10)`,
+    p99_at_half_peak_ms: `${result.p99_at_half_peak_ms} (target ≤ 10${stealNote(halfSteal)})`,
     gateway_rss_mb: `${result.gateway_rss_mb} (target ≤ 200)`,
   };
   const rows: [string, string][] = [
