@@ -168,8 +168,8 @@ async function cpuTimes(): Promise<{ total: number; steal: number } | null> {
 
 /**
  * Steal (%) from which a run's figures say more about the host than about kparty: in the runs
- * of docs/performance.md, p99 at half the peak rate met its target in 5 of 7 runs under 2%, and
- * in 1 of 5 from 2.8% up.
+ * of docs/performance.md, p99 at half the peak rate met its target in 7 of 9 runs under 2%, and
+ * in 1 of 7 from 2.8% up.
  */
 const NOISY_STEAL_PCT = 2;
 
