@@ -1,9 +1,10 @@
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { errorCodeOf } from "../../test/fixtures/errors.ts";
+import { SYNC_EVERY_BYTES } from "../util/atomic-file.ts";
 import { FileModelStore } from "./store.ts";
 
 let dir: string;
@@ -33,6 +34,31 @@ async function weights(id: string): Promise<Float32Array> {
 }
 
 describe("FileModelStore rounds", () => {
+  it("syncs a large update and the new version as they are written, every 8 MiB (so no sync holds a pool thread long)", async () => {
+    const parameters = (2 * SYNC_EVERY_BYTES + 4096) / 4;
+    await store.register({ id: "big", description: "d", shape: [parameters] });
+    const probe = await open(join(dir, "probe"), "w"); // FileHandle is not exported: its prototype
+    const datasync = vi.spyOn(Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }, "datasync");
+    await probe.close();
+    await rm(join(dir, "probe"));
+    try {
+      const values = new Float32Array(parameters).fill(2);
+      await store.submitUpdate("big", {
+        round: 1,
+        participant: "did:a",
+        sampleCount: 1,
+        body: body(values, 65536),
+      });
+      expect(datasync).toHaveBeenCalledTimes(2);
+      await store.closeRound("big", 1);
+      expect(datasync).toHaveBeenCalledTimes(4);
+      const next = await weights("big");
+      expect([next.length, next[0], next[parameters - 1]]).toEqual([parameters, 2, 2]);
+    } finally {
+      datasync.mockRestore();
+    }
+  });
+
   it("aggregates a round with sample-weighted FedAvg into the next version", async () => {
     expect(await store.register({ id: "m", description: "d", shape: [2, 2] })).toMatchObject({
       version: 1,

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { MODEL_ID } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import { writeFileAtomic } from "../util/atomic-file.ts";
+import { syncingWriter, writeFileAtomic } from "../util/atomic-file.ts";
 
 /** Public metadata of a shared model. */
 export interface ModelInfo {
@@ -57,8 +57,9 @@ function participantFile(participant: string): string {
  * The shared model store on the local file system. Per model: `model.json` (metadata), one
  * immutable `v<version>.f32` (little-endian float32) per version, and
  * `rounds/<round>/<participant>.f32|.json` for the updates of the open round. Writes are
- * atomic (temp file, fsync, rename); weights stream to and from disk, and aggregation
- * works block by block, so no model is ever held whole in memory.
+ * atomic (temp file, fsync, rename), and weights are synced every 8 MiB as they are written
+ * (see `syncingWriter`); weights stream to and from disk, and aggregation works block by
+ * block, so no model is ever held whole in memory.
  *
  * @example
  * ```ts
@@ -241,6 +242,7 @@ export class FileModelStore {
     const expected = info.parameterCount * 4;
     const tmp = join(dir, `${name}.${randomBytes(4).toString("hex")}.tmp`);
     const handle = await open(tmp, "wx", 0o600);
+    const write = syncingWriter(handle);
     let bytes = 0;
     try {
       let carry = Buffer.alloc(0);
@@ -259,7 +261,7 @@ export class FileModelStore {
             );
           }
         }
-        await handle.write(data.subarray(0, whole));
+        await write(data.subarray(0, whole));
         carry = Buffer.from(data.subarray(whole));
       }
       if (bytes !== expected) {
@@ -361,7 +363,7 @@ export class FileModelStore {
 async function fedAvgFiles(inputs: { file: string; weight: number }[], parameterCount: number, out: string) {
   const handles = await Promise.all(inputs.map((i) => open(i.file, "r")));
   try {
-    await writeFileAtomic(out, async (output) => {
+    await writeFileAtomic(out, async (write) => {
       const acc = new Float64Array(BLOCK_FLOATS);
       const buf = Buffer.alloc(BLOCK_FLOATS * 4);
       const block = new Float32Array(BLOCK_FLOATS);
@@ -376,7 +378,7 @@ async function fedAvgFiles(inputs: { file: string; weight: number }[], parameter
           for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + weight * buf.readFloatLE(i * 4);
         }
         for (let i = 0; i < n; i++) block[i] = acc[i] as number;
-        await output.write(new Uint8Array(block.buffer, 0, n * 4));
+        await write(new Uint8Array(block.buffer, 0, n * 4));
       }
     });
   } finally {
