@@ -1,8 +1,9 @@
-import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { spyOnDatasync } from "../../test/fixtures/datasync.ts";
 import { errorCodeOf } from "../../test/fixtures/errors.ts";
 import { SYNC_EVERY_BYTES } from "../util/atomic-file.ts";
 import { FileModelStore } from "./store.ts";
@@ -37,10 +38,7 @@ describe("FileModelStore rounds", () => {
   it("syncs a large update and the new version as they are written, every 8 MiB (so no sync holds a pool thread long)", async () => {
     const parameters = (2 * SYNC_EVERY_BYTES + 4096) / 4;
     await store.register({ id: "big", description: "d", shape: [parameters] });
-    const probe = await open(join(dir, "probe"), "w"); // FileHandle is not exported: its prototype
-    const datasync = vi.spyOn(Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }, "datasync");
-    await probe.close();
-    await rm(join(dir, "probe"));
+    const datasync = await spyOnDatasync();
     try {
       const values = new Float32Array(parameters).fill(2);
       await store.submitUpdate("big", {

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { spyOnDatasync } from "../../test/fixtures/datasync.ts";
 import { SYNC_EVERY_BYTES, writeFileAtomic } from "./atomic-file.ts";
 
 /** Bytes whose every 4 KiB differ, so that a part written twice or skipped changes the hash. */
@@ -16,16 +17,11 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 
 describe("writeFileAtomic", () => {
   let dir: string;
-  let datasync: ReturnType<typeof vi.spyOn>;
+  let datasync: Awaited<ReturnType<typeof spyOnDatasync>>;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), "kparty-atomic-"));
-    // FileHandle is not exported: its prototype, from a handle
-    const probe = await open(join(dir, "probe"), "w");
-    const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
-    await probe.close();
-    await rm(join(dir, "probe"));
-    datasync = vi.spyOn(prototype, "datasync");
+    datasync = await spyOnDatasync();
   });
 
   afterEach(async () => {
@@ -43,7 +39,7 @@ describe("writeFileAtomic", () => {
 
   it("counts streamed parts across calls, splitting a part that crosses the mark", async () => {
     const bytes = pattern(SYNC_EVERY_BYTES * 3);
-    const part = 3 * 1024 * 1024; // 8 MiB falls inside the third part, 16 inside the sixth
+    const part = 3 * 1024 * 1024; // 8 MiB falls inside the third part, 16 inside the sixth, 24 at the end
     await writeFileAtomic(join(dir, "streamed.f32"), async (write) => {
       for (let off = 0; off < bytes.length; off += part) await write(bytes.subarray(off, off + part));
     });
