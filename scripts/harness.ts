@@ -19,6 +19,7 @@ import {
   type Participant,
   startHardhatNode,
 } from "../src/devnet/index.ts";
+import { gatewayStartSettings } from "../src/util/gateway-memory.ts";
 import { sizeThreadPool } from "../src/util/thread-pool.ts";
 
 export type Cleanups = (() => Promise<unknown>)[];
@@ -258,11 +259,12 @@ export async function startGatewayChild(params: {
     }),
   };
   sizeThreadPool(env); // libuv's thread pool as the kparty command sizes it, unless set
+  const memory = gatewayStartSettings(env, []); // and its memory settings, unless set
   const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {
     // TypeScript run by Node's own type stripping, as `kparty gateway serve` runs it (no tsx:
     // its transforms and source maps would add some 15 MB to the heap each collection marks)
-    execArgv: ["--disable-warning=ExperimentalWarning"],
-    env,
+    execArgv: ["--disable-warning=ExperimentalWarning", ...memory.execArgv],
+    env: { ...env, ...memory.env },
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
   params.cleanups.push(async () => {

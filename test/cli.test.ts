@@ -6,7 +6,7 @@ import { DatabaseSync } from "node:sqlite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/devnet/index.ts";
 import { defaultThreadPoolSize, threadPoolSize } from "../src/util/thread-pool.ts";
-import { type CliResult, kparty, startKparty } from "./fixtures/cli.ts";
+import { BIN, type CliResult, kparty, startKparty } from "./fixtures/cli.ts";
 
 /**
  * The real `kparty` binary, spawned for every command group against a chain that
@@ -20,6 +20,22 @@ let dir: string;
 let env: Record<string, string>;
 let chain: Awaited<ReturnType<typeof startKparty<{ rpcUrl: string; founders: unknown[] }>>>;
 let orgA: string;
+
+/** Unsets every variable that carries a gateway memory setting (src/util/gateway-memory.ts). */
+const NO_MEMORY_SETTINGS = {
+  MALLOC_ARENA_MAX: undefined,
+  GLIBC_TUNABLES: undefined,
+  NODE_OPTIONS: undefined,
+};
+/** A running process's arguments and environment, from /proc. */
+const commandLine = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
+const environment = (pid: number) =>
+  Object.fromEntries(
+    readFileSync(`/proc/${pid}/environ`, "utf8")
+      .split("\0")
+      .filter((kv) => kv.includes("="))
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
 
 const run = (args: string[], extra: Record<string, string | undefined> = {}) =>
   kparty(args, { cwd: dir, env: { ...env, ...extra } });
@@ -311,7 +327,7 @@ describe("kparty member", () => {
 describe("kparty credential, present, model, gateway serve, audit", () => {
   let alice: string;
   let coordinator: string;
-  let gateway: Awaited<ReturnType<typeof startKparty<{ url: string; domain: string }>>>;
+  let gateway: Awaited<ReturnType<typeof startKparty<{ url: string; domain: string; pid: number }>>>;
 
   beforeAll(async () => {
     alice = (await as("alice", ["did", "create", "--alias", "alice"])).stdout.trim();
@@ -329,10 +345,8 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
         "--verify-threads",
         "1",
       ],
-      {
-        cwd: dir,
-        env,
-      },
+      // none of the memory settings set, whatever this machine's environment says
+      { cwd: dir, env: { ...env, ...NO_MEMORY_SETTINGS } },
     );
     env.KPARTY_GATEWAY_URL = gateway.ready.url;
   });
@@ -523,6 +537,45 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     expect(threads.filter((name) => name === "libuv-worker")).toHaveLength(
       process.env.UV_THREADPOOL_SIZE === undefined ? defaultThreadPoolSize() : threadPoolSize(),
     );
+  });
+
+  it("the gateway restarted itself, same PID, with MALLOC_ARENA_MAX=2 and --max-semi-space-size=8", () => {
+    const pid = gateway.child.pid as number;
+    expect(gateway.ready.pid).toBe(pid);
+    expect(commandLine(pid).slice(0, 5)).toEqual([
+      process.execPath,
+      "--max-semi-space-size=8",
+      BIN,
+      "gateway",
+      "serve",
+    ]);
+    expect(environment(pid).MALLOC_ARENA_MAX).toBe("2");
+  });
+
+  it("the gateway keeps an operator's own memory settings and does not restart", async () => {
+    const own = await startKparty<{ pid: number }>(
+      ["gateway", "serve", "--port", "0", "--data-dir", ".kparty/gateway-own"],
+      {
+        cwd: dir,
+        env: {
+          ...env,
+          ...NO_MEMORY_SETTINGS,
+          MALLOC_ARENA_MAX: "4",
+          NODE_OPTIONS: "--max-semi-space-size=16",
+        },
+      },
+    );
+    try {
+      const pid = own.child.pid as number;
+      expect(own.ready.pid).toBe(pid);
+      expect(commandLine(pid).slice(0, 4)).toEqual([process.execPath, BIN, "gateway", "serve"]);
+      expect(environment(pid)).toMatchObject({
+        MALLOC_ARENA_MAX: "4",
+        NODE_OPTIONS: "--max-semi-space-size=16",
+      });
+    } finally {
+      expect(await own.stop()).toBe(0);
+    }
   });
 
   it("a coordinator registers a model and aggregates a round; a participant may not (exit 8)", async () => {

@@ -1,8 +1,17 @@
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import {
+  GATEWAY_MALLOC_ARENAS,
+  GATEWAY_SEMI_SPACE_MB,
+  restartWithGatewaySettings,
+} from "../../util/gateway-memory.ts";
 import { positiveInt, run, untilSignal } from "../run.ts";
+
+/** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
+const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
 
 /** `id:d1,d2…` → a model to register at start. */
 function parseModel(value: string): { id: string; shape: number[] } {
@@ -50,10 +59,15 @@ State lives in the data dir: gateway.sqlite (challenges and the hash-chained aud
 and models/. Access tokens are signed with a key made at start, so they end when the
 gateway stops.
 
+Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
+--max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
+
 Examples:
   $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening`,
     )
+    // before anything runs: both settings take effect only when a process starts
+    .hook("preAction", () => restartWithGatewaySettings(KPARTY_BIN))
     .action(
       run(
         async (
