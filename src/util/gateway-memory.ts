@@ -28,7 +28,7 @@ const ARENA_TUNABLE = /(?:^|:)glibc\.malloc\.arena_max=/;
  * environment and Node options) do not already set. Both take effect only when a process
  * starts. An operator's own value wins: `--max-semi-space-size` in `execArgv` or in
  * NODE_OPTIONS, and MALLOC_ARENA_MAX or `glibc.malloc.arena_max` in GLIBC_TUNABLES.
- * (docs/performance.md, "Gateway memory": peak RSS under load 151.4–165.7 MB in seven runs
+ * (docs/performance.md, "Gateway memory": peak RSS under load 144.9–165.7 MB in ten runs
  * of `npm run bench` with both, against 173–185.7 MB in seven without.)
  */
 export function gatewayStartSettings(
