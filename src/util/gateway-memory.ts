@@ -56,8 +56,9 @@ const samePath = (a: string, b: string) => {
 /**
  * When this process is the command whose script is `entry` (`kparty`, not a test that runs
  * the CLI in-process) and lacks some of {@link gatewayStartSettings}, replaces it with the same
- * command started with them (`process.execve`: same PID, same stdio, nothing run twice; it
- * returns only if it cannot). Where the platform cannot, the gateway runs without them and
+ * command started with them (`process.execve`: same PID, same stdio; called before the
+ * command has done any of its work, only Node's start-up and the parsing of the arguments are
+ * run twice; it returns only if it cannot). Where the platform cannot, the gateway runs without them and
  * says so on stderr.
  */
 export function restartWithGatewaySettings(entry: string): void {
