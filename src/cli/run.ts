@@ -33,7 +33,11 @@ export function run<A extends unknown[], O extends object>(
 /** For `run`: the command reads no contract ABI (see `usesContracts`). */
 export const NO_CONTRACTS = { usesContracts: false } as const;
 
-/** Resolves on the first SIGINT or SIGTERM: how long-running commands (chain up, gateway serve) wait. */
+/**
+ * Resolves on the first SIGINT or SIGTERM: how long-running commands (chain up, gateway serve)
+ * wait. It listens from the call on, so call it before announcing that the command is ready:
+ * until then, either signal ends the process at once, without closing what it opened.
+ */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals) => {

@@ -193,11 +193,13 @@ Examples:
         const funder = await provider.getSigner(0);
         const deployment = await deployWithProgress(ctx, funder, founders, quorum, amount);
         const file = await ctx.saveDeployment(deployment, node.url);
+        // listening for SIGINT/SIGTERM before saying so: a supervisor may stop it at once
+        const stopped = untilSignal();
         ctx.out.result(
           { rpcUrl: node.url, deploymentFile: file, ...deployment, founders, quorum, pid: process.pid },
           [...deploymentLines(file, node.url, deployment, founders), "running; Ctrl-C stops the chain"],
         );
-        const signal = await untilSignal();
+        const signal = await stopped;
         ctx.out.info(`${signal}: stopping the chain`);
       }),
     );

@@ -127,11 +127,13 @@ Examples:
               },
             });
           });
+          // listening for SIGINT/SIGTERM before saying so: a supervisor may stop it at once
+          const stopped = untilSignal();
           ctx.out.result({ url, domain, dataDir: ctx.config.dataDir, pid: process.pid }, [
             `gateway listening on ${url} (domain ${domain})`,
             "running; Ctrl-C stops it",
           ]);
-          const signal = await untilSignal();
+          const signal = await stopped;
           ctx.out.info(`${signal}: stopping the gateway`);
         },
       ),
