@@ -2,6 +2,7 @@ import { type Command, InvalidArgumentError as InvalidOptionArgument } from "com
 import { contractsBuilt, ensureContractsBuilt } from "../devnet/build-contracts.ts";
 import { integerIn } from "../util/integer.ts";
 import { CliContext, type GlobalOptions } from "./context.ts";
+import type { Output } from "./output.ts";
 
 /**
  * Wraps a command's body: builds its context from the global and command options, runs it,
@@ -34,12 +35,18 @@ export function run<A extends unknown[], O extends object>(
 export const NO_CONTRACTS = { usesContracts: false } as const;
 
 /**
- * Resolves on the first SIGINT or SIGTERM: how long-running commands (chain up, gateway serve)
- * wait. It listens from the call on, so call it before announcing that the command is ready:
- * until then, either signal ends the process at once, without closing what it opened.
+ * How long-running commands (chain up, gateway serve) announce that they are ready and then
+ * wait: prints `value` (or the `human` lines) as the command's result and resolves on the
+ * first SIGINT or SIGTERM. It listens for both before printing, so a supervisor that stops the
+ * command as soon as it reads the ready line gets the command's own clean stop, never the
+ * signal's default action.
  */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
+export function readyUntilSignal(
+  out: Pick<Output, "result">,
+  value: unknown,
+  human: string | string[],
+): Promise<NodeJS.Signals> {
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
     const on = (signal: NodeJS.Signals) => {
       process.off("SIGINT", on);
       process.off("SIGTERM", on);
@@ -48,6 +55,8 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on("SIGINT", on);
     process.on("SIGTERM", on);
   });
+  out.result(value, human);
+  return signalled;
 }
 
 /** Splits a comma-separated option value. */

@@ -15,7 +15,7 @@ import { startHardhatNode } from "../../devnet/hardhat-node.ts";
 import { KPartyError } from "../../errors/index.ts";
 import type { CliContext } from "../context.ts";
 import { table } from "../output.ts";
-import { positiveInt, run, untilSignal } from "../run.ts";
+import { positiveInt, readyUntilSignal, run } from "../run.ts";
 
 /** `Name=did:ethr:…` → a founding member, checked against the chain the DID must live on. */
 function parseFounder(value: string, chainId: number): FoundingMember {
@@ -193,13 +193,11 @@ Examples:
         const funder = await provider.getSigner(0);
         const deployment = await deployWithProgress(ctx, funder, founders, quorum, amount);
         const file = await ctx.saveDeployment(deployment, node.url);
-        // listening for SIGINT/SIGTERM before saying so: a supervisor may stop it at once
-        const stopped = untilSignal();
-        ctx.out.result(
+        const signal = await readyUntilSignal(
+          ctx.out,
           { rpcUrl: node.url, deploymentFile: file, ...deployment, founders, quorum, pid: process.pid },
           [...deploymentLines(file, node.url, deployment, founders), "running; Ctrl-C stops the chain"],
         );
-        const signal = await stopped;
         ctx.out.info(`${signal}: stopping the chain`);
       }),
     );

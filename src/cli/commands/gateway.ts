@@ -8,7 +8,7 @@ import {
   GATEWAY_SEMI_SPACE_MB,
   restartWithGatewaySettings,
 } from "../../util/gateway-memory.ts";
-import { positiveInt, run, untilSignal } from "../run.ts";
+import { positiveInt, readyUntilSignal, run } from "../run.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
@@ -127,13 +127,11 @@ Examples:
               },
             });
           });
-          // listening for SIGINT/SIGTERM before saying so: a supervisor may stop it at once
-          const stopped = untilSignal();
-          ctx.out.result({ url, domain, dataDir: ctx.config.dataDir, pid: process.pid }, [
-            `gateway listening on ${url} (domain ${domain})`,
-            "running; Ctrl-C stops it",
-          ]);
-          const signal = await stopped;
+          const signal = await readyUntilSignal(
+            ctx.out,
+            { url, domain, dataDir: ctx.config.dataDir, pid: process.pid },
+            [`gateway listening on ${url} (domain ${domain})`, "running; Ctrl-C stops it"],
+          );
           ctx.out.info(`${signal}: stopping the gateway`);
         },
       ),
