@@ -61,6 +61,7 @@ const EXPECTED: Record<string, string[]> = {
     "buildMerkleTree",
     "caip10",
     "credentialIdOf",
+    "credentialJwtOf",
     "decodeJwt",
     "ethrNetworkName",
     "grantProblem",
@@ -73,6 +74,7 @@ const EXPECTED: Record<string, string[]> = {
     "parseDidEthr",
     "parseStatusEntries",
     "pickGrant",
+    "presentationJwtOf",
     "statusEntry",
   ],
   "src/gateway/index.ts": [

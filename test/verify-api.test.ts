@@ -1,7 +1,8 @@
+import { normalizeCredential, normalizePresentation } from "did-jwt-vc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postJson } from "./fixtures/http.ts";
+import { postJson, presentation as presentationFor } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { createWorld, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
 
 let world: KPartyWorld;
 beforeAll(async () => {
@@ -42,11 +43,55 @@ describe("POST /credentials/verify", () => {
     });
   });
 
-  it("accepts the object form, and reports a revoked token as not verified with its code", async () => {
+  it("verifies the JSON form did-jwt-vc makes of the token, with the checks VC-API clients list", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const res = await postJson(world.base, "/credentials/verify", {
+      verifiableCredential: normalizeCredential(cred.jwt),
+      options: { checks: ["proof", "credentialStatus", "expirationDate"] },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ verified: true, warnings: [], errors: [] });
+    expect(res.body.checks).toEqual(CREDENTIAL_CHECKS.map((check) => ({ check, passed: true })));
+  });
+
+  it("refuses a JSON form whose unsigned fields differ from its JWT: 400 jwt_mismatch with the field", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const form = normalizeCredential(cred.jwt) as unknown as Record<string, any>;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...form, issuer: world.orgB.did }, "issuer"],
+      [
+        { ...form, credentialSubject: { ...form.credentialSubject, actions: ["round:aggregate"] } },
+        "credentialSubject.actions",
+      ],
+      [
+        { ...form, credentialSubject: { ...form.credentialSubject, id: world.orgA.did } },
+        "credentialSubject.id",
+      ],
+      [{ ...form, type: ["VerifiableCredential"] }, "type"],
+      [{ ...form, expirationDate: "2099-01-01T00:00:00Z" }, "expirationDate"],
+    ];
+    for (const [body, field] of cases) {
+      const res = await postJson(world.base, "/credentials/verify", { verifiableCredential: body });
+      expect({ status: res.status, code: res.body.error?.code, field: res.body.error?.field }).toEqual({
+        status: 400,
+        code: "jwt_mismatch",
+        field,
+      });
+    }
+    const { credentialSubject: _, ...noSubject } = form;
+    const res = await postJson(world.base, "/credentials/verify", { verifiableCredential: noSubject });
+    expect({ status: res.status, code: res.body.error?.code, field: res.body.error?.field }).toEqual({
+      status: 400,
+      code: "malformed",
+      field: "credentialSubject",
+    });
+  });
+
+  it("reports a revoked token in JSON form as not verified with its code", async () => {
     const cred = await issue(world.orgA, world.alice);
     await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: cred.credentialId });
     const res = await postJson(world.base, "/credentials/verify", {
-      verifiableCredential: { proof: { jwt: cred.jwt } },
+      verifiableCredential: normalizeCredential(cred.jwt),
     });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ verified: false, errors: [{ code: "revoked" }] });
@@ -85,6 +130,10 @@ describe("POST /credentials/verify", () => {
       { verifiableCredential: cred.jwt, extra: 1 },
       { verifiableCredential: 42 },
       { verifiableCredential: cred.jwt, options: [] },
+      { verifiableCredential: cred.jwt, options: { checks: ["proof", "signature-off"] } },
+      { verifiableCredential: cred.jwt, options: { checks: "proof" } },
+      { verifiableCredential: { proof: { jwt: cred.jwt } } },
+      { options: {} },
     ]) {
       const res = await postJson(world.base, "/credentials/verify", body);
       expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 400, code: "malformed" });
@@ -163,5 +212,78 @@ describe("POST /presentations/verify without a challenge", () => {
       options: { challenge: "n" },
     });
     expect(asked.body).toMatchObject({ verified: false, errors: [{ code: "challenge_invalid" }] });
+  });
+});
+
+describe("POST /presentations/verify, JSON form and challenges", () => {
+  it("verifies the JSON form of a presentation and refuses one whose holder or credential differs from the signed one", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const revoked = await issue(world.orgA, world.alice);
+    await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: revoked.credentialId });
+    const vpJwt = await world.alice.handle.agent.kpartyCreatePresentation({
+      holder: world.alice.did,
+      credentials: [cred.jwt],
+      challenge: "caller-nonce",
+      domain: "verifier.example",
+    });
+    const form = normalizePresentation(vpJwt) as unknown as Record<string, any>;
+    const ok = await postJson(world.base, "/presentations/verify", {
+      verifiablePresentation: form,
+      options: { checks: ["proof"] },
+    });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ verified: true, holder: world.alice.did, errors: [] });
+    for (const [body, field] of [
+      [{ ...form, holder: world.mallory.did }, "holder"],
+      [{ ...form, verifiableCredential: [revoked.jwt] }, "verifiableCredential[0]"],
+      [
+        { ...form, verifiableCredential: [normalizeCredential(revoked.jwt)] },
+        "verifiableCredential[0].proof.jwt",
+      ],
+    ] as const) {
+      const res = await postJson(world.base, "/presentations/verify", { verifiablePresentation: body });
+      expect({ status: res.status, code: res.body.error?.code, field: res.body.error?.field }).toEqual({
+        status: 400,
+        code: "jwt_mismatch",
+        field,
+      });
+    }
+  });
+
+  it("consumes a challenge this gateway issued: a second verification and /auth/token then refuse it", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const minted = await postJson(world.base, "/challenges", {});
+    expect({ status: minted.status, domain: minted.body.domain }).toEqual({ status: 200, domain: DOMAIN });
+    const nonce = minted.body.challenge as string;
+    const vpJwt = await presentationFor(world, world.alice, cred.jwt, { challenge: nonce });
+    const first = await postJson(world.base, "/presentations/verify", { verifiablePresentation: vpJwt });
+    expect(first.body).toMatchObject({ verified: true, warnings: [], errors: [] });
+    expect(first.body.checks.map((c: { check: string }) => c.check)).toContain("presentation.challenge");
+    const second = await postJson(world.base, "/presentations/verify", {
+      verifiablePresentation: vpJwt,
+      options: { challenge: nonce },
+    });
+    expect(second.body).toMatchObject({ verified: false, errors: [{ code: "challenge_reused" }] });
+    const token = await postJson(world.base, "/auth/token", { presentation: vpJwt });
+    expect({ status: token.status, code: token.body.error?.code }).toEqual({
+      status: 401,
+      code: "challenge_reused",
+    });
+  });
+
+  it("says when a caller's challenge was only compared, never consumed", async () => {
+    const cred = await issue(world.orgA, world.alice);
+    const vpJwt = await presentationFor(world, world.alice, cred.jwt, { challenge: "caller-owned" });
+    for (let i = 0; i < 2; i++) {
+      const res = await postJson(world.base, "/presentations/verify", {
+        verifiablePresentation: vpJwt,
+        options: { challenge: "caller-owned" },
+      });
+      expect(res.body).toMatchObject({
+        verified: true,
+        warnings: [{ code: "challenge_not_issued_here" }],
+        errors: [],
+      });
+    }
   });
 });

@@ -22,6 +22,7 @@ export const EXIT = {
 const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   invalid_argument: EXIT.usage,
   malformed: EXIT.usage,
+  jwt_mismatch: EXIT.usage,
   invalid_update: EXIT.usage,
   payload_too_large: EXIT.usage,
   config_invalid: EXIT.config,

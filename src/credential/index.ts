@@ -17,6 +17,7 @@ export {
   statusEntry,
   VC_CONTEXT,
 } from "./format.ts";
+export { credentialJwtOf, presentationJwtOf } from "./json-form.ts";
 export { credentialIdOf, type DecodedJwt, decodeJwt } from "./jwt.ts";
 export { buildMerkleTree, type MerkleTree, merkleLeaf, merkleNode, merkleRootOf } from "./merkle.ts";
 export { isObject, parseStatusEntries } from "./status.ts";

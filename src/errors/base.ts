@@ -5,6 +5,7 @@
 export type KPartyErrorCode =
   // presentation and credential verification
   | "malformed"
+  | "jwt_mismatch"
   | "unsupported_alg"
   | "invalid_signature"
   | "expired"

@@ -7,6 +7,7 @@ import { ACTIONS, type Action, CREDENTIAL_TYPE, isModelSelector, STATUS_TYPE } f
 import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
 import { AuditLog } from "./audit.ts";
+import { integerHeader, jsonObject } from "./body.ts";
 import { createDidCache } from "./did-cache.ts";
 import { errorResponse } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
@@ -17,7 +18,7 @@ import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
 import { createStatusCache } from "./status-cache.ts";
 import { createTokenService } from "./tokens.ts";
-import type { CheckResult } from "./verify/checks.ts";
+import { parseVerifyRequest, vcApiChallenge, verification } from "./vc-api.ts";
 import { verifyEs256kAsync } from "./verify/es256k.ts";
 import { createEs256kPool } from "./verify/es256k-pool.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
@@ -101,77 +102,6 @@ export interface GatewayOptions {
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
-
-/** The body as a JSON object with only `allowed` keys, else `malformed` (unknown keys never pass silently). */
-function jsonObject(body: unknown, allowed: string[], shape: string): Record<string, unknown> {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new KPartyError("malformed", `the body must be a JSON object ${shape}`);
-  }
-  const unknown = Object.keys(body).filter((k) => !allowed.includes(k));
-  if (unknown.length) {
-    throw new KPartyError(
-      "malformed",
-      `unknown fields: ${unknown.join(", ")}; nothing in a request changes verification`,
-    );
-  }
-  return body as Record<string, unknown>;
-}
-
-/** Reads a VC-API request body: exactly `field` and optionally `options` with only `allowed` keys. */
-function parseVerifyRequest(
-  body: unknown,
-  field: string,
-  allowed: string[],
-): { jwt: string; options: Record<string, unknown> } {
-  const fields = jsonObject(body, [field, "options"], `{${field}, options?}`);
-  const { options = {} } = fields;
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new KPartyError("malformed", "options must be an object");
-  }
-  const unknownOptions = Object.keys(options as object).filter((k) => !allowed.includes(k));
-  if (unknownOptions.length) {
-    throw new KPartyError(
-      "malformed",
-      `unsupported options: ${unknownOptions.join(", ")} (options may add ${allowed.join(", ")}; no option removes a check)`,
-    );
-  }
-  const value = fields[field];
-  const jwt =
-    typeof value === "string" ? value : (value as { proof?: { jwt?: unknown } } | undefined)?.proof?.jwt;
-  if (typeof jwt !== "string" || jwt.length === 0) {
-    throw new KPartyError("malformed", `${field} must be a JWT, or an object with proof.jwt`);
-  }
-  return { jwt, options: options as Record<string, unknown> };
-}
-
-/**
- * A VC-API verification result: `verified` with every check run, or not verified with the
- * failing check's code. A chain that cannot be read is not a verdict: it is thrown (503).
- */
-async function verification<T extends { checks: CheckResult[] }>(
-  run: () => Promise<T>,
-  describe: (result: T) => Record<string, unknown>,
-) {
-  try {
-    const result = await run();
-    return { verified: true, checks: result.checks, errors: [], ...describe(result) };
-  } catch (error) {
-    if (!(error instanceof KPartyError) || error.code === "registry_unavailable") throw error;
-    return {
-      verified: false,
-      checks: (error.details.checks as CheckResult[] | undefined) ?? [],
-      errors: [{ code: error.code, message: error.shortMessage }],
-    };
-  }
-}
-
-/** A positive decimal integer from a header or path segment, else `malformed`. */
-function integerHeader(value: unknown, name: string): number {
-  if (typeof value !== "string" || !/^[1-9][0-9]{0,14}$/.test(value)) {
-    throw new KPartyError("malformed", `${name} must be a positive integer`);
-  }
-  return Number(value);
-}
 
 function parseTokenRequest(body: unknown): { presentation: string; request: ScopeRequest } {
   const { presentation, scope, models } = jsonObject(
@@ -441,11 +371,14 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.get("/openapi.json", async () => openapi);
 
-  app.post("/auth/challenge", async (request) => {
+  const issueChallenge = (request: FastifyRequest) => {
     limiter.take(`challenge:${clientOf(request)}`, challengesPerMinute, "challenges from this address");
     const { challenge, expiresAt } = challenges.issue(clientOf(request));
     return { challenge, domain, expiresAt: expiresAt.toISOString() };
-  });
+  };
+  app.post("/auth/challenge", async (request) => issueChallenge(request));
+  // VC-API's name for the same single-use challenge (for POST /presentations/verify)
+  app.post("/challenges", async (request) => issueChallenge(request));
 
   app.post("/auth/token", async (request) => {
     let holder: string | null = null;
@@ -541,19 +474,15 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     if (domain !== undefined && (typeof domain !== "string" || domain.length === 0)) {
       throw new KPartyError("malformed", "options.domain must be a non-empty string");
     }
+    const challengeCheck = vcApiChallenge(challenges, jwt, challenge as string | undefined);
     return verification(
       () =>
         verifier.verifyPresentation(jwt, {
           domain: (domain as string | undefined) ?? null,
-          consumeChallenge:
-            challenge === undefined
-              ? null
-              : (nonce) => {
-                  if (nonce !== challenge)
-                    throw new KPartyError("challenge_invalid", "the nonce is not the expected challenge");
-                },
+          ...challengeCheck.expectations,
         }),
       (p) => ({
+        ...(challengeCheck.warning ? { warnings: [challengeCheck.warning] } : {}),
         holder: p.holder,
         credential: { id: p.credential.credentialId, issuer: p.credential.issuer },
       }),

@@ -4,6 +4,7 @@ import type { CheckResult } from "./verify/checks.ts";
 /** The one place error codes become HTTP statuses. */
 export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   malformed: 400,
+  jwt_mismatch: 400,
   unsupported_alg: 400,
   invalid_argument: 400,
   invalid_signature: 401,
@@ -39,16 +40,24 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
 };
 
 export interface ErrorBody {
-  error: { code: KPartyErrorCode; message: string; checks?: CheckResult[] };
+  error: { code: KPartyErrorCode; message: string; field?: string; checks?: CheckResult[] };
 }
 
 /** Any thrown value as `[status, body]`; unexpected errors become `internal` without detail. */
 export function errorResponse(error: unknown): [number, ErrorBody] {
   if (error instanceof KPartyError) {
     const checks = error.details.checks as CheckResult[] | undefined;
+    const field = error.details.field;
     return [
       HTTP_STATUS[error.code] ?? 500,
-      { error: { code: error.code, message: error.shortMessage, ...(checks ? { checks } : {}) } },
+      {
+        error: {
+          code: error.code,
+          message: error.shortMessage,
+          ...(typeof field === "string" ? { field } : {}),
+          ...(checks ? { checks } : {}),
+        },
+      },
     ];
   }
   return [500, { error: { code: "internal", message: "internal error" } }];

@@ -1,5 +1,6 @@
 import { ACTIONS } from "../credential/index.ts";
 import { HTTP_STATUS } from "./errors.ts";
+import { VC_API_CHECKS } from "./vc-api.ts";
 
 const json = (schema: object) => ({ "application/json": { schema } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -21,6 +22,14 @@ function errors(...statuses: number[]) {
 }
 
 const bearer = [{ bearer: [] }];
+
+/** The 400/200 split of the VC-API verify endpoints. */
+const VERIFY_SPLIT =
+  "Structurally invalid input (a missing or wrongly typed @context, type, issuer, credentialSubject, " +
+  "issuanceDate or proof; an unknown option or check) is 400 malformed, and a JSON form whose unsigned " +
+  "fields differ from what its proof.jwt encodes is 400 jwt_mismatch, each with the field; neither is a " +
+  "verdict. A well-formed credential or presentation that fails a check (signature, window, anchoring, " +
+  "membership, status, challenge, audience) is 200 with verified: false and the failing check's code.";
 const modelId = {
   name: "id",
   in: "path",
@@ -63,6 +72,11 @@ export function openApiDocument(options: { domain: string }) {
               properties: {
                 code: ref("ErrorCode"),
                 message: { type: "string" },
+                field: {
+                  type: "string",
+                  description:
+                    "the request field that is malformed or differs from what its JWT encodes (e.g. credentialSubject.id)",
+                },
                 checks: { type: "array", items: ref("Check") },
               },
             },
@@ -83,12 +97,38 @@ export function openApiDocument(options: { domain: string }) {
             updatedAt: { type: "string", format: "date-time" },
           },
         },
+        JwtOrJsonForm: {
+          description:
+            "A JWT (compact JWS, ES256K), or its VCDM 1.1 JSON form with proof {type: JwtProof2020, jwt}: " +
+            "the JSON form must be exactly what proof.jwt decodes to (VC Data Model 1.1 §6.3.1), else 400.",
+          oneOf: [
+            { type: "string" },
+            {
+              type: "object",
+              required: ["@context", "type", "proof"],
+              properties: { proof: { type: "object" } },
+            },
+          ],
+        },
+        ChecksOption: {
+          type: "array",
+          items: { enum: VC_API_CHECKS },
+          description:
+            "Checks kparty runs on every verification anyway; listing one changes nothing. Others: 400.",
+        },
         Verification: {
           type: "object",
           required: ["verified", "checks", "errors"],
           properties: {
             verified: { type: "boolean" },
             checks: { type: "array", items: ref("Check") },
+            warnings: {
+              type: "array",
+              items: {
+                type: "object",
+                properties: { code: { type: "string" }, message: { type: "string" } },
+              },
+            },
             errors: {
               type: "array",
               items: { type: "object", properties: { code: ref("ErrorCode"), message: { type: "string" } } },
@@ -133,6 +173,26 @@ export function openApiDocument(options: { domain: string }) {
       "/auth/challenge": {
         post: {
           summary: "A single-use challenge (60 s) for one presentation",
+          responses: {
+            "200": {
+              description: "ok",
+              content: json({
+                type: "object",
+                required: ["challenge", "domain", "expiresAt"],
+                properties: {
+                  challenge: { type: "string" },
+                  domain: { type: "string" },
+                  expiresAt: { type: "string", format: "date-time" },
+                },
+              }),
+            },
+            ...errors(429),
+          },
+        },
+      },
+      "/challenges": {
+        post: {
+          summary: "VC-API: the same single-use challenge as /auth/challenge (one pool, one rate limit)",
           responses: {
             "200": {
               description: "ok",
@@ -197,6 +257,7 @@ export function openApiDocument(options: { domain: string }) {
       "/credentials/verify": {
         post: {
           summary: "VC-API: verify one K-th Party token (options may add checks, never remove them)",
+          description: VERIFY_SPLIT,
           requestBody: {
             required: true,
             content: json({
@@ -204,11 +265,14 @@ export function openApiDocument(options: { domain: string }) {
               required: ["verifiableCredential"],
               additionalProperties: false,
               properties: {
-                verifiableCredential: {},
+                verifiableCredential: ref("JwtOrJsonForm"),
                 options: {
                   type: "object",
                   additionalProperties: false,
-                  properties: { anchorProof: { type: "array", items: { type: "string" } } },
+                  properties: {
+                    checks: ref("ChecksOption"),
+                    anchorProof: { type: "array", items: { type: "string" } },
+                  },
                 },
               },
             }),
@@ -222,6 +286,11 @@ export function openApiDocument(options: { domain: string }) {
       "/presentations/verify": {
         post: {
           summary: "VC-API: verify a presentation and its token (options may add checks, never remove them)",
+          description:
+            `${VERIFY_SPLIT} A nonce that this gateway issued (POST /challenges or /auth/challenge) is ` +
+            "single-use on every endpoint: verifying it here consumes it, named in options.challenge or not. " +
+            "An options.challenge this gateway did not issue is only compared with the presentation's nonce " +
+            "(the caller must keep it single-use), and the result carries the warning challenge_not_issued_here.",
           requestBody: {
             required: true,
             content: json({
@@ -229,11 +298,15 @@ export function openApiDocument(options: { domain: string }) {
               required: ["verifiablePresentation"],
               additionalProperties: false,
               properties: {
-                verifiablePresentation: {},
+                verifiablePresentation: ref("JwtOrJsonForm"),
                 options: {
                   type: "object",
                   additionalProperties: false,
-                  properties: { challenge: { type: "string" }, domain: { type: "string" } },
+                  properties: {
+                    checks: ref("ChecksOption"),
+                    challenge: { type: "string" },
+                    domain: { type: "string" },
+                  },
                 },
               },
             }),

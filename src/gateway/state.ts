@@ -121,6 +121,11 @@ export class ChallengeStore {
       throw new KPartyError("challenge_invalid", "the challenge has expired");
   }
 
+  /** Whether `challenge` was issued here (used or not, expired or not, until pruned). */
+  issuedHere(challenge: string): boolean {
+    return this.#lookup.get(challenge) !== undefined;
+  }
+
   /** Marks `challenge` used; throws `challenge_reused`, or `challenge_invalid` if unknown or expired. */
   consume(challenge: string): void {
     const now = this.#now();
