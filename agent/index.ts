@@ -12,6 +12,7 @@ export { IssuedCredentialStore, type IssuedRecord } from "./issued-store.ts";
 export { openKeyring } from "./keyring.ts";
 export { type CreatePresentationArgs, type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
 export {
+  type DraftItem,
   type IKPartyIssuer,
   type IssueCredentialArgs,
   type IssuedCredential,

@@ -1,4 +1,5 @@
 import type { DataSource } from "typeorm";
+import { decodeJwt } from "../src/credential/index.ts";
 
 /** What the issuer agent remembers of each credential it signed. */
 export interface IssuedRecord {
@@ -59,7 +60,15 @@ const SCHEMA = [
 const ADDED_COLUMNS: [table: string, column: string, type: string][] = [
   ["kparty_issued", "anchor_root", "TEXT"],
   ["kparty_issued", "anchor_proof", "TEXT"],
+  // the credential's own `id` (its JWT's jti), by which VC-API clients name it
+  ["kparty_issued", "jti", "TEXT"],
 ];
+
+/** The `jti` of a credential JWT this store recorded, or null. */
+function jtiOf(jwt: string): string | null {
+  const { jti } = decodeJwt(jwt).payload;
+  return typeof jti === "string" ? jti : null;
+}
 
 interface Row {
   credential_id: string;
@@ -111,6 +120,16 @@ export class IssuedCredentialStore {
       if (!columns.some((c) => c.name === column))
         await db.query(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
+    const unnamed: { credential_id: string; jwt: string }[] = await db.query(
+      "SELECT credential_id, jwt FROM kparty_issued WHERE jti IS NULL",
+    );
+    for (const row of unnamed) {
+      await db.query("UPDATE kparty_issued SET jti = ? WHERE credential_id = ?", [
+        jtiOf(row.jwt),
+        row.credential_id,
+      ]);
+    }
+    await db.query("CREATE INDEX IF NOT EXISTS kparty_issued_jti ON kparty_issued (jti)");
     return new IssuedCredentialStore(db);
   }
 
@@ -149,8 +168,8 @@ export class IssuedCredentialStore {
       for (const r of records) {
         await tx.query(
           `INSERT INTO kparty_issued (credential_id, issuer, issuer_account, subject, status_index, jwt, issued_at,
-             anchored_block, anchor_tx, anchor_root, anchor_proof)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             anchored_block, anchor_tx, anchor_root, anchor_proof, jti)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           [
             r.credentialId,
             r.issuer,
@@ -163,6 +182,7 @@ export class IssuedCredentialStore {
             r.anchorTx,
             r.anchorRoot,
             JSON.stringify(r.anchorProof),
+            jtiOf(r.jwt),
           ],
         );
       }
@@ -219,10 +239,12 @@ export class IssuedCredentialStore {
     };
   }
 
+  /** The record of a credential by its credential id (`0x…`) or by its own `id` (the JWT's jti). */
   async get(credentialId: string): Promise<IssuedRecord | undefined> {
-    const rows: Row[] = await this.#db.query(`SELECT * FROM kparty_issued WHERE credential_id = ?`, [
-      credentialId.toLowerCase(),
-    ]);
+    const rows: Row[] = await this.#db.query(
+      `SELECT * FROM kparty_issued WHERE credential_id = ? OR jti = ? LIMIT 1`,
+      [credentialId.toLowerCase(), credentialId],
+    );
     return rows[0] ? fromRow(rows[0]) : undefined;
   }
 

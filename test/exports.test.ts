@@ -76,6 +76,7 @@ const EXPECTED: Record<string, string[]> = {
     "pickGrant",
     "presentationJwtOf",
     "statusEntry",
+    "w3cCredential",
   ],
   "src/gateway/index.ts": [
     "AuditLog",

@@ -31,10 +31,15 @@ import {
 import {
   type Action,
   buildMerkleTree,
+  CREDENTIAL_TYPE,
+  type CredentialDraft,
   credentialIdOf,
   grantProblem,
+  isObject,
   kpartyCredential,
   type Role,
+  VC_CONTEXT,
+  w3cCredential,
 } from "../../src/credential/index.ts";
 import { KPartyError } from "../../src/errors/index.ts";
 import type { IssuedCredentialStore, IssuedRecord } from "../issued-store.ts";
@@ -54,10 +59,24 @@ export interface IssueCredentialArgs {
   validFrom?: Date;
   /** End of validity (default: 30 days after `validFrom`). */
   validUntil?: Date;
+  /** The credential's `id` (its JWT's `jti`; default: a fresh `urn:uuid:`). */
+  id?: string;
 }
 
-/** One credential of a batch: everything but the issuer. */
+/** One K-th Party token of a batch: everything but the issuer. */
 export type IssueItem = Omit<IssueCredentialArgs, "issuer">;
+
+/**
+ * Another W3C credential, as a VC-API client drafted it: signed as it is, with the issuer's
+ * status entries, and anchored like a K-th Party token. It grants nothing at a gateway (only
+ * a `KPartyCredential` does, which must come as an {@link IssueItem}, whose claims are checked).
+ */
+export interface DraftItem {
+  draft: CredentialDraft;
+  id?: string;
+  validFrom?: Date;
+  validUntil?: Date;
+}
 
 export interface IssuedCredential {
   jwt: string;
@@ -86,10 +105,13 @@ export interface StatusChange {
 /** kparty's issuer methods: issue and anchor K-th Party tokens, change their status. */
 export interface IKPartyIssuer extends IPluginMethodMap {
   /** Signs a K-th Party token for `subject`, records it, anchors its id on the registry. */
-  kpartyIssueCredential(args: IssueCredentialArgs, context: IssuerContext): Promise<IssuedCredential>;
+  kpartyIssueCredential(
+    args: IssueCredentialArgs | ({ issuer: string } & DraftItem),
+    context: IssuerContext,
+  ): Promise<IssuedCredential>;
   /** Signs many tokens, records them, and anchors the Merkle root of their ids in one transaction. */
   kpartyIssueCredentials(
-    args: { issuer: string; credentials: IssueItem[] },
+    args: { issuer: string; credentials: (IssueItem | DraftItem)[] },
     context: IssuerContext,
   ): Promise<IssuedCredential[]>;
   /** Anchors whatever a crash left signed but not anchored (credential ids and batch roots). */
@@ -157,6 +179,28 @@ const DEFAULT_VALIDITY_MS = 30 * 24 * 3600 * 1000;
 function invalid(message: string): KPartyError {
   return new KPartyError("invalid_argument", message);
 }
+
+function validateDraft({ draft }: DraftItem): void {
+  if (!Array.isArray(draft?.context) || draft.context[0] !== VC_CONTEXT) {
+    throw invalid(`@context must start with ${VC_CONTEXT}`);
+  }
+  if (!Array.isArray(draft.type) || !draft.type.includes("VerifiableCredential")) {
+    throw invalid("type must include VerifiableCredential");
+  }
+  if (draft.type.includes(CREDENTIAL_TYPE)) {
+    throw invalid(
+      `a ${CREDENTIAL_TYPE} is issued from its claims (subject, role, models, actions), not as a draft`,
+    );
+  }
+  if (!isObject(draft.credentialSubject)) throw invalid("credentialSubject must be an object");
+  const { id } = draft.credentialSubject;
+  if (id !== undefined && (typeof id !== "string" || !URI.test(id))) {
+    throw invalid("credentialSubject.id must be a URI");
+  }
+}
+
+/** An absolute URI (a DID, a `urn:uuid:`, an https URL…), as VCDM wants ids. */
+const URI = /^[a-z][a-z0-9+.-]*:\S+$/i;
 
 function validateClaims(args: IssueCredentialArgs): void {
   if (typeof args.subject !== "string" || !/^did:[a-z0-9]+:\S+$/.test(args.subject)) {
@@ -252,12 +296,16 @@ export class KPartyIssuer implements IAgentPlugin {
    */
   private async sign(
     issuer: string,
-    items: IssueItem[],
+    items: (IssueItem | DraftItem)[],
     context: IssuerContext,
   ): Promise<{ wallet: WalletClient; account: string; records: IssuedRecord[] }> {
     const now = this.#options.now?.() ?? new Date();
     const windows = items.map((item) => {
-      validateClaims({ ...item, issuer });
+      if ("draft" in item) validateDraft(item);
+      else validateClaims({ ...item, issuer });
+      if (item.id !== undefined && (typeof item.id !== "string" || !URI.test(item.id))) {
+        throw invalid("id must be a URI");
+      }
       const validFrom = item.validFrom ?? now;
       const validUntil = item.validUntil ?? new Date(validFrom.getTime() + DEFAULT_VALIDITY_MS);
       if (
@@ -292,27 +340,35 @@ export class KPartyIssuer implements IAgentPlugin {
     for (const [i, item] of items.entries()) {
       const statusIndex = first + i;
       const { validFrom, validUntil } = windows[i] as (typeof windows)[number];
-      const credential = kpartyCredential({
+      const issuance = {
         issuer,
-        subject: item.subject,
-        claims: item,
         statusIndex,
         deployment: this.#options.deployment,
         validFrom,
         validUntil,
-      });
+        ...(item.id !== undefined ? { id: item.id } : {}),
+      };
+      const credential =
+        "draft" in item
+          ? w3cCredential({ ...item.draft, ...issuance })
+          : kpartyCredential({ ...issuance, subject: item.subject, claims: item });
+      const subject = "draft" in item ? item.draft.credentialSubject.id : item.subject;
       // did-jwt-vc, as Veramo's JWT credential provider calls it: the same bytes, without
       // the provider's two identifier lookups and its decoding of the result per credential
+      // A draft's subject keeps its id inside `vc` as well as in `sub` (VCDM 1.1 allows both): a
+      // subject with no other claim would otherwise be an empty object, which did-jwt-vc refuses.
+      const payload =
+        "draft" in item && typeof subject === "string" ? { ...credential, sub: subject } : credential;
       const jwt = await createVerifiableCredentialJwt(
         // did-jwt-vc types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
-        credential as unknown as CredentialPayload,
+        payload as unknown as CredentialPayload,
         { did: issuer, alg: "ES256K", signer: sign },
       );
       records.push({
         credentialId: credentialIdOf(jwt),
         issuer,
         issuerAccount: account,
-        subject: item.subject,
+        subject: typeof subject === "string" ? subject : "",
         statusIndex,
         jwt,
         issuedAt: now.toISOString(),
@@ -325,7 +381,10 @@ export class KPartyIssuer implements IAgentPlugin {
     return { wallet, account, records };
   }
 
-  private async issueOne(args: IssueCredentialArgs, context: IssuerContext): Promise<IssuedCredential> {
+  private async issueOne(
+    args: IssueCredentialArgs | ({ issuer: string } & DraftItem),
+    context: IssuerContext,
+  ): Promise<IssuedCredential> {
     const { issuer, ...item } = args;
     const { wallet, records } = await this.sign(issuer, [item], context);
     const record = records[0] as IssuedRecord;
@@ -350,7 +409,7 @@ export class KPartyIssuer implements IAgentPlugin {
   }
 
   private async issueBatch(
-    args: { issuer: string; credentials: IssueItem[] },
+    args: { issuer: string; credentials: (IssueItem | DraftItem)[] },
     context: IssuerContext,
   ): Promise<IssuedCredential[]> {
     const items = args?.credentials;

@@ -1,4 +1,9 @@
-export { type CredentialPayloadArgs, kpartyCredential } from "./build.ts";
+export {
+  type CredentialDraft,
+  type CredentialPayloadArgs,
+  kpartyCredential,
+  w3cCredential,
+} from "./build.ts";
 export { grantProblem, isModelSelector, MODEL_ID, pickGrant } from "./claims.ts";
 export { ethrNetworkName, parseDidEthr } from "./did-ethr.ts";
 export {

@@ -1,0 +1,118 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { KPartyError } from "../errors/index.ts";
+import { writeFileAtomic } from "../util/atomic-file.ts";
+
+/** One client allowed to call a member's issuer service; only a hash of its key is kept. */
+export interface IssuerClient {
+  id: string;
+  name: string;
+  createdAt: string;
+  /** SHA-256 of the key's secret part, hex. */
+  secretHash: string;
+}
+
+/** What `add` returns: the client, and its API key, shown once and never stored. */
+export interface NewClient {
+  client: Omit<IssuerClient, "secretHash">;
+  apiKey: string;
+}
+
+const KEY = /^kpi_([0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
+const NAME = /^[\w .@-]{1,64}$/;
+
+const digest = (secret: string) => createHash("sha256").update(secret).digest("hex");
+
+/**
+ * The API keys of an issuer service's clients, in one JSON file of the member's data dir
+ * (mode 0600). A key is `kpi_<id>.<secret>` (256 random bits); the file keeps only the
+ * secret's SHA-256, so reading it grants nothing. Every change is written atomically.
+ *
+ * @example
+ * ```ts
+ * const clients = new IssuerClientStore(join(dataDir, "issuer-clients.json"));
+ * const { apiKey } = await clients.add("training-portal"); // give it to the client once
+ * clients.authenticate(`Bearer ${apiKey}`); // → the client, or null
+ * ```
+ */
+export class IssuerClientStore {
+  readonly #file: string;
+  #clients: IssuerClient[];
+
+  constructor(file: string) {
+    this.#file = file;
+    this.#clients = IssuerClientStore.#read(file);
+  }
+
+  static #read(file: string): IssuerClient[] {
+    if (!existsSync(file)) return [];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, "utf8"));
+    } catch (cause) {
+      throw new KPartyError("config_invalid", `issuer clients file ${file} is not valid JSON`, { cause });
+    }
+    const clients = (parsed as { clients?: unknown })?.clients;
+    const valid = (c: unknown): c is IssuerClient => {
+      const r = c as Record<string, unknown>;
+      return (
+        typeof r?.id === "string" &&
+        /^[0-9a-f]{12}$/.test(r.id) &&
+        typeof r.name === "string" &&
+        typeof r.createdAt === "string" &&
+        typeof r.secretHash === "string" &&
+        /^[0-9a-f]{64}$/.test(r.secretHash)
+      );
+    };
+    if (!Array.isArray(clients) || !clients.every(valid)) {
+      throw new KPartyError("config_invalid", `issuer clients file ${file} is not a list of clients`);
+    }
+    return clients;
+  }
+
+  async #save(clients: IssuerClient[]): Promise<void> {
+    await writeFileAtomic(this.#file, `${JSON.stringify({ clients }, null, 2)}\n`, 0o600);
+    this.#clients = clients;
+  }
+
+  /** Adds a client named `name` and returns its API key, which is not kept anywhere. */
+  async add(name: string, now = new Date()): Promise<NewClient> {
+    if (typeof name !== "string" || !NAME.test(name)) {
+      throw new KPartyError("invalid_argument", "a client name is 1-64 letters, digits, spaces or . _ @ -");
+    }
+    if (this.#clients.some((c) => c.name === name)) {
+      throw new KPartyError("conflict", `a client named ${name} exists already`, {
+        details: { hint: "remove it first, or choose another name" },
+      });
+    }
+    const id = randomBytes(6).toString("hex");
+    const secret = randomBytes(32).toString("base64url");
+    const client = { id, name, createdAt: now.toISOString(), secretHash: digest(secret) };
+    await this.#save([...this.#clients, client]);
+    return { client: { id, name, createdAt: client.createdAt }, apiKey: `kpi_${id}.${secret}` };
+  }
+
+  /** Removes the client with this id or name; `not_found` when there is none. */
+  async remove(idOrName: string): Promise<Omit<IssuerClient, "secretHash">> {
+    const client = this.#clients.find((c) => c.id === idOrName || c.name === idOrName);
+    if (!client) throw new KPartyError("not_found", `no issuer client ${idOrName}`);
+    await this.#save(this.#clients.filter((c) => c !== client));
+    return { id: client.id, name: client.name, createdAt: client.createdAt };
+  }
+
+  list(): Omit<IssuerClient, "secretHash">[] {
+    return this.#clients.map(({ id, name, createdAt }) => ({ id, name, createdAt }));
+  }
+
+  /** The client an `Authorization: Bearer kpi_…` header names, when its secret matches; else null. */
+  authenticate(authorization: string | undefined): Omit<IssuerClient, "secretHash"> | null {
+    const match = /^Bearer (\S+)$/.exec(authorization ?? "");
+    const parts = match ? KEY.exec(match[1] as string) : null;
+    if (!parts) return null;
+    const [, id, secret] = parts as unknown as [string, string, string];
+    const client = this.#clients.find((c) => c.id === id);
+    if (!client) return null;
+    const ok = timingSafeEqual(Buffer.from(digest(secret), "hex"), Buffer.from(client.secretHash, "hex"));
+    return ok ? { id: client.id, name: client.name, createdAt: client.createdAt } : null;
+  }
+}
