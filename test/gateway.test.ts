@@ -533,6 +533,9 @@ describe("access token lifetime: never past the credential", () => {
       passed: true,
     });
     expect(checks.at(-1)).toEqual({ check: "token.lifetime", passed: false, code: "expired" });
+    // the same instant, VC-API verification still judges the credential valid (within the skew)
+    const verified = await postJson(world.base, "/credentials/verify", { verifiableCredential: cred.jwt });
+    expect([verified.status, verified.body.verified]).toEqual([200, true]);
     expect(auditRows().at(-1)).toMatchObject({ route: "/auth/token", outcome: "denied", code: "expired" });
     // past the skew, the verifier itself refuses it
     at(exp + 60);

@@ -43,9 +43,10 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
  * bearer token of this gateway, whose credential is still within its validity window (`tokens`
  * re-checks the window the token carries, with the one clock skew: `credential_expired`), whose
  * scope has `action` (and, for `/models/:id…`, covers the model) and whose credential's
- * on-chain state still passes the verifier's judgement (`judgeCredentialState`). States come from `states` — in the gateway a cache invalidated by
- * the registry's events, so a revocation refuses live tokens as soon as the gateway has seen
- * its block. Every decision is audited before the reply.
+ * on-chain state still passes the verifier's judgement (`judgeCredentialState`). States come
+ * from `states` — in the gateway a cache invalidated by the registry's events, so a revocation
+ * refuses live tokens as soon as the gateway has seen its block. Every decision is audited
+ * before the reply.
  */
 export function createAccessGuard(options: GuardOptions) {
   const { tokens, states, audit } = options;
