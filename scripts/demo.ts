@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKPartyAgent, type IssuedCredential } from "../agent/index.ts";
 import { createChainClient, createProvider } from "../src/chain/index.ts";
+import { decodeJwt } from "../src/credential/index.ts";
 import {
   bootstrapConsortium,
   createParticipant,
@@ -139,7 +140,10 @@ async function main() {
       domain,
       ...(credential.anchor.root ? { anchorProof: credential.anchor.proof } : {}),
     });
-    return gw.token(vp, scope);
+    // expires_in counts from the grant, no earlier than the whole second the request was sent
+    const sentAt = Math.floor(Date.now() / 1000);
+    const token = await gw.token(vp, scope);
+    return { ...token, expiresAt: new Date((sentAt + token.expires_in) * 1000).toISOString() };
   }
 
   step(6, "Each one asks for a challenge, signs a presentation of its token, and gets an access token.");
@@ -148,7 +152,9 @@ async function main() {
     present(coordinator, coordinatorCredential),
   ]);
   for (const [i, t] of tokens.entries())
-    detail(`${(names[i] as string).padEnd(11)} scope "${t.scope}", expires in ${t.expires_in} s`);
+    detail(
+      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token, expires in ${t.expires_in} s (never after the credential)`,
+    );
   const [aliceToken, , , coordinatorToken] = tokens.map((t) => t.access_token) as [
     string,
     string,
@@ -208,6 +214,13 @@ async function main() {
   detail(`200: ${before.weights.length * 4} bytes, version ${before.version}`);
 
   const aliceCredential = batch[0] as IssuedCredential;
+  const aliceGrant = tokens[0] as (typeof tokens)[number];
+  const credentialExp = decodeJwt(aliceCredential.jwt).payload.exp as number;
+  const token = {
+    type: aliceGrant.token_type,
+    expiresAt: aliceGrant.expiresAt,
+    credentialExpiresAt: new Date(credentialExp * 1000).toISOString(),
+  };
   step(10, `${orgA.name} revokes Alice's token on chain (final).`);
   const revocation = await orgA.handle.agent.kpartyRevokeCredential({
     credentialId: aliceCredential.credentialId,
@@ -248,6 +261,7 @@ async function main() {
     issuer: orgA.did,
     holder: alice.did,
     credentialId: aliceCredential.credentialId,
+    token,
     before: { granted: true, status: 200, weightsBytes: before.weights.length * 4, version: before.version },
     after: { granted: false, code: live.code, status: live.status, presentation: fresh },
     revocationVisibleMs: visibleMs,

@@ -344,6 +344,9 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
         "fl-demo:4",
         "--verify-threads",
         "1",
+        // a day: longer than the remaining life of a one-day credential presented after its issuance
+        "--token-ttl",
+        "86400",
       ],
       // none of the memory settings set, whatever this machine's environment says
       { cwd: dir, env: { ...env, ...NO_MEMORY_SETTINGS } },
@@ -525,6 +528,53 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       stdout: "",
       stderr: "kparty: invalid_argument: weights file odd.f32 is not float32 values (5 bytes)\n",
     });
+  });
+
+  it("present caps the token at the credential's expiry even when --token-ttl outlives it", async () => {
+    const issued = await as("org-a", [
+      "credential",
+      "issue",
+      "--subject",
+      alice,
+      "--models",
+      "fl-demo",
+      "--actions",
+      "model:read",
+      "--valid-days",
+      "1",
+      "--out",
+      "alice-1d.json",
+    ]);
+    expect(issued.code).toBe(0);
+    const jwt = JSON.parse(readFileSync(join(dir, "alice-1d.json"), "utf8")).jwt as string;
+    const exp = JSON.parse(Buffer.from(jwt.split(".")[1] as string, "base64url").toString()).exp as number;
+    const presented = await as("alice", ["present", "--credential", "alice-1d.json", "--json"]);
+    const shown = json<{
+      tokenType: string;
+      expiresAt: string;
+      credentialExpiresAt: string;
+      sessionFile: string;
+    }>(presented);
+    expect(shown.tokenType).toBe("Bearer");
+    expect(shown.credentialExpiresAt).toBe(new Date(exp * 1000).toISOString());
+    // the gateway's 86,400 s TTL would end after the credential: the token ends with it (within the
+    // second the request was sent)
+    expect(Date.parse(shown.expiresAt)).toBeLessThanOrEqual(exp * 1000);
+    expect(Date.parse(shown.expiresAt)).toBeGreaterThan(exp * 1000 - 10_000);
+    const saved = JSON.parse(readFileSync(shown.sessionFile, "utf8"));
+    expect(saved).toMatchObject({
+      tokenType: "Bearer",
+      expiresAt: shown.expiresAt,
+      credentialExpiresAt: shown.credentialExpiresAt,
+    });
+    const human = await as("alice", ["present", "--credential", "alice-1d.json"]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain(`  token       Bearer, expires `);
+    expect(human.stdout).toContain(
+      `  credential  expires ${shown.credentialExpiresAt} (no token of it lives longer)`,
+    );
+    // alice's later tests use the token of her 30-day credential
+    json(await as("alice", ["present", "--credential", "alice.json", "--json"]));
   });
 
   it("the gateway runs libuv's thread pool with one thread per core, at least 2, unless UV_THREADPOOL_SIZE is set", async () => {

@@ -81,6 +81,7 @@ const EXPECTED: Record<string, string[]> = {
   "src/gateway/index.ts": [
     "AuditLog",
     "ChallengeStore",
+    "DEFAULT_CLOCK_SKEW_SECONDS",
     "GENESIS_HASH",
     "HTTP_STATUS",
     "REMOVED_ISSUER_POLICIES",

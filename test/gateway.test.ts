@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import type { CredentialPayload } from "@veramo/core";
 import { computeAddress, keccak256, toUtf8Bytes } from "ethers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { getAnchor } from "../src/chain/index.ts";
 import { credentialIdOf, kpartyCredential } from "../src/credential/index.ts";
 import type { ConsortiumMember } from "../src/devnet/index.ts";
@@ -25,6 +25,9 @@ import {
 } from "./fixtures/kparty.ts";
 
 const b64 = (text: string) => Buffer.from(text).toString("base64url");
+/** The payload of a JWT (credential, presentation or access token). */
+const jwtPayload = (jwt: unknown) =>
+  JSON.parse(Buffer.from(String(jwt).split(".")[1] as string, "base64url").toString()) as Record<string, any>;
 
 /** Signs a K-th Party credential with `signer`'s agent directly, bypassing the issuer plugin (no anchoring). */
 async function signOutsidePlugin(signer: ConsortiumMember, statusIndex: number): Promise<string> {
@@ -93,6 +96,7 @@ describe("gateway discovery", () => {
     expect(res.body.statusType).toBe("KPartyRegistryStatus");
     expect(res.body.actions).toEqual(["model:read", "model:infer", "model:contribute", "round:aggregate"]);
     expect(res.body.accessToken.key).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA" });
+    expect(res.body.accessToken).toMatchObject({ expiresIn: 300, clockSkewSeconds: 60 });
   });
 
   it("POST /auth/challenge returns a 256-bit challenge for this domain that expires in 60 s", async () => {
@@ -371,18 +375,24 @@ describe("request handling", () => {
     });
   });
 
-  it("refuses an access token past its lifetime: token_invalid", async () => {
+  it("refuses an access token past its lifetime and the 60 s clock skew: token_invalid", async () => {
     const cred = await issue(world.orgA, world.alice);
-    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
-    world.clock.offsetMs = 300_000;
+    const granted = Math.floor(Date.now() / 1000);
+    world.clock.atMs = granted * 1000 + 400;
     try {
-      const res = await getJson(world.base, `/models/${MODEL_ID}`, token);
-      expect({ status: res.status, code: res.body.error.code }).toEqual({
+      const res = await requestToken(world, world.alice, cred.jwt);
+      expect([res.body.expires_in, jwtPayload(res.body.access_token).exp]).toEqual([300, granted + 300]);
+      const token = res.body.access_token as string;
+      world.clock.atMs = (granted + 300 + 59) * 1000;
+      expect((await getJson(world.base, `/models/${MODEL_ID}`, token)).status).toBe(200);
+      world.clock.atMs = (granted + 300 + 60) * 1000;
+      const refused = await getJson(world.base, `/models/${MODEL_ID}`, token);
+      expect({ status: refused.status, code: refused.body.error.code }).toEqual({
         status: 401,
         code: "token_invalid",
       });
     } finally {
-      world.clock.offsetMs = 0;
+      delete world.clock.atMs;
     }
   });
 
@@ -420,6 +430,121 @@ describe("request handling", () => {
       credential_id: null,
       outcome: "denied",
       code: "holder_mismatch",
+    });
+  });
+});
+
+describe("access token lifetime: never past the credential", () => {
+  /** A credential of Alice's valid for two more minutes, and its exp (seconds). */
+  async function shortCredential() {
+    const cred = await issue(world.orgA, world.alice, { validUntil: new Date(Date.now() + 120_000) });
+    return { cred, exp: jwtPayload(cred.jwt).exp as number };
+  }
+  /** Freezes the gateway's clock 400 ms into second `seconds`. */
+  const at = (seconds: number) => {
+    world.clock.atMs = seconds * 1000 + 400;
+  };
+  const weights = (token: string) => getJson(world.base, `/models/${MODEL_ID}`, token);
+
+  afterEach(() => {
+    delete world.clock.atMs;
+  });
+
+  it("caps a token at the credential's exp when the TTL (300 s) outlives it; expires_in is exact", async () => {
+    const { cred, exp } = await shortCredential();
+    at(exp - 90);
+    const res = await requestToken(world, world.alice, cred.jwt);
+    expect(res.status).toBe(200);
+    expect(res.body.expires_in).toBe(90);
+    expect(jwtPayload(res.body.access_token)).toMatchObject({ iat: exp - 90, exp, cexp: exp });
+  });
+
+  it("refuses a live token with 401 credential_expired once the credential's exp + 60 s skew has passed, within the token's TTL", async () => {
+    const { cred, exp } = await shortCredential();
+    at(exp - 90); // the TTL would run to exp + 210
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    at(exp + 59);
+    expect((await weights(token)).status).toBe(200);
+    at(exp + 60);
+    const refused = await weights(token);
+    expect({ status: refused.status, code: refused.body.error.code }).toEqual({
+      status: 401,
+      code: "credential_expired",
+    });
+    expect(auditRows().at(-1)).toEqual({
+      route: "/models/:id",
+      holder: world.alice.did,
+      credential_id: cred.credentialId,
+      outcome: "denied",
+      code: "credential_expired",
+    });
+    // past the token's own TTL as well, the reason given is still the credential
+    at(exp + 211);
+    expect((await weights(token)).body.error.code).toBe("credential_expired");
+  });
+
+  it("caps a token at the presentation's exp when it comes first", async () => {
+    const { cred, exp } = await shortCredential();
+    at(exp - 90);
+    const challenge = (await postJson(world.base, "/auth/challenge", {})).body.challenge as string;
+    const vp = await world.alice.handle.agent.createVerifiablePresentation({
+      presentation: {
+        holder: world.alice.did,
+        verifiableCredential: [cred.jwt],
+        expirationDate: new Date((exp - 60) * 1000).toISOString(),
+      },
+      proofFormat: "jwt",
+      challenge,
+      domain: DOMAIN,
+    });
+    const vpJwt = (vp.proof as { jwt: string }).jwt;
+    expect(jwtPayload(vpJwt).exp).toBe(exp - 60);
+    const res = await postJson(world.base, "/auth/token", { presentation: vpJwt });
+    expect(res.status).toBe(200);
+    expect(res.body.expires_in).toBe(30);
+    expect(jwtPayload(res.body.access_token)).toMatchObject({ exp: exp - 60, cexp: exp });
+    // the token ends with the presentation (+ skew); the credential is still valid, so: token_invalid
+    at(exp - 60 + 59);
+    expect((await weights(res.body.access_token)).status).toBe(200);
+    at(exp);
+    const refused = await weights(res.body.access_token);
+    expect({ status: refused.status, code: refused.body.error.code }).toEqual({
+      status: 401,
+      code: "token_invalid",
+    });
+  });
+
+  it("grants a credential expiring within the skew only its remaining life, and refuses one already expired: expired", async () => {
+    const { cred, exp } = await shortCredential();
+    // 30 s left: a 30 s token
+    at(exp - 30);
+    const res = await requestToken(world, world.alice, cred.jwt);
+    expect([res.status, res.body.expires_in, jwtPayload(res.body.access_token).exp]).toEqual([200, 30, exp]);
+    // expired 30 s ago: within the 60 s the verifier tolerates, but no token may outlive it
+    at(exp + 30);
+    const late = await requestToken(world, world.alice, cred.jwt);
+    expectDenied(late, 401, "expired");
+    expect(late.body.error.message).toBe(
+      `the credential expired at ${new Date(exp * 1000).toISOString()}: no access token outlives it`,
+    );
+    const checks = late.body.error.checks as { check: string; passed: boolean; code?: string }[];
+    expect(checks.find((c) => c.check === "credential.validity")).toEqual({
+      check: "credential.validity",
+      passed: true,
+    });
+    expect(checks.at(-1)).toEqual({ check: "token.lifetime", passed: false, code: "expired" });
+    // the same instant, VC-API verification still judges the credential valid (within the skew)
+    const verified = await postJson(world.base, "/credentials/verify", { verifiableCredential: cred.jwt });
+    expect([verified.status, verified.body.verified]).toEqual([200, true]);
+    expect(auditRows().at(-1)).toMatchObject({ route: "/auth/token", outcome: "denied", code: "expired" });
+    // past the skew, the verifier itself refuses it
+    at(exp + 60);
+    const past = await requestToken(world, world.alice, cred.jwt);
+    expectDenied(past, 401, "expired");
+    expect((past.body.error.checks as { check: string }[]).at(-1)).toEqual({
+      check: "credential.validity",
+      passed: false,
+      code: "expired",
     });
   });
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyProtection, errorResponse } from "../src/gateway/index.ts";
 import { getJson, requestToken, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { createWorld, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+import { clockNow, createWorld, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
 
 let world: KPartyWorld;
 let server: FastifyInstance;
@@ -13,7 +13,12 @@ let protection: Awaited<ReturnType<typeof createKPartyProtection>>;
 beforeAll(async () => {
   world = await createWorld();
   // An existing inference server, protected by kparty without adopting the gateway.
-  protection = await createKPartyProtection({ gateway: world.base, chain: world.client });
+  // on the gateway's clock, so the tests can move both
+  protection = await createKPartyProtection({
+    gateway: world.base,
+    chain: world.client,
+    now: () => clockNow(world.clock),
+  });
   server = Fastify();
   server.setErrorHandler((error, _request, reply) => {
     const [status, body] = errorResponse(error);
@@ -75,6 +80,45 @@ describe("kparty protection mounted on another Fastify server", () => {
     await waitForSync(world.base, revoked.blockNumber);
     const atGateway = await getJson(world.base, `/models/${MODEL_ID}`, token);
     expect(atGateway.status).toBe(403);
+  });
+
+  it("refuses a live token with 401 credential_expired once the credential's exp + 60 s skew has passed, within the token's TTL", async () => {
+    const cred = await issue(world.orgA, world.alice, {
+      actions: ["model:infer"],
+      validUntil: new Date(Date.now() + 120_000),
+    });
+    const exp = JSON.parse(Buffer.from(cred.jwt.split(".")[1] as string, "base64url").toString())
+      .exp as number;
+    try {
+      world.clock.atMs = (exp - 90) * 1000 + 400; // the 300 s TTL would run to exp + 210
+      const res = await requestToken(world, world.alice, cred.jwt);
+      expect(res.body.expires_in).toBe(90);
+      const token = res.body.access_token as string;
+      world.clock.atMs = (exp + 59) * 1000;
+      expect((await infer(MODEL_ID, token)).status).toBe(200);
+      world.clock.atMs = (exp + 60) * 1000;
+      const refused = await infer(MODEL_ID, token);
+      expect([refused.status, refused.body.error.code]).toEqual([401, "credential_expired"]);
+    } finally {
+      delete world.clock.atMs;
+    }
+  });
+
+  it("refuses a negative clock skew with TypeError before asking the gateway anything", async () => {
+    const asked: string[] = [];
+    const recording: typeof fetch = (input, init) => {
+      asked.push(String(input));
+      return fetch(input, init);
+    };
+    await expect(
+      createKPartyProtection({
+        gateway: world.base,
+        chain: world.client,
+        clockSkewSeconds: -1,
+        fetch: recording,
+      }),
+    ).rejects.toThrow(TypeError);
+    expect(asked).toEqual([]);
   });
 
   it("refuses to start against a gateway on another deployment", async () => {

@@ -52,6 +52,7 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   domain_mismatch: EXIT.accessRefused,
   scope_denied: EXIT.accessRefused,
   token_invalid: EXIT.accessRefused,
+  credential_expired: EXIT.accessRefused,
   rate_limited: EXIT.accessRefused,
 };
 
@@ -71,6 +72,7 @@ const HINTS: Partial<Record<KPartyErrorCode, string>> = {
   insufficient_funds: "fund the account: `kparty chain fund <did>` on a local chain",
   issuer_not_member: "only consortium members issue; see `kparty member list`",
   token_invalid: "get a new access token with `kparty present`",
+  credential_expired: "the credential behind the access token has expired; ask its issuer for a new one",
   chain_reverted: "the contract refused the transaction; see `kparty status` and `kparty member list`",
 };
 

@@ -22,6 +22,7 @@ export type KPartyErrorCode =
   // access
   | "scope_denied"
   | "token_invalid"
+  | "credential_expired"
   | "rate_limited"
   | "payload_too_large"
   | "not_found"

@@ -23,6 +23,7 @@ import { verifyEs256kAsync } from "./verify/es256k.ts";
 import { createEs256kPool } from "./verify/es256k-pool.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import { createVerifier, type DidResolver } from "./verify/verifier.ts";
+import { resolveClockSkew } from "./verify/window.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -48,7 +49,11 @@ export interface GatewayOptions {
   tokenTtlSeconds?: number;
   /** Challenge lifetime (default 60 s). */
   challengeTtlSeconds?: number;
-  /** Tolerated clock difference for credential windows (default 60 s). */
+  /**
+   * The one tolerated clock difference (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60 s) for
+   * credential and presentation windows and for access tokens and the credential window they
+   * carry; never added to a token's lifetime (see `createTokenService`).
+   */
   clockSkewSeconds?: number;
   /** Credentials of issuers removed after issuance: `deny` (default) or `honor-issued-while-member`. */
   removedIssuerPolicy?: RemovedIssuerPolicy;
@@ -169,9 +174,11 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       throw new TypeError(`${name} must be a positive number`);
   }
   // Everything that validates its options comes before the event watcher starts polling.
+  const clockSkewSeconds = resolveClockSkew(options.clockSkewSeconds);
   const tokens = createTokenService({
     domain,
     now,
+    clockSkewSeconds,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
     ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
   });
@@ -199,7 +206,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       states: { get: (key) => states.get(key, { maxStalenessMs: tokenFreshnessMs }) },
       chain,
       now,
-      ...(options.clockSkewSeconds !== undefined ? { clockSkewSeconds: options.clockSkewSeconds } : {}),
+      clockSkewSeconds,
       ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
     });
   } catch (error) {
@@ -273,7 +280,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   app.decorate("kpartyRoutes", routes);
   app.decorate("kpartySyncedBlock", () => watcher.syncedBlock);
-  const openapi = openApiDocument({ domain });
+  const openapi = openApiDocument({ domain, clockSkewSeconds });
 
   app.setErrorHandler(async (error, request, reply) => {
     let mapped: unknown = error;
@@ -366,7 +373,13 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       challengeEndpoint: "/auth/challenge",
       audience: domain,
     },
-    accessToken: { format: "jwt", alg: "EdDSA", expiresIn: tokens.ttlSeconds, key: tokens.publicJwk },
+    accessToken: {
+      format: "jwt",
+      alg: "EdDSA",
+      expiresIn: tokens.ttlSeconds,
+      clockSkewSeconds,
+      key: tokens.publicJwk,
+    },
   }));
 
   app.get("/openapi.json", async () => openapi);
@@ -401,17 +414,32 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       }
       const { actions } = scope;
       const { credential } = verified;
-      const issued = tokens.issue({
-        holder,
-        credentialId: credential.credentialId,
-        anchorKey: credential.anchorKey,
-        issuerAccount: credential.issuerAccount,
-        revocationIndex: credential.revocationIndex,
-        suspensionIndex: credential.suspensionIndex,
-        actions,
-        models: scope.models,
-        ...(credential.claims.quota ? { requestsPerMinute: credential.claims.quota.requestsPerMinute } : {}),
-      });
+      let issued: ReturnType<typeof tokens.issue>;
+      try {
+        // capped at the credential's and the presentation's exp; `expired` if that is already past
+        issued = tokens.issue(
+          {
+            holder,
+            credentialId: credential.credentialId,
+            anchorKey: credential.anchorKey,
+            issuerAccount: credential.issuerAccount,
+            revocationIndex: credential.revocationIndex,
+            suspensionIndex: credential.suspensionIndex,
+            actions,
+            models: scope.models,
+            ...(credential.claims.quota
+              ? { requestsPerMinute: credential.claims.quota.requestsPerMinute }
+              : {}),
+            credentialNotBefore: credential.notBefore,
+            credentialExpiresAt: credential.expires,
+          },
+          verified.expires !== undefined ? { presentationExpiresAt: verified.expires } : {},
+        );
+      } catch (error) {
+        if (!(error instanceof KPartyError)) throw error;
+        const checks = [...verified.checks, { check: "token.lifetime", passed: false, code: error.code }];
+        throw new KPartyError(error.code, error.shortMessage, { details: { checks } });
+      }
       await audit.append({
         client: clientOf(request),
         route: "/auth/token",

@@ -16,6 +16,7 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   domain_mismatch: 401,
   did_unresolvable: 401,
   token_invalid: 401,
+  credential_expired: 401,
   not_anchored: 403,
   revoked: 403,
   suspended: 403,

@@ -40,11 +40,13 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
 
 /**
  * A guard factory: `requireAccess(action)` returns a preHandler that accepts only a valid
- * bearer token of this gateway whose scope has `action` (and, for `/models/:id…`, covers
- * the model) and whose credential's on-chain state still passes the verifier's judgement
- * (`judgeCredentialState`). States come from `states` — in the gateway a cache invalidated by
- * the registry's events, so a revocation refuses live tokens as soon as the gateway has seen
- * its block. Every decision is audited before the reply.
+ * bearer token of this gateway, whose credential is still within its validity window (`tokens`
+ * re-checks the window the token carries, with the one clock skew: `credential_expired`), whose
+ * scope has `action` (and, for `/models/:id…`, covers the model) and whose credential's
+ * on-chain state still passes the verifier's judgement (`judgeCredentialState`). States come
+ * from `states` — in the gateway a cache invalidated by the registry's events, so a revocation
+ * refuses live tokens as soon as the gateway has seen its block. Every decision is audited
+ * before the reply.
  */
 export function createAccessGuard(options: GuardOptions) {
   const { tokens, states, audit } = options;
@@ -91,11 +93,14 @@ export function createAccessGuard(options: GuardOptions) {
           outcome: "granted",
         });
       } catch (error) {
+        // an authentic token refused for its times names its holder and credential in the error
+        const named = error instanceof KPartyError ? error.details : {};
         await audit?.append({
           client: request.ip,
           route: request.routeOptions.url ?? request.url,
-          holder: claims?.holder ?? null,
-          credentialId: claims?.credentialId ?? null,
+          holder: claims?.holder ?? (typeof named.holder === "string" ? named.holder : null),
+          credentialId:
+            claims?.credentialId ?? (typeof named.credentialId === "string" ? named.credentialId : null),
           action,
           model,
           outcome: "denied",

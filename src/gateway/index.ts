@@ -44,3 +44,4 @@ export {
   type VerifiedPresentation,
   type Verifier,
 } from "./verify/verifier.ts";
+export { DEFAULT_CLOCK_SKEW_SECONDS } from "./verify/window.ts";

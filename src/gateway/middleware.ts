@@ -7,6 +7,7 @@ import { RateLimiter } from "./rate-limit.ts";
 import { createStatusCache } from "./status-cache.ts";
 import { createTokenVerifier, type TokenPublicKey } from "./tokens.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
+import { resolveClockSkew } from "./verify/window.ts";
 
 export interface ProtectionOptions {
   /** Base URL of the kparty gateway that issues the tokens (its domain and key come from `/.well-known/kparty`). */
@@ -14,6 +15,13 @@ export interface ProtectionOptions {
   /** The same deployment as the gateway's, for credential states and registry events. */
   chain: ChainClient;
   now?: () => number;
+  /**
+   * Tolerated clock difference between this server and the gateway and issuers, in seconds,
+   * applied to the token's expiry and to the credential window it carries. Default: the
+   * gateway's own (`accessToken.clockSkewSeconds` of `/.well-known/kparty`), else
+   * `DEFAULT_CLOCK_SKEW_SECONDS` (60).
+   */
+  clockSkewSeconds?: number;
   removedIssuerPolicy?: RemovedIssuerPolicy;
   /** Honour cached status only while the event feed is this fresh (default 5000 ms). */
   maxStalenessMs?: number;
@@ -26,10 +34,12 @@ export interface ProtectionOptions {
 
 /**
  * Protects routes of any Fastify server with kparty access tokens, without running the
- * gateway: tokens are checked with the gateway's public key, credential states come from the
- * chain through a cache invalidated by the registry's events (so a revocation refuses live
- * tokens within a poll), rate limits follow each credential's quota. Errors are `KPartyError`s;
- * map them with `errorResponse` (see docs/middleware.md).
+ * gateway: tokens are checked with the gateway's public key, the credential's validity window
+ * they carry is re-checked on every request (`credential_expired` once it has ended, with the
+ * same clock skew as the gateway), credential states come from the chain through a cache
+ * invalidated by the registry's events (so a revocation refuses live tokens within a poll),
+ * rate limits follow each credential's quota. Errors are `KPartyError`s; map them with
+ * `errorResponse` (see docs/middleware.md).
  *
  * @example
  * ```ts
@@ -41,13 +51,14 @@ export interface ProtectionOptions {
 export async function createKPartyProtection(options: ProtectionOptions) {
   const fetchFn = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
+  if (options.clockSkewSeconds !== undefined) resolveClockSkew(options.clockSkewSeconds); // TypeError before any request
   const wellKnown = (await (
     await fetchFn(`${options.gateway.replace(/\/$/, "")}/.well-known/kparty`)
   ).json()) as {
     domain: string;
     chainId: number;
     contracts: Record<string, string>;
-    accessToken: { key: TokenPublicKey };
+    accessToken: { key: TokenPublicKey; clockSkewSeconds?: number };
   };
   const { deployment } = options.chain;
   if (
@@ -57,7 +68,12 @@ export async function createKPartyProtection(options: ProtectionOptions) {
   ) {
     throw new TypeError("the gateway serves another chain or registry than the configured deployment");
   }
-  const tokens = createTokenVerifier({ domain: wellKnown.domain, publicJwk: wellKnown.accessToken.key, now });
+  const tokens = createTokenVerifier({
+    domain: wellKnown.domain,
+    publicJwk: wellKnown.accessToken.key,
+    now,
+    clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds),
+  });
   const watcher = createRegistryWatcher(options.chain, { now });
   const states = createStatusCache({
     chain: options.chain,

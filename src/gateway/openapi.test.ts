@@ -23,6 +23,31 @@ describe("OpenAPI document", () => {
     await gateway.close();
   });
 
+  it("states the token lifetime rule and the gateway's one clock skew, and publishes the skew", async () => {
+    for (const [clockSkewSeconds, expected] of [
+      [undefined, 60],
+      [30, 30],
+    ] as const) {
+      const gateway = await buildGateway({
+        ...offlineGatewayOptions(),
+        ...(clockSkewSeconds !== undefined ? { clockSkewSeconds } : {}),
+      });
+      const doc = (await gateway.inject({ method: "GET", url: "/openapi.json" })).json() as {
+        paths: { "/auth/token": { post: { description: string } } };
+        components: { schemas: { ErrorCode: { description: string } } };
+      };
+      const token = doc.paths["/auth/token"].post.description;
+      expect(token).toContain("the earliest of grant time + the gateway's TTL, the credential's exp and the");
+      expect(token).toContain(`the same ${expected} s skew`);
+      expect(doc.components.schemas.ErrorCode.description).toContain(
+        `refused once the credential's exp is ${expected} s past`,
+      );
+      const wellKnown = (await gateway.inject({ method: "GET", url: "/.well-known/kparty" })).json();
+      expect(wellKnown.accessToken.clockSkewSeconds).toBe(expected);
+      await gateway.close();
+    }
+  });
+
   it("lists every error code the gateway maps to a status", async () => {
     const gateway = await app();
     const doc = (await gateway.inject({ method: "GET", url: "/openapi.json" })).json() as {

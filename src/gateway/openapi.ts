@@ -1,6 +1,7 @@
 import { ACTIONS } from "../credential/index.ts";
 import { HTTP_STATUS } from "./errors.ts";
 import { VC_API_CHECKS } from "./vc-api.ts";
+import { DEFAULT_CLOCK_SKEW_SECONDS } from "./verify/window.ts";
 
 const json = (schema: object) => ({ "application/json": { schema } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -41,7 +42,8 @@ const modelId = {
  * The gateway's OpenAPI 3.1 document (served at `GET /openapi.json`). A test keeps it equal
  * to the routes the gateway registers and to its error codes.
  */
-export function openApiDocument(options: { domain: string }) {
+export function openApiDocument(options: { domain: string; clockSkewSeconds?: number }) {
+  const skew = options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
   return {
     openapi: "3.1.0",
     info: {
@@ -56,7 +58,16 @@ export function openApiDocument(options: { domain: string }) {
         bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT (EdDSA, typ at+jwt)" },
       },
       schemas: {
-        ErrorCode: { type: "string", enum: Object.keys(HTTP_STATUS) },
+        ErrorCode: {
+          type: "string",
+          enum: Object.keys(HTTP_STATUS),
+          description:
+            `Stable codes. Times of other parties' clocks are judged with one clock skew of ${skew} s. ` +
+            `\`expired\` (401): the credential or presentation has expired (at /auth/token). ` +
+            `\`credential_expired\` (401): the credential behind a live access token has expired — ` +
+            `refused once the credential's exp is ${skew} s past, checked before the token's own expiry ` +
+            "(`token_invalid`), so a token ended by its credential is refused for that reason.",
+        },
         Check: {
           type: "object",
           required: ["check", "passed"],
@@ -213,6 +224,14 @@ export function openApiDocument(options: { domain: string }) {
       "/auth/token": {
         post: {
           summary: "Exchange a presentation (VP JWT) of a K-th Party token for an access token",
+          description:
+            "The token's exp is the earliest of grant time + the gateway's TTL, the credential's exp and the " +
+            "presentation's exp (if it has one), exactly: no clock skew is added to the cap. `expires_in` is " +
+            "that capped lifetime. A grant whose capped lifetime would be 0 s or less is refused with " +
+            `\`expired\`, even when the verifier's ${skew} s clock skew still tolerates the credential. Every use of the ` +
+            "token re-checks the credential's validity window (carried in the token), its status and its " +
+            `issuer's membership; credential and token times are judged with the same ${skew} s skew, so a token ` +
+            "is never honoured at a time its credential would be refused (then: 401 `credential_expired`).",
           requestBody: {
             required: true,
             content: json({

@@ -1,7 +1,8 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject, randomUUID, sign, verify } from "node:crypto";
 import type { Action } from "../credential/index.ts";
 import { decodeJwt } from "../credential/index.ts";
-import { KPartyError } from "../errors/index.ts";
+import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
+import { resolveClockSkew, windowVerdict } from "./verify/window.ts";
 
 /** What a gateway access token grants, bound to one holder and one credential. */
 export interface AccessGrant {
@@ -16,11 +17,22 @@ export interface AccessGrant {
   models: string[];
   /** The credential's quota, if it sets one. */
   requestsPerMinute?: number;
+  /** The credential's `nbf` (seconds): carried in the token and re-checked on every use. */
+  credentialNotBefore: number;
+  /** The credential's `exp` (seconds): the token ends no later, and every use re-checks it. */
+  credentialExpiresAt: number;
 }
 
 export interface AccessClaims extends AccessGrant {
   tokenId: string;
+  /** The token's `exp` (seconds): the earliest of grant time + TTL, the credential's and the presentation's `exp`. */
   expiresAt: number;
+}
+
+/** A NumericDate as ISO 8601 (or as is, past the dates JavaScript can show). */
+function when(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? String(seconds) : date.toISOString();
 }
 
 export interface TokenServiceOptions {
@@ -32,16 +44,23 @@ export interface TokenServiceOptions {
   now: () => number;
   /** Ed25519 private key; a fresh one per gateway process by default (tokens then end with the process). */
   privateKey?: KeyObject;
+  /** Tolerated clock difference when judging a token's times (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60). */
+  clockSkewSeconds?: number;
 }
 
 /**
  * Short-lived access tokens: compact JWS, EdDSA (Ed25519) with the gateway's own key,
  * `typ: at+jwt`, bound to the holder DID, the credential id and the granted scope.
+ *
+ * A token never outlives what grounded it: its `exp` is the earliest of grant time + TTL, the
+ * credential's `exp` and the presentation's `exp` (exactly: no clock skew is added to a cap).
+ * It carries the credential's window (`cnbf`, `cexp`), which {@link createTokenVerifier}
+ * re-checks on every use.
  * @example
  * ```ts
  * const tokens = createTokenService({ domain: "gw.example", now: Date.now });
- * const { token } = tokens.issue(grant);
- * const claims = tokens.verify(token); // throws token_invalid
+ * const { token, expiresIn } = tokens.issue(grant, { presentationExpiresAt: vp.exp });
+ * const claims = tokens.verify(token); // throws credential_expired, token_invalid
  * ```
  */
 export function createTokenService(options: TokenServiceOptions) {
@@ -58,15 +77,45 @@ export function createTokenService(options: TokenServiceOptions) {
     .toString("hex")}`;
   const header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
   const jwk = { kty: "OKP" as const, crv: "Ed25519" as const, x: publicJwk.x as string, kid };
-  const verifier = createTokenVerifier({ domain: options.domain, publicJwk: jwk, now: options.now });
+  const verifier = createTokenVerifier({
+    domain: options.domain,
+    publicJwk: jwk,
+    now: options.now,
+    clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds),
+  });
 
   return {
     publicJwk: { ...jwk, alg: "EdDSA", use: "sig" },
     ttlSeconds: ttl,
 
-    issue(grant: AccessGrant): { token: string; expiresIn: number; claims: AccessClaims } {
+    /**
+     * Signs a token for `grant`. Its lifetime is capped at the credential's `exp` and at
+     * `presentationExpiresAt` (the presentation's `exp`, if it has one); a cap at or before the
+     * grant time throws `expired` (the credential or presentation has already expired, even if
+     * within the clock skew the verifier tolerates). `expiresIn` is the capped lifetime.
+     */
+    issue(
+      grant: AccessGrant,
+      bounds: { presentationExpiresAt?: number } = {},
+    ): { token: string; expiresIn: number; claims: AccessClaims } {
+      const { credentialNotBefore, credentialExpiresAt } = grant;
+      const { presentationExpiresAt } = bounds;
+      for (const value of [credentialNotBefore, credentialExpiresAt, presentationExpiresAt ?? 0]) {
+        if (!Number.isSafeInteger(value)) throw new TypeError("token bounds must be NumericDates (seconds)");
+      }
       const iat = Math.floor(options.now() / 1000);
-      const claims: AccessClaims = { ...grant, tokenId: randomUUID(), expiresAt: iat + ttl };
+      let exp = iat + ttl;
+      let cappedBy: "credential" | "presentation" | null = null;
+      if (credentialExpiresAt < exp) [exp, cappedBy] = [credentialExpiresAt, "credential"];
+      if (presentationExpiresAt !== undefined && presentationExpiresAt < exp)
+        [exp, cappedBy] = [presentationExpiresAt, "presentation"];
+      if (exp <= iat) {
+        throw new KPartyError(
+          "expired",
+          `the ${cappedBy} expired at ${when(exp)}: no access token outlives it`,
+        );
+      }
+      const claims: AccessClaims = { ...grant, tokenId: randomUUID(), expiresAt: exp };
       const payload = {
         iss: options.domain,
         aud: options.domain,
@@ -82,13 +131,15 @@ export function createTokenService(options: TokenServiceOptions) {
         scope: grant.actions.join(" "),
         models: grant.models,
         ...(grant.requestsPerMinute ? { rpm: grant.requestsPerMinute } : {}),
+        cnbf: credentialNotBefore,
+        cexp: credentialExpiresAt,
       };
       const input = `${header}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
       const signature = sign(null, Buffer.from(input), privateKey).toString("base64url");
-      return { token: `${input}.${signature}`, expiresIn: ttl, claims };
+      return { token: `${input}.${signature}`, expiresIn: exp - iat, claims };
     },
 
-    /** Checks signature, issuer, audience and expiry; throws `token_invalid`. */
+    /** See {@link createTokenVerifier}'s `verify`. */
     verify: verifier.verify,
   };
 }
@@ -104,6 +155,13 @@ export interface TokenPublicKey {
 /**
  * Verifies access tokens of the gateway at `domain` with its public key alone — what a model
  * or inference server needs to accept the gateway's tokens (see docs/middleware.md).
+ *
+ * Times are judged with the one clock skew (`clockSkewSeconds`, default
+ * `DEFAULT_CLOCK_SKEW_SECONDS`, 60 s — the verifier's): the credential's window carried in the
+ * token first (`credential_expired` once its `exp` is `skew` seconds past, `not_yet_valid`
+ * before its `nbf` minus `skew`), then the token's own `exp` (`token_invalid`). As a token's
+ * `exp` is at most its credential's, a token is never honoured at a time its credential would
+ * be refused, and a token ended by its credential is refused as `credential_expired`.
  * @example
  * ```ts
  * const { domain, accessToken } = await (await fetch(`${gateway}/.well-known/kparty`)).json();
@@ -115,9 +173,12 @@ export function createTokenVerifier(options: {
   domain: string;
   publicJwk: TokenPublicKey;
   now: () => number;
+  /** Tolerated clock difference, in seconds (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60). */
+  clockSkewSeconds?: number;
 }) {
   const { domain, publicJwk } = options;
   if (!domain) throw new TypeError("domain is required");
+  const skew = resolveClockSkew(options.clockSkewSeconds);
   if (publicJwk?.kty !== "OKP" || publicJwk.crv !== "Ed25519" || typeof publicJwk.kid !== "string") {
     throw new TypeError("publicJwk must be the gateway's Ed25519 JWK with its kid");
   }
@@ -129,7 +190,11 @@ export function createTokenVerifier(options: {
   }
 
   return {
-    /** Checks signature, issuer, audience and expiry; throws `token_invalid`. */
+    /**
+     * Checks signature, issuer, audience, then the credential's window (`credential_expired`,
+     * `not_yet_valid`), then the token's expiry; otherwise throws `token_invalid`. A refusal of
+     * an authentic token for its times carries `details.holder` and `details.credentialId`.
+     */
     verify(token: unknown): AccessClaims {
       let decoded: ReturnType<typeof decodeJwt>;
       try {
@@ -144,8 +209,29 @@ export function createTokenVerifier(options: {
       if (!verify(null, Buffer.from(signingInput), publicKey, signature))
         invalid("the access token signature is invalid");
       if (p.iss !== domain || p.aud !== domain) invalid("the access token is for another gateway");
-      if (typeof p.exp !== "number" || p.exp <= Math.floor(options.now() / 1000))
-        invalid("the access token has expired");
+      const { exp, cnbf, cexp } = p;
+      if (!Number.isSafeInteger(exp) || !Number.isSafeInteger(cnbf) || !Number.isSafeInteger(cexp))
+        invalid("the access token lacks its expiry or its credential's validity window");
+      const t = Math.floor(options.now() / 1000);
+      // An authentic token refused for its times: who it was for goes with the error (for the audit).
+      const late = (code: KPartyErrorCode, message: string): never => {
+        throw new KPartyError(code, message, { details: { holder: p.sub, credentialId: p.cid } });
+      };
+      // the credential first: a token its credential ended is refused for that reason
+      const credential = windowVerdict(t, cnbf as number, cexp as number, skew);
+      if (credential === "expired")
+        late(
+          "credential_expired",
+          `the credential behind the access token expired at ${when(cexp as number)}`,
+        );
+      if (credential === "not_yet_valid") {
+        late(
+          "not_yet_valid",
+          `the credential behind the access token is not valid before ${when(cnbf as number)}`,
+        );
+      }
+      if (windowVerdict(t, undefined, exp as number, skew) === "expired")
+        late("token_invalid", "the access token has expired");
       return {
         holder: p.sub as string,
         credentialId: p.cid as string,
@@ -156,8 +242,10 @@ export function createTokenVerifier(options: {
         actions: String(p.scope).split(" ") as Action[],
         models: p.models as string[],
         ...(typeof p.rpm === "number" ? { requestsPerMinute: p.rpm } : {}),
+        credentialNotBefore: cnbf as number,
+        credentialExpiresAt: cexp as number,
         tokenId: p.jti as string,
-        expiresAt: p.exp,
+        expiresAt: exp as number,
       };
     },
   };

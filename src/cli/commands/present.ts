@@ -1,6 +1,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
+import { decodeJwt } from "../../credential/index.ts";
 import { isKPartyError, KPartyError } from "../../errors/index.ts";
 import { createGatewayClient, type GatewayClient } from "../../gateway/client.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
@@ -12,7 +13,16 @@ import { readBundle } from "./credential.ts";
 export interface Session {
   gateway: string;
   accessToken: string;
+  /** The `token_type` the gateway answered ("Bearer"). */
+  tokenType: string;
+  /**
+   * When the token ends (ISO 8601): the gateway's `expires_in`, capped at the credential's and
+   * the presentation's expiry, counted from the whole second the request was sent — never
+   * later than the gateway's own `exp` on the same clock.
+   */
   expiresAt: string;
+  /** The presented credential's `exp` (ISO 8601): no token of it lives longer. */
+  credentialExpiresAt: string;
   scope: string;
   holder: string;
   credentialId: string;
@@ -37,7 +47,10 @@ export function gatewayClient(url: string): GatewayClient {
   });
 }
 
-/** The saved session; `token_invalid` when there is none or it has expired. */
+/**
+ * The saved session; `token_invalid` when there is none or it has expired, `credential_expired`
+ * when it ended because the credential behind it did.
+ */
 export async function loadSession(dataDir: string, now = Date.now()): Promise<Session> {
   let session: Session;
   try {
@@ -45,10 +58,26 @@ export async function loadSession(dataDir: string, now = Date.now()): Promise<Se
   } catch (cause) {
     throw new KPartyError("token_invalid", `no access token in ${dataDir}`, { cause });
   }
+  if (typeof session.accessToken === "string" && Date.parse(session.credentialExpiresAt) <= now) {
+    throw new KPartyError(
+      "credential_expired",
+      `the credential behind the access token in ${dataDir} expired at ${session.credentialExpiresAt}`,
+    );
+  }
   if (typeof session.accessToken !== "string" || !(Date.parse(session.expiresAt) > now)) {
     throw new KPartyError("token_invalid", `the access token in ${dataDir} has expired`);
   }
   return session;
+}
+
+/** The credential's `exp` as ISO 8601 (only reported here: the gateway judges it). */
+function credentialExpiry(jwt: string): string {
+  const exp = decodeJwt(jwt).payload.exp;
+  const date = new Date(typeof exp === "number" ? exp * 1000 : Number.NaN);
+  if (!Number.isSafeInteger(exp) || Number.isNaN(date.getTime())) {
+    throw new KPartyError("invalid_argument", "the credential's exp is not a date");
+  }
+  return date.toISOString();
 }
 
 export function registerPresent(program: Command): void {
@@ -62,7 +91,8 @@ export function registerPresent(program: Command): void {
       "after",
       `
 The access token is saved in the data dir (session.json, readable only by you) for the
-\`kparty model\` commands; it is never printed.
+\`kparty model\` commands; it is never printed. It ends no later than the credential
+(expiresAt <= credentialExpiresAt), whatever the gateway's --token-ttl.
 
 Examples:
   $ kparty present --credential alice.json --data-dir .kparty/alice
@@ -71,6 +101,7 @@ Examples:
     .action(
       run(async (ctx, options: { credential: string; gateway?: string; scope?: string }) => {
         const bundle = readBundle(options.credential);
+        const credentialExpiresAt = credentialExpiry(bundle.jwt);
         const url = (options.gateway ?? ctx.config.gateway.url).replace(/\/+$/, "");
         if (!/^https?:\/\/[^\s/]+/.test(url)) {
           throw new KPartyError("invalid_argument", `--gateway must be an http(s) URL, got "${url}"`);
@@ -99,11 +130,15 @@ Examples:
           domain,
           ...(bundle.anchor.root ? { anchorProof: bundle.anchor.proof } : {}),
         });
+        // expires_in counts from the gateway's grant, which is no earlier than this whole second
+        const sentAt = Math.floor(Date.now() / 1000);
         const token = await gw.token(presentation, options.scope);
         const session: Session = {
           gateway: url,
           accessToken: token.access_token,
-          expiresAt: new Date(Date.now() + token.expires_in * 1000).toISOString(),
+          tokenType: token.token_type,
+          expiresAt: new Date((sentAt + token.expires_in) * 1000).toISOString(),
+          credentialExpiresAt,
           scope: token.scope,
           holder: token.holder,
           credentialId: token.credential_id,
@@ -114,8 +149,9 @@ Examples:
         const { accessToken: _secret, ...shown } = session;
         ctx.out.result({ ...shown, models: token.models, sessionFile: file }, [
           `access granted by ${url}: ${token.scope}`,
-          `  models   ${token.models.join(", ")}`,
-          `  expires  ${session.expiresAt}`,
+          `  models      ${token.models.join(", ")}`,
+          `  token       ${session.tokenType}, expires ${session.expiresAt}`,
+          `  credential  expires ${session.credentialExpiresAt} (no token of it lives longer)`,
           `  token saved in ${file}`,
         ]);
       }),

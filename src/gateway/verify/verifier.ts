@@ -15,6 +15,7 @@ import { es256kKeys, type Relationship } from "./did-keys.ts";
 import { type Es256kKey, verifyEs256k } from "./es256k.ts";
 import { judgeCredentialState, REMOVED_ISSUER_POLICIES, type RemovedIssuerPolicy } from "./judge.ts";
 import { checkHeader, numericDate, parseTokenPayload, type TokenClaims } from "./structure.ts";
+import { resolveClockSkew, windowVerdict } from "./window.ts";
 
 /** The DID resolution capability the verifier needs (a Veramo agent with `IResolver` has it). */
 export interface DidResolver {
@@ -32,7 +33,7 @@ export interface VerifierOptions {
   chain: ChainClient;
   /** Clock in milliseconds (default `Date.now`). */
   now?: () => number;
-  /** Tolerated clock difference for `nbf`/`exp`, in seconds (default 60). */
+  /** Tolerated clock difference for `nbf`/`exp`, in seconds (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60). */
   clockSkewSeconds?: number;
   /** Credentials of issuers removed after issuance (default `deny`). */
   removedIssuerPolicy?: RemovedIssuerPolicy;
@@ -71,6 +72,8 @@ export interface VerifiedCredential extends TokenClaims {
 
 export interface VerifiedPresentation {
   holder: string;
+  /** The presentation's own `exp` (seconds), if it has one: an access token granted on it ends no later. */
+  expires?: number;
   credential: VerifiedCredential;
   checks: CheckResult[];
 }
@@ -112,9 +115,7 @@ export function createVerifier(options: VerifierOptions) {
   const { resolver, chain } = options;
   const verifySignature = options.verifySignature ?? verifyEs256k;
   const now = options.now ?? Date.now;
-  const skew = options.clockSkewSeconds ?? 60;
-  if (!Number.isFinite(skew) || skew < 0)
-    throw new TypeError("clockSkewSeconds must be a non-negative number");
+  const skew = resolveClockSkew(options.clockSkewSeconds);
   const policy = options.removedIssuerPolicy ?? "deny";
   const states = options.states ?? {
     get: (key: StatusKey) =>
@@ -162,10 +163,9 @@ export function createVerifier(options: VerifierOptions) {
   }
 
   function checkWindow(notBefore: number | undefined, expires: number | undefined, what: string) {
-    const t = Math.floor(now() / 1000);
-    if (notBefore !== undefined && notBefore > t + skew)
-      fail("not_yet_valid", `${what} is not valid before ${notBefore}`);
-    if (expires !== undefined && expires <= t - skew) fail("expired", `${what} expired at ${expires}`);
+    const verdict = windowVerdict(Math.floor(now() / 1000), notBefore, expires, skew);
+    if (verdict === "not_yet_valid") fail("not_yet_valid", `${what} is not valid before ${notBefore}`);
+    if (verdict === "expired") fail("expired", `${what} expired at ${expires}`);
   }
 
   /**
@@ -322,7 +322,8 @@ export function createVerifier(options: VerifierOptions) {
           });
         }
       });
-      return { holder, credential, checks: log.results };
+      const expires = payload.exp as number | undefined;
+      return { holder, ...(expires !== undefined ? { expires } : {}), credential, checks: log.results };
     },
   };
 }
