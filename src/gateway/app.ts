@@ -1,17 +1,20 @@
 import type { KeyObject } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
+import { JsonRpcProvider } from "ethers";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { type ChainClient, createRegistryWatcher, getChainStatus } from "../chain/index.ts";
 import { ACTIONS, type Action, CREDENTIAL_TYPE, isModelSelector, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
+import { redactSecrets, secretsOfUrl } from "../util/redact.ts";
 import { AuditLog } from "./audit.ts";
 import { createDidCache } from "./did-cache.ts";
-import { errorResponse } from "./errors.ts";
+import { clientMessage, errorResponse, HTTP_STATUS, isInternalError } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { openApiDocument } from "./openapi.ts";
+import { createOperatorLog, type OperatorLogStream } from "./operator-log.ts";
 import { grantScope, type ScopeRequest } from "./policy.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
@@ -57,6 +60,13 @@ export interface GatewayOptions {
   tokenKey?: KeyObject;
   /** Fastify request logging (default off). Bodies and headers are never logged. */
   logger?: boolean;
+  /**
+   * Where the causes of internal failures go (default `process.stderr`): clients get a fixed
+   * message per code (see `CLIENT_MESSAGES`), the operator one line per route and code every
+   * 10 s with the node's message, redacted: the credentials, path and query of URLs, and the
+   * secrets of the chain clients' JSON-RPC URLs wherever they appear, are replaced by `***`.
+   */
+  operatorLog?: OperatorLogStream;
   /** Requests a minute per credential without a `quota` (default 600). */
   defaultRequestsPerMinute?: number;
   /** Challenges a minute one client address may mint (default 60). */
@@ -101,6 +111,11 @@ export interface GatewayOptions {
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
+
+/** The JSON-RPC URL behind an ethers provider, whose secrets the operator's log must never show. */
+function rpcUrlOf(provider: unknown): string | null {
+  return provider instanceof JsonRpcProvider ? provider._getConnection().url : null;
+}
 
 /** The body as a JSON object with only `allowed` keys, else `malformed` (unknown keys never pass silently). */
 function jsonObject(body: unknown, allowed: string[], shape: string): Record<string, unknown> {
@@ -156,11 +171,12 @@ async function verification<T extends { checks: CheckResult[] }>(
     const result = await run();
     return { verified: true, checks: result.checks, errors: [], ...describe(result) };
   } catch (error) {
-    if (!(error instanceof KPartyError) || error.code === "registry_unavailable") throw error;
+    // a check that could not run (chain down, a crashed check) is not a verdict: 5xx, logged
+    if (!(error instanceof KPartyError) || (HTTP_STATUS[error.code] ?? 500) >= 500) throw error;
     return {
       verified: false,
       checks: (error.details.checks as CheckResult[] | undefined) ?? [],
-      errors: [{ code: error.code, message: error.shortMessage }],
+      errors: [{ code: error.code, message: clientMessage(error) }],
     };
   }
 }
@@ -277,12 +293,17 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     await pool?.close();
     throw error;
   }
+  const operatorLog = createOperatorLog({
+    stream: options.operatorLog ?? process.stderr,
+    secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+    now,
+  });
   const audit = new AuditLog(db, {
     now,
-    // on stderr whatever the request logging: the operator has to restart the gateway
+    // in the operator's log whatever the request logging: the operator has to restart the gateway
     onSyncFailure: (error) =>
-      process.stderr.write(
-        `kparty gateway: audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted\n`,
+      operatorLog.note(
+        `audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted`,
       ),
   });
   const limiter = new RateLimiter({ now });
@@ -300,7 +321,18 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
-    logger: options.logger ? { redact: ["req.headers.authorization"] } : false,
+    logger: options.logger
+      ? {
+          redact: ["req.headers.authorization"],
+          serializers: {
+            err: (e: Error) => ({
+              type: e.name,
+              message: redactSecrets(e.message),
+              stack: redactSecrets(e.stack ?? ""),
+            }),
+          },
+        }
+      : false,
   });
 
   app.addHook("onClose", async () => {
@@ -365,10 +397,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
           status === 413 ? "payload_too_large" : "malformed",
           "the request is malformed",
         );
-      } else {
-        request.log.error({ err: error }, "unexpected error");
       }
     }
+    const route = request.routeOptions.url ?? "(no route)";
+    if (isInternalError(mapped)) operatorLog.failure(`${request.method} ${route}`, error);
     // Access was granted, then the operation itself was refused: that is a decision too.
     if (request.kparty && mapped instanceof KPartyError) {
       try {
@@ -384,7 +416,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         });
       } catch (auditError) {
         // the request is refused either way; never let the error path itself fail
-        request.log.error({ err: auditError }, "audit append failed");
+        operatorLog.failure(`${request.method} ${route} (audit)`, auditError);
       }
     }
     const [status, body] = errorResponse(mapped);
@@ -406,14 +438,16 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.get("/healthz", async (_request, reply) => {
     // unavailable while the chain cannot be read, and for good once the audit log has failed
-    const unavailable = (error: unknown) =>
-      reply.code(503).send({
+    const unavailable = (error: unknown) => {
+      operatorLog.failure("GET /healthz", error);
+      return reply.code(503).send({
         status: "unavailable",
         chainId: chain.deployment.chainId,
         blockNumber: null,
         syncedBlock: watcher.syncedBlock,
         ...errorResponse(error)[1],
       });
+    };
     if (audit.failure) return unavailable(audit.failure);
     try {
       const { chainId, blockNumber } = await getChainStatus(chain);
