@@ -9,6 +9,7 @@ import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
 import { redactSecrets, secretsOfUrl } from "../util/redact.ts";
 import { AuditLog } from "./audit.ts";
+import { fastifyTrustProxy, rateLimitKey, type TrustProxy } from "./client-address.ts";
 import { createDidCache } from "./did-cache.ts";
 import { clientMessage, errorResponse, HTTP_STATUS, isInternalError } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
@@ -69,6 +70,14 @@ export interface GatewayOptions {
   operatorLog?: OperatorLogStream;
   /** Requests a minute per credential without a `quota` (default 600). */
   defaultRequestsPerMinute?: number;
+  /**
+   * Which reverse proxies are believed about the client's address (`X-Forwarded-For`): their
+   * addresses and CIDR ranges (a list, or comma-separated), or a number of hops (safe only when
+   * nothing reaches the gateway but through the proxies). Default: none, the socket's address
+   * is the client's. Rate limits and the audit log's `client` use that address; rate limits
+   * count an IPv6 client by its /64.
+   */
+  trustProxy?: TrustProxy;
   /** Challenges a minute one client address may mint (default 60). */
   challengesPerMinute?: number;
   /** VC-API verifications a minute per client address (default 600). */
@@ -237,6 +246,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
+  const trustProxy = fastifyTrustProxy(options.trustProxy);
   const maxInFlight = options.maxInFlight ?? 256;
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new TypeError("maxInFlight must be a positive integer");
@@ -321,6 +331,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
+    trustProxy,
     logger: options.logger
       ? {
           redact: ["req.headers.authorization"],
@@ -435,6 +446,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   );
 
   const clientOf = (request: FastifyRequest) => request.ip;
+  const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
   app.get("/healthz", async (_request, reply) => {
     // unavailable while the chain cannot be read, and for good once the audit log has failed
@@ -476,7 +488,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.get("/openapi.json", async () => openapi);
 
   app.post("/auth/challenge", async (request) => {
-    limiter.take(`challenge:${clientOf(request)}`, challengesPerMinute, "challenges from this address");
+    limiter.take(`challenge:${bucketOf(request)}`, challengesPerMinute, "challenges from this address");
     const { challenge, expiresAt } = challenges.issue(clientOf(request));
     return { challenge, domain, expiresAt: expiresAt.toISOString() };
   });
@@ -546,7 +558,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const verificationsPerMinute = options.verificationsPerMinute ?? 600;
 
   app.post("/credentials/verify", async (request) => {
-    limiter.take(`verify:${clientOf(request)}`, verificationsPerMinute, "verifications from this address");
+    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
     const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiableCredential", ["anchorProof"]);
     return verification(
       () => verifier.verifyCredential(jwt, opts.anchorProof),
@@ -563,7 +575,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
 
   app.post("/presentations/verify", async (request) => {
-    limiter.take(`verify:${clientOf(request)}`, verificationsPerMinute, "verifications from this address");
+    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
     const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiablePresentation", [
       "challenge",
       "domain",
