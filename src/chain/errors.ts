@@ -1,13 +1,15 @@
 import { type Interface, isError } from "ethers";
 import { KPartyError } from "../errors/index.ts";
+import { redactSecrets, secretsOfUrl } from "../util/redact.ts";
 
 /**
  * Maps anything thrown while talking to the chain to a {@link KPartyError}:
  * a decoded contract revert becomes `chain_reverted` (details: `error`, `args`), a
  * revert of another kind `chain_reverted` with its reason, an unfunded sender
  * `insufficient_funds`, a nonce clash `chain_rejected`, and everything else (node
- * unreachable, timeout, bad data from a wrong address) `registry_unavailable`, so
- * verification fails closed.
+ * unreachable, timeout, an error answer without revert data, bad data from a wrong address)
+ * `registry_unavailable`, so verification fails closed. Messages quote the node only through
+ * `redactSecrets`: the RPC URL's credentials, path and query never appear in them.
  */
 export function toChainError(error: unknown, action: string, ...interfaces: Interface[]): KPartyError {
   if (error instanceof KPartyError) return error;
@@ -25,7 +27,7 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
     }
     return new KPartyError("chain_reverted", `${action} reverted`, { details: { data }, cause: error });
   }
-  if (isError(error, "CALL_EXCEPTION")) {
+  if (isError(error, "CALL_EXCEPTION") && !nodeFailure(error)) {
     return new KPartyError("chain_reverted", `${action} reverted`, {
       details: { reason: error.reason ?? null },
       cause: error,
@@ -37,9 +39,11 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
       ? new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, {
           cause: error,
         })
-      : new KPartyError("chain_rejected", `${action}: the node rejected the transaction: ${rejection}`, {
-          cause: error,
-        });
+      : new KPartyError(
+          "chain_rejected",
+          `${action}: the node rejected the transaction: ${redactSecrets(rejection)}`,
+          { cause: error },
+        );
   }
   if (isError(error, "INSUFFICIENT_FUNDS")) {
     return new KPartyError("insufficient_funds", `${action}: the sending account cannot pay for gas`, {
@@ -57,10 +61,45 @@ export function toChainError(error: unknown, action: string, ...interfaces: Inte
   }
   const reason = isError(error, "BAD_DATA")
     ? "unexpected response (is the contract address right?)"
-    : error instanceof Error
-      ? error.message.split("\n")[0]
-      : String(error);
+    : nodeReason(error);
   return new KPartyError("registry_unavailable", `${action}: chain unavailable: ${reason}`, { cause: error });
+}
+
+/**
+ * An `eth_call` the node answered with a JSON-RPC error that carries no revert data and does
+ * not say "revert" (ethers still calls it `CALL_EXCEPTION`, "missing revert data"): the node
+ * failed, the contract did not refuse.
+ */
+function nodeFailure(error: { data?: unknown; info?: Record<string, unknown> }): boolean {
+  const nodeMessage = (error.info?.error as { message?: unknown } | undefined)?.message;
+  return (
+    error.data == null &&
+    typeof nodeMessage === "string" &&
+    !/revert/i.test(nodeMessage) &&
+    !revertData(error)
+  );
+}
+
+/**
+ * Why the chain could not be read, for the local user of the CLI and the operator's log (a
+ * gateway's clients get a fixed message): ethers' short message, the node's own error message
+ * if it gave one, and the system's error otherwise; URLs and the secrets of the request's
+ * URL redacted. Never ethers' full message, which dumps the request URL and the response body.
+ */
+function nodeReason(error: unknown): string {
+  if (!(error instanceof Error)) return redactSecrets(String(error).split("\n")[0] ?? "");
+  const e = error as Error & {
+    shortMessage?: unknown;
+    info?: { requestUrl?: unknown; responseStatus?: unknown; error?: { message?: unknown } };
+    error?: { message?: unknown };
+  };
+  const requestUrl = typeof e.info?.requestUrl === "string" ? e.info.requestUrl : "";
+  const nodeMessage = e.info?.error?.message ?? e.error?.message;
+  const text =
+    typeof e.shortMessage === "string"
+      ? `${e.shortMessage}${typeof nodeMessage === "string" ? ` (the node said: ${nodeMessage})` : ""}`
+      : (e.message.split("\n")[0] ?? "");
+  return redactSecrets(text, secretsOfUrl(requestUrl)).slice(0, 300);
 }
 
 /**

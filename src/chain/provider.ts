@@ -1,4 +1,5 @@
 import { FetchRequest, JsonRpcProvider } from "ethers";
+import { redactUrl } from "../util/redact.ts";
 
 export interface ProviderOptions {
   /** Milliseconds before one JSON-RPC request is abandoned (default 5000). */
@@ -23,7 +24,7 @@ export function createProvider(
   options: ProviderOptions = {},
 ): JsonRpcProvider {
   if (!/^(https?|wss?):\/\//.test(rpcUrl))
-    throw new TypeError(`rpcUrl must be an http(s) URL, got ${rpcUrl}`);
+    throw new TypeError(`rpcUrl must be an http(s) URL, got ${redactUrl(rpcUrl)}`);
   if (!Number.isSafeInteger(chainId) || chainId <= 0)
     throw new TypeError(`chainId must be a positive integer`);
   const request = new FetchRequest(rpcUrl);

@@ -55,6 +55,23 @@ describe("loadConfig", () => {
     expect(sub).not.toBe(config.dataDir);
   });
 
+  it("gateway.trustProxy: hops or addresses, from the file or KPARTY_GATEWAY_TRUST_PROXY; nothing else", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    const file = join(cwd, "t.json");
+    writeFileSync(file, JSON.stringify({ gateway: { trustProxy: "127.0.0.1, 10.0.0.0/8" } }));
+    expect(loadConfig({ explicitFile: file, cwd, env: {} }).gateway.trustProxy).toBe("127.0.0.1, 10.0.0.0/8");
+    writeFileSync(file, JSON.stringify({ gateway: { trustProxy: 2 } }));
+    expect(loadConfig({ explicitFile: file, cwd, env: {} }).gateway.trustProxy).toBe(2);
+    expect(loadConfig({ cwd, env: { KPARTY_GATEWAY_TRUST_PROXY: "1" } }).gateway.trustProxy).toBe(1);
+    expect(loadConfig({ cwd, env: {} }).gateway.trustProxy).toBeUndefined();
+    for (const trustProxy of ["everyone", true, ["127.0.0.1"], 1.5]) {
+      writeFileSync(file, JSON.stringify({ gateway: { trustProxy } }));
+      expect(codeOf(() => loadConfig({ explicitFile: file, cwd, env: {} }))).toBe(
+        `config_invalid: gateway.trustProxy in ${file} must be a number of hops or comma-separated addresses and CIDR ranges`,
+      );
+    }
+  });
+
   it("KPARTY_CONFIG names the file; a named file that is missing is config_invalid", () => {
     const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
     expect(codeOf(() => loadConfig({ cwd, env: { KPARTY_CONFIG: "nope.json" } }))).toBe(

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { KPartyError } from "../errors/index.ts";
+import { parseTrustProxy } from "../gateway/client-address.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 import { integerIn } from "../util/integer.ts";
 
@@ -23,6 +24,8 @@ export interface ConfigFile {
     port: number;
     /** The audience presentations name. */
     domain: string;
+    /** Reverse proxies believed about the client's address: hops, or addresses and CIDRs (default: none). */
+    trustProxy?: number | string;
   };
 }
 
@@ -52,6 +55,7 @@ export const ENVIRONMENT = {
   KPARTY_GATEWAY_HOST: "gateway.host",
   KPARTY_GATEWAY_PORT: "gateway.port",
   KPARTY_GATEWAY_DOMAIN: "gateway.domain",
+  KPARTY_GATEWAY_TRUST_PROXY: "gateway.trustProxy",
 } as const;
 
 type Key = (typeof ENVIRONMENT)[keyof typeof ENVIRONMENT];
@@ -97,6 +101,16 @@ function set(config: ConfigFile, key: Key, value: unknown, source: string): void
       break;
     case "gateway.port":
       config.gateway.port = checkInteger(key, value, source, 65535);
+      break;
+    case "gateway.trustProxy":
+      try {
+        if (typeof value !== "string" && typeof value !== "number") throw new TypeError();
+        config.gateway.trustProxy = parseTrustProxy(value);
+      } catch {
+        throw invalid(
+          `${key} in ${source} must be a number of hops or comma-separated addresses and CIDR ranges`,
+        );
+      }
       break;
     case "gateway.host":
     case "gateway.domain":

@@ -47,6 +47,23 @@ describe("CLI output", () => {
     expect(reportOf(new Error("boom"))).toEqual({ code: "internal", message: "boom", exitCode: 1 });
   });
 
+  it("never prints the credentials, path or query of a URL, not even in a --debug stack", () => {
+    const url = "https://alice:s3cr3t-pass@node.example/v3/abcdef0123456789secret?key=k3y";
+    const error = new KPartyError("registry_unavailable", `read state: chain unavailable at ${url}`, {
+      cause: new Error(`server response 500 (info={ "requestUrl": "${url}" })`),
+    });
+    expect(reportOf(error).message).toBe(
+      "read state: chain unavailable at https://***@node.example/v3/***?key=***",
+    );
+    const out = sink();
+    const err = sink();
+    new Output({ json: true, debug: true, stdout: out.stream, stderr: err.stream }).error(error);
+    expect(err.text()).toContain('caused by: Error: server response 500 (info={ "requestUrl": "https://***@');
+    for (const secret of ["s3cr3t-pass", "abcdef0123456789secret", "k3y", "alice"]) {
+      expect(out.text() + err.text()).not.toContain(secret);
+    }
+  });
+
   it("--json: the result is one JSON line on stdout, errors also as JSON; human text on stderr", () => {
     const out = sink();
     const err = sink();

@@ -1,5 +1,6 @@
 import { CommanderError } from "commander";
 import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
+import { redactSecrets } from "../util/redact.ts";
 
 /**
  * The `kparty` exit codes (documented in the README). Scripts switch on these; the error
@@ -107,8 +108,9 @@ export function reportOf(error: unknown): ReportedError {
   return { code: "internal", message: oneLine(message), exitCode: EXIT.internal };
 }
 
+/** The first line, with the credentials, path and query of any URL in it redacted. */
 function oneLine(text: string): string {
-  return (text.split("\n")[0] ?? "").trim().slice(0, 500);
+  return redactSecrets((text.split("\n")[0] ?? "").trim()).slice(0, 500);
 }
 
 /**
@@ -157,7 +159,7 @@ export class Output {
     if (this.debug && error instanceof Error) {
       let e: unknown = error;
       while (e instanceof Error) {
-        this.#stderr.write(`${e.stack ?? e.message}\n`);
+        this.#stderr.write(`${redactSecrets(e.stack ?? e.message)}\n`);
         e = e.cause;
         if (e) this.#stderr.write("caused by: ");
       }

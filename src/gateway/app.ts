@@ -1,18 +1,22 @@
 import type { KeyObject } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
+import { JsonRpcProvider } from "ethers";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { type ChainClient, createRegistryWatcher, getChainStatus } from "../chain/index.ts";
 import { ACTIONS, type Action, CREDENTIAL_TYPE, isModelSelector, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { FileModelStore } from "../models/index.ts";
+import { redactSecrets, secretsOfUrl } from "../util/redact.ts";
 import { AuditLog } from "./audit.ts";
 import { integerHeader, jsonObject } from "./body.ts";
+import { fastifyTrustProxy, rateLimitKey, type TrustProxy } from "./client-address.ts";
 import { createDidCache } from "./did-cache.ts";
-import { errorResponse } from "./errors.ts";
+import { errorResponse, isInternalError } from "./errors.ts";
 import { createAccessGuard, grantCoversModel } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { openApiDocument } from "./openapi.ts";
+import { createOperatorLog, type OperatorLogStream } from "./operator-log.ts";
 import { grantScope, type ScopeRequest } from "./policy.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
@@ -63,8 +67,23 @@ export interface GatewayOptions {
   tokenKey?: KeyObject;
   /** Fastify request logging (default off). Bodies and headers are never logged. */
   logger?: boolean;
+  /**
+   * Where the causes of internal failures go (default `process.stderr`): clients get a fixed
+   * message per code (see `CLIENT_MESSAGES`), the operator one line per route and code every
+   * 10 s with the node's message, redacted: the credentials, path and query of URLs, and the
+   * secrets of the chain clients' JSON-RPC URLs wherever they appear, are replaced by `***`.
+   */
+  operatorLog?: OperatorLogStream;
   /** Requests a minute per credential without a `quota` (default 600). */
   defaultRequestsPerMinute?: number;
+  /**
+   * Which reverse proxies are believed about the client's address (`X-Forwarded-For`): their
+   * addresses and CIDR ranges (a list, or comma-separated), or a number of hops (safe only when
+   * nothing reaches the gateway but through the proxies). Default: none, the socket's address
+   * is the client's. Rate limits and the audit log's `client` use that address; rate limits
+   * count an IPv6 client by its /64.
+   */
+  trustProxy?: TrustProxy;
   /** Challenges a minute one client address may mint (default 60). */
   challengesPerMinute?: number;
   /** VC-API verifications a minute per client address (default 600). */
@@ -107,6 +126,11 @@ export interface GatewayOptions {
 }
 
 const TOKEN_BODY_KEYS = new Set(["presentation", "scope", "models"]);
+
+/** The JSON-RPC URL behind an ethers provider, whose secrets the operator's log must never show. */
+function rpcUrlOf(provider: unknown): string | null {
+  return provider instanceof JsonRpcProvider ? provider._getConnection().url : null;
+}
 
 function parseTokenRequest(body: unknown): { presentation: string; request: ScopeRequest } {
   const { presentation, scope, models } = jsonObject(
@@ -156,6 +180,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
+  const trustProxy = fastifyTrustProxy(options.trustProxy);
   const maxInFlight = options.maxInFlight ?? 256;
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new TypeError("maxInFlight must be a positive integer");
@@ -214,12 +239,17 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     await pool?.close();
     throw error;
   }
+  const operatorLog = createOperatorLog({
+    stream: options.operatorLog ?? process.stderr,
+    secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+    now,
+  });
   const audit = new AuditLog(db, {
     now,
-    // on stderr whatever the request logging: the operator has to restart the gateway
+    // in the operator's log whatever the request logging: the operator has to restart the gateway
     onSyncFailure: (error) =>
-      process.stderr.write(
-        `kparty gateway: audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted\n`,
+      operatorLog.note(
+        `audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted`,
       ),
   });
   const limiter = new RateLimiter({ now });
@@ -237,7 +267,19 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
-    logger: options.logger ? { redact: ["req.headers.authorization"] } : false,
+    trustProxy,
+    logger: options.logger
+      ? {
+          redact: ["req.headers.authorization"],
+          serializers: {
+            err: (e: Error) => ({
+              type: e.name,
+              message: redactSecrets(e.message),
+              stack: redactSecrets(e.stack ?? ""),
+            }),
+          },
+        }
+      : false,
   });
 
   app.addHook("onClose", async () => {
@@ -302,10 +344,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
           status === 413 ? "payload_too_large" : "malformed",
           "the request is malformed",
         );
-      } else {
-        request.log.error({ err: error }, "unexpected error");
       }
     }
+    const route = request.routeOptions.url ?? "(no route)";
+    if (isInternalError(mapped)) operatorLog.failure(`${request.method} ${route}`, error);
     // Access was granted, then the operation itself was refused: that is a decision too.
     if (request.kparty && mapped instanceof KPartyError) {
       try {
@@ -321,7 +363,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
         });
       } catch (auditError) {
         // the request is refused either way; never let the error path itself fail
-        request.log.error({ err: auditError }, "audit append failed");
+        operatorLog.failure(`${request.method} ${route} (audit)`, auditError);
       }
     }
     const [status, body] = errorResponse(mapped);
@@ -340,17 +382,20 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   );
 
   const clientOf = (request: FastifyRequest) => request.ip;
+  const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
   app.get("/healthz", async (_request, reply) => {
     // unavailable while the chain cannot be read, and for good once the audit log has failed
-    const unavailable = (error: unknown) =>
-      reply.code(503).send({
+    const unavailable = (error: unknown) => {
+      operatorLog.failure("GET /healthz", error);
+      return reply.code(503).send({
         status: "unavailable",
         chainId: chain.deployment.chainId,
         blockNumber: null,
         syncedBlock: watcher.syncedBlock,
         ...errorResponse(error)[1],
       });
+    };
     if (audit.failure) return unavailable(audit.failure);
     try {
       const { chainId, blockNumber } = await getChainStatus(chain);
@@ -385,7 +430,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.get("/openapi.json", async () => openapi);
 
   const issueChallenge = (request: FastifyRequest) => {
-    limiter.take(`challenge:${clientOf(request)}`, challengesPerMinute, "challenges from this address");
+    limiter.take(`challenge:${bucketOf(request)}`, challengesPerMinute, "challenges from this address");
     const { challenge, expiresAt } = challenges.issue(clientOf(request));
     return { challenge, domain, expiresAt: expiresAt.toISOString() };
   };
@@ -473,7 +518,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const verificationsPerMinute = options.verificationsPerMinute ?? 600;
 
   app.post("/credentials/verify", async (request) => {
-    limiter.take(`verify:${clientOf(request)}`, verificationsPerMinute, "verifications from this address");
+    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
     const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiableCredential", ["anchorProof"]);
     return verification(
       () => verifier.verifyCredential(jwt, opts.anchorProof),
@@ -490,7 +535,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
 
   app.post("/presentations/verify", async (request) => {
-    limiter.take(`verify:${clientOf(request)}`, verificationsPerMinute, "verifications from this address");
+    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
     const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiablePresentation", [
       "challenge",
       "domain",

@@ -40,11 +40,72 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   internal: 500,
 };
 
+/**
+ * What a client is told for each code. A fixed message for every code whose error could carry
+ * a cause from inside the gateway (a node's message, the RPC URL, a file path, a stack): that
+ * cause goes to the operator's log only. `null` for codes that describe the client's own input
+ * (its JWT, its token, its request): their specific message is sent. A new code must be placed
+ * on one side or the other.
+ */
+export const CLIENT_MESSAGES: Record<KPartyErrorCode, string | null> = {
+  malformed: null,
+  jwt_mismatch: null,
+  unsupported_alg: null,
+  invalid_argument: null,
+  invalid_signature: null,
+  expired: null,
+  not_yet_valid: null,
+  holder_mismatch: null,
+  challenge_invalid: null,
+  challenge_reused: null,
+  domain_mismatch: null,
+  did_unresolvable: "a DID in the request does not resolve on the consortium's chain",
+  token_invalid: null,
+  credential_expired: null,
+  not_anchored: null,
+  revoked: null,
+  suspended: null,
+  issuer_not_member: null,
+  scope_denied: null,
+  not_found: null,
+  invalid_update: null,
+  conflict: null,
+  payload_too_large: null,
+  rate_limited: null,
+  registry_unavailable: "the consortium's registry cannot be read right now; retry later",
+  audit_unavailable:
+    "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
+  overloaded: "the gateway is at capacity; retry shortly",
+  chain_reverted: "internal error",
+  chain_rejected: "internal error",
+  insufficient_funds: "internal error",
+  wrong_passphrase: "internal error",
+  config_invalid: "internal error",
+  passphrase_required: "internal error",
+  unreachable: "internal error",
+  internal: "internal error",
+};
+
+/** The message a client may see for `error` (see {@link CLIENT_MESSAGES}). */
+export function clientMessage(error: KPartyError): string {
+  const fixed = CLIENT_MESSAGES[error.code];
+  // a code missing from the map (a value from outside the type) is treated as internal
+  return fixed === null ? error.shortMessage : (fixed ?? "internal error");
+}
+
+/** Whether `error` gets a fixed client message, so its cause belongs in the operator's log. */
+export function isInternalError(error: unknown): boolean {
+  return !(error instanceof KPartyError) || CLIENT_MESSAGES[error.code] !== null;
+}
+
 export interface ErrorBody {
   error: { code: KPartyErrorCode; message: string; field?: string; checks?: CheckResult[] };
 }
 
-/** Any thrown value as `[status, body]`; unexpected errors become `internal` without detail. */
+/**
+ * Any thrown value as `[status, body]`: a `KPartyError` with its code and the message of
+ * {@link clientMessage}; anything else as `internal`. No cause, URL or stack is ever in the body.
+ */
 export function errorResponse(error: unknown): [number, ErrorBody] {
   if (error instanceof KPartyError) {
     const checks = error.details.checks as CheckResult[] | undefined;
@@ -54,12 +115,12 @@ export function errorResponse(error: unknown): [number, ErrorBody] {
       {
         error: {
           code: error.code,
-          message: error.shortMessage,
+          message: clientMessage(error),
           ...(typeof field === "string" ? { field } : {}),
           ...(checks ? { checks } : {}),
         },
       },
     ];
   }
-  return [500, { error: { code: "internal", message: "internal error" } }];
+  return [500, { error: { code: "internal", message: CLIENT_MESSAGES.internal as string } }];
 }

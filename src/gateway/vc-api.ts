@@ -1,6 +1,7 @@
 import { credentialJwtOf, decodeJwt, presentationJwtOf } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import { jsonObject } from "./body.ts";
+import { clientMessage, HTTP_STATUS } from "./errors.ts";
 import type { ChallengeStore } from "./state.ts";
 import type { CheckResult } from "./verify/checks.ts";
 
@@ -53,7 +54,7 @@ export function parseVerifyRequest(
 
 /**
  * A VC-API verification result: `verified` with every check run, or not verified with the
- * failing check's code. A chain that cannot be read is not a verdict: it is thrown (503).
+ * failing check's code. A check that could not run is not a verdict: it is thrown (5xx).
  */
 export async function verification<T extends { checks: CheckResult[] }>(
   run: () => Promise<T>,
@@ -63,12 +64,13 @@ export async function verification<T extends { checks: CheckResult[] }>(
     const result = await run();
     return { verified: true, checks: result.checks, warnings: [], errors: [], ...describe(result) };
   } catch (error) {
-    if (!(error instanceof KPartyError) || error.code === "registry_unavailable") throw error;
+    // a check that could not run (chain down, a crashed check) is not a verdict: 5xx, logged
+    if (!(error instanceof KPartyError) || (HTTP_STATUS[error.code] ?? 500) >= 500) throw error;
     return {
       verified: false,
       checks: (error.details.checks as CheckResult[] | undefined) ?? [],
       warnings: [],
-      errors: [{ code: error.code, message: error.shortMessage }],
+      errors: [{ code: error.code, message: clientMessage(error) }],
     };
   }
 }

@@ -13,6 +13,7 @@ import { ethrNetworkName, parseDidEthr } from "../../credential/index.ts";
 // From the modules themselves: devnet/index.ts also loads the Veramo agent, which these commands do not need.
 import { startHardhatNode } from "../../devnet/hardhat-node.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { redactUrl } from "../../util/redact.ts";
 import type { CliContext } from "../context.ts";
 import { table } from "../output.ts";
 import { positiveInt, readyUntilSignal, run } from "../run.ts";
@@ -110,7 +111,7 @@ async function chainIdAt(rpcUrl: string): Promise<number> {
     if (typeof body.result !== "string") throw new Error(`no chain id in ${JSON.stringify(body)}`);
     return Number(body.result);
   } catch (cause) {
-    throw new KPartyError("registry_unavailable", `no JSON-RPC answer from ${rpcUrl}`, { cause });
+    throw new KPartyError("registry_unavailable", `no JSON-RPC answer from ${redactUrl(rpcUrl)}`, { cause });
   }
 }
 
@@ -174,7 +175,7 @@ Examples:
         if (!["127.0.0.1", "localhost"].includes(rpc.hostname)) {
           throw new KPartyError(
             "config_invalid",
-            `chain up serves 127.0.0.1, but rpcUrl is ${ctx.config.rpcUrl}`,
+            `chain up serves 127.0.0.1, but rpcUrl is ${redactUrl(ctx.config.rpcUrl)}`,
             {
               details: {
                 hint: "use `kparty deploy` for a remote network, or set rpcUrl to http://127.0.0.1:<port>",
@@ -260,7 +261,7 @@ Examples:
         if (chainId !== ctx.config.chainId) {
           throw new KPartyError(
             "config_invalid",
-            `${ctx.config.rpcUrl} serves chain ${chainId}, the configuration says ${ctx.config.chainId}`,
+            `${redactUrl(ctx.config.rpcUrl)} serves chain ${chainId}, the configuration says ${ctx.config.chainId}`,
             { details: { hint: "set chainId in the config or KPARTY_CHAIN_ID" } },
           );
         }
@@ -274,10 +275,12 @@ Examples:
           });
         }
         const deployment = await deployWithProgress(ctx, deployer, founders, quorum);
-        const file = await ctx.saveDeployment(deployment, ctx.config.rpcUrl);
+        // the deployment file is shared with other parties: it names the node without its credentials
+        const rpcUrl = redactUrl(ctx.config.rpcUrl);
+        const file = await ctx.saveDeployment(deployment, rpcUrl);
         ctx.out.result(
-          { rpcUrl: ctx.config.rpcUrl, deploymentFile: file, ...deployment, founders, quorum },
-          deploymentLines(file, ctx.config.rpcUrl, deployment, founders),
+          { rpcUrl, deploymentFile: file, ...deployment, founders, quorum },
+          deploymentLines(file, rpcUrl, deployment, founders),
         );
       }),
     );

@@ -1,8 +1,9 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError as InvalidOptionArgument } from "commander";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { parseTrustProxy } from "../../gateway/client-address.ts";
 import {
   GATEWAY_MALLOC_ARENAS,
   GATEWAY_SEMI_SPACE_MB,
@@ -41,6 +42,19 @@ export function registerGateway(program: Command): void {
     )
     .option("--domain <domain>", "the audience presentations must name (default: gateway.domain)")
     .option(
+      "--trust-proxy <hops|addresses>",
+      "believe X-Forwarded-For from these reverse proxies: comma-separated addresses and CIDR ranges, or a number of hops (default: gateway.trustProxy; none, the socket's address is the client's)",
+      (v) => {
+        try {
+          return parseTrustProxy(v);
+        } catch {
+          throw new InvalidOptionArgument(
+            `--trust-proxy must be a number of hops or comma-separated addresses and CIDR ranges, got "${v}"`,
+          );
+        }
+      },
+    )
+    .option(
       "--model <id:shape>",
       "register this model at start unless it exists (repeatable)",
       (v, acc: string[]) => [...acc, v],
@@ -64,7 +78,8 @@ Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${G
 
 Examples:
   $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101
-  $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening`,
+  $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
+  $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host`,
     )
     // before anything runs: both settings take effect only when a process starts
     .hook("preAction", () => restartWithGatewaySettings(KPARTY_BIN))
@@ -76,6 +91,7 @@ Examples:
             host?: string;
             port?: number;
             domain?: string;
+            trustProxy?: number | string;
             model: string[];
             tokenTtl: number;
             verifyThreads?: number;
@@ -106,6 +122,7 @@ Examples:
           const watcherProvider = createProvider(ctx.config.rpcUrl, deployment.chainId);
           ctx.onClose(() => watcherProvider.destroy());
           const domain = options.domain ?? ctx.config.gateway.domain;
+          const trustProxy = options.trustProxy ?? ctx.config.gateway.trustProxy;
           const app = await buildGateway({
             agent: verifier.agent,
             chain,
@@ -113,6 +130,7 @@ Examples:
             db,
             domain,
             tokenTtlSeconds: options.tokenTtl,
+            ...(trustProxy !== undefined ? { trustProxy } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });

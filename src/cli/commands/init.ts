@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
+import { redactUrl } from "../../util/redact.ts";
 import { checkConfig, DEFAULT_CONFIG_FILE, DEFAULTS, writeConfig } from "../config.ts";
 import { Output } from "../output.ts";
 import { positiveInt } from "../run.ts";
@@ -34,7 +35,7 @@ Examples:
 
 Environment variables override the file: KPARTY_RPC_URL, KPARTY_CHAIN_ID,
 KPARTY_DEPLOYMENT, KPARTY_DATA_DIR, KPARTY_GATEWAY_URL, KPARTY_GATEWAY_HOST,
-KPARTY_GATEWAY_PORT, KPARTY_GATEWAY_DOMAIN; flags override both.`,
+KPARTY_GATEWAY_PORT, KPARTY_GATEWAY_DOMAIN, KPARTY_GATEWAY_TRUST_PROXY; flags override both.`,
     )
     .action(async (_options: unknown, command: Command) => {
       const options = command.optsWithGlobals() as InitOptions;
@@ -50,9 +51,11 @@ KPARTY_GATEWAY_PORT, KPARTY_GATEWAY_DOMAIN; flags override both.`,
       if (options.gateway) content.gateway.url = options.gateway;
       checkConfig(content, "the options");
       await writeConfig(file, content, options.force === true);
-      out.result({ config: file, ...content }, [
+      // the file keeps the URL as given; what is printed names the node without its credentials
+      const rpcUrl = redactUrl(content.rpcUrl);
+      out.result({ config: file, ...content, rpcUrl }, [
         `wrote ${file}`,
-        `  rpcUrl      ${content.rpcUrl}`,
+        `  rpcUrl      ${rpcUrl}`,
         `  chainId     ${content.chainId}`,
         `  deployment  ${content.deployment}`,
         `  dataDir     ${content.dataDir}`,

@@ -141,7 +141,9 @@ export function createVerifier(options: VerifierOptions) {
     }
     const error = result.didResolutionMetadata?.error;
     if (error || !result.didDocument || result.didDocumentMetadata?.deactivated) {
-      fail("did_unresolvable", `${did} does not resolve${error ? ` (${error})` : ""}`);
+      // the resolver's error is quoted only when it is a bare code ("notFound"), never free text
+      const code = typeof error === "string" && /^[A-Za-z]{1,40}$/.test(error) ? ` (${error})` : "";
+      fail("did_unresolvable", `${did} does not resolve${code}`);
     }
     return result;
   }

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { KPartyError } from "../errors/index.ts";
+import { CLIENT_MESSAGES, errorResponse, isInternalError } from "./errors.ts";
+
+const NODE_TEXT =
+  'read credential state: chain unavailable: server response 500 (info={ "requestUrl": "https://u:p@node/v3/key" })';
+
+describe("errorResponse", () => {
+  it("answers an infrastructure error with the code's fixed message, never the cause's text", () => {
+    const error = new KPartyError("registry_unavailable", NODE_TEXT, { cause: new Error("ECONNREFUSED") });
+    expect(errorResponse(error)).toEqual([
+      503,
+      { error: { code: "registry_unavailable", message: CLIENT_MESSAGES.registry_unavailable } },
+    ]);
+  });
+
+  it.each([
+    ["audit_unavailable", 503],
+    ["overloaded", 503],
+    ["internal", 500],
+    ["did_unresolvable", 401],
+    ["chain_reverted", 500],
+    ["chain_rejected", 500],
+  ] as const)("gives %s a fixed message (status %i)", (code, status) => {
+    const [s, body] = errorResponse(new KPartyError(code, `details of ${NODE_TEXT}`));
+    expect([s, body.error.message]).toEqual([status, CLIENT_MESSAGES[code]]);
+    expect(JSON.stringify(body)).not.toContain("node");
+  });
+
+  it("keeps the specific message of an error about the client's own input, with its checks", () => {
+    const checks = [{ check: "credential.validity", passed: false, code: "expired" as const }];
+    const error = new KPartyError("expired", "credential expired at 123", { details: { checks } });
+    expect(errorResponse(error)).toEqual([
+      401,
+      { error: { code: "expired", message: "credential expired at 123", checks } },
+    ]);
+  });
+
+  it("answers anything else, and a code outside the type, as internal without detail", () => {
+    expect(errorResponse(new TypeError(NODE_TEXT))).toEqual([
+      500,
+      { error: { code: "internal", message: "internal error" } },
+    ]);
+    const alien = new KPartyError("made_up" as never, NODE_TEXT);
+    expect(errorResponse(alien)[1].error.message).toBe("internal error");
+  });
+});
+
+describe("isInternalError", () => {
+  it("is true for errors whose cause belongs in the operator's log, false for input errors", () => {
+    expect(isInternalError(new KPartyError("registry_unavailable", "x"))).toBe(true);
+    expect(isInternalError(new Error("x"))).toBe(true);
+    expect(isInternalError(new KPartyError("revoked", "x"))).toBe(false);
+  });
+});
