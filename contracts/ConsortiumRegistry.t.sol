@@ -76,6 +76,69 @@ contract ConsortiumRegistryFuzzTest {
         }
     }
 
+    /// A member's approval counts only within its current membership: removed and re-admitted
+    /// without a new vote, it has not approved (and execution lacks its approval); it may
+    /// approve again, and then it counts.
+    function testFuzz_approvalsDoNotSurviveRemoval(uint8 whoSeed) public {
+        address b = pool[1 + (whoSeed % 2)];
+        address c = b == pool[1] ? pool[2] : pool[1];
+        vm.prank(pool[0]);
+        uint256 pending = consortium.proposeQuorum(1); // pool[0]'s approval counts at once
+        vm.prank(b);
+        consortium.approve(pending);
+        require(consortium.approvalCount(pending) == 2, "two approvals expected");
+        vm.prank(pool[0]);
+        _pass(consortium.proposeRemoveMember(b), c);
+        require(consortium.approvalCount(pending) == 1, "removed member's approval counted");
+        vm.prank(pool[0]);
+        _pass(consortium.proposeAddMember(IConsortiumRegistry.MemberInit({account: b, did: "did:x", name: "b"})), c);
+        require(consortium.isMember(b), "not re-admitted");
+        require(!consortium.hasApproved(pending, b), "approval came back");
+        require(consortium.approvalCount(pending) == 1, "approval came back in the count");
+        vm.prank(pool[0]);
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsortiumRegistry.ConsortiumRegistryQuorumNotReached.selector, pending, 1, 2)
+        );
+        consortium.execute(pending);
+        vm.prank(b);
+        consortium.approve(pending);
+        require(consortium.approvalCount(pending) == 2, "a new approval does not count");
+    }
+
+    /// Has `other` (a current member) approve proposal `id` of pool[0] and executes it (quorum 2).
+    function _pass(uint256 id, address other) private {
+        vm.prank(other);
+        consortium.approve(id);
+        vm.prank(pool[0]);
+        consortium.execute(id);
+        vm.roll(block.number + 1);
+    }
+
+    /// After a key rotation, approvals sent with the previous key lapse; the previous key can
+    /// neither propose nor approve, and the new one acts for the member.
+    function testFuzz_rotationMovesGovernanceRights(address newOperator) public {
+        vm.assume(newOperator != address(0) && newOperator != address(vm));
+        for (uint256 i = 0; i < pool.length; ++i) vm.assume(newOperator != pool[i]);
+        address b = pool[1];
+        vm.prank(pool[0]);
+        uint256 pending = consortium.proposeQuorum(1);
+        vm.prank(b);
+        consortium.approve(pending);
+        vm.prank(b);
+        uint256 rotation = consortium.proposeRotateKey(b, newOperator);
+        _pass(rotation, pool[2]);
+        require(consortium.operatorOf(b) == newOperator && consortium.memberByOperator(newOperator) == b, "not rotated");
+        require(consortium.memberByOperator(b) == address(0), "old key still operates");
+        require(consortium.approvalCount(pending) == 1, "approval of the previous key counted");
+        vm.prank(b);
+        vm.expectRevert(abi.encodeWithSelector(IConsortiumRegistry.ConsortiumRegistryNotMember.selector, b));
+        consortium.approve(pending);
+        vm.prank(newOperator);
+        consortium.approve(pending);
+        require(consortium.hasApproved(pending, b), "new key's approval is not the member's");
+        require(consortium.approvalCount(pending) == 2, "new key's approval not counted");
+    }
+
     /// No member approves one proposal twice.
     function testFuzz_noDoubleApproval(uint8 who) public {
         address member = pool[who % 3];

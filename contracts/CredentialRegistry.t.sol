@@ -82,8 +82,84 @@ contract CredentialRegistryFuzzTest {
         vm.expectRevert(abi.encodeWithSelector(ICredentialRegistry.CredentialRegistryNotMember.selector, caller));
         registry.anchor(credentialId);
         registry.anchor(credentialId);
-        (address issuer, uint256 blockNumber) = registry.anchorOf(credentialId);
-        require(issuer == address(this) && blockNumber == block.number, "anchor not recorded");
+        (bool anchored, uint256 blockNumber) = registry.anchorOf(address(this), credentialId);
+        require(anchored && blockNumber == block.number, "anchor not recorded");
+        (anchored, blockNumber) = registry.anchorOf(caller, credentialId);
+        require(!anchored && blockNumber == 0, "anchor recorded for another account");
+    }
+
+    /// Admits `account` (quorum 1: this contract's proposal executes at once).
+    function _admit(address account) private {
+        uint256 id = consortium.proposeAddMember(IConsortiumRegistry.MemberInit({account: account, did: "did:x", name: "n"}));
+        consortium.execute(id);
+    }
+
+    /// For any two distinct members and any key (id or root): anchoring by one never changes the
+    /// other's anchor, neither blocks the other, and each re-anchoring reverts with its own anchor.
+    function testFuzz_anchorsBelongToTheirIssuer(address first, address second, bytes32 key, bool batch) public {
+        vm.assume(key != bytes32(0));
+        vm.assume(first != address(0) && second != address(0) && first != second);
+        vm.assume(first != address(this) && second != address(this));
+        vm.assume(first != address(vm) && second != address(vm));
+        _admit(first);
+        _admit(second);
+        vm.prank(first);
+        if (batch) registry.anchorBatch(key, 3);
+        else registry.anchor(key);
+        uint256 firstBlock = block.number;
+        (bool anchored, uint256 at) = registry.anchorOf(second, key);
+        require(!anchored && at == 0, "first's anchor shows as second's");
+        ICredentialRegistry.CredentialState memory state = registry.credentialState(key, second, 0, 0);
+        require(state.anchoredBy == address(0) && state.anchoredAt == 0, "state counts another issuer's anchor");
+        vm.roll(block.number + 5);
+        vm.prank(second);
+        registry.anchor(key);
+        (anchored, at) = registry.anchorOf(first, key);
+        require(anchored && at == firstBlock, "second's anchor changed first's");
+        (anchored, at) = registry.anchorOf(second, key);
+        require(anchored && at == firstBlock + 5, "second's anchor not recorded");
+        state = registry.credentialState(key, second, 0, 0);
+        require(state.anchoredBy == second && state.anchoredAt == firstBlock + 5, "state is not second's anchor");
+        require(state.issuerIsMember && state.issuerWasMemberAtAnchor, "second's membership misread");
+        vm.prank(first);
+        vm.expectRevert(
+            abi.encodeWithSelector(ICredentialRegistry.CredentialRegistryAlreadyAnchored.selector, key, first, firstBlock)
+        );
+        registry.anchor(key);
+    }
+
+    /// After a key rotation the new operating account anchors, suspends and revokes for the
+    /// member (in the member's table and lists); the member's previous key can do none of it.
+    function testFuzz_rotatedKeyCarriesTheMembersRights(address newOperator, bytes32 key, uint16 index) public {
+        vm.assume(key != bytes32(0));
+        vm.assume(newOperator != address(0) && newOperator != address(this) && newOperator != address(vm));
+        registry.anchor(key);
+        uint256 anchoredAt = block.number;
+        uint256 id = consortium.proposeRotateKey(address(this), newOperator);
+        consortium.execute(id);
+        vm.roll(block.number + 1);
+        vm.expectRevert(abi.encodeWithSelector(ICredentialRegistry.CredentialRegistryNotMember.selector, address(this)));
+        registry.suspend(index);
+        vm.expectRevert(
+            abi.encodeWithSelector(ICredentialRegistry.CredentialRegistryKeyRotated.selector, address(this), newOperator)
+        );
+        registry.revoke(index);
+        vm.prank(newOperator);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ICredentialRegistry.CredentialRegistryAlreadyAnchored.selector, key, address(this), anchoredAt
+            )
+        );
+        registry.anchor(key);
+        vm.prank(newOperator);
+        registry.suspend(index);
+        vm.prank(newOperator);
+        registry.revoke(index);
+        require(registry.isSuspended(address(this), index), "suspension not in the member's list");
+        require(registry.isRevoked(address(this), index), "revocation not in the member's list");
+        require(!registry.isRevoked(newOperator, index), "revocation in the operator's own list");
+        ICredentialRegistry.CredentialState memory state = registry.credentialState(key, address(this), index, index);
+        require(state.anchoredBy == address(this) && state.anchoredAt == anchoredAt, "anchor lost in the rotation");
     }
 
     /// Only the consortium contract may revoke another issuer's credentials.

@@ -17,6 +17,9 @@ contract RegistryHandler {
     /// Every (issuer, index) ever revoked.
     address[] public revokedIssuers;
     uint256[] public revokedIndexes;
+    /// Block of every successful anchor, by (issuer, key): the keys are few, so members collide.
+    mapping(address issuer => mapping(bytes32 key => uint256 blockNumber)) public anchoredAt;
+    uint256 public constant KEYS = 3;
     uint256 public calls;
 
     constructor(ConsortiumRegistry consortium_, address[] memory pool_) {
@@ -71,8 +74,11 @@ contract RegistryHandler {
 
     function revoke(uint256 actorSeed, uint16 index) external {
         ++calls;
-        address issuer = _actor(actorSeed);
-        vm.prank(issuer);
+        address actor = _actor(actorSeed);
+        // an operating account revokes in its member's list (removed or not), others in their own
+        address issuer = consortium.memberByOperator(actor);
+        if (issuer == address(0)) issuer = actor;
+        vm.prank(actor);
         try registry.revoke(index) {
             revokedIssuers.push(issuer);
             revokedIndexes.push(index);
@@ -91,10 +97,31 @@ contract RegistryHandler {
         try registry.reinstate(index) {} catch {}
     }
 
-    function anchor(uint256 actorSeed, bytes32 id) external {
+    function anchor(uint256 actorSeed, uint256 keySeed, bool batch) external {
+        ++calls;
+        address actor = _actor(actorSeed);
+        bytes32 key = keyAt(keySeed % KEYS);
+        address issuer = consortium.memberByOperator(actor);
+        vm.prank(actor);
+        if (batch) {
+            try registry.anchorBatch(key, 2) {
+                anchoredAt[issuer][key] = block.number;
+            } catch {}
+        } else {
+            try registry.anchor(key) {
+                anchoredAt[issuer][key] = block.number;
+            } catch {}
+        }
+    }
+
+    function proposeRotation(uint256 actorSeed, uint256 memberSeed, uint256 operatorSeed) external {
         ++calls;
         vm.prank(_actor(actorSeed));
-        try registry.anchor(id) {} catch {}
+        try consortium.proposeRotateKey(_actor(memberSeed), _actor(operatorSeed)) {} catch {}
+    }
+
+    function keyAt(uint256 i) public pure returns (bytes32) {
+        return keccak256(abi.encode("invariant key", i));
     }
 
     function pass(uint16 blocks, uint32 seconds_) external {
@@ -116,8 +143,8 @@ contract RegistryInvariantTest {
     RegistryHandler private handler;
 
     function setUp() public {
-        address[] memory pool = new address[](6);
-        for (uint160 i = 0; i < 6; ++i) pool[i] = address((i + 1) * 0x1000);
+        address[] memory pool = new address[](8);
+        for (uint160 i = 0; i < 8; ++i) pool[i] = address((i + 1) * 0x1000);
         IConsortiumRegistry.MemberInit[] memory founders = new IConsortiumRegistry.MemberInit[](3);
         for (uint256 i = 0; i < 3; ++i) {
             founders[i] = IConsortiumRegistry.MemberInit({account: pool[i], did: "did:ethr:0x7a69:x", name: "m"});
@@ -152,6 +179,25 @@ contract RegistryInvariantTest {
         address[] memory pool = handler.pool();
         for (uint256 i = 0; i < pool.length; ++i) {
             require(registry.isIssuer(pool[i]) == consortium.isMember(pool[i]), "issuer mirror diverged");
+            address member = consortium.memberByOperator(pool[i]);
+            (address mirrored, bool active) = registry.memberByOperator(pool[i]);
+            require(mirrored == member, "operator mirror diverged");
+            require(active == (member != address(0) && consortium.isMember(member)), "operator activity diverged");
+            address operator = consortium.operatorOf(pool[i]);
+            require(operator == address(0) || consortium.memberByOperator(operator) == pool[i], "operator maps elsewhere");
+        }
+    }
+
+    /// Every anchor stays its issuer's, at its block, and no member sees an anchor it did not make.
+    function invariant_anchorsBelongToTheirIssuer() public view {
+        address[] memory pool = handler.pool();
+        for (uint256 i = 0; i < pool.length; ++i) {
+            for (uint256 k = 0; k < handler.KEYS(); ++k) {
+                bytes32 key = handler.keyAt(k);
+                (bool anchored, uint256 blockNumber) = registry.anchorOf(pool[i], key);
+                uint256 expected = handler.anchoredAt(pool[i], key);
+                require(anchored == (expected != 0) && blockNumber == expected, "an anchor moved between issuers");
+            }
         }
     }
 

@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { computeAddress, getAddress } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/devnet/index.ts";
 import { defaultThreadPoolSize, threadPoolSize } from "../src/util/thread-pool.ts";
@@ -155,6 +156,7 @@ describe("kparty init and configuration", () => {
     for (const command of [
       ["credential", "issue"],
       ["member", "propose", "add"],
+      ["member", "rotate-key"],
       ["gateway", "serve"],
       ["audit", "verify"],
     ]) {
@@ -299,6 +301,38 @@ describe("kparty member", () => {
     expect(listed.proposals).toEqual([
       expect.objectContaining({ kind: "add-member", executed: true, did: orgB }),
     ]);
+  });
+
+  it("rotate-key proposes moving a member's rights to a new account; executed, list shows the operator", async () => {
+    const newKey = "0x00000000000000000000000000000000000a11ce";
+    const proposed = json<{ proposalId: number; member: string; newOperator: string }>(
+      await as("org-a", ["member", "rotate-key", newKey, "--member", orgB, "--json"]),
+    );
+    const orgBAccount = computeAddress(`0x${orgB.split(":").at(-1)?.slice(2)}`);
+    expect(proposed).toMatchObject({ member: orgBAccount, newOperator: getAddress(newKey) });
+    await as("org-a", ["member", "execute", String(proposed.proposalId), "--json"]);
+    const listed = json<{
+      members: { did: string; account: string; operator: string }[];
+      proposals: { kind: string; executed: boolean; account: string; newOperator: string | null }[];
+    }>(await run(["member", "list", "--json"]));
+    expect(listed.members.find((m) => m.did === orgB)).toMatchObject({
+      account: orgBAccount,
+      operator: getAddress(newKey),
+    });
+    expect(listed.proposals.at(-1)).toMatchObject({
+      kind: "rotate-key",
+      executed: true,
+      account: orgBAccount,
+      newOperator: getAddress(newKey),
+    });
+    const text = await run(["member", "list"]);
+    expect(text.stdout).toContain(`operated by ${getAddress(newKey)}`);
+    const bad = await as("org-a", ["member", "rotate-key", "not-an-address"]);
+    expect(bad).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'kparty: invalid_argument: <new-account> must be a 0x address, got "not-an-address"\n',
+    });
   });
 
   it("acting as a DID the data dir does not hold is exit 5", async () => {

@@ -42,6 +42,7 @@ const EXPECTED: Record<string, string[]> = {
     "proposeQuorum",
     "proposeRemoveMember",
     "proposeRevokeCredentials",
+    "proposeRotateKey",
     "reinstateBatch",
     "reinstateCredential",
     "revokeBatch",

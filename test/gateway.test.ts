@@ -584,10 +584,11 @@ describe("status on chain", () => {
     const signingInput = cred.jwt.slice(0, cred.jwt.lastIndexOf("."));
     expect(cred.credentialId).toBe(keccak256(toUtf8Bytes(signingInput)));
     expect(credentialIdOf(cred.jwt)).toBe(cred.credentialId);
-    expect(await getAnchor(world.client, cred.credentialId)).toEqual({
-      anchoredBy: world.orgB.account,
+    expect(await getAnchor(world.client, { issuer: world.orgB.account, key: cred.credentialId })).toEqual({
       blockNumber: cred.anchor.blockNumber,
     });
+    // anchors are the issuer's: the same id is not anchored for another member
+    expect(await getAnchor(world.client, { issuer: world.orgA.account, key: cred.credentialId })).toBeNull();
     expect(computeAddress(`0x${world.orgB.did.split(":").at(-1)?.slice(2)}`)).toBe(world.orgB.account);
   });
 });

@@ -1,7 +1,12 @@
 import { join } from "node:path";
 import { Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKPartyAgent, KPartyStatusVerifier, VeramoSigner } from "../agent/index.ts";
+import {
+  createKPartyAgent,
+  type IssuedCredential,
+  KPartyStatusVerifier,
+  VeramoSigner,
+} from "../agent/index.ts";
 import {
   anchorCredential,
   connectContracts,
@@ -119,8 +124,8 @@ describe("batch anchoring", () => {
     expect(batch.map((c) => c.anchor.root)).toEqual(Array(5).fill(root));
     expect(batch.map((c) => c.statusIndex - (batch[0]?.statusIndex ?? 0))).toEqual([0, 1, 2, 3, 4]);
     for (const c of batch) expect(merkleRootOf(c.credentialId, c.anchor.proof)).toBe(root);
-    const anchor = await getAnchor(world.client, root);
-    expect(anchor).toEqual({ anchoredBy: world.orgA.account, blockNumber: batch[0]?.anchor.blockNumber });
+    const anchor = await getAnchor(world.client, { issuer: world.orgA.account, key: root });
+    expect(anchor).toEqual({ blockNumber: batch[0]?.anchor.blockNumber });
     const record = await world.orgA.handle.agent.kpartyGetIssuedCredential({
       credentialId: batch[2]?.credentialId as string,
     });
@@ -192,6 +197,77 @@ describe("batch anchoring", () => {
     expect(
       (await tokenAt(world.base, world.alice, record.jwt, { anchorProof: record.anchorProof })).status,
     ).toBe(200);
+  });
+});
+
+describe("anchors belong to their issuer", () => {
+  it("a member front-running another's anchor neither blocks it nor is taken for it; the gateway accepts the credential", async () => {
+    // Org A watches the mempool and anchors Org B's credential id first, in the same block and
+    // ahead of Org B's own transaction (higher priority fee).
+    const provider = world.chain.provider;
+    const registry = world.deployment.contracts.CredentialRegistry.toLowerCase();
+    const identifier = await world.orgA.handle.agent.didManagerGet({ did: world.orgA.did });
+    const key = identifier.keys[0] as (typeof identifier.keys)[number];
+    const rogue = connectContracts(
+      world.deployment.contracts,
+      new VeramoSigner(world.orgA.handle.agent, key.kid, world.orgA.account, provider),
+    ).credentials;
+    const anchorSelector = rogue.interface.getFunction("anchor")?.selector as string;
+    await provider.send("evm_setAutomine", [false]);
+    let issued: Promise<IssuedCredential> | undefined;
+    let frontRun: { hash: string } | undefined;
+    let victimHash: string | undefined;
+    try {
+      issued = issue(world.orgB, world.alice);
+      let id: string | undefined;
+      while (id === undefined) {
+        const pending = (await provider.send("eth_getBlockByNumber", ["pending", true])) as {
+          transactions: { hash: string; to: string | null; input: string }[];
+        };
+        const tx = pending.transactions.find(
+          (t) => t.to?.toLowerCase() === registry && t.input.startsWith(anchorSelector),
+        );
+        if (tx) {
+          victimHash = tx.hash;
+          id = rogue.interface.decodeFunctionData("anchor", tx.input)[0] as string;
+        } else await new Promise((resolve) => setImmediate(resolve));
+      }
+      frontRun = await rogue.getFunction("anchor")(id, {
+        maxPriorityFeePerGas: 50_000_000_000n,
+        maxFeePerGas: 100_000_000_000n,
+      });
+      await provider.send("evm_mine", []);
+    } finally {
+      await provider.send("evm_setAutomine", [true]);
+    }
+    const cred = await (issued as Promise<IssuedCredential>);
+    const [rogueReceipt, ownReceipt] = await Promise.all([
+      provider.getTransactionReceipt((frontRun as { hash: string }).hash),
+      provider.getTransactionReceipt(victimHash as string),
+    ]);
+    expect(rogueReceipt?.status).toBe(1);
+    expect(ownReceipt?.status).toBe(1);
+    expect(ownReceipt?.blockNumber).toBe(rogueReceipt?.blockNumber);
+    expect((rogueReceipt?.index ?? 0) < (ownReceipt?.index ?? 0)).toBe(true);
+    // each anchor is keyed to its own issuer
+    expect(await getAnchor(world.client, { issuer: world.orgA.account, key: cred.credentialId })).toEqual({
+      blockNumber: cred.anchor.blockNumber,
+    });
+    expect(await getAnchor(world.client, { issuer: world.orgB.account, key: cred.credentialId })).toEqual({
+      blockNumber: cred.anchor.blockNumber,
+    });
+    const state = await stateOf(world.client, cred, world.orgB);
+    expect([state.anchoredBy, state.anchoredAt]).toEqual([world.orgB.account, cred.anchor.blockNumber]);
+    await waitForSync(world.base, cred.anchor.blockNumber);
+    const granted = await requestToken(world, world.alice, cred.jwt);
+    expect(granted.status).toBe(200);
+    // the status that counts is the claimed issuer's: Org B revokes, the gateway refuses
+    const revocation = await world.orgB.handle.agent.kpartyRevokeCredential({
+      credentialId: cred.credentialId,
+    });
+    await waitForSync(world.base, revocation.blockNumber);
+    const revoked = await requestToken(world, world.alice, cred.jwt);
+    expect([revoked.status, revoked.body.error.code]).toEqual([403, "revoked"]);
   });
 });
 

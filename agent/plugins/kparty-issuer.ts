@@ -22,6 +22,7 @@ import {
   proposeQuorum,
   proposeRemoveMember,
   proposeRevokeCredentials,
+  proposeRotateKey,
   reinstateCredential,
   revokeCredential,
   suspendCredential,
@@ -37,6 +38,7 @@ import {
   grantProblem,
   isObject,
   kpartyCredential,
+  parseDidEthr,
   type Role,
   VC_CONTEXT,
   w3cCredential,
@@ -145,6 +147,14 @@ export interface IKPartyIssuer extends IPluginMethodMap {
     args: { member: string; issuer: string; indexes: number[] },
     context: IssuerContext,
   ): Promise<ProposalOutcome>;
+  /**
+   * Proposes that `newOperator` become the operating account of the member `account` (a key
+   * rotation; see docs/registry.md). Signed by `member`, a current member's DID.
+   */
+  kpartyProposeKeyRotation(
+    args: { member: string; account: string; newOperator: string },
+    context: IssuerContext,
+  ): Promise<ProposalOutcome>;
   /** Approves a proposal. */
   kpartyApproveProposal(
     args: { member: string; id: number },
@@ -250,6 +260,8 @@ export class KPartyIssuer implements IAgentPlugin {
         proposeQuorum(await this.wallet(member, context), { quorum }),
       kpartyProposeRevocation: async ({ member, issuer, indexes }, context) =>
         proposeRevokeCredentials(await this.wallet(member, context), { issuer, indexes }),
+      kpartyProposeKeyRotation: async ({ member, account, newOperator }, context) =>
+        proposeRotateKey(await this.wallet(member, context), { member: account, newOperator }),
       kpartyApproveProposal: async ({ member, id }, context) =>
         approveProposal(await this.wallet(member, context), { id }),
       kpartyExecuteProposal: async ({ member, id }, context) =>
@@ -446,7 +458,8 @@ export class KPartyIssuer implements IAgentPlugin {
 
   /**
    * Anchors what was recorded but not anchored. A key the chain already shows anchored by
-   * this issuer (the transaction went through before the crash) is only marked, never sent twice.
+   * this issuer (the transaction went through before the crash) is only marked, never sent
+   * twice; another member's anchor of the same key is not this issuer's and does not count.
    */
   private async resume(context: IssuerContext): Promise<{ credentials: number; batches: number }> {
     const { credentials, batches } = await this.#options.store.pending();
@@ -461,9 +474,8 @@ export class KPartyIssuer implements IAgentPlugin {
     ];
     for (const job of jobs) {
       const wallet = await this.wallet(job.issuer, context);
-      const account = (wallet.signer as VeramoSigner).address;
-      const anchored = await getAnchor(wallet, job.key);
-      if (anchored?.anchoredBy.toLowerCase() === account.toLowerCase()) {
+      const anchored = await getAnchor(wallet, { issuer: parseDidEthr(job.issuer).account, key: job.key });
+      if (anchored) {
         await this.#options.store.markAnchored(job.mark, anchored.blockNumber, "");
         continue;
       }

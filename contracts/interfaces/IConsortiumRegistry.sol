@@ -19,6 +19,10 @@ interface IConsortiumRegistry {
     /// @notice Emitted when `account` stops being a member at `blockNumber`.
     event MemberRemoved(address indexed account, uint256 blockNumber);
 
+    /// @notice Emitted when `member`'s operating account changes from `previousOperator` to
+    /// `newOperator` (a key rotation the quorum executed).
+    event MemberKeyRotated(address indexed member, address indexed previousOperator, address indexed newOperator);
+
     /// @notice Emitted when the quorum changes.
     event QuorumChanged(uint256 previousQuorum, uint256 newQuorum);
 
@@ -27,7 +31,8 @@ interface IConsortiumRegistry {
         AddMember,
         RemoveMember,
         ChangeQuorum,
-        RevokeCredentials
+        RevokeCredentials,
+        RotateKey
     }
 
     /// @notice Emitted when `proposer` creates proposal `id` (its approval counts at once).
@@ -35,7 +40,12 @@ interface IConsortiumRegistry {
         uint256 indexed id, ProposalKind kind, address indexed proposer, address indexed account, uint256 quorum, uint256 expiresAt
     );
 
-    /// @notice Emitted when `member` approves proposal `id`.
+    /// @notice Emitted right after {ProposalCreated} for a key rotation: proposal `id` makes
+    /// `newOperator` the operating account of `member`.
+    event KeyRotationProposed(uint256 indexed id, address indexed member, address indexed newOperator);
+
+    /// @notice Emitted when `member` approves proposal `id` (`member` is the member's account,
+    /// whichever operating account sent the approval).
     event ProposalApproved(uint256 indexed id, address indexed member);
 
     /// @notice Emitted when proposal `id` is executed.
@@ -50,8 +60,12 @@ interface IConsortiumRegistry {
     /// @notice `account` is already a member.
     error ConsortiumRegistryAlreadyMember(address account);
 
-    /// @notice `account` is not a current member.
+    /// @notice `account` is not a current member (or not the operating account of one).
     error ConsortiumRegistryNotMember(address account);
+
+    /// @notice `account` cannot become a member or an operating account: it is the operating
+    /// account of a member, or (as an operator) the account of a present or past member.
+    error ConsortiumRegistryAccountInUse(address account);
 
     /// @notice A member needs a DID.
     error ConsortiumRegistryEmptyDid(address account);
@@ -98,6 +112,13 @@ interface IConsortiumRegistry {
     /// @notice The credential registry whose credentials the quorum can revoke.
     function credentialRegistry() external view returns (address);
 
-    /// @notice Approvals of proposal `id` by accounts that are members now.
+    /// @notice Approvals of proposal `id` that count: given by a current member during its
+    /// current membership, with its current operating account.
     function approvalCount(uint256 id) external view returns (uint256);
+
+    /// @notice The operating account of `member` (zero if never a member).
+    function operatorOf(address member) external view returns (address);
+
+    /// @notice The member that acts through `operator` (zero if none).
+    function memberByOperator(address operator) external view returns (address);
 }

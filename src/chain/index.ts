@@ -17,6 +17,7 @@ export {
   proposeQuorum,
   proposeRemoveMember,
   proposeRevokeCredentials,
+  proposeRotateKey,
 } from "./actions/governance.ts";
 export { reinstateBatch } from "./actions/reinstate-batch.ts";
 export { reinstateCredential } from "./actions/reinstate-credential.ts";

@@ -103,6 +103,26 @@ describe("status cache", () => {
     expect(t.reads()).toBe(6);
   });
 
+  it("an anchor evicts only the anchoring issuer's entries; a key rotation evicts the member's", async () => {
+    const t = setup();
+    const OTHER = "0x00000000000000000000000000000000000000bB";
+    await t.cache.get(key(4));
+    // another member anchors the very same key: not this issuer's anchor, the entry stays
+    t.watcher.emit("CredentialAnchored", { issuer: OTHER, credentialId: key(4).anchorKey });
+    t.watcher.emit("BatchAnchored", { issuer: OTHER, root: key(4).anchorKey });
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(1);
+    t.watcher.emit("BatchAnchored", { issuer: ISSUER.toLowerCase(), root: key(4).anchorKey });
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(2);
+    t.watcher.emit("MemberKeyRotated", { member: OTHER, previousOperator: OTHER, newOperator: ISSUER });
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(2);
+    t.watcher.emit("MemberKeyRotated", { member: ISSUER, previousOperator: ISSUER, newOperator: OTHER });
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(3);
+  });
+
   it("does not cache a read that raced an event for its issuer", async () => {
     let emitDuringRead = true;
     const t = setup(() => {

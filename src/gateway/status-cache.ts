@@ -46,8 +46,9 @@ interface Entry {
 /**
  * Credential states for the access guard, cached and invalidated by the registry's events:
  * a revocation, suspension or reinstatement of the issuer's index (or its word, for batches),
- * an anchor of the entry's key, or the issuer's admission or removal evicts the entries it
- * touches. A per-issuer epoch keeps a read that raced an event from being cached.
+ * the issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of
+ * the same key touches only that member's entries), or the issuer's admission, removal or key
+ * rotation evicts the entries it touches. A per-issuer epoch keeps a read that raced an event from being cached.
  */
 export function createStatusCache(options: StatusCacheOptions) {
   const { chain, watcher, now } = options;
@@ -105,6 +106,9 @@ export function createStatusCache(options: StatusCacheOptions) {
       case "MemberAdded":
       case "MemberRemoved":
         evict(String(a.account));
+        break;
+      case "MemberKeyRotated":
+        evict(String(a.member));
         break;
     }
   });

@@ -14,6 +14,7 @@ const iface = () => kpartyInterfaces().credentials;
 const registry = (s: JsonRpcSigner) => fx.as(s).credentials;
 let counter = 0;
 const freshId = () => keccak256(toUtf8Bytes(`credential-${++counter}`));
+const ZERO = "0x0000000000000000000000000000000000000000";
 
 beforeAll(async () => {
   chain = await startTestChain();
@@ -31,20 +32,61 @@ describe("CredentialRegistry anchoring", () => {
     const id = freshId();
     const { events, blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
     expect(events).toEqual([{ name: "CredentialAnchored", args: [id, a1, blockNumber] }]);
-    expect((await registry(m2).getFunction("anchorOf").staticCall(id)).toArray()).toEqual([
-      a1,
+    expect((await registry(m2).getFunction("anchorOf").staticCall(a1, id)).toArray()).toEqual([
+      true,
       BigInt(blockNumber),
     ]);
+    expect((await registry(m2).getFunction("anchorOf").staticCall(a2, id)).toArray()).toEqual([false, 0n]);
   });
 
-  it("reverts CredentialRegistryAlreadyAnchored(id, issuer, block) on a second anchor, by anyone", async () => {
+  it("keys anchors by issuer: a member anchoring another's id first neither blocks it nor owns it", async () => {
+    // m1 (a rogue member) anchors the id and the root m2 is about to anchor
     const id = freshId();
-    const { blockNumber } = await send(registry(m1).getFunction("anchor")(id), iface());
+    const root = freshId();
+    const early = await send(registry(m1).getFunction("anchor")(id), iface());
+    const earlyRoot = await send(registry(m1).getFunction("anchorBatch")(root, 4), iface());
+    const before = registry(m2).getFunction("credentialState");
+    expect((await before.staticCall(id, a2, 0, 0)).toArray()).toEqual([ZERO, 0n, true, false, false, false]);
+    // m2, the real issuer, anchors both anyway: each anchor is keyed to its own issuer
+    const own = await send(registry(m2).getFunction("anchor")(id), iface());
+    expect(own.events).toEqual([{ name: "CredentialAnchored", args: [id, a2, own.blockNumber] }]);
+    const ownRoot = await send(registry(m2).getFunction("anchorBatch")(root, 4), iface());
+    expect(ownRoot.events).toEqual([{ name: "BatchAnchored", args: [root, a2, 4, ownRoot.blockNumber] }]);
+    const anchorOf = registry(m1).getFunction("anchorOf");
+    expect((await anchorOf.staticCall(a1, id)).toArray()).toEqual([true, BigInt(early.blockNumber)]);
+    expect((await anchorOf.staticCall(a2, id)).toArray()).toEqual([true, BigInt(own.blockNumber)]);
+    expect((await anchorOf.staticCall(a1, root)).toArray()).toEqual([true, BigInt(earlyRoot.blockNumber)]);
+    expect((await anchorOf.staticCall(a2, root)).toArray()).toEqual([true, BigInt(ownRoot.blockNumber)]);
+    // the claimed issuer's anchor is the one credentialState reports
+    const state = registry(m1).getFunction("credentialState");
+    expect((await state.staticCall(id, a2, 0, 0)).toArray()).toEqual([
+      a2,
+      BigInt(own.blockNumber),
+      true,
+      true,
+      false,
+      false,
+    ]);
+    expect((await state.staticCall(root, a1, 0, 0)).toArray()).toEqual([
+      a1,
+      BigInt(earlyRoot.blockNumber),
+      true,
+      true,
+      false,
+      false,
+    ]);
+    // re-anchoring by the same issuer still reverts, naming that issuer's own anchor
     await expectRevert(registry(m2).getFunction("anchor")(id), iface(), "CredentialRegistryAlreadyAnchored", [
       id,
-      a1,
-      blockNumber,
+      a2,
+      own.blockNumber,
     ]);
+    await expectRevert(
+      registry(m1).getFunction("anchorBatch")(root, 4),
+      iface(),
+      "CredentialRegistryAlreadyAnchored",
+      [root, a1, earlyRoot.blockNumber],
+    );
   });
 
   it("reverts CredentialRegistryZeroCredentialId for the zero id", async () => {
@@ -90,6 +132,10 @@ describe("CredentialRegistry anchoring", () => {
     await expectRevert(r.getFunction("setIssuer")(a1, false), iface(), "CredentialRegistryNotConsortium", [
       a1,
     ]);
+    await expectRevert(r.getFunction("setOperator")(a1, a2), iface(), "CredentialRegistryNotConsortium", [
+      a1,
+    ]);
+    expect((await r.getFunction("memberByOperator").staticCall(a1)).toArray()).toEqual([a1, true]);
   });
 });
 
@@ -150,16 +196,17 @@ describe("CredentialRegistry status lists", () => {
       false, // suspended
     ]);
     const outsider = await fx.outsider.getAddress();
+    // anchors are read under the claimed issuer: a1's anchor is not the outsider's
     expect((await state.staticCall(id, outsider, 42, 43)).toArray()).toEqual([
-      a1,
-      BigInt(blockNumber),
+      ZERO,
+      0n,
       false,
       false,
       false,
       false,
     ]);
     expect((await state.staticCall(freshId(), a2, 0, 0)).toArray()).toEqual([
-      "0x0000000000000000000000000000000000000000",
+      ZERO,
       0n,
       true,
       false, // not anchored: no anchoring block to have been a member at

@@ -2,20 +2,25 @@ import type { JsonRpcSigner } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   anchorBatch,
+  anchorCredential,
   approveProposal,
   createChainClient,
   createWalletClient,
   executeProposal,
+  getAnchor,
+  getMember,
   getProposal,
   kpartyInterfaces,
   proposeAddMember,
   proposeQuorum,
   proposeRemoveMember,
   proposeRevokeCredentials,
+  proposeRotateKey,
   reinstateBatch,
   revokeBatch,
   revokeCredential,
   suspendBatch,
+  suspendCredential,
   type WalletClient,
 } from "../../src/chain/index.ts";
 import { startTestChain, type TestChain } from "../fixtures/chain.ts";
@@ -250,6 +255,206 @@ describe("governance: removal and quorum", () => {
   });
 });
 
+/** Proposes with `proposer`, approves with each of `approvers`, executes with the proposer. */
+async function pass(
+  propose: Promise<{ proposalId: number }>,
+  proposer: WalletClient,
+  approvers: WalletClient[],
+) {
+  const { proposalId } = await propose;
+  for (const w of approvers) await approveProposal(w, { id: proposalId });
+  return executeProposal(proposer, { id: proposalId });
+}
+
+describe("governance: approvals count within the approver's current membership", () => {
+  it("a removed member's approval does not come back when it is re-admitted without a new vote", async () => {
+    const { fx, w, addr } = await setup();
+    const [w1, w2, w3] = [w[1], w[2], w[3]] as [WalletClient, WalletClient, WalletClient];
+    const b = addr[2] as string;
+    await pass(proposeAddMember(w1, { account: addr[3] as string, did: "did:c", name: "C" }), w1, [w2]);
+    // B approves a pending proposal (quorum 2: the proposer and B)
+    const pending = await proposeQuorum(w1, { quorum: 1 });
+    await approveProposal(w2, { id: pending.proposalId });
+    const client = createChainClient({ provider: chain.provider, deployment: fx.deployment });
+    expect((await getProposal(client, pending.proposalId)).approvals).toBe(2);
+    // B is removed, then re-admitted
+    await pass(proposeRemoveMember(w1, { account: b }), w1, [w3]);
+    const readmitted = await pass(proposeAddMember(w1, { account: b, did: "did:b", name: "B" }), w1, [w3]);
+    expect(readmitted.events.map((e) => e.name)).toEqual(["MemberAdded", "ProposalExecuted"]);
+    // B's old approval is gone: the proposal lacks it, and execution reverts
+    expect((await getProposal(client, pending.proposalId)).approvals).toBe(1);
+    const c = client.contracts.consortium;
+    expect(await c.getFunction("hasApproved").staticCall(pending.proposalId, b)).toBe(false);
+    await expectRevert(
+      executeProposal(w1, { id: pending.proposalId }),
+      consortiumErrors(),
+      "ConsortiumRegistryQuorumNotReached",
+      [pending.proposalId, 1, 2],
+    );
+    // a new vote counts
+    const again = await approveProposal(w2, { id: pending.proposalId });
+    expect(again.events.map((e) => [e.name, plain(e.args)])).toEqual([
+      ["ProposalApproved", { id: pending.proposalId, member: b }],
+    ]);
+    const executed = await executeProposal(w1, { id: pending.proposalId });
+    expect(executed.events.map((e) => [e.name, plain(e.args)])[0]).toEqual([
+      "QuorumChanged",
+      { previousQuorum: 2, newQuorum: 1 },
+    ]);
+  });
+});
+
+describe("governance: key rotation", () => {
+  it("moves a member's rights to its new account once the quorum executes it; anchors and lists stay the member's", async () => {
+    const { fx, w, addr } = await setup();
+    const [w1, w2, w4] = [w[1], w[2], w[4]] as [WalletClient, WalletClient, WalletClient];
+    const [a1, a2, a4] = [addr[1], addr[2], addr[4]] as [string, string, string];
+    const before = `0x${"b1".repeat(32)}`;
+    const anchored = await anchorCredential(w2, { credentialId: before });
+    await suspendCredential(w2, { index: 5 });
+
+    const proposed = await proposeRotateKey(w2, { member: a2, newOperator: a4 });
+    const id = proposed.proposalId;
+    const block = await chain.provider.getBlock(proposed.blockNumber);
+    expect(proposed.events.map((e) => [e.name, plain(e.args)])).toEqual([
+      [
+        "ProposalCreated",
+        {
+          id,
+          kind: 4,
+          proposer: a2,
+          account: a2,
+          quorum: 0,
+          expiresAt: (block?.timestamp ?? 0) + 7 * 24 * 3600,
+        },
+      ],
+      ["KeyRotationProposed", { id, member: a2, newOperator: a4 }],
+      ["ProposalApproved", { id, member: a2 }],
+    ]);
+    const client = createChainClient({ provider: chain.provider, deployment: fx.deployment });
+    expect(await getProposal(client, id)).toMatchObject({
+      kind: "rotate-key",
+      account: a2,
+      newOperator: a4,
+      approvals: 1,
+    });
+    // nothing changes before the quorum executes it
+    await expectRevert(proposeQuorum(w4, { quorum: 1 }), consortiumErrors(), "ConsortiumRegistryNotMember", [
+      a4,
+    ]);
+    await approveProposal(w1, { id });
+    const executed = await executeProposal(w1, { id });
+    expect(executed.events.map((e) => [e.name, plain(e.args)])).toEqual([
+      ["MemberKeyRotated", { member: a2, previousOperator: a2, newOperator: a4 }],
+      ["ProposalExecuted", { id, executor: a1 }],
+    ]);
+    expect(await getMember(client, a2)).toEqual({
+      account: a2,
+      did: `did:ethr:0x7a69:${a2}`,
+      name: "Member 2",
+      active: true,
+      operator: a4,
+    });
+
+    // the old key has no right left
+    const registry = registryErrors();
+    await expectRevert(
+      anchorCredential(w2, { credentialId: `0x${"b2".repeat(32)}` }),
+      registry,
+      "CredentialRegistryNotMember",
+      [a2],
+    );
+    await expectRevert(suspendCredential(w2, { index: 6 }), registry, "CredentialRegistryNotMember", [a2]);
+    await expectRevert(revokeCredential(w2, { index: 5 }), registry, "CredentialRegistryKeyRotated", [
+      a2,
+      a4,
+    ]);
+    await expectRevert(proposeQuorum(w2, { quorum: 1 }), consortiumErrors(), "ConsortiumRegistryNotMember", [
+      a2,
+    ]);
+
+    // the new key acts for the member, in the member's anchor table and lists
+    await expectRevert(
+      anchorCredential(w4, { credentialId: before }),
+      registry,
+      "CredentialRegistryAlreadyAnchored",
+      [before, a2, anchored.blockNumber],
+    );
+    const after = `0x${"b3".repeat(32)}`;
+    const own = await anchorCredential(w4, { credentialId: after });
+    expect(own.events.map((e) => [e.name, plain(e.args)])).toEqual([
+      ["CredentialAnchored", { credentialId: after, issuer: a2, blockNumber: own.blockNumber }],
+    ]);
+    expect(await getAnchor(client, { issuer: a2, key: after })).toEqual({ blockNumber: own.blockNumber });
+    expect(await getAnchor(client, { issuer: a4, key: after })).toBeNull();
+    const revoked = await revokeCredential(w4, { index: 5 });
+    expect(revoked.events.map((e) => [e.name, plain(e.args)])).toEqual([
+      ["CredentialRevoked", { issuer: a2, index: 5 }],
+    ]);
+    const voted = await proposeQuorum(w4, { quorum: 1 });
+    expect(voted.events.map((e) => [e.name, plain(e.args)])[1]).toEqual([
+      "ProposalApproved",
+      { id: voted.proposalId, member: a2 },
+    ]);
+    const isSuspended = client.contracts.credentials.getFunction("isSuspended");
+    expect(await isSuspended.staticCall(a2, 5)).toBe(true);
+  });
+
+  it("refuses a new operating account that is in use, zero, or for a non-member", async () => {
+    const { w, addr } = await setup();
+    const [w1, w2] = [w[1], w[2]] as [WalletClient, WalletClient];
+    const [a1, a2, a3, a4] = [addr[1], addr[2], addr[3], addr[4]] as [string, string, string, string];
+    const errors = consortiumErrors();
+    // a member's own current account, another member's account
+    await expectRevert(
+      proposeRotateKey(w1, { member: a1, newOperator: a1 }),
+      errors,
+      "ConsortiumRegistryAccountInUse",
+      [a1],
+    );
+    await expectRevert(
+      proposeRotateKey(w1, { member: a1, newOperator: a2 }),
+      errors,
+      "ConsortiumRegistryAccountInUse",
+      [a2],
+    );
+    await expectRevert(
+      proposeRotateKey(w1, { member: a1, newOperator: "0x0000000000000000000000000000000000000000" }),
+      errors,
+      "ConsortiumRegistryZeroAddress",
+      [],
+    );
+    await expectRevert(
+      proposeRotateKey(w1, { member: a3, newOperator: a4 }),
+      errors,
+      "ConsortiumRegistryNotMember",
+      [a3],
+    );
+    // once a4 operates member 2, nobody else may take it, and it cannot be admitted as a member
+    await pass(proposeRotateKey(w1, { member: a2, newOperator: a4 }), w1, [w2]);
+    await expectRevert(
+      proposeRotateKey(w1, { member: a1, newOperator: a4 }),
+      errors,
+      "ConsortiumRegistryAccountInUse",
+      [a4],
+    );
+    await expectRevert(
+      proposeAddMember(w1, { account: a4, did: "did:x", name: "X" }),
+      errors,
+      "ConsortiumRegistryAccountInUse",
+      [a4],
+    );
+    // rotating back to the member's own account is allowed
+    const back = await pass(proposeRotateKey(w1, { member: a2, newOperator: a2 }), w1, [
+      w[4] as WalletClient,
+    ]);
+    expect(back.events.map((e) => [e.name, plain(e.args)])[0]).toEqual([
+      "MemberKeyRotated",
+      { member: a2, previousOperator: a4, newOperator: a2 },
+    ]);
+  });
+});
+
 describe("governance: revoking another member's credentials", () => {
   it("revokes by quorum, skipping bits already set, with one StatusWordChanged per word", async () => {
     const { fx, w, addr } = await setup();
@@ -312,11 +517,16 @@ describe("batches", () => {
       [],
     );
     await expectRevert(
-      anchorBatch(w[2] as WalletClient, { root, count: 1 }),
+      anchorBatch(w[1] as WalletClient, { root, count: 1 }),
       registryErrors(),
       "CredentialRegistryAlreadyAnchored",
       [root, addr[1], out.blockNumber],
     );
+    // another member's anchor of the same root is its own, and blocks nothing
+    const other = await anchorBatch(w[2] as WalletClient, { root, count: 512 });
+    expect(other.events.map((e) => [e.name, plain(e.args)])).toEqual([
+      ["BatchAnchored", { root, issuer: addr[2], count: 512, blockNumber: other.blockNumber }],
+    ]);
   });
 
   it("sets bits word by word and refuses conflicts, unsorted and empty batches", async () => {

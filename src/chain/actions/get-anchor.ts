@@ -1,27 +1,28 @@
 import type { ChainClient } from "../client.ts";
 import { kpartyInterfaces } from "../contracts.ts";
 import { toChainError } from "../errors.ts";
-import { assertBytes32 } from "./validate.ts";
+import { assertAddress, assertBytes32 } from "./validate.ts";
 
 /**
- * Who anchored `key` (a credential id or a batch root) and at which block; null when the
- * key is not anchored.
+ * The block at which `issuer` (a member's account, the address of its DID) anchored `key` (a
+ * credential id or a batch root); null when that issuer has not anchored it. Anchors are kept
+ * per issuer: another member's anchor of the same key is not `issuer`'s.
  * @example
  * ```ts
- * const anchor = await getAnchor(client, root); // { anchoredBy: "0x…", blockNumber: 42 } | null
+ * const anchor = await getAnchor(client, { issuer, key: root }); // { blockNumber: 42 } | null
  * ```
  */
 export async function getAnchor(
   client: ChainClient,
-  key: string,
-): Promise<{ anchoredBy: string; blockNumber: number } | null> {
-  assertBytes32(key, "key");
+  args: { issuer: string; key: string },
+): Promise<{ blockNumber: number } | null> {
+  assertAddress(args.issuer, "issuer");
+  assertBytes32(args.key, "key");
   try {
-    const [anchoredBy, blockNumber] = await client.contracts.credentials
+    const [anchored, blockNumber] = await client.contracts.credentials
       .getFunction("anchorOf")
-      .staticCall(key);
-    if (anchoredBy === "0x0000000000000000000000000000000000000000") return null;
-    return { anchoredBy: anchoredBy as string, blockNumber: Number(blockNumber) };
+      .staticCall(args.issuer, args.key);
+    return anchored ? { blockNumber: Number(blockNumber) } : null;
   } catch (error) {
     throw toChainError(error, "read anchor", kpartyInterfaces().credentials);
   }

@@ -6,9 +6,12 @@ import { assertAddress, assertBytes32, assertStatusIndex } from "./validate.ts";
 
 /** Anchor, issuer membership and status of one credential, as read from the chain. */
 export interface CredentialState {
-  /** Account that anchored the credential id; null when not anchored. */
+  /**
+   * The claimed issuer's account when that issuer anchored the key, null otherwise (anchors
+   * are kept per issuer: another member's anchor of the same key never shows here).
+   */
   anchoredBy: string | null;
-  /** Block of the anchoring transaction; null when not anchored. */
+  /** Block of the issuer's anchoring transaction; null when not anchored by it. */
   anchoredAt: number | null;
   /** Whether the claimed issuer account is a member now. */
   issuerIsMember: boolean;
@@ -23,8 +26,9 @@ export interface CredentialState {
 
 /**
  * Reads everything a verifier needs about one credential in one `eth_call`, pinned to
- * one block: its anchor, and the membership and status bits of `issuer` (the account the
- * credential names as issuer). Throws `registry_unavailable` when the chain cannot be read.
+ * one block: `issuer`'s anchor of `credentialId` (the id, or the root of its batch), and the
+ * membership and status bits of `issuer` (the account the credential names as issuer).
+ * Throws `registry_unavailable` when the chain cannot be read.
  * @example
  * ```ts
  * const s = await getCredentialState(client, { credentialId, issuer, revocationIndex: 7, suspensionIndex: 7 });

@@ -5,14 +5,22 @@ import { toChainError } from "../errors.ts";
 import { type TransactionOutcome, transact } from "../transact.ts";
 import { assertAddress, sortedIndexes } from "./validate.ts";
 
-export const PROPOSAL_KINDS = ["add-member", "remove-member", "change-quorum", "revoke-credentials"] as const;
+export const PROPOSAL_KINDS = [
+  "add-member",
+  "remove-member",
+  "change-quorum",
+  "revoke-credentials",
+  "rotate-key",
+] as const;
 export type ProposalKind = (typeof PROPOSAL_KINDS)[number];
 
 export interface Proposal {
   id: number;
   kind: ProposalKind;
-  /** The member to add or remove, or the issuer whose credentials are revoked. */
+  /** The member to add, remove or rotate the key of, or the issuer whose credentials are revoked. */
   account: string | null;
+  /** For `rotate-key`: the account that becomes the member's operating account; null otherwise. */
+  newOperator: string | null;
   quorum: number | null;
   did: string | null;
   name: string | null;
@@ -20,7 +28,7 @@ export interface Proposal {
   proposer: string;
   expiresAt: Date;
   executed: boolean;
-  /** Approvals by current members. */
+  /** Approvals that count: by current members, during their current membership, with their current key. */
   approvals: number;
 }
 
@@ -105,6 +113,27 @@ export async function proposeRevokeCredentials(
 }
 
 /**
+ * Proposes a key rotation: `newOperator` becomes the operating account of `member` (a member's
+ * account, the address of its DID). On execution every right of the member (governance,
+ * anchoring, status changes, in the member's own anchor table and status lists) moves to
+ * `newOperator`, and the previous operating account loses them; approvals sent with it lapse.
+ * Do the ERC-1056 `changeOwner` of the member's DID first, so that credentials the new key
+ * signs verify against the DID document.
+ * @example
+ * ```ts
+ * await proposeRotateKey(wallet, { member: "0xMember…", newOperator: "0xNewKey…" });
+ * ```
+ */
+export async function proposeRotateKey(
+  wallet: WalletClient,
+  args: { member: string; newOperator: string },
+): Promise<ProposalOutcome> {
+  assertAddress(args.member, "member");
+  assertAddress(args.newOperator, "newOperator");
+  return propose(wallet, "proposeRotateKey", [args.member, args.newOperator], "propose key rotation");
+}
+
+/**
  * Approves a proposal.
  * @example
  * ```ts
@@ -142,9 +171,10 @@ export async function executeProposal(
 export async function getProposal(client: ChainClient, id: number): Promise<Proposal> {
   try {
     const c = client.contracts.consortium;
-    const [p, approvals] = await Promise.all([
+    const [p, approvals, newOperator] = await Promise.all([
       c.getFunction("proposal").staticCall(id),
       c.getFunction("approvalCount").staticCall(id),
+      c.getFunction("proposedOperator").staticCall(id),
     ]);
     const kind = PROPOSAL_KINDS[Number(p.kind)] as ProposalKind;
     const zero = "0x0000000000000000000000000000000000000000";
@@ -152,6 +182,7 @@ export async function getProposal(client: ChainClient, id: number): Promise<Prop
       id,
       kind,
       account: p.account === zero ? null : (p.account as string),
+      newOperator: kind === "rotate-key" ? (newOperator as string) : null,
       quorum: kind === "change-quorum" ? Number(p.newQuorum) : null,
       did: kind === "add-member" ? (p.did as string) : null,
       name: kind === "add-member" ? (p.name as string) : null,

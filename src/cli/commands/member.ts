@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { getAddress, isAddress } from "ethers";
 import { getChainStatus, listMembers, listProposals, type Proposal } from "../../chain/index.ts";
 import { parseDidEthr } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
@@ -18,7 +19,9 @@ function proposalLine(p: Proposal): string[] {
         ? `remove ${p.account}`
         : p.kind === "change-quorum"
           ? `quorum → ${p.quorum}`
-          : `revoke ${p.indexes.length} credential(s) of ${p.account}`;
+          : p.kind === "rotate-key"
+            ? `rotate the key of ${p.account} to ${p.newOperator}`
+            : `revoke ${p.indexes.length} credential(s) of ${p.account}`;
   const state = p.executed ? "executed" : p.expiresAt.getTime() <= Date.now() ? "expired" : "open";
   return [`  #${p.id}`, state, `${p.approvals} approval(s)`, what];
 }
@@ -26,10 +29,10 @@ function proposalLine(p: Proposal): string[] {
 export function registerMember(program: Command): void {
   const member = program
     .command("member")
-    .description("consortium governance: propose, approve, execute, list")
+    .description("consortium governance: propose, approve, execute, rotate-key, list")
     .addHelpText(
       "after",
-      `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member approve 0 --data-dir .kparty/org-b\n  $ kparty member list`,
+      `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member approve 0 --data-dir .kparty/org-b\n  $ kparty member rotate-key 0xNewKey…\n  $ kparty member list`,
     );
 
   const propose = member
@@ -138,6 +141,52 @@ export function registerMember(program: Command): void {
   }
 
   member
+    .command("rotate-key")
+    .description(
+      "propose a key rotation: <new-account> becomes the member's operating account once the quorum executes it " +
+        "(the member's anchors and status lists stay; its previous key loses every right; do the DID's ERC-1056 " +
+        "changeOwner to the new key first); prints the proposal id",
+    )
+    .argument("<new-account>", "the new operating account (0x address)")
+    .option(
+      "--member <did-or-address>",
+      "the member whose key rotates (default: the member acting, --as); any member may propose it for another",
+    )
+    .option(...AS)
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty member rotate-key 0x…new --data-dir .kparty/org-a\n  $ kparty member rotate-key 0x…new --member did:ethr:0x7a69:0x…lost --data-dir .kparty/org-b\n  $ kparty member approve 3 --data-dir .kparty/org-c && kparty member execute 3 --data-dir .kparty/org-c`,
+    )
+    .action(
+      run(async (ctx, options: { as?: string; member?: string }, newAccount: string) => {
+        if (!isAddress(newAccount))
+          throw new KPartyError(
+            "invalid_argument",
+            `<new-account> must be a 0x address, got "${newAccount}"`,
+          );
+        const { agent } = await ctx.agent("issuer");
+        const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
+        const account = accountOf(options.member ?? did);
+        const result = await agent.kpartyProposeKeyRotation({
+          member: did,
+          account,
+          newOperator: getAddress(newAccount),
+        });
+        ctx.out.info(`proposal #${result.proposalId} created in block ${result.blockNumber}`);
+        ctx.out.result(
+          {
+            proposalId: result.proposalId,
+            member: account,
+            newOperator: getAddress(newAccount),
+            transactionHash: result.transactionHash,
+            blockNumber: result.blockNumber,
+          },
+          String(result.proposalId),
+        );
+      }),
+    );
+
+  member
     .command("list")
     .description("current members and proposals")
     .addHelpText("after", `\nExamples:\n  $ kparty member list\n  $ kparty member list --json`)
@@ -148,7 +197,13 @@ export function registerMember(program: Command): void {
         const [members, proposals] = await Promise.all([listMembers(client), listProposals(client)]);
         ctx.out.result({ members, proposals }, [
           `members (${members.length}):`,
-          ...table(members.map((m) => [`  ${m.name}`, m.did])),
+          ...table(
+            members.map((m) => [
+              `  ${m.name}`,
+              m.did,
+              m.operator !== null && m.operator !== m.account ? `operated by ${m.operator}` : "",
+            ]),
+          ),
           `proposals (${proposals.length}):`,
           ...table(proposals.map(proposalLine)),
         ]);

@@ -30,6 +30,7 @@ export async function judgeCredentialState(
   });
   await run("credential.anchored", () => {
     if (state.anchoredBy === null) fail("not_anchored", "the credential is not anchored on the registry");
+    // the registry reports only the claimed issuer's own anchor; kept as a guard
     if (state.anchoredBy.toLowerCase() !== issuerAccount.toLowerCase()) {
       fail("not_anchored", "the credential was anchored by another account than its issuer");
     }
