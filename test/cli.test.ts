@@ -436,6 +436,49 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     );
   });
 
+  it("issuer serve: an API key issues a K-th Party token over VC-API; a removed key stops at once", async () => {
+    const without = await as("org-a", ["issuer", "serve", "--port", "0"]);
+    expect({ code: without.code, stderr: without.stderr }).toEqual({
+      code: 3,
+      stderr: `kparty: config_invalid: no API key for the issuer service of ${join(dir, ".kparty/org-a")} (hint: add one with \`kparty issuer clients add <name>\`)\n`,
+    });
+    const added = await as("org-a", ["issuer", "clients", "add", "portal"]);
+    expect(added.code).toBe(0);
+    const apiKey = added.stdout.trim();
+    expect(apiKey).toMatch(/^kpi_[0-9a-f]{12}\.[A-Za-z0-9_-]{43}$/);
+    const service = await startKparty<{ url: string; issuer: string }>(
+      ["issuer", "serve", "--port", "0", "--data-dir", ".kparty/org-a"],
+      { cwd: dir, env },
+    );
+    try {
+      expect(service.ready.issuer).toBe(orgA);
+      const issue = () =>
+        fetch(`${service.ready.url}/credentials/issue`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+          body: JSON.stringify({
+            credential: {
+              "@context": ["https://www.w3.org/2018/credentials/v1"],
+              type: ["VerifiableCredential", "KPartyCredential"],
+              issuer: orgA,
+              credentialSubject: {
+                id: alice,
+                kParty: { role: "participant", models: ["fl-demo"], actions: ["model:read"] },
+              },
+            },
+          }),
+        });
+      const res = await issue();
+      expect(res.status).toBe(201);
+      const body = (await res.json()) as { verifiableCredential: { credentialSubject: { id: string } } };
+      expect(body.verifiableCredential.credentialSubject.id).toBe(alice);
+      expect((await as("org-a", ["issuer", "clients", "remove", "portal"])).code).toBe(0);
+      expect((await issue()).status).toBe(401);
+    } finally {
+      expect(await service.stop()).toBe(0);
+    }
+  });
+
   it("batch-issues from a subjects file: one anchored root, one bundle each", async () => {
     const subjects = [coordinator, { subject: alice, role: "observer", actions: ["model:read"] }, alice];
     writeFileSync(join(dir, "subjects.json"), JSON.stringify(subjects));

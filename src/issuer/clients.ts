@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 
@@ -38,10 +38,25 @@ const digest = (secret: string) => createHash("sha256").update(secret).digest("h
 export class IssuerClientStore {
   readonly #file: string;
   #clients: IssuerClient[];
+  /** The file's modification time when it was last read (0: no file). */
+  #readAt: number;
 
   constructor(file: string) {
     this.#file = file;
+    this.#readAt = IssuerClientStore.#mtime(file);
     this.#clients = IssuerClientStore.#read(file);
+  }
+
+  static #mtime(file: string): number {
+    return statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  }
+
+  /** Re-reads the file when another process (`kparty issuer clients add|remove`) changed it. */
+  #refresh(): void {
+    const mtime = IssuerClientStore.#mtime(this.#file);
+    if (mtime === this.#readAt) return;
+    this.#clients = IssuerClientStore.#read(this.#file);
+    this.#readAt = mtime;
   }
 
   static #read(file: string): IssuerClient[] {
@@ -73,10 +88,12 @@ export class IssuerClientStore {
   async #save(clients: IssuerClient[]): Promise<void> {
     await writeFileAtomic(this.#file, `${JSON.stringify({ clients }, null, 2)}\n`, 0o600);
     this.#clients = clients;
+    this.#readAt = IssuerClientStore.#mtime(this.#file);
   }
 
   /** Adds a client named `name` and returns its API key, which is not kept anywhere. */
   async add(name: string, now = new Date()): Promise<NewClient> {
+    this.#refresh();
     if (typeof name !== "string" || !NAME.test(name)) {
       throw new KPartyError("invalid_argument", "a client name is 1-64 letters, digits, spaces or . _ @ -");
     }
@@ -94,6 +111,7 @@ export class IssuerClientStore {
 
   /** Removes the client with this id or name; `not_found` when there is none. */
   async remove(idOrName: string): Promise<Omit<IssuerClient, "secretHash">> {
+    this.#refresh();
     const client = this.#clients.find((c) => c.id === idOrName || c.name === idOrName);
     if (!client) throw new KPartyError("not_found", `no issuer client ${idOrName}`);
     await this.#save(this.#clients.filter((c) => c !== client));
@@ -101,6 +119,7 @@ export class IssuerClientStore {
   }
 
   list(): Omit<IssuerClient, "secretHash">[] {
+    this.#refresh();
     return this.#clients.map(({ id, name, createdAt }) => ({ id, name, createdAt }));
   }
 
@@ -110,6 +129,12 @@ export class IssuerClientStore {
     const parts = match ? KEY.exec(match[1] as string) : null;
     if (!parts) return null;
     const [, id, secret] = parts as unknown as [string, string, string];
+    // a key removed by another process stops working at once; a file that cannot be read denies
+    try {
+      this.#refresh();
+    } catch {
+      return null;
+    }
     const client = this.#clients.find((c) => c.id === id);
     if (!client) return null;
     const ok = timingSafeEqual(Buffer.from(digest(secret), "hex"), Buffer.from(client.secretHash, "hex"));
