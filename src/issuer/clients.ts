@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 
@@ -37,33 +37,41 @@ const digest = (secret: string) => createHash("sha256").update(secret).digest("h
  */
 export class IssuerClientStore {
   readonly #file: string;
-  #clients: IssuerClient[];
-  /** The file's modification time when it was last read (0: no file). */
-  #readAt: number;
+  #clients: IssuerClient[] = [];
+  /** The file's text when it was last parsed (null: no file). */
+  #text: string | null | undefined;
 
   constructor(file: string) {
     this.#file = file;
-    this.#readAt = IssuerClientStore.#mtime(file);
-    this.#clients = IssuerClientStore.#read(file);
+    this.#refresh();
   }
 
-  static #mtime(file: string): number {
-    return statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-  }
-
-  /** Re-reads the file when another process (`kparty issuer clients add|remove`) changed it. */
+  /**
+   * Re-reads the file, and parses it when another process (`kparty issuer clients add|remove`)
+   * changed it. The file is small and read whole: timestamps are too coarse to tell two quick
+   * changes apart.
+   */
   #refresh(): void {
-    const mtime = IssuerClientStore.#mtime(this.#file);
-    if (mtime === this.#readAt) return;
-    this.#clients = IssuerClientStore.#read(this.#file);
-    this.#readAt = mtime;
+    let text: string | null;
+    try {
+      text = readFileSync(this.#file, "utf8");
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== "ENOENT") {
+        throw new KPartyError("config_invalid", `issuer clients file ${this.#file} cannot be read`, {
+          cause,
+        });
+      }
+      text = null;
+    }
+    if (text === this.#text) return;
+    this.#clients = text === null ? [] : IssuerClientStore.#parse(this.#file, text);
+    this.#text = text;
   }
 
-  static #read(file: string): IssuerClient[] {
-    if (!existsSync(file)) return [];
+  static #parse(file: string, text: string): IssuerClient[] {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(file, "utf8"));
+      parsed = JSON.parse(text);
     } catch (cause) {
       throw new KPartyError("config_invalid", `issuer clients file ${file} is not valid JSON`, { cause });
     }
@@ -86,9 +94,10 @@ export class IssuerClientStore {
   }
 
   async #save(clients: IssuerClient[]): Promise<void> {
-    await writeFileAtomic(this.#file, `${JSON.stringify({ clients }, null, 2)}\n`, 0o600);
+    const text = `${JSON.stringify({ clients }, null, 2)}\n`;
+    await writeFileAtomic(this.#file, text, 0o600);
     this.#clients = clients;
-    this.#readAt = IssuerClientStore.#mtime(this.#file);
+    this.#text = text;
   }
 
   /** Adds a client named `name` and returns its API key, which is not kept anywhere. */
