@@ -1,6 +1,6 @@
 import { ACTIONS } from "../credential/index.ts";
 import { HTTP_STATUS } from "./errors.ts";
-import { VC_API_CHECKS } from "./vc-api.ts";
+import { VC_API_CHECKS } from "./routes/vc-api.ts";
 import { DEFAULT_CLOCK_SKEW_SECONDS } from "./verify/window.ts";
 
 const json = (schema: object) => ({ "application/json": { schema } });
