@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { type ChainClient, createRegistryWatcher, getChainStatus } from "../chain/index.ts";
 import { ACTIONS, type Action, CREDENTIAL_TYPE, isModelSelector, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import type { FileModelStore } from "../models/index.ts";
+import type { Aggregation, FileModelStore } from "../models/index.ts";
 import { redactSecrets, secretsOfUrl } from "../util/redact.ts";
 import { AuditLog } from "./audit.ts";
 import { integerHeader, jsonObject } from "./body.ts";
@@ -576,7 +576,11 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.post("/models", { preHandler: requireAccess("round:aggregate") }, async (request, reply) => {
     const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
-    const body = jsonObject(request.body, ["id", "description", "shape"], "{id, description, shape}");
+    const body = jsonObject(
+      request.body,
+      ["id", "description", "shape", "maxSamplesPerUpdate", "aggregation"],
+      "{id, description, shape, maxSamplesPerUpdate?, aggregation?}",
+    );
     if (typeof body.id !== "string" || !grantCoversModel(claims, body.id)) {
       throw new KPartyError("scope_denied", `the access token does not cover model ${String(body.id)}`);
     }
@@ -584,6 +588,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       id: body.id,
       description: String(body.description ?? ""),
       shape: body.shape as number[],
+      maxSamplesPerUpdate: body.maxSamplesPerUpdate as number, // the store checks both
+      aggregation: body.aggregation as Aggregation,
     });
     return reply.code(201).send(info);
   });
