@@ -375,7 +375,7 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
         "--data-dir",
         ".kparty/gateway",
         "--model",
-        "fl-demo:4",
+        "fl-demo:4:max-samples=100",
         "--verify-threads",
         "1",
         // a day: longer than the remaining life of a one-day credential presented after its issuance
@@ -584,6 +584,24 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       0, 0, 0, 0,
     ]);
     writeFileSync(join(dir, "local.f32"), new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer));
+    // gateway serve --model fl-demo:4:max-samples=100
+    expect(
+      await as("alice", [
+        "model",
+        "push",
+        "fl-demo",
+        "--file",
+        "local.f32",
+        "--round",
+        "1",
+        "--samples",
+        "101",
+      ]),
+    ).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "kparty: invalid_update: the sample count 101 exceeds this model's cap of 100 per update\n",
+    });
     const pushed = json<{ round: number; sampleCount: number; bytes: number }>(
       await as("alice", [
         "model",
@@ -731,9 +749,28 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     );
     expect(closed).toMatchObject({ version: 2, aggregated: 1 });
     const registered = json<{ id: string; parameterCount: number }>(
-      await as("coord", ["model", "register", "other", "--shape", "2,3", "--json"]),
+      await as("coord", [
+        "model",
+        "register",
+        "other",
+        "--shape",
+        "2,3",
+        "--max-samples",
+        "500",
+        "--rule",
+        "trimmed-mean",
+        "--clip-norm",
+        "2.5",
+        "--json",
+      ]),
     );
-    expect(registered).toMatchObject({ id: "other", parameterCount: 6, version: 1 });
+    expect(registered).toMatchObject({
+      id: "other",
+      parameterCount: 6,
+      version: 1,
+      maxSamplesPerUpdate: 500,
+      aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 2.5 },
+    });
   });
 
   it("a gateway that does not answer is exit 6; model commands without a token are exit 8", async () => {

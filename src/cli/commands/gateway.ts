@@ -9,20 +9,11 @@ import {
   GATEWAY_SEMI_SPACE_MB,
   restartWithGatewaySettings,
 } from "../../util/gateway-memory.ts";
+import { parseModelSpec } from "../model-settings.ts";
 import { positiveInt, readyUntilSignal, run } from "../run.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
-
-/** `id:d1,d2…` → a model to register at start. */
-function parseModel(value: string): { id: string; shape: number[] } {
-  const [id, dims] = value.split(":");
-  const shape = (dims ?? "").split(",").map(Number);
-  if (!id || !dims || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
-    throw new KPartyError("invalid_argument", `--model must be ID:SHAPE (e.g. fl-demo:101), got "${value}"`);
-  }
-  return { id, shape };
-}
 
 export function registerGateway(program: Command): void {
   const gateway = program
@@ -55,8 +46,8 @@ export function registerGateway(program: Command): void {
       },
     )
     .option(
-      "--model <id:shape>",
-      "register this model at start unless it exists (repeatable)",
+      "--model <id:shape[:key=value…]>",
+      "register this model at start unless it exists (repeatable); keys: max-samples (per-update sample cap, default 1000000), rule (fedavg, median or trimmed-mean; default fedavg), trim (trimmed-mean's β, default 0.2), clip-norm (L2 bound on each update's delta)",
       (v, acc: string[]) => [...acc, v],
       [],
     )
@@ -78,6 +69,7 @@ Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${G
 
 Examples:
   $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101
+  $ kparty gateway serve --model fl-demo:101:max-samples=5000:rule=trimmed-mean:trim=0.2:clip-norm=5
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
   $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host`,
     )
@@ -97,7 +89,7 @@ Examples:
             verifyThreads?: number;
           },
         ) => {
-          const models = options.model.map(parseModel);
+          const models = options.model.map(parseModelSpec);
           const deployment = ctx.deployment();
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
@@ -110,12 +102,7 @@ Examples:
           const store = new FileModelStore(join(ctx.config.dataDir, "models"));
           for (const m of models) {
             const existing = await store.get(m.id).catch(() => null);
-            if (!existing)
-              await store.register({
-                id: m.id,
-                description: `registered by kparty gateway serve`,
-                shape: m.shape,
-              });
+            if (!existing) await store.register({ ...m, description: `registered by kparty gateway serve` });
           }
           const db = openGatewayDatabase(join(ctx.config.dataDir, "gateway.sqlite"));
           ctx.onClose(() => db.close());

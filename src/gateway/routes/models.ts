@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { KPartyError } from "../../errors/index.ts";
+import type { Aggregation } from "../../models/index.ts";
 import { integerHeader, jsonObject } from "../body.ts";
 import { grantCoversModel } from "../guard.ts";
 import type { GatewayServices } from "../services.ts";
@@ -29,7 +30,11 @@ export const modelRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
 
   app.post("/models", { preHandler: requireAccess("round:aggregate") }, async (request, reply) => {
     const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
-    const body = jsonObject(request.body, ["id", "description", "shape"], "{id, description, shape}");
+    const body = jsonObject(
+      request.body,
+      ["id", "description", "shape", "maxSamplesPerUpdate", "aggregation"],
+      "{id, description, shape, maxSamplesPerUpdate?, aggregation?}",
+    );
     if (typeof body.id !== "string" || !grantCoversModel(claims, body.id)) {
       throw new KPartyError("scope_denied", `the access token does not cover model ${String(body.id)}`);
     }
@@ -37,6 +42,8 @@ export const modelRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
       id: body.id,
       description: String(body.description ?? ""),
       shape: body.shape as number[],
+      maxSamplesPerUpdate: body.maxSamplesPerUpdate as number, // the store checks both
+      aggregation: body.aggregation as Aggregation,
     });
     return reply.code(201).send(info);
   });
