@@ -18,9 +18,16 @@ function fakeChain() {
   let mined = 0;
   /** Replaces the hash the next `events` call reports for a block (a branch change mid-poll). */
   let lie: { number: number; hash: string } | null = null;
+  let heads = 0;
+  let headers = 0;
   const source: BlockSource = {
-    head: async () => blocks.length - 1,
+    head: async () => {
+      heads++;
+      const b = blocks.at(-1) as FakeBlock;
+      return { number: b.number, hash: b.hash, parentHash: b.parentHash };
+    },
     header: async (n) => {
+      headers++;
       const b = blocks[n];
       return b ? { number: b.number, hash: b.hash, parentHash: b.parentHash } : null;
     },
@@ -51,6 +58,8 @@ function fakeChain() {
     lieOnce(number: number, hash: string) {
       lie = { number, hash };
     },
+    /** Requests so far: latest-block reads and reads of a block by number. */
+    requests: () => ({ heads, headers }),
   };
 }
 
@@ -124,10 +133,12 @@ describe("event feed", () => {
     await t.poll();
     expect(t.reorgs).toEqual([{ ancestor: 1, abandoned: ["MemberAdded@2"] }]);
     expect(t.events).toEqual(["MemberAdded@2", "MemberRemoved@2"]);
-    // nothing new: the next poll changes nothing
+    // nothing new: the next poll changes nothing, and costs one request (the latest block)
+    const before = chain.requests();
     await t.poll();
     expect(t.reorgs).toHaveLength(1);
     expect(t.events).toHaveLength(2);
+    expect(chain.requests()).toEqual({ heads: before.heads + 1, headers: before.headers });
   });
 
   it("reports a fork deeper than its window with no ancestor, and resumes on the new chain", async () => {

@@ -58,8 +58,8 @@ export interface SourcedEvent {
 
 /** Where the feed reads the chain (the node's JSON-RPC API, or a fake in unit tests). */
 export interface BlockSource {
-  /** The node's latest block number. */
-  head(): Promise<number>;
+  /** The node's latest block. */
+  head(): Promise<BlockHeader>;
   /** The node's block `number`, or null when it has none. */
   header(number: number): Promise<BlockHeader | null>;
   /** The registries' events in blocks `from`..`to` (inclusive), in chain order. */
@@ -147,8 +147,10 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
   }
 
   async function pollOnce(): Promise<void> {
-    const head = await source.head();
-    const target = head - confirmations;
+    const latest = await source.head();
+    const target = latest.number - confirmations;
+    /** A block's header as the node has it now (the latest block's is already at hand). */
+    const header = (n: number) => (n === latest.number ? Promise.resolve(latest) : source.header(n));
     let rewinds = 0;
     const rewindOnce = async () => {
       if (++rewinds > 8) throw new RacedError("the chain keeps changing under the feed");
@@ -169,7 +171,7 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
         continue;
       }
       if (syncedBlock >= target) {
-        const now = await source.header(tip.number);
+        const now = await header(tip.number);
         if (now?.hash === tip.hash) break;
         await rewindOnce();
         continue;
@@ -179,7 +181,7 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
       const first = Math.max(from, to - windowSize + 1);
       const numbers = first === from ? [] : [from];
       for (let n = first; n <= to; n++) numbers.push(n);
-      const headers = await Promise.all(numbers.map((n) => source.header(n)));
+      const headers = await Promise.all(numbers.map(header));
       if (headers[0]?.parentHash !== tip.hash) {
         // the next block does not follow ours: ours was abandoned (or the node went back)
         await rewindOnce();
@@ -247,7 +249,7 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
   };
 }
 
-/** The feed's view of a JSON-RPC node: `eth_blockNumber`, `eth_getBlockByNumber`, `eth_getLogs`. */
+/** The feed's view of a JSON-RPC node: `eth_getBlockByNumber` (headers only) and `eth_getLogs`. */
 function rpcBlockSource(client: ChainClient): BlockSource {
   const { provider, deployment } = client;
   const address = [
@@ -262,6 +264,11 @@ function rpcBlockSource(client: ChainClient): BlockSource {
       throw new TypeError("the watcher needs a JSON-RPC provider");
     return provider.send(method, params);
   };
+  async function blockAt(tag: string): Promise<BlockHeader | null> {
+    const block = (await rpc("eth_getBlockByNumber", [tag, false])) as Record<string, unknown> | null;
+    if (!block) return null;
+    return { number: Number(block.number), hash: String(block.hash), parentHash: String(block.parentHash) };
+  }
   function decode(log: Record<string, unknown>): RegistryEvent | null {
     const topics = log.topics as string[];
     const data = log.data as string;
@@ -273,16 +280,12 @@ function rpcBlockSource(client: ChainClient): BlockSource {
     return null;
   }
   return {
-    head: async () => Number(await rpc("eth_blockNumber", [])),
-    async header(number) {
-      if (number < 0) return null;
-      const block = (await rpc("eth_getBlockByNumber", [hex(number), false])) as Record<
-        string,
-        unknown
-      > | null;
-      if (!block) return null;
-      return { number: Number(block.number), hash: String(block.hash), parentHash: String(block.parentHash) };
+    async head() {
+      const block = await blockAt("latest");
+      if (!block) throw new Error("the node has no latest block");
+      return block;
     },
+    header: (number) => (number < 0 ? Promise.resolve(null) : blockAt(hex(number))),
     async events(from, to) {
       const logs = (await rpc("eth_getLogs", [
         { address, fromBlock: hex(from), toBlock: hex(to) },
