@@ -121,7 +121,10 @@ describe("a chain reorganisation", () => {
     await mine(1); // another block at the revocation's number, without it
 
     await expect.poll(() => verdict(world.base, token), WITHIN_POLLS).toEqual([200, null]);
+    // the watcher re-applied the new branch's block at that number, and the grant stays
+    await waitForSync(world.base, revocation.blockNumber);
     expect(world.app.kpartySyncedBlock()).toBe(revocation.blockNumber);
+    expect(await verdict(world.base, token)).toEqual([200, null]);
   });
 
   it("a fork deeper than the watcher's window drops every cached state, and each is read again", async () => {
