@@ -258,6 +258,18 @@ describe("kparty chain up, status, did", () => {
     );
   });
 
+  it("gateway serve takes a confirmation depth from 0 to 1024 (exit 2 otherwise)", async () => {
+    for (const depth of ["-1", "1025", "two"]) {
+      expect(
+        await run(["gateway", "serve", "--confirmations", depth, "--data-dir", ".kparty/depth"]),
+      ).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: `kparty: invalid_argument: option '--confirmations <n>' argument '${depth}' is invalid. --confirmations must be an integer from 0 to 1024, got "${depth}" (hint: see \`kparty <command> --help\`)\n`,
+      });
+    }
+  });
+
   it("did create prints the DID alone; did list shows it; the keys are encrypted at rest", async () => {
     const listed = json<{ dids: { did: string; alias: string }[] }>(
       await as("org-a", ["did", "list", "--json"]),
@@ -378,6 +390,8 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
         "fl-demo:4:max-samples=100",
         "--verify-threads",
         "1",
+        "--confirmations",
+        "0",
         // a day: longer than the remaining life of a one-day credential presented after its issuance
         "--token-ttl",
         "86400",

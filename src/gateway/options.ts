@@ -64,6 +64,20 @@ export interface GatewayOptions {
   watcherChain?: ChainClient;
   /** How often the registry's events are polled (default 100 ms). */
   statusPollingIntervalMs?: number;
+  /**
+   * Blocks that must be on top of a block before its registry events are applied and before
+   * credential status is read from it (default 0, right for a local chain; e.g. 12 or more on a
+   * public network). A revocation then takes effect only once it is that deep. The freshness
+   * bounds (`tokenFreshnessMs`, `maxStalenessMs`) measure the event feed's last poll, not the
+   * depth: they add to it. See docs/security.md, "Chain reorganisations".
+   */
+  confirmations?: number;
+  /**
+   * How many of the last applied blocks the event watcher keeps the hashes of to detect a
+   * reorganisation and find where it forked (default 128). A fork deeper than that drops every
+   * cached DID document and credential state.
+   */
+  reorgWindowBlocks?: number;
   /** Live tokens are honoured from cached status only while the event feed is this fresh (default 5000 ms). */
   maxStalenessMs?: number;
   /**

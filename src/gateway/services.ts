@@ -97,6 +97,8 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
+    ...(options.confirmations !== undefined ? { confirmations: options.confirmations } : {}),
+    ...(options.reorgWindowBlocks !== undefined ? { reorgWindowBlocks: options.reorgWindowBlocks } : {}),
   });
   const states = createStatusCache({
     chain,

@@ -9,6 +9,8 @@ import {
   GATEWAY_SEMI_SPACE_MB,
   restartWithGatewaySettings,
 } from "../../util/gateway-memory.ts";
+import { integerIn } from "../../util/integer.ts";
+import { MAX_CONFIRMATIONS } from "../config.ts";
 import { parseModelSpec } from "../model-settings.ts";
 import { positiveInt, readyUntilSignal, run } from "../run.ts";
 
@@ -46,6 +48,18 @@ export function registerGateway(program: Command): void {
       },
     )
     .option(
+      "--confirmations <n>",
+      "blocks on top of a block before its registry events (a revocation among them) apply and before status is read from it; 0 on a local chain, e.g. 12+ on a public network (default: gateway.confirmations, 0)",
+      (v) => {
+        const n = integerIn(v, 0, MAX_CONFIRMATIONS);
+        if (n === null)
+          throw new InvalidOptionArgument(
+            `--confirmations must be an integer from 0 to ${MAX_CONFIRMATIONS}, got "${v}"`,
+          );
+        return n;
+      },
+    )
+    .option(
       "--model <id:shape[:key=value…]>",
       "register this model at start unless it exists (repeatable); keys: max-samples (per-update sample cap, default 1000000), rule (fedavg, median or trimmed-mean; default fedavg), trim (trimmed-mean's β, default 0.2), clip-norm (L2 bound on each update's delta)",
       (v, acc: string[]) => [...acc, v],
@@ -71,7 +85,8 @@ Examples:
   $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101
   $ kparty gateway serve --model fl-demo:101:max-samples=5000:rule=trimmed-mean:trim=0.2:clip-norm=5
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
-  $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host`,
+  $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
+  $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep`,
     )
     // before anything runs: both settings take effect only when a process starts
     .hook("preAction", () => restartWithGatewaySettings(KPARTY_BIN))
@@ -84,6 +99,7 @@ Examples:
             port?: number;
             domain?: string;
             trustProxy?: number | string;
+            confirmations?: number;
             model: string[];
             tokenTtl: number;
             verifyThreads?: number;
@@ -110,6 +126,7 @@ Examples:
           ctx.onClose(() => watcherProvider.destroy());
           const domain = options.domain ?? ctx.config.gateway.domain;
           const trustProxy = options.trustProxy ?? ctx.config.gateway.trustProxy;
+          const confirmations = options.confirmations ?? ctx.config.gateway.confirmations;
           const app = await buildGateway({
             agent: verifier.agent,
             chain,
@@ -118,6 +135,7 @@ Examples:
             domain,
             tokenTtlSeconds: options.tokenTtl,
             ...(trustProxy !== undefined ? { trustProxy } : {}),
+            ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });
