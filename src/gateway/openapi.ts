@@ -24,6 +24,28 @@ function errors(...statuses: number[]) {
 
 const bearer = [{ bearer: [] }];
 
+/** `POST /auth/challenge` and its VC-API name `POST /challenges`: one operation, two paths. */
+function challengeOperation(summary: string) {
+  return {
+    summary,
+    responses: {
+      "200": {
+        description: "ok",
+        content: json({
+          type: "object",
+          required: ["challenge", "domain", "expiresAt"],
+          properties: {
+            challenge: { type: "string" },
+            domain: { type: "string" },
+            expiresAt: { type: "string", format: "date-time" },
+          },
+        }),
+      },
+      ...errors(429),
+    },
+  };
+}
+
 /** The 400/200 split of the VC-API verify endpoints. */
 const VERIFY_SPLIT =
   "Structurally invalid input (a missing or wrongly typed @context, type, issuer, credentialSubject, " +
@@ -195,45 +217,11 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
           responses: { "200": { description: "ok", content: json({ type: "object" }) } },
         },
       },
-      "/auth/challenge": {
-        post: {
-          summary: "A single-use challenge (60 s) for one presentation",
-          responses: {
-            "200": {
-              description: "ok",
-              content: json({
-                type: "object",
-                required: ["challenge", "domain", "expiresAt"],
-                properties: {
-                  challenge: { type: "string" },
-                  domain: { type: "string" },
-                  expiresAt: { type: "string", format: "date-time" },
-                },
-              }),
-            },
-            ...errors(429),
-          },
-        },
-      },
+      "/auth/challenge": { post: challengeOperation("A single-use challenge (60 s) for one presentation") },
       "/challenges": {
-        post: {
-          summary: "VC-API: the same single-use challenge as /auth/challenge (one pool, one rate limit)",
-          responses: {
-            "200": {
-              description: "ok",
-              content: json({
-                type: "object",
-                required: ["challenge", "domain", "expiresAt"],
-                properties: {
-                  challenge: { type: "string" },
-                  domain: { type: "string" },
-                  expiresAt: { type: "string", format: "date-time" },
-                },
-              }),
-            },
-            ...errors(429),
-          },
-        },
+        post: challengeOperation(
+          "VC-API: the same single-use challenge as /auth/challenge (one pool, one rate limit)",
+        ),
       },
       "/auth/token": {
         post: {
