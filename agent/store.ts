@@ -2,6 +2,7 @@ import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Entities, migrations } from "@veramo/data-store";
 import { DataSource } from "typeorm";
+import { KPartyError } from "../src/errors/index.ts";
 import { writeFileAtomic } from "../src/util/atomic-file.ts";
 
 /**
@@ -27,12 +28,16 @@ function lockFile(file: string): () => void {
       } catch {
         alive = false;
       }
-      if (alive && pid !== process.pid) throw new Error(`${file} is in use by process ${pid}`);
-      if (alive) throw new Error(`${file} is already open in this process`);
+      if (alive) {
+        const by = pid === process.pid ? "this process" : `process ${pid}`;
+        throw new KPartyError("data_dir_in_use", `${file} is in use by ${by}`, {
+          details: { hint: "one kparty process per data dir: stop the other one, or use another --data-dir" },
+        });
+      }
       rmSync(lock, { force: true });
     }
   }
-  throw new Error(`could not lock ${file}`);
+  throw new KPartyError("data_dir_in_use", `could not lock ${file}`);
 }
 
 /**

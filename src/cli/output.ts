@@ -27,6 +27,7 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   invalid_update: EXIT.usage,
   payload_too_large: EXIT.usage,
   config_invalid: EXIT.config,
+  data_dir_in_use: EXIT.config,
   wrong_passphrase: EXIT.passphrase,
   passphrase_required: EXIT.passphrase,
   not_found: EXIT.notFound,

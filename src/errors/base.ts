@@ -41,6 +41,7 @@ export type KPartyErrorCode =
   // command line
   | "config_invalid"
   | "passphrase_required"
+  | "data_dir_in_use"
   | "unreachable"
   | "internal";
 

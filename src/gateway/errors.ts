@@ -36,6 +36,7 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   wrong_passphrase: 500,
   config_invalid: 500,
   passphrase_required: 500,
+  data_dir_in_use: 500,
   unreachable: 502,
   internal: 500,
 };
@@ -82,6 +83,7 @@ export const CLIENT_MESSAGES: Record<KPartyErrorCode, string | null> = {
   wrong_passphrase: "internal error",
   config_invalid: "internal error",
   passphrase_required: "internal error",
+  data_dir_in_use: "internal error",
   unreachable: "internal error",
   internal: "internal error",
 };
