@@ -19,6 +19,7 @@ Exit codes:
   2  usage or invalid input       7  refused by the chain (revert, funds)
   3  configuration                8  refused access (revoked, expired, scope…)
   4  passphrase missing or wrong  9  audit log broken
+                                 10 conflict with the current state
   130 interrupted
 
 Errors are one line on stderr: "kparty: <code>: <message> (hint: …)"; with --json

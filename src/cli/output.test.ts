@@ -25,6 +25,8 @@ describe("CLI output", () => {
     expect(exitCodeOf("revoked")).toBe(8);
     expect(exitCodeOf("registry_unavailable")).toBe(6);
     expect(exitCodeOf("wrong_passphrase")).toBe(4);
+    expect(exitCodeOf("conflict")).toBe(10);
+    expect(exitCodeOf("data_dir_in_use")).toBe(3);
   });
 
   it("reports errors in one line with code and hint; details.hint wins; commander errors are usage", () => {

@@ -17,6 +17,7 @@ export const EXIT = {
   chainRefused: 7,
   accessRefused: 8,
   auditBroken: 9,
+  conflict: 10,
   interrupted: 130,
 } as const;
 
@@ -39,7 +40,7 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   chain_reverted: EXIT.chainRefused,
   chain_rejected: EXIT.chainRefused,
   insufficient_funds: EXIT.chainRefused,
-  conflict: EXIT.chainRefused,
+  conflict: EXIT.conflict,
   unsupported_alg: EXIT.accessRefused,
   invalid_signature: EXIT.accessRefused,
   expired: EXIT.accessRefused,
