@@ -505,3 +505,17 @@ describe("FedAvg stays byte-identical", () => {
     expect(Buffer.from((await weights("m")).slice().buffer).equals(Buffer.from(expected.buffer))).toBe(true);
   });
 });
+
+describe("FileModelStore metadata: derived, not stored", () => {
+  it("stores neither the parameter count nor the open round, and derives both, also from files that held them", async () => {
+    await store.register({ id: "m", description: "", shape: [3, 2] });
+    const file = join(dir, "m", "model.json");
+    const written = JSON.parse(await readFile(file, "utf8"));
+    expect(Object.keys(written)).not.toContain("parameterCount");
+    expect(Object.keys(written)).not.toContain("openRound");
+    expect(await store.get("m")).toMatchObject({ version: 1, openRound: 1, parameterCount: 6, updates: 0 });
+    // a file written before: its stored copies are ignored, the values are derived
+    await writeFile(file, JSON.stringify({ ...written, version: 3, parameterCount: 99, openRound: 7 }));
+    expect(await store.get("m")).toMatchObject({ version: 3, openRound: 3, parameterCount: 6 });
+  });
+});

@@ -20,11 +20,12 @@ export interface ModelInfo {
   description: string;
   /** Version of the current global weights (1 for the initial weights). */
   version: number;
-  /** Shape of the weight tensor; `parameterCount` is its product. */
+  /** Shape of the weight tensor. */
   shape: number[];
+  /** The product of `shape` (derived, not stored). */
   parameterCount: number;
   dtype: "float32";
-  /** The round accepting updates; closing it produces version `openRound + 1`. */
+  /** The round accepting updates, always the current `version` (derived, not stored); closing it produces version `openRound + 1`. */
   openRound: number;
   /** Updates received for the open round. */
   updates: number;
@@ -45,7 +46,22 @@ export interface UpdateReceipt {
   receivedAt: string;
 }
 
-interface StoredInfo extends Omit<ModelInfo, "updates"> {}
+/** What `model.json` holds: the rest of {@link ModelInfo} is derived from it (see {@link derive}). */
+type StoredInfo = Omit<ModelInfo, "updates" | "parameterCount" | "openRound">;
+
+/** A model's metadata without the count of updates, which is read from the round's directory. */
+type KnownInfo = Omit<ModelInfo, "updates">;
+
+/** The parameter count is the product of the shape; the open round is the current version's. */
+function derive(stored: StoredInfo): KnownInfo {
+  return { ...stored, parameterCount: stored.shape.reduce((a, b) => a * b, 1), openRound: stored.version };
+}
+
+/** The part of `info` that is stored (files written before these were derived held them too). */
+function storedPart(info: StoredInfo & Partial<KnownInfo>): StoredInfo {
+  const { parameterCount: _count, openRound: _round, ...stored } = info;
+  return stored;
+}
 
 /** What `closeRound` returns: the new metadata and what went into it. */
 export interface RoundResult extends ModelInfo {
@@ -175,9 +191,7 @@ export class FileModelStore {
         description: args.description,
         version: 1,
         shape: [...args.shape],
-        parameterCount,
         dtype: "float32",
-        openRound: 1,
         maxSamplesPerUpdate,
         aggregation,
         updatedAt: new Date().toISOString(),
@@ -185,19 +199,21 @@ export class FileModelStore {
       const bytes = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength);
       await writeFileAtomic(join(dir, "v1.f32"), bytes);
       await writeFileAtomic(join(dir, "model.json"), `${JSON.stringify(info, null, 2)}\n`);
-      return { ...info, updates: 0 };
+      return { ...derive(info), updates: 0 };
     });
   }
 
-  async #stored(id: string): Promise<StoredInfo> {
+  async #stored(id: string): Promise<KnownInfo> {
     try {
       const stored = JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8"));
       // a model registered before caps and rules existed gets the defaults
-      return {
-        maxSamplesPerUpdate: DEFAULT_MAX_SAMPLES_PER_UPDATE,
-        aggregation: { rule: "fedavg" },
-        ...stored,
-      } as StoredInfo;
+      return derive(
+        storedPart({
+          maxSamplesPerUpdate: DEFAULT_MAX_SAMPLES_PER_UPDATE,
+          aggregation: { rule: "fedavg" },
+          ...stored,
+        }),
+      );
     } catch (error) {
       if (error instanceof KPartyError) throw error;
       if ((error as NodeJS.ErrnoException).code === "ENOENT")
@@ -394,14 +410,9 @@ export class FileModelStore {
         out: join(this.#modelDir(id), `v${version}.f32`),
         aggregation: info.aggregation,
       });
-      const next: StoredInfo = {
-        ...info,
-        version,
-        openRound: round + 1,
-        updatedAt: new Date().toISOString(),
-      };
+      const next: StoredInfo = { ...storedPart(info), version, updatedAt: new Date().toISOString() };
       await writeFileAtomic(join(this.#modelDir(id), "model.json"), `${JSON.stringify(next, null, 2)}\n`);
-      return { ...next, updates: 0, aggregated: receipts.length, samples, clipped };
+      return { ...derive(next), updates: 0, aggregated: receipts.length, samples, clipped };
     });
   }
 }
