@@ -92,12 +92,11 @@ function integerIn(value: unknown, min: number, max: number): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max;
 }
 
-function hexOf(file: string, record: Record<string, unknown>, field: string, bytes: number): Buffer {
+function checkHex(file: string, record: Record<string, unknown>, field: string, bytes: number): void {
   const value = record[field];
   if (typeof value !== "string" || value.length !== bytes * 2 || !/^[0-9a-f]+$/i.test(value)) {
     throw invalid(file, `${field} must be ${bytes} bytes as ${bytes * 2} hex digits`, field);
   }
-  return Buffer.from(value, "hex");
 }
 
 /** What is wrong with scrypt parameters, measured against {@link KEYRING_KDF_BOUNDS}. */
@@ -152,17 +151,17 @@ function parseKeyring(text: string, file: string): KeyringFile {
   if (record.kdf !== "scrypt") throw invalid(file, `kdf must be "scrypt", not ${shown(record.kdf)}`, "kdf");
   const problem = kdfProblem(record.N, record.r, record.p);
   if (problem) throw invalid(file, problem.message, problem.field);
-  hexOf(file, record, "salt", SALT_BYTES);
+  checkHex(file, record, "salt", SALT_BYTES);
   if (version === 1) {
-    hexOf(file, record, "check", CHECK_BYTES);
+    checkHex(file, record, "check", CHECK_BYTES);
     return record as unknown as KeyringV1;
   }
   if (record.cipher !== "aes-256-gcm") {
     throw invalid(file, `cipher must be "aes-256-gcm", not ${shown(record.cipher)}`, "cipher");
   }
-  hexOf(file, record, "nonce", NONCE_BYTES);
-  hexOf(file, record, "wrappedKey", KEY_BYTES);
-  hexOf(file, record, "tag", TAG_BYTES);
+  checkHex(file, record, "nonce", NONCE_BYTES);
+  checkHex(file, record, "wrappedKey", KEY_BYTES);
+  checkHex(file, record, "tag", TAG_BYTES);
   return record as unknown as KeyringV2;
 }
 
