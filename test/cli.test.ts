@@ -294,6 +294,18 @@ describe("kparty chain up, status, did", () => {
     );
   });
 
+  it("gateway serve takes a confirmation depth from 0 to 1024 (exit 2 otherwise)", async () => {
+    for (const depth of ["-1", "1025", "two"]) {
+      expect(
+        await run(["gateway", "serve", "--confirmations", depth, "--data-dir", ".kparty/depth"]),
+      ).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: `kparty: invalid_argument: option '--confirmations <n>' argument '${depth}' is invalid. --confirmations must be an integer from 0 to 1024, got "${depth}" (hint: see \`kparty <command> --help\`)\n`,
+      });
+    }
+  });
+
   it("did create prints the DID alone; did list shows it; the keys are encrypted at rest", async () => {
     const listed = json<{ dids: { did: string; alias: string }[] }>(
       await as("org-a", ["did", "list", "--json"]),
@@ -424,9 +436,11 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
         "--data-dir",
         ".kparty/gateway",
         "--model",
-        "fl-demo:4",
+        "fl-demo:4:max-samples=100",
         "--verify-threads",
         "1",
+        "--confirmations",
+        "0",
         // a day: longer than the remaining life of a one-day credential presented after its issuance
         "--token-ttl",
         "86400",
@@ -485,6 +499,49 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     );
   });
 
+  it("issuer serve: an API key issues a K-th Party token over VC-API; a removed key stops at once", async () => {
+    const without = await as("org-a", ["issuer", "serve", "--port", "0"]);
+    expect({ code: without.code, stderr: without.stderr }).toEqual({
+      code: 3,
+      stderr: `kparty: config_invalid: no API key for the issuer service of ${join(dir, ".kparty/org-a")} (hint: add one with \`kparty issuer clients add <name>\`)\n`,
+    });
+    const added = await as("org-a", ["issuer", "clients", "add", "portal"]);
+    expect(added.code).toBe(0);
+    const apiKey = added.stdout.trim();
+    expect(apiKey).toMatch(/^kpi_[0-9a-f]{12}\.[A-Za-z0-9_-]{43}$/);
+    const service = await startKparty<{ url: string; issuer: string }>(
+      ["issuer", "serve", "--port", "0", "--data-dir", ".kparty/org-a"],
+      { cwd: dir, env },
+    );
+    try {
+      expect(service.ready.issuer).toBe(orgA);
+      const issue = () =>
+        fetch(`${service.ready.url}/credentials/issue`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+          body: JSON.stringify({
+            credential: {
+              "@context": ["https://www.w3.org/2018/credentials/v1"],
+              type: ["VerifiableCredential", "KPartyCredential"],
+              issuer: orgA,
+              credentialSubject: {
+                id: alice,
+                kParty: { role: "participant", models: ["fl-demo"], actions: ["model:read"] },
+              },
+            },
+          }),
+        });
+      const res = await issue();
+      expect(res.status).toBe(201);
+      const body = (await res.json()) as { verifiableCredential: { credentialSubject: { id: string } } };
+      expect(body.verifiableCredential.credentialSubject.id).toBe(alice);
+      expect((await as("org-a", ["issuer", "clients", "remove", "portal"])).code).toBe(0);
+      expect((await issue()).status).toBe(401);
+    } finally {
+      expect(await service.stop()).toBe(0);
+    }
+  });
+
   it("batch-issues from a subjects file: one anchored root, one bundle each", async () => {
     const subjects = [coordinator, { subject: alice, role: "observer", actions: ["model:read"] }, alice];
     writeFileSync(join(dir, "subjects.json"), JSON.stringify(subjects));
@@ -524,6 +581,8 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
   });
 
   it("refuses malformed subjects files with exit 2 and issues nothing", async () => {
+    const issuedBefore = json<{ credentials: unknown[] }>(await as("org-a", ["credential", "list", "--json"]))
+      .credentials.length;
     writeFileSync(join(dir, "broken.json"), '["did:ethr:0x7a69:0x1",');
     const broken = await as("org-a", [
       "credential",
@@ -564,7 +623,7 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       /^kparty: invalid_argument: actions must be distinct values among model:read/,
     );
     const listed = json<{ credentials: unknown[] }>(await as("org-a", ["credential", "list", "--json"]));
-    expect(listed.credentials).toHaveLength(4);
+    expect(listed.credentials).toHaveLength(issuedBefore);
   });
 
   it("present saves an access token (never printed); model list, pull and push use it", async () => {
@@ -588,6 +647,24 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       0, 0, 0, 0,
     ]);
     writeFileSync(join(dir, "local.f32"), new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer));
+    // gateway serve --model fl-demo:4:max-samples=100
+    expect(
+      await as("alice", [
+        "model",
+        "push",
+        "fl-demo",
+        "--file",
+        "local.f32",
+        "--round",
+        "1",
+        "--samples",
+        "101",
+      ]),
+    ).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "kparty: invalid_update: the sample count 101 exceeds this model's cap of 100 per update\n",
+    });
     const pushed = json<{ round: number; sampleCount: number; bytes: number }>(
       await as("alice", [
         "model",
@@ -735,9 +812,28 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     );
     expect(closed).toMatchObject({ version: 2, aggregated: 1 });
     const registered = json<{ id: string; parameterCount: number }>(
-      await as("coord", ["model", "register", "other", "--shape", "2,3", "--json"]),
+      await as("coord", [
+        "model",
+        "register",
+        "other",
+        "--shape",
+        "2,3",
+        "--max-samples",
+        "500",
+        "--rule",
+        "trimmed-mean",
+        "--clip-norm",
+        "2.5",
+        "--json",
+      ]),
     );
-    expect(registered).toMatchObject({ id: "other", parameterCount: 6, version: 1 });
+    expect(registered).toMatchObject({
+      id: "other",
+      parameterCount: 6,
+      version: 1,
+      maxSamplesPerUpdate: 500,
+      aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 2.5 },
+    });
   });
 
   it("a gateway that does not answer is exit 6; model commands without a token are exit 8", async () => {

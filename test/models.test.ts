@@ -1,11 +1,12 @@
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IssuedCredential } from "../agent/index.ts";
-import type { Participant } from "../src/devnet/index.ts";
+import { createParticipant, type Participant } from "../src/devnet/index.ts";
 import { createGatewayClient, type GatewayClient } from "../src/gateway/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
 import { presentation, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { createWorld, type KPartyWorld } from "./fixtures/kparty.ts";
+import { createWorld, type KPartyWorld, PASSPHRASE } from "./fixtures/kparty.ts";
 
 const MODEL = "fl-model";
 let world: KPartyWorld;
@@ -222,5 +223,156 @@ describe("updates and rounds", () => {
     });
     expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 403, code: "revoked" });
     expect((await gw.model(MODEL, coordinator)).updates).toBe(0);
+  });
+});
+
+describe("bounded sample counts and robust rules through the gateway", () => {
+  const MEDIAN = "robust-median";
+  const TRIMMED = "robust-trimmed";
+  let coordinatorToken: string;
+  let honest: string[];
+  let rogue: string;
+  let rogueDid: string;
+  const extra: Participant[] = [];
+
+  beforeAll(async () => {
+    for (const name of ["carol", "dave", "erin", "rogue"]) {
+      extra.push(
+        await createParticipant({
+          provider: world.chain.provider,
+          deployment: world.deployment,
+          dataDir: join(world.dir, name),
+          passphrase: PASSPHRASE,
+        }),
+      );
+    }
+    const tokens: string[] = [];
+    for (const p of extra) {
+      const cred = await issue(world.orgA, p, {
+        models: [MEDIAN, TRIMMED],
+        actions: ["model:read", "model:contribute"],
+      });
+      tokens.push(await tokenFor(p, cred));
+    }
+    honest = tokens.slice(0, 3);
+    rogue = tokens[3] as string;
+    rogueDid = (extra[3] as Participant).did;
+    const coordinatorCred = await issue(world.orgB, world.mallory, {
+      role: "coordinator",
+      models: [MEDIAN, TRIMMED],
+      actions: ["model:read", "round:aggregate"],
+    });
+    coordinatorToken = await tokenFor(world.mallory, coordinatorCred);
+  });
+  afterAll(async () => {
+    for (const p of extra) await p.handle.close();
+  });
+
+  const postJson = (path: string, token: string, body: unknown) =>
+    post(path, { token, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  it("registers a model with its sample cap and rule, refusing invalid settings with exact codes", async () => {
+    const refused: [unknown, number, string][] = [
+      [{ id: MEDIAN, shape: [4], aggregation: { rule: "mode" } }, 400, "invalid_argument"],
+      [
+        { id: MEDIAN, shape: [4], aggregation: { rule: "trimmed-mean", trimFraction: 0.5 } },
+        400,
+        "invalid_argument",
+      ],
+      [{ id: MEDIAN, shape: [4], aggregation: { rule: "median", clipNorm: -1 } }, 400, "invalid_argument"],
+      [{ id: MEDIAN, shape: [4], maxSamplesPerUpdate: 0 }, 400, "invalid_argument"],
+      [{ id: MEDIAN, shape: [4], maxSamplesPerUpdate: 1e13 }, 400, "invalid_argument"],
+      [{ id: MEDIAN, shape: [4], weightedBy: "nothing" }, 400, "malformed"],
+    ];
+    for (const [body, status, code] of refused) {
+      const res = await postJson("/models", coordinatorToken, body);
+      expect({ body, status: res.status, code: res.body.error?.code }).toEqual({ body, status, code });
+    }
+    const median = await postJson("/models", coordinatorToken, {
+      id: MEDIAN,
+      description: "median",
+      shape: [2, 2],
+      maxSamplesPerUpdate: 1000,
+      aggregation: { rule: "median" },
+    });
+    expect({ status: median.status, body: median.body }).toMatchObject({
+      status: 201,
+      body: { id: MEDIAN, maxSamplesPerUpdate: 1000, aggregation: { rule: "median" } },
+    });
+    const trimmed = await gw.register(
+      { id: TRIMMED, description: "trimmed", shape: [3], aggregation: { rule: "trimmed-mean", clipNorm: 3 } },
+      coordinatorToken,
+    );
+    expect({ cap: trimmed.maxSamplesPerUpdate, aggregation: trimmed.aggregation }).toEqual({
+      cap: 1_000_000,
+      aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 3 },
+    });
+    expect((await gw.model(TRIMMED, honest[0] as string)).aggregation).toEqual(trimmed.aggregation);
+  });
+
+  it("refuses an update claiming 1e12 samples (400 invalid_update) and keeps the median of the honest updates against one scaled by 1e30", async () => {
+    const path = `/models/${MEDIAN}/updates`;
+    for (const claim of ["1000000000000", "1001"]) {
+      const res = await post(path, {
+        token: rogue,
+        headers: updateHeaders("1", claim),
+        body: f32([1, 2, 3, 4]),
+      });
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 400,
+        body: {
+          error: {
+            code: "invalid_update",
+            message: `the sample count ${claim} exceeds this model's cap of 1000 per update`,
+            field: "x-kparty-sample-count",
+          },
+        },
+      });
+    }
+    expect((await gw.model(MEDIAN, coordinatorToken)).updates).toBe(0);
+    const honestUpdates = [
+      [1, 2, 3, 4],
+      [2, 3, 4, 5],
+      [4, 5, 6, 7],
+    ];
+    for (const [k, values] of honestUpdates.entries()) {
+      await gw.submitUpdate(
+        MEDIAN,
+        { round: 1, sampleCount: 10, weights: Float32Array.from(values) },
+        honest[k] as string,
+      );
+    }
+    const receipt = await gw.submitUpdate(
+      MEDIAN,
+      { round: 1, sampleCount: 1000, weights: Float32Array.from([1e30, 2e30, 3e30, 4e30]) },
+      rogue,
+    );
+    expect({ participant: receipt.participant, sampleCount: receipt.sampleCount }).toEqual({
+      participant: rogueDid,
+      sampleCount: 1000,
+    });
+    const closed = await gw.closeRound(MEDIAN, 1, coordinatorToken);
+    expect(closed).toMatchObject({ version: 2, aggregated: 4, samples: 1030, clipped: 0 });
+    // per coordinate [a, b, c, 1e30·a] → (b + c) / 2
+    expect([...(await gw.weights(MEDIAN, coordinatorToken)).weights]).toEqual([3, 4, 5, 6]);
+  });
+
+  it("bounds an update scaled by 1e30 by clipping under a trimmed mean that trims nothing", async () => {
+    for (const token of honest) {
+      await gw.submitUpdate(
+        TRIMMED,
+        { round: 1, sampleCount: 10, weights: Float32Array.from([1, 1, 1]) },
+        token,
+      );
+    }
+    await gw.submitUpdate(
+      TRIMMED,
+      { round: 1, sampleCount: 10, weights: Float32Array.from([1e30, 2e30, 2e30]) },
+      rogue,
+    );
+    const closed = await gw.closeRound(TRIMMED, 1, coordinatorToken);
+    expect(closed).toMatchObject({ version: 2, aggregated: 4, clipped: 1 });
+    // ⌊0.2 · 4⌋ = 0 trimmed; the rogue's delta is clipped to [1, 2, 2] (norm C = 3): (3 · [1,1,1] + [1,2,2]) / 4
+    expect([...(await gw.weights(TRIMMED, coordinatorToken)).weights]).toEqual([1, 1.25, 1.25]);
   });
 });

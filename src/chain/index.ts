@@ -39,4 +39,9 @@ export { type DeployParams, deployKParty, type FoundingMember } from "./deploy.t
 export { toChainError } from "./errors.ts";
 export { createProvider, type ProviderOptions } from "./provider.ts";
 export type { TransactionOutcome } from "./transact.ts";
-export { createRegistryWatcher, type RegistryEvent, type RegistryWatcher } from "./watch.ts";
+export {
+  createRegistryWatcher,
+  type RegistryEvent,
+  type RegistryReorg,
+  type RegistryWatcher,
+} from "./watch.ts";

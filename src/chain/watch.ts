@@ -1,4 +1,4 @@
-import { JsonRpcApiProvider, type Log } from "ethers";
+import { JsonRpcApiProvider } from "ethers";
 import type { ChainClient } from "./client.ts";
 import { kpartyInterfaces } from "./contracts.ts";
 
@@ -9,83 +9,204 @@ export interface RegistryEvent {
   blockNumber: number;
 }
 
+/**
+ * A chain reorganisation the feed has detected: blocks whose events it had delivered are no
+ * longer on the node's chain.
+ */
+export interface RegistryReorg {
+  /**
+   * The last block both branches share; the feed re-scans the new branch from the block after
+   * it. `null` when the fork is deeper than the feed's window of block hashes: then nothing the
+   * listener knows can be trusted and it must drop everything.
+   */
+  ancestor: number | null;
+  /** The events the feed had delivered from the abandoned blocks (those still in its window), in chain order. */
+  abandoned: RegistryEvent[];
+}
+
 export interface RegistryWatcher {
   /** The last block whose events were delivered (the deployment block before the first poll). */
   readonly syncedBlock: number;
   /** When (per `now`) the last poll succeeded; `-Infinity` before the first. */
   readonly lastSyncedAt: number;
+  /** Blocks that must be on top of a block before its events are delivered (0: at once). */
+  readonly confirmations: number;
   /** Adds a listener; events arrive in chain order. Returns a function that removes it. */
   onEvent(listener: (event: RegistryEvent) => void): () => void;
+  /**
+   * Adds a listener for reorganisations, called before the events of the new branch are
+   * delivered. Returns a function that removes it.
+   */
+  onReorg(listener: (reorg: RegistryReorg) => void): () => void;
   /** Polls once now (the timer also does); resolves when done. */
   poll(): Promise<void>;
   stop(): void;
 }
 
+/** A block as the feed remembers it. */
+export interface BlockHeader {
+  number: number;
+  hash: string;
+  parentHash: string;
+}
+
+/** A registry event with the hash of the block the node says it is in. */
+export interface SourcedEvent {
+  event: RegistryEvent;
+  blockHash: string;
+}
+
+/** Where the feed reads the chain (the node's JSON-RPC API, or a fake in unit tests). */
+export interface BlockSource {
+  /** The node's latest block. */
+  head(): Promise<BlockHeader>;
+  /** The node's block `number`, or null when it has none. */
+  header(number: number): Promise<BlockHeader | null>;
+  /** The registries' events in blocks `from`..`to` (inclusive), in chain order. */
+  events(from: number, to: number): Promise<SourcedEvent[]>;
+}
+
+export interface EventFeedOptions {
+  now: () => number;
+  /** The block whose events are taken as already delivered (the deployment block). */
+  fromBlock: number;
+  pollingIntervalMs?: number;
+  maxBlocksPerPoll?: number;
+  /** Blocks on top of a block before its events are delivered (default 0). */
+  confirmations?: number;
+  /** How many of the last delivered blocks the feed keeps the hashes (and events) of (default 128). */
+  reorgWindowBlocks?: number;
+}
+
+/** A poll that saw the chain change under it; nothing of it is applied and the next tick retries. */
+class RacedError extends Error {}
+
+function checkCount(name: string, value: number | undefined, min: number): void {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
+    throw new TypeError(`${name} must be an integer of at least ${min}`);
+  }
+}
+
 /**
- * Follows the ConsortiumRegistry, CredentialRegistry and ERC-1056 (DID registry) logs by polling `eth_getLogs` every
- * `pollingIntervalMs` (default 100), decoding every event and delivering it to listeners in
- * chain order. A failed poll changes nothing and is retried on the next tick, so the watcher
- * recovers by itself when the node comes back and then delivers what happened meanwhile.
+ * The reorg-safe core of {@link createRegistryWatcher}, over any {@link BlockSource}.
+ *
+ * It remembers the hash of every block it delivered within the window; each poll checks that
+ * the next block's parent (or, when nothing is new, the last delivered block) is still the
+ * node's. On a mismatch it finds the last block of its window that the node still has (the
+ * common ancestor), tells the reorg listeners which delivered events were abandoned, and
+ * re-scans from the ancestor. A fork below the window reports `ancestor: null` and resumes at
+ * the lower of its last block and the new chain's confirmed head.
  *
  * @example
  * ```ts
- * const watcher = createRegistryWatcher(client, { now: Date.now });
- * watcher.onEvent((e) => { if (e.name === "CredentialRevoked") evict(e.args.issuer, e.args.index); });
+ * const feed = createEventFeed(source, { now: Date.now, fromBlock: 0, confirmations: 2 });
+ * feed.onReorg(({ ancestor }) => console.log("reorganised above", ancestor));
  * ```
  */
-export function createRegistryWatcher(
-  client: ChainClient,
-  options: { now: () => number; pollingIntervalMs?: number; fromBlock?: number; maxBlocksPerPoll?: number },
-): RegistryWatcher {
+export function createEventFeed(source: BlockSource, options: EventFeedOptions): RegistryWatcher {
+  checkCount("confirmations", options.confirmations, 0);
+  checkCount("reorgWindowBlocks", options.reorgWindowBlocks, 1);
+  checkCount("maxBlocksPerPoll", options.maxBlocksPerPoll, 1);
   const interval = options.pollingIntervalMs ?? 100;
+  if (!Number.isFinite(interval) || interval <= 0)
+    throw new TypeError("pollingIntervalMs must be a positive number");
   const maxSpan = options.maxBlocksPerPoll ?? 5_000;
-  const { provider, deployment } = client;
-  const addresses = [
-    deployment.contracts.CredentialRegistry,
-    deployment.contracts.ConsortiumRegistry,
-    deployment.contracts.EthereumDIDRegistry,
-  ];
-  const i = kpartyInterfaces();
+  const confirmations = options.confirmations ?? 0;
+  const windowSize = options.reorgWindowBlocks ?? 128;
   const listeners = new Set<(event: RegistryEvent) => void>();
-  let syncedBlock = options.fromBlock ?? deployment.deployedAtBlock;
+  const reorgListeners = new Set<(reorg: RegistryReorg) => void>();
+  let syncedBlock = options.fromBlock;
   let lastSyncedAt = Number.NEGATIVE_INFINITY;
+  /** The delivered blocks the feed keeps (contiguous, oldest first, the last is `syncedBlock`). */
+  let window: (BlockHeader & { events: RegistryEvent[] })[] = [];
   let running: Promise<void> | undefined;
   let stopped = false;
 
-  const rpc = async (method: string, params: unknown[]) => {
-    if (!(provider instanceof JsonRpcApiProvider))
-      throw new TypeError("the watcher needs a JSON-RPC provider");
-    return provider.send(method, params);
-  };
+  function reorganised(ancestor: number | null, abandoned: RegistryEvent[]) {
+    for (const listener of reorgListeners) listener({ ancestor, abandoned });
+  }
 
-  function decode(log: Log | Record<string, unknown>): RegistryEvent | null {
-    const topics = log.topics as string[];
-    const data = log.data as string;
-    for (const iface of [i.credentials, i.consortium, i.didRegistry]) {
-      const parsed = iface.parseLog({ topics, data });
-      if (parsed) {
-        return { name: parsed.name, args: parsed.args.toObject(), blockNumber: Number(log.blockNumber) };
-      }
+  /** The node no longer has the last delivered block: find where the branches meet. */
+  async function rewind(target: number): Promise<void> {
+    const nodes = await Promise.all(window.map((b) => source.header(b.number)));
+    let k = window.length - 1;
+    while (k >= 0 && nodes[k]?.hash !== window[k]?.hash) k--;
+    const kept = window[k];
+    if (kept) {
+      const abandoned = window.slice(k + 1).flatMap((b) => b.events);
+      window = window.slice(0, k + 1);
+      syncedBlock = kept.number;
+      reorganised(kept.number, abandoned);
+      return;
     }
-    return null;
+    // deeper than the window: the listeners drop everything, so nothing older needs replaying
+    const abandoned = window.flatMap((b) => b.events);
+    window = [];
+    syncedBlock = Math.max(0, Math.min(syncedBlock, target));
+    reorganised(null, abandoned);
   }
 
   async function pollOnce(): Promise<void> {
-    const head = Number(await rpc("eth_blockNumber", []));
-    while (syncedBlock < head && !stopped) {
-      const to = Math.min(head, syncedBlock + maxSpan);
-      const logs = (await rpc("eth_getLogs", [
-        {
-          address: addresses,
-          fromBlock: `0x${(syncedBlock + 1).toString(16)}`,
-          toBlock: `0x${to.toString(16)}`,
-        },
-      ])) as Record<string, unknown>[];
-      for (const log of logs) {
-        const event = decode(log);
-        if (!event) continue;
-        for (const listener of listeners) listener(event);
+    const latest = await source.head();
+    const target = latest.number - confirmations;
+    /** A block's header as the node has it now (the latest block's is already at hand). */
+    const header = (n: number) => (n === latest.number ? Promise.resolve(latest) : source.header(n));
+    let rewinds = 0;
+    const rewindOnce = async () => {
+      if (++rewinds > 8) throw new RacedError("the chain keeps changing under the feed");
+      await rewind(target);
+    };
+    while (!stopped) {
+      const tip = window.at(-1);
+      if (!tip) {
+        // start (or restart after a deep fork) from the node's block at `syncedBlock`
+        const seed = await source.header(syncedBlock);
+        if (!seed) {
+          if (syncedBlock <= Math.max(target, 0))
+            throw new RacedError("the node lacks a block below its head");
+          await rewindOnce();
+          continue;
+        }
+        window = [{ ...seed, events: [] }];
+        continue;
       }
+      if (syncedBlock >= target) {
+        const now = await header(tip.number);
+        if (now?.hash === tip.hash) break;
+        await rewindOnce();
+        continue;
+      }
+      const from = syncedBlock + 1;
+      const to = Math.min(target, syncedBlock + maxSpan);
+      const first = Math.max(from, to - windowSize + 1);
+      const numbers = first === from ? [] : [from];
+      for (let n = first; n <= to; n++) numbers.push(n);
+      const headers = await Promise.all(numbers.map(header));
+      if (headers[0]?.parentHash !== tip.hash) {
+        // the next block does not follow ours: ours was abandoned (or the node went back)
+        await rewindOnce();
+        continue;
+      }
+      const kept = headers.slice(numbers.length - (to - first + 1));
+      for (let j = 0; j < kept.length; j++) {
+        if (!kept[j] || (j > 0 && kept[j]?.parentHash !== kept[j - 1]?.hash))
+          throw new RacedError("blocks changed mid-poll");
+      }
+      const byNumber = new Map(kept.map((h) => [h?.number, h?.hash]));
+      const found = await source.events(from, to);
+      for (const { event, blockHash } of found) {
+        const expected = byNumber.get(event.blockNumber);
+        if (expected !== undefined && expected !== blockHash)
+          throw new RacedError("events of another branch");
+      }
+      // every check passed: deliver, then remember the blocks
+      for (const { event } of found) for (const listener of listeners) listener(event);
+      const entries = (kept as BlockHeader[]).map((h) => ({
+        ...h,
+        events: found.filter((f) => f.event.blockNumber === h.number).map((f) => f.event),
+      }));
+      window = first === from ? [...window, ...entries] : entries;
+      if (window.length > windowSize) window = window.slice(window.length - windowSize);
       syncedBlock = to;
     }
     lastSyncedAt = options.now();
@@ -93,7 +214,7 @@ export function createRegistryWatcher(
 
   const poll = () => {
     running ??= pollOnce()
-      .catch(() => undefined) // unreachable node: keep state, retry next tick
+      .catch(() => undefined) // unreachable node or a race with the chain: keep state, retry next tick
       .finally(() => {
         running = undefined;
       });
@@ -111,9 +232,14 @@ export function createRegistryWatcher(
     get lastSyncedAt() {
       return lastSyncedAt;
     },
+    confirmations,
     onEvent(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    onReorg(listener) {
+      reorgListeners.add(listener);
+      return () => reorgListeners.delete(listener);
     },
     poll,
     stop() {
@@ -121,4 +247,95 @@ export function createRegistryWatcher(
       clearInterval(timer);
     },
   };
+}
+
+/** The feed's view of a JSON-RPC node: `eth_getBlockByNumber` (headers only) and `eth_getLogs`. */
+function rpcBlockSource(client: ChainClient): BlockSource {
+  const { provider, deployment } = client;
+  const address = [
+    deployment.contracts.CredentialRegistry,
+    deployment.contracts.ConsortiumRegistry,
+    deployment.contracts.EthereumDIDRegistry,
+  ];
+  const i = kpartyInterfaces();
+  const hex = (n: number) => `0x${n.toString(16)}`;
+  const rpc = async (method: string, params: unknown[]) => {
+    if (!(provider instanceof JsonRpcApiProvider))
+      throw new TypeError("the watcher needs a JSON-RPC provider");
+    return provider.send(method, params);
+  };
+  async function blockAt(tag: string): Promise<BlockHeader | null> {
+    const block = (await rpc("eth_getBlockByNumber", [tag, false])) as Record<string, unknown> | null;
+    if (!block) return null;
+    return { number: Number(block.number), hash: String(block.hash), parentHash: String(block.parentHash) };
+  }
+  function decode(log: Record<string, unknown>): RegistryEvent | null {
+    const topics = log.topics as string[];
+    const data = log.data as string;
+    for (const iface of [i.credentials, i.consortium, i.didRegistry]) {
+      const parsed = iface.parseLog({ topics, data });
+      if (parsed)
+        return { name: parsed.name, args: parsed.args.toObject(), blockNumber: Number(log.blockNumber) };
+    }
+    return null;
+  }
+  return {
+    async head() {
+      const block = await blockAt("latest");
+      if (!block) throw new Error("the node has no latest block");
+      return block;
+    },
+    header: (number) => (number < 0 ? Promise.resolve(null) : blockAt(hex(number))),
+    async events(from, to) {
+      const logs = (await rpc("eth_getLogs", [
+        { address, fromBlock: hex(from), toBlock: hex(to) },
+      ])) as Record<string, unknown>[];
+      const out: SourcedEvent[] = [];
+      for (const log of logs) {
+        const event = decode(log);
+        if (event) out.push({ event, blockHash: String(log.blockHash) });
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Follows the ConsortiumRegistry, CredentialRegistry and ERC-1056 (DID registry) logs by polling
+ * the node every `pollingIntervalMs` (default 100), decoding every event and delivering it to
+ * listeners in chain order. A failed poll changes nothing and is retried on the next tick, so
+ * the watcher recovers by itself when the node comes back and then delivers what happened
+ * meanwhile.
+ *
+ * Reorganisations: the watcher keeps the hashes of the last `reorgWindowBlocks` (default 128)
+ * blocks it delivered. When the node's chain no longer contains them, it reports the fork to
+ * `onReorg` listeners — the common ancestor and the abandoned events, or `ancestor: null` when
+ * the fork is deeper than the window — and re-scans the new branch from the ancestor, so an
+ * event that lands on the new branch is delivered even at a block number already passed.
+ * With `confirmations: n` (default 0) a block's events are delivered only once `n` blocks are
+ * on top of it (`syncedBlock` trails the head by `n`).
+ *
+ * @example
+ * ```ts
+ * const watcher = createRegistryWatcher(client, { now: Date.now, confirmations: 2 });
+ * watcher.onEvent((e) => { if (e.name === "CredentialRevoked") evict(e.args.issuer, e.args.index); });
+ * watcher.onReorg(({ ancestor, abandoned }) => (ancestor === null ? evictAll() : abandoned.forEach(undo)));
+ * ```
+ */
+export function createRegistryWatcher(
+  client: ChainClient,
+  options: {
+    now: () => number;
+    pollingIntervalMs?: number;
+    fromBlock?: number;
+    maxBlocksPerPoll?: number;
+    confirmations?: number;
+    reorgWindowBlocks?: number;
+  },
+): RegistryWatcher {
+  const { fromBlock, ...rest } = options;
+  return createEventFeed(rpcBlockSource(client), {
+    ...rest,
+    fromBlock: fromBlock ?? client.deployment.deployedAtBlock,
+  });
 }

@@ -72,6 +72,21 @@ describe("loadConfig", () => {
     }
   });
 
+  it("gateway.confirmations: an integer from 0 to 1024, from the file or KPARTY_GATEWAY_CONFIRMATIONS", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    const file = join(cwd, "c.json");
+    writeFileSync(file, JSON.stringify({ gateway: { confirmations: 12 } }));
+    expect(loadConfig({ explicitFile: file, cwd, env: {} }).gateway.confirmations).toBe(12);
+    expect(loadConfig({ cwd, env: { KPARTY_GATEWAY_CONFIRMATIONS: "0" } }).gateway.confirmations).toBe(0);
+    expect(loadConfig({ cwd, env: {} }).gateway.confirmations).toBeUndefined();
+    for (const confirmations of [-1, 1.5, "two", 1025, true]) {
+      writeFileSync(file, JSON.stringify({ gateway: { confirmations } }));
+      expect(codeOf(() => loadConfig({ explicitFile: file, cwd, env: {} }))).toBe(
+        `config_invalid: gateway.confirmations in ${file} must be an integer from 0 to 1024`,
+      );
+    }
+  });
+
   it("KPARTY_CONFIG names the file; a named file that is missing is config_invalid", () => {
     const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
     expect(codeOf(() => loadConfig({ cwd, env: { KPARTY_CONFIG: "nope.json" } }))).toBe(

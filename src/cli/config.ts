@@ -26,6 +26,8 @@ export interface ConfigFile {
     domain: string;
     /** Reverse proxies believed about the client's address: hops, or addresses and CIDRs (default: none). */
     trustProxy?: number | string;
+    /** Blocks on top of a block before the gateway applies its registry events (default 0; see `GatewayOptions.confirmations`). */
+    confirmations?: number;
   };
 }
 
@@ -56,7 +58,11 @@ export const ENVIRONMENT = {
   KPARTY_GATEWAY_PORT: "gateway.port",
   KPARTY_GATEWAY_DOMAIN: "gateway.domain",
   KPARTY_GATEWAY_TRUST_PROXY: "gateway.trustProxy",
+  KPARTY_GATEWAY_CONFIRMATIONS: "gateway.confirmations",
 } as const;
+
+/** The largest confirmation depth accepted (far above any public network's finality). */
+export const MAX_CONFIRMATIONS = 1024;
 
 type Key = (typeof ENVIRONMENT)[keyof typeof ENVIRONMENT];
 
@@ -112,6 +118,15 @@ function set(config: ConfigFile, key: Key, value: unknown, source: string): void
         );
       }
       break;
+    case "gateway.confirmations": {
+      const n =
+        typeof value === "number" || typeof value === "string"
+          ? integerIn(String(value), 0, MAX_CONFIRMATIONS)
+          : null;
+      if (n === null) throw invalid(`${key} in ${source} must be an integer from 0 to ${MAX_CONFIRMATIONS}`);
+      config.gateway.confirmations = n;
+      break;
+    }
     case "gateway.host":
     case "gateway.domain":
       config.gateway[key === "gateway.host" ? "host" : "domain"] = checkString(key, value, source);

@@ -6,6 +6,7 @@ import { registerCredential } from "./commands/credential.ts";
 import { registerDid } from "./commands/did.ts";
 import { registerGateway } from "./commands/gateway.ts";
 import { registerInit } from "./commands/init.ts";
+import { registerIssuer } from "./commands/issuer.ts";
 import { registerMember } from "./commands/member.ts";
 import { registerModel } from "./commands/model.ts";
 import { registerPresent } from "./commands/present.ts";
@@ -51,6 +52,7 @@ a prompt; a deployer's key from KPARTY_DEPLOYER_KEY. Neither is ever printed.`,
   registerDid(program);
   registerMember(program);
   registerCredential(program);
+  registerIssuer(program);
   registerPresent(program);
   registerModel(program);
   registerGateway(program);

@@ -24,6 +24,9 @@ describe("buildGateway misconfiguration", () => {
     ["a fractional in-flight bound", { maxInFlight: 1.5 }],
     ["a zero event-loop delay bound", { maxEventLoopDelayMs: 0 }],
     ["a negative number of verification threads", { verifyThreads: -1 }],
+    ["a negative confirmation depth", { confirmations: -1 }],
+    ["a fractional confirmation depth", { confirmations: 1.5 }],
+    ["an empty reorganisation window", { reorgWindowBlocks: 0 }],
   ])("throws TypeError for %s", async (_what, patch) => {
     await expect(buildGateway({ ...base(), ...patch })).rejects.toThrow(TypeError);
   });

@@ -1,5 +1,5 @@
 import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
-import type { ModelInfo, UpdateReceipt } from "../models/index.ts";
+import type { Aggregation, ModelInfo, RoundResult, UpdateReceipt } from "../models/index.ts";
 
 export interface TokenResponse {
   access_token: string;
@@ -84,7 +84,13 @@ export function createGatewayClient(base: string, options: { fetch?: typeof fetc
       return (await call<ModelInfo>(`/models/${encodeURIComponent(id)}`, { token })).body;
     },
     async register(
-      model: { id: string; description: string; shape: number[] },
+      model: {
+        id: string;
+        description: string;
+        shape: number[];
+        maxSamplesPerUpdate?: number;
+        aggregation?: Aggregation;
+      },
       token: string,
     ): Promise<ModelInfo> {
       return (await call<ModelInfo>("/models", json("POST", model, token))).body;
@@ -122,15 +128,9 @@ export function createGatewayClient(base: string, options: { fetch?: typeof fetc
       });
       return body;
     },
-    async closeRound(
-      id: string,
-      round: number,
-      token: string,
-    ): Promise<ModelInfo & { aggregated: number; samples: number }> {
+    async closeRound(id: string, round: number, token: string): Promise<RoundResult> {
       const path = `/models/${encodeURIComponent(id)}/rounds/${round}/close`;
-      return (
-        await call<ModelInfo & { aggregated: number; samples: number }>(path, { method: "POST", token })
-      ).body;
+      return (await call<RoundResult>(path, { method: "POST", token })).body;
     },
   };
 }

@@ -28,7 +28,7 @@ function setup(onResolve: () => void = () => {}) {
     watcher,
     now: () => now,
   });
-  return { cache, emit, resolves: () => resolves, advance: (ms: number) => (now += ms) };
+  return { cache, watcher, emit, resolves: () => resolves, advance: (ms: number) => (now += ms) };
 }
 
 describe("DID document cache", () => {
@@ -69,5 +69,34 @@ describe("DID document cache", () => {
     await t.cache.resolveDid({ didUrl: did });
     await t.cache.resolveDid({ didUrl: did });
     expect(t.resolves()).toBe(2);
+  });
+
+  it("on a reorganisation drops current documents and those as of a block above the ancestor", async () => {
+    const t = setup();
+    for (const url of [did, `${did}?versionId=4`, `${did}?versionId=7`])
+      await t.cache.resolveDid({ didUrl: url });
+    expect(t.cache.size).toBe(3);
+    t.watcher.reorg({ ancestor: 5, abandoned: [] });
+    expect(t.cache.size).toBe(1);
+    await t.cache.resolveDid({ didUrl: `${did}?versionId=4` });
+    expect(t.resolves()).toBe(3);
+    t.watcher.reorg({ ancestor: null, abandoned: [] });
+    expect(t.cache.size).toBe(0);
+  });
+
+  it("does not keep a document as of a block the event feed has not delivered, nor one resolved across a reorganisation", async () => {
+    let reorg = false;
+    const t = setup(() => {
+      if (reorg) {
+        reorg = false;
+        t.watcher.reorg({ ancestor: 8, abandoned: [] });
+      }
+    });
+    await t.cache.resolveDid({ didUrl: `${did}?versionId=11` }); // the feed is at block 10
+    expect(t.cache.size).toBe(0);
+    reorg = true;
+    await t.cache.resolveDid({ didUrl: `${did}?versionId=3` });
+    await t.cache.resolveDid({ didUrl: did });
+    expect([t.cache.size, t.resolves()]).toEqual([1, 3]);
   });
 });

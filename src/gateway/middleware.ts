@@ -25,6 +25,8 @@ export interface ProtectionOptions {
   removedIssuerPolicy?: RemovedIssuerPolicy;
   /** Honour cached status only while the event feed is this fresh (default 5000 ms). */
   maxStalenessMs?: number;
+  /** Blocks on top of a block before its registry events apply (default 0; see the gateway's `confirmations`). */
+  confirmations?: number;
   /** Record decisions here (recommended; see `AuditLog`). */
   audit?: AuditLog;
   /** Requests a minute per credential without a quota (default 600). */
@@ -74,7 +76,10 @@ export async function createKPartyProtection(options: ProtectionOptions) {
     now,
     clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds),
   });
-  const watcher = createRegistryWatcher(options.chain, { now });
+  const watcher = createRegistryWatcher(options.chain, {
+    now,
+    ...(options.confirmations !== undefined ? { confirmations: options.confirmations } : {}),
+  });
   const states = createStatusCache({
     chain: options.chain,
     watcher,

@@ -1,6 +1,6 @@
 import { ACTIONS } from "../credential/index.ts";
 import { HTTP_STATUS } from "./errors.ts";
-import { VC_API_CHECKS } from "./vc-api.ts";
+import { VC_API_CHECKS } from "./routes/vc-api.ts";
 import { DEFAULT_CLOCK_SKEW_SECONDS } from "./verify/window.ts";
 
 const json = (schema: object) => ({ "application/json": { schema } });
@@ -105,7 +105,21 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
             dtype: { const: "float32" },
             openRound: { type: "integer" },
             updates: { type: "integer" },
+            maxSamplesPerUpdate: { type: "integer" },
+            aggregation: ref("Aggregation"),
             updatedAt: { type: "string", format: "date-time" },
+          },
+        },
+        Aggregation: {
+          description:
+            "How rounds aggregate: fedavg (sample-weighted mean), median or trimmed-mean (coordinate-wise, every update once; trimFraction β drops ⌊β·n⌋ at each end); clipNorm scales each update's delta from the current weights to an L2 norm ≤ C first",
+          type: "object",
+          required: ["rule"],
+          additionalProperties: false,
+          properties: {
+            rule: { enum: ["fedavg", "median", "trimmed-mean"] },
+            trimFraction: { type: "number", exclusiveMinimum: 0, exclusiveMaximum: 0.5, default: 0.2 },
+            clipNorm: { type: "number", exclusiveMinimum: 0 },
           },
         },
         JwtOrJsonForm: {
@@ -364,6 +378,14 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
                 id: { type: "string" },
                 description: { type: "string" },
                 shape: { type: "array", items: { type: "integer" } },
+                maxSamplesPerUpdate: {
+                  type: "integer",
+                  minimum: 1,
+                  maximum: 1e12,
+                  default: 1_000_000,
+                  description: "an update claiming more samples is refused (400 invalid_update)",
+                },
+                aggregation: ref("Aggregation"),
               },
             }),
           },
@@ -402,7 +424,7 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
       "/models/{id}/updates": {
         post: {
           summary:
-            "Submit this participant's update for the open round (model:contribute): exactly the model's float32 values, all finite",
+            "Submit this participant's update for the open round (model:contribute): exactly the model's float32 values, all finite; x-kparty-sample-count at most the model's maxSamplesPerUpdate",
           security: bearer,
           parameters: [
             modelId,
@@ -427,7 +449,7 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
       "/models/{id}/rounds/{round}/close": {
         post: {
           summary:
-            "Close the open round: sample-weighted FedAvg of its updates becomes the next version (round:aggregate)",
+            "Close the open round: its updates, aggregated under the model's rule (FedAvg by default), become the next version (round:aggregate)",
           security: bearer,
           parameters: [
             modelId,

@@ -18,6 +18,7 @@ function setup(
 ) {
   let now = 0;
   let reads = 0;
+  let block = 9;
   const watcher = fakeWatcher();
   const chain = {
     deployment: { chainId: 31337, contracts: {}, deployedAtBlock: 0 },
@@ -42,7 +43,7 @@ function setup(
     },
   } as unknown as ChainClient;
   // getCredentialState asks the provider for the block number first
-  (chain.provider as { getBlockNumber: () => Promise<number> }).getBlockNumber = async () => 9;
+  (chain.provider as { getBlockNumber: () => Promise<number> }).getBlockNumber = async () => block;
   const cache = createStatusCache({
     chain,
     watcher,
@@ -55,6 +56,10 @@ function setup(
     watcher,
     reads: () => reads,
     advance: (ms: number) => (now += ms),
+    /** The node's head for the next reads (the fake watcher has delivered block 10). */
+    head: (n: number) => {
+      block = n;
+    },
     /** The event feed reports a poll that succeeded now. */
     synced: () => {
       (watcher as { lastSyncedAt: number }).lastSyncedAt = now;
@@ -223,5 +228,57 @@ describe("status cache", () => {
     expect(t.reads()).toBe(2);
     expect((await t.cache.get(key(3))).revoked).toBe(false); // evicted by the event: read again
     expect(t.reads()).toBe(3);
+  });
+
+  it("on a reorganisation drops the entries the abandoned events touched and every entry read above the ancestor", async () => {
+    const t = setup();
+    t.head(5);
+    await t.cache.get(key(3));
+    await t.cache.get(key(4));
+    t.head(8);
+    await t.cache.get(key(5));
+    await t.cache.get(key(6));
+    expect([t.cache.size, t.reads()]).toEqual([4, 4]);
+    t.watcher.reorg({
+      ancestor: 6,
+      abandoned: [{ name: "CredentialRevoked", args: { issuer: ISSUER, index: 3n }, blockNumber: 7 }],
+    });
+    expect(t.cache.size).toBe(1);
+    await t.cache.get(key(4)); // read at 5, untouched: kept
+    expect(t.reads()).toBe(4);
+    for (const i of [3, 5, 6]) await t.cache.get(key(i));
+    expect(t.reads()).toBe(7);
+  });
+
+  it("drops every entry on a fork deeper than the watcher's window", async () => {
+    const t = setup();
+    t.head(2);
+    for (const i of [3, 4, 5]) await t.cache.get(key(i));
+    t.watcher.reorg({ ancestor: null, abandoned: [] });
+    expect(t.cache.size).toBe(0);
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(4);
+  });
+
+  it("does not keep a state read above the block the watcher has delivered, nor one that raced a reorganisation", async () => {
+    let reorgDuringRead = false;
+    const t = setup(() => {
+      if (reorgDuringRead) {
+        reorgDuringRead = false;
+        t.watcher.reorg({ ancestor: 9, abandoned: [] });
+      }
+      return {};
+    });
+    t.head(11); // the watcher is at 10
+    await t.cache.get(key(3));
+    await t.cache.get(key(3));
+    expect([t.reads(), t.cache.size]).toEqual([2, 0]);
+    t.head(9);
+    reorgDuringRead = true;
+    await t.cache.get(key(3));
+    expect(t.cache.size).toBe(0);
+    await t.cache.get(key(3));
+    await t.cache.get(key(3));
+    expect([t.reads(), t.cache.size]).toEqual([4, 1]);
   });
 });

@@ -2,6 +2,7 @@ import {
   type ChainClient,
   type CredentialState,
   getCredentialState,
+  type RegistryEvent,
   type RegistryWatcher,
 } from "../chain/index.ts";
 
@@ -49,6 +50,13 @@ interface Entry {
  * the issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of
  * the same key touches only that member's entries), or the issuer's admission, removal or key
  * rotation evicts the entries it touches. A per-issuer epoch keeps a read that raced an event from being cached.
+ *
+ * Reads are made at the watcher's confirmation depth (the block `confirmations` below the
+ * head), and a state is kept only when it was read at a block the watcher has already
+ * delivered, so every entry reflects a block whose hash the watcher checks. On a chain
+ * reorganisation the entries the abandoned events touched and every entry read above the
+ * common ancestor are dropped, and reads under way are not kept; a fork deeper than the
+ * watcher's window drops every entry.
  */
 export function createStatusCache(options: StatusCacheOptions) {
   const { chain, watcher, now } = options;
@@ -61,6 +69,8 @@ export function createStatusCache(options: StatusCacheOptions) {
   const epochs = new Map<string, number>();
   /** Background re-reads under way, by entry. */
   const refreshing = new Set<string>();
+  /** Bumped by every reorganisation: a read that started before one is not kept. */
+  let generation = 0;
 
   const keyOf = (k: StatusKey) =>
     `${k.anchorKey.toLowerCase()}|${k.issuer.toLowerCase()}|${k.revocationIndex}|${k.suspensionIndex}`;
@@ -86,7 +96,8 @@ export function createStatusCache(options: StatusCacheOptions) {
       (i) => BigInt(i) >> 8n === word && ((bits >> (BigInt(i) & 255n)) & 1n) === 1n,
     );
 
-  watcher.onEvent((e) => {
+  /** Evicts the entries `e` touches (a delivered event, or an abandoned one on a reorganisation). */
+  function invalidate(e: RegistryEvent) {
     const a = e.args;
     switch (e.name) {
       case "CredentialRevoked":
@@ -111,6 +122,23 @@ export function createStatusCache(options: StatusCacheOptions) {
         evict(String(a.member));
         break;
     }
+  }
+
+  watcher.onEvent(invalidate);
+  watcher.onReorg(({ ancestor, abandoned }) => {
+    generation++;
+    if (ancestor === null) {
+      entries.clear();
+      byIssuer.clear();
+      return;
+    }
+    for (const e of abandoned) invalidate(e);
+    for (const [k, entry] of entries) {
+      if (entry.state.blockNumber > ancestor) {
+        entries.delete(k);
+        byIssuer.get(entry.key.issuer.toLowerCase())?.delete(k);
+      }
+    }
   });
 
   function store(k: string, key: StatusKey, state: CredentialState) {
@@ -132,13 +160,17 @@ export function createStatusCache(options: StatusCacheOptions) {
   async function read(k: string, key: StatusKey): Promise<CredentialState> {
     const who = key.issuer.toLowerCase();
     const epoch = epochs.get(who) ?? 0;
+    const started = generation;
     const state = await getCredentialState(chain, {
       credentialId: key.anchorKey,
       issuer: key.issuer,
       revocationIndex: key.revocationIndex,
       suspensionIndex: key.suspensionIndex,
+      confirmations: watcher.confirmations,
     });
-    if ((epochs.get(who) ?? 0) === epoch) store(k, key, state);
+    const kept =
+      (epochs.get(who) ?? 0) === epoch && generation === started && state.blockNumber <= watcher.syncedBlock;
+    if (kept) store(k, key, state);
     return state;
   }
 

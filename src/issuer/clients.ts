@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { KPartyError } from "../errors/index.ts";
 import { writeFileAtomic } from "../util/atomic-file.ts";
 
@@ -37,18 +37,41 @@ const digest = (secret: string) => createHash("sha256").update(secret).digest("h
  */
 export class IssuerClientStore {
   readonly #file: string;
-  #clients: IssuerClient[];
+  #clients: IssuerClient[] = [];
+  /** The file's text when it was last parsed (null: no file). */
+  #text: string | null | undefined;
 
   constructor(file: string) {
     this.#file = file;
-    this.#clients = IssuerClientStore.#read(file);
+    this.#refresh();
   }
 
-  static #read(file: string): IssuerClient[] {
-    if (!existsSync(file)) return [];
+  /**
+   * Re-reads the file, and parses it when another process (`kparty issuer clients add|remove`)
+   * changed it. The file is small and read whole: timestamps are too coarse to tell two quick
+   * changes apart.
+   */
+  #refresh(): void {
+    let text: string | null;
+    try {
+      text = readFileSync(this.#file, "utf8");
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== "ENOENT") {
+        throw new KPartyError("config_invalid", `issuer clients file ${this.#file} cannot be read`, {
+          cause,
+        });
+      }
+      text = null;
+    }
+    if (text === this.#text) return;
+    this.#clients = text === null ? [] : IssuerClientStore.#parse(this.#file, text);
+    this.#text = text;
+  }
+
+  static #parse(file: string, text: string): IssuerClient[] {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(file, "utf8"));
+      parsed = JSON.parse(text);
     } catch (cause) {
       throw new KPartyError("config_invalid", `issuer clients file ${file} is not valid JSON`, { cause });
     }
@@ -71,12 +94,15 @@ export class IssuerClientStore {
   }
 
   async #save(clients: IssuerClient[]): Promise<void> {
-    await writeFileAtomic(this.#file, `${JSON.stringify({ clients }, null, 2)}\n`, 0o600);
+    const text = `${JSON.stringify({ clients }, null, 2)}\n`;
+    await writeFileAtomic(this.#file, text, 0o600);
     this.#clients = clients;
+    this.#text = text;
   }
 
   /** Adds a client named `name` and returns its API key, which is not kept anywhere. */
   async add(name: string, now = new Date()): Promise<NewClient> {
+    this.#refresh();
     if (typeof name !== "string" || !NAME.test(name)) {
       throw new KPartyError("invalid_argument", "a client name is 1-64 letters, digits, spaces or . _ @ -");
     }
@@ -94,6 +120,7 @@ export class IssuerClientStore {
 
   /** Removes the client with this id or name; `not_found` when there is none. */
   async remove(idOrName: string): Promise<Omit<IssuerClient, "secretHash">> {
+    this.#refresh();
     const client = this.#clients.find((c) => c.id === idOrName || c.name === idOrName);
     if (!client) throw new KPartyError("not_found", `no issuer client ${idOrName}`);
     await this.#save(this.#clients.filter((c) => c !== client));
@@ -101,6 +128,7 @@ export class IssuerClientStore {
   }
 
   list(): Omit<IssuerClient, "secretHash">[] {
+    this.#refresh();
     return this.#clients.map(({ id, name, createdAt }) => ({ id, name, createdAt }));
   }
 
@@ -110,6 +138,12 @@ export class IssuerClientStore {
     const parts = match ? KEY.exec(match[1] as string) : null;
     if (!parts) return null;
     const [, id, secret] = parts as unknown as [string, string, string];
+    // a key removed by another process stops working at once; a file that cannot be read denies
+    try {
+      this.#refresh();
+    } catch {
+      return null;
+    }
     const client = this.#clients.find((c) => c.id === id);
     if (!client) return null;
     const ok = timingSafeEqual(Buffer.from(digest(secret), "hex"), Buffer.from(client.secretHash, "hex"));

@@ -1,11 +1,14 @@
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spyOnDatasync } from "../../test/fixtures/datasync.ts";
 import { errorCodeOf } from "../../test/fixtures/errors.ts";
 import { SYNC_EVERY_BYTES } from "../util/atomic-file.ts";
+import { prng } from "./logreg.ts";
 import { FileModelStore } from "./store.ts";
 
 let dir: string;
@@ -170,5 +173,335 @@ describe("FileModelStore rounds", () => {
     ).toBe("invalid_argument");
     await store.register({ id: "m", description: "d", shape: [1] });
     expect(await errorCodeOf(store.register({ id: "m", description: "d", shape: [1] }))).toBe("conflict");
+  });
+});
+
+/** Submits `values` for round `round` of `id` as `participant`, claiming `sampleCount` samples. */
+function submit(id: string, participant: string, values: number[], sampleCount = 100, round = 1) {
+  return store.submitUpdate(id, { round, participant, sampleCount, body: body(values) });
+}
+
+/** Closes round `round` of `id` and returns the new global weights. */
+async function close(id: string, round = 1): Promise<number[]> {
+  await store.closeRound(id, round);
+  return [...(await weights(id))];
+}
+
+describe("bounded sample counts", () => {
+  it("refuses an update claiming more samples than the model's cap (invalid_update), writing nothing", async () => {
+    await store.register({ id: "m", description: "d", shape: [2], maxSamplesPerUpdate: 100 });
+    expect((await store.get("m")).maxSamplesPerUpdate).toBe(100);
+    for (const claim of [1e12, 101]) {
+      const error = await store
+        .submitUpdate("m", { round: 1, participant: "did:rogue", sampleCount: claim, body: body([5, 5]) })
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        code: "invalid_update",
+        shortMessage: `the sample count ${claim} exceeds this model's cap of 100 per update`,
+        details: { field: "x-kparty-sample-count", maxSamplesPerUpdate: 100 },
+      });
+    }
+    expect((await store.get("m")).updates).toBe(0);
+    expect((await readdir(join(dir, "m"))).sort()).toEqual(["model.json", "v1.f32"]);
+    expect((await submit("m", "did:a", [1, 1], 100)).sampleCount).toBe(100);
+  });
+
+  it("caps a model registered without maxSamplesPerUpdate at 1,000,000 samples per update", async () => {
+    const info = await store.register({ id: "m", description: "d", shape: [1] });
+    expect(info).toMatchObject({ maxSamplesPerUpdate: 1_000_000, aggregation: { rule: "fedavg" } });
+    expect(await errorCodeOf(submit("m", "did:rogue", [1], 1e12))).toBe("invalid_update");
+    expect(await errorCodeOf(submit("m", "did:rogue", [1], 1_000_001))).toBe("invalid_update");
+    expect(await errorCodeOf(submit("m", "did:rogue", [1], 1_000_000))).toBe("no error");
+  });
+
+  it("bounds a capped participant's FedAvg weight by cap / (cap + honest samples)", async () => {
+    // three honest updates of 100 samples at 1; a rogue claiming the cap (100) at 5:
+    // its weight is 100 / (100 + 300) = 1/4, so the model moves 1/4 · (5 − 1) = 1 from the honest mean
+    await store.register({ id: "m", description: "d", shape: [2], maxSamplesPerUpdate: 100 });
+    for (const p of ["did:a", "did:b", "did:c"]) await submit("m", p, [1, 1], 100);
+    expect(await errorCodeOf(submit("m", "did:rogue", [5, 5], 1e12))).toBe("invalid_update");
+    await submit("m", "did:rogue", [5, 5], 100);
+    expect(await close("m")).toEqual([2, 2]);
+  });
+
+  it("treats a model.json written before caps and rules as FedAvg with the default cap", async () => {
+    await store.register({ id: "m", description: "d", shape: [1] });
+    const file = join(dir, "m", "model.json");
+    const {
+      maxSamplesPerUpdate: _cap,
+      aggregation: _rule,
+      ...old
+    } = JSON.parse(await readFile(file, "utf8"));
+    await writeFile(file, JSON.stringify(old));
+    expect(await store.get("m")).toMatchObject({
+      maxSamplesPerUpdate: 1_000_000,
+      aggregation: { rule: "fedavg" },
+    });
+    expect(await errorCodeOf(submit("m", "did:rogue", [1], 1e12))).toBe("invalid_update");
+  });
+});
+
+describe("robust aggregation rules", () => {
+  const honest = [
+    [1, 2, 3],
+    [2, 3, 4],
+    [3, 4, 5],
+    [4, 5, 6],
+  ];
+  const scaled = (values: number[], by = 1e30) => values.map((v) => v * by);
+
+  it("FedAvg without clipping is captured by one update scaled by 1e30 (why the robust rules exist)", async () => {
+    await store.register({ id: "m", description: "d", shape: [3] });
+    for (const [k, h] of honest.entries()) await submit("m", `did:${k}`, h);
+    await submit("m", "did:rogue", scaled([1, 2, 3]));
+    const next = await close("m");
+    expect(next[0]).toBeGreaterThan(1e29);
+  });
+
+  it("median: one update scaled by 1e30 among four honest ones leaves the coordinate-wise median of the honest values", async () => {
+    await store.register({ id: "m", description: "d", shape: [3], aggregation: { rule: "median" } });
+    for (const [k, h] of honest.entries()) await submit("m", `did:${k}`, h);
+    await submit("m", "did:rogue", scaled([1, 2, 3]), 1_000_000);
+    // per coordinate, sorted: [1,2,3,4,1e30] → 3; [2,3,4,5,2e30] → 4; [3,4,5,6,3e30] → 5
+    expect(await close("m")).toEqual([3, 4, 5]);
+  });
+
+  it("median of an even count is the mean of the two middle values, ignoring sample counts", async () => {
+    await store.register({ id: "m", description: "d", shape: [2], aggregation: { rule: "median" } });
+    await submit("m", "did:a", [1, -8], 1);
+    await submit("m", "did:b", [2, 0], 1000);
+    await submit("m", "did:c", [4, 1], 1);
+    await submit("m", "did:rogue", [1e30, -1e30], 1_000_000);
+    // [1,2,4,1e30] → (2+4)/2 = 3; [-1e30,-8,0,1] → (-8+0)/2 = -4
+    expect(await close("m")).toEqual([3, -4]);
+  });
+
+  it("median with clipping: the rogue's delta from the current weights is clipped, then the median taken", async () => {
+    await store.register({
+      id: "m",
+      description: "d",
+      shape: [3],
+      weights: Float32Array.from([10, 10, 10]),
+      aggregation: { rule: "median", clipNorm: 3 },
+    });
+    // deltas [1,0,0], [0,1,0], [0,0,1] (norm 1) and the rogue's 1e30·[1,2,2] → clipped to [1,2,2]
+    await submit("m", "did:a", [11, 10, 10]);
+    await submit("m", "did:b", [10, 11, 10]);
+    await submit("m", "did:c", [10, 10, 11]);
+    await submit("m", "did:rogue", scaled([1, 2, 2]));
+    // per coordinate the four deltas sort to [0,0,1,1] or [0,0,1,2]: medians 0.5, 0.5, 0.5
+    const closed = await store.closeRound("m", 1);
+    expect(closed.clipped).toBe(1);
+    expect([...(await weights("m"))]).toEqual([10.5, 10.5, 10.5]);
+  });
+
+  it("trimmed mean (β = 0.2) drops one update scaled by 1e30 among five honest ones, with clipping on", async () => {
+    await store.register({
+      id: "m",
+      description: "d",
+      shape: [3],
+      aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 3 },
+    });
+    // six updates: ⌊0.2 · 6⌋ = 1 dropped at each end of every coordinate, the mean of four kept
+    const five = [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+      [1, 1, 0],
+      [0, 1, 1],
+    ];
+    for (const [k, h] of five.entries()) await submit("m", `did:${k}`, h);
+    await submit("m", "did:rogue", scaled([1, 2, 2]));
+    // coordinate 0: [0,0,0,1,1,≈1] → [0,0,1,1] → 0.5; 1: [0,0,1,1,1,2] → [0,1,1,1] → 0.75; 2: [0,0,0,1,1,2] → [0,0,1,1] → 0.5
+    const closed = await store.closeRound("m", 1);
+    expect({ clipped: closed.clipped, weights: [...(await weights("m"))] }).toEqual({
+      clipped: 1,
+      weights: [0.5, 0.75, 0.5],
+    });
+  });
+
+  it("trimmed mean that trims nothing (⌊0.2 · 4⌋ = 0) still bounds the rogue by clipping: its share is C / n", async () => {
+    await store.register({
+      id: "m",
+      description: "d",
+      shape: [3],
+      aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 3 },
+    });
+    for (const p of ["did:a", "did:b", "did:c"]) await submit("m", p, [1, 1, 1]);
+    await submit("m", "did:rogue", scaled([1, 2, 2])); // norm 3e30 → clipped to [1, 2, 2] (norm 3)
+    // (3 · [1,1,1] + [1,2,2]) / 4: the rogue's own share is ‖[1,2,2]‖ / 4 = C / n
+    expect(await close("m")).toEqual([1, 1.25, 1.25]);
+  });
+
+  it("FedAvg with clipping: the rogue's term is its weight times at most C", async () => {
+    await store.register({
+      id: "m",
+      description: "d",
+      shape: [3],
+      weights: Float32Array.from([10, 10, 10]),
+      aggregation: { rule: "fedavg", clipNorm: 3 },
+      maxSamplesPerUpdate: 100,
+    });
+    for (const p of ["did:a", "did:b", "did:c"]) await submit("m", p, [11, 11, 11], 100);
+    await submit("m", "did:rogue", [10 + 1e30, 10 + 2e30, 10 + 2e30], 100); // delta ≈ 1e30·[1,2,2] → [1,2,2]
+    // 10 + 3/4 · [1,1,1] + 1/4 · [1,2,2]: the rogue's term has norm 1/4 · C
+    expect(await close("m")).toEqual([11, 11.25, 11.25]);
+  });
+
+  it("clips against the current global weights of each round", async () => {
+    await store.register({
+      id: "m",
+      description: "d",
+      shape: [1],
+      aggregation: { rule: "median", clipNorm: 1 },
+    });
+    await submit("m", "did:a", [4]); // delta 4 → clipped to 1
+    expect(await close("m")).toEqual([1]);
+    await submit("m", "did:a", [1.5], 100, 2); // delta 0.5 from version 2, within C
+    await store.closeRound("m", 2);
+    expect([...(await weights("m"))]).toEqual([1.5]);
+  });
+
+  it("aggregates exactly across blocks with the order-statistic rules", async () => {
+    const n = 300_000;
+    await store.register({ id: "big", description: "d", shape: [n], aggregation: { rule: "median" } });
+    const a = new Float32Array(n).map((_, i) => i % 97);
+    const b = new Float32Array(n).map((_, i) => -(i % 89));
+    const c = new Float32Array(n).map((_, i) => (i % 13) - 6);
+    for (const [k, v] of [a, b, c].entries()) {
+      await store.submitUpdate("big", {
+        round: 1,
+        participant: `did:${k}`,
+        sampleCount: 1,
+        body: body(v, 65_537),
+      });
+    }
+    await store.closeRound("big", 1);
+    const w = await weights("big");
+    const expected = (i: number) =>
+      [a[i] as number, b[i] as number, c[i] as number].sort((x, y) => x - y)[1] as number;
+    expect(w.length).toBe(n);
+    expect(w.filter((v, i) => v !== expected(i)).length).toBe(0);
+  });
+
+  it("refuses invalid aggregation settings and caps at registration (invalid_argument)", async () => {
+    const register = (extra: Record<string, unknown>) =>
+      errorCodeOf(store.register({ id: "m", description: "d", shape: [1], ...extra }));
+    for (const bad of [
+      { aggregation: { rule: "mode" } },
+      { aggregation: "median" },
+      { aggregation: { rule: "trimmed-mean", trimFraction: 0.5 } },
+      { aggregation: { rule: "trimmed-mean", trimFraction: 0 } },
+      { aggregation: { rule: "median", trimFraction: 0.1 } },
+      { aggregation: { rule: "median", clipNorm: 0 } },
+      { aggregation: { rule: "median", clipNorm: Number.POSITIVE_INFINITY } },
+      { aggregation: { rule: "median", extra: 1 } },
+      { maxSamplesPerUpdate: 0 },
+      { maxSamplesPerUpdate: 1.5 },
+      { maxSamplesPerUpdate: 1e12 + 1 },
+      { maxSamplesPerUpdate: "100" },
+    ]) {
+      expect({ bad, code: await register(bad) }).toEqual({ bad, code: "invalid_argument" });
+    }
+    expect(await store.list()).toEqual([]);
+    expect(
+      await store.register({ id: "m", description: "d", shape: [1], aggregation: { rule: "trimmed-mean" } }),
+    ).toMatchObject({
+      aggregation: { rule: "trimmed-mean", trimFraction: 0.2 },
+      maxSamplesPerUpdate: 1_000_000,
+    });
+  });
+});
+
+describe("documented bounds under clipping", () => {
+  const norm = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+    Math.sqrt(Array.from(a).reduce((s, v, i) => s + (v - (b[i] as number)) ** 2, 0));
+
+  it("one round moves the weights by at most C (fedavg), √2·C (median), C/√(1−2β) (trimmed mean), whatever is sent", async () => {
+    let model = 0;
+    // near the bounds (small values) or anywhere (every finite float32, 1e30 included)
+    const value = fc.oneof(
+      fc.float({ min: -4, max: 4, noNaN: true }),
+      fc.float({ noNaN: true, noDefaultInfinity: true }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 5 }).chain((d) =>
+          fc.record({
+            current: fc.array(fc.float({ min: -2, max: 2, noNaN: true }), { minLength: d, maxLength: d }),
+            updates: fc.array(
+              fc.record({
+                values: fc.array(value, { minLength: d, maxLength: d }),
+                samples: fc.integer({ min: 1, max: 1000 }),
+              }),
+              { minLength: 1, maxLength: 7 },
+            ),
+            rule: fc.constantFrom("fedavg", "median", "trimmed-mean"),
+            trimFraction: fc.constantFrom(0.1, 0.2, 0.25, 0.4),
+            clipNorm: fc.constantFrom(0.5, 1, 3, 1e6),
+          }),
+        ),
+        async ({ current, updates, rule, trimFraction, clipNorm }) => {
+          const id = `p${model++}`;
+          const aggregation =
+            rule === "trimmed-mean"
+              ? { rule, trimFraction, clipNorm }
+              : { rule: rule as "fedavg" | "median", clipNorm };
+          const g = Float32Array.from(current);
+          await store.register({ id, description: "d", shape: [g.length], weights: g, aggregation });
+          for (const [k, u] of updates.entries()) await submit(id, `did:${k}`, u.values, u.samples);
+          const next = Float32Array.from(await close(id));
+          const bound =
+            rule === "fedavg"
+              ? clipNorm
+              : rule === "median"
+                ? Math.SQRT2 * clipNorm
+                : clipNorm / Math.sqrt(1 - 2 * trimFraction);
+          // float32 rounding of the result adds at most half an ulp of |g| + bound per coordinate
+          const slack = Math.sqrt(g.length) * (2 + bound) * 2 ** -23;
+          expect(norm(next, g)).toBeLessThanOrEqual(bound + slack);
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+});
+
+describe("FedAvg stays byte-identical", () => {
+  it("equals Σ (nₖ / Σn) · updateₖ summed in float64 in submission order, rounded once to float32", async () => {
+    const n = 70_000; // two blocks
+    await store.register({ id: "m", description: "d", shape: [n] });
+    const rand = prng(7);
+    const updates = [3, 1000, 17].map((samples, k) => ({
+      participant: `did:${k}`,
+      samples,
+      values: new Float32Array(n).map(() => (rand() - 0.5) * 2 ** (Math.floor(rand() * 40) - 20)),
+    }));
+    for (const u of updates) {
+      await store.submitUpdate("m", {
+        round: 1,
+        participant: u.participant,
+        sampleCount: u.samples,
+        body: body(u.values, 65_536),
+      });
+    }
+    await store.closeRound("m", 1);
+    // the store orders updates by their file name (a hash of the participant)
+    const order = [...(await readdir(join(dir, "m", "rounds", "1")))]
+      .filter((f) => f.endsWith(".json"))
+      .sort()
+      .map((f) => f.slice(0, -".json".length));
+    const byFile = new Map(
+      updates.map((u) => [createHash("sha256").update(u.participant).digest("hex").slice(0, 32), u]),
+    );
+    const sorted = order.map((f) => byFile.get(f) as (typeof updates)[number]);
+    const total = sorted.reduce((s, u) => s + u.samples, 0);
+    const expected = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let acc = 0;
+      for (const u of sorted) acc = acc + (u.samples / total) * (u.values[i] as number);
+      expected[i] = acc;
+    }
+    expect(Buffer.from((await weights("m")).slice().buffer).equals(Buffer.from(expected.buffer))).toBe(true);
   });
 });

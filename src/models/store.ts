@@ -6,6 +6,13 @@ import type { Readable } from "node:stream";
 import { MODEL_ID } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import { syncingWriter, writeFileAtomic } from "../util/atomic-file.ts";
+import {
+  type Aggregation,
+  aggregateFiles,
+  DEFAULT_MAX_SAMPLES_PER_UPDATE,
+  parseAggregation,
+  parseMaxSamples,
+} from "./aggregation.ts";
 
 /** Public metadata of a shared model. */
 export interface ModelInfo {
@@ -21,6 +28,10 @@ export interface ModelInfo {
   openRound: number;
   /** Updates received for the open round. */
   updates: number;
+  /** The largest sample count one update may claim; an update claiming more is refused. */
+  maxSamplesPerUpdate: number;
+  /** How rounds are aggregated (see {@link Aggregation}). */
+  aggregation: Aggregation;
   updatedAt: string;
 }
 
@@ -36,7 +47,15 @@ export interface UpdateReceipt {
 
 interface StoredInfo extends Omit<ModelInfo, "updates"> {}
 
-const BLOCK_FLOATS = 64 * 1024; // FedAvg works in blocks of 256 KiB per update
+/** What `closeRound` returns: the new metadata and what went into it. */
+export interface RoundResult extends ModelInfo {
+  /** Updates aggregated. */
+  aggregated: number;
+  /** The sum of their sample counts. */
+  samples: number;
+  /** Updates whose delta was scaled down to the model's `clipNorm` (0 without clipping). */
+  clipped: number;
+}
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -64,9 +83,12 @@ function participantFile(participant: string): string {
  * @example
  * ```ts
  * const store = new FileModelStore(".kparty/models");
- * await store.register({ id: "mnist-logreg", description: "…", shape: [785, 10] });
+ * await store.register({
+ *   id: "mnist-logreg", description: "…", shape: [785, 10],
+ *   maxSamplesPerUpdate: 10_000, aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 5 },
+ * });
  * await store.submitUpdate("mnist-logreg", { round: 1, participant: did, sampleCount: 600, body: stream });
- * const next = await store.closeRound("mnist-logreg", 1); // FedAvg → version 2
+ * const next = await store.closeRound("mnist-logreg", 1); // → version 2
  * ```
  */
 export class FileModelStore {
@@ -101,12 +123,19 @@ export class FileModelStore {
     return next;
   }
 
-  /** Registers a model with its initial weights (zeros unless given) as version 1, round 1 open. */
+  /**
+   * Registers a model with its initial weights (zeros unless given) as version 1, round 1
+   * open. `maxSamplesPerUpdate` caps the sample count an update may claim (default
+   * 1,000,000; at most 1e12); `aggregation` chooses the rule (default `{rule: "fedavg"}`).
+   * Both are fixed for the model's life. Errors: `invalid_argument`, `conflict`.
+   */
   async register(args: {
     id: string;
     description: string;
     shape: number[];
     weights?: Float32Array;
+    maxSamplesPerUpdate?: number;
+    aggregation?: Aggregation;
   }): Promise<ModelInfo> {
     if (typeof args.id !== "string" || !MODEL_ID.test(args.id)) {
       throw new KPartyError("invalid_argument", `invalid model id ${String(args.id)}`);
@@ -133,6 +162,8 @@ export class FileModelStore {
     if (typeof args.description !== "string" || args.description.length > 1000) {
       throw new KPartyError("invalid_argument", "description must be a string of at most 1000 characters");
     }
+    const maxSamplesPerUpdate = parseMaxSamples(args.maxSamplesPerUpdate);
+    const aggregation = parseAggregation(args.aggregation);
     const dir = this.#modelDir(args.id);
     return this.#locked(args.id, async () => {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -147,6 +178,8 @@ export class FileModelStore {
         parameterCount,
         dtype: "float32",
         openRound: 1,
+        maxSamplesPerUpdate,
+        aggregation,
         updatedAt: new Date().toISOString(),
       };
       const bytes = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength);
@@ -158,7 +191,13 @@ export class FileModelStore {
 
   async #stored(id: string): Promise<StoredInfo> {
     try {
-      return JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8")) as StoredInfo;
+      const stored = JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8"));
+      // a model registered before caps and rules existed gets the defaults
+      return {
+        maxSamplesPerUpdate: DEFAULT_MAX_SAMPLES_PER_UPDATE,
+        aggregation: { rule: "fedavg" },
+        ...stored,
+      } as StoredInfo;
     } catch (error) {
       if (error instanceof KPartyError) throw error;
       if ((error as NodeJS.ErrnoException).code === "ENOENT")
@@ -213,21 +252,29 @@ export class FileModelStore {
 
   /**
    * Accepts one participant's update for the open round: exactly `parameterCount` float32
-   * values, all finite, streamed to disk as they arrive (never buffered whole). One update
-   * per participant and round.
+   * values, all finite, streamed to disk as they arrive (never buffered whole), claiming
+   * 1 to the model's `maxSamplesPerUpdate` samples. One update per participant and round.
    * Errors: `not_found`; `conflict` (another round is open, or this participant already
    * submitted); `payload_too_large` (more bytes than the model has); `invalid_update`
-   * (too few bytes, a value that is not finite, a bad sample count).
+   * (too few bytes, a value that is not finite, a sample count that is not a positive
+   * integer or exceeds the model's cap).
    */
   async submitUpdate(
     id: string,
     args: { round: number; participant: string; sampleCount: number; body: Readable },
   ): Promise<UpdateReceipt> {
     const { round, participant, sampleCount, body } = args;
-    if (!Number.isSafeInteger(sampleCount) || sampleCount < 1 || sampleCount > 1e12) {
+    if (!Number.isSafeInteger(sampleCount) || sampleCount < 1) {
       throw new KPartyError("invalid_update", "the sample count must be a positive integer");
     }
     const info = await this.#stored(id);
+    if (sampleCount > info.maxSamplesPerUpdate) {
+      throw new KPartyError(
+        "invalid_update",
+        `the sample count ${sampleCount} exceeds this model's cap of ${info.maxSamplesPerUpdate} per update`,
+        { details: { field: "x-kparty-sample-count", maxSamplesPerUpdate: info.maxSamplesPerUpdate } },
+      );
+    }
     if (round !== info.openRound) {
       throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
         details: { openRound: info.openRound },
@@ -313,11 +360,13 @@ export class FileModelStore {
   }
 
   /**
-   * Closes the open round: the new global weights are the sample-weighted average (FedAvg)
-   * of the round's updates, written as version `round + 1`; the next round opens.
+   * Closes the open round: the round's updates are aggregated under the model's rule
+   * (sample-weighted FedAvg by default; coordinate-wise median or trimmed mean; each
+   * optionally with per-update L2 clipping of the delta from the current weights) into
+   * version `round + 1`; the next round opens.
    * Errors: `not_found`; `conflict` (not the open round, or no update received).
    */
-  async closeRound(id: string, round: number): Promise<ModelInfo & { aggregated: number; samples: number }> {
+  async closeRound(id: string, round: number): Promise<RoundResult> {
     return this.#locked(id, async () => {
       const info = await this.#stored(id);
       if (round !== info.openRound) {
@@ -335,15 +384,16 @@ export class FileModelStore {
         throw new KPartyError("conflict", `round ${round} has no updates to aggregate`);
       const samples = receipts.reduce((sum, r) => sum + r.sampleCount, 0);
       const version = info.version + 1;
-      const out = join(this.#modelDir(id), `v${version}.f32`);
-      await fedAvgFiles(
-        receipts.map((r) => ({
+      const { clipped } = await aggregateFiles({
+        inputs: receipts.map((r) => ({
           file: join(dir, `${participantFile(r.participant)}.f32`),
-          weight: r.sampleCount / samples,
+          samples: r.sampleCount,
         })),
-        info.parameterCount,
-        out,
-      );
+        current: join(this.#modelDir(id), `v${info.version}.f32`),
+        parameterCount: info.parameterCount,
+        out: join(this.#modelDir(id), `v${version}.f32`),
+        aggregation: info.aggregation,
+      });
       const next: StoredInfo = {
         ...info,
         version,
@@ -351,37 +401,7 @@ export class FileModelStore {
         updatedAt: new Date().toISOString(),
       };
       await writeFileAtomic(join(this.#modelDir(id), "model.json"), `${JSON.stringify(next, null, 2)}\n`);
-      return { ...next, updates: 0, aggregated: receipts.length, samples };
+      return { ...next, updates: 0, aggregated: receipts.length, samples, clipped };
     });
-  }
-}
-
-/**
- * Writes Σ weightₖ · updateₖ to `out` (atomically), reading `BLOCK_FLOATS` values at a time
- * from each update file: memory stays O(block × updates) whatever the model size.
- */
-async function fedAvgFiles(inputs: { file: string; weight: number }[], parameterCount: number, out: string) {
-  const handles = await Promise.all(inputs.map((i) => open(i.file, "r")));
-  try {
-    await writeFileAtomic(out, async (write) => {
-      const acc = new Float64Array(BLOCK_FLOATS);
-      const buf = Buffer.alloc(BLOCK_FLOATS * 4);
-      const block = new Float32Array(BLOCK_FLOATS);
-      for (let start = 0; start < parameterCount; start += BLOCK_FLOATS) {
-        const n = Math.min(BLOCK_FLOATS, parameterCount - start);
-        acc.fill(0, 0, n);
-        for (const [k, handle] of handles.entries()) {
-          const { bytesRead } = await handle.read(buf, 0, n * 4, start * 4);
-          if (bytesRead !== n * 4)
-            throw new KPartyError("internal", `update file ${inputs[k]?.file} is truncated`);
-          const weight = inputs[k]?.weight ?? 0;
-          for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + weight * buf.readFloatLE(i * 4);
-        }
-        for (let i = 0; i < n; i++) block[i] = acc[i] as number;
-        await write(new Uint8Array(block.buffer, 0, n * 4));
-      }
-    });
-  } finally {
-    await Promise.all(handles.map((h) => h.close()));
   }
 }

@@ -28,6 +28,8 @@ export interface CredentialState {
  * Reads everything a verifier needs about one credential in one `eth_call`, pinned to
  * one block: `issuer`'s anchor of `credentialId` (the id, or the root of its batch), and the
  * membership and status bits of `issuer` (the account the credential names as issuer).
+ * The block is `blockTag` when given, otherwise the node's latest block less `confirmations`
+ * (default 0; never below the deployment block).
  * Throws `registry_unavailable` when the chain cannot be read.
  * @example
  * ```ts
@@ -43,6 +45,8 @@ export async function getCredentialState(
     revocationIndex: number;
     suspensionIndex: number;
     blockTag?: number;
+    /** Read this many blocks below the head (ignored with `blockTag`). */
+    confirmations?: number;
   },
 ): Promise<CredentialState> {
   assertBytes32(args.credentialId, "credentialId");
@@ -50,7 +54,14 @@ export async function getCredentialState(
   assertStatusIndex(args.revocationIndex);
   assertStatusIndex(args.suspensionIndex);
   try {
-    const blockNumber = args.blockTag ?? (await latestBlockNumber(client.provider));
+    const blockNumber =
+      args.blockTag ??
+      (args.confirmations
+        ? Math.max(
+            client.deployment.deployedAtBlock,
+            (await latestBlockNumber(client.provider)) - args.confirmations,
+          )
+        : await latestBlockNumber(client.provider));
     const state = await client.contracts.credentials
       .getFunction("credentialState")
       .staticCall(args.credentialId, args.issuer, args.revocationIndex, args.suspensionIndex, {

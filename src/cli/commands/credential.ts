@@ -8,6 +8,7 @@ import { MAX_BATCH } from "../../../agent/plugins/kparty-issuer.ts";
 import { getCredentialState } from "../../chain/index.ts";
 import { type Action, credentialIdOf, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { credentialVerdict } from "../../gateway/verify/judge.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import { identityOf } from "../context.ts";
 import { table } from "../output.ts";
@@ -354,16 +355,9 @@ Examples:
           revocationIndex: ref.statusIndex,
           suspensionIndex: ref.statusIndex,
         });
-        const verdict =
-          state.anchoredBy === null
-            ? "not_anchored"
-            : state.revoked
-              ? "revoked"
-              : state.suspended
-                ? "suspended"
-                : !state.issuerIsMember
-                  ? "issuer_not_member"
-                  : "valid";
+        // the gateway's own verdict (default policy: credentials of removed issuers are refused)
+        const judged = credentialVerdict(state, ref.issuerAccount, "deny");
+        const verdict = judged.valid ? "valid" : judged.code;
         ctx.out.result({ credentialId: ref.credentialId, verdict, ...state }, [
           `${ref.credentialId}: ${verdict}`,
           `  anchored   ${state.anchoredAt === null ? "no" : `block ${state.anchoredAt}`}`,

@@ -9,20 +9,13 @@ import {
   GATEWAY_SEMI_SPACE_MB,
   restartWithGatewaySettings,
 } from "../../util/gateway-memory.ts";
+import { integerIn } from "../../util/integer.ts";
+import { MAX_CONFIRMATIONS } from "../config.ts";
+import { parseModelSpec } from "../model-settings.ts";
 import { positiveInt, readyUntilSignal, run } from "../run.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
-
-/** `id:d1,d2…` → a model to register at start. */
-function parseModel(value: string): { id: string; shape: number[] } {
-  const [id, dims] = value.split(":");
-  const shape = (dims ?? "").split(",").map(Number);
-  if (!id || !dims || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
-    throw new KPartyError("invalid_argument", `--model must be ID:SHAPE (e.g. fl-demo:101), got "${value}"`);
-  }
-  return { id, shape };
-}
 
 export function registerGateway(program: Command): void {
   const gateway = program
@@ -55,8 +48,20 @@ export function registerGateway(program: Command): void {
       },
     )
     .option(
-      "--model <id:shape>",
-      "register this model at start unless it exists (repeatable)",
+      "--confirmations <n>",
+      "blocks on top of a block before its registry events (a revocation among them) apply and before status is read from it; 0 on a local chain, e.g. 12+ on a public network (default: gateway.confirmations, 0)",
+      (v) => {
+        const n = integerIn(v, 0, MAX_CONFIRMATIONS);
+        if (n === null)
+          throw new InvalidOptionArgument(
+            `--confirmations must be an integer from 0 to ${MAX_CONFIRMATIONS}, got "${v}"`,
+          );
+        return n;
+      },
+    )
+    .option(
+      "--model <id:shape[:key=value…]>",
+      "register this model at start unless it exists (repeatable); keys: max-samples (per-update sample cap, default 1000000), rule (fedavg, median or trimmed-mean; default fedavg), trim (trimmed-mean's β, default 0.2), clip-norm (L2 bound on each update's delta)",
       (v, acc: string[]) => [...acc, v],
       [],
     )
@@ -78,8 +83,10 @@ Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${G
 
 Examples:
   $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101
+  $ kparty gateway serve --model fl-demo:101:max-samples=5000:rule=trimmed-mean:trim=0.2:clip-norm=5
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
-  $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host`,
+  $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
+  $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep`,
     )
     // before anything runs: both settings take effect only when a process starts
     .hook("preAction", () => restartWithGatewaySettings(KPARTY_BIN))
@@ -92,12 +99,13 @@ Examples:
             port?: number;
             domain?: string;
             trustProxy?: number | string;
+            confirmations?: number;
             model: string[];
             tokenTtl: number;
             verifyThreads?: number;
           },
         ) => {
-          const models = options.model.map(parseModel);
+          const models = options.model.map(parseModelSpec);
           const deployment = ctx.deployment();
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
@@ -110,12 +118,7 @@ Examples:
           const store = new FileModelStore(join(ctx.config.dataDir, "models"));
           for (const m of models) {
             const existing = await store.get(m.id).catch(() => null);
-            if (!existing)
-              await store.register({
-                id: m.id,
-                description: `registered by kparty gateway serve`,
-                shape: m.shape,
-              });
+            if (!existing) await store.register({ ...m, description: `registered by kparty gateway serve` });
           }
           const db = openGatewayDatabase(join(ctx.config.dataDir, "gateway.sqlite"));
           ctx.onClose(() => db.close());
@@ -123,6 +126,7 @@ Examples:
           ctx.onClose(() => watcherProvider.destroy());
           const domain = options.domain ?? ctx.config.gateway.domain;
           const trustProxy = options.trustProxy ?? ctx.config.gateway.trustProxy;
+          const confirmations = options.confirmations ?? ctx.config.gateway.confirmations;
           const app = await buildGateway({
             agent: verifier.agent,
             chain,
@@ -131,6 +135,7 @@ Examples:
             domain,
             tokenTtlSeconds: options.tokenTtl,
             ...(trustProxy !== undefined ? { trustProxy } : {}),
+            ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
           });

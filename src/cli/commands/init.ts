@@ -35,7 +35,8 @@ Examples:
 
 Environment variables override the file: KPARTY_RPC_URL, KPARTY_CHAIN_ID,
 KPARTY_DEPLOYMENT, KPARTY_DATA_DIR, KPARTY_GATEWAY_URL, KPARTY_GATEWAY_HOST,
-KPARTY_GATEWAY_PORT, KPARTY_GATEWAY_DOMAIN, KPARTY_GATEWAY_TRUST_PROXY; flags override both.`,
+KPARTY_GATEWAY_PORT, KPARTY_GATEWAY_DOMAIN, KPARTY_GATEWAY_TRUST_PROXY,
+KPARTY_GATEWAY_CONFIRMATIONS; flags override both.`,
     )
     .action(async (_options: unknown, command: Command) => {
       const options = command.optsWithGlobals() as InitOptions;

@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { KPartyError } from "../../errors/index.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import type { CliContext } from "../context.ts";
+import { type ModelSettingsInput, modelSettings } from "../model-settings.ts";
 import { table } from "../output.ts";
 import { list, NO_CONTRACTS, positiveInt, run } from "../run.ts";
 import { gatewayClient, loadSession } from "./present.ts";
@@ -96,7 +97,7 @@ export function registerModel(program: Command): void {
     .requiredOption("--round <n>", "the open round", positiveInt("--round"))
     .requiredOption(
       "--samples <n>",
-      "training samples behind the update (its FedAvg weight)",
+      "training samples behind the update (its FedAvg weight; at most the model's maxSamplesPerUpdate)",
       positiveInt("--samples"),
     )
     .addHelpText(
@@ -122,12 +123,22 @@ export function registerModel(program: Command): void {
     .argument("<model>", "the model id")
     .requiredOption("--shape <dims>", "the weight tensor's shape, comma-separated, e.g. 101 or 784,10")
     .option("--description <text>", "what it is", "")
+    .option("--max-samples <n>", "the largest sample count one update may claim (default 1000000)")
+    .option("--rule <rule>", "how rounds aggregate: fedavg, median or trimmed-mean (default fedavg)")
+    .option(
+      "--trim <fraction>",
+      "trimmed-mean: the fraction β dropped at each end of a coordinate (default 0.2)",
+    )
+    .option(
+      "--clip-norm <C>",
+      "scale each update's delta from the current weights to an L2 norm of at most C",
+    )
     .addHelpText(
       "after",
-      `\nExamples:\n  $ kparty model register fl-demo --shape 101 --description "logistic regression"`,
+      `\nExamples:\n  $ kparty model register fl-demo --shape 101 --description "logistic regression"\n  $ kparty model register fl-robust --shape 101 --max-samples 5000 --rule trimmed-mean --trim 0.2 --clip-norm 5`,
     )
     .action(
-      run(async (ctx, options: { shape: string; description: string }, id: string) => {
+      run(async (ctx, options: { shape: string; description: string } & ModelSettingsInput, id: string) => {
         const shape = list(options.shape).map(Number);
         if (shape.length === 0 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
           throw new KPartyError(
@@ -136,7 +147,10 @@ export function registerModel(program: Command): void {
           );
         }
         const { gw, token } = await session(ctx);
-        const info = await gw.register({ id, description: options.description, shape }, token);
+        const info = await gw.register(
+          { id, description: options.description, shape, ...modelSettings(options) },
+          token,
+        );
         ctx.out.result(
           info,
           `registered ${id} (${info.parameterCount} parameters), round ${info.openRound} open`,
@@ -146,7 +160,9 @@ export function registerModel(program: Command): void {
 
   model
     .command("aggregate")
-    .description("close a round: FedAvg of its updates becomes the next version (needs round:aggregate)")
+    .description(
+      "close a round: its updates, aggregated under the model's rule (FedAvg by default), become the next version (needs round:aggregate)",
+    )
     .argument("<model>", "the model id")
     .requiredOption("--round <n>", "the open round", positiveInt("--round"))
     .addHelpText("after", `\nExamples:\n  $ kparty model aggregate fl-demo --round 1`)

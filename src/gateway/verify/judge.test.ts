@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { errorCodeOf } from "../../../test/fixtures/errors.ts";
 import type { CredentialState } from "../../chain/index.ts";
-import { judgeCredentialState, type RemovedIssuerPolicy } from "./judge.ts";
+import {
+  credentialVerdict,
+  judgeCredentialState,
+  REMOVED_ISSUER_POLICIES,
+  type RemovedIssuerPolicy,
+} from "./judge.ts";
 
 const ISSUER = "0x00000000000000000000000000000000000000aa";
 const good: CredentialState = {
@@ -56,5 +61,48 @@ describe("judgeCredentialState", () => {
 
   it("compares the anchoring account case-insensitively", async () => {
     expect((await judge({ anchoredBy: ISSUER.toUpperCase().replace("0X", "0x") })).code).toBe("no error");
+  });
+});
+
+describe("credentialVerdict, the one verdict", () => {
+  it("answers exactly what judgeCredentialState decides, for every state and both policies", async () => {
+    const anchors = [ISSUER, null, "0x00000000000000000000000000000000000000bb"];
+    const flags = [true, false];
+    let cases = 0;
+    for (const anchoredBy of anchors)
+      for (const issuerIsMember of flags)
+        for (const issuerWasMemberAtAnchor of flags)
+          for (const revoked of flags)
+            for (const suspended of flags)
+              for (const policy of REMOVED_ISSUER_POLICIES) {
+                const patch = { anchoredBy, issuerIsMember, issuerWasMemberAtAnchor, revoked, suspended };
+                const judged = await judge(patch, policy);
+                const verdict = credentialVerdict({ ...good, ...patch }, ISSUER, policy);
+                expect(verdict.valid ? "no error" : verdict.code, JSON.stringify({ ...patch, policy })).toBe(
+                  judged.code,
+                );
+                if (!verdict.valid) expect(verdict.check).toBe(judged.ran.at(-1));
+                cases++;
+              }
+    expect(cases).toBe(96);
+  });
+
+  it("refuses a credential anchored by another account, or whose issuer was not a member at anchoring", () => {
+    expect(
+      credentialVerdict(
+        { ...good, anchoredBy: "0x00000000000000000000000000000000000000bb" },
+        ISSUER,
+        "deny",
+      ),
+    ).toEqual({
+      valid: false,
+      check: "credential.anchored",
+      code: "not_anchored",
+      message: "the credential was anchored by another account than its issuer",
+    });
+    expect(credentialVerdict({ ...good, issuerWasMemberAtAnchor: false }, ISSUER, "deny")).toMatchObject({
+      valid: false,
+      code: "issuer_not_member",
+    });
   });
 });

@@ -1,4 +1,5 @@
 import type { CredentialState } from "../../chain/index.ts";
+import type { KPartyErrorCode } from "../../errors/index.ts";
 import { fail } from "./checks.ts";
 
 /**
@@ -13,10 +14,83 @@ export const REMOVED_ISSUER_POLICIES: readonly RemovedIssuerPolicy[] = ["deny", 
 /** Runs one named check (the verifier records it; the access guard just runs it). */
 export type CheckRunner = (check: string, fn: () => void) => unknown;
 
+type Failure = [code: KPartyErrorCode, message: string];
+
 /**
- * Judges a credential's on-chain state, in this order: the issuer is a member now (unless
- * the policy honours credentials of removed members), the anchor is the issuer's, the
- * issuer was a member at the anchoring block, not revoked, not suspended.
+ * The checks of a credential's on-chain state, in order, each with what makes it fail: the
+ * issuer is a member now (unless the policy honours credentials of removed members), the
+ * anchor is the issuer's, the issuer was a member at the anchoring block, not revoked, not
+ * suspended. The one source of the verdict: the verifier, the access guard and
+ * `kparty credential status` all decide through it.
+ */
+const STATE_CHECKS: {
+  check: string;
+  fails(state: CredentialState, issuerAccount: string, policy: RemovedIssuerPolicy): Failure | null;
+}[] = [
+  {
+    check: "credential.issuer_member",
+    fails: (state, _issuer, policy) =>
+      !state.issuerIsMember && policy === "deny"
+        ? ["issuer_not_member", "the issuer is not a consortium member"]
+        : null,
+  },
+  {
+    check: "credential.anchored",
+    fails: (state, issuerAccount) =>
+      state.anchoredBy === null
+        ? ["not_anchored", "the credential is not anchored on the registry"]
+        : // the registry reports only the claimed issuer's own anchor; kept as a guard
+          state.anchoredBy.toLowerCase() !== issuerAccount.toLowerCase()
+          ? ["not_anchored", "the credential was anchored by another account than its issuer"]
+          : null,
+  },
+  {
+    check: "credential.issued_while_member",
+    fails: (state) =>
+      state.issuerWasMemberAtAnchor
+        ? null
+        : ["issuer_not_member", `the issuer was not a consortium member at block ${state.anchoredAt}`],
+  },
+  {
+    check: "credential.revocation",
+    fails: (state) => (state.revoked ? ["revoked", "the credential has been revoked"] : null),
+  },
+  {
+    check: "credential.suspension",
+    fails: (state) => (state.suspended ? ["suspended", "the credential is suspended"] : null),
+  },
+];
+
+/** What the chain says of a credential: valid, or the first failing check with its code. */
+export type CredentialVerdict =
+  | { valid: true }
+  | { valid: false; check: string; code: KPartyErrorCode; message: string };
+
+/**
+ * The verdict on a credential's on-chain state (pure, synchronous): the first of the state
+ * checks that fails, or valid. `judgeCredentialState` runs the same checks one by one.
+ *
+ * @example
+ * ```ts
+ * const verdict = credentialVerdict(await getCredentialState(chain, key), issuerAccount, "deny");
+ * if (!verdict.valid) console.log(verdict.code); // "revoked", "issuer_not_member", …
+ * ```
+ */
+export function credentialVerdict(
+  state: CredentialState,
+  issuerAccount: string,
+  policy: RemovedIssuerPolicy,
+): CredentialVerdict {
+  for (const { check, fails } of STATE_CHECKS) {
+    const failure = fails(state, issuerAccount, policy);
+    if (failure) return { valid: false, check, code: failure[0], message: failure[1] };
+  }
+  return { valid: true };
+}
+
+/**
+ * Judges a credential's on-chain state by {@link credentialVerdict}'s checks, running each
+ * through `run` (the verifier records them; the access guard just runs them).
  */
 export async function judgeCredentialState(
   state: CredentialState,
@@ -24,26 +98,10 @@ export async function judgeCredentialState(
   policy: RemovedIssuerPolicy,
   run: CheckRunner,
 ): Promise<void> {
-  await run("credential.issuer_member", () => {
-    if (!state.issuerIsMember && policy === "deny")
-      fail("issuer_not_member", "the issuer is not a consortium member");
-  });
-  await run("credential.anchored", () => {
-    if (state.anchoredBy === null) fail("not_anchored", "the credential is not anchored on the registry");
-    // the registry reports only the claimed issuer's own anchor; kept as a guard
-    if (state.anchoredBy.toLowerCase() !== issuerAccount.toLowerCase()) {
-      fail("not_anchored", "the credential was anchored by another account than its issuer");
-    }
-  });
-  await run("credential.issued_while_member", () => {
-    if (!state.issuerWasMemberAtAnchor) {
-      fail("issuer_not_member", `the issuer was not a consortium member at block ${state.anchoredAt}`);
-    }
-  });
-  await run("credential.revocation", () => {
-    if (state.revoked) fail("revoked", "the credential has been revoked");
-  });
-  await run("credential.suspension", () => {
-    if (state.suspended) fail("suspended", "the credential is suspended");
-  });
+  for (const { check, fails } of STATE_CHECKS) {
+    await run(check, () => {
+      const failure = fails(state, issuerAccount, policy);
+      if (failure) fail(...failure);
+    });
+  }
 }

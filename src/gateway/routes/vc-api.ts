@@ -1,9 +1,12 @@
-import { credentialJwtOf, decodeJwt, presentationJwtOf } from "../credential/index.ts";
-import { KPartyError } from "../errors/index.ts";
-import { jsonObject } from "./body.ts";
-import { clientMessage, HTTP_STATUS } from "./errors.ts";
-import type { ChallengeStore } from "./state.ts";
-import type { CheckResult } from "./verify/checks.ts";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import { credentialJwtOf, decodeJwt, presentationJwtOf } from "../../credential/index.ts";
+import { KPartyError } from "../../errors/index.ts";
+import { jsonObject } from "../body.ts";
+import { rateLimitKey } from "../client-address.ts";
+import { clientMessage, HTTP_STATUS } from "../errors.ts";
+import type { GatewayServices } from "../services.ts";
+import type { ChallengeStore } from "../state.ts";
+import type { CheckResult } from "../verify/checks.ts";
 
 /**
  * The VC-API `options.checks` a caller may list. Each names checks kparty runs on every
@@ -17,7 +20,7 @@ export const VC_API_CHECKS = ["proof", "credentialStatus", "issuanceDate", "expi
  * what the JWT encodes: see `credentialJwtOf`) and optionally `options` with only `allowed`
  * keys besides `checks`.
  */
-export function parseVerifyRequest(
+function parseVerifyRequest(
   body: unknown,
   field: "verifiableCredential" | "verifiablePresentation",
   allowed: string[],
@@ -56,7 +59,7 @@ export function parseVerifyRequest(
  * A VC-API verification result: `verified` with every check run, or not verified with the
  * failing check's code. A check that could not run is not a verdict: it is thrown (5xx).
  */
-export async function verification<T extends { checks: CheckResult[] }>(
+async function verification<T extends { checks: CheckResult[] }>(
   run: () => Promise<T>,
   describe: (result: T) => Record<string, unknown>,
 ) {
@@ -81,7 +84,7 @@ export async function verification<T extends { checks: CheckResult[] }>(
  * named it. A caller's own challenge that this gateway never issued can only be compared with
  * the nonce (the caller keeps it single-use), and the result says so in a warning.
  */
-export function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected: string | undefined) {
+function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected: string | undefined) {
   let nonce: unknown;
   try {
     nonce = decodeJwt(jwt).payload.nonce;
@@ -115,3 +118,57 @@ export function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected
     },
   };
 }
+
+/**
+ * VC-API verification: `POST /credentials/verify` and `POST /presentations/verify`, through the
+ * one verifier, with per-address rate limits. See docs/standards.md.
+ */
+export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
+  const { limiter, verificationsPerMinute, verifier, challenges } = services;
+  const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
+
+  app.post("/credentials/verify", async (request) => {
+    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
+    const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiableCredential", ["anchorProof"]);
+    return verification(
+      () => verifier.verifyCredential(jwt, opts.anchorProof),
+      (c) => ({
+        credential: {
+          id: c.credentialId,
+          issuer: c.issuer,
+          subject: c.subject,
+          anchoredAt: c.state.anchoredAt,
+          claims: c.claims,
+        },
+      }),
+    );
+  });
+
+  app.post("/presentations/verify", async (request) => {
+    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
+    const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiablePresentation", [
+      "challenge",
+      "domain",
+    ]);
+    const { challenge, domain } = opts;
+    if (challenge !== undefined && (typeof challenge !== "string" || challenge.length === 0)) {
+      throw new KPartyError("malformed", "options.challenge must be a non-empty string");
+    }
+    if (domain !== undefined && (typeof domain !== "string" || domain.length === 0)) {
+      throw new KPartyError("malformed", "options.domain must be a non-empty string");
+    }
+    const challengeCheck = vcApiChallenge(challenges, jwt, challenge as string | undefined);
+    return verification(
+      () =>
+        verifier.verifyPresentation(jwt, {
+          domain: (domain as string | undefined) ?? null,
+          ...challengeCheck.expectations,
+        }),
+      (p) => ({
+        ...(challengeCheck.warning ? { warnings: [challengeCheck.warning] } : {}),
+        holder: p.holder,
+        credential: { id: p.credential.credentialId, issuer: p.credential.issuer },
+      }),
+    );
+  });
+};

@@ -1,0 +1,109 @@
+import type { KeyObject } from "node:crypto";
+import type { DatabaseSync } from "node:sqlite";
+import type { ChainClient } from "../chain/index.ts";
+import type { FileModelStore } from "../models/index.ts";
+import type { TrustProxy } from "./client-address.ts";
+import type { OperatorLogStream } from "./operator-log.ts";
+import type { RemovedIssuerPolicy } from "./verify/judge.ts";
+import type { DidResolver } from "./verify/verifier.ts";
+
+export interface GatewayOptions {
+  /** A Veramo agent (or anything) that resolves DIDs against the deployment's chain. */
+  agent: DidResolver;
+  chain: ChainClient;
+  models: FileModelStore;
+  /** The gateway's database (see `openGatewayDatabase`). */
+  db: DatabaseSync;
+  /** The gateway's domain: the audience presentations must name. */
+  domain: string;
+  /** Clock in milliseconds (default `Date.now`). */
+  now?: () => number;
+  /** Access token lifetime (default 300 s). */
+  tokenTtlSeconds?: number;
+  /** Challenge lifetime (default 60 s). */
+  challengeTtlSeconds?: number;
+  /**
+   * The one tolerated clock difference (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60 s) for
+   * credential and presentation windows and for access tokens and the credential window they
+   * carry; never added to a token's lifetime (see `createTokenService`).
+   */
+  clockSkewSeconds?: number;
+  /** Credentials of issuers removed after issuance: `deny` (default) or `honor-issued-while-member`. */
+  removedIssuerPolicy?: RemovedIssuerPolicy;
+  /** Largest JSON request body (default 64 KiB). */
+  bodyLimitBytes?: number;
+  /** Ed25519 key for access tokens (default: a fresh key per process). */
+  tokenKey?: KeyObject;
+  /** Fastify request logging (default off). Bodies and headers are never logged. */
+  logger?: boolean;
+  /**
+   * Where the causes of internal failures go (default `process.stderr`): clients get a fixed
+   * message per code (see `CLIENT_MESSAGES`), the operator one line per route and code every
+   * 10 s with the node's message, redacted: the credentials, path and query of URLs, and the
+   * secrets of the chain clients' JSON-RPC URLs wherever they appear, are replaced by `***`.
+   */
+  operatorLog?: OperatorLogStream;
+  /** Requests a minute per credential without a `quota` (default 600). */
+  defaultRequestsPerMinute?: number;
+  /**
+   * Which reverse proxies are believed about the client's address (`X-Forwarded-For`): their
+   * addresses and CIDR ranges (a list, or comma-separated), or a number of hops (safe only when
+   * nothing reaches the gateway but through the proxies). Default: none, the socket's address
+   * is the client's. Rate limits and the audit log's `client` use that address; rate limits
+   * count an IPv6 client by its /64.
+   */
+  trustProxy?: TrustProxy;
+  /** Challenges a minute one client address may mint (default 60). */
+  challengesPerMinute?: number;
+  /** VC-API verifications a minute per client address (default 600). */
+  verificationsPerMinute?: number;
+  /**
+   * The chain client the event watcher polls (default: `chain`). A separate provider keeps the
+   * watcher's background polling apart from request traffic (and could be a WebSocket one).
+   */
+  watcherChain?: ChainClient;
+  /** How often the registry's events are polled (default 100 ms). */
+  statusPollingIntervalMs?: number;
+  /**
+   * Blocks that must be on top of a block before its registry events are applied and before
+   * credential status is read from it (default 0, right for a local chain; e.g. 12 or more on a
+   * public network). A revocation then takes effect only once it is that deep. The freshness
+   * bounds (`tokenFreshnessMs`, `maxStalenessMs`) measure the event feed's last poll, not the
+   * depth: they add to it. See docs/security.md, "Chain reorganisations".
+   */
+  confirmations?: number;
+  /**
+   * How many of the last applied blocks the event watcher keeps the hashes of to detect a
+   * reorganisation and find where it forked (default 128). A fork deeper than that drops every
+   * cached DID document and credential state.
+   */
+  reorgWindowBlocks?: number;
+  /** Live tokens are honoured from cached status only while the event feed is this fresh (default 5000 ms). */
+  maxStalenessMs?: number;
+  /**
+   * A new token is issued from cached DID documents and status only while the event feed is
+   * this fresh (default 1000 ms); otherwise the chain is read, and if it cannot be, the
+   * request is refused with 503.
+   */
+  tokenFreshnessMs?: number;
+  /**
+   * Requests the gateway works on at once (default 256). Past it, a request is refused at once
+   * with 503 `overloaded` and `Retry-After: 1`, before any work: excess load is shed instead of
+   * queueing without bound, so admitted requests keep a bounded latency.
+   */
+  maxInFlight?: number;
+  /**
+   * Event-loop delay past which new requests are shed the same way (default 200 ms), once the
+   * loop has stayed that late for a second (and until it has been on time for a second). Under
+   * overload the queue forms before the gateway sees a request (in socket buffers), where
+   * `maxInFlight` cannot count it; a loop that stays late is the sign of that queue.
+   */
+  maxEventLoopDelayMs?: number;
+  /**
+   * Worker threads that recover the public keys of did:ethr addresses (default 0: on the event
+   * loop, about 1.5 ms once per address, after which the key is known). The ES256K checks
+   * themselves, the most expensive step of `POST /auth/token`, always run in OpenSSL on
+   * libuv's thread pool, off the event loop.
+   */
+  verifyThreads?: number;
+}
