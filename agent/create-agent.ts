@@ -26,7 +26,7 @@ import type { DataSource } from "typeorm";
 import { createChainClient, type Deployment } from "../src/chain/index.ts";
 import { ethrNetworkName } from "../src/credential/index.ts";
 import { IssuedCredentialStore } from "./issued-store.ts";
-import { openKeyring } from "./keyring.ts";
+import { openKeyring, type ScryptParams } from "./keyring.ts";
 import { type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
 import { type IKPartyIssuer, KPartyIssuer } from "./plugins/kparty-issuer.ts";
 import { KPartyStatusVerifier } from "./plugins/kparty-status.ts";
@@ -40,6 +40,11 @@ export interface AgentConfig {
   dataDir?: string;
   /** Unlocks the private keys at rest (issuer and holder). */
   passphrase?: string;
+  /**
+   * Test fixtures only: the keyring's scrypt parameters (default `KEYRING_KDF`, N = 2^17), as
+   * `openKeyring`'s `kdf` option. The CLI never sets it.
+   */
+  keyringKdf?: ScryptParams;
   chain: {
     /** A provider for the chain of `deployment` (see `createProvider`). */
     provider: Provider;
@@ -102,8 +107,9 @@ function validate(config: AgentConfig): void {
 /**
  * Builds the Veramo agent for one kparty role. Verifier: DID resolution against the
  * deployment's ERC-1056 registry and W3C credential verification, no keys. Holder and
- * issuer add a key manager whose private keys are encrypted at rest (passphrase → scrypt →
- * `SecretBox`), did:ethr identifiers on the configured chain and an embedded store that
+ * issuer add a key manager whose private keys are encrypted at rest (`SecretBox` under a
+ * random key that the keyring wraps with a key scrypt derives from the passphrase, see
+ * `openKeyring`), did:ethr identifiers on the configured chain and an embedded store that
  * persists across restarts; the issuer adds the kparty issuer plugin, the holder the
  * kparty holder plugin.
  *
@@ -140,7 +146,11 @@ export async function createKPartyAgent(
   }
   const dataDir = config.dataDir as string;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const secretKey = await openKeyring(join(dataDir, "keyring.json"), config.passphrase as string);
+  const secretKey = await openKeyring(
+    join(dataDir, "keyring.json"),
+    config.passphrase as string,
+    config.keyringKdf ? { kdf: config.keyringKdf } : {},
+  );
   const db: DataSource = await openAgentDatabase(join(dataDir, "agent.sqlite"));
   try {
     const plugins = [

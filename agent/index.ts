@@ -9,7 +9,13 @@ export {
   type VerifierAgent,
 } from "./create-agent.ts";
 export { IssuedCredentialStore, type IssuedRecord } from "./issued-store.ts";
-export { openKeyring } from "./keyring.ts";
+export {
+  KEYRING_KDF,
+  KEYRING_KDF_BOUNDS,
+  type KeyringOptions,
+  openKeyring,
+  type ScryptParams,
+} from "./keyring.ts";
 export { type CreatePresentationArgs, type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
 export {
   type DraftItem,

@@ -19,6 +19,7 @@ import {
   type Participant,
   startHardhatNode,
 } from "../src/devnet/index.ts";
+import { childEnv } from "../src/util/child-env.ts";
 import { gatewayStartSettings } from "../src/util/gateway-memory.ts";
 import { sizeThreadPool } from "../src/util/thread-pool.ts";
 
@@ -247,17 +248,20 @@ export async function startGatewayChild(params: {
 }): Promise<{ child: ChildProcess; url: string }> {
   const modelsDir = join(params.dir, "models");
   await mkdir(modelsDir, { recursive: true });
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    KPARTY_GATEWAY_CONFIG: JSON.stringify({
-      rpcUrl: params.world.node.url,
-      deployment: params.world.deployment,
-      modelsDir,
-      dbFile: join(params.dir, "gw", "gateway.sqlite"),
-      domain: params.domain,
-      ...params.config,
-    }),
-  };
+  // a kparty process that needs no secret: this process's environment without them
+  const env: NodeJS.ProcessEnv = childEnv({
+    program: "kparty",
+    set: {
+      KPARTY_GATEWAY_CONFIG: JSON.stringify({
+        rpcUrl: params.world.node.url,
+        deployment: params.world.deployment,
+        modelsDir,
+        dbFile: join(params.dir, "gw", "gateway.sqlite"),
+        domain: params.domain,
+        ...params.config,
+      }),
+    },
+  });
   sizeThreadPool(env); // libuv's thread pool as the kparty command sizes it, unless set
   const memory = gatewayStartSettings(env, []); // and its memory settings, unless set
   const child = fork(fileURLToPath(new URL("./gateway-process.ts", import.meta.url)), [], {

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { CredentialPayload } from "@veramo/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +8,7 @@ import { isKPartyError } from "../src/errors/index.ts";
 import { errorCodeOf } from "./fixtures/errors.ts";
 import { issue, stateOf } from "./fixtures/issue.ts";
 import { createWorld, type KPartyWorld, MODEL_ID, PASSPHRASE } from "./fixtures/kparty.ts";
+import { writeLegacyKeyring } from "./fixtures/legacy-keyring.ts";
 
 let world: KPartyWorld;
 beforeAll(async () => {
@@ -171,6 +172,43 @@ describe("issuer agent", () => {
     expect(file.includes(Buffer.from(privateKeyHex, "hex"))).toBe(false);
     expect(file.includes(Buffer.from(privateKeyHex))).toBe(false);
     expect(file.includes(Buffer.from(kid))).toBe(true);
+  });
+
+  it("opens an agent whose keyring was written before issue 35 (scrypt N = 2^15), re-encrypts the keyring with N = 2^17 and keeps its keys", async () => {
+    const privateKeyHex = "8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
+    const dataDir = join(world.dir, "legacy-keyring");
+    const keyring = join(dataDir, "keyring.json");
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await writeLegacyKeyring(keyring, PASSPHRASE);
+    const legacy = await readFile(keyring);
+    const open = () =>
+      createKPartyAgent({
+        role: "holder",
+        dataDir,
+        passphrase: PASSPHRASE,
+        chain: { provider: world.chain.provider, deployment: world.deployment },
+      });
+    const first = await open();
+    const { kid } = await first.agent.keyManagerImport({ kms: "local", type: "Secp256k1", privateKeyHex });
+    const sign = (handle: typeof first) =>
+      handle.agent.keyManagerSign({ keyRef: kid, data: "kparty keys at rest", algorithm: "ES256K" });
+    const signature = await sign(first);
+    await first.close();
+    // what kparty before issue 35 left on disk: the key encrypted under the format-1 keyring's key
+    await writeFile(keyring, legacy);
+    const reopened = await open();
+    expect(JSON.parse(await readFile(keyring, "utf8"))).toMatchObject({
+      version: 2,
+      kdf: "scrypt",
+      N: 131072,
+      r: 8,
+      p: 1,
+    });
+    expect(await sign(reopened)).toBe(signature);
+    await reopened.close();
+    const again = await open();
+    expect(await sign(again)).toBe(signature);
+    await again.close();
   });
 
   it("refuses to issue for an issuer outside the consortium, before allocating an index: issuer_not_member", async () => {

@@ -1,4 +1,4 @@
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +38,23 @@ const environment = (pid: number) =>
       .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
   );
 
+/** The processes whose parent is `pid`, from /proc. */
+const childrenOf = (pid: number) =>
+  readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        // pid (comm) state ppid …: comm may hold spaces, so read after its closing parenthesis
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid;
+      } catch {
+        return false; // it has exited since
+      }
+    })
+    .map(Number);
+/** Hardhat's well-known development account #1, only ever set in chain up's environment. */
+const CHAIN_UP_DEPLOYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
 const run = (args: string[], extra: Record<string, string | undefined> = {}) =>
   kparty(args, { cwd: dir, env: { ...env, ...extra } });
 const as = (dataDir: string, args: string[], extra: Record<string, string | undefined> = {}) =>
@@ -55,9 +72,10 @@ beforeAll(async () => {
   expect((await run(["init"])).code).toBe(0);
   orgA = (await as("org-a", ["did", "create", "--alias", "Org A"])).stdout.trim();
   expect(orgA).toMatch(DID);
+  // chain up is given a deployer key too, to show that its hardhat node child gets neither secret
   chain = await startKparty(["chain", "up", "--founder", `Org A=${orgA}`, "--quorum", "1"], {
     cwd: dir,
-    env,
+    env: { ...env, KPARTY_DEPLOYER_KEY: CHAIN_UP_DEPLOYER_KEY },
   });
 });
 
@@ -188,6 +206,24 @@ describe("kparty chain up, status, did", () => {
     expect(status.members).toEqual([expect.objectContaining({ did: orgA, name: "Org A", active: true })]);
   });
 
+  it("chain up's hardhat node child runs without KPARTY_PASSPHRASE, KPARTY_DEPLOYER_KEY or any KPARTY_* variable", () => {
+    const kpartyPid = chain.child.pid as number;
+    expect(environment(kpartyPid)).toMatchObject({
+      KPARTY_PASSPHRASE: PASSPHRASE,
+      KPARTY_DEPLOYER_KEY: CHAIN_UP_DEPLOYER_KEY,
+    });
+    const [node, ...others] = childrenOf(kpartyPid);
+    expect(others).toEqual([]);
+    expect(commandLine(node as number).slice(2, 3)).toEqual(["node"]);
+    expect(commandLine(node as number)[1]).toMatch(/node_modules\/hardhat\/dist\/src\/cli\.js$/);
+    const nodeEnv = environment(node as number);
+    expect(nodeEnv.FORCE_COLOR).toBe("0");
+    expect(Object.keys(nodeEnv).filter((name) => name.startsWith("KPARTY_"))).toEqual([]);
+    const raw = readFileSync(`/proc/${node}/environ`, "utf8");
+    expect(raw.includes(PASSPHRASE)).toBe(false);
+    expect(raw.includes(CHAIN_UP_DEPLOYER_KEY.slice(2))).toBe(false);
+  });
+
   it("deploy puts a second deployment on a chain, paid by KPARTY_DEPLOYER_KEY, which is never printed", async () => {
     // Hardhat's well-known development account #0 (funded on every local chain).
     const key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -277,7 +313,20 @@ describe("kparty chain up, status, did", () => {
     expect(listed.dids).toEqual([expect.objectContaining({ did: orgA, alias: "Org A" })]);
     const keyring = readFileSync(join(dir, ".kparty/org-a/keyring.json"), "utf8");
     expect(keyring).not.toContain(PASSPHRASE);
+    expect(JSON.parse(keyring)).toMatchObject({ version: 2, kdf: "scrypt", N: 131072, r: 8, p: 1 });
     expect(statSync(join(dir, ".kparty/org-a/keyring.json")).mode & 0o077).toBe(0);
+  });
+
+  it("a keyring whose scrypt parameters are out of bounds is exit 3 config_invalid, with the field named", async () => {
+    const tampered = join(dir, ".kparty/tampered");
+    mkdirSync(tampered, { recursive: true });
+    const keyring = JSON.parse(readFileSync(join(dir, ".kparty/org-a/keyring.json"), "utf8"));
+    writeFileSync(join(tampered, "keyring.json"), JSON.stringify({ ...keyring, N: 2 ** 40 }));
+    expect(await as("tampered", ["did", "list"])).toEqual({
+      code: 3,
+      stdout: "",
+      stderr: `kparty: config_invalid: keyring ${join(tampered, "keyring.json")}: N must be a power of two within [2^15, 2^20], not 1099511627776 (hint: the keyring file is damaged or was edited; restore this data dir's keyring.json from a backup)\n`,
+    });
   });
 
   it("a wrong passphrase is exit 4 and a missing one (no terminal) too", async () => {

@@ -7,6 +7,8 @@ import { describe, expect, it } from "vitest";
 const EXPECTED: Record<string, string[]> = {
   "agent/index.ts": [
     "IssuedCredentialStore",
+    "KEYRING_KDF",
+    "KEYRING_KDF_BOUNDS",
     "KPartyHolder",
     "KPartyIssuer",
     "KPartyStatusVerifier",

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { hardhatCommand } from "./hardhat-command.ts";
 
 const projectRoot = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -13,7 +14,8 @@ export function contractsBuilt(): boolean {
 
 /**
  * Compiles the contracts with Hardhat (offline, with the bundled solc) unless their
- * artifacts exist. Resolves when they do; rejects with Hardhat's output if compilation fails.
+ * artifacts exist, in a child process without any KPARTY_* variable ({@link hardhatCommand}).
+ * Resolves when they do; rejects with Hardhat's output if compilation fails.
  *
  * @example
  * ```ts
@@ -23,11 +25,8 @@ export function contractsBuilt(): boolean {
  */
 export async function ensureContractsBuilt(): Promise<void> {
   if (contractsBuilt()) return;
-  const child = spawn(
-    process.execPath,
-    [`${projectRoot}node_modules/hardhat/dist/src/cli.js`, "build", "--quiet"],
-    { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } },
-  );
+  const command = hardhatCommand(["build", "--quiet"]);
+  const child = spawn(command.file, command.args, command.options);
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { computeAddress, type Provider, parseEther, type Signer } from "ethers";
-import type { AgentHandle } from "../../agent/index.ts";
+import type { AgentHandle, ScryptParams } from "../../agent/index.ts";
 import { createKPartyAgent, type HolderAgent, type IssuerAgent } from "../../agent/index.ts";
 import { type Deployment, deployKParty } from "../chain/index.ts";
 
@@ -43,11 +43,14 @@ export async function bootstrapConsortium(params: {
   funder: Signer;
   dataDir: string;
   passphrase: string;
+  /** Test fixtures only: the agents' keyring scrypt parameters (see `AgentConfig.keyringKdf`). */
+  keyringKdf?: ScryptParams;
   members: string[];
   quorum?: number;
   fundEth?: string;
 }): Promise<{ deployment: Deployment; members: ConsortiumMember[] }> {
   const { provider, funder, dataDir, passphrase } = params;
+  const kdf = params.keyringKdf ? { keyringKdf: params.keyringKdf } : {};
   const chainId = Number((await provider.getNetwork()).chainId);
   const founders: { name: string; did: string; account: string; dir: string }[] = [];
   for (const name of params.members) {
@@ -56,6 +59,7 @@ export async function bootstrapConsortium(params: {
       role: "issuer",
       dataDir: dir,
       passphrase,
+      ...kdf,
       chain: { provider, deployment: { ...UNDEPLOYED, chainId } },
     });
     try {
@@ -82,6 +86,7 @@ export async function bootstrapConsortium(params: {
       role: "issuer",
       dataDir: f.dir,
       passphrase,
+      ...kdf,
       chain: { provider, deployment },
     });
     members.push({ name: f.name, did: f.did, account: f.account, handle });
@@ -99,12 +104,15 @@ export async function createOutsider(params: {
   deployment: Deployment;
   dataDir: string;
   passphrase: string;
+  /** Test fixtures only: the agent's keyring scrypt parameters (see `AgentConfig.keyringKdf`). */
+  keyringKdf?: ScryptParams;
 }): Promise<ConsortiumMember> {
   const { provider, deployment, dataDir, passphrase } = params;
   const handle = await createKPartyAgent({
     role: "issuer",
     dataDir,
     passphrase,
+    ...(params.keyringKdf ? { keyringKdf: params.keyringKdf } : {}),
     chain: { provider, deployment },
   });
   const id = await handle.agent.didManagerCreate({ provider: handle.didProvider, alias: "outsider" });
@@ -119,11 +127,14 @@ export async function createParticipant(params: {
   deployment: Deployment;
   dataDir: string;
   passphrase: string;
+  /** Test fixtures only: the agent's keyring scrypt parameters (see `AgentConfig.keyringKdf`). */
+  keyringKdf?: ScryptParams;
 }): Promise<Participant> {
   const handle = await createKPartyAgent({
     role: "holder",
     dataDir: params.dataDir,
     passphrase: params.passphrase,
+    ...(params.keyringKdf ? { keyringKdf: params.keyringKdf } : {}),
     chain: { provider: params.provider, deployment: params.deployment },
   });
   const id = await handle.agent.didManagerCreate({ provider: handle.didProvider, alias: "participant" });

@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { fileURLToPath } from "node:url";
+import { hardhatCommand } from "./hardhat-command.ts";
 
 export interface LocalChain {
   url: string;
   chainId: number;
+  /** The node's process id. */
+  pid: number;
   /** Stops the chain; safe to call more than once. */
   stop(): Promise<void>;
   /** Kills the node with SIGKILL (a crash: its in-memory chain is gone) and waits for it to exit. */
@@ -25,12 +27,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-const projectRoot = fileURLToPath(new URL("../../", import.meta.url));
-
 /**
  * Starts `hardhat node` on 127.0.0.1 and a free port as a child process (chain 31337) and
- * resolves once it serves JSON-RPC. The child is killed when `stop()` is called and when
- * this process exits.
+ * resolves once it serves JSON-RPC. The child's environment has no KPARTY_* variable, so
+ * neither the key passphrase nor the deployer key ({@link hardhatCommand}). The child is
+ * killed when `stop()` is called and when this process exits.
  *
  * @example
  * ```ts
@@ -42,18 +43,8 @@ export async function startHardhatNode(
   options: { port?: number; timeoutMs?: number } = {},
 ): Promise<LocalChain> {
   const port = options.port ?? (await freePort());
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      `${projectRoot}node_modules/hardhat/dist/src/cli.js`,
-      "node",
-      "--hostname",
-      "127.0.0.1",
-      "--port",
-      String(port),
-    ],
-    { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } },
-  );
+  const command = hardhatCommand(["node", "--hostname", "127.0.0.1", "--port", String(port)]);
+  const child: ChildProcess = spawn(command.file, command.args, command.options);
   let output = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const killOnExit = () => child.kill("SIGKILL");
@@ -102,5 +93,5 @@ export async function startHardhatNode(
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     await exited;
   };
-  return { url: `http://127.0.0.1:${port}`, chainId: 31337, stop, kill };
+  return { url: `http://127.0.0.1:${port}`, chainId: 31337, pid: child.pid as number, stop, kill };
 }
