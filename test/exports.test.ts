@@ -116,7 +116,13 @@ const EXPECTED: Record<string, string[]> = {
     "syntheticDataset",
     "trainLocal",
   ],
-  "src/errors/index.ts": ["KPartyError", "isKPartyError"],
+  "src/errors/index.ts": [
+    "CHAIN_ERROR_CODES",
+    "CLI_ERROR_CODES",
+    "KPartyError",
+    "SERVICE_ERROR_CODES",
+    "isKPartyError",
+  ],
   "src/devnet/index.ts": [
     "bootstrapConsortium",
     "contractsBuilt",

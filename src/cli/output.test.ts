@@ -1,8 +1,13 @@
 import { Writable } from "node:stream";
 import { CommanderError } from "commander";
 import { describe, expect, it } from "vitest";
-import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
-import { HTTP_STATUS } from "../gateway/errors.ts";
+import {
+  CHAIN_ERROR_CODES,
+  CLI_ERROR_CODES,
+  KPartyError,
+  type KPartyErrorCode,
+  SERVICE_ERROR_CODES,
+} from "../errors/index.ts";
 import { EXIT, exitCodeOf, Output, reportOf, table } from "./output.ts";
 
 function sink(isTTY = false) {
@@ -19,7 +24,7 @@ function sink(isTTY = false) {
 
 describe("CLI output", () => {
   it("every error code has an exit code; only internal is 1", () => {
-    const codes = Object.keys(HTTP_STATUS) as KPartyErrorCode[];
+    const codes: KPartyErrorCode[] = [...SERVICE_ERROR_CODES, ...CHAIN_ERROR_CODES, ...CLI_ERROR_CODES];
     const one = codes.filter((c) => exitCodeOf(c) === EXIT.internal);
     expect(one).toEqual(["internal"]);
     expect(exitCodeOf("revoked")).toBe(8);

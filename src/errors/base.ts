@@ -1,49 +1,64 @@
 /**
- * Stable error codes. Callers switch on `code`, never on messages; the gateway maps
- * each code to an HTTP status in one place (`src/gateway/errors.ts`).
+ * The codes a kparty HTTP service (the gateway, the issuer service) answers with, each with
+ * its status in `src/gateway/errors.ts`. The served OpenAPI's `ErrorCode` lists these.
  */
-export type KPartyErrorCode =
+export const SERVICE_ERROR_CODES = [
   // presentation and credential verification
-  | "malformed"
-  | "jwt_mismatch"
-  | "unsupported_alg"
-  | "invalid_signature"
-  | "expired"
-  | "not_yet_valid"
-  | "not_anchored"
-  | "revoked"
-  | "suspended"
-  | "issuer_not_member"
-  | "holder_mismatch"
-  | "challenge_invalid"
-  | "challenge_reused"
-  | "domain_mismatch"
-  | "did_unresolvable"
+  "malformed",
+  "jwt_mismatch",
+  "unsupported_alg",
+  "invalid_signature",
+  "expired",
+  "not_yet_valid",
+  "not_anchored",
+  "revoked",
+  "suspended",
+  "issuer_not_member",
+  "holder_mismatch",
+  "challenge_invalid",
+  "challenge_reused",
+  "domain_mismatch",
+  "did_unresolvable",
   // access
-  | "scope_denied"
-  | "token_invalid"
-  | "credential_expired"
-  | "rate_limited"
-  | "payload_too_large"
-  | "not_found"
-  // models and rounds
-  | "invalid_update"
-  | "conflict"
+  "scope_denied",
+  "token_invalid",
+  "credential_expired",
+  "rate_limited",
+  "payload_too_large",
+  "not_found",
+  // models, rounds and other input
+  "invalid_update",
+  "invalid_argument",
+  "conflict",
   // infrastructure
-  | "registry_unavailable"
-  | "audit_unavailable"
-  | "overloaded"
-  | "chain_reverted"
-  | "chain_rejected"
-  | "insufficient_funds"
-  | "wrong_passphrase"
-  | "invalid_argument"
-  // command line
-  | "config_invalid"
-  | "passphrase_required"
-  | "data_dir_in_use"
-  | "unreachable"
-  | "internal";
+  "registry_unavailable",
+  "audit_unavailable",
+  "overloaded",
+  "internal",
+] as const;
+
+/** What a transaction can meet on chain (the issuer's and the CLI's writes). */
+export const CHAIN_ERROR_CODES = ["chain_reverted", "chain_rejected", "insufficient_funds"] as const;
+
+/** Conditions only the `kparty` command meets (its configuration, its data dir, a gateway it calls). */
+export const CLI_ERROR_CODES = [
+  "config_invalid",
+  "passphrase_required",
+  "wrong_passphrase",
+  "data_dir_in_use",
+  "unreachable",
+] as const;
+
+export type ServiceErrorCode = (typeof SERVICE_ERROR_CODES)[number];
+export type ChainErrorCode = (typeof CHAIN_ERROR_CODES)[number];
+export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
+
+/**
+ * Stable error codes, in three separate groups (what services answer, what the chain refuses,
+ * what only the CLI meets). Callers switch on `code`, never on messages; HTTP statuses are
+ * mapped in one place (`src/gateway/errors.ts`), exit codes in another (`src/cli/output.ts`).
+ */
+export type KPartyErrorCode = ServiceErrorCode | ChainErrorCode | CliErrorCode;
 
 export interface KPartyErrorOptions {
   /** Machine-readable context (never secrets). */

@@ -1,2 +1,14 @@
-export type { KPartyErrorCode, KPartyErrorOptions } from "./base.ts";
-export { isKPartyError, KPartyError } from "./base.ts";
+export type {
+  ChainErrorCode,
+  CliErrorCode,
+  KPartyErrorCode,
+  KPartyErrorOptions,
+  ServiceErrorCode,
+} from "./base.ts";
+export {
+  CHAIN_ERROR_CODES,
+  CLI_ERROR_CODES,
+  isKPartyError,
+  KPartyError,
+  SERVICE_ERROR_CODES,
+} from "./base.ts";

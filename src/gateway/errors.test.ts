@@ -19,12 +19,26 @@ describe("errorResponse", () => {
     ["overloaded", 503],
     ["internal", 500],
     ["did_unresolvable", 401],
-    ["chain_reverted", 500],
-    ["chain_rejected", 500],
   ] as const)("gives %s a fixed message (status %i)", (code, status) => {
     const [s, body] = errorResponse(new KPartyError(code, `details of ${NODE_TEXT}`));
     expect([s, body.error.message]).toEqual([status, CLIENT_MESSAGES[code]]);
     expect(JSON.stringify(body)).not.toContain("node");
+  });
+
+  it.each([
+    "chain_reverted",
+    "chain_rejected",
+    "insufficient_funds",
+    "config_invalid",
+    "wrong_passphrase",
+    "passphrase_required",
+    "data_dir_in_use",
+    "unreachable",
+  ] as const)("answers %s, a code of the chain or the CLI, as internal: no service sends it", (code) => {
+    expect(errorResponse(new KPartyError(code, `details of ${NODE_TEXT}`))).toEqual([
+      500,
+      { error: { code: "internal", message: "internal error" } },
+    ]);
   });
 
   it("keeps the specific message of an error about the client's own input, with its checks", () => {

@@ -1,8 +1,12 @@
-import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
+import { KPartyError, SERVICE_ERROR_CODES, type ServiceErrorCode } from "../errors/index.ts";
 import type { CheckResult } from "./verify/checks.ts";
 
-/** The one place error codes become HTTP statuses. */
-export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
+/**
+ * The one place error codes become HTTP statuses: the codes a service answers with. A chain's
+ * or the CLI's code reaching a response (a bug, or a write that failed inside the issuer
+ * service) is answered as `internal` (see {@link errorResponse}).
+ */
+export const HTTP_STATUS: Record<ServiceErrorCode, number> = {
   malformed: 400,
   jwt_mismatch: 400,
   unsupported_alg: 400,
@@ -30,14 +34,6 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
   registry_unavailable: 503,
   audit_unavailable: 503,
   overloaded: 503,
-  chain_reverted: 500,
-  chain_rejected: 500,
-  insufficient_funds: 500,
-  wrong_passphrase: 500,
-  config_invalid: 500,
-  passphrase_required: 500,
-  data_dir_in_use: 500,
-  unreachable: 502,
   internal: 500,
 };
 
@@ -48,7 +44,7 @@ export const HTTP_STATUS: Record<KPartyErrorCode, number> = {
  * (its JWT, its token, its request): their specific message is sent. A new code must be placed
  * on one side or the other.
  */
-export const CLIENT_MESSAGES: Record<KPartyErrorCode, string | null> = {
+export const CLIENT_MESSAGES: Record<ServiceErrorCode, string | null> = {
   malformed: null,
   jwt_mismatch: null,
   unsupported_alg: null,
@@ -77,43 +73,40 @@ export const CLIENT_MESSAGES: Record<KPartyErrorCode, string | null> = {
   audit_unavailable:
     "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
   overloaded: "the gateway is at capacity; retry shortly",
-  chain_reverted: "internal error",
-  chain_rejected: "internal error",
-  insufficient_funds: "internal error",
-  wrong_passphrase: "internal error",
-  config_invalid: "internal error",
-  passphrase_required: "internal error",
-  data_dir_in_use: "internal error",
-  unreachable: "internal error",
   internal: "internal error",
 };
 
+const isServiceCode = (code: string): code is ServiceErrorCode =>
+  (SERVICE_ERROR_CODES as readonly string[]).includes(code);
+
 /** The message a client may see for `error` (see {@link CLIENT_MESSAGES}). */
 export function clientMessage(error: KPartyError): string {
-  const fixed = CLIENT_MESSAGES[error.code];
+  const fixed = isServiceCode(error.code) ? CLIENT_MESSAGES[error.code] : undefined;
   // a code missing from the map (a value from outside the type) is treated as internal
   return fixed === null ? error.shortMessage : (fixed ?? "internal error");
 }
 
 /** Whether `error` gets a fixed client message, so its cause belongs in the operator's log. */
 export function isInternalError(error: unknown): boolean {
-  return !(error instanceof KPartyError) || CLIENT_MESSAGES[error.code] !== null;
+  return (
+    !(error instanceof KPartyError) || !isServiceCode(error.code) || CLIENT_MESSAGES[error.code] !== null
+  );
 }
 
 export interface ErrorBody {
-  error: { code: KPartyErrorCode; message: string; field?: string; checks?: CheckResult[] };
+  error: { code: ServiceErrorCode; message: string; field?: string; checks?: CheckResult[] };
 }
 
 /**
  * Any thrown value as `[status, body]`: a `KPartyError` with its code and the message of
- * {@link clientMessage}; anything else as `internal`. No cause, URL or stack is ever in the body.
+ * {@link clientMessage}; anything else (a chain's or the CLI's code included) as `internal`. No cause, URL or stack is ever in the body.
  */
 export function errorResponse(error: unknown): [number, ErrorBody] {
-  if (error instanceof KPartyError) {
+  if (error instanceof KPartyError && isServiceCode(error.code)) {
     const checks = error.details.checks as CheckResult[] | undefined;
     const field = error.details.field;
     return [
-      HTTP_STATUS[error.code] ?? 500,
+      HTTP_STATUS[error.code],
       {
         error: {
           code: error.code,

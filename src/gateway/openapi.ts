@@ -1,5 +1,5 @@
 import { ACTIONS } from "../credential/index.ts";
-import { HTTP_STATUS } from "./errors.ts";
+import { SERVICE_ERROR_CODES } from "../errors/index.ts";
 import { VC_API_CHECKS } from "./routes/vc-api.ts";
 import { DEFAULT_CLOCK_SKEW_SECONDS } from "./verify/window.ts";
 
@@ -82,7 +82,7 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
       schemas: {
         ErrorCode: {
           type: "string",
-          enum: Object.keys(HTTP_STATUS),
+          enum: [...SERVICE_ERROR_CODES],
           description:
             `Stable codes. Times of other parties' clocks are judged with one clock skew of ${skew} s. ` +
             `\`expired\` (401): the credential or presentation has expired (at /auth/token). ` +

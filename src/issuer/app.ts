@@ -5,7 +5,8 @@ import { MAX_BATCH } from "../../agent/index.ts";
 import type { Deployment } from "../chain/index.ts";
 import { STATUS_PURPOSES, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import { errorResponse } from "../gateway/errors.ts";
+import { errorResponse, isInternalError } from "../gateway/errors.ts";
+import { redactSecrets } from "../util/redact.ts";
 import type { IssuerClientStore } from "./clients.ts";
 import { collectOpenApi } from "./openapi.ts";
 import { type CredentialRequest, credentialSchema, issueItemOf, issueOptionsSchema } from "./request.ts";
@@ -148,11 +149,12 @@ export async function buildIssuerService(options: IssuerServiceOptions): Promise
       mapped = new KPartyError("payload_too_large", "the body is too large");
     } else if (error.statusCode === 400 || error instanceof SyntaxError) {
       mapped = new KPartyError("malformed", "the body must be JSON (Content-Type: application/json)");
-    } else if (!(error instanceof KPartyError)) {
-      log(`kparty issuer: unexpected error: ${error.message}`);
-    } else if (error.code === "invalid_argument") {
+    } else if (error instanceof KPartyError && error.code === "invalid_argument") {
       mapped = new KPartyError("malformed", error.shortMessage, { details: error.details });
     }
+    // the client gets a fixed message; the operator the cause, redacted
+    if (isInternalError(mapped))
+      log(redactSecrets(`kparty issuer: ${String((error as Error).message ?? error)}`));
     const [status, body] = errorResponse(mapped);
     if (status === 401) reply.header("www-authenticate", 'Bearer realm="kparty issuer"');
     return reply.code(status).send(body);

@@ -3,7 +3,7 @@ import { credentialJwtOf, decodeJwt, presentationJwtOf } from "../../credential/
 import { KPartyError } from "../../errors/index.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
-import { clientMessage, HTTP_STATUS } from "../errors.ts";
+import { clientMessage, errorResponse } from "../errors.ts";
 import type { GatewayServices } from "../services.ts";
 import type { ChallengeStore } from "../state.ts";
 import type { CheckResult } from "../verify/checks.ts";
@@ -68,7 +68,7 @@ async function verification<T extends { checks: CheckResult[] }>(
     return { verified: true, checks: result.checks, warnings: [], errors: [], ...describe(result) };
   } catch (error) {
     // a check that could not run (chain down, a crashed check) is not a verdict: 5xx, logged
-    if (!(error instanceof KPartyError) || (HTTP_STATUS[error.code] ?? 500) >= 500) throw error;
+    if (!(error instanceof KPartyError) || errorResponse(error)[0] >= 500) throw error;
     return {
       verified: false,
       checks: (error.details.checks as CheckResult[] | undefined) ?? [],
