@@ -1,7 +1,7 @@
 import type { DIDResolutionResult } from "did-resolver";
 import type { RegistryWatcher } from "../chain/index.ts";
 import { parseDidEthr } from "../credential/index.ts";
-import { LruCache } from "../util/lru.ts";
+import { ChangeClock, LruCache } from "../util/lru.ts";
 import type { DidResolver } from "./verify/verifier.ts";
 
 const DID_EVENTS = new Set(["DIDOwnerChanged", "DIDDelegateChanged", "DIDAttributeChanged"]);
@@ -75,7 +75,8 @@ export function createDidCache(options: {
     maxEntries: options.maxUnauthenticatedEntries ?? 1_000,
   });
   const segments = [main, probation];
-  const epochs = new Map<string, number>();
+  /** The identities' last ERC-1056 events, so that a resolution that raced one is not kept. */
+  const changes = new ChangeClock(10_000);
   /** Bumped by every reorganisation: a resolution that started before one is not kept. */
   let generation = 0;
 
@@ -92,7 +93,7 @@ export function createDidCache(options: {
   watcher.onEvent((e) => {
     if (!DID_EVENTS.has(e.name)) return;
     const identity = String(e.args.identity).toLowerCase();
-    epochs.set(identity, (epochs.get(identity) ?? 0) + 1);
+    changes.touch(identity);
     for (const segment of segments) {
       segment.deleteWhere((_key, entry) => !entry.versioned && entry.identity === identity);
     }
@@ -127,11 +128,11 @@ export function createDidCache(options: {
     if (hit) return hit;
     const identity = identityOf(didUrl);
     const versioned = didUrl.includes("?versionId=");
-    const epoch = identity ? (epochs.get(identity) ?? 0) : 0;
+    const since = changes.start();
     const started = generation;
     const result = await resolver.resolveDid({ didUrl });
     const ok = !result.didResolutionMetadata?.error && result.didDocument;
-    const raced = identity !== null && (epochs.get(identity) ?? 0) !== epoch;
+    const raced = identity !== null && changes.changedSince(identity, since);
     // a past block the feed has not delivered yet could still be abandoned unseen
     const settled = versioned && (versionOf(didUrl) ?? Number.POSITIVE_INFINITY) <= watcher.syncedBlock;
     if (ok && generation === started && (versioned ? settled : !raced)) {

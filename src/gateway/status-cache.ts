@@ -5,7 +5,7 @@ import {
   type RegistryEvent,
   type RegistryWatcher,
 } from "../chain/index.ts";
-import { LruCache } from "../util/lru.ts";
+import { ChangeClock, LruCache } from "../util/lru.ts";
 
 /** What identifies a credential's on-chain state: its anchor key, its issuer's account and its indexes. */
 export interface StatusKey {
@@ -58,7 +58,7 @@ interface Entry {
  * a revocation, suspension or reinstatement of the issuer's index (or its word, for batches),
  * the issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of
  * the same key touches only that member's entries), or the issuer's admission, removal or key
- * rotation evicts the entries it touches. A per-issuer epoch keeps a read that raced an event from being cached.
+ * rotation evicts the entries it touches. A read that raced an event for its issuer is not cached.
  *
  * Reads are made at the watcher's confirmation depth (the block `confirmations` below the
  * head), and a state is kept only when it was read at a block the watcher has already
@@ -94,7 +94,8 @@ export function createStatusCache(options: StatusCacheOptions) {
     onDelete: unindex,
   });
   const segments = [main, probation];
-  const epochs = new Map<string, number>();
+  /** The issuers' last events, so that a read that raced one is not kept. */
+  const changes = new ChangeClock(10_000);
   /** Background re-reads under way, by entry. */
   const refreshing = new Set<string>();
   /** Bumped by every reorganisation: a read that started before one is not kept. */
@@ -109,7 +110,7 @@ export function createStatusCache(options: StatusCacheOptions) {
 
   function evict(issuer: string, match: (key: StatusKey) => boolean = () => true) {
     const who = issuer.toLowerCase();
-    epochs.set(who, (epochs.get(who) ?? 0) + 1);
+    changes.touch(who);
     for (const k of [...(byIssuer.get(who) ?? [])]) {
       const entry = main.peek(k) ?? probation.peek(k);
       if (!entry || match(entry.key)) remove(k);
@@ -179,7 +180,7 @@ export function createStatusCache(options: StatusCacheOptions) {
   /** Reads the state from the chain and keeps it, unless an event for its issuer came meanwhile. */
   async function read(k: string, key: StatusKey, authenticated: boolean): Promise<CredentialState> {
     const who = key.issuer.toLowerCase();
-    const epoch = epochs.get(who) ?? 0;
+    const since = changes.start();
     const started = generation;
     const state = await getCredentialState(chain, {
       credentialId: key.anchorKey,
@@ -189,7 +190,7 @@ export function createStatusCache(options: StatusCacheOptions) {
       confirmations: watcher.confirmations,
     });
     const kept =
-      (epochs.get(who) ?? 0) === epoch && generation === started && state.blockNumber <= watcher.syncedBlock;
+      !changes.changedSince(who, since) && generation === started && state.blockNumber <= watcher.syncedBlock;
     if (kept) store(k, key, state, authenticated);
     return state;
   }

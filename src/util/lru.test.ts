@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LruCache } from "./lru.ts";
+import { ChangeClock, LruCache } from "./lru.ts";
 
 const filled = (n: number, maxEntries: number, deleted: [string, number][] = []) => {
   const cache = new LruCache<string, number>({ maxEntries, onDelete: (k, v) => deleted.push([k, v]) });
@@ -60,5 +60,24 @@ describe("LruCache", () => {
 
   it.each([0, -1, 1.5, Number.NaN])("refuses maxEntries %s with a TypeError", (maxEntries) => {
     expect(() => new LruCache({ maxEntries })).toThrow(TypeError);
+  });
+});
+
+describe("ChangeClock", () => {
+  it("answers whether a key changed since a start, in at most maxKeys keys", () => {
+    const clock = new ChangeClock(2);
+    const started = clock.start();
+    clock.touch("a");
+    expect([clock.changedSince("a", started), clock.changedSince("b", started)]).toEqual([true, false]);
+    const later = clock.start();
+    expect(clock.changedSince("a", later)).toBe(false);
+    clock.touch("b");
+    clock.touch("c"); // "a" is forgotten: it changed at 1
+    expect(clock.size).toBe(2);
+    // a forgotten key answers with the latest forgotten change: raced if that is after the start
+    expect([clock.changedSince("a", started), clock.changedSince("a", later)]).toEqual([true, false]);
+    expect(clock.changedSince("zzz", later)).toBe(false);
+    clock.touch("d"); // "b" forgotten, at 2
+    expect(clock.changedSince("zzz", later)).toBe(true);
   });
 });

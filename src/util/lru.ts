@@ -99,3 +99,51 @@ export class LruCache<K, V> {
     return this.#entries.keys();
   }
 }
+
+/**
+ * Tells whether something changed while a read was under way, per key, in bounded memory: a
+ * read notes `start()`, events `touch(key)`, and `changedSince(key, start)` answers. The last
+ * change of at most `maxKeys` keys is remembered (least recently changed out); a key whose
+ * change was forgotten answers with the latest forgotten change, so a forgotten change can make
+ * a read look raced, never the reverse.
+ *
+ * @example
+ * ```ts
+ * const changes = new ChangeClock(10_000);
+ * const started = changes.start();
+ * const doc = await resolve(did);
+ * if (!changes.changedSince(identity, started)) cache.set(did, doc);
+ * ```
+ */
+export class ChangeClock {
+  #now = 0;
+  #forgotten = 0;
+  readonly #last: LruCache<string, number>;
+
+  constructor(maxKeys: number) {
+    this.#last = new LruCache({
+      maxEntries: maxKeys,
+      onDelete: (_key, at) => {
+        this.#forgotten = Math.max(this.#forgotten, at);
+      },
+    });
+  }
+
+  /** Keys whose last change is remembered (at most `maxKeys`). */
+  get size(): number {
+    return this.#last.size;
+  }
+
+  start(): number {
+    return this.#now;
+  }
+
+  touch(key: string): void {
+    this.#now += 1;
+    this.#last.set(key, this.#now);
+  }
+
+  changedSince(key: string, start: number): boolean {
+    return (this.#last.peek(key) ?? this.#forgotten) > start;
+  }
+}

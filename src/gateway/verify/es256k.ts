@@ -1,5 +1,6 @@
 import { createECDH, createHash, createPublicKey, ECDH, type KeyObject, verify } from "node:crypto";
 import { hexlify, keccak256, SigningKey } from "ethers";
+import { LruCache } from "../../util/lru.ts";
 import { threadPoolSize } from "../../util/thread-pool.ts";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
@@ -8,7 +9,8 @@ const HALF_N = N >> 1n;
 /** A key a DID document lets sign: a secp256k1 public key, or an Ethereum address to recover and match. */
 export type Es256kKey = { publicKeyHex: string } | { address: string };
 
-const keyObjects = new Map<string, KeyObject>();
+/** OpenSSL key objects of the public keys seen (least recently used out). */
+const keyObjects = new LruCache<string, KeyObject>({ maxEntries: 10_000 });
 
 function keyObject(publicKeyHex: string): KeyObject {
   const hex = publicKeyHex.toLowerCase().replace(/^0x/, "");
@@ -24,7 +26,6 @@ function keyObject(publicKeyHex: string): KeyObject {
         y: Buffer.from(uncompressed.slice(64), "hex").toString("base64url"),
       },
     });
-    if (keyObjects.size > 10_000) keyObjects.clear();
     keyObjects.set(hex, key);
   }
   return key;
@@ -131,13 +132,12 @@ export async function verifyEs256kAsync(
   return match ? learn(addresses, match) : null;
 }
 
-/** Public keys recovered from valid signatures and matched to an address (address → key). */
-const learnedKeys = new Map<string, string>();
+/** Public keys recovered from valid signatures and matched to an address (address → key; least recently used out). */
+const learnedKeys = new LruCache<string, string>({ maxEntries: 10_000 });
 
 function learn(addresses: { address: string }[], match: Es256kRecoveryMatch): Es256kKey | null {
   const key = addresses[match.index];
   if (!key) return null;
-  if (learnedKeys.size > 10_000) learnedKeys.clear();
   learnedKeys.set(key.address.toLowerCase(), match.publicKeyHex);
   return key;
 }
