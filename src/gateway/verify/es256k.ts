@@ -86,12 +86,28 @@ export function verifyEs256k(
   }
   const addresses = addressesOf(keys);
   if (addresses.length === 0) return null;
-  const match = recoverEs256k(
-    signingInput,
-    signature,
-    addresses.map((k) => k.address),
-  );
+  const wanted = addresses.map((k) => k.address);
+  const failed = recoveryKey(signingInput, signature, wanted);
+  if (failedRecoveries.has(failed)) return null;
+  const match = recoverEs256k(signingInput, signature, wanted);
+  if (!match) failedRecoveries.set(failed, true);
   return match ? learn(addresses, match) : null;
+}
+
+/**
+ * Recoveries that matched none of their addresses. A recovery is a pure function of the
+ * signing input, the signature and the addresses, so the same forgery presented again costs a
+ * hash, not another recovery (least recently used out).
+ */
+const failedRecoveries = new LruCache<string, true>({ maxEntries: 10_000 });
+
+function recoveryKey(signingInput: string, signature: Uint8Array, addresses: string[]): string {
+  const fields = [
+    signingInput,
+    Buffer.from(signature).toString("base64"),
+    addresses.map((a) => a.toLowerCase()),
+  ];
+  return createHash("sha256").update(JSON.stringify(fields)).digest("base64");
 }
 
 /** Recovers a signature's public key for `verifyEs256kAsync` (see `createEs256kPool`). */
@@ -126,9 +142,12 @@ export async function verifyEs256kAsync(
   const addresses = addressesOf(keys);
   if (addresses.length === 0) return null;
   const wanted = addresses.map((k) => k.address);
+  const failed = recoveryKey(signingInput, signature, wanted);
+  if (failedRecoveries.has(failed)) return null;
   const match = recover
     ? await recover(signingInput, signature, wanted)
     : recoverEs256k(signingInput, signature, wanted);
+  if (!match) failedRecoveries.set(failed, true);
   return match ? learn(addresses, match) : null;
 }
 
