@@ -5,8 +5,9 @@
  * - POST /auth/token with fresh presentations at concurrency 1, 16 and 64, after an unmeasured
  *   warm-up (V8 optimizes the token path over the first few thousand tokens), and p99 at half
  *   the peak rate (after a warm-up at that rate), with the audit log's sync times meanwhile;
- * - authorized requests, JSON-RPC calls per warm token, revocation visibility, batch
- *   issuance, the gateway's memory, and the CPU time the hypervisor stole during the token
+ * - authorized requests, JSON-RPC calls per warm token, forged credentials (JSON-RPC calls per
+ *   repeated one, the gateway's live heap before and after many distinct ones), revocation
+ *   visibility, batch issuance, the gateway's memory, and the CPU time the hypervisor stole during the token
  *   runs (a figure about the machine, to judge the others by).
  * Prints a table, writes bench/results.json, and prints the same JSON as its last line.
  * --quick is a short smoke run (CI); its figures are not meaningful. Bounded in requests and
@@ -50,6 +51,8 @@ const SIZES = quick
       issue: 32,
       holders: 4,
       seconds: 0.3,
+      forgedRepeats: 20,
+      forgedDistinct: 2_000,
     }
   : {
       // JIT warm-up, unmeasured: a gateway serves for days, and in a cold one V8 is still
@@ -67,6 +70,10 @@ const SIZES = quick
       issue: 512,
       holders: 8,
       seconds: 2,
+      // each of the three forgeries posted this many times once warm
+      forgedRepeats: 1_000,
+      // distinct forged credentials, each read for once: the heap after them must stay flat
+      forgedDistinct: 100_000,
     };
 const MODEL = "bench-model";
 const DOMAIN = "gateway.bench.kparty";
@@ -237,6 +244,87 @@ function verifyThreads(): number {
   return Number(process.env.KPARTY_VERIFY_THREADS ?? 0);
 }
 
+/**
+ * Forged credentials (a valid structure whose signature does not verify): `jwt` under another
+ * signature, another id (`n`), or another issuer, one the chain has never heard of (`n` odd).
+ */
+function forgeries(jwt: string) {
+  const [h, p, sig] = jwt.split(".") as [string, string, string];
+  type Payload = { jti?: string; iss?: string; vc?: { issuer?: unknown } };
+  const payload = JSON.parse(Buffer.from(p, "base64url").toString()) as Payload;
+  const encode = (edit: (payload: Payload) => void) => {
+    const copy = structuredClone(payload);
+    edit(copy);
+    return `${h}.${Buffer.from(JSON.stringify(copy)).toString("base64url")}.${sig}`;
+  };
+  return {
+    otherSignature: `${h}.${p}.${sig.startsWith("A") ? "B" : "A"}${sig.slice(1)}`,
+    distinct: (n: number) =>
+      encode((copy) => {
+        copy.jti = `urn:uuid:00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
+        if (n % 2 === 1) {
+          const iss = `did:ethr:0x7a69:0x${n.toString(16).padStart(40, "0")}`;
+          copy.iss = iss;
+          if (copy.vc?.issuer !== undefined) copy.vc.issuer = iss;
+        }
+      }),
+  };
+}
+
+type Heap = { bytes: number; caches: Record<string, number> };
+
+/**
+ * POST /credentials/verify with forged credentials: JSON-RPC calls per repeated forgery once
+ * warm (the goal is 0), then the gateway's live heap before and after `SIZES.forgedDistinct`
+ * distinct ones (each read for once; the goal is a flat heap), with its cache sizes after.
+ */
+async function forgedCredentialRun(
+  child: ChildProcess,
+  url: string,
+  lean: ReturnType<typeof createLeanClient>,
+  jwt: string,
+) {
+  const forged = forgeries(jwt);
+  const post = (credential: string) => () =>
+    lean
+      .send(
+        requestBytes(`${url}/credentials/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ verifiableCredential: credential }),
+        }),
+      )
+      .then((r) =>
+        // a forgery is answered 200 {verified: false, errors: [invalid_signature]}; anything else fails
+        r.status === 200 && r.body.toString().includes('"invalid_signature"') ? 200 : r.status || 1,
+      );
+  const repeated = [forged.otherSignature, forged.distinct(0), forged.distinct(1)];
+  const warm = await load(repeated.map(post), 1);
+  const rpcBefore = (await ask<{ count: number }>(child, "rpc")).count;
+  const repeats = await load(
+    Array.from({ length: SIZES.forgedRepeats * repeated.length }, (_, i) => post(repeated[i % 3] as string)),
+    16,
+  );
+  const rpcRepeated = (await ask<{ count: number }>(child, "rpc")).count - rpcBefore;
+  const heapBefore = await ask<Heap>(child, "heap");
+  const rpcBeforeDistinct = (await ask<{ count: number }>(child, "rpc")).count;
+  const distinct = await load(
+    Array.from({ length: SIZES.forgedDistinct }, (_, i) => () => post(forged.distinct(10 + i))()),
+    64,
+  );
+  const rpcDistinct = (await ask<{ count: number }>(child, "rpc")).count - rpcBeforeDistinct;
+  const heapAfter = await ask<Heap>(child, "heap");
+  return {
+    rpc_calls_per_repeated_forged_credential: round(rpcRepeated / (SIZES.forgedRepeats * repeated.length), 3),
+    rpc_calls_per_distinct_forged_credential: round(rpcDistinct / SIZES.forgedDistinct, 3),
+    forged_per_s: round(distinct.perSecond),
+    heap_mb_before_forged: round(heapBefore.bytes / 1024 / 1024),
+    heap_mb_after_forged: round(heapAfter.bytes / 1024 / 1024),
+    caches_after_forged: heapAfter.caches,
+    failures: warm.failures + repeats.failures + distinct.failures,
+  };
+}
+
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), "kparty-bench-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -386,6 +474,9 @@ async function main() {
   collectGarbage();
   const authorized = await load(Array.from({ length: SIZES.authorized }, metadataTask), 16);
 
+  log("forged credentials…");
+  const forged = await forgedCredentialRun(child, url, lean, (batch[1] as IssuedCredential).jwt);
+
   log("revocation visibility…");
   const visible: number[] = [];
   for (let i = 0; i < SIZES.revocations; i++) {
@@ -460,6 +551,13 @@ async function main() {
     rpc_calls_per_warm_token: round((rpcAfter - rpcBefore) / SIZES.c1, 3),
     // under load the event feed can fall more than tokenFreshnessMs behind; tokens then read the chain
     rpc_calls_per_token_c64: round(rpcC64 / SIZES.c64, 3),
+    forged_requests: { repeated: SIZES.forgedRepeats * 3, distinct: SIZES.forgedDistinct },
+    rpc_calls_per_repeated_forged_credential: forged.rpc_calls_per_repeated_forged_credential,
+    rpc_calls_per_distinct_forged_credential: forged.rpc_calls_per_distinct_forged_credential,
+    forged_per_s: forged.forged_per_s,
+    heap_mb_before_forged: forged.heap_mb_before_forged,
+    heap_mb_after_forged: forged.heap_mb_after_forged,
+    caches_after_forged: forged.caches_after_forged,
     revocation_visible_ms: { p50: round(percentile(visible, 50)), p99: round(percentile(visible, 99)) },
     issue_per_s: round(issuePerSecond),
     gateway_rss_mb: round(rssMax / 1024 / 1024),
@@ -478,12 +576,15 @@ async function main() {
       c64.failures +
       half.failures +
       authorizedWarmup.failures +
-      authorized.failures,
+      authorized.failures +
+      forged.failures,
   };
   const ceiling = (rawVerify * cores) / 2;
   const targets = {
     token_vs_verify_ceiling: `${round((peak / ceiling) * 100)}% of ${round(ceiling)} (target ≥ 60%${stealNote(steal)})`,
     rpc_calls_per_warm_token: `${result.rpc_calls_per_warm_token} (target 0)`,
+    rpc_calls_per_repeated_forged_credential: `${result.rpc_calls_per_repeated_forged_credential} (target 0)`,
+    heap_growth_after_forged_mb: `${round(result.heap_mb_after_forged - result.heap_mb_before_forged)} (target: flat — at most the unauthenticated segments filling to their bounds, ≤ 8)`,
     revocation_visible_p99_ms: `${result.revocation_visible_ms.p99} (target ≤ 250)`,
     issue_vs_sign: `${round((issuePerSecond / rawSign) * 100)}% of ${Math.round(rawSign)} (target ≥ 25%)`,
     p99_at_half_peak_ms: `${result.p99_at_half_peak_ms} (target ≤ 10${stealNote(halfSteal)})`,
@@ -525,6 +626,20 @@ async function main() {
     [
       "JSON-RPC calls per warm token",
       `${result.rpc_calls_per_warm_token} (c1), ${result.rpc_calls_per_token_c64} (c64)`,
+    ],
+    [
+      "forged credentials (bad signature, other id, unknown issuer)",
+      `${result.rpc_calls_per_repeated_forged_credential} JSON-RPC calls per repeated one once warm (${result.forged_requests.repeated}); ${result.rpc_calls_per_distinct_forged_credential} per distinct one (${result.forged_requests.distinct}, ${result.forged_per_s} /s)`,
+    ],
+    [
+      "gateway heap around the distinct forgeries",
+      `${result.heap_mb_before_forged} MB before, ${result.heap_mb_after_forged} MB after (live, after a full collection)`,
+    ],
+    [
+      "gateway caches after them",
+      Object.entries(result.caches_after_forged)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", "),
     ],
     [
       "revocation visible",

@@ -3,7 +3,7 @@
  * entry point, which is the CLI's job): configuration as JSON in KPARTY_GATEWAY_CONFIG;
  * reports over IPC when it listens, how many JSON-RPC calls its provider made while serving
  * requests (the event watcher polls through a separate provider), its resident memory, its
- * CPU time (all threads, and its main thread's alone), how long the syncs of its audit log took
+ * live heap after a full collection (with the sizes of its caches), its CPU time (all threads, and its main thread's alone), how long the syncs of its audit log took
  * and how many threads libuv's pool has.
  */
 import fs, { readFileSync } from "node:fs";
@@ -11,6 +11,8 @@ import { open, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { createKPartyAgent } from "../agent/index.ts";
 import { createChainClient, createProvider, type Deployment } from "../src/chain/index.ts";
 import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
@@ -173,6 +175,13 @@ process.on("message", (message: { type: string }) => {
     loopSyncs = 0;
   }
   if (message.type === "rss") process.send?.({ type: "rss", bytes: process.memoryUsage().rss });
+  if (message.type === "heap") {
+    // the live heap: after a full collection (gc exposed on demand, not a start-up flag)
+    setFlagsFromString("--expose-gc");
+    (runInNewContext("gc") as () => void)();
+    const bytes = process.memoryUsage().heapUsed;
+    process.send?.({ type: "heap", bytes, caches: app.kpartyCacheSizes() });
+  }
   if (message.type === "pool") process.send?.({ type: "pool", threads: threadPoolThreads() });
   if (message.type === "cpu") {
     const { user, system } = process.cpuUsage(); // every thread of the process

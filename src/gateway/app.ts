@@ -7,7 +7,7 @@ import { authRoutes } from "./routes/auth.ts";
 import { metaRoutes } from "./routes/meta.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { vcApiRoutes } from "./routes/vc-api.ts";
-import { createGatewayServices } from "./services.ts";
+import { createGatewayServices, type GatewayCacheSizes } from "./services.ts";
 
 export type { GatewayOptions } from "./options.ts";
 
@@ -17,6 +17,8 @@ declare module "fastify" {
     kpartyRoutes: { method: string; url: string }[];
     /** The last block whose registry events the gateway has applied (what /healthz reports, without HTTP). */
     kpartySyncedBlock(): number;
+    /** How many entries each of the gateway's caches holds (see `cacheBounds`). */
+    kpartyCacheSizes(): GatewayCacheSizes;
   }
 }
 
@@ -63,6 +65,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   });
   app.decorate("kpartyRoutes", routes);
   app.decorate("kpartySyncedBlock", () => services.watcher.syncedBlock);
+  app.decorate("kpartyCacheSizes", () => services.cacheSizes());
   installErrorHandling(app, services);
   for (const plugin of [metaRoutes, authRoutes, vcApiRoutes, modelRoutes]) {
     await app.register(plugin, { services });

@@ -3,6 +3,7 @@ import type { CredentialState } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./audit.ts";
+import { auditEntryOf } from "./audit-entry.ts";
 import type { RateLimiter } from "./rate-limit.ts";
 import type { StatusKey } from "./status-cache.ts";
 import type { AccessClaims, TokenVerifier } from "./tokens.ts";
@@ -83,29 +84,27 @@ export function createAccessGuard(options: GuardOptions) {
         });
         await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
         request.kparty = { ...claims, action, client: request.ip };
-        await audit?.append({
-          client: request.ip,
-          route: request.routeOptions.url ?? request.url,
-          holder: claims.holder,
-          credentialId: claims.credentialId,
-          action,
-          model,
-          outcome: "granted",
-        });
+        await audit?.append(
+          auditEntryOf(request, {
+            outcome: "granted",
+            holder: claims.holder,
+            credentialId: claims.credentialId,
+            action,
+          }),
+        );
       } catch (error) {
         // an authentic token refused for its times names its holder and credential in the error
         const named = error instanceof KPartyError ? error.details : {};
-        await audit?.append({
-          client: request.ip,
-          route: request.routeOptions.url ?? request.url,
-          holder: claims?.holder ?? (typeof named.holder === "string" ? named.holder : null),
-          credentialId:
-            claims?.credentialId ?? (typeof named.credentialId === "string" ? named.credentialId : null),
-          action,
-          model,
-          outcome: "denied",
-          code: error instanceof KPartyError ? error.code : "internal",
-        });
+        await audit?.append(
+          auditEntryOf(request, {
+            outcome: "denied",
+            error,
+            holder: claims?.holder ?? (typeof named.holder === "string" ? named.holder : null),
+            credentialId:
+              claims?.credentialId ?? (typeof named.credentialId === "string" ? named.credentialId : null),
+            action,
+          }),
+        );
         throw error;
       }
     };

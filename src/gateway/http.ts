@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { KPartyError } from "../errors/index.ts";
+import { auditEntryOf } from "./audit-entry.ts";
 import { errorResponse, isInternalError } from "./errors.ts";
 import type { GatewayServices } from "./services.ts";
 
@@ -80,16 +81,8 @@ export function installErrorHandling(
     // Access was granted, then the operation itself was refused: that is a decision too.
     if (request.kparty && mapped instanceof KPartyError) {
       try {
-        await audit.append({
-          client: request.kparty.client ?? request.ip ?? "unknown",
-          route: request.routeOptions.url ?? request.url,
-          holder: request.kparty.holder,
-          credentialId: request.kparty.credentialId,
-          action: request.kparty.action ?? null,
-          model: (request.params as { id?: string }).id ?? null,
-          outcome: "denied",
-          code: mapped.code,
-        });
+        const { holder, credentialId } = request.kparty;
+        await audit.append(auditEntryOf(request, { outcome: "denied", error: mapped, holder, credentialId }));
       } catch (auditError) {
         // the request is refused either way; never let the error path itself fail
         operatorLog.failure(`${request.method} ${route} (audit)`, auditError);

@@ -106,4 +106,35 @@ export interface GatewayOptions {
    * libuv's thread pool, off the event loop.
    */
   verifyThreads?: number;
+  /**
+   * Entries each of the gateway's caches keeps at most, least recently used out (defaults in
+   * {@link DEFAULT_CACHE_BOUNDS}). Chain reads for input not yet authenticated are kept apart,
+   * in the `unauthenticated` segments, until its signature verifies (docs/security.md, "Before
+   * authentication").
+   */
+  cacheBounds?: Partial<CacheBounds>;
 }
+
+export interface CacheBounds {
+  /** DID documents resolved for authenticated input. */
+  didDocuments: number;
+  /** DID documents resolved for input not yet authenticated. */
+  didDocumentsUnauthenticated: number;
+  /** Credential states read for authenticated input and live access tokens. */
+  credentialStates: number;
+  /** Credential states read for input not yet authenticated. */
+  credentialStatesUnauthenticated: number;
+  /** Credentials whose signature verified, remembered by their bytes. */
+  verifiedCredentials: number;
+  /** Rate-limit buckets (client addresses, credentials). */
+  rateLimitBuckets: number;
+}
+
+export const DEFAULT_CACHE_BOUNDS: CacheBounds = {
+  didDocuments: 10_000,
+  didDocumentsUnauthenticated: 1_000,
+  credentialStates: 100_000,
+  credentialStatesUnauthenticated: 1_000,
+  verifiedCredentials: 10_000,
+  rateLimitBuckets: 100_000,
+};

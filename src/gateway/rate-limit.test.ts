@@ -24,10 +24,15 @@ describe("RateLimiter", () => {
     expect(errorCode(() => limiter.take("other", 6, "test"))).toBe("no error");
   });
 
-  it("keeps at most maxKeys buckets", () => {
+  it("keeps at most maxKeys buckets, dropping exactly the least recently used", () => {
     const limiter = new RateLimiter({ now: () => 0, maxKeys: 10 });
     for (let i = 0; i < 100; i++) limiter.take(`k${i}`, 1, "test");
-    expect(errorCode(() => limiter.take("k99", 1, "test"))).toBe("rate_limited");
-    expect(errorCode(() => limiter.take("k0", 1, "test"))).toBe("no error");
+    expect(limiter.size).toBe(10);
+    // k90…k99 are held (empty); k89 was dropped and restarts full
+    expect(errorCode(() => limiter.take("k90", 1, "test"))).toBe("rate_limited");
+    expect(errorCode(() => limiter.take("k89", 1, "test"))).toBe("no error"); // k91 dropped: k90 was used since
+    expect(limiter.size).toBe(10);
+    expect(errorCode(() => limiter.take("k90", 1, "test"))).toBe("rate_limited");
+    expect(errorCode(() => limiter.take("k91", 1, "test"))).toBe("no error");
   });
 });

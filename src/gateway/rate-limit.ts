@@ -1,4 +1,5 @@
 import { KPartyError } from "../errors/index.ts";
+import { LruCache } from "../util/lru.ts";
 
 interface Bucket {
   tokens: number;
@@ -8,16 +9,20 @@ interface Bucket {
 /**
  * Token buckets keyed by string (credential id, client address): `perMinute` requests a
  * minute with bursts up to `perMinute`. In memory, bounded to `maxKeys` buckets (the least
- * recently used are dropped first).
+ * recently used is dropped first, see `LruCache`).
  */
 export class RateLimiter {
-  readonly #buckets = new Map<string, Bucket>();
+  readonly #buckets: LruCache<string, Bucket>;
   readonly #now: () => number;
-  readonly #maxKeys: number;
 
   constructor(options: { now: () => number; maxKeys?: number }) {
     this.#now = options.now;
-    this.#maxKeys = options.maxKeys ?? 100_000;
+    this.#buckets = new LruCache({ maxEntries: options.maxKeys ?? 100_000 });
+  }
+
+  /** Buckets held (at most `maxKeys`). */
+  get size(): number {
+    return this.#buckets.size;
   }
 
   /** Takes one request from `key`'s bucket; throws `rate_limited` (with `details.retryAfterSeconds`) when empty. */
@@ -28,24 +33,13 @@ export class RateLimiter {
     const bucket = this.#buckets.get(key) ?? { tokens: perMinute, updatedAt: now };
     bucket.tokens = Math.min(perMinute, bucket.tokens + Math.max(0, now - bucket.updatedAt) * ratePerMs);
     bucket.updatedAt = now;
+    this.#buckets.set(key, bucket); // the most recently used; a dropped bucket restarts full
     if (bucket.tokens < 1) {
-      this.#buckets.set(key, bucket);
       const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / ratePerMs / 1000));
       throw new KPartyError("rate_limited", `${what}: more than ${perMinute} requests a minute`, {
         details: { retryAfterSeconds },
       });
     }
     bucket.tokens -= 1;
-    this.#buckets.delete(key); // re-insert: Map order doubles as least-recently-used order
-    this.#buckets.set(key, bucket);
-    if (this.#buckets.size > this.#maxKeys) this.#evict();
-  }
-
-  /** Drops the least recently used tenth (a dropped bucket restarts full). */
-  #evict(): void {
-    for (const key of this.#buckets.keys()) {
-      if (this.#buckets.size <= this.#maxKeys * 0.9) return;
-      this.#buckets.delete(key);
-    }
   }
 }

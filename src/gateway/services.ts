@@ -7,7 +7,7 @@ import { createDidCache } from "./did-cache.ts";
 import { createAccessGuard } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
-import type { GatewayOptions } from "./options.ts";
+import { type CacheBounds, DEFAULT_CACHE_BOUNDS, type GatewayOptions } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { ChallengeStore } from "./state.ts";
 import { createStatusCache, type StatusCache } from "./status-cache.ts";
@@ -41,8 +41,16 @@ export interface GatewayServices {
   shedder: LoadShedder;
   challengesPerMinute: number;
   verificationsPerMinute: number;
+  /** How many entries each cache holds now (each at most its bound in `cacheBounds`). */
+  cacheSizes(): GatewayCacheSizes;
   /** Stops the watcher and the shedder, syncs the audit log and ends the verification threads. */
   close(): Promise<void>;
+}
+
+/** Entries held by each of the gateway's caches (see `CacheBounds`). */
+export interface GatewayCacheSizes extends Record<keyof CacheBounds, number> {
+  /** Entry keys in the status cache's per-issuer index (always the two status segments' sum). */
+  credentialStatesIndexed: number;
 }
 
 /** The JSON-RPC URL behind an ethers provider, whose secrets the operator's log must never show. */
@@ -85,6 +93,11 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
   const { maxInFlight, verifyThreads, maxEventLoopDelayMs } = checkNumbers(options);
+  const bounds: CacheBounds = { ...DEFAULT_CACHE_BOUNDS, ...options.cacheBounds };
+  for (const [name, bound] of Object.entries(bounds)) {
+    if (!Number.isSafeInteger(bound) || bound < 1)
+      throw new TypeError(`cacheBounds.${name} must be a positive integer`);
+  }
   const clockSkewSeconds = resolveClockSkew(options.clockSkewSeconds);
   const tokens = createTokenService({
     domain,
@@ -104,10 +117,19 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     chain,
     watcher,
     now,
+    maxEntries: bounds.credentialStates,
+    maxUnauthenticatedEntries: bounds.credentialStatesUnauthenticated,
     ...(options.maxStalenessMs !== undefined ? { maxStalenessMs: options.maxStalenessMs } : {}),
   });
   const tokenFreshnessMs = options.tokenFreshnessMs ?? 1_000;
-  const dids = createDidCache({ resolver: agent, watcher, now, maxStalenessMs: tokenFreshnessMs });
+  const dids = createDidCache({
+    resolver: agent,
+    watcher,
+    now,
+    maxStalenessMs: tokenFreshnessMs,
+    maxEntries: bounds.didDocuments,
+    maxUnauthenticatedEntries: bounds.didDocumentsUnauthenticated,
+  });
   const pool = verifyThreads > 0 ? createEs256kPool(verifyThreads) : null;
   let verifier: Verifier;
   try {
@@ -115,11 +137,18 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
       verifySignature: pool
         ? pool.verify
         : (input, signature, keys) => verifyEs256kAsync(input, signature, keys),
-      resolver: dids,
-      states: { get: (key) => states.get(key, { maxStalenessMs: tokenFreshnessMs }) },
+      // reads for input not yet authenticated go to the caches' small segments until the
+      // verifier names them authenticated (docs/security.md, "Before authentication")
+      resolver: dids.unauthenticated,
+      states: { get: (key) => states.unauthenticated.get(key, { maxStalenessMs: tokenFreshnessMs }) },
+      onAuthenticated: ({ didUrls, statusKeys }) => {
+        for (const didUrl of didUrls) dids.promote(didUrl);
+        for (const key of statusKeys) states.promote(key);
+      },
       chain,
       now,
       clockSkewSeconds,
+      maxKnownCredentials: bounds.verifiedCredentials,
       ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
     });
   } catch (error) {
@@ -140,7 +169,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
         `audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted`,
       ),
   });
-  const limiter = new RateLimiter({ now });
+  const limiter = new RateLimiter({ now, maxKeys: bounds.rateLimitBuckets });
   const requireAccess = createAccessGuard({
     tokens,
     states,
@@ -170,6 +199,19 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     shedder,
     challengesPerMinute: options.challengesPerMinute ?? 60,
     verificationsPerMinute: options.verificationsPerMinute ?? 600,
+    cacheSizes() {
+      const didSizes = dids.sizes;
+      const stateSizes = states.sizes;
+      return {
+        didDocuments: didSizes.main,
+        didDocumentsUnauthenticated: didSizes.unauthenticated,
+        credentialStates: stateSizes.main,
+        credentialStatesUnauthenticated: stateSizes.unauthenticated,
+        credentialStatesIndexed: stateSizes.indexed,
+        verifiedCredentials: verifier.knownCredentials,
+        rateLimitBuckets: limiter.size,
+      };
+    },
     async close() {
       watcher.stop();
       shedder.stop();

@@ -14,7 +14,7 @@ const key = (index: number): StatusKey => ({
 /** Counts reads; each read returns the state `next` gives (a promise of it makes the read wait). */
 function setup(
   next: () => Partial<CredentialState> | Promise<Partial<CredentialState>> = () => ({}),
-  options: { maxEntryAgeMs?: number } = {},
+  options: { maxEntryAgeMs?: number; maxEntries?: number; maxUnauthenticatedEntries?: number } = {},
 ) {
   let now = 0;
   let reads = 0;
@@ -280,5 +280,76 @@ describe("status cache", () => {
     await t.cache.get(key(3));
     await t.cache.get(key(3));
     expect([t.reads(), t.cache.size]).toEqual([4, 1]);
+  });
+
+  it("keeps at most maxEntries states, evicting exactly the least recently used, and prunes its issuer index with them", async () => {
+    const t = setup(() => ({}), { maxEntries: 3 });
+    for (const i of [1, 2, 3]) await t.cache.get(key(i));
+    await t.cache.get(key(1)); // key 2 is now the least recently used
+    await t.cache.get(key(4));
+    expect(t.cache.sizes).toEqual({ main: 3, unauthenticated: 0, indexed: 3, issuers: 1 });
+    expect(t.reads()).toBe(4);
+    for (const i of [1, 3, 4]) await t.cache.get(key(i));
+    expect(t.reads()).toBe(4);
+    await t.cache.get(key(2)); // evicted: read again, and key 1 goes
+    expect(t.reads()).toBe(5);
+    await t.cache.get(key(1));
+    expect(t.reads()).toBe(6);
+  });
+
+  it("keeps the states read for unauthenticated input apart: however many, they evict only each other", async () => {
+    const t = setup(() => ({}), { maxEntries: 2, maxUnauthenticatedEntries: 2 });
+    await t.cache.get(key(1));
+    for (let i = 100; i < 300; i++) await t.cache.unauthenticated.get(key(i));
+    expect(t.cache.sizes).toEqual({ main: 1, unauthenticated: 2, indexed: 3, issuers: 1 });
+    expect(t.reads()).toBe(201);
+    await t.cache.get(key(1)); // still cached
+    await t.cache.unauthenticated.get(key(1)); // served from the main segment, which it does not change
+    await t.cache.unauthenticated.get(key(299)); // the most recent unauthenticated read, kept
+    expect(t.reads()).toBe(201);
+    await t.cache.unauthenticated.get(key(297)); // evicted long ago
+    expect(t.reads()).toBe(202);
+    expect(t.cache.sizes).toEqual({ main: 1, unauthenticated: 2, indexed: 3, issuers: 1 });
+  });
+
+  it("promotes a state read for input that turned out authentic into the main segment", async () => {
+    const t = setup(() => ({}), { maxEntries: 2, maxUnauthenticatedEntries: 2 });
+    await t.cache.unauthenticated.get(key(7));
+    t.cache.promote(key(7));
+    t.cache.promote(key(8)); // never read: nothing to promote
+    expect(t.cache.sizes).toEqual({ main: 1, unauthenticated: 0, indexed: 1, issuers: 1 });
+    for (let i = 100; i < 110; i++) await t.cache.unauthenticated.get(key(i));
+    await t.cache.get(key(7));
+    expect(t.reads()).toBe(11);
+    // an authenticated read of a state kept for unauthenticated input moves it too
+    await t.cache.get(key(109));
+    expect(t.cache.sizes).toEqual({ main: 2, unauthenticated: 1, indexed: 3, issuers: 1 });
+    expect(t.reads()).toBe(11);
+  });
+
+  it("prunes its index of issuers with the entries: 1,000 forged issuers leave as many index keys as entries", async () => {
+    const t = setup(() => ({}), { maxEntries: 5, maxUnauthenticatedEntries: 5 });
+    const forged = (i: number): StatusKey => ({
+      ...key(i),
+      issuer: `0x${(i + 1).toString(16).padStart(40, "0")}`,
+    });
+    for (let i = 0; i < 1000; i++) await t.cache.unauthenticated.get(forged(i));
+    for (let i = 0; i < 1000; i++) await t.cache.get(forged(i + 5000));
+    expect(t.cache.sizes).toEqual({ main: 5, unauthenticated: 5, indexed: 10, issuers: 10 });
+    t.watcher.emit("MemberRemoved", { account: forged(5999).issuer });
+    t.watcher.emit("MemberRemoved", { account: forged(999).issuer });
+    expect(t.cache.sizes).toEqual({ main: 4, unauthenticated: 4, indexed: 8, issuers: 8 });
+    t.watcher.reorg({ ancestor: null, abandoned: [] });
+    expect(t.cache.sizes).toEqual({ main: 0, unauthenticated: 0, indexed: 0, issuers: 0 });
+  });
+
+  it("registry events evict states kept for unauthenticated input as well", async () => {
+    const t = setup();
+    await t.cache.unauthenticated.get(key(3));
+    await t.cache.unauthenticated.get(key(3));
+    expect(t.reads()).toBe(1);
+    t.watcher.emit("CredentialAnchored", { issuer: ISSUER, credentialId: key(3).anchorKey });
+    await t.cache.unauthenticated.get(key(3));
+    expect(t.reads()).toBe(2);
   });
 });

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { ACTIONS, type Action, isModelSelector } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { auditEntryOf } from "../audit-entry.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { grantScope, type ScopeRequest } from "../policy.ts";
@@ -106,14 +107,9 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
         const checks = [...verified.checks, { check: "token.lifetime", passed: false, code: error.code }];
         throw new KPartyError(error.code, error.shortMessage, { details: { checks } });
       }
-      await audit.append({
-        client: clientOf(request),
-        route: "/auth/token",
-        holder,
-        credentialId,
-        action: actions.join(" "),
-        outcome: "granted",
-      });
+      await audit.append(
+        auditEntryOf(request, { outcome: "granted", holder, credentialId, action: actions.join(" ") }),
+      );
       return {
         access_token: issued.token,
         token_type: "Bearer",
@@ -124,14 +120,7 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
         credential_id: credential.credentialId,
       };
     } catch (error) {
-      await audit.append({
-        client: clientOf(request),
-        route: "/auth/token",
-        holder,
-        credentialId,
-        outcome: "denied",
-        code: error instanceof KPartyError ? error.code : "internal",
-      });
+      await audit.append(auditEntryOf(request, { outcome: "denied", error, holder, credentialId }));
       throw error;
     }
   });

@@ -82,6 +82,24 @@ describe("verifyEs256kAsync", () => {
     expect(recover).toHaveBeenCalledTimes(2);
   });
 
+  it("recovers a forgery once: the same signature, input and addresses again cost no recovery", async () => {
+    const target = [{ address: Wallet.createRandom().address }];
+    const signer = Wallet.createRandom(); // its key is learned nowhere else
+    const forged = sign(signer.signingKey, "forged");
+    const recover = vi.fn(async (data: string, signature: Uint8Array, addresses: string[]) =>
+      recoverEs256k(data, signature, addresses),
+    );
+    for (let i = 0; i < 3; i++) expect(await verifyEs256kAsync("forged", forged, target, recover)).toBeNull();
+    expect(verifyEs256k("forged", forged, target)).toBeNull(); // the same answer on this thread
+    expect(recover).toHaveBeenCalledTimes(1);
+    // another input, signature or address is another recovery
+    expect(await verifyEs256kAsync("forged!", forged, target, recover)).toBeNull();
+    expect(await verifyEs256kAsync("forged", forged, [{ address: signer.address }], recover)).toEqual({
+      address: signer.address,
+    });
+    expect(recover).toHaveBeenCalledTimes(3);
+  });
+
   it("does not learn what a recovery answers for an index outside the addresses", async () => {
     const signer = Wallet.createRandom();
     const target = [{ address: signer.address }];

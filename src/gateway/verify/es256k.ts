@@ -1,5 +1,6 @@
 import { createECDH, createHash, createPublicKey, ECDH, type KeyObject, verify } from "node:crypto";
 import { hexlify, keccak256, SigningKey } from "ethers";
+import { LruCache } from "../../util/lru.ts";
 import { threadPoolSize } from "../../util/thread-pool.ts";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
@@ -8,7 +9,8 @@ const HALF_N = N >> 1n;
 /** A key a DID document lets sign: a secp256k1 public key, or an Ethereum address to recover and match. */
 export type Es256kKey = { publicKeyHex: string } | { address: string };
 
-const keyObjects = new Map<string, KeyObject>();
+/** OpenSSL key objects of the public keys seen (least recently used out). */
+const keyObjects = new LruCache<string, KeyObject>({ maxEntries: 10_000 });
 
 function keyObject(publicKeyHex: string): KeyObject {
   const hex = publicKeyHex.toLowerCase().replace(/^0x/, "");
@@ -24,7 +26,6 @@ function keyObject(publicKeyHex: string): KeyObject {
         y: Buffer.from(uncompressed.slice(64), "hex").toString("base64url"),
       },
     });
-    if (keyObjects.size > 10_000) keyObjects.clear();
     keyObjects.set(hex, key);
   }
   return key;
@@ -85,12 +86,28 @@ export function verifyEs256k(
   }
   const addresses = addressesOf(keys);
   if (addresses.length === 0) return null;
-  const match = recoverEs256k(
-    signingInput,
-    signature,
-    addresses.map((k) => k.address),
-  );
+  const wanted = addresses.map((k) => k.address);
+  const failed = recoveryKey(signingInput, signature, wanted);
+  if (failedRecoveries.has(failed)) return null;
+  const match = recoverEs256k(signingInput, signature, wanted);
+  if (!match) failedRecoveries.set(failed, true);
   return match ? learn(addresses, match) : null;
+}
+
+/**
+ * Recoveries that matched none of their addresses. A recovery is a pure function of the
+ * signing input, the signature and the addresses, so the same forgery presented again costs a
+ * hash, not another recovery (least recently used out).
+ */
+const failedRecoveries = new LruCache<string, true>({ maxEntries: 10_000 });
+
+function recoveryKey(signingInput: string, signature: Uint8Array, addresses: string[]): string {
+  const fields = [
+    signingInput,
+    Buffer.from(signature).toString("base64"),
+    addresses.map((a) => a.toLowerCase()),
+  ];
+  return createHash("sha256").update(JSON.stringify(fields)).digest("base64");
 }
 
 /** Recovers a signature's public key for `verifyEs256kAsync` (see `createEs256kPool`). */
@@ -125,19 +142,21 @@ export async function verifyEs256kAsync(
   const addresses = addressesOf(keys);
   if (addresses.length === 0) return null;
   const wanted = addresses.map((k) => k.address);
+  const failed = recoveryKey(signingInput, signature, wanted);
+  if (failedRecoveries.has(failed)) return null;
   const match = recover
     ? await recover(signingInput, signature, wanted)
     : recoverEs256k(signingInput, signature, wanted);
+  if (!match) failedRecoveries.set(failed, true);
   return match ? learn(addresses, match) : null;
 }
 
-/** Public keys recovered from valid signatures and matched to an address (address → key). */
-const learnedKeys = new Map<string, string>();
+/** Public keys recovered from valid signatures and matched to an address (address → key; least recently used out). */
+const learnedKeys = new LruCache<string, string>({ maxEntries: 10_000 });
 
 function learn(addresses: { address: string }[], match: Es256kRecoveryMatch): Es256kKey | null {
   const key = addresses[match.index];
   if (!key) return null;
-  if (learnedKeys.size > 10_000) learnedKeys.clear();
   learnedKeys.set(key.address.toLowerCase(), match.publicKeyHex);
   return key;
 }

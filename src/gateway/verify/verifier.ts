@@ -9,6 +9,7 @@ import {
   parseDidEthr,
 } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { LruCache } from "../../util/lru.ts";
 import type { StatusKey } from "../status-cache.ts";
 import { CheckLog, type CheckResult, fail } from "./checks.ts";
 import { es256kKeys, type Relationship } from "./did-keys.ts";
@@ -42,6 +43,24 @@ export interface VerifierOptions {
    * gateway passes its event-invalidated status cache.
    */
   states?: { get(key: StatusKey): Promise<CredentialState> };
+  /**
+   * Called once a verification's input is authenticated, with the DID URLs it resolved and the
+   * credential states it read for it: the credential's signature verified (and, for a
+   * presentation, the holder's signature too, by the credential's subject), whatever the
+   * verdict on its window and state. The verifier reads before it can know whether its input
+   * is authentic; a caching `resolver` or `states` should keep those reads apart (see
+   * `createDidCache`, `createStatusCache`) until they are named here, so that forged input
+   * never displaces what authentic input needs.
+   */
+  onAuthenticated?: (reads: AuthenticatedReads) => void;
+  /** Credentials whose verified bytes are remembered (default 10,000; see `known` in the code). */
+  maxKnownCredentials?: number;
+}
+
+/** What a verification read for its input (see `VerifierOptions.onAuthenticated`). */
+export interface AuthenticatedReads {
+  didUrls: string[];
+  statusKeys: StatusKey[];
 }
 
 /** See `known` in {@link createVerifier}. */
@@ -54,9 +73,6 @@ interface KnownCredential {
   /** The batch proof it came with then (as JSON) and the root it leads to. */
   proof: { key: string; root: string } | null;
 }
-
-/** Credentials whose verified bytes the verifier remembers, least recently verified out. */
-const maxKnownCredentials = 10_000;
 
 /** A K-th Party token that passed every check, with its on-chain state. */
 export interface VerifiedCredential extends TokenClaims {
@@ -117,6 +133,7 @@ export function createVerifier(options: VerifierOptions) {
   const now = options.now ?? Date.now;
   const skew = resolveClockSkew(options.clockSkewSeconds);
   const policy = options.removedIssuerPolicy ?? "deny";
+  const onAuthenticated = options.onAuthenticated ?? (() => {});
   const states = options.states ?? {
     get: (key: StatusKey) =>
       getCredentialState(chain, {
@@ -130,7 +147,8 @@ export function createVerifier(options: VerifierOptions) {
     throw new TypeError(`removedIssuerPolicy must be one of ${REMOVED_ISSUER_POLICIES.join(", ")}`);
   }
 
-  async function resolve(did: string): Promise<DIDResolutionResult> {
+  async function resolve(did: string, reads: AuthenticatedReads): Promise<DIDResolutionResult> {
+    reads.didUrls.push(did);
     let result: DIDResolutionResult;
     try {
       result = await resolver.resolveDid({ didUrl: did });
@@ -154,10 +172,12 @@ export function createVerifier(options: VerifierOptions) {
     did: string,
     relationship: Relationship,
     what: string,
+    reads: AuthenticatedReads,
     atBlock?: number,
   ) {
     parseDidEthr(did);
-    const { didDocument } = await resolve(atBlock === undefined ? did : `${did}?versionId=${atBlock}`);
+    const didUrl = atBlock === undefined ? did : `${did}?versionId=${atBlock}`;
+    const { didDocument } = await resolve(didUrl, reads);
     const keys = es256kKeys(didDocument as NonNullable<typeof didDocument>, relationship);
     if (!(await verifySignature(jwt.signingInput, jwt.signature, keys))) {
       fail("invalid_signature", `${what} signature does not verify against ${did}`);
@@ -177,19 +197,20 @@ export function createVerifier(options: VerifierOptions) {
    * verify the same way; a participant presenting its credential again pays for its own
    * (presentation) signature only. Only successes are remembered; windows, anchoring,
    * membership and status are checked on every presentation. The batch proof's root is
-   * remembered with the exact proof it came from.
+   * remembered with the exact proof it came from. Least recently presented out.
    */
-  const known = new Map<string, KnownCredential>();
-  const remember = (digest: string, entry: KnownCredential) => {
-    known.delete(digest);
-    if (known.size >= maxKnownCredentials) known.delete(known.keys().next().value as string);
-    known.set(digest, entry);
-  };
+  const known = new LruCache<string, KnownCredential>({ maxEntries: options.maxKnownCredentials ?? 10_000 });
 
+  /**
+   * `holder`: the presentation's signer, already authenticated; the credential's reads are
+   * reported authenticated only when its subject is that holder.
+   */
   async function verifyCredentialWith(
     jwt: string,
     log: CheckLog,
+    reads: AuthenticatedReads,
     anchorProof?: unknown,
+    holder?: string,
   ): Promise<VerifiedCredential> {
     const digest = typeof jwt === "string" ? createHash("sha256").update(jwt).digest("base64") : "";
     const seen = known.get(digest);
@@ -221,6 +242,7 @@ export function createVerifier(options: VerifierOptions) {
       revocationIndex: claims.revocationIndex,
       suspensionIndex: claims.suspensionIndex,
     };
+    reads.statusKeys.push(key);
     const state = await log.run("credential.registry", () => states.get(key));
     // The key must have belonged to the issuer DID when the credential was anchored (its
     // trustworthy issuance time): resolve the DID document as of that block.
@@ -229,23 +251,35 @@ export function createVerifier(options: VerifierOptions) {
     await log.run("credential.signature", async () => {
       if (atBlock !== undefined && seen?.signatureBlock === atBlock) return;
       decoded ??= decodeJwt(jwt);
-      await checkSignature(decoded, claims.issuer, "assertionMethod", "credential", atBlock);
+      await checkSignature(decoded, claims.issuer, "assertionMethod", "credential", reads, atBlock);
       if (atBlock === undefined) return;
       const proof = proofKey === null ? null : { key: proofKey, root: anchorKey };
-      remember(digest, { claims, issuerAccount, credentialId, signatureBlock: atBlock, proof });
+      known.set(digest, { claims, issuerAccount, credentialId, signatureBlock: atBlock, proof });
     });
+    // authentic: its issuer signed it (and, in a presentation, its subject presented it)
+    if (holder === undefined || holder === claims.subject) onAuthenticated(reads);
     await log.run("credential.validity", () => checkWindow(claims.notBefore, claims.expires, "credential"));
     await judgeCredentialState(state, issuerAccount, policy, (check, fn) => log.run(check, fn));
     return { ...claims, jwt, credentialId, issuerAccount, anchorKey, state, checks: log.results };
   }
 
   return {
+    /** Credentials whose verified bytes are remembered now (at most `maxKnownCredentials`). */
+    get knownCredentials(): number {
+      return known.size;
+    },
+
     /**
      * Verifies one K-th Party token on its own (signature, window, anchoring, membership,
      * status); `anchorProof` is its batch inclusion proof, if it was anchored in a batch.
      */
     verifyCredential(jwt: unknown, anchorProof?: unknown): Promise<VerifiedCredential> {
-      return verifyCredentialWith(jwt as string, new CheckLog(), anchorProof);
+      return verifyCredentialWith(
+        jwt as string,
+        new CheckLog(),
+        { didUrls: [], statusKeys: [] },
+        anchorProof,
+      );
     },
 
     /**
@@ -302,8 +336,9 @@ export function createVerifier(options: VerifierOptions) {
           precheckChallenge(nonce);
         });
       }
+      const reads: AuthenticatedReads = { didUrls: [], statusKeys: [] };
       await log.run("presentation.signature", () =>
-        checkSignature(decoded, holder, "authentication", "presentation"),
+        checkSignature(decoded, holder, "authentication", "presentation", reads),
       );
       await log.run("presentation.validity", () =>
         checkWindow(payload.nbf as number | undefined, payload.exp as number | undefined, "presentation"),
@@ -315,7 +350,7 @@ export function createVerifier(options: VerifierOptions) {
           return consumeChallenge(nonce);
         });
       }
-      const credential = await verifyCredentialWith(credentialJwt, log, anchorProof);
+      const credential = await verifyCredentialWith(credentialJwt, log, reads, anchorProof, holder);
       await log.run("presentation.holder_binding", () => {
         if (credential.subject !== holder) {
           fail("holder_mismatch", "the presentation is not signed by the credential's subject", {
