@@ -104,13 +104,49 @@ describe("kparty issuer service (VC-API)", () => {
     expect(fetched.status).toBe(200);
     expect(fetched.body.verifiableCredential.proof.jwt).toBe(vc.proof.jwt);
     expect(fetched.body.kparty.credentialId).toBe(res.body.kparty.credentialId);
-    // the gateway verifies its JSON form as is (not a K-th Party token, so it grants nothing)
+    // the gateway verifies its JSON form as is: signature, anchoring, membership, status — a
+    // credential of a member, not a K-th Party token (no claims), so it grants nothing
     const verified = await postJson(world.base, "/credentials/verify", {
       verifiableCredential: vc,
       options: { checks: ["proof"] },
     });
     expect(verified.status).toBe(200);
-    expect(verified.body).toMatchObject({ verified: false, errors: [{ code: "malformed" }] });
+    expect(verified.body).toMatchObject({ verified: true, errors: [] });
+    expect(verified.body.credential).toEqual({
+      id: res.body.kparty.credentialId,
+      issuer: world.orgA.did,
+      subject: credential.credentialSubject.id,
+      types: ["VerifiableCredential"],
+      anchoredAt: res.body.kparty.anchor.blockNumber,
+      claims: null,
+    });
+    // revoked through the service, the gateway says so
+    await call("POST", "/credentials/status", {
+      credentialId: credential.id,
+      credentialStatus: { type: "KPartyRegistryStatus", statusPurpose: "revocation" },
+      status: true,
+    });
+    await expect
+      .poll(
+        async () =>
+          (await postJson(world.base, "/credentials/verify", { verifiableCredential: vc })).body.errors,
+      )
+      .toEqual([{ code: "revoked", message: "the credential has been revoked" }]);
+    // and it is no K-th Party token: presented for access, it is refused
+    const presented = await postJson(world.base, "/presentations/verify", {
+      verifiablePresentation: await world.alice.handle.agent.kpartyCreatePresentation({
+        holder: world.alice.did,
+        credentials: [vc.proof.jwt],
+        challenge: "n",
+        domain: "d",
+      }),
+    });
+    expect(presented.body).toMatchObject({
+      verified: false,
+      errors: [
+        { code: "malformed", message: "vc type must include VerifiableCredential and KPartyCredential" },
+      ],
+    });
   });
 
   it("issues a K-th Party token that the gateway verifies in JSON form", async () => {

@@ -40,6 +40,7 @@ export {
   createVerifier,
   type DidResolver,
   type PresentationExpectations,
+  type VerifiedAnyCredential,
   type VerifiedCredential,
   type VerifiedPresentation,
   type Verifier,

@@ -137,7 +137,9 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
           id: c.credentialId,
           issuer: c.issuer,
           subject: c.subject,
+          types: c.types,
           anchoredAt: c.state.anchoredAt,
+          // the K-th Party claims; null for another credential (verified, but it grants nothing)
           claims: c.claims,
         },
       }),

@@ -15,7 +15,14 @@ import { CheckLog, type CheckResult, fail } from "./checks.ts";
 import { es256kKeys, type Relationship } from "./did-keys.ts";
 import { type Es256kKey, verifyEs256k } from "./es256k.ts";
 import { judgeCredentialState, REMOVED_ISSUER_POLICIES, type RemovedIssuerPolicy } from "./judge.ts";
-import { checkHeader, numericDate, parseTokenPayload, type TokenClaims } from "./structure.ts";
+import {
+  asToken,
+  type CredentialClaims,
+  checkHeader,
+  numericDate,
+  parseCredentialPayload,
+  type TokenClaims,
+} from "./structure.ts";
 import { resolveClockSkew, windowVerdict } from "./window.ts";
 
 /** The DID resolution capability the verifier needs (a Veramo agent with `IResolver` has it). */
@@ -65,7 +72,7 @@ export interface AuthenticatedReads {
 
 /** See `known` in {@link createVerifier}. */
 interface KnownCredential {
-  claims: TokenClaims;
+  claims: CredentialClaims;
   issuerAccount: string;
   credentialId: string;
   /** The anchoring block whose issuer key the signature verified against. */
@@ -74,8 +81,8 @@ interface KnownCredential {
   proof: { key: string; root: string } | null;
 }
 
-/** A K-th Party token that passed every check, with its on-chain state. */
-export interface VerifiedCredential extends TokenClaims {
+/** A credential of a consortium member that passed every check, with its on-chain state. */
+export interface VerifiedAnyCredential extends CredentialClaims {
   jwt: string;
   credentialId: string;
   /** The issuer's Ethereum account (owner of the status lists, anchoring account). */
@@ -85,6 +92,9 @@ export interface VerifiedCredential extends TokenClaims {
   state: CredentialState;
   checks: CheckResult[];
 }
+
+/** A K-th Party token that passed every check, with its on-chain state. */
+export type VerifiedCredential = VerifiedAnyCredential & TokenClaims;
 
 export interface VerifiedPresentation {
   holder: string;
@@ -209,9 +219,10 @@ export function createVerifier(options: VerifierOptions) {
     jwt: string,
     log: CheckLog,
     reads: AuthenticatedReads,
+    kind: "any" | "token",
     anchorProof?: unknown,
     holder?: string,
-  ): Promise<VerifiedCredential> {
+  ): Promise<VerifiedAnyCredential> {
     const digest = typeof jwt === "string" ? createHash("sha256").update(jwt).digest("base64") : "";
     const seen = known.get(digest);
     let decoded = await log.run("credential.format", () => {
@@ -220,10 +231,12 @@ export function createVerifier(options: VerifierOptions) {
       checkHeader(d, "credential");
       return d;
     });
-    const claims = await log.run(
-      "credential.claims",
-      () => seen?.claims ?? parseTokenPayload((decoded as DecodedJwt).payload, chain.deployment),
-    );
+    const claims = await log.run("credential.claims", () => {
+      const parsed =
+        seen?.claims ?? parseCredentialPayload((decoded as DecodedJwt).payload, chain.deployment);
+      // only a K-th Party token grants access; other credentials are verified for VC-API callers
+      return kind === "token" ? asToken(parsed) : parsed;
+    });
     const issuerAccount = await log.run(
       "credential.issuer_did",
       () => seen?.issuerAccount ?? parseDidEthr(claims.issuer).account,
@@ -270,14 +283,18 @@ export function createVerifier(options: VerifierOptions) {
     },
 
     /**
-     * Verifies one K-th Party token on its own (signature, window, anchoring, membership,
-     * status); `anchorProof` is its batch inclusion proof, if it was anchored in a batch.
+     * Verifies one credential of a consortium member on its own — a K-th Party token, or any
+     * other credential its issuer anchored with status entries (kparty's issuer service signs
+     * both): signature, window, anchoring, membership, status. `anchorProof` is its batch
+     * inclusion proof, if it was anchored in a batch. Only a K-th Party token (`claims` not
+     * null) grants access, through a presentation.
      */
-    verifyCredential(jwt: unknown, anchorProof?: unknown): Promise<VerifiedCredential> {
+    verifyCredential(jwt: unknown, anchorProof?: unknown): Promise<VerifiedAnyCredential> {
       return verifyCredentialWith(
         jwt as string,
         new CheckLog(),
         { didUrls: [], statusKeys: [] },
+        "any",
         anchorProof,
       );
     },
@@ -350,7 +367,15 @@ export function createVerifier(options: VerifierOptions) {
           return consumeChallenge(nonce);
         });
       }
-      const credential = await verifyCredentialWith(credentialJwt, log, reads, anchorProof, holder);
+      // asToken in "token" mode: the claims are a K-th Party token's
+      const credential = (await verifyCredentialWith(
+        credentialJwt,
+        log,
+        reads,
+        "token",
+        anchorProof,
+        holder,
+      )) as VerifiedCredential;
       await log.run("presentation.holder_binding", () => {
         if (credential.subject !== holder) {
           fail("holder_mismatch", "the presentation is not signed by the credential's subject", {
