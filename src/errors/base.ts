@@ -21,6 +21,7 @@ export type KPartyErrorCode =
   | "did_unresolvable"
   // access
   | "scope_denied"
+  | "dcql_unsatisfied"
   | "token_invalid"
   | "credential_expired"
   | "rate_limited"
