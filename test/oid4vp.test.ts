@@ -62,6 +62,7 @@ async function openRequest(scope = "model:read", models = [MODEL_ID]) {
     authorization_request: string;
     authorization_request_by_value: string;
     request_uri: string;
+    request: string;
   };
 }
 
@@ -185,8 +186,19 @@ describe("OID4VP 1.0 verifier (library wallet + did-jwt-vc)", () => {
     ]);
   });
 
-  it("the request by value resolves to the same signed request", async () => {
+  it("the request by value resolves to the same signed request (JAR: EdDSA, typ oauth-authz-req+jwt, kid of the did:jwk)", async () => {
     const opened = await openRequest();
+    const [header, payload] = opened.request
+      .split(".")
+      .slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, "base64url").toString()));
+    expect(header).toEqual({
+      alg: "EdDSA",
+      typ: "oauth-authz-req+jwt",
+      kid: `${opened.client_id.slice("decentralized_identifier:".length)}#0`,
+    });
+    expect(payload.exp - payload.iat).toBe(300);
+    expect(payload.aud).toBe("https://self-issued.me/v2");
     const byValue = await resolve(opened.authorization_request_by_value);
     const byReference = await resolve(opened.authorization_request);
     expect(byValue.jar?.sendBy).toBe("value");

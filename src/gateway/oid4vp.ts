@@ -118,8 +118,13 @@ export async function createAuthorizationRequest(params: {
       requestUri: params.requestUri,
       jwtSigner: { method: "did", didUrl: signer.kid, alg: "EdDSA" },
       expiresInSeconds: params.ttlSeconds,
-      // static discovery (OID4VP 1.0 §5.8): the wallet is not known in advance
-      additionalJwtPayload: { aud: "https://self-issued.me/v2" },
+      // static discovery (OID4VP 1.0 §5.8): the wallet is not known in advance; iat and exp
+      // from the gateway's clock (the library's JAR step reads the system clock)
+      additionalJwtPayload: {
+        aud: "https://self-issued.me/v2",
+        iat: Math.floor(params.now.getTime() / 1000),
+        exp: Math.floor(params.now.getTime() / 1000) + params.ttlSeconds,
+      },
     },
     now: params.now,
     callbacks: {
