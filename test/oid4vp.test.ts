@@ -10,11 +10,13 @@ import {
   resolveOpenid4vpAuthorizationRequest,
   submitOpenid4vpAuthorizationResponse,
 } from "@openid4vc/openid4vp";
+import type { CredentialPayload } from "@veramo/core";
 import { createVerifiablePresentationJwt } from "did-jwt-vc";
 import { getBytes, Wallet } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IssuedCredential } from "../agent/index.ts";
-import { getJson, postJson, waitForSync } from "./fixtures/http.ts";
+import { kpartyCredential } from "../src/credential/index.ts";
+import { getJson, postJson, tamperPayload, waitForSync } from "./fixtures/http.ts";
 import { createWorld, DOMAIN, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
 
 let world: KPartyWorld;
@@ -296,11 +298,34 @@ describe("OID4VP 1.0 verifier (library wallet + did-jwt-vc)", () => {
     expect((await submit(a, vpA)).status).toBe(200);
   });
 
-  it("refuses what the native path refuses: another holder's signature (holder_mismatch), a revoked credential (revoked)", async () => {
+  it("refuses what the native path refuses: a forged signature, another holder's signature, an outsider's credential, a revoked credential", async () => {
     const resolved = await resolve((await openRequest()).authorization_request);
+    const forged = tamperPayload(await vpFor(resolved), (p) => {
+      p.exp = 4_000_000_000;
+    });
+    expect(refusal(await submit(resolved, forged))).toEqual({ status: 401, code: "invalid_signature" });
     expect(refusal(await submit(resolved, await vpFor(resolved, { key: otherKey })))).toEqual({
       status: 401,
       code: "holder_mismatch",
+    });
+    const outsiders = await resolve((await openRequest()).authorization_request);
+    // signed by an issuer outside the consortium, straight through Veramo (its issuer plugin would refuse)
+    const fromOutsider = await world.outsider.handle.agent.createVerifiableCredential({
+      credential: kpartyCredential({
+        issuer: world.outsider.did,
+        subject: holderDid,
+        claims: { role: "participant", models: [MODEL_ID], actions: ["model:read"] },
+        statusIndex: 0,
+        deployment: world.deployment,
+        validFrom: new Date(),
+        validUntil: new Date(Date.now() + 86_400_000),
+      }) as unknown as CredentialPayload,
+      proofFormat: "jwt",
+    });
+    const outsiderJwt = (fromOutsider.proof as { jwt: string }).jwt;
+    expect(refusal(await submit(outsiders, await vpFor(outsiders, { jwt: outsiderJwt })))).toEqual({
+      status: 403,
+      code: "issuer_not_member",
     });
     const revokedCredential = await world.orgA.handle.agent.kpartyIssueCredential({
       issuer: world.orgA.did,
