@@ -5,6 +5,7 @@ import { ACTIONS, type Action, isModelSelector } from "../../credential/index.ts
 import { KPartyError } from "../../errors/index.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
+import { CLIENT_MESSAGES } from "../errors.ts";
 import {
   checkDcql,
   createAuthorizationRequest,
@@ -172,7 +173,9 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
     } catch (error) {
       const code = error instanceof KPartyError ? error.code : "internal";
       if (bound !== null) {
-        const message = error instanceof KPartyError ? error.shortMessage : "internal error";
+        // what the client is told for this code (a fixed message where a cause could leak)
+        const message =
+          CLIENT_MESSAGES[code] ?? (error instanceof KPartyError ? error.shortMessage : "internal error");
         transactions.settle(bound, "denied", JSON.stringify({ code, message }));
       }
       await audit.append({
