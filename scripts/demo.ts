@@ -2,7 +2,8 @@
  * `npm run demo [-- --json]`: the whole K-th Party flow on a real local chain.
  * Starts `hardhat node` on 127.0.0.1, deploys, forms a two-member consortium, issues K-th
  * Party tokens (a batch to three participants, one to a coordinator), runs federated rounds
- * through the gateway (local training, uploads, FedAvg) with held-out accuracy per round,
+ * through the gateway (local training, uploads, FedAvg) with held-out accuracy per round — one
+ * participant gets in through OpenID4VP 1.0 —
  * then revokes a participant's token and shows her refused. Everything it starts is stopped
  * at the end, on error and on Ctrl-C.
  */
@@ -11,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKPartyAgent, type IssuedCredential } from "../agent/index.ts";
 import { createChainClient, createProvider } from "../src/chain/index.ts";
+import { answerOid4vpRequest } from "../src/cli/oid4vp.ts";
 import { decodeJwt } from "../src/credential/index.ts";
 import {
   bootstrapConsortium,
@@ -146,15 +148,54 @@ async function main() {
     return { ...token, expiresAt: new Date((sentAt + token.expires_in) * 1000).toISOString() };
   }
 
-  step(6, "Each one asks for a challenge, signs a presentation of its token, and gets an access token.");
+  /**
+   * OpenID4VP 1.0: Carol's operator opens a request at the gateway, Carol's wallet (her agent)
+   * answers it, and the operator collects the access token from the transaction.
+   */
+  async function presentOid4vp(holder: Participant, credential: IssuedCredential, scope: string) {
+    const opened = (await (
+      await fetch(`${base}/oid4vp/requests`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ scope, models: [MODEL] }),
+      })
+    ).json()) as { transaction_id: string; client_id: string; authorization_request: string };
+    await answerOid4vpRequest({
+      request: opened.authorization_request,
+      credentialJwt: credential.jwt,
+      present: ({ nonce, clientId }) =>
+        holder.handle.agent.kpartyCreatePresentation({
+          holder: holder.did,
+          credentials: [credential.jwt],
+          challenge: nonce,
+          domain: clientId,
+          ...(credential.anchor.root ? { anchorProof: credential.anchor.proof } : {}),
+        }),
+    });
+    const sentAt = Math.floor(Date.now() / 1000);
+    const collected = (await (
+      await fetch(`${base}/oid4vp/transactions/${opened.transaction_id}`)
+    ).json()) as {
+      status: string;
+    } & Awaited<ReturnType<typeof gw.token>>;
+    if (collected.status !== "granted") throw new Error(`the OID4VP transaction is ${collected.status}`);
+    const expiresAt = new Date((sentAt + collected.expires_in) * 1000).toISOString();
+    return { ...collected, expiresAt, clientId: opened.client_id };
+  }
+
+  step(6, "Each one asks for a challenge, signs a presentation of its token, and gets an access token;");
+  detail("Carol's wallet answers an OpenID4VP 1.0 request instead (DCQL, direct_post, same verifier).");
+  const viaOid4vp = await presentOid4vp(carol, batch[2] as IssuedCredential, "model:read model:contribute");
   const tokens = await Promise.all([
-    ...[alice, bob, carol].map((p, i) => present(p, batch[i] as IssuedCredential)),
+    ...[alice, bob].map((p, i) => present(p, batch[i] as IssuedCredential)),
+    viaOid4vp,
     present(coordinator, coordinatorCredential),
   ]);
   for (const [i, t] of tokens.entries())
     detail(
-      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token, expires in ${t.expires_in} s (never after the credential)`,
+      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token, expires in ${t.expires_in} s (never after the credential)${i === 2 ? ", via OID4VP" : ""}`,
     );
+  detail(`OID4VP client_id ${viaOid4vp.clientId.slice(0, 48)}…`);
   const [aliceToken, , , coordinatorToken] = tokens.map((t) => t.access_token) as [
     string,
     string,
@@ -262,6 +303,7 @@ async function main() {
     holder: alice.did,
     credentialId: aliceCredential.credentialId,
     token,
+    oid4vp: { granted: true, holder: viaOid4vp.holder, scope: viaOid4vp.scope, clientId: viaOid4vp.clientId },
     before: { granted: true, status: 200, weightsBytes: before.weights.length * 4, version: before.version },
     after: { granted: false, code: live.code, status: live.status, presentation: fresh },
     revocationVisibleMs: visibleMs,

@@ -690,6 +690,104 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     });
   });
 
+  it("present --oid4vp answers a gateway's OID4VP request; the caller that opened it collects the token", async () => {
+    const base = gateway.ready.url;
+    const open = async (scope: string) => {
+      const res = await fetch(`${base}/oid4vp/requests`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ scope, models: ["fl-demo"] }),
+      });
+      expect(res.status).toBe(201);
+      return (await res.json()) as {
+        transaction_id: string;
+        authorization_request: string;
+        request_uri: string;
+        client_id: string;
+      };
+    };
+    const poll = async (id: string) =>
+      (await (await fetch(`${base}/oid4vp/transactions/${id}`)).json()) as Record<string, unknown>;
+
+    const opened = await open("model:read");
+    const answered = json<{
+      presented: boolean;
+      holder: string;
+      clientId: string;
+      credentialQueryId: string;
+    }>(
+      await as("alice", [
+        "present",
+        "--credential",
+        "alice.json",
+        "--oid4vp",
+        opened.authorization_request,
+        "--json",
+      ]),
+    );
+    expect(answered).toMatchObject({
+      presented: true,
+      holder: alice,
+      clientId: opened.client_id,
+      credentialQueryId: "kparty",
+    });
+    const collected = await poll(opened.transaction_id);
+    expect(collected).toMatchObject({
+      status: "granted",
+      holder: alice,
+      scope: "model:read",
+      models: ["fl-demo"],
+    });
+    expect(typeof collected.access_token).toBe("string");
+
+    // the bare request URI works too
+    const byUri = await open("model:read model:contribute");
+    expect(
+      json(
+        await as("alice", ["present", "--credential", "alice.json", "--oid4vp", byUri.request_uri, "--json"]),
+      ),
+    ).toMatchObject({ presented: true });
+    expect(await poll(byUri.transaction_id)).toMatchObject({
+      status: "granted",
+      scope: "model:read model:contribute",
+    });
+
+    // a request the credential cannot satisfy is refused by the wallet before anything is signed
+    const aggregate = await open("round:aggregate");
+    expect(
+      await as("alice", [
+        "present",
+        "--credential",
+        "alice.json",
+        "--oid4vp",
+        aggregate.authorization_request,
+      ]),
+    ).toEqual({
+      code: 8,
+      stdout: "",
+      stderr: "kparty: dcql_unsatisfied: the credential does not satisfy the request's DCQL query\n",
+    });
+    expect(await poll(aggregate.transaction_id)).toMatchObject({ status: "pending" });
+    // an unsigned request (a hand-made openid4vp:// URL) is refused
+    const unsigned = `openid4vp://?${new URLSearchParams({
+      client_id: `redirect_uri:${base}/oid4vp/responses`,
+      response_type: "vp_token",
+      response_mode: "direct_post",
+      response_uri: `${base}/oid4vp/responses`,
+      nonce: "n",
+      dcql_query: JSON.stringify({
+        credentials: [
+          { id: "kparty", format: "jwt_vc_json", meta: { type_values: [["VerifiableCredential"]] } },
+        ],
+      }),
+    })}`;
+    const refused = await as("alice", ["present", "--credential", "alice.json", "--oid4vp", unsigned]);
+    expect({ code: refused.code, stderr: refused.stderr }).toEqual({
+      code: 8,
+      stderr: "kparty: invalid_signature: the authorization request is not signed\n",
+    });
+  });
+
   it("present caps the token at the credential's expiry even when --token-ttl outlives it", async () => {
     const issued = await as("org-a", [
       "credential",

@@ -54,6 +54,7 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   challenge_reused: EXIT.accessRefused,
   domain_mismatch: EXIT.accessRefused,
   scope_denied: EXIT.accessRefused,
+  dcql_unsatisfied: EXIT.accessRefused,
   token_invalid: EXIT.accessRefused,
   credential_expired: EXIT.accessRefused,
   rate_limited: EXIT.accessRefused,

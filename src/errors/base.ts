@@ -21,6 +21,7 @@ export const SERVICE_ERROR_CODES = [
   "did_unresolvable",
   // access
   "scope_denied",
+  "dcql_unsatisfied",
   "token_invalid",
   "credential_expired",
   "rate_limited",

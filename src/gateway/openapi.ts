@@ -275,6 +275,159 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
           },
         },
       },
+      "/oid4vp/requests": {
+        post: {
+          summary:
+            "OID4VP 1.0: open a transaction — a signed authorization request for a scope (models × actions)",
+          description:
+            "Builds an OpenID for Verifiable Presentations 1.0 authorization request: a DCQL query for one " +
+            "`jwt_vc_json` KPartyCredential whose kParty.actions contain every requested action and whose " +
+            'kParty.models contain every requested model (or "*"), `response_mode: direct_post` to ' +
+            "`/oid4vp/responses`, a single-use `nonce`, a `state`, and the client identifier " +
+            "`decentralized_identifier:did:jwk:…` (the gateway's OID4VP key). The request object is a JAR " +
+            "(`typ: oauth-authz-req+jwt`, EdDSA, `kid` = the did:jwk's key) delivered by value " +
+            "(`authorization_request_by_value`) and by reference (`authorization_request`, `request_uri`, GET). " +
+            "`transaction_id` is the caller's secret: whoever holds it collects the access token at " +
+            "`GET /oid4vp/transactions/{id}`. Rate-limited with the challenges.",
+          requestBody: {
+            required: true,
+            content: json({
+              type: "object",
+              required: ["scope", "models"],
+              additionalProperties: false,
+              properties: {
+                scope: { type: "string", description: `space-separated actions among ${ACTIONS.join(", ")}` },
+                models: {
+                  type: "array",
+                  minItems: 1,
+                  items: { type: "string" },
+                  description: 'model ids or ["*"]',
+                },
+              },
+            }),
+          },
+          responses: {
+            "201": {
+              description: "the transaction and its authorization request",
+              content: json({
+                type: "object",
+                required: [
+                  "transaction_id",
+                  "client_id",
+                  "authorization_request",
+                  "request_uri",
+                  "expires_at",
+                ],
+                properties: {
+                  transaction_id: { type: "string" },
+                  client_id: { type: "string" },
+                  authorization_request: {
+                    type: "string",
+                    description: "openid4vp://?client_id=…&request_uri=…",
+                  },
+                  authorization_request_by_value: {
+                    type: "string",
+                    description: "openid4vp://?client_id=…&request=…",
+                  },
+                  request_uri: { type: "string" },
+                  request: { type: "string", description: "the signed request object (JAR)" },
+                  dcql_query: { type: "object" },
+                  expires_at: { type: "string", format: "date-time" },
+                },
+              }),
+            },
+            ...errors(400, 413, 429),
+          },
+        },
+      },
+      "/oid4vp/requests/{state}": {
+        get: {
+          summary: "OID4VP 1.0: the request object of an open request (request_uri, GET)",
+          parameters: [{ name: "state", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": {
+              description: "the signed request object",
+              content: { "application/oauth-authz-req+jwt": { schema: { type: "string" } } },
+            },
+            ...errors(404),
+          },
+        },
+      },
+      "/oid4vp/responses": {
+        post: {
+          summary: "OID4VP 1.0: the response URI (direct_post) — the wallet posts vp_token and state",
+          description:
+            "Form-encoded (or JSON) `vp_token` and `state`. `vp_token` must be OID4VP 1.0's shape: a JSON object " +
+            'whose only key is the credential query id "kparty", holding an array of exactly one VP JWT; anything ' +
+            "else (a bare JWT, an array, pre-1.0 shapes, `direct_post.jwt`'s `response`) is 400 malformed. The VP " +
+            "goes through the same verifier as /auth/token with the request's nonce as the single-use challenge " +
+            "and its full client_id (prefix included) as the audience: 401 challenge_invalid (unknown state, " +
+            "another request's nonce, expired request), 401 challenge_reused (already answered), 401 " +
+            "domain_mismatch, and every credential-level code of /auth/token. Then 403 dcql_unsatisfied when the " +
+            "verified credential does not satisfy the DCQL query. Failures before the nonce is consumed leave " +
+            "the request open; after, the transaction is denied with that code.",
+          requestBody: {
+            required: true,
+            content: {
+              "application/x-www-form-urlencoded": {
+                schema: {
+                  type: "object",
+                  required: ["vp_token", "state"],
+                  properties: { vp_token: { type: "string" }, state: { type: "string" } },
+                },
+              },
+              ...json({
+                type: "object",
+                required: ["vp_token", "state"],
+                additionalProperties: false,
+                properties: { vp_token: { type: "object" }, state: { type: "string" } },
+              }),
+            },
+          },
+          responses: {
+            "200": {
+              description: "accepted: the caller collects the token",
+              content: json({ type: "object" }),
+            },
+            ...errors(400, 401, 403, 413, 503),
+          },
+        },
+      },
+      "/oid4vp/transactions/{id}": {
+        get: {
+          summary: "OID4VP 1.0: the caller polls its transaction and collects the access token (once)",
+          description:
+            "`pending` until the wallet answers (or `expired`); `denied` with the refusal's code; `granted` " +
+            "with the access token — through the same grant → token step as /auth/token (lifetime capped at " +
+            "the credential's and the presentation's exp) — exactly once, `redeemed` afterwards.",
+          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": {
+              description: "the transaction's status (with the token when granted)",
+              content: json({
+                type: "object",
+                required: ["status"],
+                properties: {
+                  status: { enum: ["pending", "expired", "denied", "granted", "redeemed"] },
+                  expires_at: { type: "string", format: "date-time" },
+                  error: {
+                    type: "object",
+                    properties: { code: ref("ErrorCode"), message: { type: "string" } },
+                  },
+                  access_token: { type: "string" },
+                  token_type: { const: "Bearer" },
+                  expires_in: { type: "integer" },
+                  scope: { type: "string" },
+                  holder: { type: "string" },
+                  models: { type: "array", items: { type: "string" } },
+                  credential_id: { type: "string" },
+                },
+              }),
+            },
+            ...errors(401, 404),
+          },
+        },
+      },
       "/credentials/verify": {
         post: {
           summary: "VC-API: verify one K-th Party token (options may add checks, never remove them)",

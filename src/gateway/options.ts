@@ -34,6 +34,13 @@ export interface GatewayOptions {
   bodyLimitBytes?: number;
   /** Ed25519 key for access tokens (default: a fresh key per process). */
   tokenKey?: KeyObject;
+  /**
+   * The OID4VP verifier (`routes/oid4vp.ts`): `publicUrl` is the gateway's base URL as wallets
+   * reach it (for `response_uri` and `request_uri`; default: from each creating request's
+   * protocol and Host); `requestTtlSeconds` how long a request stays open (default 300);
+   * `key` the Ed25519 key of its `did:jwk` client identifier (default: a fresh key per process).
+   */
+  oid4vp?: { publicUrl?: string; requestTtlSeconds?: number; key?: KeyObject };
   /** Fastify request logging (default off). Bodies and headers are never logged. */
   logger?: boolean;
   /**

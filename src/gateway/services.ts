@@ -6,10 +6,11 @@ import { AuditLog } from "./audit.ts";
 import { createDidCache } from "./did-cache.ts";
 import { createAccessGuard } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
+import { createOid4vpSigner, type Oid4vpSigner } from "./oid4vp.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
 import { type CacheBounds, DEFAULT_CACHE_BOUNDS, type GatewayOptions } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import { ChallengeStore } from "./state.ts";
+import { ChallengeStore, type Oid4vpTransactionStore, SqliteOid4vpTransactions } from "./state.ts";
 import { createStatusCache, type StatusCache } from "./status-cache.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import { verifyEs256kAsync } from "./verify/es256k.ts";
@@ -30,6 +31,13 @@ export interface GatewayServices {
   clockSkewSeconds: number;
   tokens: TokenService;
   challenges: ChallengeStore;
+  /** The OID4VP verifier: its signing identity, its transactions, its settings (see `GatewayOptions.oid4vp`). */
+  oid4vp: {
+    signer: Oid4vpSigner;
+    transactions: Oid4vpTransactionStore;
+    publicUrl: string | null;
+    requestTtlSeconds: number;
+  };
   watcher: RegistryWatcher;
   states: StatusCache;
   verifier: Verifier;
@@ -107,6 +115,18 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
   });
   const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
+  const requestTtlSeconds = options.oid4vp?.requestTtlSeconds ?? 300;
+  if (!Number.isSafeInteger(requestTtlSeconds) || requestTtlSeconds <= 0)
+    throw new TypeError("oid4vp.requestTtlSeconds must be a positive integer");
+  const publicUrl = options.oid4vp?.publicUrl?.replace(/\/+$/, "") ?? null;
+  if (publicUrl !== null && !/^https?:\/\/[^\s/]+/.test(publicUrl))
+    throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
+  const oid4vp = {
+    signer: createOid4vpSigner(options.oid4vp?.key),
+    transactions: new SqliteOid4vpTransactions(db, { now }),
+    publicUrl,
+    requestTtlSeconds,
+  };
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
@@ -189,6 +209,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     clockSkewSeconds,
     tokens,
     challenges,
+    oid4vp,
     watcher,
     states,
     verifier,

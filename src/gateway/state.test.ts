@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from "vitest";
 import { errorCode } from "../../test/fixtures/errors.ts";
 import type { KPartyError } from "../errors/index.ts";
 import { AuditLog, verifyAuditChain } from "./audit.ts";
-import { ChallengeStore, openGatewayDatabase } from "./state.ts";
+import { ChallengeStore, openGatewayDatabase, SqliteOid4vpTransactions } from "./state.ts";
 
 /** The real sync, for mocks that slow it down (taken before any test spies on it). */
 const fdatasyncSync = fs.fdatasyncSync;
@@ -30,6 +30,45 @@ describe("ChallengeStore", () => {
     const { challenge } = store.issue("127.0.0.1");
     now += 60_000;
     expect(errorCode(() => store.consume(challenge))).toBe("challenge_invalid");
+  });
+});
+
+describe("SqliteOid4vpTransactions", () => {
+  const open = (now: () => number) => {
+    const store = new SqliteOid4vpTransactions(openGatewayDatabase(":memory:"), { now });
+    store.create({ id: "tx", state: "st", nonce: "n", client: "127.0.0.1", request: "{}", expiresAt: 2_000 });
+    return store;
+  };
+
+  it("consumes a request's nonce once: another nonce or state is challenge_invalid, a second answer challenge_reused", () => {
+    const store = open(() => 1_000);
+    expect(errorCode(() => store.checkNonce("st", "other"))).toBe("challenge_invalid");
+    expect(errorCode(() => store.consumeNonce("st", "other"))).toBe("challenge_invalid");
+    expect(errorCode(() => store.consumeNonce("nope", "n"))).toBe("challenge_invalid");
+    expect(errorCode(() => store.consumeNonce("st", "n"))).toBe("no error");
+    expect(errorCode(() => store.checkNonce("st", "n"))).toBe("challenge_reused");
+    expect(errorCode(() => store.consumeNonce("st", "n"))).toBe("challenge_reused");
+    expect(store.byId("tx")?.respondedAt).toBe(1_000);
+  });
+
+  it("refuses the nonce of an expired request: challenge_invalid", () => {
+    const store = open(() => 2_000);
+    expect(errorCode(() => store.consumeNonce("st", "n"))).toBe("challenge_invalid");
+    expect(store.byState("st")?.respondedAt).toBeNull();
+  });
+
+  it("settles only a responded transaction, once; redeems a granted one once", () => {
+    const store = open(() => 1_000);
+    store.settle("tx", "granted", "{}");
+    expect(store.byId("tx")?.outcome).toBeNull();
+    expect(store.redeem("tx")).toBe(false);
+    store.consumeNonce("st", "n");
+    store.settle("tx", "granted", '{"g":1}');
+    store.settle("tx", "denied", '{"code":"revoked"}');
+    expect(store.byId("tx")).toMatchObject({ outcome: "granted", result: '{"g":1}' });
+    expect(store.redeem("tx")).toBe(true);
+    expect(store.redeem("tx")).toBe(false);
+    expect(store.byId("tx")?.redeemedAt).toBe(1_000);
   });
 });
 

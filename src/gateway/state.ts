@@ -5,8 +5,8 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
 
 /**
- * Opens (creating if needed) the gateway's embedded database: challenges and the audit
- * log. WAL with `synchronous=FULL` by default; the audit log syncs its own commits off the
+ * Opens (creating if needed) the gateway's embedded database: challenges, OID4VP transactions
+ * and the audit log. WAL with `synchronous=FULL` by default; the audit log syncs its own commits off the
  * event loop (see `AuditLog`). `:memory:` gives a throwaway database (tests).
  */
 export function openGatewayDatabase(file: string): DatabaseSync {
@@ -24,6 +24,20 @@ export function openGatewayDatabase(file: string): DatabaseSync {
       used_at INTEGER
     );
     CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
+    CREATE TABLE IF NOT EXISTS oid4vp_transactions (
+      id TEXT PRIMARY KEY NOT NULL,
+      state TEXT NOT NULL UNIQUE,
+      nonce TEXT NOT NULL UNIQUE,
+      client TEXT NOT NULL,
+      request TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      responded_at INTEGER,
+      outcome TEXT CHECK (outcome IN ('granted', 'denied')),
+      result TEXT,
+      redeemed_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS oid4vp_transactions_expiry ON oid4vp_transactions (expires_at);
     CREATE TABLE IF NOT EXISTS audit (
       seq INTEGER PRIMARY KEY,
       at TEXT NOT NULL,
@@ -136,5 +150,158 @@ export class ChallengeStore {
       throw new KPartyError("challenge_reused", "the challenge has already been used");
     if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
     throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+  }
+}
+
+/** One OID4VP authorization request of this gateway and what became of it. */
+export interface Oid4vpTransaction {
+  /** The caller's handle on the transaction (256 random bits): whoever holds it collects the token. */
+  id: string;
+  /** The request's `state`, echoed by the wallet; also names its `request_uri`. */
+  state: string;
+  /** The request's single-use `nonce`: the challenge the presentation must carry. */
+  nonce: string;
+  /** Who created it (client address). */
+  client: string;
+  /** What the route keeps about the request (JSON: client_id, scope, DCQL query, signed request object). */
+  request: string;
+  createdAt: number;
+  expiresAt: number;
+  /** When the wallet's response consumed the nonce. */
+  respondedAt: number | null;
+  outcome: "granted" | "denied" | null;
+  /** JSON: the grant (granted) or the error (denied). */
+  result: string | null;
+  /** When the caller collected the token (once). */
+  redeemedAt: number | null;
+}
+
+/**
+ * The state port of OID4VP transactions: create, look up, consume the nonce once, settle,
+ * redeem once. Every single-use step is one conditional write, so it holds across concurrent
+ * requests (and, in a shared backend, across replicas). {@link SqliteOid4vpTransactions} is
+ * the embedded backend.
+ */
+export interface Oid4vpTransactionStore {
+  create(
+    transaction: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">,
+  ): void;
+  byId(id: string): Oid4vpTransaction | undefined;
+  byState(state: string): Oid4vpTransaction | undefined;
+  /**
+   * Marks the nonce of the transaction `state` names used; throws `challenge_invalid` (unknown
+   * state, another nonce, expired request) or `challenge_reused` (already answered).
+   */
+  consumeNonce(state: string, nonce: string): void;
+  /** Like {@link consumeNonce} without writing: a made-up nonce costs nothing. */
+  checkNonce(state: string, nonce: string): void;
+  /** Records the decision on a responded transaction (once). */
+  settle(id: string, outcome: "granted" | "denied", result: string): void;
+  /** Marks a granted transaction's token collected; false if it was already (or is not granted). */
+  redeem(id: string): boolean;
+}
+
+interface TransactionRow {
+  id: string;
+  state: string;
+  nonce: string;
+  client: string;
+  request: string;
+  created_at: number;
+  expires_at: number;
+  responded_at: number | null;
+  outcome: "granted" | "denied" | null;
+  result: string | null;
+  redeemed_at: number | null;
+}
+
+const transactionOf = (row: TransactionRow | undefined): Oid4vpTransaction | undefined =>
+  row && {
+    id: row.id,
+    state: row.state,
+    nonce: row.nonce,
+    client: row.client,
+    request: row.request,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    respondedAt: row.responded_at,
+    outcome: row.outcome,
+    result: row.result,
+    redeemedAt: row.redeemed_at,
+  };
+
+/** OID4VP transactions in the gateway's node:sqlite database; those expired a day ago are pruned. */
+export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {
+  readonly #now: () => number;
+  readonly #insert: StatementSync;
+  readonly #prune: StatementSync;
+  readonly #byId: StatementSync;
+  readonly #byState: StatementSync;
+  readonly #respond: StatementSync;
+  readonly #settle: StatementSync;
+  readonly #redeem: StatementSync;
+  #prunedAt = 0;
+
+  constructor(db: DatabaseSync, options: { now: () => number }) {
+    this.#now = options.now;
+    this.#insert = db.prepare(
+      "INSERT INTO oid4vp_transactions (id, state, nonce, client, request, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#prune = db.prepare("DELETE FROM oid4vp_transactions WHERE expires_at < ?");
+    this.#byId = db.prepare("SELECT * FROM oid4vp_transactions WHERE id = ?");
+    this.#byState = db.prepare("SELECT * FROM oid4vp_transactions WHERE state = ?");
+    this.#respond = db.prepare(
+      "UPDATE oid4vp_transactions SET responded_at = ? WHERE state = ? AND nonce = ? AND responded_at IS NULL AND expires_at > ?",
+    );
+    this.#settle = db.prepare(
+      "UPDATE oid4vp_transactions SET outcome = ?, result = ? WHERE id = ? AND responded_at IS NOT NULL AND outcome IS NULL",
+    );
+    this.#redeem = db.prepare(
+      "UPDATE oid4vp_transactions SET redeemed_at = ? WHERE id = ? AND outcome = 'granted' AND redeemed_at IS NULL",
+    );
+  }
+
+  create(t: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">): void {
+    const now = this.#now();
+    if (now - this.#prunedAt >= 60_000) {
+      this.#prunedAt = now;
+      this.#prune.run(now - 86_400_000);
+    }
+    this.#insert.run(t.id, t.state, t.nonce, t.client, t.request, now, t.expiresAt);
+  }
+
+  byId(id: string): Oid4vpTransaction | undefined {
+    return transactionOf(this.#byId.get(id) as TransactionRow | undefined);
+  }
+
+  byState(state: string): Oid4vpTransaction | undefined {
+    return transactionOf(this.#byState.get(state) as TransactionRow | undefined);
+  }
+
+  checkNonce(state: string, nonce: string): void {
+    const t = this.byState(state);
+    if (!t)
+      throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
+    if (t.nonce !== nonce)
+      throw new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
+    if (t.respondedAt !== null)
+      throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+    if (t.expiresAt <= this.#now())
+      throw new KPartyError("challenge_invalid", "the authorization request has expired");
+  }
+
+  consumeNonce(state: string, nonce: string): void {
+    const now = this.#now();
+    if (this.#respond.run(now, state, nonce, now).changes === 1) return;
+    this.checkNonce(state, nonce);
+    throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+  }
+
+  settle(id: string, outcome: "granted" | "denied", result: string): void {
+    this.#settle.run(outcome, result, id);
+  }
+
+  redeem(id: string): boolean {
+    return this.#redeem.run(this.#now(), id).changes === 1;
   }
 }

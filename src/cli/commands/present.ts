@@ -6,6 +6,7 @@ import { isKPartyError, KPartyError } from "../../errors/index.ts";
 import { createGatewayClient, type GatewayClient } from "../../gateway/client.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import { identityOf } from "../context.ts";
+import { answerOid4vpRequest } from "../oid4vp.ts";
 import { run } from "../run.ts";
 import { readBundle } from "./credential.ts";
 
@@ -83,10 +84,16 @@ function credentialExpiry(jwt: string): string {
 export function registerPresent(program: Command): void {
   program
     .command("present")
-    .description("present a credential to a gateway (challenge → signed presentation → access token)")
+    .description(
+      "present a credential to a gateway (challenge → signed presentation → access token), or answer an OID4VP request",
+    )
     .requiredOption("--credential <file>", "the bundle file `kparty credential issue` wrote")
     .option("--gateway <url>", "the gateway (default: gateway.url of the config)")
     .option("--scope <scope>", 'ask for less than the credential grants, e.g. "model:read"')
+    .option(
+      "--oid4vp <request>",
+      "answer an OpenID4VP 1.0 request instead (an openid4vp:// URL or its request URI); the token goes to whoever opened it",
+    )
     .addHelpText(
       "after",
       `
@@ -94,16 +101,28 @@ The access token is saved in the data dir (session.json, readable only by you) f
 \`kparty model\` commands; it is never printed. It ends no later than the credential
 (expiresAt <= credentialExpiresAt), whatever the gateway's --token-ttl.
 
+With --oid4vp the signed request is verified (client id decentralized_identifier:did:jwk:…),
+the credential must satisfy its DCQL query, and the presentation (nonce and audience of the
+request) is posted to its response URI; nothing is saved: the access token goes to whoever
+opened the request (GET /oid4vp/transactions/:id at the gateway).
+
 Examples:
   $ kparty present --credential alice.json --data-dir .kparty/alice
+  $ kparty present --credential alice.json --oid4vp 'openid4vp://?client_id=…&request_uri=…' --data-dir .kparty/alice
   $ kparty present --credential alice.json --gateway http://127.0.0.1:8080 --scope model:read --json`,
     )
     .action(
-      run(async (ctx, options: { credential: string; gateway?: string; scope?: string }) => {
+      run(async (ctx, options: { credential: string; gateway?: string; scope?: string; oid4vp?: string }) => {
         const bundle = readBundle(options.credential);
         const credentialExpiresAt = credentialExpiry(bundle.jwt);
+        if (options.oid4vp !== undefined && (options.gateway !== undefined || options.scope !== undefined)) {
+          throw new KPartyError(
+            "invalid_argument",
+            "--oid4vp takes its verifier and scope from the request: drop --gateway and --scope",
+          );
+        }
         const url = (options.gateway ?? ctx.config.gateway.url).replace(/\/+$/, "");
-        if (!/^https?:\/\/[^\s/]+/.test(url)) {
+        if (options.oid4vp === undefined && !/^https?:\/\/[^\s/]+/.test(url)) {
           throw new KPartyError("invalid_argument", `--gateway must be an http(s) URL, got "${url}"`);
         }
         const { agent } = await ctx.agent("holder");
@@ -121,6 +140,26 @@ Examples:
             throw error;
           },
         );
+        if (options.oid4vp !== undefined) {
+          const answered = await answerOid4vpRequest({
+            request: options.oid4vp,
+            credentialJwt: bundle.jwt,
+            present: ({ nonce, clientId }) =>
+              agent.kpartyCreatePresentation({
+                holder: did,
+                credentials: [bundle.jwt],
+                challenge: nonce,
+                domain: clientId,
+                ...(bundle.anchor.root ? { anchorProof: bundle.anchor.proof } : {}),
+              }),
+          });
+          ctx.out.result({ presented: true, holder: did, credentialId: bundle.credentialId, ...answered }, [
+            `presented to ${answered.clientId}`,
+            `  response    ${answered.responseUri} accepted`,
+            "  the access token goes to whoever opened the request",
+          ]);
+          return;
+        }
         const gw = gatewayClient(url);
         const { challenge, domain } = await gw.challenge();
         const presentation = await agent.kpartyCreatePresentation({

@@ -6,6 +6,9 @@ import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { grantScope, type ScopeRequest } from "../policy.ts";
 import type { GatewayServices } from "../services.ts";
+import type { AccessGrant, TokenService } from "../tokens.ts";
+import type { CheckResult } from "../verify/checks.ts";
+import type { VerifiedPresentation } from "../verify/verifier.ts";
 
 const TOKEN_BODY_KEYS = ["presentation", "scope", "models"];
 
@@ -42,12 +45,88 @@ function parseTokenRequest(body: unknown): { presentation: string; request: Scop
 }
 
 /**
+ * What a verified presentation grants, as plain data: the access grant (bounded by the
+ * credential) and the presentation's own `exp`. OID4VP keeps it between the wallet's response
+ * and the caller's collection of the token.
+ */
+export interface PresentationGrant extends AccessGrant {
+  presentationExpiresAt?: number;
+}
+
+/** The grant of `verified` for `scope` (what `grantScope` allowed). */
+export function grantOf(
+  verified: VerifiedPresentation,
+  scope: { actions: Action[]; models: string[] },
+): PresentationGrant {
+  const { credential } = verified;
+  return {
+    holder: verified.holder,
+    credentialId: credential.credentialId,
+    anchorKey: credential.anchorKey,
+    issuerAccount: credential.issuerAccount,
+    revocationIndex: credential.revocationIndex,
+    suspensionIndex: credential.suspensionIndex,
+    actions: scope.actions,
+    models: scope.models,
+    ...(credential.claims.quota ? { requestsPerMinute: credential.claims.quota.requestsPerMinute } : {}),
+    credentialNotBefore: credential.notBefore,
+    credentialExpiresAt: credential.expires,
+    ...(verified.expires !== undefined ? { presentationExpiresAt: verified.expires } : {}),
+  };
+}
+
+/** The token answer of `/auth/token` and of an OID4VP transaction. */
+export interface TokenAnswer {
+  access_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+  scope: string;
+  holder: string;
+  models: string[];
+  credential_id: string;
+}
+
+/**
+ * The one grant → token step of every route that hands out access tokens (`/auth/token`, OID4VP):
+ * signs a token for `grant`, capped at the credential's and the presentation's `exp`; a cap
+ * already past throws `expired` with `checks` plus the failed `token.lifetime` check. `request`
+ * is the HTTP request that collects the token (where a sender constraint would be read).
+ */
+export function handOverToken(
+  services: Pick<GatewayServices, "tokens">,
+  grant: PresentationGrant,
+  context: { request: FastifyRequest; checks: CheckResult[] },
+): TokenAnswer {
+  const { presentationExpiresAt, ...access } = grant;
+  let issued: ReturnType<TokenService["issue"]>;
+  try {
+    issued = services.tokens.issue(
+      access,
+      presentationExpiresAt !== undefined ? { presentationExpiresAt } : {},
+    );
+  } catch (error) {
+    if (!(error instanceof KPartyError)) throw error;
+    const checks = [...context.checks, { check: "token.lifetime", passed: false, code: error.code }];
+    throw new KPartyError(error.code, error.shortMessage, { details: { checks } });
+  }
+  return {
+    access_token: issued.token,
+    token_type: "Bearer",
+    expires_in: issued.expiresIn,
+    scope: grant.actions.join(" "),
+    holder: grant.holder,
+    models: grant.models,
+    credential_id: grant.credentialId,
+  };
+}
+
+/**
  * The native path: `POST /auth/challenge` (and VC-API's `POST /challenges`, the same single-use
  * challenges) and `POST /auth/token`, which turns a presentation into an access token bounded by
  * its credential. Every token decision is in the audit log before the answer.
  */
 export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
-  const { domain, limiter, challenges, challengesPerMinute, verifier, tokens, audit } = services;
+  const { domain, limiter, challenges, challengesPerMinute, verifier, audit } = services;
   const clientOf = (request: FastifyRequest) => request.ip;
   const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
@@ -80,45 +159,11 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
         throw new KPartyError("scope_denied", (error as KPartyError).shortMessage, { details: { checks } });
       }
       const { actions } = scope;
-      const { credential } = verified;
-      let issued: ReturnType<typeof tokens.issue>;
-      try {
-        // capped at the credential's and the presentation's exp; `expired` if that is already past
-        issued = tokens.issue(
-          {
-            holder,
-            credentialId: credential.credentialId,
-            anchorKey: credential.anchorKey,
-            issuerAccount: credential.issuerAccount,
-            revocationIndex: credential.revocationIndex,
-            suspensionIndex: credential.suspensionIndex,
-            actions,
-            models: scope.models,
-            ...(credential.claims.quota
-              ? { requestsPerMinute: credential.claims.quota.requestsPerMinute }
-              : {}),
-            credentialNotBefore: credential.notBefore,
-            credentialExpiresAt: credential.expires,
-          },
-          verified.expires !== undefined ? { presentationExpiresAt: verified.expires } : {},
-        );
-      } catch (error) {
-        if (!(error instanceof KPartyError)) throw error;
-        const checks = [...verified.checks, { check: "token.lifetime", passed: false, code: error.code }];
-        throw new KPartyError(error.code, error.shortMessage, { details: { checks } });
-      }
+      const answer = handOverToken(services, grantOf(verified, scope), { request, checks: verified.checks });
       await audit.append(
         auditEntryOf(request, { outcome: "granted", holder, credentialId, action: actions.join(" ") }),
       );
-      return {
-        access_token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expiresIn,
-        scope: actions.join(" "),
-        holder,
-        models: scope.models,
-        credential_id: credential.credentialId,
-      };
+      return answer;
     } catch (error) {
       await audit.append(auditEntryOf(request, { outcome: "denied", error, holder, credentialId }));
       throw error;
