@@ -115,6 +115,14 @@ const EXPECTED: Record<string, string[]> = {
     "trainLocal",
   ],
   "src/errors/index.ts": ["KPartyError", "isKPartyError"],
+  "src/state/index.ts": [
+    "TokenKeyRing",
+    "createEmbeddedState",
+    "memoryTokenKeys",
+    "newTokenKey",
+    "publicJwkOf",
+    "tokenKeyId",
+  ],
   "src/devnet/index.ts": [
     "bootstrapConsortium",
     "contractsBuilt",

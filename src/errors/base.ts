@@ -32,6 +32,7 @@ export type KPartyErrorCode =
   // infrastructure
   | "registry_unavailable"
   | "audit_unavailable"
+  | "state_unavailable"
   | "overloaded"
   | "chain_reverted"
   | "chain_rejected"

@@ -1,15 +1,15 @@
 import { JsonRpcProvider } from "ethers";
 import { type ChainClient, createRegistryWatcher, type RegistryWatcher } from "../chain/index.ts";
 import type { FileModelStore } from "../models/index.ts";
+import { createEmbeddedState } from "../state/embedded/index.ts";
+import { memoryTokenKeys, TokenKeyRing } from "../state/keys.ts";
+import type { AuditStore, ChallengeStore, GatewayState, RateLimits } from "../state/port.ts";
 import { secretsOfUrl } from "../util/redact.ts";
-import { AuditLog } from "./audit.ts";
 import { createDidCache } from "./did-cache.ts";
 import { createAccessGuard } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
 import type { GatewayOptions } from "./options.ts";
-import { RateLimiter } from "./rate-limit.ts";
-import { ChallengeStore } from "./state.ts";
 import { createStatusCache, type StatusCache } from "./status-cache.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import { verifyEs256kAsync } from "./verify/es256k.ts";
@@ -33,8 +33,10 @@ export interface GatewayServices {
   watcher: RegistryWatcher;
   states: StatusCache;
   verifier: Verifier;
-  audit: AuditLog;
-  limiter: RateLimiter;
+  audit: AuditStore;
+  limiter: RateLimits;
+  /** The state backend the stores above come from. */
+  state: GatewayState;
   /** The pre-handler that admits a live access token for an action (see `createAccessGuard`). */
   requireAccess: ReturnType<typeof createAccessGuard>;
   operatorLog: OperatorLog;
@@ -81,19 +83,32 @@ function checkNumbers(options: GatewayOptions) {
  */
 export async function createGatewayServices(options: GatewayOptions): Promise<GatewayServices> {
   const { agent, chain, models, db, domain } = options;
-  if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
+  if (!agent || !chain || !models) throw new TypeError("agent, chain and models are required");
+  if (!db === !options.state) throw new TypeError("one of db (embedded) or state is required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
   const { maxInFlight, verifyThreads, maxEventLoopDelayMs } = checkNumbers(options);
   const clockSkewSeconds = resolveClockSkew(options.clockSkewSeconds);
+  const refreshMs = options.tokenKeyRefreshMs ?? 10_000;
+  if (!Number.isFinite(refreshMs) || refreshMs < 0)
+    throw new TypeError("tokenKeyRefreshMs must be a non-negative number");
+  const state = options.state ?? createEmbeddedState(db as NonNullable<typeof db>);
+  const keys = new TokenKeyRing(
+    options.tokenKey ? memoryTokenKeys(options.tokenKey, now) : state.tokenKeys(),
+    {
+      now,
+      refreshMs,
+    },
+  );
+  await keys.reload(); // before anything starts: a store that cannot be read leaves nothing behind
   const tokens = createTokenService({
     domain,
     now,
     clockSkewSeconds,
+    keys,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
-    ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
   });
-  const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
+  const challenges = state.challenges({ ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
@@ -132,7 +147,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
     now,
   });
-  const audit = new AuditLog(db, {
+  const audit = state.audit({
     now,
     // in the operator's log whatever the request logging: the operator has to restart the gateway
     onSyncFailure: (error) =>
@@ -140,9 +155,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
         `audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted`,
       ),
   });
-  const limiter = new RateLimiter({ now });
+  const limiter = state.rateLimits({ now });
   const requireAccess = createAccessGuard({
-    tokens,
+    tokens: { verify: tokens.verifyFresh },
     states,
     audit,
     limiter,
@@ -165,6 +180,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     verifier,
     audit,
     limiter,
+    state,
     requireAccess,
     operatorLog,
     shedder,

@@ -50,9 +50,9 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
   const clientOf = (request: FastifyRequest) => request.ip;
   const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
-  const issueChallenge = (request: FastifyRequest) => {
-    limiter.take(`challenge:${bucketOf(request)}`, challengesPerMinute, "challenges from this address");
-    const { challenge, expiresAt } = challenges.issue(clientOf(request));
+  const issueChallenge = async (request: FastifyRequest) => {
+    await limiter.take(`challenge:${bucketOf(request)}`, challengesPerMinute, "challenges from this address");
+    const { challenge, expiresAt } = await challenges.issue(clientOf(request));
     return { challenge, domain, expiresAt: expiresAt.toISOString() };
   };
   app.post("/auth/challenge", async (request) => issueChallenge(request));
@@ -81,6 +81,7 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
       const { actions } = scope;
       const { credential } = verified;
       let issued: ReturnType<typeof tokens.issue>;
+      await tokens.keys.fresh(); // a key rotated anywhere signs from here on
       try {
         // capped at the credential's and the presentation's exp; `expired` if that is already past
         issued = tokens.issue(
