@@ -16,3 +16,11 @@ export type {
   TokenKeyStore,
   TokenPublicKey,
 } from "./port.ts";
+export {
+  MIGRATIONS,
+  type Migration,
+  migrate,
+  openPostgresState,
+  type PostgresStateOptions,
+  postgresState,
+} from "./postgres/index.ts";
