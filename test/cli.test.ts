@@ -1027,7 +1027,7 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     expect(await run(["audit", "verify", "--db", "nowhere.sqlite"])).toEqual({
       code: 5,
       stdout: "",
-      stderr: `kparty: not_found: no gateway database at ${join(dir, "nowhere.sqlite")} (hint: pass --db <gateway.sqlite>, or --data-dir of the gateway)\n`,
+      stderr: `kparty: not_found: no gateway database at ${join(dir, "nowhere.sqlite")} (hint: pass --db <gateway.sqlite>, --data-dir of the gateway, or --database postgres://…)\n`,
     });
   });
 });

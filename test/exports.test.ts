@@ -123,6 +123,18 @@ const EXPECTED: Record<string, string[]> = {
     "SERVICE_ERROR_CODES",
     "isKPartyError",
   ],
+  "src/state/index.ts": [
+    "MIGRATIONS",
+    "TokenKeyRing",
+    "createEmbeddedState",
+    "memoryTokenKeys",
+    "migrate",
+    "newTokenKey",
+    "openPostgresState",
+    "postgresState",
+    "publicJwkOf",
+    "tokenKeyId",
+  ],
   "src/devnet/index.ts": [
     "bootstrapConsortium",
     "contractsBuilt",

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyProtection, errorResponse } from "../src/gateway/index.ts";
+import { createEmbeddedState } from "../src/state/index.ts";
 import { getJson, requestToken, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import { clockNow, createWorld, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
@@ -51,6 +52,21 @@ const infer = async (model: string, token?: string) => {
 };
 
 describe("kparty protection mounted on another Fastify server", () => {
+  it("accepts tokens under a key rotated in after it started, and still those under the old key", async () => {
+    const cred = await issue(world.orgA, world.alice, { actions: ["model:read", "model:infer"] });
+    const old = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    const added = await createEmbeddedState(world.db).tokenKeys().add(); // `kparty gateway keys rotate`
+    world.clock.offsetMs += 10_000; // past the gateway's key refresh time (10 s): it signs with the new key
+    try {
+      const fresh = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+      const kid = JSON.parse(Buffer.from(fresh.split(".")[0] as string, "base64url").toString()).kid;
+      expect(kid).toBe(added.kid);
+      for (const token of [fresh, old]) expect((await infer(MODEL_ID, token)).status).toBe(200);
+    } finally {
+      world.clock.offsetMs -= 10_000;
+    }
+  });
+
   it("admits the gateway's tokens for the granted action and model only", async () => {
     const cred = await issue(world.orgA, world.alice, { actions: ["model:read", "model:infer"] });
     const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;

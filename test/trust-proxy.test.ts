@@ -12,7 +12,7 @@ let app: FastifyInstance | undefined;
 let options: GatewayOptions | undefined;
 afterEach(async () => {
   await app?.close();
-  options?.db.close();
+  options?.db?.close();
   app = undefined;
   options = undefined;
 });
@@ -45,7 +45,7 @@ async function auditedClient(base: string, forwardedFor: string): Promise<unknow
     body: JSON.stringify({ presentation: "" }),
   });
   expect(res.status).toBe(400);
-  const rows = (options as GatewayOptions).db
+  const rows = ((options as GatewayOptions).db as NonNullable<GatewayOptions["db"]>)
     .prepare("SELECT client, code FROM audit ORDER BY seq DESC LIMIT 1")
     .all();
   return rows[0];

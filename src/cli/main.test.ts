@@ -33,6 +33,8 @@ describe("the kparty program", () => {
         "did create",
         "did list",
         "gateway",
+        "gateway keys",
+        "gateway keys rotate",
         "gateway serve",
         "init",
         "issuer",

@@ -34,6 +34,7 @@ export const SERVICE_ERROR_CODES = [
   // infrastructure
   "registry_unavailable",
   "audit_unavailable",
+  "state_unavailable",
   "overloaded",
   "internal",
 ] as const;

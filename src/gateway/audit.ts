@@ -4,28 +4,10 @@ import fs from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
+import type { AuditEntry, AuditRecord, AuditVerification } from "../state/port.ts";
 import { threadPoolSize } from "../util/thread-pool.ts";
 
-/** One access decision. */
-export interface AuditEntry {
-  client: string;
-  route: string;
-  holder?: string | null;
-  credentialId?: string | null;
-  action?: string | null;
-  model?: string | null;
-  outcome: "granted" | "denied";
-  code?: string | null;
-}
-
-export interface AuditRecord extends Required<AuditEntry> {
-  seq: number;
-  at: string;
-  /** Hash of the previous record (64 zeros for the first). */
-  prevHash: string;
-  /** SHA-256 over this record's fields and `prevHash` (see {@link auditHash}). */
-  hash: string;
-}
+export type { AuditEntry, AuditRecord, AuditVerification };
 
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -50,7 +32,8 @@ export function auditHash(r: Omit<AuditRecord, "hash">): string {
   return createHash("sha256").update(JSON.stringify(fields)).digest("hex");
 }
 
-function fromRow(r: Record<string, unknown>): AuditRecord {
+/** An audit row (snake_case columns) as a record. */
+export function auditRecordFromRow(r: Record<string, unknown>): AuditRecord {
   return {
     seq: Number(r.seq),
     at: r.at as string,
@@ -406,18 +389,8 @@ export class AuditLog {
     const rows = this.#db
       .prepare("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq")
       .all(limit) as Record<string, unknown>[];
-    return rows.map(fromRow);
+    return rows.map(auditRecordFromRow);
   }
-}
-
-export interface AuditVerification {
-  valid: boolean;
-  /** Records checked. */
-  records: number;
-  /** Hash of the last record (publish it elsewhere to detect truncation). */
-  head: string;
-  /** The first record that breaks the chain, and why. */
-  broken?: { seq: number; reason: string };
 }
 
 /**
@@ -430,25 +403,53 @@ export interface AuditVerification {
  * ```
  */
 export function verifyAuditChain(db: DatabaseSync): AuditVerification {
+  return verifyAuditRecords(
+    (db.prepare("SELECT * FROM audit ORDER BY seq").iterate() as Iterable<Record<string, unknown>>)[
+      Symbol.iterator
+    ](),
+    auditRecordFromRow,
+  );
+}
+
+/** The chain check of {@link verifyAuditChain} over rows from any store, in `seq` order. */
+export function verifyAuditRecords<Row>(
+  rows: Iterator<Row>,
+  parse: (row: Row) => AuditRecord = (row) => row as unknown as AuditRecord,
+): AuditVerification {
+  const walk = auditChainWalker();
+  for (let next = rows.next(); !next.done; next = rows.next()) {
+    const broken = walk.add(parse(next.value));
+    if (broken) return broken;
+  }
+  return walk.result();
+}
+
+/**
+ * The chain check one record at a time (for stores read page by page): `add` returns the
+ * verdict at the first record that breaks the chain, `result` the verdict of an intact one.
+ */
+export function auditChainWalker() {
   let previous = GENESIS_HASH;
   let expectedSeq = 1;
   let records = 0;
-  for (const row of db.prepare("SELECT * FROM audit ORDER BY seq").iterate() as Iterable<
-    Record<string, unknown>
-  >) {
-    const r = fromRow(row);
-    const fail = (reason: string): AuditVerification => ({
-      valid: false,
-      records,
-      head: previous,
-      broken: { seq: r.seq, reason },
-    });
-    if (r.seq !== expectedSeq) return fail(`expected record ${expectedSeq}, found ${r.seq}`);
-    if (r.prevHash !== previous) return fail("does not link to the previous record");
-    if (auditHash(r) !== r.hash) return fail("content does not match its hash");
-    previous = r.hash;
-    expectedSeq += 1;
-    records += 1;
-  }
-  return { valid: true, records, head: previous };
+  return {
+    add(r: AuditRecord): AuditVerification | null {
+      const fail = (reason: string): AuditVerification => ({
+        valid: false,
+        records,
+        head: previous,
+        broken: { seq: r.seq, reason },
+      });
+      if (r.seq !== expectedSeq) return fail(`expected record ${expectedSeq}, found ${r.seq}`);
+      if (r.prevHash !== previous) return fail("does not link to the previous record");
+      if (auditHash(r) !== r.hash) return fail("content does not match its hash");
+      previous = r.hash;
+      expectedSeq += 1;
+      records += 1;
+      return null;
+    },
+    result(): AuditVerification {
+      return { valid: true, records, head: previous };
+    },
+  };
 }

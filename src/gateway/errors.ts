@@ -34,6 +34,7 @@ export const HTTP_STATUS: Record<ServiceErrorCode, number> = {
   rate_limited: 429,
   registry_unavailable: 503,
   audit_unavailable: 503,
+  state_unavailable: 503,
   overloaded: 503,
   internal: 500,
 };
@@ -74,6 +75,7 @@ export const CLIENT_MESSAGES: Record<ServiceErrorCode, string | null> = {
   registry_unavailable: "the consortium's registry cannot be read right now; retry later",
   audit_unavailable:
     "the audit log could not be synced to disk, so no decision is recorded until the gateway restarts",
+  state_unavailable: "the gateway's shared state cannot be reached right now; retry later",
   overloaded: "the gateway is at capacity; retry shortly",
   internal: "internal error",
 };

@@ -2,11 +2,10 @@ import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "f
 import type { CredentialState } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import type { AuditLog } from "./audit.ts";
+import type { AuditStore, Awaitable, RateLimits } from "../state/port.ts";
 import { auditEntryOf } from "./audit-entry.ts";
-import type { RateLimiter } from "./rate-limit.ts";
 import type { StatusKey } from "./status-cache.ts";
-import type { AccessClaims, TokenVerifier } from "./tokens.ts";
+import type { AccessClaims } from "./tokens.ts";
 import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
 
 declare module "fastify" {
@@ -21,15 +20,15 @@ declare module "fastify" {
 
 export interface GuardOptions {
   /** Verifies the gateway's access tokens (the gateway's token service, or a public-key verifier). */
-  tokens: Pick<TokenVerifier, "verify">;
+  tokens: { verify(token: unknown): Awaitable<AccessClaims> };
   /** Where credential states come from (a {@link StatusCache}, or a direct chain read). */
   states: { get(key: StatusKey): Promise<CredentialState> };
   /** Where decisions are recorded (the gateway always passes one). */
-  audit?: AuditLog;
+  audit?: AuditStore;
   /** The same policy the verifier applies (default `deny`). */
   removedIssuerPolicy?: RemovedIssuerPolicy;
   /** Per-credential rate limiting: the credential's quota, or `defaultRequestsPerMinute`. */
-  limiter?: RateLimiter;
+  limiter?: RateLimits;
   /** Requests a minute for credentials without a quota (default 600). */
   defaultRequestsPerMinute?: number;
 }
@@ -64,8 +63,8 @@ export function createAccessGuard(options: GuardOptions) {
         const match = typeof header === "string" ? /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header) : null;
         if (!match)
           throw new KPartyError("token_invalid", "an access token is required (Authorization: Bearer …)");
-        claims = tokens.verify(match[1]);
-        options.limiter?.take(
+        claims = await tokens.verify(match[1]);
+        await options.limiter?.take(
           `credential:${claims.credentialId}`,
           claims.requestsPerMinute ?? defaultRpm,
           "this credential",

@@ -34,9 +34,23 @@ export interface ProtectionOptions {
   fetch?: typeof fetch;
 }
 
+/** The `kid` in a compact JWS header, or null. */
+function tokenKid(token: unknown): string | null {
+  if (typeof token !== "string") return null;
+  try {
+    const header = JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString("utf8")) as {
+      kid?: unknown;
+    };
+    return typeof header.kid === "string" ? header.kid : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Protects routes of any Fastify server with kparty access tokens, without running the
- * gateway: tokens are checked with the gateway's public key, the credential's validity window
+ * gateway: tokens are checked with the gateway's public keys (`/.well-known/jwks.json`, read
+ * again when a token names a key not seen yet, at most once a second), the credential's validity window
  * they carry is re-checked on every request (`credential_expired` once it has ended, with the
  * same clock skew as the gateway), credential states come from the chain through a cache
  * invalidated by the registry's events (so a revocation refuses live tokens within a poll),
@@ -70,12 +84,36 @@ export async function createKPartyProtection(options: ProtectionOptions) {
   ) {
     throw new TypeError("the gateway serves another chain or registry than the configured deployment");
   }
-  const tokens = createTokenVerifier({
-    domain: wellKnown.domain,
-    publicJwk: wellKnown.accessToken.key,
-    now,
-    clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds),
-  });
+  const clockSkewSeconds = resolveClockSkew(
+    options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds,
+  );
+  const base = options.gateway.replace(/\/$/, "");
+  // every key of the gateway (JWKS), re-read for a kid not seen yet (a rotation), at most once a second
+  const verifierFor = (keys: TokenPublicKey[]) =>
+    createTokenVerifier({ domain: wellKnown.domain, keys, now, clockSkewSeconds });
+  const readJwks = async (): Promise<TokenPublicKey[]> => {
+    const res = await fetchFn(`${base}/.well-known/jwks.json`);
+    if (!res.ok) return [wellKnown.accessToken.key]; // a gateway from before JWKS
+    return ((await res.json()) as { keys: TokenPublicKey[] }).keys;
+  };
+  let keys = await readJwks();
+  let verifier = verifierFor(keys);
+  let lastRead = now();
+  const tokens = {
+    async verify(token: unknown) {
+      const kid = tokenKid(token);
+      if (kid !== null && !keys.some((k) => k.kid === kid) && now() - lastRead >= 1_000) {
+        lastRead = now();
+        try {
+          keys = await readJwks();
+          verifier = verifierFor(keys);
+        } catch {
+          // the gateway cannot be reached: the token is judged with the keys known
+        }
+      }
+      return verifier.verify(token);
+    },
+  };
   const watcher = createRegistryWatcher(options.chain, {
     now,
     ...(options.confirmations !== undefined ? { confirmations: options.confirmations } : {}),

@@ -211,6 +211,40 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
           responses: { "200": { description: "ok", content: json({ type: "object" }) } },
         },
       },
+      "/.well-known/jwks.json": {
+        get: {
+          summary: "The access-token keys (JWKS): every key a live token may be signed with",
+          description:
+            "Ed25519 public keys (`kty: OKP`, `crv: Ed25519`, `alg: EdDSA`) with their `kid`s, oldest first; the newest signs new tokens. After `kparty gateway keys rotate` the older keys stay listed, so their tokens verify until they expire. A resource server verifies a token with the key its header's `kid` names, and fetches this again when it meets a `kid` it does not know.",
+          responses: {
+            "200": {
+              description: "ok",
+              content: json({
+                type: "object",
+                required: ["keys"],
+                properties: {
+                  keys: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      required: ["kty", "crv", "x", "kid", "alg", "use"],
+                      properties: {
+                        kty: { const: "OKP" },
+                        crv: { const: "Ed25519" },
+                        x: { type: "string" },
+                        kid: { type: "string" },
+                        alg: { const: "EdDSA" },
+                        use: { const: "sig" },
+                      },
+                    },
+                  },
+                },
+              }),
+            },
+            ...errors(503),
+          },
+        },
+      },
       "/openapi.json": {
         get: {
           summary: "This document",

@@ -2,6 +2,7 @@ import type { KeyObject } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import type { ChainClient } from "../chain/index.ts";
 import type { FileModelStore } from "../models/index.ts";
+import type { GatewayState } from "../state/port.ts";
 import type { TrustProxy } from "./client-address.ts";
 import type { OperatorLogStream } from "./operator-log.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
@@ -12,8 +13,23 @@ export interface GatewayOptions {
   agent: DidResolver;
   chain: ChainClient;
   models: FileModelStore;
-  /** The gateway's database (see `openGatewayDatabase`). */
-  db: DatabaseSync;
+  /**
+   * The gateway's embedded database (see `openGatewayDatabase`): the zero-set-up backend of its
+   * shared state. Pass this or `state`.
+   */
+  db?: DatabaseSync;
+  /**
+   * The gateway's state backend (`createEmbeddedState`, or `openPostgresState` for replicas
+   * sharing one PostgreSQL database). Pass this or `db`; the caller closes it.
+   */
+  state?: GatewayState;
+  /**
+   * How old the in-memory copy of the token keys may be before a token is signed or the JWKS is
+   * served (default 10 s): a key added by `kparty gateway keys rotate` (or another replica)
+   * signs this replica's new tokens within this time. Tokens under a key not yet known are
+   * verified after re-reading the keys at once.
+   */
+  tokenKeyRefreshMs?: number;
   /** The gateway's domain: the audience presentations must name. */
   domain: string;
   /** Clock in milliseconds (default `Date.now`). */
@@ -32,7 +48,10 @@ export interface GatewayOptions {
   removedIssuerPolicy?: RemovedIssuerPolicy;
   /** Largest JSON request body (default 64 KiB). */
   bodyLimitBytes?: number;
-  /** Ed25519 key for access tokens (default: a fresh key per process). */
+  /**
+   * Ed25519 key for access tokens, kept in memory only (default: the state backend's keys,
+   * created on first start and rotated with `kparty gateway keys rotate`).
+   */
   tokenKey?: KeyObject;
   /**
    * The OID4VP verifier (`routes/oid4vp.ts`): `publicUrl` is the gateway's base URL as wallets

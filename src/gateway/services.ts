@@ -1,16 +1,17 @@
 import { JsonRpcProvider } from "ethers";
 import { type ChainClient, createRegistryWatcher, type RegistryWatcher } from "../chain/index.ts";
 import type { FileModelStore } from "../models/index.ts";
+import { createEmbeddedState } from "../state/embedded/index.ts";
+import { memoryTokenKeys, TokenKeyRing } from "../state/keys.ts";
+import type { AuditStore, ChallengeStore, GatewayState, RateLimits } from "../state/port.ts";
 import { secretsOfUrl } from "../util/redact.ts";
-import { AuditLog } from "./audit.ts";
 import { createDidCache } from "./did-cache.ts";
 import { createAccessGuard } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { createOid4vpSigner, type Oid4vpSigner } from "./oid4vp.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
 import { type CacheBounds, DEFAULT_CACHE_BOUNDS, type GatewayOptions } from "./options.ts";
-import { RateLimiter } from "./rate-limit.ts";
-import { ChallengeStore, type Oid4vpTransactionStore, SqliteOid4vpTransactions } from "./state.ts";
+import { type Oid4vpTransactionStore, openGatewayDatabase, SqliteOid4vpTransactions } from "./state.ts";
 import { createStatusCache, type StatusCache } from "./status-cache.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import { verifyEs256kAsync } from "./verify/es256k.ts";
@@ -41,8 +42,10 @@ export interface GatewayServices {
   watcher: RegistryWatcher;
   states: StatusCache;
   verifier: Verifier;
-  audit: AuditLog;
-  limiter: RateLimiter;
+  audit: AuditStore;
+  limiter: RateLimits;
+  /** The state backend the stores above come from. */
+  state: GatewayState;
   /** The pre-handler that admits a live access token for an action (see `createAccessGuard`). */
   requireAccess: ReturnType<typeof createAccessGuard>;
   operatorLog: OperatorLog;
@@ -97,7 +100,8 @@ function checkNumbers(options: GatewayOptions) {
  */
 export async function createGatewayServices(options: GatewayOptions): Promise<GatewayServices> {
   const { agent, chain, models, db, domain } = options;
-  if (!agent || !chain || !models || !db) throw new TypeError("agent, chain, models and db are required");
+  if (!agent || !chain || !models) throw new TypeError("agent, chain and models are required");
+  if (!db === !options.state) throw new TypeError("one of db (embedded) or state is required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
   const now = options.now ?? Date.now;
   const { maxInFlight, verifyThreads, maxEventLoopDelayMs } = checkNumbers(options);
@@ -107,14 +111,26 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
       throw new TypeError(`cacheBounds.${name} must be a positive integer`);
   }
   const clockSkewSeconds = resolveClockSkew(options.clockSkewSeconds);
+  const refreshMs = options.tokenKeyRefreshMs ?? 10_000;
+  if (!Number.isFinite(refreshMs) || refreshMs < 0)
+    throw new TypeError("tokenKeyRefreshMs must be a non-negative number");
+  const state = options.state ?? createEmbeddedState(db as NonNullable<typeof db>);
+  const keys = new TokenKeyRing(
+    options.tokenKey ? memoryTokenKeys(options.tokenKey, now) : state.tokenKeys(),
+    {
+      now,
+      refreshMs,
+    },
+  );
+  await keys.reload(); // before anything starts: a store that cannot be read leaves nothing behind
   const tokens = createTokenService({
     domain,
     now,
     clockSkewSeconds,
+    keys,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
-    ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
   });
-  const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
+  const challenges = state.challenges({ ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const requestTtlSeconds = options.oid4vp?.requestTtlSeconds ?? 300;
   if (!Number.isSafeInteger(requestTtlSeconds) || requestTtlSeconds <= 0)
     throw new TypeError("oid4vp.requestTtlSeconds must be a positive integer");
@@ -123,7 +139,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
   const oid4vp = {
     signer: createOid4vpSigner(options.oid4vp?.key),
-    transactions: new SqliteOid4vpTransactions(db, { now }),
+    // OID4VP transactions live in the embedded database; a gateway on PostgreSQL keeps them in
+    // a database of its own process until they have a PostgreSQL store (one replica per request)
+    transactions: new SqliteOid4vpTransactions(db ?? openGatewayDatabase(":memory:"), { now }),
     publicUrl,
     requestTtlSeconds,
   };
@@ -181,7 +199,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
     now,
   });
-  const audit = new AuditLog(db, {
+  const audit = state.audit({
     now,
     // in the operator's log whatever the request logging: the operator has to restart the gateway
     onSyncFailure: (error) =>
@@ -189,9 +207,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
         `audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted`,
       ),
   });
-  const limiter = new RateLimiter({ now, maxKeys: bounds.rateLimitBuckets });
+  const limiter = state.rateLimits({ now, maxKeys: bounds.rateLimitBuckets });
   const requireAccess = createAccessGuard({
-    tokens,
+    tokens: { verify: tokens.verifyFresh },
     states,
     audit,
     limiter,
@@ -215,6 +233,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     verifier,
     audit,
     limiter,
+    state,
     requireAccess,
     operatorLog,
     shedder,
@@ -230,7 +249,8 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
         credentialStatesUnauthenticated: stateSizes.unauthenticated,
         credentialStatesIndexed: stateSizes.indexed,
         verifiedCredentials: verifier.knownCredentials,
-        rateLimitBuckets: limiter.size,
+        // buckets held in this process; none when they live in PostgreSQL
+        rateLimitBuckets: limiter.size ?? 0,
       };
     },
     async close() {

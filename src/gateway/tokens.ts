@@ -2,6 +2,8 @@ import { createPublicKey, generateKeyPairSync, type KeyObject, randomUUID, sign,
 import type { Action } from "../credential/index.ts";
 import { decodeJwt } from "../credential/index.ts";
 import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
+import { TokenKeyRing, tokenKeyId } from "../state/keys.ts";
+import type { TokenPublicKey } from "../state/port.ts";
 import { resolveClockSkew, windowVerdict } from "./verify/window.ts";
 
 /** What a gateway access token grants, bound to one holder and one credential. */
@@ -42,8 +44,10 @@ export interface TokenServiceOptions {
   ttlSeconds?: number;
   /** Clock in milliseconds. */
   now: () => number;
-  /** Ed25519 private key; a fresh one per gateway process by default (tokens then end with the process). */
+  /** Ed25519 private key held in memory only; a fresh one by default (tokens then end with the process). */
   privateKey?: KeyObject;
+  /** The deployment's keys instead (loaded; see `TokenKeyRing`): the newest signs, every one verifies. */
+  keys?: TokenKeyRing;
   /** Tolerated clock difference when judging a token's times (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60). */
   clockSkewSeconds?: number;
 }
@@ -68,24 +72,45 @@ export function createTokenService(options: TokenServiceOptions) {
   if (!Number.isSafeInteger(ttl) || ttl <= 0)
     throw new TypeError("token ttlSeconds must be a positive integer");
   if (!options.domain) throw new TypeError("domain is required");
-  const privateKey = options.privateKey ?? generateKeyPairSync("ed25519").privateKey;
-  if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("privateKey must be an Ed25519 key");
-  const publicKey = createPublicKey(privateKey);
-  const publicJwk = publicKey.export({ format: "jwk" });
-  const kid = `${options.domain}#${Buffer.from(publicJwk.x as string, "base64url")
-    .subarray(0, 8)
-    .toString("hex")}`;
-  const header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
-  const jwk = { kty: "OKP" as const, crv: "Ed25519" as const, x: publicJwk.x as string, kid };
-  const verifier = createTokenVerifier({
+  if (options.keys && options.privateKey) throw new TypeError("pass keys or privateKey, not both");
+  let ring = options.keys;
+  if (!ring) {
+    const privateKey = options.privateKey ?? generateKeyPairSync("ed25519").privateKey;
+    if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("privateKey must be an Ed25519 key");
+    ring = TokenKeyRing.of(
+      [{ kid: tokenKeyId(privateKey), privateKey, createdAt: options.now() }],
+      options.now,
+    );
+  }
+  const keys = ring;
+  const headers = new Map<string, string>();
+  const headerOf = (kid: string) => {
+    let header = headers.get(kid);
+    if (header === undefined) {
+      header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
+      headers.set(kid, header);
+    }
+    return header;
+  };
+  const verifier = tokenVerifier({
     domain: options.domain,
-    publicJwk: jwk,
+    lookup: (kid) => keys.get(kid)?.publicKey,
     now: options.now,
     clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds),
   });
+  const published = (jwk: TokenPublicKey) => ({ ...jwk, alg: "EdDSA" as const, use: "sig" as const });
 
   return {
-    publicJwk: { ...jwk, alg: "EdDSA", use: "sig" },
+    /** The public key new tokens are signed with. */
+    get publicJwk() {
+      return published(keys.signing.jwk);
+    },
+    /** Every key tokens may be signed with, oldest first (`GET /.well-known/jwks.json`). */
+    jwks() {
+      return { keys: keys.jwks.map(published) };
+    },
+    /** The key ring (the gateway refreshes it before signing; see `TokenKeyRing`). */
+    keys,
     ttlSeconds: ttl,
 
     /**
@@ -134,22 +159,42 @@ export function createTokenService(options: TokenServiceOptions) {
         cnbf: credentialNotBefore,
         cexp: credentialExpiresAt,
       };
-      const input = `${header}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
-      const signature = sign(null, Buffer.from(input), privateKey).toString("base64url");
+      const key = keys.signing;
+      const input = `${headerOf(key.kid)}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
+      const signature = sign(null, Buffer.from(input), key.privateKey).toString("base64url");
       return { token: `${input}.${signature}`, expiresIn: exp - iat, claims };
     },
 
     /** See {@link createTokenVerifier}'s `verify`. */
     verify: verifier.verify,
+
+    /**
+     * `verify`, after learning a `kid` this process does not know yet from the key store (a
+     * key another replica signs with since a rotation; see `TokenKeyRing.learn`).
+     */
+    async verifyFresh(token: unknown): Promise<AccessClaims> {
+      const kid = headerKid(token);
+      if (kid !== null && !keys.get(kid)) await keys.learn(kid);
+      return verifier.verify(token);
+    },
   };
 }
 
-/** The public half of a gateway's token key, as `/.well-known/kparty` publishes it. */
-export interface TokenPublicKey {
-  kty: "OKP";
-  crv: "Ed25519";
-  x: string;
-  kid: string;
+export type { TokenPublicKey };
+
+/** The `kid` of a compact JWS's header, or null (the verifier then refuses the token with its reason). */
+function headerKid(token: unknown): string | null {
+  if (typeof token !== "string") return null;
+  const dot = token.indexOf(".");
+  if (dot <= 0 || dot > 1024) return null;
+  try {
+    const { kid } = JSON.parse(Buffer.from(token.slice(0, dot), "base64url").toString("utf8")) as {
+      kid?: unknown;
+    };
+    return typeof kid === "string" && kid.length <= 128 ? kid : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -171,19 +216,45 @@ export interface TokenPublicKey {
  */
 export function createTokenVerifier(options: {
   domain: string;
-  publicJwk: TokenPublicKey;
+  /** The gateway's key (`/.well-known/kparty`'s `accessToken.key`); or `keys`. */
+  publicJwk?: TokenPublicKey;
+  /** The gateway's keys (`/.well-known/jwks.json`'s `keys`): tokens signed by any of them verify. */
+  keys?: TokenPublicKey[];
   now: () => number;
   /** Tolerated clock difference, in seconds (default `DEFAULT_CLOCK_SKEW_SECONDS`, 60). */
   clockSkewSeconds?: number;
 }) {
-  const { domain, publicJwk } = options;
-  if (!domain) throw new TypeError("domain is required");
-  const skew = resolveClockSkew(options.clockSkewSeconds);
-  if (publicJwk?.kty !== "OKP" || publicJwk.crv !== "Ed25519" || typeof publicJwk.kid !== "string") {
-    throw new TypeError("publicJwk must be the gateway's Ed25519 JWK with its kid");
+  const jwks = [...(options.publicJwk ? [options.publicJwk] : []), ...(options.keys ?? [])];
+  if (jwks.length === 0) throw new TypeError("publicJwk or keys is required");
+  const byKid = new Map<string, KeyObject>();
+  for (const jwk of jwks) {
+    if (
+      jwk?.kty !== "OKP" ||
+      jwk.crv !== "Ed25519" ||
+      typeof jwk.kid !== "string" ||
+      typeof jwk.x !== "string"
+    ) {
+      throw new TypeError("publicJwk must be the gateway's Ed25519 JWK with its kid");
+    }
+    byKid.set(jwk.kid, createPublicKey({ format: "jwk", key: { kty: "OKP", crv: "Ed25519", x: jwk.x } }));
   }
-  const publicKey = createPublicKey({ format: "jwk", key: { kty: "OKP", crv: "Ed25519", x: publicJwk.x } });
-  const kid = publicJwk.kid;
+  return tokenVerifier({
+    domain: options.domain,
+    lookup: (kid) => byKid.get(kid),
+    now: options.now,
+    clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds),
+  });
+}
+
+function tokenVerifier(options: {
+  domain: string;
+  lookup: (kid: string) => KeyObject | undefined;
+  now: () => number;
+  clockSkewSeconds: number;
+}) {
+  const { domain, lookup } = options;
+  if (!domain) throw new TypeError("domain is required");
+  const skew = options.clockSkewSeconds;
 
   function invalid(message: string): never {
     throw new KPartyError("token_invalid", message);
@@ -203,7 +274,8 @@ export function createTokenVerifier(options: {
         invalid("the access token is not a JWT");
       }
       const { header: h, payload: p, signingInput, signature } = decoded;
-      if (h.alg !== "EdDSA" || h.typ !== "at+jwt" || h.kid !== kid || h.crit !== undefined) {
+      const publicKey = typeof h.kid === "string" ? lookup(h.kid) : undefined;
+      if (h.alg !== "EdDSA" || h.typ !== "at+jwt" || !publicKey || h.crit !== undefined) {
         invalid("the access token was not issued by this gateway");
       }
       if (!verify(null, Buffer.from(signingInput), publicKey, signature))

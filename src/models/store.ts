@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { MODEL_ID } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
+import type { ModelLock } from "../state/port.ts";
 import { syncingWriter, writeFileAtomic } from "../util/atomic-file.ts";
 import {
   type Aggregation,
@@ -96,6 +97,14 @@ function participantFile(participant: string): string {
  * (see `syncingWriter`); weights stream to and from disk, and aggregation works block by
  * block, so no model is ever held whole in memory.
  *
+ * Replicas: gateways that share one model store put `dir` on a file system they all mount
+ * (NFS, a cloud file share) and pass the state backend's `lock` (`GatewayState.modelLock()`,
+ * a PostgreSQL advisory lock per model): accepting an update and closing a round then never
+ * interleave across replicas, so an update accepted at one replica is aggregated at another.
+ * Weights stay files rather than database rows because they are streamed (up to 1 GiB a
+ * version) and never held whole in memory; the metadata stays next to them so that one
+ * directory is one consistent store (backed up and restored together).
+ *
  * @example
  * ```ts
  * const store = new FileModelStore(".kparty/models");
@@ -112,9 +121,12 @@ export class FileModelStore {
   /** Per-model queue: round closing and the final step of accepting an update never interleave. */
   readonly #locks = new Map<string, Promise<unknown>>();
 
-  constructor(dir: string) {
+  readonly #lock: ModelLock | null;
+
+  constructor(dir: string, options: { lock?: ModelLock | null } = {}) {
     if (!dir) throw new TypeError("model store directory is required");
     this.#dir = dir;
+    this.#lock = options.lock ?? null;
   }
 
   #modelDir(id: string): string {
@@ -129,7 +141,8 @@ export class FileModelStore {
 
   #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.#locks.get(id) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(fn);
+    const lock = this.#lock;
+    const next = previous.catch(() => undefined).then(() => (lock ? lock(id, fn) : fn()));
     this.#locks.set(id, next);
     void next
       .finally(() => {

@@ -1,25 +1,7 @@
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { KPartyError } from "../../errors/index.ts";
-// From the modules themselves, not gateway/index.ts: the CLI loads only what a command uses.
-import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
-import { openGatewayDatabase } from "../../gateway/state.ts";
-import type { CliContext } from "../context.ts";
 import { EXIT, table } from "../output.ts";
 import { NO_CONTRACTS, positiveInt, run } from "../run.ts";
-
-function openLog(ctx: CliContext, db: string | undefined) {
-  const file = resolve(db ?? join(ctx.config.dataDir, "gateway.sqlite"));
-  if (!existsSync(file)) {
-    throw new KPartyError("not_found", `no gateway database at ${file}`, {
-      details: { hint: "pass --db <gateway.sqlite>, or --data-dir of the gateway" },
-    });
-  }
-  const handle = openGatewayDatabase(file);
-  ctx.onClose(() => handle.close());
-  return { file, handle };
-}
+import { DATABASE_OPTION, openCliState } from "../state.ts";
 
 export function registerAudit(program: Command): void {
   const audit = program
@@ -27,22 +9,27 @@ export function registerAudit(program: Command): void {
     .description("read and check the gateway's hash-chained audit log")
     .addHelpText(
       "after",
-      `\nExamples:\n  $ kparty audit verify --data-dir .kparty/gateway\n  $ kparty audit tail -n 50 --db /var/lib/kparty/gateway.sqlite`,
+      `\nExamples:\n  $ kparty audit verify --data-dir .kparty/gateway\n  $ kparty audit tail -n 50 --db /var/lib/kparty/gateway.sqlite\n  $ kparty audit verify --database postgres://kparty@db.internal/kparty   # the replicas' one chain`,
     );
 
   audit
     .command("tail")
     .description("the newest access decisions")
     .option("--db <file>", "the gateway's database (default: <data dir>/gateway.sqlite)")
+    .option("--database <url>", DATABASE_OPTION)
     .option("-n, --lines <n>", "how many", positiveInt("--lines", 100_000), 20)
     .addHelpText(
       "after",
       `\nExamples:\n  $ kparty audit tail --data-dir .kparty/gateway -n 50\n  $ kparty audit tail --db /var/lib/kparty/gateway.sqlite --json`,
     )
     .action(
-      run(async (ctx, options: { db?: string; lines: number }) => {
-        const { handle } = openLog(ctx, options.db);
-        const records = new AuditLog(handle, { now: Date.now }).tail(options.lines);
+      run(async (ctx, options: { db?: string; database?: string; lines: number }) => {
+        const { state } = await openCliState(ctx, {
+          ...(options.db ? { file: options.db } : {}),
+          ...(options.database ? { database: options.database } : {}),
+          mustExist: true,
+        });
+        const records = await state.auditReader().tail(options.lines);
         ctx.out.result(
           { records },
           records.length === 0
@@ -66,13 +53,24 @@ export function registerAudit(program: Command): void {
     .command("verify")
     .description(`check every record's hash chain; exits ${EXIT.auditBroken} if it is broken`)
     .option("--db <file>", "the gateway's database (default: <data dir>/gateway.sqlite)")
-    .addHelpText("after", `\nExamples:\n  $ kparty audit verify --data-dir .kparty/gateway`)
+    .option("--database <url>", DATABASE_OPTION)
+    .addHelpText(
+      "after",
+      `\nWith PostgreSQL the chain is the deployment's one chain (every replica's decisions), and its
+head row must name the last record (a chain cut at its end is caught).
+
+Examples:\n  $ kparty audit verify --data-dir .kparty/gateway\n  $ KPARTY_DATABASE_URL=postgres://kparty@db.internal/kparty kparty audit verify`,
+    )
     .action(
-      run(async (ctx, options: { db?: string }) => {
-        const { file, handle } = openLog(ctx, options.db);
-        const result = verifyAuditChain(handle);
+      run(async (ctx, options: { db?: string; database?: string }) => {
+        const { state, where } = await openCliState(ctx, {
+          ...(options.db ? { file: options.db } : {}),
+          ...(options.database ? { database: options.database } : {}),
+          mustExist: true,
+        });
+        const result = await state.auditReader().verify();
         ctx.out.result(
-          { file, ...result },
+          { file: where, ...result },
           result.valid
             ? `audit log intact: ${result.records} record(s), head ${result.head}`
             : `audit log BROKEN at record #${result.broken?.seq}: ${result.broken?.reason}`,

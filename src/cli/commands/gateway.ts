@@ -12,7 +12,8 @@ import {
 import { integerIn } from "../../util/integer.ts";
 import { MAX_CONFIRMATIONS } from "../config.ts";
 import { parseModelSpec } from "../model-settings.ts";
-import { positiveInt, readyUntilSignal, run } from "../run.ts";
+import { NO_CONTRACTS, positiveInt, readyUntilSignal, run } from "../run.ts";
+import { DATABASE_OPTION, openCliState } from "../state.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
@@ -23,7 +24,7 @@ export function registerGateway(program: Command): void {
     .description("the access gateway in front of the shared models")
     .addHelpText(
       "after",
-      `\nExamples:\n  $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101`,
+      `\nExamples:\n  $ kparty gateway serve --data-dir .kparty/gateway --model fl-demo:101\n  $ kparty gateway keys rotate --database postgres://kparty@db.internal/kparty`,
     );
 
   gateway
@@ -66,6 +67,11 @@ export function registerGateway(program: Command): void {
       [],
     )
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
+    .option("--database <url>", DATABASE_OPTION)
+    .option(
+      "--models-dir <dir>",
+      "the model store (default: <data dir>/models); replicas share one on a file system they all mount",
+    )
     .option(
       "--verify-threads <n>",
       "worker threads that recover the public keys of did:ethr addresses, once per address (default 0: on the event loop, about 1.5 ms each); signature checks always run on libuv's thread pool",
@@ -74,9 +80,14 @@ export function registerGateway(program: Command): void {
     .addHelpText(
       "after",
       `
-State lives in the data dir: gateway.sqlite (challenges and the hash-chained audit log)
-and models/. Access tokens are signed with a key made at start, so they end when the
-gateway stops.
+State: by default in the data dir, gateway.sqlite (challenges, the hash-chained audit log,
+the access-token keys) and models/; rate limits in memory. With --database postgres://…
+(or KPARTY_DATABASE_URL) the state is in PostgreSQL instead, shared by every replica on it:
+challenges redeem once whichever replica sees them, quotas are one per credential, the audit
+log is one chain, and any replica verifies any replica's tokens (keys at
+/.well-known/jwks.json). Replicas share the model store through --models-dir on a shared
+file system, locked per model in the database. See docs/scale-out.md.
+Tokens survive a restart; \`kparty gateway keys rotate\` adds a signing key.
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
 --max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
@@ -86,7 +97,8 @@ Examples:
   $ kparty gateway serve --model fl-demo:101:max-samples=5000:rule=trimmed-mean:trim=0.2:clip-norm=5
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
   $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
-  $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep`,
+  $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep
+  $ kparty gateway serve --database postgres://kparty@db.internal/kparty --models-dir /mnt/shared/models`,
     )
     // before anything runs: both settings take effect only when a process starts
     .hook("preAction", () => restartWithGatewaySettings(KPARTY_BIN))
@@ -103,6 +115,8 @@ Examples:
             model: string[];
             tokenTtl: number;
             verifyThreads?: number;
+            database?: string;
+            modelsDir?: string;
           },
         ) => {
           const models = options.model.map(parseModelSpec);
@@ -112,16 +126,20 @@ Examples:
           await getChainStatus(chain);
           // The agent, Fastify and the model store load only for this command.
           const { createKPartyAgent } = await import("../../../agent/index.ts");
-          const { buildGateway, openGatewayDatabase } = await import("../../gateway/index.ts");
+          const { buildGateway } = await import("../../gateway/index.ts");
           const { FileModelStore } = await import("../../models/index.ts");
           const verifier = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
-          const store = new FileModelStore(join(ctx.config.dataDir, "models"));
+          const { state, where } = await openCliState(ctx, {
+            ...(options.database ? { database: options.database } : {}),
+            onError: (error) => ctx.out.info(`database connection lost (${error.message}); reconnecting`),
+          });
+          const store = new FileModelStore(options.modelsDir ?? join(ctx.config.dataDir, "models"), {
+            lock: state.modelLock(),
+          });
           for (const m of models) {
             const existing = await store.get(m.id).catch(() => null);
             if (!existing) await store.register({ ...m, description: `registered by kparty gateway serve` });
           }
-          const db = openGatewayDatabase(join(ctx.config.dataDir, "gateway.sqlite"));
-          ctx.onClose(() => db.close());
           const watcherProvider = createProvider(ctx.config.rpcUrl, deployment.chainId);
           ctx.onClose(() => watcherProvider.destroy());
           const domain = options.domain ?? ctx.config.gateway.domain;
@@ -131,7 +149,7 @@ Examples:
             agent: verifier.agent,
             chain,
             models: store,
-            db,
+            state,
             domain,
             tokenTtlSeconds: options.tokenTtl,
             ...(trustProxy !== undefined ? { trustProxy } : {}),
@@ -152,11 +170,56 @@ Examples:
           });
           const signal = await readyUntilSignal(
             ctx.out,
-            { url, domain, dataDir: ctx.config.dataDir, pid: process.pid },
-            [`gateway listening on ${url} (domain ${domain})`, "running; Ctrl-C stops it"],
+            { url, domain, dataDir: ctx.config.dataDir, state: state.backend, pid: process.pid },
+            [`gateway listening on ${url} (domain ${domain}, state in ${where})`, "running; Ctrl-C stops it"],
           );
           ctx.out.info(`${signal}: stopping the gateway`);
         },
       ),
+    );
+
+  const keys = gateway
+    .command("keys")
+    .description("the access-token signing keys")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty gateway keys rotate --database postgres://kparty@db.internal/kparty`,
+    );
+
+  keys
+    .command("rotate")
+    .description(
+      "add a new access-token signing key; new tokens use it, older tokens stay valid until they expire",
+    )
+    .option("--database <url>", DATABASE_OPTION)
+    .option("--db <file>", "the embedded gateway database (default: <data dir>/gateway.sqlite)")
+    .addHelpText(
+      "after",
+      `
+The new key is stored with the others (PostgreSQL, or the embedded gateway.sqlite) and becomes
+the newest: every gateway on that state signs new tokens with it within its key refresh time
+(10 s), and serves it at GET /.well-known/jwks.json at once. The older keys stay, so every
+token they signed verifies at any replica until it expires (at most the token lifetime,
+--token-ttl). Resource servers that cache the JWKS fetch it again on an unknown kid.
+Prints the new kid and every kid now valid; never a private key.
+
+Examples:
+  $ kparty gateway keys rotate --data-dir .kparty/gateway
+  $ KPARTY_DATABASE_URL=postgres://kparty@db.internal/kparty kparty gateway keys rotate --json`,
+    )
+    .action(
+      run(async (ctx, options: { database?: string; db?: string }) => {
+        const { state, where } = await openCliState(ctx, {
+          ...(options.database ? { database: options.database } : {}),
+          ...(options.db ? { file: options.db } : {}),
+        });
+        const store = state.tokenKeys();
+        await store.load(); // a first key if there was none: rotation then adds a second
+        const added = await store.add();
+        const all = await store.load();
+        ctx.out.result({ kid: added.kid, kids: all.map((k) => k.kid), state: where }, [
+          `added token key ${added.kid} (${all.length} keys valid) in ${where}`,
+        ]);
+      }, NO_CONTRACTS),
     );
 }

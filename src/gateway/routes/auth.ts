@@ -92,12 +92,13 @@ export interface TokenAnswer {
  * already past throws `expired` with `checks` plus the failed `token.lifetime` check. `request`
  * is the HTTP request that collects the token (where a sender constraint would be read).
  */
-export function handOverToken(
+export async function handOverToken(
   services: Pick<GatewayServices, "tokens">,
   grant: PresentationGrant,
   context: { request: FastifyRequest; checks: CheckResult[] },
-): TokenAnswer {
+): Promise<TokenAnswer> {
   const { presentationExpiresAt, ...access } = grant;
+  await services.tokens.keys.fresh(); // a key rotated at any replica signs from here on
   let issued: ReturnType<TokenService["issue"]>;
   try {
     issued = services.tokens.issue(
@@ -130,9 +131,9 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
   const clientOf = (request: FastifyRequest) => request.ip;
   const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
-  const issueChallenge = (request: FastifyRequest) => {
-    limiter.take(`challenge:${bucketOf(request)}`, challengesPerMinute, "challenges from this address");
-    const { challenge, expiresAt } = challenges.issue(clientOf(request));
+  const issueChallenge = async (request: FastifyRequest) => {
+    await limiter.take(`challenge:${bucketOf(request)}`, challengesPerMinute, "challenges from this address");
+    const { challenge, expiresAt } = await challenges.issue(clientOf(request));
     return { challenge, domain, expiresAt: expiresAt.toISOString() };
   };
   app.post("/auth/challenge", async (request) => issueChallenge(request));
@@ -159,7 +160,10 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
         throw new KPartyError("scope_denied", (error as KPartyError).shortMessage, { details: { checks } });
       }
       const { actions } = scope;
-      const answer = handOverToken(services, grantOf(verified, scope), { request, checks: verified.checks });
+      const answer = await handOverToken(services, grantOf(verified, scope), {
+        request,
+        checks: verified.checks,
+      });
       await audit.append(
         auditEntryOf(request, { outcome: "granted", holder, credentialId, action: actions.join(" ") }),
       );

@@ -8,7 +8,8 @@ import type { GatewayServices } from "../services.ts";
 /**
  * What the gateway says about itself: `GET /healthz` (503 while the chain cannot be read, and
  * for good once the audit log has failed), `GET /.well-known/kparty` (domain, chain, contracts,
- * what it accepts, the access-token key) and `GET /openapi.json`.
+ * what it accepts, the access-token key), `GET /.well-known/jwks.json` (every access-token key,
+ * for resource servers) and `GET /openapi.json`.
  */
 export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
   const { chain, watcher, audit, operatorLog, domain, tokens, clockSkewSeconds } = services;
@@ -36,6 +37,7 @@ export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
   });
 
   app.get("/.well-known/kparty", async () => ({
+    jwksUri: "/.well-known/jwks.json",
     domain,
     chainId: chain.deployment.chainId,
     contracts: chain.deployment.contracts,
@@ -56,6 +58,13 @@ export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
       key: tokens.publicJwk,
     },
   }));
+
+  // every key a live token may be signed with (rotations keep the older keys); re-read from the
+  // state backend when older than tokenKeyRefreshMs, so keys added at another replica appear
+  app.get("/.well-known/jwks.json", async () => {
+    await tokens.keys.fresh();
+    return tokens.jwks();
+  });
 
   app.get("/openapi.json", async () => openapi);
 };

@@ -202,7 +202,7 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
     if (!transactions.redeem(transaction.id)) return { status: "redeemed" };
     const grant = JSON.parse(transaction.result as string) as PresentationGrant;
     try {
-      const answer = handOverToken(services, grant, { request, checks: [] });
+      const answer = await handOverToken(services, grant, { request, checks: [] });
       await audit.append({
         client: clientOf(request),
         route: "/oid4vp/transactions",

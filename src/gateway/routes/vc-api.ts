@@ -1,11 +1,11 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { credentialJwtOf, decodeJwt, presentationJwtOf } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import type { ChallengeStore } from "../../state/port.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { clientMessage, errorResponse } from "../errors.ts";
 import type { GatewayServices } from "../services.ts";
-import type { ChallengeStore } from "../state.ts";
 import type { CheckResult } from "../verify/checks.ts";
 
 /**
@@ -84,7 +84,7 @@ async function verification<T extends { checks: CheckResult[] }>(
  * named it. A caller's own challenge that this gateway never issued can only be compared with
  * the nonce (the caller keeps it single-use), and the result says so in a warning.
  */
-function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected: string | undefined) {
+async function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected: string | undefined) {
   let nonce: unknown;
   try {
     nonce = decodeJwt(jwt).payload.nonce;
@@ -95,15 +95,15 @@ function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected: strin
     if (expected !== undefined && n !== expected)
       throw new KPartyError("challenge_invalid", "the nonce is not the expected challenge");
   };
-  if (typeof nonce === "string" && challenges.issuedHere(nonce)) {
+  if (typeof nonce === "string" && (await challenges.issuedHere(nonce))) {
     const expectations = {
       precheckChallenge: (n: string) => {
         equal(n);
-        challenges.check(n);
+        return challenges.check(n);
       },
       consumeChallenge: (n: string) => {
         equal(n);
-        challenges.consume(n);
+        return challenges.consume(n);
       },
     };
     return { expectations, warning: null };
@@ -128,7 +128,11 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
   const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
   app.post("/credentials/verify", async (request) => {
-    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
+    await limiter.take(
+      `verify:${bucketOf(request)}`,
+      verificationsPerMinute,
+      "verifications from this address",
+    );
     const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiableCredential", ["anchorProof"]);
     return verification(
       () => verifier.verifyCredential(jwt, opts.anchorProof),
@@ -147,7 +151,11 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
   });
 
   app.post("/presentations/verify", async (request) => {
-    limiter.take(`verify:${bucketOf(request)}`, verificationsPerMinute, "verifications from this address");
+    await limiter.take(
+      `verify:${bucketOf(request)}`,
+      verificationsPerMinute,
+      "verifications from this address",
+    );
     const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiablePresentation", [
       "challenge",
       "domain",
@@ -159,7 +167,7 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
     if (domain !== undefined && (typeof domain !== "string" || domain.length === 0)) {
       throw new KPartyError("malformed", "options.domain must be a non-empty string");
     }
-    const challengeCheck = vcApiChallenge(challenges, jwt, challenge as string | undefined);
+    const challengeCheck = await vcApiChallenge(challenges, jwt, challenge as string | undefined);
     return verification(
       () =>
         verifier.verifyPresentation(jwt, {

@@ -116,7 +116,7 @@ export interface PresentationExpectations {
    * A cheap look at the nonce before any DID resolution or signature check (same errors as
    * `consumeChallenge`), so made-up nonces cost the verifier nothing.
    */
-  precheckChallenge?: (nonce: string) => void;
+  precheckChallenge?: (nonce: string) => void | Promise<void>;
 }
 
 /**
@@ -350,7 +350,7 @@ export function createVerifier(options: VerifierOptions) {
         await log.run("presentation.challenge_known", () => {
           if (typeof nonce !== "string" || nonce.length === 0)
             fail("challenge_invalid", "presentation has no challenge (nonce)");
-          precheckChallenge(nonce);
+          return precheckChallenge(nonce);
         });
       }
       const reads: AuthenticatedReads = { didUrls: [], statusKeys: [] };

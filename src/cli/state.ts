@@ -1,0 +1,48 @@
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { KPartyError } from "../errors/index.ts";
+import type { GatewayState } from "../state/port.ts";
+import type { CliContext } from "./context.ts";
+
+/** `--database`'s description, shared by the commands that open the gateway's state. */
+export const DATABASE_OPTION =
+  "the gateway's shared state in PostgreSQL (postgres://…; default: KPARTY_DATABASE_URL, else the embedded <data dir>/gateway.sqlite)";
+
+/** The PostgreSQL URL from `--database` or `KPARTY_DATABASE_URL`, or null for the embedded backend. */
+export function databaseUrl(option: string | undefined): string | null {
+  const url = option ?? process.env.KPARTY_DATABASE_URL ?? null;
+  if (url !== null && !/^postgres(ql)?:\/\//.test(url)) {
+    throw new KPartyError("invalid_argument", "--database / KPARTY_DATABASE_URL must be a postgres:// URL");
+  }
+  return url;
+}
+
+/**
+ * Opens the gateway's state: PostgreSQL when a URL is given (migrations run on open), else the
+ * embedded database in the data dir (or `file`). `mustExist`: refuse a missing embedded file
+ * (reading commands) instead of creating it. Closed with the command.
+ */
+export async function openCliState(
+  ctx: CliContext,
+  options: { database?: string; file?: string; mustExist?: boolean; onError?: (error: Error) => void },
+): Promise<{ state: GatewayState; where: string }> {
+  const url = databaseUrl(options.database);
+  if (url !== null) {
+    const { openPostgresState } = await import("../state/postgres/index.ts");
+    const state = await openPostgresState({ url, ...(options.onError ? { onError: options.onError } : {}) });
+    ctx.onClose(() => state.close());
+    const { host, pathname } = new URL(url); // never the password
+    return { state, where: `postgres://${host}${pathname}` };
+  }
+  const file = resolve(options.file ?? join(ctx.config.dataDir, "gateway.sqlite"));
+  if (options.mustExist && !existsSync(file)) {
+    throw new KPartyError("not_found", `no gateway database at ${file}`, {
+      details: { hint: "pass --db <gateway.sqlite>, --data-dir of the gateway, or --database postgres://…" },
+    });
+  }
+  const { openGatewayDatabase } = await import("../gateway/state.ts");
+  const { createEmbeddedState } = await import("../state/embedded/index.ts");
+  const db = openGatewayDatabase(file);
+  ctx.onClose(() => db.close());
+  return { state: createEmbeddedState(db), where: file };
+}

