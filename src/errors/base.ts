@@ -23,6 +23,8 @@ export type KPartyErrorCode =
   | "scope_denied"
   | "token_invalid"
   | "credential_expired"
+  | "invalid_dpop_proof"
+  | "use_dpop_nonce"
   | "rate_limited"
   | "payload_too_large"
   | "not_found"

@@ -4,7 +4,8 @@ import type { FileModelStore } from "../models/index.ts";
 import { secretsOfUrl } from "../util/redact.ts";
 import { AuditLog } from "./audit.ts";
 import { createDidCache } from "./did-cache.ts";
-import { createAccessGuard } from "./guard.ts";
+import { createDpopNonces, createDpopVerifier, type DpopVerifier, SqliteDpopReplayStore } from "./dpop.ts";
+import { createAccessGuard, resolvePublicUrl, resolveTokenBinding, type TokenBinding } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
 import type { GatewayOptions } from "./options.ts";
@@ -29,6 +30,12 @@ export interface GatewayServices {
   now: () => number;
   clockSkewSeconds: number;
   tokens: TokenService;
+  /** `dpop` (default) or `bearer` (see `GatewayOptions.tokenBinding`). */
+  tokenBinding: TokenBinding;
+  /** Checks DPoP proofs, at the token endpoint and on protected routes. */
+  dpop: DpopVerifier;
+  /** The public base URL proofs' `htu` name, if configured (else each request's own). */
+  publicUrl: string | undefined;
   challenges: ChallengeStore;
   watcher: RegistryWatcher;
   states: StatusCache;
@@ -93,6 +100,24 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
     ...(options.tokenKey ? { privateKey: options.tokenKey } : {}),
   });
+  const tokenBinding = resolveTokenBinding(options.tokenBinding);
+  const publicUrl = resolvePublicUrl(options.publicUrl);
+  const dpop = createDpopVerifier({
+    now,
+    clockSkewSeconds,
+    replay: options.dpopReplay ?? new SqliteDpopReplayStore(db, { now }),
+    ...(options.requireDpopNonce
+      ? {
+          nonces: createDpopNonces({
+            now,
+            ...(options.dpopNonceLifetimeSeconds !== undefined
+              ? { lifetimeSeconds: options.dpopNonceLifetimeSeconds }
+              : {}),
+            ...(options.dpopNonceSecret ? { secret: options.dpopNonceSecret } : {}),
+          }),
+        }
+      : {}),
+  });
   const challenges = new ChallengeStore(db, { ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
@@ -143,6 +168,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   const limiter = new RateLimiter({ now });
   const requireAccess = createAccessGuard({
     tokens,
+    tokenBinding,
+    dpop,
+    ...(publicUrl !== undefined ? { publicUrl } : {}),
     states,
     audit,
     limiter,
@@ -159,6 +187,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     now,
     clockSkewSeconds,
     tokens,
+    tokenBinding,
+    dpop,
+    publicUrl,
     challenges,
     watcher,
     states,

@@ -3,7 +3,8 @@ import { ACTIONS, type Action, isModelSelector } from "../../credential/index.ts
 import { KPartyError } from "../../errors/index.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
-import { grantScope, type ScopeRequest } from "../policy.ts";
+import { accessTokenFor, tokenBindingOf } from "../grant.ts";
+import type { ScopeRequest } from "../policy.ts";
 import type { GatewayServices } from "../services.ts";
 
 const TOKEN_BODY_KEYS = ["presentation", "scope", "models"];
@@ -43,7 +44,7 @@ function parseTokenRequest(body: unknown): { presentation: string; request: Scop
 /**
  * The native path: `POST /auth/challenge` (and VC-API's `POST /challenges`, the same single-use
  * challenges) and `POST /auth/token`, which turns a presentation into an access token bounded by
- * its credential. Every token decision is in the audit log before the answer.
+ * its credential and bound to the key of the request's DPoP proof (see `grant.ts`). Every token decision is in the audit log before the answer.
  */
 export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
   const { domain, limiter, challenges, challengesPerMinute, verifier, tokens, audit } = services;
@@ -59,11 +60,14 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
   // VC-API's name for the same single-use challenge (for POST /presentations/verify)
   app.post("/challenges", async (request) => issueChallenge(request));
 
-  app.post("/auth/token", async (request) => {
+  app.post("/auth/token", async (request, reply) => {
     let holder: string | null = null;
     let credentialId: string | null = null;
     try {
       const { presentation, request: asked } = parseTokenRequest(request.body);
+      if (services.dpop.requiresNonce) reply.header("dpop-nonce", services.dpop.nonce());
+      // the proof first: it is cheap, and a refused one must not use up the challenge
+      const jkt = await tokenBindingOf(services, request);
       const verified = await verifier.verifyPresentation(presentation, {
         domain,
         precheckChallenge: (nonce) => challenges.check(nonce),
@@ -71,58 +75,16 @@ export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
       });
       holder = verified.holder;
       credentialId = verified.credential.credentialId;
-      let scope: { actions: Action[]; models: string[] };
-      try {
-        scope = grantScope(asked, verified.credential.claims);
-      } catch (error) {
-        const checks = [...verified.checks, { check: "scope", passed: false, code: "scope_denied" as const }];
-        throw new KPartyError("scope_denied", (error as KPartyError).shortMessage, { details: { checks } });
-      }
-      const { actions } = scope;
-      const { credential } = verified;
-      let issued: ReturnType<typeof tokens.issue>;
-      try {
-        // capped at the credential's and the presentation's exp; `expired` if that is already past
-        issued = tokens.issue(
-          {
-            holder,
-            credentialId: credential.credentialId,
-            anchorKey: credential.anchorKey,
-            issuerAccount: credential.issuerAccount,
-            revocationIndex: credential.revocationIndex,
-            suspensionIndex: credential.suspensionIndex,
-            actions,
-            models: scope.models,
-            ...(credential.claims.quota
-              ? { requestsPerMinute: credential.claims.quota.requestsPerMinute }
-              : {}),
-            credentialNotBefore: credential.notBefore,
-            credentialExpiresAt: credential.expires,
-          },
-          verified.expires !== undefined ? { presentationExpiresAt: verified.expires } : {},
-        );
-      } catch (error) {
-        if (!(error instanceof KPartyError)) throw error;
-        const checks = [...verified.checks, { check: "token.lifetime", passed: false, code: error.code }];
-        throw new KPartyError(error.code, error.shortMessage, { details: { checks } });
-      }
+      const answer = accessTokenFor(services, verified, asked, jkt);
       await audit.append({
         client: clientOf(request),
         route: "/auth/token",
         holder,
         credentialId,
-        action: actions.join(" "),
+        action: answer.scope,
         outcome: "granted",
       });
-      return {
-        access_token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expiresIn,
-        scope: actions.join(" "),
-        holder,
-        models: scope.models,
-        credential_id: credential.credentialId,
-      };
+      return answer;
     } catch (error) {
       await audit.append({
         client: clientOf(request),
