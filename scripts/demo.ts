@@ -104,7 +104,6 @@ async function main() {
   const app = await buildGateway({ agent: verifierAgent.agent, chain, models, db, domain });
   cleanups.push(() => app.close());
   const base = await app.listen({ host: "127.0.0.1", port: 0 });
-  const gw = createGatewayClient(base);
   detail(`listening on ${base} (domain ${domain})`);
 
   step(5, `${orgA.name} issues K-th Party tokens to the three participants in one batch:`);
@@ -131,7 +130,17 @@ async function main() {
     `${orgB.name} issues a coordinator token (anchored in block ${coordinatorCredential.anchor.blockNumber})`,
   );
 
+  // each participant's own client: its own DPoP key, to which its access token is bound
+  const clients = new Map<string, ReturnType<typeof createGatewayClient>>();
+  const clientOf = (holder: Participant) => {
+    const known = clients.get(holder.did);
+    if (known) return known;
+    const client = createGatewayClient(base);
+    clients.set(holder.did, client);
+    return client;
+  };
   async function present(holder: Participant, credential: IssuedCredential, scope?: string) {
+    const gw = clientOf(holder);
     const { challenge } = await gw.challenge();
     const vp = await holder.handle.agent.kpartyCreatePresentation({
       holder: holder.did,
@@ -153,7 +162,7 @@ async function main() {
   ]);
   for (const [i, t] of tokens.entries())
     detail(
-      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token, expires in ${t.expires_in} s (never after the credential)`,
+      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token (bound to its own key), expires in ${t.expires_in} s (never after the credential)`,
     );
   const [aliceToken, , , coordinatorToken] = tokens.map((t) => t.access_token) as [
     string,
@@ -161,9 +170,12 @@ async function main() {
     string,
     string,
   ];
+  const participantClients = [alice, bob, carol].map(clientOf);
+  const aliceGw = clientOf(alice);
+  const coordinatorGw = clientOf(coordinator);
 
   step(7, `The coordinator registers the shared model ${MODEL} (logistic regression, ${FEATURES} features).`);
-  await gw.register(
+  await coordinatorGw.register(
     { id: MODEL, description: "federated logistic regression on synthetic data", shape: [FEATURES + 1] },
     coordinatorToken,
   );
@@ -178,7 +190,7 @@ async function main() {
     8,
     `${ROUNDS} federated rounds: participants train locally and upload; the coordinator aggregates (FedAvg).`,
   );
-  const initial = await gw.weights(MODEL, coordinatorToken);
+  const initial = await coordinatorGw.weights(MODEL, coordinatorToken);
   const rounds: { round: number; accuracy: number; version: number; updates: number; samples: number }[] = [];
   say(`    round  version  updates  samples  held-out accuracy`);
   say(
@@ -188,14 +200,15 @@ async function main() {
     await Promise.all(
       [0, 1, 2].map(async (k) => {
         const token = tokens[k]?.access_token as string;
+        const gw = participantClients[k] as (typeof participantClients)[number];
         const { weights } = await gw.weights(MODEL, token);
         const shard = shards[k] as (typeof shards)[number];
         const local = trainLocal(weights, shard, { epochs: 1, learningRate: 0.5 });
         await gw.submitUpdate(MODEL, { round, sampleCount: shard.samples, weights: local }, token);
       }),
     );
-    const closed = await gw.closeRound(MODEL, round, coordinatorToken);
-    const { weights } = await gw.weights(MODEL, coordinatorToken);
+    const closed = await coordinatorGw.closeRound(MODEL, round, coordinatorToken);
+    const { weights } = await coordinatorGw.weights(MODEL, coordinatorToken);
     const acc = Math.round(accuracy(weights, heldOut) * 1000) / 1000;
     rounds.push({
       round,
@@ -210,7 +223,7 @@ async function main() {
   }
 
   step(9, "Alice downloads the global model with her access token.");
-  const before = await gw.weights(MODEL, aliceToken);
+  const before = await aliceGw.weights(MODEL, aliceToken);
   detail(`200: ${before.weights.length * 4} bytes, version ${before.version}`);
 
   const aliceCredential = batch[0] as IssuedCredential;
@@ -239,10 +252,10 @@ async function main() {
     }
   };
   // The gateway learns of the revocation from the registry's events (polled every 100 ms).
-  let live = await refusal(() => gw.weights(MODEL, aliceToken));
+  let live = await refusal(() => aliceGw.weights(MODEL, aliceToken));
   while (live.code === null && Date.now() - receiptAt < 5_000) {
     await new Promise((r) => setTimeout(r, 5));
-    live = await refusal(() => gw.weights(MODEL, aliceToken));
+    live = await refusal(() => aliceGw.weights(MODEL, aliceToken));
   }
   const visibleMs = Date.now() - receiptAt;
   detail(

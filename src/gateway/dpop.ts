@@ -53,7 +53,8 @@ export function dpopAlgorithmOf(key: KeyObject): DpopAlgorithm {
  * ```
  */
 export function jwkThumbprint(jwk: JsonWebKey): string {
-  const members = jwk.kty === "OKP" ? ["crv", "kty", "x"] : jwk.kty === "EC" ? ["crv", "kty", "x", "y"] : null;
+  const members =
+    jwk.kty === "OKP" ? ["crv", "kty", "x"] : jwk.kty === "EC" ? ["crv", "kty", "x", "y"] : null;
   if (!members) throw new TypeError(`no thumbprint for a JWK of kty ${String(jwk.kty)}`);
   const canonical = `{${members
     .map((m) => {
@@ -211,10 +212,12 @@ export class MemoryDpopReplayStore implements DpopReplayStore {
  */
 export function createDpopNonces(options: { now: () => number; lifetimeSeconds?: number; secret?: Buffer }) {
   const lifetimeMs = (options.lifetimeSeconds ?? 60) * 1000;
-  if (!Number.isFinite(lifetimeMs) || lifetimeMs <= 0) throw new TypeError("dpop nonce lifetime must be positive");
+  if (!Number.isFinite(lifetimeMs) || lifetimeMs <= 0)
+    throw new TypeError("dpop nonce lifetime must be positive");
   const secret = options.secret ?? randomBytes(32);
   if (secret.length < 16) throw new TypeError("the DPoP nonce secret must have at least 16 bytes");
-  const mac = (period: number) => createHmac("sha256", secret).update(`dpop-nonce:${period}`).digest().subarray(0, 16);
+  const mac = (period: number) =>
+    createHmac("sha256", secret).update(`dpop-nonce:${period}`).digest().subarray(0, 16);
   const nonceOf = (period: number) => `${period.toString(36)}.${mac(period).toString("base64url")}`;
   const period = () => Math.floor(options.now() / lifetimeMs);
   return {
@@ -297,7 +300,8 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
         throw new KPartyError("invalid_dpop_proof", message, { details: { endpoint } });
       };
       if (proof === undefined) invalid("a DPoP proof is required (DPoP header)");
-      if (typeof proof !== "string" || proof.length > MAX_PROOF_LENGTH) invalid("there must be one DPoP proof");
+      if (typeof proof !== "string" || proof.length > MAX_PROOF_LENGTH)
+        invalid("there must be one DPoP proof");
       const parts = (proof as string).split(".");
       if (parts.length !== 3 || !parts.every((p) => /^[A-Za-z0-9_-]+$/.test(p)))
         invalid("the DPoP proof is not a compact JWS");
@@ -310,7 +314,8 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
         invalid(`the DPoP proof's alg must be one of ${DPOP_ALGORITHMS.join(", ")}`);
       if (header.crit !== undefined) invalid("the DPoP proof has critical header parameters");
       const jwk = header.jwk;
-      if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk)) invalid("the DPoP proof has no jwk header");
+      if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk))
+        invalid("the DPoP proof has no jwk header");
       const shape = KEY_SHAPES[alg as DpopAlgorithm];
       const j = jwk as Record<string, unknown>;
       if (PRIVATE_MEMBERS.some((m) => m in j)) invalid("the DPoP proof's jwk holds a private key");
@@ -332,11 +337,18 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
         alg === "EdDSA"
           ? verify(null, Buffer.from(`${h}.${p}`), key as KeyObject, signature)
           : signature.length === 64 &&
-            verify("sha256", Buffer.from(`${h}.${p}`), { key: key as KeyObject, dsaEncoding: "ieee-p1363" }, signature);
+            verify(
+              "sha256",
+              Buffer.from(`${h}.${p}`),
+              { key: key as KeyObject, dsaEncoding: "ieee-p1363" },
+              signature,
+            );
       if (!ok) invalid("the DPoP proof's signature does not verify with its jwk");
       const { jti, htm, htu, iat, ath } = payload;
-      if (typeof jti !== "string" || jti.length < 8 || jti.length > 256) invalid("the DPoP proof needs a jti (8 to 256 characters)");
-      if (htm !== request.method.toUpperCase()) invalid(`the DPoP proof is for another method (htm must be ${request.method.toUpperCase()})`);
+      if (typeof jti !== "string" || jti.length < 8 || jti.length > 256)
+        invalid("the DPoP proof needs a jti (8 to 256 characters)");
+      if (htm !== request.method.toUpperCase())
+        invalid(`the DPoP proof is for another method (htm must be ${request.method.toUpperCase()})`);
       let proofHtu: string | null = null;
       try {
         proofHtu = typeof htu === "string" ? normalizeHtu(htu) : null;
@@ -349,12 +361,15 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
       if (!Number.isSafeInteger(iat) || Math.abs(t - (iat as number)) > skew)
         invalid(`the DPoP proof's iat must be within ${skew} s of the gateway's clock`);
       if (request.accessToken !== undefined) {
-        if (ath !== accessTokenHash(request.accessToken)) invalid("the DPoP proof's ath is not the access token's hash");
+        if (ath !== accessTokenHash(request.accessToken))
+          invalid("the DPoP proof's ath is not the access token's hash");
       }
       if (nonces && !nonces.valid(payload.nonce)) {
         throw new KPartyError(
           "use_dpop_nonce",
-          payload.nonce === undefined ? "the gateway requires a DPoP nonce" : "the DPoP nonce is stale or invalid",
+          payload.nonce === undefined
+            ? "the gateway requires a DPoP nonce"
+            : "the DPoP nonce is stale or invalid",
           { details: { endpoint, nonce: nonces.current() } },
         );
       }
@@ -372,7 +387,9 @@ export type DpopVerifier = ReturnType<typeof createDpopVerifier>;
 function parseSegment(segment: string): Record<string, unknown> | null {
   try {
     const value = JSON.parse(Buffer.from(segment, "base64url").toString("utf8")) as unknown;
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : null;
   } catch {
     return null;
   }

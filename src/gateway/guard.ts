@@ -157,9 +157,13 @@ export function createAccessGuard(options: GuardOptions) {
             { details: { ...named, scheme: "DPoP" } },
           );
         } else if (scheme !== "Bearer") {
-          throw new KPartyError("token_invalid", "an access token without cnf goes with Authorization: Bearer", {
-            details: { ...named, scheme: "Bearer" },
-          });
+          throw new KPartyError(
+            "token_invalid",
+            "an access token without cnf goes with Authorization: Bearer",
+            {
+              details: { ...named, scheme: "Bearer" },
+            },
+          );
         }
         options.limiter?.take(
           `credential:${claims.credentialId}`,

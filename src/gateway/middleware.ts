@@ -92,7 +92,9 @@ export async function createKPartyProtection(options: ProtectionOptions) {
   ) {
     throw new TypeError("the gateway serves another chain or registry than the configured deployment");
   }
-  const clockSkewSeconds = resolveClockSkew(options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds);
+  const clockSkewSeconds = resolveClockSkew(
+    options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds,
+  );
   const tokens = createTokenVerifier({
     domain: wellKnown.domain,
     publicJwk: wellKnown.accessToken.key,

@@ -67,6 +67,21 @@ export function registerGateway(program: Command): void {
     )
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option(
+      "--token-binding <mode>",
+      "dpop: tokens bound to the client's DPoP key, every request with a fresh proof (RFC 9449); bearer: an explicit opt-in to unbound bearer tokens (a token request with a DPoP proof still gets a bound token)",
+      (v) => {
+        if (v !== "dpop" && v !== "bearer")
+          throw new KPartyError("invalid_argument", `--token-binding must be dpop or bearer, got "${v}"`);
+        return v;
+      },
+      "dpop",
+    )
+    .option(
+      "--public-url <url>",
+      "the URL clients reach the gateway at, which DPoP proofs must name (set it behind a proxy that changes the host or path; default: each request's scheme and Host)",
+    )
+    .option("--require-dpop-nonce", "require server nonces in DPoP proofs (DPoP-Nonce, use_dpop_nonce)")
+    .option(
       "--verify-threads <n>",
       "worker threads that recover the public keys of did:ethr addresses, once per address (default 0: on the event loop, about 1.5 ms each); signature checks always run on libuv's thread pool",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
@@ -74,8 +89,8 @@ export function registerGateway(program: Command): void {
     .addHelpText(
       "after",
       `
-State lives in the data dir: gateway.sqlite (challenges and the hash-chained audit log)
-and models/. Access tokens are signed with a key made at start, so they end when the
+State lives in the data dir: gateway.sqlite (challenges, the DPoP replay cache and the
+hash-chained audit log) and models/. Tokens are DPoP-bound by default (docs/tokens.md). Access tokens are signed with a key made at start, so they end when the
 gateway stops.
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
@@ -86,6 +101,8 @@ Examples:
   $ kparty gateway serve --model fl-demo:101:max-samples=5000:rule=trimmed-mean:trim=0.2:clip-norm=5
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
   $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
+  $ kparty gateway serve --public-url https://gw.example --require-dpop-nonce
+  $ kparty gateway serve --token-binding bearer    # unbound bearer tokens (explicit opt-in)
   $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep`,
     )
     // before anything runs: both settings take effect only when a process starts
@@ -102,10 +119,19 @@ Examples:
             confirmations?: number;
             model: string[];
             tokenTtl: number;
+            tokenBinding: "dpop" | "bearer";
+            publicUrl?: string;
+            requireDpopNonce?: boolean;
             verifyThreads?: number;
           },
         ) => {
           const models = options.model.map(parseModelSpec);
+          if (options.publicUrl !== undefined && !/^https?:\/\/[^\s/?#]+[^\s?#]*$/.test(options.publicUrl)) {
+            throw new KPartyError(
+              "invalid_argument",
+              `--public-url must be an http(s) URL without query or fragment, got "${options.publicUrl}"`,
+            );
+          }
           const deployment = ctx.deployment();
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
@@ -134,6 +160,9 @@ Examples:
             db,
             domain,
             tokenTtlSeconds: options.tokenTtl,
+            tokenBinding: options.tokenBinding,
+            ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
+            ...(options.requireDpopNonce ? { requireDpopNonce: true } : {}),
             ...(trustProxy !== undefined ? { trustProxy } : {}),
             ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
@@ -7,14 +8,17 @@ import { createGatewayClient, type GatewayClient } from "../../gateway/client.ts
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import { identityOf } from "../context.ts";
 import { run } from "../run.ts";
+import { createSessionKey, SESSION_KEY_ALGS } from "../session-key.ts";
 import { readBundle } from "./credential.ts";
 
 /** An access token kept for the model commands (the data dir's `session.json`, mode 0600). */
 export interface Session {
   gateway: string;
   accessToken: string;
-  /** The `token_type` the gateway answered ("Bearer"). */
+  /** The `token_type` the gateway answered: "DPoP" (bound to the session's key) or "Bearer". */
   tokenType: string;
+  /** The JWK thumbprint of the session's DPoP key (`session-key.json`), for a DPoP token. */
+  dpopJkt?: string;
   /**
    * When the token ends (ISO 8601): the gateway's `expires_in`, capped at the credential's and
    * the presentation's expiry, counted from the whole second the request was sent — never
@@ -32,9 +36,13 @@ export function sessionFile(dataDir: string): string {
   return join(dataDir, "session.json");
 }
 
-/** A gateway client whose network failures are `unreachable` errors instead of bare `fetch failed`. */
-export function gatewayClient(url: string): GatewayClient {
+/**
+ * A gateway client whose network failures are `unreachable` errors instead of bare `fetch
+ * failed`, proving possession of `dpopKey` (a bearer client with `null`).
+ */
+export function gatewayClient(url: string, dpopKey: KeyObject | null): GatewayClient {
   return createGatewayClient(url, {
+    dpopKey,
     fetch: async (input, init) => {
       try {
         // bounded, so a gateway that accepts and never answers cannot hang the command; long
@@ -87,73 +95,102 @@ export function registerPresent(program: Command): void {
     .requiredOption("--credential <file>", "the bundle file `kparty credential issue` wrote")
     .option("--gateway <url>", "the gateway (default: gateway.url of the config)")
     .option("--scope <scope>", 'ask for less than the credential grants, e.g. "model:read"')
+    .option(
+      "--dpop-alg <alg>",
+      `the session's DPoP proof key: ${SESSION_KEY_ALGS.join(" or ")}`,
+      (v) => {
+        if (!(SESSION_KEY_ALGS as readonly string[]).includes(v))
+          throw new KPartyError(
+            "invalid_argument",
+            `--dpop-alg must be ${SESSION_KEY_ALGS.join(" or ")}, got "${v}"`,
+          );
+        return v;
+      },
+      "EdDSA",
+    )
     .addHelpText(
       "after",
       `
 The access token is saved in the data dir (session.json, readable only by you) for the
 \`kparty model\` commands; it is never printed. It ends no later than the credential
-(expiresAt <= credentialExpiresAt), whatever the gateway's --token-ttl.
+(expiresAt <= credentialExpiresAt), whatever the gateway's --token-ttl. It is bound to a
+DPoP key made for the session (RFC 9449, tokenType DPoP), kept beside it in session-key.json,
+encrypted with the data dir's passphrase like the agent's keys: a copied token is useless
+without it.
 
 Examples:
   $ kparty present --credential alice.json --data-dir .kparty/alice
   $ kparty present --credential alice.json --gateway http://127.0.0.1:8080 --scope model:read --json`,
     )
     .action(
-      run(async (ctx, options: { credential: string; gateway?: string; scope?: string }) => {
-        const bundle = readBundle(options.credential);
-        const credentialExpiresAt = credentialExpiry(bundle.jwt);
-        const url = (options.gateway ?? ctx.config.gateway.url).replace(/\/+$/, "");
-        if (!/^https?:\/\/[^\s/]+/.test(url)) {
-          throw new KPartyError("invalid_argument", `--gateway must be an http(s) URL, got "${url}"`);
-        }
-        const { agent } = await ctx.agent("holder");
-        const { did } = await identityOf(agent, bundle.subject, ctx.config.dataDir).catch(
-          (error: unknown) => {
-            if (isKPartyError(error, "not_found")) {
-              throw new KPartyError(
-                "not_found",
-                `the credential's subject ${bundle.subject} is not a DID of ${ctx.config.dataDir}`,
-                {
-                  details: { hint: "present from the data dir of the DID the credential was issued to" },
-                },
-              );
-            }
-            throw error;
-          },
-        );
-        const gw = gatewayClient(url);
-        const { challenge, domain } = await gw.challenge();
-        const presentation = await agent.kpartyCreatePresentation({
-          holder: did,
-          credentials: [bundle.jwt],
-          challenge,
-          domain,
-          ...(bundle.anchor.root ? { anchorProof: bundle.anchor.proof } : {}),
-        });
-        // expires_in counts from the gateway's grant, which is no earlier than this whole second
-        const sentAt = Math.floor(Date.now() / 1000);
-        const token = await gw.token(presentation, options.scope);
-        const session: Session = {
-          gateway: url,
-          accessToken: token.access_token,
-          tokenType: token.token_type,
-          expiresAt: new Date((sentAt + token.expires_in) * 1000).toISOString(),
-          credentialExpiresAt,
-          scope: token.scope,
-          holder: token.holder,
-          credentialId: token.credential_id,
-        };
-        const file = sessionFile(ctx.config.dataDir);
-        await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-        await writeFileAtomic(file, JSON.stringify(session), 0o600);
-        const { accessToken: _secret, ...shown } = session;
-        ctx.out.result({ ...shown, models: token.models, sessionFile: file }, [
-          `access granted by ${url}: ${token.scope}`,
-          `  models      ${token.models.join(", ")}`,
-          `  token       ${session.tokenType}, expires ${session.expiresAt}`,
-          `  credential  expires ${session.credentialExpiresAt} (no token of it lives longer)`,
-          `  token saved in ${file}`,
-        ]);
-      }),
+      run(
+        async (
+          ctx,
+          options: { credential: string; gateway?: string; scope?: string; dpopAlg: "EdDSA" | "ES256" },
+        ) => {
+          const bundle = readBundle(options.credential);
+          const credentialExpiresAt = credentialExpiry(bundle.jwt);
+          const url = (options.gateway ?? ctx.config.gateway.url).replace(/\/+$/, "");
+          if (!/^https?:\/\/[^\s/]+/.test(url)) {
+            throw new KPartyError("invalid_argument", `--gateway must be an http(s) URL, got "${url}"`);
+          }
+          const { agent } = await ctx.agent("holder");
+          const { did } = await identityOf(agent, bundle.subject, ctx.config.dataDir).catch(
+            (error: unknown) => {
+              if (isKPartyError(error, "not_found")) {
+                throw new KPartyError(
+                  "not_found",
+                  `the credential's subject ${bundle.subject} is not a DID of ${ctx.config.dataDir}`,
+                  {
+                    details: { hint: "present from the data dir of the DID the credential was issued to" },
+                  },
+                );
+              }
+              throw error;
+            },
+          );
+          await mkdir(ctx.config.dataDir, { recursive: true, mode: 0o700 });
+          const proofKey = await createSessionKey(
+            ctx.config.dataDir,
+            await ctx.keyringKey(),
+            options.dpopAlg,
+          );
+          const gw = gatewayClient(url, proofKey.key);
+          const { challenge, domain } = await gw.challenge();
+          const presentation = await agent.kpartyCreatePresentation({
+            holder: did,
+            credentials: [bundle.jwt],
+            challenge,
+            domain,
+            ...(bundle.anchor.root ? { anchorProof: bundle.anchor.proof } : {}),
+          });
+          // expires_in counts from the gateway's grant, which is no earlier than this whole second
+          const sentAt = Math.floor(Date.now() / 1000);
+          const token = await gw.token(presentation, options.scope);
+          const session: Session = {
+            gateway: url,
+            accessToken: token.access_token,
+            tokenType: token.token_type,
+            ...(token.token_type === "DPoP" ? { dpopJkt: proofKey.jkt } : {}),
+            expiresAt: new Date((sentAt + token.expires_in) * 1000).toISOString(),
+            credentialExpiresAt,
+            scope: token.scope,
+            holder: token.holder,
+            credentialId: token.credential_id,
+          };
+          const file = sessionFile(ctx.config.dataDir);
+          await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+          await writeFileAtomic(file, JSON.stringify(session), 0o600);
+          const { accessToken: _secret, ...shown } = session;
+          ctx.out.result({ ...shown, models: token.models, sessionFile: file, dpopKeyFile: proofKey.file }, [
+            `access granted by ${url}: ${token.scope}`,
+            `  models      ${token.models.join(", ")}`,
+            `  token       ${session.tokenType}, expires ${session.expiresAt}`,
+            `  DPoP key    ${options.dpopAlg}, ${proofKey.file} (encrypted)`,
+            `  credential  expires ${session.credentialExpiresAt} (no token of it lives longer)`,
+            `  token saved in ${file}`,
+          ]);
+        },
+      ),
     );
 }

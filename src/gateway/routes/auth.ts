@@ -47,7 +47,7 @@ function parseTokenRequest(body: unknown): { presentation: string; request: Scop
  * its credential and bound to the key of the request's DPoP proof (see `grant.ts`). Every token decision is in the audit log before the answer.
  */
 export const authRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
-  const { domain, limiter, challenges, challengesPerMinute, verifier, tokens, audit } = services;
+  const { domain, limiter, challenges, challengesPerMinute, verifier, audit } = services;
   const clientOf = (request: FastifyRequest) => request.ip;
   const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
