@@ -1,5 +1,8 @@
+import { execFileSync } from "node:child_process";
 import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IssuedCredential } from "../agent/index.ts";
@@ -378,6 +381,34 @@ describe("protected requests with a DPoP-bound token", () => {
       code: "invalid_dpop_proof",
     });
   });
+});
+
+describe("scripts/dpop-proof.ts (the docs' curl example: node:crypto alone)", () => {
+  const script = fileURLToPath(new URL("../scripts/dpop-proof.ts", import.meta.url));
+  const run = (...args: string[]) =>
+    execFileSync(process.execPath, ["--disable-warning=ExperimentalWarning", script, ...args], {
+      encoding: "utf8",
+    }).trim();
+
+  it.each(["EdDSA", "ES256", "ES256K"])(
+    "makes %s proofs the gateway accepts, and the key's jkt",
+    async (alg) => {
+      const keyFile = join(world.dir, `dpop-key-${alg}.json`);
+      writeFileSync(keyFile, run("keygen", alg), { mode: 0o600 });
+      const proof = run("proof", keyFile, "POST", `${gateway.base}/auth/token`);
+      const res = await tokenRequest(
+        gateway.base,
+        await presentationAt(gateway.base, world.alice, cred.jwt),
+        proof,
+      );
+      expect([res.status, res.body.token_type]).toEqual([200, "DPoP"]);
+      const token = res.body.access_token as string;
+      expect(decodeJwt(token).payload.cnf).toEqual({ jkt: run("jkt", keyFile) });
+      const read = run("proof", keyFile, "GET", `${gateway.base}${modelPath}`, token);
+      const ok = await call(gateway.base, modelPath, { authorization: `DPoP ${token}`, dpop: read });
+      expect(ok.status).toBe(200);
+    },
+  );
 });
 
 describe("server nonces (requireDpopNonce)", () => {

@@ -29,30 +29,37 @@ async function secretBox(secretKey: string) {
 }
 
 /**
- * Makes a fresh DPoP key for a session and keeps it beside the session, its private half
- * encrypted with the data dir's keyring key (`secretKey`, from `CliContext.keyringKey`) the
- * way the agent's keys are.
+ * Makes a fresh DPoP key for a session. `save` keeps it beside the session — call it once the
+ * token bound to it has been granted, so a refused attempt leaves the previous session whole —
+ * its private half encrypted with the data dir's keyring key (`secretKey`, from
+ * `CliContext.keyringKey`) the way the agent's keys are.
  */
-export async function createSessionKey(
+export function createSessionKey(
   dataDir: string,
   secretKey: string,
   alg: (typeof SESSION_KEY_ALGS)[number],
-): Promise<{ key: KeyObject; jkt: string; file: string }> {
+): { key: KeyObject; jkt: string; file: string; save(): Promise<void> } {
   const { privateKey } =
     alg === "EdDSA" ? generateKeyPairSync("ed25519") : generateKeyPairSync("ec", { namedCurve: "P-256" });
   const publicJwk = dpopPublicJwk(privateKey);
   const jkt = jwkThumbprint(publicJwk);
-  const box = await secretBox(secretKey);
-  const record: SessionKeyFile = {
-    version: 1,
-    alg: dpopAlgorithmOf(privateKey),
-    jkt,
-    publicJwk: publicJwk as Record<string, unknown>,
-    encryptedPrivateJwk: await box.encrypt(JSON.stringify(privateKey.export({ format: "jwk" }))),
-  };
   const file = sessionKeyFile(dataDir);
-  await writeFileAtomic(file, `${JSON.stringify(record)}\n`, 0o600);
-  return { key: privateKey, jkt, file };
+  return {
+    key: privateKey,
+    jkt,
+    file,
+    async save() {
+      const box = await secretBox(secretKey);
+      const record: SessionKeyFile = {
+        version: 1,
+        alg: dpopAlgorithmOf(privateKey),
+        jkt,
+        publicJwk: publicJwk as Record<string, unknown>,
+        encryptedPrivateJwk: await box.encrypt(JSON.stringify(privateKey.export({ format: "jwk" }))),
+      };
+      await writeFileAtomic(file, `${JSON.stringify(record)}\n`, 0o600);
+    },
+  };
 }
 
 /**

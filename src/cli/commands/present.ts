@@ -149,12 +149,7 @@ Examples:
               throw error;
             },
           );
-          await mkdir(ctx.config.dataDir, { recursive: true, mode: 0o700 });
-          const proofKey = await createSessionKey(
-            ctx.config.dataDir,
-            await ctx.keyringKey(),
-            options.dpopAlg,
-          );
+          const proofKey = createSessionKey(ctx.config.dataDir, await ctx.keyringKey(), options.dpopAlg);
           const gw = gatewayClient(url, proofKey.key);
           const { challenge, domain } = await gw.challenge();
           const presentation = await agent.kpartyCreatePresentation({
@@ -180,6 +175,8 @@ Examples:
           };
           const file = sessionFile(ctx.config.dataDir);
           await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+          // the key first: a session is never saved without the key its token is bound to
+          await proofKey.save();
           await writeFileAtomic(file, JSON.stringify(session), 0o600);
           const { accessToken: _secret, ...shown } = session;
           ctx.out.result({ ...shown, models: token.models, sessionFile: file, dpopKeyFile: proofKey.file }, [
