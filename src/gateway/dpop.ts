@@ -285,8 +285,8 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
   const skew = resolveClockSkew(options.clockSkewSeconds);
   const { replay, nonces, now } = options;
   if (!replay || typeof now !== "function") throw new TypeError("now and replay are required");
-  // imported public keys by their JWK: a client signs all its proofs with one key
-  const keys = new Map<string, KeyObject>();
+  // imported public keys and their thumbprints by their JWK: a client signs all its proofs with one key
+  const keys = new Map<string, { key: KeyObject; jkt: string }>();
 
   return {
     /** Whether nonces are required (then `nonce()` gives the current one). */
@@ -322,28 +322,18 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
       if (j.kty !== shape.kty || j.crv !== shape.crv || !shape.members.every((m) => typeof j[m] === "string"))
         invalid(`the DPoP proof's jwk is not a ${shape.crv} key for ${String(alg)}`);
       const cacheKey = shape.members.map((m) => j[m]).join(".");
-      let key = keys.get(cacheKey);
-      if (!key) {
+      let known = keys.get(cacheKey);
+      if (!known) {
+        let key: KeyObject | undefined;
         try {
           key = createPublicKey({ format: "jwk", key: j as JsonWebKey });
         } catch {
           invalid("the DPoP proof's jwk is not a valid public key");
         }
+        known = { key: key as KeyObject, jkt: jwkThumbprint(j as JsonWebKey) };
         if (keys.size >= 10_000) keys.clear();
-        keys.set(cacheKey, key as KeyObject);
+        keys.set(cacheKey, known);
       }
-      const signature = Buffer.from(s, "base64url");
-      const ok =
-        alg === "EdDSA"
-          ? verify(null, Buffer.from(`${h}.${p}`), key as KeyObject, signature)
-          : signature.length === 64 &&
-            verify(
-              "sha256",
-              Buffer.from(`${h}.${p}`),
-              { key: key as KeyObject, dsaEncoding: "ieee-p1363" },
-              signature,
-            );
-      if (!ok) invalid("the DPoP proof's signature does not verify with its jwk");
       const { jti, htm, htu, iat, ath } = payload;
       if (typeof jti !== "string" || jti.length < 8 || jti.length > 256)
         invalid("the DPoP proof needs a jti (8 to 256 characters)");
@@ -364,6 +354,12 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
         if (ath !== accessTokenHash(request.accessToken))
           invalid("the DPoP proof's ath is not the access token's hash");
       }
+      const signature = Buffer.from(s, "base64url");
+      // the claims first (cheap), then the signature, on libuv's thread pool, off the event loop (like the presentations' ES256K checks)
+      const ok =
+        (alg === "EdDSA" || signature.length === 64) &&
+        (await verifyOffLoop(alg as DpopAlgorithm, Buffer.from(`${h}.${p}`), known.key, signature));
+      if (!ok) invalid("the DPoP proof's signature does not verify with its jwk");
       if (nonces && !nonces.valid(payload.nonce)) {
         throw new KPartyError(
           "use_dpop_nonce",
@@ -373,7 +369,7 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
           { details: { endpoint, nonce: nonces.current() } },
         );
       }
-      const jkt = jwkThumbprint(j as JsonWebKey);
+      const { jkt } = known;
       // kept while the proof could be accepted: until iat + skew (and at least a second)
       const fresh = await replay.use(`${jkt}:${jti as string}`, ((iat as number) + skew + 1) * 1000);
       if (!fresh) invalid("the DPoP proof has been used before (jti replayed)");
@@ -383,6 +379,20 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
 }
 
 export type DpopVerifier = ReturnType<typeof createDpopVerifier>;
+
+/** A JWS signature check on libuv's thread pool (node:crypto's callback form). */
+function verifyOffLoop(
+  alg: DpopAlgorithm,
+  data: Buffer,
+  key: KeyObject,
+  signature: Buffer,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (error: Error | null, ok: boolean) => resolve(!error && ok);
+    if (alg === "EdDSA") verify(null, data, key, signature, done);
+    else verify("sha256", data, { key, dsaEncoding: "ieee-p1363" }, signature, done);
+  });
+}
 
 function parseSegment(segment: string): Record<string, unknown> | null {
   try {
