@@ -68,17 +68,16 @@ export function registerGateway(program: Command): void {
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option(
       "--token-binding <mode>",
-      "dpop: tokens bound to the client's DPoP key, every request with a fresh proof (RFC 9449); bearer: an explicit opt-in to unbound bearer tokens (a token request with a DPoP proof still gets a bound token)",
+      "dpop: tokens bound to the client's DPoP key, every request with a fresh proof (RFC 9449); bearer: an explicit opt-in to unbound bearer tokens (a token request with a DPoP proof still gets a bound token) (default: gateway.tokenBinding, dpop)",
       (v) => {
         if (v !== "dpop" && v !== "bearer")
           throw new KPartyError("invalid_argument", `--token-binding must be dpop or bearer, got "${v}"`);
         return v;
       },
-      "dpop",
     )
     .option(
       "--public-url <url>",
-      "the URL clients reach the gateway at, which DPoP proofs must name (set it behind a proxy that changes the host or path; default: each request's scheme and Host)",
+      "the URL clients reach the gateway at, which DPoP proofs must name (set it behind a proxy that changes the host or path; default: gateway.publicUrl, else each request's scheme and Host)",
     )
     .option("--require-dpop-nonce", "require server nonces in DPoP proofs (DPoP-Nonce, use_dpop_nonce)")
     .option(
@@ -119,7 +118,7 @@ Examples:
             confirmations?: number;
             model: string[];
             tokenTtl: number;
-            tokenBinding: "dpop" | "bearer";
+            tokenBinding?: "dpop" | "bearer";
             publicUrl?: string;
             requireDpopNonce?: boolean;
             verifyThreads?: number;
@@ -153,6 +152,7 @@ Examples:
           const domain = options.domain ?? ctx.config.gateway.domain;
           const trustProxy = options.trustProxy ?? ctx.config.gateway.trustProxy;
           const confirmations = options.confirmations ?? ctx.config.gateway.confirmations;
+          const publicUrl = options.publicUrl ?? ctx.config.gateway.publicUrl;
           const app = await buildGateway({
             agent: verifier.agent,
             chain,
@@ -160,8 +160,8 @@ Examples:
             db,
             domain,
             tokenTtlSeconds: options.tokenTtl,
-            tokenBinding: options.tokenBinding,
-            ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
+            tokenBinding: options.tokenBinding ?? ctx.config.gateway.tokenBinding ?? "dpop",
+            ...(publicUrl !== undefined ? { publicUrl } : {}),
             ...(options.requireDpopNonce ? { requireDpopNonce: true } : {}),
             ...(trustProxy !== undefined ? { trustProxy } : {}),
             ...(confirmations !== undefined ? { confirmations } : {}),
