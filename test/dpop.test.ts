@@ -16,6 +16,7 @@ import {
   errorHeaders,
   errorResponse,
   jwkThumbprint,
+  SqliteDpopReplayStore,
 } from "../src/gateway/index.ts";
 import { postJson } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
@@ -409,6 +410,62 @@ describe("scripts/dpop-proof.ts (the docs' curl example: node:crypto alone)", ()
       expect(ok.status).toBe(200);
     },
   );
+});
+
+describe("two replicas sharing the token key and the replay store", () => {
+  it("refuse at one a proof already used at the other", async () => {
+    const tokenKey = generateKeyPairSync("ed25519").privateKey;
+    const shared = new SqliteDpopReplayStore(gateway.db, { now: () => clockNow(clock) });
+    const common = {
+      chain: world.chain,
+      deployment: world.deployment,
+      models: world.models,
+      clock,
+      tokenKey,
+    };
+    // both behind one public URL, as replicas behind a load balancer are
+    const publicUrl = "https://gw.replicas.example";
+    const a = await startGateway({
+      ...common,
+      dir: join(world.dir, "replica-a"),
+      dpopReplay: shared,
+      publicUrl,
+    });
+    const b = await startGateway({
+      ...common,
+      dir: join(world.dir, "replica-b"),
+      dpopReplay: shared,
+      publicUrl,
+    });
+    try {
+      const key = ed25519();
+      const tokenProof = createDpopProof({ key, htm: "POST", htu: `${publicUrl}/auth/token` });
+      const granted = await tokenRequest(
+        a.base,
+        await presentationAt(a.base, world.alice, cred.jwt),
+        tokenProof,
+      );
+      expect(granted.status).toBe(200);
+      const token = granted.body.access_token as string;
+      const headers = dpopHeaders(publicUrl, token, key);
+      expect((await call(a.base, modelPath, headers)).status).toBe(200);
+      expectRefusal(
+        await call(b.base, modelPath, headers),
+        "invalid_dpop_proof",
+        "the DPoP proof has been used before (jti replayed)",
+      );
+      expect((await call(b.base, modelPath, dpopHeaders(publicUrl, token, key))).status).toBe(200);
+      // the public URL is what proofs must name, not the address the request came in on
+      expectRefusal(
+        await call(b.base, modelPath, dpopHeaders(b.base, token, key)),
+        "invalid_dpop_proof",
+        `the DPoP proof is for another URL (htu must be ${publicUrl}${modelPath})`,
+      );
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
 });
 
 describe("server nonces (requireDpopNonce)", () => {
