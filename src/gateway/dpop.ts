@@ -66,7 +66,13 @@ export function jwkThumbprint(jwk: JsonWebKey): string {
   return createHash("sha256").update(canonical).digest("base64url");
 }
 
-/** `ath`: base64url of the SHA-256 of the access token's ASCII bytes (RFC 9449 §4.2). */
+/**
+ * `ath`: base64url of the SHA-256 of the access token's ASCII bytes (RFC 9449 §4.2).
+ * @example
+ * ```ts
+ * const claims = { ath: accessTokenHash(accessToken) }; // in a proof sent with that token
+ * ```
+ */
 export function accessTokenHash(token: string): string {
   return createHash("sha256").update(token, "ascii").digest("base64url");
 }
@@ -81,7 +87,13 @@ export function normalizeHtu(url: string | URL): string {
   return `${u.protocol}//${u.host}${u.pathname}`;
 }
 
-/** The public JWK of a proof key (the proof's `jwk` header). */
+/**
+ * The public JWK of a proof key (the proof's `jwk` header): only the members RFC 7638 hashes.
+ * @example
+ * ```ts
+ * const jkt = jwkThumbprint(dpopPublicJwk(generateKeyPairSync("ed25519").privateKey));
+ * ```
+ */
 export function dpopPublicJwk(key: KeyObject): JsonWebKey {
   const alg = dpopAlgorithmOf(key);
   const full = createPublicKey(key).export({ format: "jwk" });
@@ -151,6 +163,10 @@ export interface DpopReplayStore {
  * `openGatewayDatabase`): one `INSERT OR IGNORE`, so two concurrent uses of a `jti` cannot both
  * be new; entries past their expiry are pruned at most once a second. Like challenge writes, the
  * insert skips its own fsync: the audit record of the request it admits is synced after it.
+ * @example
+ * ```ts
+ * const replay = new SqliteDpopReplayStore(openGatewayDatabase("gw.sqlite"), { now: Date.now });
+ * ```
  */
 export class SqliteDpopReplayStore implements DpopReplayStore {
   readonly #db: DatabaseSync;
@@ -181,7 +197,13 @@ export class SqliteDpopReplayStore implements DpopReplayStore {
   }
 }
 
-/** A replay cache in memory, pruned by time: for one process (e.g. `createKPartyProtection`). */
+/**
+ * A replay cache in memory, pruned by time: for one process (e.g. `createKPartyProtection`).
+ * @example
+ * ```ts
+ * const dpop = createDpopVerifier({ now: Date.now, replay: new MemoryDpopReplayStore({ now: Date.now }) });
+ * ```
+ */
 export class MemoryDpopReplayStore implements DpopReplayStore {
   readonly #seen = new Map<string, number>();
   readonly #now: () => number;
@@ -209,6 +231,11 @@ export class MemoryDpopReplayStore implements DpopReplayStore {
  * (`lifetimeSeconds` long) and carries an HMAC of it under `secret`; a nonce of the current or
  * the previous period is accepted, so each lives between one and two periods. Replicas that
  * share `secret` accept each other's nonces; without one, a random secret per process.
+ * @example
+ * ```ts
+ * const nonces = createDpopNonces({ now: Date.now, lifetimeSeconds: 60, secret: sharedSecret });
+ * reply.header("dpop-nonce", nonces.current());
+ * ```
  */
 export function createDpopNonces(options: { now: () => number; lifetimeSeconds?: number; secret?: Buffer }) {
   const lifetimeMs = (options.lifetimeSeconds ?? 60) * 1000;

@@ -120,6 +120,13 @@ function atTokenEndpoint(error: KPartyError): boolean {
  * error="…"` for `invalid_dpop_proof` and `use_dpop_nonce`, with the server's fresh nonce in
  * `DPoP-Nonce` for the latter; `WWW-Authenticate: DPoP error="invalid_token"` for a refused
  * DPoP-bound token. Empty for other errors. `createKPartyProtection`'s users send them too.
+ * @example
+ * ```ts
+ * app.setErrorHandler((error, _request, reply) => {
+ *   const [status, body] = errorResponse(error);
+ *   return reply.code(status).headers(errorHeaders(error)).send(body);
+ * });
+ * ```
  */
 export function errorHeaders(error: unknown): Record<string, string> {
   if (!(error instanceof KPartyError)) return {};
