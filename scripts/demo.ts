@@ -21,7 +21,12 @@ import {
   startHardhatNode,
 } from "../src/devnet/index.ts";
 import { KPartyError } from "../src/errors/index.ts";
-import { buildGateway, createGatewayClient, openGatewayDatabase } from "../src/gateway/index.ts";
+import {
+  buildGateway,
+  createGatewayClient,
+  openGatewayDatabase,
+  type TokenResponse,
+} from "../src/gateway/index.ts";
 import { accuracy, FileModelStore, slice, syntheticDataset, trainLocal } from "../src/models/index.ts";
 
 const json = process.argv.includes("--json");
@@ -106,7 +111,6 @@ async function main() {
   const app = await buildGateway({ agent: verifierAgent.agent, chain, models, db, domain });
   cleanups.push(() => app.close());
   const base = await app.listen({ host: "127.0.0.1", port: 0 });
-  const gw = createGatewayClient(base);
   detail(`listening on ${base} (domain ${domain})`);
 
   step(5, `${orgA.name} issues K-th Party tokens to the three participants in one batch:`);
@@ -133,7 +137,17 @@ async function main() {
     `${orgB.name} issues a coordinator token (anchored in block ${coordinatorCredential.anchor.blockNumber})`,
   );
 
+  // each participant's own client: its own DPoP key, to which its access token is bound
+  const clients = new Map<string, ReturnType<typeof createGatewayClient>>();
+  const clientOf = (holder: Participant) => {
+    const known = clients.get(holder.did);
+    if (known) return known;
+    const client = createGatewayClient(base);
+    clients.set(holder.did, client);
+    return client;
+  };
   async function present(holder: Participant, credential: IssuedCredential, scope?: string) {
+    const gw = clientOf(holder);
     const { challenge } = await gw.challenge();
     const vp = await holder.handle.agent.kpartyCreatePresentation({
       holder: holder.did,
@@ -173,11 +187,10 @@ async function main() {
         }),
     });
     const sentAt = Math.floor(Date.now() / 1000);
-    const collected = (await (
-      await fetch(`${base}/oid4vp/transactions/${opened.transaction_id}`)
-    ).json()) as {
+    // collected with Carol's own client, so the token is bound to her DPoP key
+    const collected = (await clientOf(holder).oid4vpTransaction(opened.transaction_id)) as {
       status: string;
-    } & Awaited<ReturnType<typeof gw.token>>;
+    } & TokenResponse;
     if (collected.status !== "granted") throw new Error(`the OID4VP transaction is ${collected.status}`);
     const expiresAt = new Date((sentAt + collected.expires_in) * 1000).toISOString();
     return { ...collected, expiresAt, clientId: opened.client_id };
@@ -193,7 +206,7 @@ async function main() {
   ]);
   for (const [i, t] of tokens.entries())
     detail(
-      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token, expires in ${t.expires_in} s (never after the credential)${i === 2 ? ", via OID4VP" : ""}`,
+      `${(names[i] as string).padEnd(11)} scope "${t.scope}", ${t.token_type} token (bound to its own key), expires in ${t.expires_in} s (never after the credential)${i === 2 ? ", via OID4VP" : ""}`,
     );
   detail(`OID4VP client_id ${viaOid4vp.clientId.slice(0, 48)}…`);
   const [aliceToken, , , coordinatorToken] = tokens.map((t) => t.access_token) as [
@@ -202,9 +215,12 @@ async function main() {
     string,
     string,
   ];
+  const participantClients = [alice, bob, carol].map(clientOf);
+  const aliceGw = clientOf(alice);
+  const coordinatorGw = clientOf(coordinator);
 
   step(7, `The coordinator registers the shared model ${MODEL} (logistic regression, ${FEATURES} features).`);
-  await gw.register(
+  await coordinatorGw.register(
     { id: MODEL, description: "federated logistic regression on synthetic data", shape: [FEATURES + 1] },
     coordinatorToken,
   );
@@ -219,7 +235,7 @@ async function main() {
     8,
     `${ROUNDS} federated rounds: participants train locally and upload; the coordinator aggregates (FedAvg).`,
   );
-  const initial = await gw.weights(MODEL, coordinatorToken);
+  const initial = await coordinatorGw.weights(MODEL, coordinatorToken);
   const rounds: { round: number; accuracy: number; version: number; updates: number; samples: number }[] = [];
   say(`    round  version  updates  samples  held-out accuracy`);
   say(
@@ -229,14 +245,15 @@ async function main() {
     await Promise.all(
       [0, 1, 2].map(async (k) => {
         const token = tokens[k]?.access_token as string;
+        const gw = participantClients[k] as (typeof participantClients)[number];
         const { weights } = await gw.weights(MODEL, token);
         const shard = shards[k] as (typeof shards)[number];
         const local = trainLocal(weights, shard, { epochs: 1, learningRate: 0.5 });
         await gw.submitUpdate(MODEL, { round, sampleCount: shard.samples, weights: local }, token);
       }),
     );
-    const closed = await gw.closeRound(MODEL, round, coordinatorToken);
-    const { weights } = await gw.weights(MODEL, coordinatorToken);
+    const closed = await coordinatorGw.closeRound(MODEL, round, coordinatorToken);
+    const { weights } = await coordinatorGw.weights(MODEL, coordinatorToken);
     const acc = Math.round(accuracy(weights, heldOut) * 1000) / 1000;
     rounds.push({
       round,
@@ -251,7 +268,7 @@ async function main() {
   }
 
   step(9, "Alice downloads the global model with her access token.");
-  const before = await gw.weights(MODEL, aliceToken);
+  const before = await aliceGw.weights(MODEL, aliceToken);
   detail(`200: ${before.weights.length * 4} bytes, version ${before.version}`);
 
   const aliceCredential = batch[0] as IssuedCredential;
@@ -280,10 +297,10 @@ async function main() {
     }
   };
   // The gateway learns of the revocation from the registry's events (polled every 100 ms).
-  let live = await refusal(() => gw.weights(MODEL, aliceToken));
+  let live = await refusal(() => aliceGw.weights(MODEL, aliceToken));
   while (live.code === null && Date.now() - receiptAt < 5_000) {
     await new Promise((r) => setTimeout(r, 5));
-    live = await refusal(() => gw.weights(MODEL, aliceToken));
+    live = await refusal(() => aliceGw.weights(MODEL, aliceToken));
   }
   const visibleMs = Date.now() - receiptAt;
   detail(

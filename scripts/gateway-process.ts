@@ -34,6 +34,8 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   maxEventLoopDelayMs?: number;
   challengeTtlSeconds?: number;
   verifyThreads?: number;
+  /** The token binding (default: the gateway's, dpop). */
+  tokenBinding?: "dpop" | "bearer";
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -100,6 +102,7 @@ const app = await buildGateway({
   ...(config.maxEventLoopDelayMs ? { maxEventLoopDelayMs: config.maxEventLoopDelayMs } : {}),
   ...(config.challengeTtlSeconds ? { challengeTtlSeconds: config.challengeTtlSeconds } : {}),
   ...(config.verifyThreads ? { verifyThreads: config.verifyThreads } : {}),
+  ...(config.tokenBinding ? { tokenBinding: config.tokenBinding } : {}),
   // the watcher polls through its own provider, so request-time RPC calls are counted alone
   watcherChain: createChainClient({
     provider: createProvider(config.rpcUrl, config.deployment.chainId),

@@ -14,13 +14,14 @@
  * Prints its figures, and as its last line one JSON object. Exits 1 on a wrong grant, a 5xx
  * other than a 503 shed, a request that got no answer, or a gateway that did not survive.
  */
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { IssuedCredential } from "../agent/index.ts";
 import { createChainClient, getCredentialState } from "../src/chain/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
-import { createGatewayClient } from "../src/gateway/index.ts";
+import { createDpopProof, createGatewayClient } from "../src/gateway/index.ts";
 import {
   ask,
   type Cleanups,
@@ -87,7 +88,11 @@ async function main(): Promise<boolean> {
     // quotas, and shed with the gateway's default bounds
     config: { unlimited: true, maxInFlight: 256, maxEventLoopDelayMs: 200, challengeTtlSeconds: 600 },
   });
-  const gw = createGatewayClient(url);
+  const proofKey = generateKeyPairSync("ed25519").privateKey;
+  const gw = createGatewayClient(url, { dpopKey: proofKey });
+  const proofHeader = (target: string) => ({
+    dpop: createDpopProof({ key: proofKey, htm: "POST", htu: target }),
+  });
   const synced = async () => (await ask<{ block: number }>(child, "synced")).block;
   const waitSynced = async (block: number) => {
     while ((await synced()) < block) await sleep(2);
@@ -142,11 +147,18 @@ async function main(): Promise<boolean> {
   });
   await waitSynced(suspension.blockNumber);
 
+  // DPoP-bound tokens (the gateway's default): every request with a fresh proof, made as it is sent
   const read = (k: number) => () =>
-    send(`${url}/models/${MODEL}`, { headers: { authorization: `Bearer ${tokens[k]}` } });
+    send(`${url}/models/${MODEL}`, {
+      headers: gw.authHeaders("GET", `${url}/models/${MODEL}`, tokens[k] as string),
+    });
   const tokenBodies: { k: number; body: string }[] = [];
   const tokenRequest = (body: string) => () =>
-    send(`${url}/auth/token`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    send(`${url}/auth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...proofHeader(`${url}/auth/token`) },
+      body,
+    });
 
   log(`opening ${CONNECTIONS} connections…`);
   await Promise.all(Array.from({ length: CONNECTIONS }, () => send(`${url}/.well-known/kparty`, {})));

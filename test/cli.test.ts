@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { computeAddress, getAddress } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -634,6 +634,17 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     const saved = JSON.parse(readFileSync(session.sessionFile, "utf8"));
     expect(presented.stdout + presented.stderr).not.toContain(saved.accessToken);
     expect(statSync(session.sessionFile).mode & 0o077).toBe(0);
+    // the token is bound to the session's DPoP key, kept beside it with its private half encrypted
+    expect(saved.tokenType).toBe("DPoP");
+    const tokenPayload = JSON.parse(Buffer.from(saved.accessToken.split(".")[1], "base64url").toString());
+    const keyFile = (session as unknown as { dpopKeyFile: string }).dpopKeyFile;
+    expect(keyFile).toBe(join(dirname(session.sessionFile), "session-key.json"));
+    const keyRecord = JSON.parse(readFileSync(keyFile, "utf8"));
+    expect(statSync(keyFile).mode & 0o077).toBe(0);
+    expect(tokenPayload.cnf).toEqual({ jkt: keyRecord.jkt });
+    expect(keyRecord).toMatchObject({ version: 1, alg: "EdDSA", publicJwk: { kty: "OKP", crv: "Ed25519" } });
+    expect(keyRecord.publicJwk.d).toBeUndefined();
+    expect(readFileSync(keyFile, "utf8")).not.toContain('"d"');
 
     const models = json<{ models: { id: string; version: number }[] }>(
       await as("alice", ["model", "list", "--json"]),
@@ -813,7 +824,7 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       credentialExpiresAt: string;
       sessionFile: string;
     }>(presented);
-    expect(shown.tokenType).toBe("Bearer");
+    expect(shown.tokenType).toBe("DPoP");
     expect(shown.credentialExpiresAt).toBe(new Date(exp * 1000).toISOString());
     // the gateway's 86,400 s TTL would end after the credential: the token ends with it (within the
     // second the request was sent)
@@ -821,13 +832,16 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     expect(Date.parse(shown.expiresAt)).toBeGreaterThan(exp * 1000 - 10_000);
     const saved = JSON.parse(readFileSync(shown.sessionFile, "utf8"));
     expect(saved).toMatchObject({
-      tokenType: "Bearer",
+      tokenType: "DPoP",
       expiresAt: shown.expiresAt,
       credentialExpiresAt: shown.credentialExpiresAt,
     });
-    const human = await as("alice", ["present", "--credential", "alice-1d.json"]);
+    const human = await as("alice", ["present", "--credential", "alice-1d.json", "--dpop-alg", "ES256"]);
     expect(human.code).toBe(0);
-    expect(human.stdout).toContain(`  token       Bearer, expires `);
+    expect(human.stdout).toContain(`  token       DPoP, expires `);
+    expect(human.stdout).toContain(
+      `  DPoP key    ES256, ${join(dirname(shown.sessionFile), "session-key.json")} (encrypted)`,
+    );
     expect(human.stdout).toContain(
       `  credential  expires ${shown.credentialExpiresAt} (no token of it lives longer)`,
     );

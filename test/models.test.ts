@@ -24,9 +24,11 @@ async function post(
   path: string,
   init: { token: string; headers?: Record<string, string>; body?: Uint8Array | string },
 ) {
-  const res = await fetch(`${world.base}${path}`, {
+  const url = `${world.base}${path}`;
+  // the tokens of `gw` are bound to its DPoP key: each request with a fresh proof of it
+  const res = await fetch(url, {
     method: "POST",
-    headers: { authorization: `Bearer ${init.token}`, ...(init.headers ?? {}) },
+    headers: { ...gw.authHeaders("POST", url, init.token), ...(init.headers ?? {}) },
     ...(init.body !== undefined ? { body: init.body } : {}),
   });
   return { status: res.status, body: (await res.json()) as Record<string, any> };

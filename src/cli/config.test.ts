@@ -87,6 +87,28 @@ describe("loadConfig", () => {
     }
   });
 
+  it("gateway.tokenBinding (dpop or bearer) and gateway.publicUrl, from the file or the environment", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
+    const file = join(cwd, "c.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ gateway: { tokenBinding: "bearer", publicUrl: "https://gw.example/kp/" } }),
+    );
+    const loaded = loadConfig({ explicitFile: file, cwd, env: {} }).gateway;
+    expect([loaded.tokenBinding, loaded.publicUrl]).toEqual(["bearer", "https://gw.example/kp"]);
+    expect(loadConfig({ cwd, env: { KPARTY_GATEWAY_TOKEN_BINDING: "dpop" } }).gateway.tokenBinding).toBe(
+      "dpop",
+    );
+    expect(loadConfig({ cwd, env: {} }).gateway.tokenBinding).toBeUndefined();
+    writeFileSync(file, JSON.stringify({ gateway: { tokenBinding: "none" } }));
+    expect(codeOf(() => loadConfig({ explicitFile: file, cwd, env: {} }))).toBe(
+      `config_invalid: gateway.tokenBinding in ${file} must be dpop or bearer`,
+    );
+    expect(codeOf(() => loadConfig({ cwd, env: { KPARTY_GATEWAY_PUBLIC_URL: "https://gw/?q=1" } }))).toBe(
+      "config_invalid: gateway.publicUrl in KPARTY_GATEWAY_PUBLIC_URL must be an http(s) URL without query or fragment",
+    );
+  });
+
   it("KPARTY_CONFIG names the file; a named file that is missing is config_invalid", () => {
     const cwd = mkdtempSync(join(tmpdir(), "kparty-config-"));
     expect(codeOf(() => loadConfig({ cwd, env: { KPARTY_CONFIG: "nope.json" } }))).toBe(

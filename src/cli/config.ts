@@ -28,6 +28,10 @@ export interface ConfigFile {
     trustProxy?: number | string;
     /** Blocks on top of a block before the gateway applies its registry events (default 0; see `GatewayOptions.confirmations`). */
     confirmations?: number;
+    /** `dpop` (default) or `bearer`: how access tokens are bound (see `GatewayOptions.tokenBinding`). */
+    tokenBinding?: "dpop" | "bearer";
+    /** The URL DPoP proofs must name, behind a proxy (see `GatewayOptions.publicUrl`). */
+    publicUrl?: string;
   };
 }
 
@@ -59,6 +63,8 @@ export const ENVIRONMENT = {
   KPARTY_GATEWAY_DOMAIN: "gateway.domain",
   KPARTY_GATEWAY_TRUST_PROXY: "gateway.trustProxy",
   KPARTY_GATEWAY_CONFIRMATIONS: "gateway.confirmations",
+  KPARTY_GATEWAY_TOKEN_BINDING: "gateway.tokenBinding",
+  KPARTY_GATEWAY_PUBLIC_URL: "gateway.publicUrl",
 } as const;
 
 /** The largest confirmation depth accepted (far above any public network's finality). */
@@ -127,6 +133,15 @@ function set(config: ConfigFile, key: Key, value: unknown, source: string): void
       config.gateway.confirmations = n;
       break;
     }
+    case "gateway.tokenBinding":
+      if (value !== "dpop" && value !== "bearer") throw invalid(`${key} in ${source} must be dpop or bearer`);
+      config.gateway.tokenBinding = value;
+      break;
+    case "gateway.publicUrl":
+      if (typeof value !== "string" || !/^https?:\/\/[^\s/?#]+[^\s?#]*$/.test(value))
+        throw invalid(`${key} in ${source} must be an http(s) URL without query or fragment`);
+      config.gateway.publicUrl = value.replace(/\/+$/, "");
+      break;
     case "gateway.host":
     case "gateway.domain":
       config.gateway[key === "gateway.host" ? "host" : "domain"] = checkString(key, value, source);

@@ -36,6 +36,7 @@ export class CliContext {
   readonly #cleanups: (() => Promise<unknown> | unknown)[] = [];
   #provider: JsonRpcProvider | undefined;
   #deployment: DeploymentFile | undefined;
+  #passphrase: string | undefined;
 
   constructor(options: GlobalOptions) {
     this.out = new Output({ json: options.json === true, debug: options.debug === true });
@@ -108,6 +109,19 @@ export class CliContext {
     return file;
   }
 
+  /**
+   * The key that encrypts this data dir's private keys at rest (its `keyring.json`, see
+   * `openKeyring`), from the passphrase the agent was opened with or read now. Other keys kept
+   * beside the agent's (the session's DPoP key) are encrypted with it, the same way.
+   */
+  async keyringKey(): Promise<string> {
+    const dataDir = this.config.dataDir;
+    const passphrase = this.#passphrase ?? (await readPassphrase({ label: dataDir, confirm: false }));
+    this.#passphrase = passphrase;
+    const { openKeyring } = await import("../../agent/keyring.ts");
+    return openKeyring(join(dataDir, "keyring.json"), passphrase);
+  }
+
   /** A provider for the configured chain (the RPC URL of the configuration). */
   provider(): JsonRpcProvider {
     if (!this.#provider) {
@@ -144,6 +158,7 @@ export class CliContext {
         : this.deployment();
     const fresh = !existsSync(join(dataDir, "keyring.json"));
     const passphrase = await readPassphrase({ label: dataDir, confirm: fresh });
+    this.#passphrase = passphrase;
     const chain = { provider: this.provider(), deployment };
     // Veramo, TypeORM and sql.js take a second to load: only commands that open an agent pay for it.
     const { createKPartyAgent } = await import("../../agent/index.ts");

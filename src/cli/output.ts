@@ -58,6 +58,8 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   dcql_unsatisfied: EXIT.accessRefused,
   token_invalid: EXIT.accessRefused,
   credential_expired: EXIT.accessRefused,
+  invalid_dpop_proof: EXIT.accessRefused,
+  use_dpop_nonce: EXIT.accessRefused,
   rate_limited: EXIT.accessRefused,
 };
 
@@ -79,6 +81,7 @@ const HINTS: Partial<Record<KPartyErrorCode, string>> = {
   issuer_not_member: "only consortium members issue; see `kparty member list`",
   token_invalid: "get a new access token with `kparty present`",
   credential_expired: "the credential behind the access token has expired; ask its issuer for a new one",
+  invalid_dpop_proof: "the session's proof key does not match its token; get a new one with `kparty present`",
   chain_reverted: "the contract refused the transaction; see `kparty status` and `kparty member list`",
 };
 

@@ -24,6 +24,8 @@ export const SERVICE_ERROR_CODES = [
   "dcql_unsatisfied",
   "token_invalid",
   "credential_expired",
+  "invalid_dpop_proof",
+  "use_dpop_nonce",
   "rate_limited",
   "payload_too_large",
   "not_found",

@@ -27,6 +27,11 @@ describe("buildGateway misconfiguration", () => {
     ["a negative confirmation depth", { confirmations: -1 }],
     ["a fractional confirmation depth", { confirmations: 1.5 }],
     ["an empty reorganisation window", { reorgWindowBlocks: 0 }],
+    ["an unknown token binding", { tokenBinding: "none" as never }],
+    ["a public URL that is not http(s)", { publicUrl: "ftp://gw.example" }],
+    ["a public URL with a query", { publicUrl: "https://gw.example/?a=1" }],
+    ["a zero DPoP nonce lifetime", { requireDpopNonce: true, dpopNonceLifetimeSeconds: 0 }],
+    ["a short DPoP nonce secret", { requireDpopNonce: true, dpopNonceSecret: Buffer.alloc(8) }],
   ])("throws TypeError for %s", async (_what, patch) => {
     await expect(buildGateway({ ...base(), ...patch })).rejects.toThrow(TypeError);
   });

@@ -1,9 +1,12 @@
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
 import type { Aggregation, ModelInfo, RoundResult, UpdateReceipt } from "../models/index.ts";
+import { createDpopProof, dpopAlgorithmOf } from "./dpop.ts";
 
 export interface TokenResponse {
   access_token: string;
-  token_type: "Bearer";
+  /** `DPoP` when the token is bound to the client's proof key (the default), else `Bearer`. */
+  token_type: "DPoP" | "Bearer";
   expires_in: number;
   scope: string;
   holder: string;
@@ -11,29 +14,81 @@ export interface TokenResponse {
   credential_id: string;
 }
 
+export interface GatewayClientOptions {
+  fetch?: typeof fetch;
+  /**
+   * The DPoP proof key (RFC 9449): Ed25519, P-256 or secp256k1. Tokens are asked for with a
+   * proof of it (so they come back bound to it, `token_type: "DPoP"`) and every call with a
+   * token sends `Authorization: DPoP` and a fresh proof. Default: a fresh Ed25519 key for this
+   * client; `null` for bearer tokens (a gateway in `bearer` mode only).
+   */
+  dpopKey?: KeyObject | null;
+  /** Clock for the proofs' `iat`, in milliseconds (default `Date.now`). */
+  now?: () => number;
+}
+
 /**
  * A small client for the kparty gateway's HTTP API. Refusals become `KPartyError`s with the
- * gateway's code (and `details.status`).
+ * gateway's code (and `details.status`). Speaks DPoP by default: it keeps the gateway's latest
+ * `DPoP-Nonce` and, refused with `use_dpop_nonce`, retries once with the new nonce.
  *
  * @example
  * ```ts
  * const gw = createGatewayClient("http://127.0.0.1:8080");
  * const { challenge, domain } = await gw.challenge();
  * const { access_token } = await gw.token(await holder.kpartyCreatePresentation({ …, challenge, domain }));
- * const weights = await gw.weights("mnist-logreg", access_token);
+ * const weights = await gw.weights("mnist-logreg", access_token); // Authorization: DPoP + DPoP proof
  * ```
  */
-export function createGatewayClient(base: string, options: { fetch?: typeof fetch } = {}) {
+export function createGatewayClient(base: string, options: GatewayClientOptions = {}) {
   const fetchFn = options.fetch ?? fetch;
   const root = base.replace(/\/$/, "");
+  const dpopKey = options.dpopKey === undefined ? generateKeyPairSync("ed25519").privateKey : options.dpopKey;
+  if (dpopKey) dpopAlgorithmOf(dpopKey); // TypeError for a key of another kind
+  const now = options.now ?? Date.now;
+  let nonce: string | undefined;
+
+  /** A proof for one request (`undefined` without a key). */
+  function proof(method: string, url: string, accessToken?: string): string | undefined {
+    if (!dpopKey) return undefined;
+    return createDpopProof({
+      key: dpopKey,
+      htm: method,
+      htu: url,
+      now,
+      ...(accessToken !== undefined ? { accessToken } : {}),
+      ...(nonce !== undefined ? { nonce } : {}),
+    });
+  }
+
+  async function send(path: string, init: RequestInit & { token?: string }): Promise<Response> {
+    const url = `${root}${path}`;
+    const method = init.method ?? "GET";
+    const headers = new Headers(init.headers);
+    const p = proof(method, url, init.token);
+    if (p) headers.set("dpop", p);
+    if (init.token) headers.set("authorization", `${dpopKey ? "DPoP" : "Bearer"} ${init.token}`);
+    const { token: _token, ...rest } = init;
+    const response = await fetchFn(url, { ...rest, headers });
+    const next = response.headers.get("dpop-nonce");
+    if (next) nonce = next;
+    return response;
+  }
 
   async function call<T>(
     path: string,
     init: RequestInit & { token?: string } = {},
   ): Promise<{ body: T; headers: Headers }> {
-    const headers = new Headers(init.headers);
-    if (init.token) headers.set("authorization", `Bearer ${init.token}`);
-    const response = await fetchFn(`${root}${path}`, { ...init, headers });
+    let response = await send(path, init);
+    if (
+      dpopKey &&
+      (response.status === 400 || response.status === 401) &&
+      /error="use_dpop_nonce"/.test(response.headers.get("www-authenticate") ?? "") &&
+      !(init.body instanceof ReadableStream)
+    ) {
+      await response.body?.cancel();
+      response = await send(path, init); // once, with the nonce it just sent
+    }
     if (!response.ok) {
       let code: KPartyErrorCode = "internal";
       let message = `${response.status} ${response.statusText}`;
@@ -61,6 +116,16 @@ export function createGatewayClient(base: string, options: { fetch?: typeof fetc
   });
 
   return {
+    /** The DPoP key's algorithm, or `null` for a bearer client. */
+    dpopAlgorithm: dpopKey ? dpopAlgorithmOf(dpopKey) : null,
+    /**
+     * Headers for a request made without this client (e.g. prepared bytes): `authorization`
+     * and, for a DPoP client, a fresh `dpop` proof for `method` and `url` (`url` absolute).
+     */
+    authHeaders(method: string, url: string, token: string): Record<string, string> {
+      const p = proof(method, url, token);
+      return p ? { authorization: `DPoP ${token}`, dpop: p } : { authorization: `Bearer ${token}` };
+    },
     async challenge(): Promise<{ challenge: string; domain: string; expiresAt: string }> {
       return (
         await call<{ challenge: string; domain: string; expiresAt: string }>(
@@ -74,6 +139,18 @@ export function createGatewayClient(base: string, options: { fetch?: typeof fetc
         await call<TokenResponse>(
           "/auth/token",
           json("POST", scope ? { presentation, scope } : { presentation }),
+        )
+      ).body;
+    },
+    /**
+     * The state of an OID4VP transaction this client's caller opened; once the wallet has
+     * answered, the access token, bound to this client's DPoP key (collected once).
+     */
+    async oid4vpTransaction(transactionId: string): Promise<{ status: string } & Partial<TokenResponse>> {
+      return (
+        await call<{ status: string } & Partial<TokenResponse>>(
+          `/oid4vp/transactions/${encodeURIComponent(transactionId)}`,
+          { method: "GET" },
         )
       ).body;
     },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { KPartyError } from "../errors/index.ts";
-import { CLIENT_MESSAGES, errorResponse, isInternalError } from "./errors.ts";
+import { CLIENT_MESSAGES, errorHeaders, errorResponse, isInternalError } from "./errors.ts";
 
 const NODE_TEXT =
   'read credential state: chain unavailable: server response 500 (info={ "requestUrl": "https://u:p@node/v3/key" })';
@@ -65,5 +65,30 @@ describe("isInternalError", () => {
     expect(isInternalError(new KPartyError("registry_unavailable", "x"))).toBe(true);
     expect(isInternalError(new Error("x"))).toBe(true);
     expect(isInternalError(new KPartyError("revoked", "x"))).toBe(false);
+  });
+});
+
+describe("DPoP refusals (RFC 9449)", () => {
+  it("are 400 at the token endpoint and 401 on protected routes, with the DPoP challenge", () => {
+    const atToken = new KPartyError("invalid_dpop_proof", "bad proof", { details: { endpoint: "token" } });
+    const atResource = new KPartyError("invalid_dpop_proof", "bad proof", {
+      details: { endpoint: "resource" },
+    });
+    expect(errorResponse(atToken)).toEqual([
+      400,
+      { error: { code: "invalid_dpop_proof", message: "bad proof" } },
+    ]);
+    expect(errorResponse(atResource)[0]).toBe(401);
+    expect(errorHeaders(atResource)).toEqual({
+      "www-authenticate": 'DPoP error="invalid_dpop_proof", algs="ES256K ES256 EdDSA"',
+    });
+    const nonce = new KPartyError("use_dpop_nonce", "nonce", {
+      details: { endpoint: "resource", nonce: "n1" },
+    });
+    expect(errorHeaders(nonce)).toEqual({
+      "www-authenticate": 'DPoP error="use_dpop_nonce", algs="ES256K ES256 EdDSA"',
+      "dpop-nonce": "n1",
+    });
+    expect(errorHeaders(new KPartyError("revoked", "revoked"))).toEqual({});
   });
 });

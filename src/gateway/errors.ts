@@ -21,6 +21,9 @@ export const HTTP_STATUS: Record<ServiceErrorCode, number> = {
   did_unresolvable: 401,
   token_invalid: 401,
   credential_expired: 401,
+  // 400 at the token endpoint instead (RFC 9449 §5, §8): see `errorResponse`
+  invalid_dpop_proof: 401,
+  use_dpop_nonce: 401,
   not_anchored: 403,
   revoked: 403,
   suspended: 403,
@@ -61,6 +64,8 @@ export const CLIENT_MESSAGES: Record<ServiceErrorCode, string | null> = {
   did_unresolvable: "a DID in the request does not resolve on the consortium's chain",
   token_invalid: null,
   credential_expired: null,
+  invalid_dpop_proof: null,
+  use_dpop_nonce: null,
   not_anchored: null,
   revoked: null,
   suspended: null,
@@ -101,16 +106,54 @@ export interface ErrorBody {
   error: { code: ServiceErrorCode; message: string; field?: string; checks?: CheckResult[] };
 }
 
+/** Whether `error` is a DPoP refusal at the token endpoint (400 there, RFC 9449 §5 and §8). */
+function atTokenEndpoint(error: KPartyError): boolean {
+  return (
+    (error.code === "invalid_dpop_proof" || error.code === "use_dpop_nonce") &&
+    error.details.endpoint === "token"
+  );
+}
+
+/**
+ * The headers that go with a refusal (RFC 9449 §7.1, §8, §9): `WWW-Authenticate: DPoP
+ * error="…"` for `invalid_dpop_proof` and `use_dpop_nonce`, with the server's fresh nonce in
+ * `DPoP-Nonce` for the latter; `WWW-Authenticate: DPoP error="invalid_token"` for a refused
+ * DPoP-bound token. Empty for other errors. `createKPartyProtection`'s users send them too.
+ * @example
+ * ```ts
+ * app.setErrorHandler((error, _request, reply) => {
+ *   const [status, body] = errorResponse(error);
+ *   return reply.code(status).headers(errorHeaders(error)).send(body);
+ * });
+ * ```
+ */
+export function errorHeaders(error: unknown): Record<string, string> {
+  if (!(error instanceof KPartyError)) return {};
+  const algs = 'algs="ES256K ES256 EdDSA"';
+  if (error.code === "invalid_dpop_proof" || error.code === "use_dpop_nonce") {
+    const nonce = error.details.nonce;
+    return {
+      "www-authenticate": `DPoP error="${error.code}", ${algs}`,
+      ...(error.code === "use_dpop_nonce" && typeof nonce === "string" ? { "dpop-nonce": nonce } : {}),
+    };
+  }
+  if (error.code === "token_invalid" && error.details.scheme === "DPoP")
+    return { "www-authenticate": `DPoP error="invalid_token", ${algs}` };
+  return {};
+}
+
 /**
  * Any thrown value as `[status, body]`: a `KPartyError` with its code and the message of
  * {@link clientMessage}; anything else (a chain's or the CLI's code included) as `internal`. No cause, URL or stack is ever in the body.
+ * The status is the code's ({@link HTTP_STATUS}), except for the DPoP codes at the token
+ * endpoint (`details.endpoint: "token"`), which are 400 as RFC 9449 has them.
  */
 export function errorResponse(error: unknown): [number, ErrorBody] {
   if (error instanceof KPartyError && isServiceCode(error.code)) {
     const checks = error.details.checks as CheckResult[] | undefined;
     const field = error.details.field;
     return [
-      HTTP_STATUS[error.code],
+      atTokenEndpoint(error) ? 400 : HTTP_STATUS[error.code],
       {
         error: {
           code: error.code,

@@ -4,6 +4,7 @@ import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import type { AuditStore, Awaitable, RateLimits } from "../state/port.ts";
 import { auditEntryOf } from "./audit-entry.ts";
+import type { DpopVerifier } from "./dpop.ts";
 import type { StatusKey } from "./status-cache.ts";
 import type { AccessClaims } from "./tokens.ts";
 import { judgeCredentialState, type RemovedIssuerPolicy } from "./verify/judge.ts";
@@ -31,7 +32,53 @@ export interface GuardOptions {
   limiter?: RateLimits;
   /** Requests a minute for credentials without a quota (default 600). */
   defaultRequestsPerMinute?: number;
+  /**
+   * `dpop` (default): only DPoP-bound tokens (`cnf.jkt`), each request with a fresh proof of
+   * their key. `bearer`: unbound tokens as `Authorization: Bearer` too (bound ones still need
+   * their proof).
+   */
+  tokenBinding?: TokenBinding;
+  /** Checks the DPoP proofs (required: a bound token without a verifier is refused). */
+  dpop?: DpopVerifier;
+  /**
+   * The public base URL this server is reached at (e.g. `https://models.example/kparty`), which
+   * a proof's `htu` must name, followed by the request's path. Default: the request's own scheme
+   * and `Host` (behind a trusted proxy, `X-Forwarded-Proto` / `X-Forwarded-Host`).
+   */
+  publicUrl?: string;
 }
+
+/** How access tokens are bound: to a DPoP key (the default) or to nothing (bearer). */
+export type TokenBinding = "dpop" | "bearer";
+
+/** The mode, checked (`TypeError` for anything but `dpop` and `bearer`; default `dpop`). */
+export function resolveTokenBinding(value: unknown): TokenBinding {
+  if (value === undefined) return "dpop";
+  if (value !== "dpop" && value !== "bearer") throw new TypeError('tokenBinding must be "dpop" or "bearer"');
+  return value;
+}
+
+/** A `publicUrl` option, checked and without its trailing slash (`TypeError` if not an http(s) URL). */
+export function resolvePublicUrl(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new TypeError("publicUrl must be an http(s) URL");
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.hash)
+    throw new TypeError("publicUrl must be an http(s) URL without query or fragment");
+  return `${url.protocol}//${url.host}${url.pathname}`.replace(/\/+$/, "");
+}
+
+/** The URL a DPoP proof for `request` must name: `publicUrl` (or the request's scheme and host) and its path. */
+export function publicRequestUrl(request: FastifyRequest, publicUrl: string | undefined): string {
+  const path = request.url.split("?")[0] ?? "/";
+  return publicUrl !== undefined ? `${publicUrl}${path}` : `${request.protocol}://${request.host}${path}`;
+}
+
+const AUTHORIZATION = /^(Bearer|DPoP) ([A-Za-z0-9_.~+/-]+=*)$/i;
 
 /** Whether the grant covers `model` (`"*"` covers every model). */
 export function grantCoversModel(claims: AccessClaims, model: string): boolean {
@@ -40,7 +87,9 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
 
 /**
  * A guard factory: `requireAccess(action)` returns a preHandler that accepts only a valid
- * bearer token of this gateway, whose credential is still within its validity window (`tokens`
+ * access token of this gateway — DPoP-bound ones (`cnf.jkt`) as `Authorization: DPoP` with a
+ * fresh proof of their key for this method and URL (see `createDpopVerifier`), unbound ones as
+ * `Authorization: Bearer` and only when `tokenBinding` is `bearer` — whose credential is still within its validity window (`tokens`
  * re-checks the window the token carries, with the one clock skew: `credential_expired`), whose
  * scope has `action` (and, for `/models/:id…`, covers the model) and whose credential's
  * on-chain state still passes the verifier's judgement (`judgeCredentialState`). States come
@@ -53,17 +102,69 @@ export function createAccessGuard(options: GuardOptions) {
   const policy = options.removedIssuerPolicy ?? "deny";
   const defaultRpm = options.defaultRequestsPerMinute ?? 600;
   if (!tokens || !states) throw new TypeError("tokens and states are required");
+  const binding = resolveTokenBinding(options.tokenBinding);
+  const { dpop } = options;
+  if (binding === "dpop" && !dpop) throw new TypeError("tokenBinding dpop needs a DPoP verifier (dpop)");
+  const publicUrl = resolvePublicUrl(options.publicUrl);
 
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
-    return async (request: FastifyRequest, _reply: FastifyReply) => {
+    return async (request: FastifyRequest, reply: FastifyReply) => {
       const model = (request.params as { id?: string }).id ?? null;
       let claims: AccessClaims | undefined;
       try {
         const header = request.headers.authorization;
-        const match = typeof header === "string" ? /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header) : null;
-        if (!match)
-          throw new KPartyError("token_invalid", "an access token is required (Authorization: Bearer …)");
-        claims = await tokens.verify(match[1]);
+        const match = typeof header === "string" ? AUTHORIZATION.exec(header) : null;
+        if (!match) {
+          throw new KPartyError(
+            "token_invalid",
+            binding === "dpop"
+              ? "an access token is required (Authorization: DPoP … with a DPoP proof)"
+              : "an access token is required (Authorization: Bearer …)",
+            { details: { scheme: binding === "dpop" ? "DPoP" : "Bearer" } },
+          );
+        }
+        const scheme = (match[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
+        const token = match[2] as string;
+        const verified = await tokens.verify(token);
+        claims = verified; // named in the audit record of any refusal from here on
+        const named = { holder: verified.holder, credentialId: verified.credentialId };
+        if (verified.jkt !== undefined) {
+          if (scheme !== "DPoP" || !dpop) {
+            throw new KPartyError(
+              "token_invalid",
+              "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
+              { details: { ...named, scheme: "DPoP" } },
+            );
+          }
+          if (dpop.requiresNonce) reply.header("dpop-nonce", dpop.nonce());
+          const proof = await dpop.verify(request.headers.dpop, {
+            method: request.method,
+            url: publicRequestUrl(request, publicUrl),
+            accessToken: token,
+            endpoint: "resource",
+          });
+          if (proof.jkt !== verified.jkt) {
+            throw new KPartyError(
+              "invalid_dpop_proof",
+              "the DPoP proof is signed by another key than the one the access token is bound to",
+              { details: { ...named, endpoint: "resource" } },
+            );
+          }
+        } else if (binding === "dpop") {
+          throw new KPartyError(
+            "token_invalid",
+            "the gateway accepts only DPoP-bound access tokens; get one with a DPoP proof",
+            { details: { ...named, scheme: "DPoP" } },
+          );
+        } else if (scheme !== "Bearer") {
+          throw new KPartyError(
+            "token_invalid",
+            "an access token without cnf goes with Authorization: Bearer",
+            {
+              details: { ...named, scheme: "Bearer" },
+            },
+          );
+        }
         await options.limiter?.take(
           `credential:${claims.credentialId}`,
           claims.requestsPerMinute ?? defaultRpm,

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { KPartyError } from "../errors/index.ts";
 import { auditEntryOf } from "./audit-entry.ts";
-import { errorResponse, isInternalError } from "./errors.ts";
+import { errorHeaders, errorResponse, isInternalError } from "./errors.ts";
 import type { GatewayServices } from "./services.ts";
 
 /**
@@ -66,7 +66,7 @@ function fromHttpLayer(error: unknown, bodyLimit: number): unknown {
 
 /**
  * The one place errors become responses: `{error: {code, message, field?, checks?}}` with the
- * status of the code (`errorResponse`), `Retry-After` on 503 and 429, the cause of an internal
+ * status of the code (`errorResponse`), the DPoP challenge headers (`errorHeaders`), `Retry-After` on 503 and 429, the cause of an internal
  * failure in the operator's log only, and, when access had been granted before the operation
  * was refused, an audit record of that refusal. Unknown routes are 404 `not_found`.
  */
@@ -89,6 +89,7 @@ export function installErrorHandling(
       }
     }
     const [status, body] = errorResponse(mapped);
+    reply.headers(errorHeaders(mapped));
     if (status === 503) reply.header("retry-after", "5");
     const retryAfter = mapped instanceof KPartyError ? mapped.details.retryAfterSeconds : undefined;
     if (status === 429 && typeof retryAfter === "number") reply.header("retry-after", String(retryAfter));

@@ -8,9 +8,30 @@ export {
   GENESIS_HASH,
   verifyAuditChain,
 } from "./audit.ts";
-export { createGatewayClient, type GatewayClient, type TokenResponse } from "./client.ts";
-export { type ErrorBody, errorResponse, HTTP_STATUS } from "./errors.ts";
-export { createAccessGuard, type GuardOptions } from "./guard.ts";
+export {
+  createGatewayClient,
+  type GatewayClient,
+  type GatewayClientOptions,
+  type TokenResponse,
+} from "./client.ts";
+export {
+  accessTokenHash,
+  createDpopNonces,
+  createDpopProof,
+  createDpopVerifier,
+  DPOP_ALGORITHMS,
+  type DpopAlgorithm,
+  type DpopNonces,
+  type DpopProofInput,
+  type DpopReplayStore,
+  type DpopVerifier,
+  dpopPublicJwk,
+  jwkThumbprint,
+  MemoryDpopReplayStore,
+  SqliteDpopReplayStore,
+} from "./dpop.ts";
+export { type ErrorBody, errorHeaders, errorResponse, HTTP_STATUS } from "./errors.ts";
+export { createAccessGuard, type GuardOptions, type TokenBinding } from "./guard.ts";
 export { createKPartyProtection, type ProtectionOptions } from "./middleware.ts";
 export { openApiDocument } from "./openapi.ts";
 export { type Challenge, ChallengeStore, openGatewayDatabase } from "./state.ts";

@@ -2,7 +2,8 @@ import type { preHandlerAsyncHookHandler } from "fastify";
 import { type ChainClient, createRegistryWatcher } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
 import type { AuditLog } from "./audit.ts";
-import { createAccessGuard } from "./guard.ts";
+import { createDpopNonces, createDpopVerifier, type DpopReplayStore, MemoryDpopReplayStore } from "./dpop.ts";
+import { createAccessGuard, resolvePublicUrl, resolveTokenBinding, type TokenBinding } from "./guard.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { createStatusCache } from "./status-cache.ts";
 import { createTokenVerifier, type TokenPublicKey } from "./tokens.ts";
@@ -31,6 +32,24 @@ export interface ProtectionOptions {
   audit?: AuditLog;
   /** Requests a minute per credential without a quota (default 600). */
   defaultRequestsPerMinute?: number;
+  /**
+   * `dpop`: only DPoP-bound tokens, each request with a fresh proof; `bearer`: unbound tokens
+   * too. Default: the gateway's mode (`accessToken.tokenBinding` of `/.well-known/kparty`).
+   */
+  tokenBinding?: TokenBinding;
+  /**
+   * This server's public base URL (e.g. `https://models.example`), which proofs' `htu` must
+   * name followed by the request's path. Default: each request's scheme and `Host` (through a
+   * proxy, only as far as Fastify's `trustProxy` believes it): set it behind a proxy.
+   */
+  publicUrl?: string;
+  /**
+   * Where accepted proofs' `jti`s are kept (default: in this process's memory). Several
+   * instances behind one URL must share one (e.g. a `SqliteDpopReplayStore` on a shared database).
+   */
+  dpopReplay?: DpopReplayStore;
+  /** Require server nonces in proofs (`use_dpop_nonce`, `DPoP-Nonce`); default false. */
+  requireDpopNonce?: boolean;
   fetch?: typeof fetch;
 }
 
@@ -50,12 +69,15 @@ function tokenKid(token: unknown): string | null {
 /**
  * Protects routes of any Fastify server with kparty access tokens, without running the
  * gateway: tokens are checked with the gateway's public keys (`/.well-known/jwks.json`, read
- * again when a token names a key not seen yet, at most once a second), the credential's validity window
+ * again when a token names a key not seen yet, at most once a second); a DPoP-bound token (`cnf.jkt`)
+ * only as `Authorization: DPoP` with a fresh proof of its key for this request's method and URL
+ * (`htu` from `publicUrl`), `ath` of the token, `iat` within the clock skew and a `jti` this
+ * server has not seen (bearer tokens only with `tokenBinding: "bearer"`); the credential's validity window
  * they carry is re-checked on every request (`credential_expired` once it has ended, with the
  * same clock skew as the gateway), credential states come from the chain through a cache
  * invalidated by the registry's events (so a revocation refuses live tokens within a poll),
  * rate limits follow each credential's quota. Errors are `KPartyError`s; map them with
- * `errorResponse` (see docs/middleware.md).
+ * `errorResponse` and `errorHeaders` (see docs/middleware.md).
  *
  * @example
  * ```ts
@@ -74,7 +96,7 @@ export async function createKPartyProtection(options: ProtectionOptions) {
     domain: string;
     chainId: number;
     contracts: Record<string, string>;
-    accessToken: { key: TokenPublicKey; clockSkewSeconds?: number };
+    accessToken: { key: TokenPublicKey; clockSkewSeconds?: number; tokenBinding?: TokenBinding };
   };
   const { deployment } = options.chain;
   if (
@@ -114,6 +136,14 @@ export async function createKPartyProtection(options: ProtectionOptions) {
       return verifier.verify(token);
     },
   };
+  const tokenBinding = resolveTokenBinding(options.tokenBinding ?? wellKnown.accessToken.tokenBinding);
+  const publicUrl = resolvePublicUrl(options.publicUrl);
+  const dpop = createDpopVerifier({
+    now,
+    clockSkewSeconds,
+    replay: options.dpopReplay ?? new MemoryDpopReplayStore({ now }),
+    ...(options.requireDpopNonce ? { nonces: createDpopNonces({ now }) } : {}),
+  });
   const watcher = createRegistryWatcher(options.chain, {
     now,
     ...(options.confirmations !== undefined ? { confirmations: options.confirmations } : {}),
@@ -126,6 +156,9 @@ export async function createKPartyProtection(options: ProtectionOptions) {
   });
   const requireAccess = createAccessGuard({
     tokens,
+    tokenBinding,
+    dpop,
+    ...(publicUrl !== undefined ? { publicUrl } : {}),
     states,
     limiter: new RateLimiter({ now }),
     ...(options.audit ? { audit: options.audit } : {}),

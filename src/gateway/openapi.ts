@@ -22,7 +22,8 @@ function errors(...statuses: number[]) {
   return Object.fromEntries(statuses.map((s) => [String(s), error(texts[s] ?? "error")]));
 }
 
-const bearer = [{ bearer: [] }];
+/** Protected routes: a DPoP-bound token with its proof (the default), or a bearer token in bearer mode. */
+const bearer = [{ dpop: [] }, { bearer: [] }];
 
 /** `POST /auth/challenge` and its VC-API name `POST /challenges`: one operation, two paths. */
 function challengeOperation(summary: string) {
@@ -77,7 +78,25 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
     },
     components: {
       securitySchemes: {
-        bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT (EdDSA, typ at+jwt)" },
+        dpop: {
+          type: "http",
+          scheme: "dpop",
+          bearerFormat: "JWT (EdDSA, typ at+jwt, cnf.jkt)",
+          description:
+            "RFC 9449 (the default, `--token-binding dpop`): `Authorization: DPoP <token>` and a `DPoP` header " +
+            "holding a fresh proof (typ dpop+jwt; alg ES256K, ES256 or EdDSA; a public jwk whose thumbprint " +
+            "is the token's cnf.jkt; htm and htu of this request, without query; ath = base64url(SHA-256(token)); " +
+            `iat within ${skew} s; a jti never used before; the server nonce when the gateway requires one). ` +
+            'Refusals: 401 `invalid_dpop_proof` or `use_dpop_nonce` with `WWW-Authenticate: DPoP error="…"` ' +
+            "(and `DPoP-Nonce`); a bound token sent as bearer is 401 `token_invalid`.",
+        },
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "JWT (EdDSA, typ at+jwt)",
+          description:
+            "unbound tokens, only from a gateway run with `--token-binding bearer` (an explicit opt-in)",
+        },
       },
       schemas: {
         ErrorCode: {
@@ -267,7 +286,20 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
             `\`expired\`, even when the verifier's ${skew} s clock skew still tolerates the credential. Every use of the ` +
             "token re-checks the credential's validity window (carried in the token), its status and its " +
             `issuer's membership; credential and token times are judged with the same ${skew} s skew, so a token ` +
-            "is never honoured at a time its credential would be refused (then: 401 `credential_expired`).",
+            "is never honoured at a time its credential would be refused (then: 401 `credential_expired`). " +
+            "With a `DPoP` header (a proof for POST at this URL, no `ath`) the token is bound to the proof's key " +
+            "(`cnf.jkt`, `token_type: DPoP`); in the default dpop mode the proof is required (400 " +
+            "`invalid_dpop_proof`; 400 `use_dpop_nonce` with `DPoP-Nonce` when nonces are required). It is " +
+            "checked before the presentation, so a refused proof does not use up the challenge.",
+          parameters: [
+            {
+              name: "DPoP",
+              in: "header",
+              required: false,
+              schema: { type: "string" },
+              description: "a DPoP proof JWT (RFC 9449); required unless the gateway runs in bearer mode",
+            },
+          ],
           requestBody: {
             required: true,
             content: json({
@@ -296,7 +328,7 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
                 required: ["access_token", "token_type", "expires_in", "scope", "holder"],
                 properties: {
                   access_token: { type: "string" },
-                  token_type: { const: "Bearer" },
+                  token_type: { enum: ["DPoP", "Bearer"] },
                   expires_in: { type: "integer" },
                   scope: { type: "string" },
                   holder: { type: "string" },

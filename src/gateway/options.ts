@@ -4,6 +4,8 @@ import type { ChainClient } from "../chain/index.ts";
 import type { FileModelStore } from "../models/index.ts";
 import type { GatewayState } from "../state/port.ts";
 import type { TrustProxy } from "./client-address.ts";
+import type { DpopReplayStore } from "./dpop.ts";
+import type { TokenBinding } from "./guard.ts";
 import type { OperatorLogStream } from "./operator-log.ts";
 import type { RemovedIssuerPolicy } from "./verify/judge.ts";
 import type { DidResolver } from "./verify/verifier.ts";
@@ -60,6 +62,35 @@ export interface GatewayOptions {
    * `key` the Ed25519 key of its `did:jwk` client identifier (default: a fresh key per process).
    */
   oid4vp?: { publicUrl?: string; requestTtlSeconds?: number; key?: KeyObject };
+  /**
+   * `dpop` (default): access tokens are bound to the key of the DPoP proof (RFC 9449) sent to
+   * `POST /auth/token` (`cnf.jkt`, `token_type: "DPoP"`), and every protected request needs a
+   * fresh proof of that key. `bearer` (an explicit opt-in): a token request without a proof gets
+   * a bearer token, honoured as `Authorization: Bearer`; one with a proof still gets a bound token.
+   */
+  tokenBinding?: TokenBinding;
+  /**
+   * The URL clients reach the gateway at (scheme, host and any path prefix, e.g.
+   * `https://gw.example/kparty`), which DPoP proofs' `htu` must name. Set it behind a proxy
+   * that rewrites the host or the path. Default: each request's scheme and `Host` (with
+   * `trustProxy`, the proxy's `X-Forwarded-Proto` and `X-Forwarded-Host`).
+   */
+  publicUrl?: string;
+  /**
+   * Require server nonces in DPoP proofs (default false): a proof without a current nonce is
+   * refused with `use_dpop_nonce` and the nonce in `DPoP-Nonce`, which every answer of the
+   * token endpoint and of protected routes also carries. Nonces rotate every
+   * `dpopNonceLifetimeSeconds` (default 60) and are accepted for two periods.
+   */
+  requireDpopNonce?: boolean;
+  dpopNonceLifetimeSeconds?: number;
+  /** HMAC key of the nonces (at least 16 bytes); give replicas the same one. Default: random per process. */
+  dpopNonceSecret?: Buffer;
+  /**
+   * Where the `jti`s of accepted DPoP proofs are kept (default: the table `dpop_jti` of `db`).
+   * Replicas must share one, so a proof is single-use across them.
+   */
+  dpopReplay?: DpopReplayStore;
   /** Fastify request logging (default off). Bodies and headers are never logged. */
   logger?: boolean;
   /**

@@ -6,7 +6,8 @@ import { memoryTokenKeys, TokenKeyRing } from "../state/keys.ts";
 import type { AuditStore, ChallengeStore, GatewayState, RateLimits } from "../state/port.ts";
 import { secretsOfUrl } from "../util/redact.ts";
 import { createDidCache } from "./did-cache.ts";
-import { createAccessGuard } from "./guard.ts";
+import { createDpopNonces, createDpopVerifier, type DpopVerifier, SqliteDpopReplayStore } from "./dpop.ts";
+import { createAccessGuard, resolvePublicUrl, resolveTokenBinding, type TokenBinding } from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { createOid4vpSigner, type Oid4vpSigner } from "./oid4vp.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
@@ -31,6 +32,12 @@ export interface GatewayServices {
   now: () => number;
   clockSkewSeconds: number;
   tokens: TokenService;
+  /** `dpop` (default) or `bearer` (see `GatewayOptions.tokenBinding`). */
+  tokenBinding: TokenBinding;
+  /** Checks DPoP proofs, at the token endpoint and on protected routes. */
+  dpop: DpopVerifier;
+  /** The public base URL proofs' `htu` name, if configured (else each request's own). */
+  publicUrl: string | undefined;
   challenges: ChallengeStore;
   /** The OID4VP verifier: its signing identity, its transactions, its settings (see `GatewayOptions.oid4vp`). */
   oid4vp: {
@@ -130,19 +137,39 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     keys,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
   });
+  // OID4VP transactions and the DPoP replay cache live in the embedded database; a gateway on
+  // PostgreSQL keeps them in a database of its own process until they have PostgreSQL stores
+  // (one replica per OID4VP request; a proof's jti single-use per replica)
+  const local = db ?? openGatewayDatabase(":memory:");
+  const tokenBinding = resolveTokenBinding(options.tokenBinding);
+  const publicUrl = resolvePublicUrl(options.publicUrl);
+  const dpop = createDpopVerifier({
+    now,
+    clockSkewSeconds,
+    replay: options.dpopReplay ?? new SqliteDpopReplayStore(local, { now }),
+    ...(options.requireDpopNonce
+      ? {
+          nonces: createDpopNonces({
+            now,
+            ...(options.dpopNonceLifetimeSeconds !== undefined
+              ? { lifetimeSeconds: options.dpopNonceLifetimeSeconds }
+              : {}),
+            ...(options.dpopNonceSecret ? { secret: options.dpopNonceSecret } : {}),
+          }),
+        }
+      : {}),
+  });
   const challenges = state.challenges({ ttlSeconds: options.challengeTtlSeconds ?? 60, now });
   const requestTtlSeconds = options.oid4vp?.requestTtlSeconds ?? 300;
   if (!Number.isSafeInteger(requestTtlSeconds) || requestTtlSeconds <= 0)
     throw new TypeError("oid4vp.requestTtlSeconds must be a positive integer");
-  const publicUrl = options.oid4vp?.publicUrl?.replace(/\/+$/, "") ?? null;
-  if (publicUrl !== null && !/^https?:\/\/[^\s/]+/.test(publicUrl))
+  const oid4vpPublicUrl = options.oid4vp?.publicUrl?.replace(/\/+$/, "") ?? null;
+  if (oid4vpPublicUrl !== null && !/^https?:\/\/[^\s/]+/.test(oid4vpPublicUrl))
     throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
   const oid4vp = {
     signer: createOid4vpSigner(options.oid4vp?.key),
-    // OID4VP transactions live in the embedded database; a gateway on PostgreSQL keeps them in
-    // a database of its own process until they have a PostgreSQL store (one replica per request)
-    transactions: new SqliteOid4vpTransactions(db ?? openGatewayDatabase(":memory:"), { now }),
-    publicUrl,
+    transactions: new SqliteOid4vpTransactions(local, { now }),
+    publicUrl: oid4vpPublicUrl,
     requestTtlSeconds,
   };
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
@@ -210,6 +237,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   const limiter = state.rateLimits({ now, maxKeys: bounds.rateLimitBuckets });
   const requireAccess = createAccessGuard({
     tokens: { verify: tokens.verifyFresh },
+    tokenBinding,
+    dpop,
+    ...(publicUrl !== undefined ? { publicUrl } : {}),
     states,
     audit,
     limiter,
@@ -226,6 +256,9 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     now,
     clockSkewSeconds,
     tokens,
+    tokenBinding,
+    dpop,
+    publicUrl,
     challenges,
     oid4vp,
     watcher,

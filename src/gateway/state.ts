@@ -5,8 +5,8 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
 
 /**
- * Opens (creating if needed) the gateway's embedded database: challenges, OID4VP transactions
- * and the audit log. WAL with `synchronous=FULL` by default; the audit log syncs its own commits off the
+ * Opens (creating if needed) the gateway's embedded database: challenges, OID4VP transactions,
+ * the DPoP replay cache (`dpop_jti`, see `SqliteDpopReplayStore`) and the audit log. WAL with `synchronous=FULL` by default; the audit log syncs its own commits off the
  * event loop (see `AuditLog`). `:memory:` gives a throwaway database (tests).
  */
 export function openGatewayDatabase(file: string): DatabaseSync {
@@ -38,6 +38,11 @@ export function openGatewayDatabase(file: string): DatabaseSync {
       redeemed_at INTEGER
     );
     CREATE INDEX IF NOT EXISTS oid4vp_transactions_expiry ON oid4vp_transactions (expires_at);
+    CREATE TABLE IF NOT EXISTS dpop_jti (
+      key TEXT PRIMARY KEY NOT NULL,
+      expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS dpop_jti_expiry ON dpop_jti (expires_at);
     CREATE TABLE IF NOT EXISTS audit (
       seq INTEGER PRIMARY KEY,
       at TEXT NOT NULL,

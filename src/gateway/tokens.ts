@@ -23,6 +23,11 @@ export interface AccessGrant {
   credentialNotBefore: number;
   /** The credential's `exp` (seconds): the token ends no later, and every use re-checks it. */
   credentialExpiresAt: number;
+  /**
+   * The JWK SHA-256 thumbprint of the holder's DPoP key (RFC 9449 `cnf.jkt`): the token is then
+   * honoured only with a fresh proof signed by that key. Absent: a bearer token.
+   */
+  jkt?: string;
 }
 
 export interface AccessClaims extends AccessGrant {
@@ -54,7 +59,8 @@ export interface TokenServiceOptions {
 
 /**
  * Short-lived access tokens: compact JWS, EdDSA (Ed25519) with the gateway's own key,
- * `typ: at+jwt`, bound to the holder DID, the credential id and the granted scope.
+ * `typ: at+jwt`, bound to the holder DID, the credential id and the granted scope, and — when
+ * the grant has a `jkt` — to the holder's DPoP key (`cnf.jkt`, RFC 9449).
  *
  * A token never outlives what grounded it: its `exp` is the earliest of grant time + TTL, the
  * credential's `exp` and the presentation's `exp` (exactly: no clock skew is added to a cap).
@@ -158,6 +164,7 @@ export function createTokenService(options: TokenServiceOptions) {
         ...(grant.requestsPerMinute ? { rpm: grant.requestsPerMinute } : {}),
         cnbf: credentialNotBefore,
         cexp: credentialExpiresAt,
+        ...(grant.jkt !== undefined ? { cnf: { jkt: grant.jkt } } : {}),
       };
       const key = keys.signing;
       const input = `${headerOf(key.kid)}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
@@ -316,6 +323,9 @@ function tokenVerifier(options: {
         ...(typeof p.rpm === "number" ? { requestsPerMinute: p.rpm } : {}),
         credentialNotBefore: cnbf as number,
         credentialExpiresAt: cexp as number,
+        ...(typeof (p.cnf as { jkt?: unknown } | undefined)?.jkt === "string"
+          ? { jkt: (p.cnf as { jkt: string }).jkt }
+          : {}),
         tokenId: p.jti as string,
         expiresAt: exp as number,
       };

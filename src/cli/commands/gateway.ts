@@ -73,6 +73,20 @@ export function registerGateway(program: Command): void {
       "the model store (default: <data dir>/models); replicas share one on a file system they all mount",
     )
     .option(
+      "--token-binding <mode>",
+      "dpop: tokens bound to the client's DPoP key, every request with a fresh proof (RFC 9449); bearer: an explicit opt-in to unbound bearer tokens (a token request with a DPoP proof still gets a bound token) (default: gateway.tokenBinding, dpop)",
+      (v) => {
+        if (v !== "dpop" && v !== "bearer")
+          throw new KPartyError("invalid_argument", `--token-binding must be dpop or bearer, got "${v}"`);
+        return v;
+      },
+    )
+    .option(
+      "--public-url <url>",
+      "the URL clients reach the gateway at, which DPoP proofs must name (set it behind a proxy that changes the host or path; default: gateway.publicUrl, else each request's scheme and Host)",
+    )
+    .option("--require-dpop-nonce", "require server nonces in DPoP proofs (DPoP-Nonce, use_dpop_nonce)")
+    .option(
       "--verify-threads <n>",
       "worker threads that recover the public keys of did:ethr addresses, once per address (default 0: on the event loop, about 1.5 ms each); signature checks always run on libuv's thread pool",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
@@ -87,7 +101,8 @@ challenges redeem once whichever replica sees them, quotas are one per credentia
 log is one chain, and any replica verifies any replica's tokens (keys at
 /.well-known/jwks.json). Replicas share the model store through --models-dir on a shared
 file system, locked per model in the database. See docs/scale-out.md.
-Tokens survive a restart; \`kparty gateway keys rotate\` adds a signing key.
+Tokens survive a restart; \`kparty gateway keys rotate\` adds a signing key. Tokens are
+DPoP-bound by default (docs/tokens.md); the DPoP replay cache is in gateway.sqlite.
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
 --max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
@@ -98,7 +113,9 @@ Examples:
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
   $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
   $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep
-  $ kparty gateway serve --database postgres://kparty@db.internal/kparty --models-dir /mnt/shared/models`,
+  $ kparty gateway serve --database postgres://kparty@db.internal/kparty --models-dir /mnt/shared/models
+  $ kparty gateway serve --public-url https://gw.example --require-dpop-nonce
+  $ kparty gateway serve --token-binding bearer    # unbound bearer tokens (explicit opt-in)`,
     )
     // before anything runs: both settings take effect only when a process starts
     .hook("preAction", () => restartWithGatewaySettings(KPARTY_BIN))
@@ -114,12 +131,21 @@ Examples:
             confirmations?: number;
             model: string[];
             tokenTtl: number;
+            tokenBinding?: "dpop" | "bearer";
+            publicUrl?: string;
+            requireDpopNonce?: boolean;
             verifyThreads?: number;
             database?: string;
             modelsDir?: string;
           },
         ) => {
           const models = options.model.map(parseModelSpec);
+          if (options.publicUrl !== undefined && !/^https?:\/\/[^\s/?#]+[^\s?#]*$/.test(options.publicUrl)) {
+            throw new KPartyError(
+              "invalid_argument",
+              `--public-url must be an http(s) URL without query or fragment, got "${options.publicUrl}"`,
+            );
+          }
           const deployment = ctx.deployment();
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
@@ -145,6 +171,7 @@ Examples:
           const domain = options.domain ?? ctx.config.gateway.domain;
           const trustProxy = options.trustProxy ?? ctx.config.gateway.trustProxy;
           const confirmations = options.confirmations ?? ctx.config.gateway.confirmations;
+          const publicUrl = options.publicUrl ?? ctx.config.gateway.publicUrl;
           const app = await buildGateway({
             agent: verifier.agent,
             chain,
@@ -152,6 +179,9 @@ Examples:
             state,
             domain,
             tokenTtlSeconds: options.tokenTtl,
+            tokenBinding: options.tokenBinding ?? ctx.config.gateway.tokenBinding ?? "dpop",
+            ...(publicUrl !== undefined ? { publicUrl } : {}),
+            ...(options.requireDpopNonce ? { requireDpopNonce: true } : {}),
             ...(trustProxy !== undefined ? { trustProxy } : {}),
             ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),

@@ -7,11 +7,17 @@ import type { CliContext } from "../context.ts";
 import { type ModelSettingsInput, modelSettings } from "../model-settings.ts";
 import { table } from "../output.ts";
 import { list, NO_CONTRACTS, positiveInt, run } from "../run.ts";
+import { loadSessionKey } from "../session-key.ts";
 import { gatewayClient, loadSession } from "./present.ts";
 
+/** The saved session and a client that proves possession of its DPoP key (decrypted with the passphrase). */
 async function session(ctx: CliContext) {
   const s = await loadSession(ctx.config.dataDir);
-  return { gw: gatewayClient(s.gateway), token: s.accessToken };
+  const dpopKey =
+    s.tokenType === "DPoP"
+      ? await loadSessionKey(ctx.config.dataDir, await ctx.keyringKey(), s.dpopJkt ?? "")
+      : null;
+  return { gw: gatewayClient(s.gateway, dpopKey), token: s.accessToken };
 }
 
 async function readWeights(file: string): Promise<Float32Array> {

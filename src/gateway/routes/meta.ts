@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import { getChainStatus } from "../../chain/index.ts";
 import { ACTIONS, CREDENTIAL_TYPE, STATUS_TYPE } from "../../credential/index.ts";
+import { DPOP_ALGORITHMS } from "../dpop.ts";
 import { errorResponse } from "../errors.ts";
 import { openApiDocument } from "../openapi.ts";
 import type { GatewayServices } from "../services.ts";
@@ -56,6 +57,10 @@ export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
       expiresIn: tokens.ttlSeconds,
       clockSkewSeconds,
       key: tokens.publicJwk,
+      // RFC 9449: how tokens are bound, and the proof algorithms accepted
+      tokenBinding: services.tokenBinding,
+      dpopSigningAlgValuesSupported: DPOP_ALGORITHMS,
+      dpopNonceRequired: services.dpop.requiresNonce,
     },
   }));
 

@@ -6,6 +6,7 @@ import { KPartyError } from "../../errors/index.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { errorResponse } from "../errors.ts";
+import { grantOf, handOverToken, type PresentationGrant, tokenBindingOf } from "../grant.ts";
 import {
   checkDcql,
   createAuthorizationRequest,
@@ -14,7 +15,6 @@ import {
 } from "../oid4vp.ts";
 import { grantScope } from "../policy.ts";
 import type { GatewayServices } from "../services.ts";
-import { grantOf, handOverToken, type PresentationGrant } from "./auth.ts";
 
 const random = () => randomBytes(32).toString("base64url");
 
@@ -202,7 +202,9 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
     if (!transactions.redeem(transaction.id)) return { status: "redeemed" };
     const grant = JSON.parse(transaction.result as string) as PresentationGrant;
     try {
-      const answer = await handOverToken(services, grant, { request, checks: [] });
+      // the caller that collects the token binds it to its own DPoP key (or gets a bearer token)
+      const jkt = await tokenBindingOf(services, request);
+      const answer = await handOverToken(services, grant, { checks: [], jkt });
       await audit.append({
         client: clientOf(request),
         route: "/oid4vp/transactions",
