@@ -6,6 +6,7 @@ import { DatabaseSync } from "node:sqlite";
 import { computeAddress, getAddress } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/devnet/index.ts";
+import { createGatewayClient } from "../src/gateway/index.ts";
 import { defaultThreadPoolSize, threadPoolSize } from "../src/util/thread-pool.ts";
 import { BIN, type CliResult, kparty, startKparty } from "./fixtures/cli.ts";
 
@@ -717,8 +718,9 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
         client_id: string;
       };
     };
-    const poll = async (id: string) =>
-      (await (await fetch(`${base}/oid4vp/transactions/${id}`)).json()) as Record<string, unknown>;
+    // the caller collects with its own DPoP key (the gateway's default binding)
+    const caller = createGatewayClient(base);
+    const poll = async (id: string) => (await caller.oid4vpTransaction(id)) as Record<string, unknown>;
 
     const opened = await open("model:read");
     const answered = json<{
@@ -748,6 +750,7 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       holder: alice,
       scope: "model:read",
       models: ["fl-demo"],
+      token_type: "DPoP",
     });
     expect(typeof collected.access_token).toBe("string");
 

@@ -90,6 +90,8 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
         trustProxy: "127.0.0.1",
         challengesPerMinute: 10_000,
         tokenKeyRefreshMs: 0, // a rotation reaches new tokens at once (the default is 10 s)
+        // bearer tokens, as the other fixture gateways (DPoP across replicas: test/dpop.test.ts)
+        tokenBinding: "bearer",
       });
       return { name, app, state, base: await app.listen({ host: "127.0.0.1", port: 0 }), client };
     };
@@ -207,7 +209,7 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     });
     const coordinator = (await post(b, "/auth/token", { presentation: coordinatorVp })).body
       .access_token as string;
-    await createGatewayClient(b.base).register(
+    await createGatewayClient(b.base, { dpopKey: null }).register(
       { id: model, description: "replicas", shape: [2, 2] },
       coordinator,
     );
@@ -216,15 +218,15 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
       (await issue(world.orgA, world.alice, { models: [model], actions: ["model:read", "model:contribute"] }))
         .jwt,
     );
-    const receipt = await createGatewayClient(a.base).submitUpdate(
+    const receipt = await createGatewayClient(a.base, { dpopKey: null }).submitUpdate(
       model,
       { round: 1, sampleCount: 10, weights: Float32Array.from([1, 2, 3, 4]) },
       participant,
     );
     expect(receipt).toMatchObject({ model, round: 1, participant: world.alice.did, sampleCount: 10 });
-    const closed = await createGatewayClient(b.base).closeRound(model, 1, coordinator);
+    const closed = await createGatewayClient(b.base, { dpopKey: null }).closeRound(model, 1, coordinator);
     expect(closed).toMatchObject({ version: 2, openRound: 2, aggregated: 1, samples: 10 });
-    const { weights } = await createGatewayClient(a.base).weights(model, participant);
+    const { weights } = await createGatewayClient(a.base, { dpopKey: null }).weights(model, participant);
     expect([...weights]).toEqual([1, 2, 3, 4]);
   });
 });
