@@ -115,12 +115,13 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   if (!Number.isFinite(refreshMs) || refreshMs < 0)
     throw new TypeError("tokenKeyRefreshMs must be a non-negative number");
   const state = options.state ?? createEmbeddedState(db as NonNullable<typeof db>);
+  if (options.tokenKey && options.tokenKeySecret !== undefined)
+    throw new TypeError("pass tokenKey or tokenKeySecret, not both");
   const keys = new TokenKeyRing(
-    options.tokenKey ? memoryTokenKeys(options.tokenKey, now) : state.tokenKeys(),
-    {
-      now,
-      refreshMs,
-    },
+    options.tokenKey
+      ? memoryTokenKeys(options.tokenKey, now)
+      : state.tokenKeys(options.tokenKeySecret !== undefined ? { secret: options.tokenKeySecret } : {}),
+    { now, refreshMs },
   );
   await keys.reload(); // before anything starts: a store that cannot be read leaves nothing behind
   const tokens = createTokenService({

@@ -1,5 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import type { KPartyError } from "../errors/index.ts";
+import type { TokenKeyStoreOptions } from "./sealed.ts";
 
 /**
  * The gateway's shared-state port: everything a decision depends on that is not on chain —
@@ -145,7 +146,13 @@ export interface GatewayState {
   rateLimits(options: { now: () => number; maxKeys?: number }): RateLimits;
   audit(options: { now: () => number; onSyncFailure?: (error: KPartyError) => void }): AuditStore;
   auditReader(): AuditReader;
-  tokenKeys(): TokenKeyStore;
+  /**
+   * The access-token keys. With `secret` they are stored encrypted under it (see
+   * `src/state/sealed.ts`; `wrong_passphrase` at the first load under another secret). Without
+   * it the embedded backend keeps one fresh key in memory (tokens end with the process) and the
+   * PostgreSQL backend throws a `TypeError` (replicas must share the keys).
+   */
+  tokenKeys(options?: TokenKeyStoreOptions): TokenKeyStore;
   /** A lock for model stores whose files are shared between replicas (null: one process). */
   modelLock(): ModelLock | null;
   /** Releases what the backend holds (the pool); the embedded backend leaves its database to its opener. */

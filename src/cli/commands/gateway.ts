@@ -1,4 +1,5 @@
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Command, InvalidArgumentError as InvalidOptionArgument } from "commander";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
@@ -13,10 +14,15 @@ import { integerIn } from "../../util/integer.ts";
 import { MAX_CONFIRMATIONS } from "../config.ts";
 import { parseModelSpec } from "../model-settings.ts";
 import { NO_CONTRACTS, positiveInt, readyUntilSignal, run } from "../run.ts";
-import { DATABASE_OPTION, openCliState } from "../state.ts";
+import { DATABASE_OPTION, openCliState, readTokenKeySecret, tokenKeySecretRequired } from "../state.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
+
+/** The embedded gateway database of the data dir. */
+function gatewayDb(ctx: { config: { dataDir: string } }): string {
+  return resolve(join(ctx.config.dataDir, "gateway.sqlite"));
+}
 
 export function registerGateway(program: Command): void {
   const gateway = program
@@ -129,10 +135,18 @@ Examples:
           const { buildGateway } = await import("../../gateway/index.ts");
           const { FileModelStore } = await import("../../models/index.ts");
           const verifier = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
+          const fresh = !options.database && !process.env.KPARTY_DATABASE_URL && !existsSync(gatewayDb(ctx));
           const { state, where } = await openCliState(ctx, {
             ...(options.database ? { database: options.database } : {}),
             onError: (error) => ctx.out.info(`database connection lost (${error.message}); reconnecting`),
           });
+          const tokenKeySecret = await readTokenKeySecret(where, fresh);
+          if (tokenKeySecret === null) {
+            if (state.backend === "postgres") throw tokenKeySecretRequired("a gateway on PostgreSQL");
+            ctx.out.info(
+              "no passphrase (KPARTY_PASSPHRASE): the access-token key lives in this process only; its tokens end with it",
+            );
+          }
           const store = new FileModelStore(options.modelsDir ?? join(ctx.config.dataDir, "models"), {
             lock: state.modelLock(),
           });
@@ -150,6 +164,7 @@ Examples:
             chain,
             models: store,
             state,
+            ...(tokenKeySecret !== null ? { tokenKeySecret } : {}),
             domain,
             tokenTtlSeconds: options.tokenTtl,
             ...(trustProxy !== undefined ? { trustProxy } : {}),
@@ -209,12 +224,16 @@ Examples:
     )
     .action(
       run(async (ctx, options: { database?: string; db?: string }) => {
+        const file = options.db ?? gatewayDb(ctx);
+        const fresh = !options.database && !process.env.KPARTY_DATABASE_URL && !existsSync(file);
         const { state, where } = await openCliState(ctx, {
           ...(options.database ? { database: options.database } : {}),
           ...(options.db ? { file: options.db } : {}),
         });
-        const store = state.tokenKeys();
-        await store.load(); // a first key if there was none: rotation then adds a second
+        const secret = await readTokenKeySecret(where, fresh);
+        if (secret === null) throw tokenKeySecretRequired("kparty gateway keys rotate");
+        const store = state.tokenKeys({ secret });
+        // adds the first key if there was none; discards keys a development build stored in the clear
         const added = await store.add();
         const all = await store.load();
         ctx.out.result({ kid: added.kid, kids: all.map((k) => k.kid), state: where }, [
