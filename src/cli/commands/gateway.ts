@@ -1,5 +1,4 @@
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Command, InvalidArgumentError as InvalidOptionArgument } from "commander";
 import { createChainClient, createProvider, getChainStatus } from "../../chain/index.ts";
@@ -14,15 +13,17 @@ import { integerIn } from "../../util/integer.ts";
 import { MAX_CONFIRMATIONS } from "../config.ts";
 import { parseModelSpec } from "../model-settings.ts";
 import { NO_CONTRACTS, positiveInt, readyUntilSignal, run } from "../run.ts";
-import { DATABASE_OPTION, openCliState, readTokenKeySecret, tokenKeySecretRequired } from "../state.ts";
+import {
+  DATABASE_OPTION,
+  databaseUrl,
+  openCliState,
+  readTokenKeySecret,
+  stateLocation,
+  tokenKeySecretRequired,
+} from "../state.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
-
-/** The embedded gateway database of the data dir. */
-function gatewayDb(ctx: { config: { dataDir: string } }): string {
-  return resolve(join(ctx.config.dataDir, "gateway.sqlite"));
-}
 
 export function registerGateway(program: Command): void {
   const gateway = program
@@ -126,6 +127,12 @@ Examples:
           },
         ) => {
           const models = options.model.map(parseModelSpec);
+          // before the chain: a gateway that cannot keep its token keys does not start
+          const onPostgres = databaseUrl(options.database) !== null;
+          const tokenKeySecret = await readTokenKeySecret(
+            stateLocation(ctx, options.database ? { database: options.database } : {}),
+          );
+          if (tokenKeySecret === null && onPostgres) throw tokenKeySecretRequired("a gateway on PostgreSQL");
           const deployment = ctx.deployment();
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
@@ -135,14 +142,11 @@ Examples:
           const { buildGateway } = await import("../../gateway/index.ts");
           const { FileModelStore } = await import("../../models/index.ts");
           const verifier = await createKPartyAgent({ role: "verifier", chain: { provider, deployment } });
-          const fresh = !options.database && !process.env.KPARTY_DATABASE_URL && !existsSync(gatewayDb(ctx));
           const { state, where } = await openCliState(ctx, {
             ...(options.database ? { database: options.database } : {}),
             onError: (error) => ctx.out.info(`database connection lost (${error.message}); reconnecting`),
           });
-          const tokenKeySecret = await readTokenKeySecret(where, fresh);
           if (tokenKeySecret === null) {
-            if (state.backend === "postgres") throw tokenKeySecretRequired("a gateway on PostgreSQL");
             ctx.out.info(
               "no passphrase (KPARTY_PASSPHRASE): the access-token key lives in this process only; its tokens end with it",
             );
@@ -224,14 +228,16 @@ Examples:
     )
     .action(
       run(async (ctx, options: { database?: string; db?: string }) => {
-        const file = options.db ?? gatewayDb(ctx);
-        const fresh = !options.database && !process.env.KPARTY_DATABASE_URL && !existsSync(file);
-        const { state, where } = await openCliState(ctx, {
+        const where = stateLocation(ctx, {
           ...(options.database ? { database: options.database } : {}),
           ...(options.db ? { file: options.db } : {}),
         });
-        const secret = await readTokenKeySecret(where, fresh);
+        const secret = await readTokenKeySecret(where);
         if (secret === null) throw tokenKeySecretRequired("kparty gateway keys rotate");
+        const { state } = await openCliState(ctx, {
+          ...(options.database ? { database: options.database } : {}),
+          ...(options.db ? { file: options.db } : {}),
+        });
         const store = state.tokenKeys({ secret });
         // adds the first key if there was none; discards keys a development build stored in the clear
         const added = await store.add();
