@@ -81,6 +81,7 @@ const syncEnded = (started: number, onLoop: boolean) => {
     }
   };
 }
+// no tokenKeySecret: the measured gateway signs with a key in memory (this process has no secret)
 const app = await buildGateway({
   agent: verifier.agent,
   chain: createChainClient({ provider, deployment: config.deployment }),

@@ -94,7 +94,10 @@ challenges redeem once whichever replica sees them, quotas are one per credentia
 log is one chain, and any replica verifies any replica's tokens (keys at
 /.well-known/jwks.json). Replicas share the model store through --models-dir on a shared
 file system, locked per model in the database. See docs/scale-out.md.
-Tokens survive a restart; \`kparty gateway keys rotate\` adds a signing key.
+Token keys: stored only encrypted under the passphrase (KPARTY_PASSPHRASE, or asked for at a
+terminal; the same on every replica; a wrong one is refused at start). Tokens then survive a
+restart; \`kparty gateway keys rotate\` adds a signing key. Without a passphrase an embedded
+gateway keeps one key in memory (its tokens end with the process); on PostgreSQL it refuses.
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
 --max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
@@ -220,7 +223,9 @@ the newest: every gateway on that state signs new tokens with it within its key 
 (10 s), and serves it at GET /.well-known/jwks.json at once. The older keys stay, so every
 token they signed verifies at any replica until it expires (at most the token lifetime,
 --token-ttl). Resource servers that cache the JWKS fetch it again on an unknown kid.
-Prints the new kid and every kid now valid; never a private key.
+The keys are stored encrypted under the passphrase (KPARTY_PASSPHRASE, or asked for at a
+terminal): the gateway's, required. Keys an unreleased build stored in the clear are deleted.
+Prints the new kid and every kid now valid; never a private key or the passphrase.
 
 Examples:
   $ kparty gateway keys rotate --data-dir .kparty/gateway
