@@ -34,6 +34,11 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   maxEventLoopDelayMs?: number;
   challengeTtlSeconds?: number;
   verifyThreads?: number;
+  /**
+   * The secret the token keys are stored encrypted under (the fault tests restart the process
+   * and need its tokens to survive); none for the benchmark: a key in memory.
+   */
+  tokenKeySecret?: string;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -81,13 +86,13 @@ const syncEnded = (started: number, onLoop: boolean) => {
     }
   };
 }
-// no tokenKeySecret: the measured gateway signs with a key in memory (this process has no secret)
 const app = await buildGateway({
   agent: verifier.agent,
   chain: createChainClient({ provider, deployment: config.deployment }),
   models: new FileModelStore(config.modelsDir),
   db,
   domain: config.domain,
+  ...(config.tokenKeySecret ? { tokenKeySecret: config.tokenKeySecret } : {}),
   ...(config.unlimited
     ? {
         challengesPerMinute: 1e9,
