@@ -99,8 +99,11 @@ function checkHex(file: string, record: Record<string, unknown>, field: string, 
   }
 }
 
-/** What is wrong with scrypt parameters, measured against {@link KEYRING_KDF_BOUNDS}. */
-function kdfProblem(
+/**
+ * What is wrong with scrypt parameters, measured against {@link KEYRING_KDF_BOUNDS} (also the
+ * bounds of the gateway's token-key encryption, `src/state/sealed.ts`).
+ */
+export function kdfProblem(
   N: unknown,
   r: unknown,
   p: unknown,
@@ -165,8 +168,8 @@ function parseKeyring(text: string, file: string): KeyringFile {
   return record as unknown as KeyringV2;
 }
 
-/** scrypt with `maxmem` at twice its 128 · N · r bytes (256 MiB for {@link KEYRING_KDF}). */
-function derive(passphrase: string, salt: Buffer, { N, r, p }: ScryptParams): Promise<Buffer> {
+/** scrypt with `maxmem` at twice its 128 · N · r bytes (256 MiB for {@link KEYRING_KDF}); 32 bytes. */
+export function derive(passphrase: string, salt: Buffer, { N, r, p }: ScryptParams): Promise<Buffer> {
   return new Promise((resolve, reject) =>
     scrypt(passphrase, salt, KEY_BYTES, { N, r, p, maxmem: 2 * 128 * N * r }, (err, key) =>
       err ? reject(err) : resolve(key),

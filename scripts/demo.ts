@@ -108,7 +108,15 @@ async function main() {
   const db = openGatewayDatabase(join(workDir, "gateway", "gateway.sqlite"));
   cleanups.push(async () => db.close());
   const domain = "gateway.kparty.local";
-  const app = await buildGateway({ agent: verifierAgent.agent, chain, models, db, domain });
+  // its access-token keys are stored in gateway.sqlite, encrypted under the passphrase
+  const app = await buildGateway({
+    agent: verifierAgent.agent,
+    chain,
+    models,
+    db,
+    domain,
+    tokenKeySecret: passphrase,
+  });
   cleanups.push(() => app.close());
   const base = await app.listen({ host: "127.0.0.1", port: 0 });
   detail(`listening on ${base} (domain ${domain})`);

@@ -36,6 +36,11 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   verifyThreads?: number;
   /** The token binding (default: the gateway's, dpop). */
   tokenBinding?: "dpop" | "bearer";
+  /**
+   * The secret the token keys are stored encrypted under (the fault tests restart the process
+   * and need its tokens to survive); none for the benchmark: a key in memory.
+   */
+  tokenKeySecret?: string;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -89,6 +94,7 @@ const app = await buildGateway({
   models: new FileModelStore(config.modelsDir),
   db,
   domain: config.domain,
+  ...(config.tokenKeySecret ? { tokenKeySecret: config.tokenKeySecret } : {}),
   ...(config.unlimited
     ? {
         challengesPerMinute: 1e9,

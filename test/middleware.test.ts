@@ -4,7 +4,7 @@ import { createKPartyProtection, errorResponse } from "../src/gateway/index.ts";
 import { createEmbeddedState } from "../src/state/index.ts";
 import { getJson, requestToken, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { clockNow, createWorld, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+import { clockNow, createWorld, type KPartyWorld, MODEL_ID, TOKEN_KEY_SECRET } from "./fixtures/kparty.ts";
 
 let world: KPartyWorld;
 let server: FastifyInstance;
@@ -55,7 +55,7 @@ describe("kparty protection mounted on another Fastify server", () => {
   it("accepts tokens under a key rotated in after it started, and still those under the old key", async () => {
     const cred = await issue(world.orgA, world.alice, { actions: ["model:read", "model:infer"] });
     const old = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
-    const added = await createEmbeddedState(world.db).tokenKeys().add(); // `kparty gateway keys rotate`
+    const added = await createEmbeddedState(world.db).tokenKeys({ secret: TOKEN_KEY_SECRET }).add(); // `kparty gateway keys rotate`
     world.clock.offsetMs += 10_000; // past the gateway's key refresh time (10 s): it signs with the new key
     try {
       const fresh = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;

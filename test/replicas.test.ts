@@ -1,14 +1,24 @@
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyAgent, type IssuedCredential } from "../agent/index.ts";
 import { createChainClient } from "../src/chain/index.ts";
+import type { KPartyError } from "../src/errors/index.ts";
 import { buildGateway, createGatewayClient, createTokenVerifier } from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
 import { type GatewayState, openPostgresState } from "../src/state/index.ts";
-import { presentation } from "./fixtures/http.ts";
+import { getJson, presentation, tokenAt } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
-import { clockNow, createWorld, DOMAIN, type KPartyWorld, MODEL_ID } from "./fixtures/kparty.ts";
+import {
+  clockNow,
+  createWorld,
+  DOMAIN,
+  type KPartyWorld,
+  MODEL_ID,
+  startGateway,
+  TOKEN_KEY_SECRET,
+} from "./fixtures/kparty.ts";
 import { startTestPostgres, type TestPostgres } from "./fixtures/postgres.ts";
 
 /**
@@ -70,11 +80,16 @@ async function tokenFrom(at: Replica, jwt = cred.jwt): Promise<string> {
 describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreSQL", () => {
   const pg = postgres as TestPostgres;
 
-  beforeAll(async () => {
-    world = await createWorld();
-    const url = await pg.database();
-    const start = async (name: "A" | "B", client: string): Promise<Replica> => {
-      const state = await openPostgresState({ url, maxConnections: 4 });
+  let url: string;
+
+  /** A replica on the deployment's database, its token keys under `tokenKeySecret` (null: none). */
+  const start = async (
+    name: "A" | "B",
+    client: string,
+    tokenKeySecret: string | null = TOKEN_KEY_SECRET,
+  ): Promise<Replica> => {
+    const state = await openPostgresState({ url, maxConnections: 4 });
+    try {
       const verifier = await createKPartyAgent({
         role: "verifier",
         chain: { provider: world.chain.provider, deployment: world.deployment },
@@ -85,6 +100,7 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
         // one store on a directory both reach, locked per model in the database
         models: new FileModelStore(join(world.dir, "models"), { lock: state.modelLock() }),
         state,
+        ...(tokenKeySecret !== null ? { tokenKeySecret } : {}),
         domain: DOMAIN,
         now: () => clockNow(world.clock),
         trustProxy: "127.0.0.1",
@@ -94,7 +110,15 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
         tokenBinding: "bearer",
       });
       return { name, app, state, base: await app.listen({ host: "127.0.0.1", port: 0 }), client };
-    };
+    } catch (error) {
+      await state.close();
+      throw error;
+    }
+  };
+
+  beforeAll(async () => {
+    world = await createWorld();
+    url = await pg.database();
     replicas = [await start("A", "198.51.100.1"), await start("B", "198.51.100.2")];
     cred = await issue(world.orgA, world.alice);
   });
@@ -141,6 +165,25 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     expect((await get(a, `/models/${MODEL_ID}`, fromB)).status).toBe(200);
   });
 
+  it("refuses to start a replica with another passphrase (wrong_passphrase) or with none (TypeError)", async () => {
+    const wrong = await start("A", "198.51.100.3", "not the deployment's passphrase").catch(
+      (e: unknown) => e,
+    );
+    expect([(wrong as KPartyError).code, (wrong as KPartyError).shortMessage]).toEqual([
+      "wrong_passphrase",
+      "the passphrase does not unlock the access-token keys in the PostgreSQL database",
+    ]);
+    const none = await start("A", "198.51.100.3", null).catch((e: unknown) => e);
+    expect(none).toEqual(
+      new TypeError(
+        "tokenKeySecret is required on PostgreSQL: replicas share the token keys, stored encrypted under it",
+      ),
+    );
+    // neither added a key: the deployment still has the one its replicas sign with
+    const keys = await replicas[0].state.tokenKeys({ secret: TOKEN_KEY_SECRET }).load();
+    expect(keys.map((k) => k.kid)).toEqual([headerOf(await tokenFrom(replicas[0])).kid]);
+  });
+
   it("counts a credential's quota once across replicas", async () => {
     const limited = await issue(world.orgA, world.alice, { quota: { requestsPerMinute: 4 } });
     const token = await tokenFrom(replicas[0], limited.jwt);
@@ -175,7 +218,7 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     const [a, b] = replicas;
     const old = await tokenFrom(a);
     const oldKid = headerOf(old).kid;
-    const added = await b.state.tokenKeys().add(); // what `kparty gateway keys rotate` does
+    const added = await b.state.tokenKeys({ secret: TOKEN_KEY_SECRET }).add(); // what `kparty gateway keys rotate` does
     const fresh = [await tokenFrom(a), await tokenFrom(b)];
     expect(fresh.map((t) => headerOf(t).kid)).toEqual([added.kid, added.kid]);
     for (const r of replicas) {
@@ -228,5 +271,73 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     expect(closed).toMatchObject({ version: 2, openRound: 2, aggregated: 1, samples: 10 });
     const { weights } = await createGatewayClient(a.base, { dpopKey: null }).weights(model, participant);
     expect([...weights]).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe("two gateways on one embedded gateway.sqlite", () => {
+  let local: KPartyWorld;
+  beforeAll(async () => {
+    local = await createWorld();
+  });
+  afterAll(async () => {
+    await local?.close();
+  });
+
+  const gatewayOn = (dir: string, tokenKeySecret: string | null) =>
+    startGateway({
+      chain: local.chain,
+      deployment: local.deployment,
+      models: local.models,
+      dir: join(local.dir, dir),
+      clock: local.clock,
+      tokenKeySecret,
+    });
+
+  it("with the same passphrase each signs with the stored key and verifies the other's tokens", async () => {
+    const credential = await issue(local.orgA, local.alice);
+    const [x, y] = [await gatewayOn("shared", TOKEN_KEY_SECRET), await gatewayOn("shared", TOKEN_KEY_SECRET)];
+    try {
+      const fromX = (await tokenAt(x.base, local.alice, credential.jwt)).body.access_token as string;
+      const fromY = (await tokenAt(y.base, local.alice, credential.jwt)).body.access_token as string;
+      expect(headerOf(fromY).kid).toBe(headerOf(fromX).kid);
+      expect((await getJson(y.base, `/models/${MODEL_ID}`, fromX)).status).toBe(200);
+      expect((await getJson(x.base, `/models/${MODEL_ID}`, fromY)).status).toBe(200);
+    } finally {
+      await x.close();
+      await y.close();
+    }
+  });
+
+  it("refuses to start with another passphrase: wrong_passphrase, and no key added", async () => {
+    const first = await gatewayOn("guarded", TOKEN_KEY_SECRET);
+    await first.close();
+    const refused = await gatewayOn("guarded", "not the gateway's passphrase").catch((e: unknown) => e);
+    expect([(refused as KPartyError).code, (refused as KPartyError).shortMessage]).toEqual([
+      "wrong_passphrase",
+      `the passphrase does not unlock the access-token keys in ${join(local.dir, "guarded", "gateway.sqlite")}`,
+    ]);
+    const db = new DatabaseSync(join(local.dir, "guarded", "gateway.sqlite"));
+    expect(db.prepare("SELECT count(*) AS n FROM token_keys").get()).toEqual({ n: 1 });
+    db.close();
+  });
+
+  it("without a passphrase each keeps a fresh key in memory: neither accepts the other's tokens", async () => {
+    const credential = await issue(local.orgA, local.alice);
+    const [x, y] = [await gatewayOn("memory", null), await gatewayOn("memory", null)];
+    try {
+      const fromX = (await tokenAt(x.base, local.alice, credential.jwt)).body.access_token as string;
+      const fromY = (await tokenAt(y.base, local.alice, credential.jwt)).body.access_token as string;
+      expect(headerOf(fromY).kid).not.toBe(headerOf(fromX).kid);
+      const refused = await getJson(y.base, `/models/${MODEL_ID}`, fromX);
+      expect([refused.status, refused.body.error.code]).toEqual([401, "token_invalid"]);
+      expect((await getJson(x.base, `/models/${MODEL_ID}`, fromX)).status).toBe(200);
+      const stored = x.db
+        .prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'token_key%'")
+        .get();
+      expect(stored).toEqual({ n: 0 }); // nothing of the key reached the file
+    } finally {
+      await x.close();
+      await y.close();
+    }
   });
 });

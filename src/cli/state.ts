@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { KPartyError } from "../errors/index.ts";
 import type { GatewayState } from "../state/port.ts";
 import type { CliContext } from "./context.ts";
+import { readPassphrase } from "./passphrase.ts";
 
 /** `--database`'s description, shared by the commands that open the gateway's state. */
 export const DATABASE_OPTION =
@@ -45,4 +46,40 @@ export async function openCliState(
   const db = openGatewayDatabase(file);
   ctx.onClose(() => db.close());
   return { state: createEmbeddedState(db), where: file };
+}
+
+/** Where the gateway's state is, as shown to the operator (never a database password). */
+export function stateLocation(ctx: CliContext, options: { database?: string; file?: string }): string {
+  const url = databaseUrl(options.database);
+  if (url !== null) {
+    const { host, pathname } = new URL(url);
+    return `postgres://${host}${pathname}`;
+  }
+  return resolve(options.file ?? join(ctx.config.dataDir, "gateway.sqlite"));
+}
+
+/**
+ * The secret the gateway's access-token keys are stored encrypted under: the passphrase, read
+ * like a data dir's (`KPARTY_PASSPHRASE`, else the hidden prompt when stdin is a terminal; asked
+ * twice when no key is stored yet in an embedded database). Null when neither is possible: the
+ * caller decides (`gateway serve` on the embedded backend then keeps its key in memory;
+ * PostgreSQL and `keys rotate` refuse with {@link tokenKeySecretRequired}). Never printed.
+ */
+export async function readTokenKeySecret(where: string): Promise<string | null> {
+  if (!process.env.KPARTY_PASSPHRASE && !process.stdin.isTTY) return null;
+  const fresh = !where.startsWith("postgres://") && !existsSync(where);
+  return readPassphrase({ label: `the gateway's token keys in ${where}`, confirm: fresh });
+}
+
+/** `config_invalid`: token keys that must be stored (PostgreSQL, a rotation) and no passphrase. */
+export function tokenKeySecretRequired(why: string): KPartyError {
+  return new KPartyError(
+    "config_invalid",
+    `${why} stores the access-token keys encrypted under a passphrase, and none was given`,
+    {
+      details: {
+        hint: "set KPARTY_PASSPHRASE (the same for every gateway replica of a deployment), or run in a terminal to be asked",
+      },
+    },
+  );
 }

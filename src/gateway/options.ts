@@ -32,6 +32,16 @@ export interface GatewayOptions {
    * verified after re-reading the keys at once.
    */
   tokenKeyRefreshMs?: number;
+  /**
+   * The secret the access-token keys are stored encrypted under (at least 8 characters;
+   * `kparty gateway serve` uses the passphrase, `KPARTY_PASSPHRASE`): AES-256-GCM under a data
+   * key wrapped by a key scrypt derives from it (see `src/state/sealed.ts`). Every replica of a
+   * deployment must use the same one. A wrong secret against stored keys is refused at start
+   * with `wrong_passphrase`. Without it the embedded backend keeps one fresh key in memory
+   * (tokens end with the process; two gateways on one database file do not share it) and the
+   * PostgreSQL backend refuses to start (`TypeError`).
+   */
+  tokenKeySecret?: string;
   /** The gateway's domain: the audience presentations must name. */
   domain: string;
   /** Clock in milliseconds (default `Date.now`). */
@@ -52,7 +62,8 @@ export interface GatewayOptions {
   bodyLimitBytes?: number;
   /**
    * Ed25519 key for access tokens, kept in memory only (default: the state backend's keys,
-   * created on first start and rotated with `kparty gateway keys rotate`).
+   * created on first start, stored encrypted under `tokenKeySecret` and rotated with
+   * `kparty gateway keys rotate`).
    */
   tokenKey?: KeyObject;
   /**

@@ -122,12 +122,13 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   if (!Number.isFinite(refreshMs) || refreshMs < 0)
     throw new TypeError("tokenKeyRefreshMs must be a non-negative number");
   const state = options.state ?? createEmbeddedState(db as NonNullable<typeof db>);
+  if (options.tokenKey && options.tokenKeySecret !== undefined)
+    throw new TypeError("pass tokenKey or tokenKeySecret, not both");
   const keys = new TokenKeyRing(
-    options.tokenKey ? memoryTokenKeys(options.tokenKey, now) : state.tokenKeys(),
-    {
-      now,
-      refreshMs,
-    },
+    options.tokenKey
+      ? memoryTokenKeys(options.tokenKey, now)
+      : state.tokenKeys(options.tokenKeySecret !== undefined ? { secret: options.tokenKeySecret } : {}),
+    { now, refreshMs },
   );
   await keys.reload(); // before anything starts: a store that cannot be read leaves nothing behind
   const tokens = createTokenService({
@@ -140,7 +141,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   // OID4VP transactions and the DPoP replay cache live in the embedded database; a gateway on
   // PostgreSQL keeps them in a database of its own process until they have PostgreSQL stores
   // (one replica per OID4VP request; a proof's jti single-use per replica)
-  const local = db ?? openGatewayDatabase(":memory:");
+  const local = db ?? state.localDatabase ?? openGatewayDatabase(":memory:");
   const tokenBinding = resolveTokenBinding(options.tokenBinding);
   const publicUrl = resolvePublicUrl(options.publicUrl);
   const dpop = createDpopVerifier({

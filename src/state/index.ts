@@ -24,3 +24,4 @@ export {
   type PostgresStateOptions,
   postgresState,
 } from "./postgres/index.ts";
+export type { TokenKeyStoreOptions } from "./sealed.ts";

@@ -1,5 +1,7 @@
 import type { KeyObject } from "node:crypto";
+import type { DatabaseSync } from "node:sqlite";
 import type { KPartyError } from "../errors/index.ts";
+import type { TokenKeyStoreOptions } from "./sealed.ts";
 
 /**
  * The gateway's shared-state port: everything a decision depends on that is not on chain —
@@ -139,13 +141,25 @@ export type ModelLock = <T>(model: string, fn: () => Promise<T>) => Promise<T>;
 
 /** A state backend: the factories of the gateway's stores. */
 export interface GatewayState {
+  /**
+   * The embedded backend's node:sqlite database, where the stores not yet behind this port
+   * (the DPoP replay cache, OID4VP transactions) are kept too; absent on PostgreSQL, where they
+   * stay in a database of the process for now.
+   */
+  readonly localDatabase?: DatabaseSync;
   readonly backend: "embedded" | "postgres";
   challenges(options: { ttlSeconds: number; now: () => number }): ChallengeStore;
   /** `maxKeys` bounds the buckets an embedded store keeps in memory (least recently used out). */
   rateLimits(options: { now: () => number; maxKeys?: number }): RateLimits;
   audit(options: { now: () => number; onSyncFailure?: (error: KPartyError) => void }): AuditStore;
   auditReader(): AuditReader;
-  tokenKeys(): TokenKeyStore;
+  /**
+   * The access-token keys. With `secret` they are stored encrypted under it (see
+   * `src/state/sealed.ts`; `wrong_passphrase` at the first load under another secret). Without
+   * it the embedded backend keeps one fresh key in memory (tokens end with the process) and the
+   * PostgreSQL backend throws a `TypeError` (replicas must share the keys).
+   */
+  tokenKeys(options?: TokenKeyStoreOptions): TokenKeyStore;
   /** A lock for model stores whose files are shared between replicas (null: one process). */
   modelLock(): ModelLock | null;
   /** Releases what the backend holds (the pool); the embedded backend leaves its database to its opener. */

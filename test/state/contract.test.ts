@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { KPartyError } from "../../src/errors/index.ts";
 import { openGatewayDatabase } from "../../src/gateway/index.ts";
@@ -16,8 +18,19 @@ import { startTestPostgres } from "../fixtures/postgres.ts";
 interface Backend {
   name: "embedded" | "postgres";
   /** A fresh deployment: `replica()` opens one more handle on its database. */
-  deployment(): Promise<{ replica(): Promise<GatewayState>; close(): Promise<void> }>;
+  deployment(): Promise<{
+    replica(): Promise<GatewayState>;
+    /** Every row of the token-key tables as the database holds them, for reading the raw bytes. */
+    tokenKeyRows(): Promise<Record<string, unknown>[]>;
+    /** Writes a key in the clear, as the development build (before encryption) did. */
+    plantUnencrypted(kid: string, pem: string): Promise<void>;
+    close(): Promise<void>;
+  }>;
 }
+
+/** Low scrypt parameters (the bounds' minimum) so the contract's many stores open quickly. */
+const KDF = { N: 2 ** 15, r: 8, p: 1 };
+const SECRET = "the deployment's passphrase";
 
 const postgres = await startTestPostgres();
 if ("unavailable" in postgres) console.warn(`PostgreSQL contract tests skipped: ${postgres.unavailable}`);
@@ -40,6 +53,25 @@ const embedded: Backend = {
         dbs.push(db);
         return createEmbeddedState(db);
       },
+      async tokenKeyRows() {
+        const db = new DatabaseSync(file);
+        try {
+          const tables = db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'token_key%'")
+            .all() as { name: string }[];
+          return tables.flatMap(({ name }) => db.prepare(`SELECT * FROM ${name}`).all());
+        } finally {
+          db.close();
+        }
+      },
+      async plantUnencrypted(kid, pem) {
+        const db = new DatabaseSync(file);
+        db.exec(
+          "CREATE TABLE token_keys (kid TEXT PRIMARY KEY, private_key TEXT NOT NULL, created_at INTEGER NOT NULL)",
+        );
+        db.prepare("INSERT INTO token_keys VALUES (?, ?, ?)").run(kid, pem, 1);
+        db.close();
+      },
       async close() {
         for (const db of dbs) db.close();
       },
@@ -47,7 +79,7 @@ const embedded: Backend = {
   },
 };
 
-const pg: Backend = {
+const postgresBackend: Backend = {
   name: "postgres",
   async deployment() {
     if ("unavailable" in postgres) throw new Error(postgres.unavailable);
@@ -58,6 +90,26 @@ const pg: Backend = {
         const state = await openPostgresState({ url, maxConnections: 8 });
         states.push(state);
         return state;
+      },
+      async tokenKeyRows() {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        try {
+          const rows = [];
+          for (const table of ["kparty_token_keys", "kparty_token_key_kek", "kparty_token_keys_unencrypted"])
+            rows.push(...(await client.query(`SELECT * FROM ${table}`)).rows);
+          return rows;
+        } finally {
+          await client.end();
+        }
+      },
+      async plantUnencrypted(kid, pem) {
+        const state = await openPostgresState({ url }); // runs the migrations
+        await state.close();
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        await client.query("INSERT INTO kparty_token_keys_unencrypted VALUES ($1, $2, 1)", [kid, pem]);
+        await client.end();
       },
       async close() {
         for (const s of states) await s.close();
@@ -81,7 +133,7 @@ async function refusal(fn: () => unknown): Promise<string> {
 
 const T0 = 1_800_000_000_000;
 
-for (const backend of [embedded, pg]) {
+for (const backend of [embedded, postgresBackend]) {
   describe.skipIf(backend.name === "postgres" && "unavailable" in postgres)(
     `state port: ${backend.name}`,
     () => {
@@ -185,7 +237,8 @@ for (const backend of [embedded, pg]) {
       it("keeps the token keys: one first key for replicas starting together, rotation adds the newest", async () => {
         const d = await backend.deployment();
         try {
-          const [a, b] = [(await d.replica()).tokenKeys(), (await d.replica()).tokenKeys()];
+          const store = async () => (await d.replica()).tokenKeys({ secret: SECRET, kdf: KDF });
+          const [a, b] = [await store(), await store()];
           const [fromA, fromB] = await Promise.all([a.load(), b.load()]);
           expect(fromA.map((k) => k.kid)).toHaveLength(1);
           expect(fromB.map((k) => k.kid)).toEqual(fromA.map((k) => k.kid));
@@ -199,13 +252,111 @@ for (const backend of [embedded, pg]) {
           await d.close();
         }
       });
+
+      it("stores the private token keys only encrypted: no PKCS #8, raw key or secret in the rows; x in the clear", async () => {
+        const d = await backend.deployment();
+        try {
+          const store = (await d.replica()).tokenKeys({ secret: SECRET, kdf: KDF });
+          await store.load();
+          await store.add();
+          const keys = await store.load();
+          const rows = await d.tokenKeyRows();
+          expect(rows).toHaveLength(3); // two keys and the wrapped data key
+          const stored = JSON.stringify(rows);
+          for (const key of keys) {
+            const jwk = key.privateKey.export({ format: "jwk" });
+            const seed = Buffer.from(jwk.d as string, "base64url");
+            const der = key.privateKey.export({ format: "der", type: "pkcs8" });
+            const pem = key.privateKey.export({ format: "pem", type: "pkcs8" }) as string;
+            for (const bytes of [seed, der])
+              for (const encoding of ["hex", "base64", "base64url"] as const)
+                expect(stored.toLowerCase()).not.toContain(bytes.toString(encoding).toLowerCase());
+            expect(stored).not.toContain(pem.split("\n")[1]);
+            expect(rows).toContainEqual(expect.objectContaining({ kid: key.kid, x: jwk.x }));
+          }
+          expect(stored).not.toContain(SECRET);
+          const sealed = rows.filter((r) => "sealed" in r).map((r) => Buffer.from(r.sealed as string, "hex"));
+          expect(sealed.map((b) => b.length)).toEqual([48 + 16, 48 + 16]); // PKCS #8 of Ed25519 and the GCM tag
+          expect(new Set(rows.filter((r) => "nonce" in r).map((r) => r.nonce)).size).toBe(2); // a nonce per key
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("refuses another secret with wrong_passphrase, before any key is read or added", async () => {
+        const d = await backend.deployment();
+        try {
+          const kids = (await (await d.replica()).tokenKeys({ secret: SECRET, kdf: KDF }).load()).map(
+            (k) => k.kid,
+          );
+          const wrong = (await d.replica()).tokenKeys({
+            secret: "not the deployment's passphrase",
+            kdf: KDF,
+          });
+          expect(await refusal(() => wrong.load())).toBe("wrong_passphrase");
+          expect(await refusal(() => wrong.add())).toBe("wrong_passphrase");
+          const again = (await d.replica()).tokenKeys({ secret: SECRET, kdf: KDF });
+          expect((await again.load()).map((k) => k.kid)).toEqual(kids);
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("refuses keys a development build stored in the clear (config_invalid) until a rotation discards them", async () => {
+        const d = await backend.deployment();
+        try {
+          const { generateKeyPairSync } = await import("node:crypto");
+          const { privateKey } = generateKeyPairSync("ed25519");
+          await d.plantUnencrypted("plain", privateKey.export({ format: "pem", type: "pkcs8" }) as string);
+          const store = (await d.replica()).tokenKeys({ secret: SECRET, kdf: KDF });
+          expect(await refusal(() => store.load())).toBe("config_invalid");
+          const added = await store.add(); // `kparty gateway keys rotate`
+          expect((await store.load()).map((k) => k.kid)).toEqual([added.kid]);
+          expect(JSON.stringify(await d.tokenKeyRows())).not.toContain("PRIVATE KEY");
+        } finally {
+          await d.close();
+        }
+      });
     },
   );
 }
 
+describe("state port: token keys without a secret", () => {
+  it("embedded: one fresh key per store, in memory only (two stores on one file do not share it)", async () => {
+    const d = await embedded.deployment();
+    try {
+      const [a, b] = [(await d.replica()).tokenKeys(), (await d.replica()).tokenKeys()];
+      const [kidA, kidB] = [(await a.load())[0]?.kid, (await b.load())[0]?.kid];
+      expect(kidA).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(kidB).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(kidB).not.toBe(kidA);
+      expect(await d.tokenKeyRows()).toEqual([]); // no token-key table was even created
+    } finally {
+      await d.close();
+    }
+  });
+
+  it.skipIf("unavailable" in postgres)(
+    "postgres: refused with a TypeError (replicas must share the keys)",
+    async () => {
+      const d = await postgresBackend.deployment();
+      try {
+        const state = await d.replica();
+        expect(() => state.tokenKeys()).toThrow(
+          new TypeError(
+            "tokenKeySecret is required on PostgreSQL: replicas share the token keys, stored encrypted under it",
+          ),
+        );
+      } finally {
+        await d.close();
+      }
+    },
+  );
+});
+
 describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
   it("serialises work on one model across replicas with the model lock", async () => {
-    const d = await pg.deployment();
+    const d = await postgresBackend.deployment();
     try {
       const locks = [(await d.replica()).modelLock(), (await d.replica()).modelLock()];
       const events: string[] = [];
@@ -228,7 +379,7 @@ describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
 
   it("fails closed with state_unavailable while PostgreSQL restarts, and recovers without reopening", async () => {
     if ("unavailable" in postgres) return;
-    const d = await pg.deployment();
+    const d = await postgresBackend.deployment();
     try {
       const state = await d.replica();
       const challenges = state.challenges({ ttlSeconds: 60, now: () => T0 });

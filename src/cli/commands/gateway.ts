@@ -13,7 +13,14 @@ import { integerIn } from "../../util/integer.ts";
 import { MAX_CONFIRMATIONS } from "../config.ts";
 import { parseModelSpec } from "../model-settings.ts";
 import { NO_CONTRACTS, positiveInt, readyUntilSignal, run } from "../run.ts";
-import { DATABASE_OPTION, openCliState } from "../state.ts";
+import {
+  DATABASE_OPTION,
+  databaseUrl,
+  openCliState,
+  readTokenKeySecret,
+  stateLocation,
+  tokenKeySecretRequired,
+} from "../state.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
@@ -101,8 +108,11 @@ challenges redeem once whichever replica sees them, quotas are one per credentia
 log is one chain, and any replica verifies any replica's tokens (keys at
 /.well-known/jwks.json). Replicas share the model store through --models-dir on a shared
 file system, locked per model in the database. See docs/scale-out.md.
-Tokens survive a restart; \`kparty gateway keys rotate\` adds a signing key. Tokens are
-DPoP-bound by default (docs/tokens.md); the DPoP replay cache is in gateway.sqlite.
+Token keys: stored only encrypted under the passphrase (KPARTY_PASSPHRASE, or asked for at a
+terminal; the same on every replica; a wrong one is refused at start). Tokens then survive a
+restart; \`kparty gateway keys rotate\` adds a signing key. Without a passphrase an embedded
+gateway keeps one key in memory (its tokens end with the process); on PostgreSQL it refuses.
+Tokens are DPoP-bound by default (docs/tokens.md); the DPoP replay cache is in gateway.sqlite.
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
 --max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
@@ -146,6 +156,12 @@ Examples:
               `--public-url must be an http(s) URL without query or fragment, got "${options.publicUrl}"`,
             );
           }
+          // before the chain: a gateway that cannot keep its token keys does not start
+          const onPostgres = databaseUrl(options.database) !== null;
+          const tokenKeySecret = await readTokenKeySecret(
+            stateLocation(ctx, options.database ? { database: options.database } : {}),
+          );
+          if (tokenKeySecret === null && onPostgres) throw tokenKeySecretRequired("a gateway on PostgreSQL");
           const deployment = ctx.deployment();
           const provider = ctx.provider();
           const chain = createChainClient({ provider, deployment });
@@ -159,6 +175,11 @@ Examples:
             ...(options.database ? { database: options.database } : {}),
             onError: (error) => ctx.out.info(`database connection lost (${error.message}); reconnecting`),
           });
+          if (tokenKeySecret === null) {
+            ctx.out.info(
+              "no passphrase (KPARTY_PASSPHRASE): the access-token key lives in this process only; its tokens end with it",
+            );
+          }
           const store = new FileModelStore(options.modelsDir ?? join(ctx.config.dataDir, "models"), {
             lock: state.modelLock(),
           });
@@ -177,6 +198,7 @@ Examples:
             chain,
             models: store,
             state,
+            ...(tokenKeySecret !== null ? { tokenKeySecret } : {}),
             domain,
             tokenTtlSeconds: options.tokenTtl,
             tokenBinding: options.tokenBinding ?? ctx.config.gateway.tokenBinding ?? "dpop",
@@ -231,7 +253,9 @@ the newest: every gateway on that state signs new tokens with it within its key 
 (10 s), and serves it at GET /.well-known/jwks.json at once. The older keys stay, so every
 token they signed verifies at any replica until it expires (at most the token lifetime,
 --token-ttl). Resource servers that cache the JWKS fetch it again on an unknown kid.
-Prints the new kid and every kid now valid; never a private key.
+The keys are stored encrypted under the passphrase (KPARTY_PASSPHRASE, or asked for at a
+terminal): the gateway's, required. Keys an unreleased build stored in the clear are deleted.
+Prints the new kid and every kid now valid; never a private key or the passphrase.
 
 Examples:
   $ kparty gateway keys rotate --data-dir .kparty/gateway
@@ -239,12 +263,18 @@ Examples:
     )
     .action(
       run(async (ctx, options: { database?: string; db?: string }) => {
-        const { state, where } = await openCliState(ctx, {
+        const where = stateLocation(ctx, {
           ...(options.database ? { database: options.database } : {}),
           ...(options.db ? { file: options.db } : {}),
         });
-        const store = state.tokenKeys();
-        await store.load(); // a first key if there was none: rotation then adds a second
+        const secret = await readTokenKeySecret(where);
+        if (secret === null) throw tokenKeySecretRequired("kparty gateway keys rotate");
+        const { state } = await openCliState(ctx, {
+          ...(options.database ? { database: options.database } : {}),
+          ...(options.db ? { file: options.db } : {}),
+        });
+        const store = state.tokenKeys({ secret });
+        // adds the first key if there was none; discards keys a development build stored in the clear
         const added = await store.add();
         const all = await store.load();
         ctx.out.result({ kid: added.kid, kids: all.map((k) => k.kid), state: where }, [

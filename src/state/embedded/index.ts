@@ -1,14 +1,21 @@
-import { createPrivateKey } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
 import { RateLimiter } from "../../gateway/rate-limit.ts";
 import { ChallengeStore } from "../../gateway/state.ts";
-import { newTokenKey } from "../keys.ts";
-import type { GatewayState, StoredTokenKey, TokenKeyStore } from "../port.ts";
+import { memoryTokenKeys } from "../keys.ts";
+import type { GatewayState, TokenKeyStore } from "../port.ts";
+import {
+  rowOf,
+  type SealedSnapshot,
+  type SealedTokenKeyRow,
+  sealedTokenKeys,
+  type TokenKeyStoreOptions,
+} from "../sealed.ts";
 
 /**
  * The embedded backend: the gateway's node:sqlite file (see `openGatewayDatabase`) for
- * challenges, the audit log and the token keys, and rate limits in memory — one process is
+ * challenges, the audit log and the token keys (encrypted under `tokenKeys({ secret })`; without
+ * a secret one fresh key in memory, whose tokens end with the process), and rate limits in memory — one process is
  * the whole deployment, so its buckets are the only ones. Zero set-up; the caller opens and
  * closes the database.
  * @example
@@ -20,6 +27,7 @@ import type { GatewayState, StoredTokenKey, TokenKeyStore } from "../port.ts";
 export function createEmbeddedState(db: DatabaseSync): GatewayState {
   return {
     backend: "embedded",
+    localDatabase: db,
     challenges: (options) => new ChallengeStore(db, options),
     rateLimits: (options) => new RateLimiter(options),
     audit: (options) => new AuditLog(db, options),
@@ -27,57 +35,82 @@ export function createEmbeddedState(db: DatabaseSync): GatewayState {
       tail: (limit) => new AuditLog(db, { now: Date.now }).tail(limit),
       verify: () => verifyAuditChain(db),
     }),
-    tokenKeys: () => sqliteTokenKeys(db),
+    tokenKeys: (options = {}) =>
+      options.secret === undefined ? memoryTokenKeys(undefined, options.now) : sqliteTokenKeys(db, options),
     modelLock: () => null,
     close: async () => {},
   };
 }
 
 /**
- * Access-token keys in the gateway's SQLite file (table `token_keys`, created on first use, so
- * a database from before keys were stored opens as it is): tokens survive a restart, and
- * `kparty gateway keys rotate` adds a key. The private keys are as protected as the file (the
- * data dir is created 0700).
+ * Access-token keys in the gateway's SQLite file, encrypted under the gateway's secret (see
+ * `src/state/sealed.ts`): table `token_keys` (kid, public `x`, nonce, sealed private key) and
+ * `token_key_kek` (the wrapped data key), created on first use. Tokens survive a restart and
+ * `kparty gateway keys rotate` adds a key. A `token_keys` table of the development build that
+ * stored private keys in the clear is renamed `token_keys_unencrypted` and refused until a
+ * rotation discards its keys.
  */
-function sqliteTokenKeys(db: DatabaseSync): TokenKeyStore {
+function sqliteTokenKeys(db: DatabaseSync, options: TokenKeyStoreOptions): TokenKeyStore {
+  const legacy = db.prepare("SELECT 1 FROM pragma_table_info('token_keys') WHERE name = 'private_key'").get();
+  if (legacy) db.exec("ALTER TABLE token_keys RENAME TO token_keys_unencrypted");
   db.exec(`CREATE TABLE IF NOT EXISTS token_keys (
     kid TEXT PRIMARY KEY NOT NULL,
-    private_key TEXT NOT NULL,
+    x TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    sealed TEXT NOT NULL,
     created_at INTEGER NOT NULL
   )`);
-  const all = db.prepare("SELECT kid, private_key, created_at FROM token_keys ORDER BY created_at, kid");
-  const insert = db.prepare("INSERT INTO token_keys (kid, private_key, created_at) VALUES (?, ?, ?)");
-  const read = () =>
-    (all.all() as { kid: string; private_key: string; created_at: number }[]).map(
-      (r): StoredTokenKey => ({
-        kid: r.kid,
-        privateKey: createPrivateKey(r.private_key),
-        createdAt: Number(r.created_at),
-      }),
-    );
-  const store = (key: StoredTokenKey) =>
-    insert.run(key.kid, key.privateKey.export({ format: "pem", type: "pkcs8" }) as string, key.createdAt);
-  return {
-    async load() {
-      db.exec("BEGIN IMMEDIATE");
-      try {
-        let keys = read();
-        if (keys.length === 0) {
-          store(newTokenKey(Date.now()));
-          keys = read();
-        }
-        db.exec("COMMIT");
-        return keys;
-      } catch (error) {
-        if (db.isTransaction) db.exec("ROLLBACK");
-        throw error;
-      }
-    },
-    async add() {
-      const newest = read().at(-1)?.createdAt ?? 0;
-      const key = newTokenKey(Math.max(Date.now(), newest + 1));
-      store(key);
-      return key;
-    },
+  db.exec(`CREATE TABLE IF NOT EXISTS token_key_kek (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    record TEXT NOT NULL
+  )`);
+  const hasUnencrypted = () =>
+    db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'token_keys_unencrypted'")
+      .get() !== undefined;
+  const all = db.prepare("SELECT kid, x, nonce, sealed, created_at FROM token_keys ORDER BY created_at, kid");
+  const kek = db.prepare("SELECT record FROM token_key_kek WHERE id = 1");
+  const insert = db.prepare(
+    "INSERT INTO token_keys (kid, x, nonce, sealed, created_at) VALUES (?, ?, ?, ?, ?)",
+  );
+  const read = async (): Promise<SealedSnapshot> => ({
+    kek: (kek.get() as { record: string } | undefined)?.record ?? null,
+    keys: (all.all() as Parameters<typeof rowOf>[0][]).map(rowOf),
+    unencrypted: hasUnencrypted()
+      ? Number((db.prepare("SELECT count(*) AS n FROM token_keys_unencrypted").get() as { n: number }).n)
+      : 0,
+  });
+  const store = (row: SealedTokenKeyRow) => insert.run(row.kid, row.x, row.nonce, row.sealed, row.createdAt);
+  /** One synchronous write transaction (no await inside: other statements on this connection cannot interleave). */
+  const transaction = (fn: () => void) => {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      fn();
+      db.exec("COMMIT");
+    } catch (error) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      throw error;
+    }
   };
+  return sealedTokenKeys(
+    {
+      read,
+      async putKekIfAbsent(record) {
+        db.prepare("INSERT OR IGNORE INTO token_key_kek (id, record) VALUES (1, ?)").run(record);
+        return read();
+      },
+      async insertFirst(row) {
+        transaction(() => {
+          if (all.all().length === 0) store(row);
+        });
+      },
+      async insertDiscardingUnencrypted(row) {
+        transaction(() => {
+          if (hasUnencrypted()) db.exec("DELETE FROM token_keys_unencrypted");
+          store(row);
+        });
+      },
+    },
+    { ...options, where: db.location() ?? "the gateway database" },
+  );
 }

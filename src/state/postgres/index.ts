@@ -1,8 +1,7 @@
-import { createPrivateKey, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { auditChainWalker, auditHash, auditRecordFromRow } from "../../gateway/audit.ts";
-import { newTokenKey } from "../keys.ts";
 import type {
   AuditEntry,
   AuditReader,
@@ -13,9 +12,15 @@ import type {
   GatewayState,
   ModelLock,
   RateLimits,
-  StoredTokenKey,
   TokenKeyStore,
 } from "../port.ts";
+import {
+  rowOf,
+  type SealedSnapshot,
+  type SealedTokenKeyRow,
+  sealedTokenKeys,
+  type TokenKeyStoreOptions,
+} from "../sealed.ts";
 import { LOCKS, migrate } from "./migrations.ts";
 
 export { MIGRATIONS, type Migration, migrate } from "./migrations.ts";
@@ -46,7 +51,8 @@ function unavailable(error: unknown): KPartyError {
  * The PostgreSQL backend: any number of gateway replicas share one database for challenges
  * (redeemed at most once, whichever replica sees them), rate buckets and quotas (one bucket per
  * key for the deployment), one audit chain (appends serialised on its head row: no forks) and
- * the token keys (every replica verifies every replica's tokens). Opens a bounded pool and runs
+ * the token keys (every replica verifies every replica's tokens; stored encrypted under the
+ * secret `tokenKeys({ secret })` requires, the same on every replica). Opens a bounded pool and runs
  * the schema migrations (see `MIGRATIONS`) before it returns. A database that cannot be reached
  * makes the requests that need it fail closed with 503 `state_unavailable`; the pool reconnects
  * by itself once it is back.
@@ -107,7 +113,7 @@ export function postgresState(pool: pg.Pool): GatewayState {
       return log;
     },
     auditReader: () => postgresAuditReader(query),
-    tokenKeys: () => postgresTokenKeys(pool, query),
+    tokenKeys: (options = {}) => postgresTokenKeys(pool, query, options),
     modelLock: () => postgresModelLock(pool),
     async close() {
       await Promise.all(audits.map((a) => a.close()));
@@ -401,68 +407,79 @@ function postgresAuditReader(query: Query): AuditReader {
 }
 
 /**
- * Token keys in the database (PKCS #8 PEM: whoever can read the table can sign tokens — grant it
- * to the gateway's role only). The first key is added under an advisory lock, so replicas
- * starting together on an empty database agree on it.
+ * Token keys in the database, encrypted under the gateway's secret (see `src/state/sealed.ts`):
+ * `kparty_token_keys` holds each key's public `x` and its sealed private key,
+ * `kparty_token_key_kek` the wrapped data key. The first key is added under an advisory lock,
+ * so replicas starting together on an empty database agree on it (and on the data key: the
+ * first one stored wins). Keys a development build stored in the clear are in
+ * `kparty_token_keys_unencrypted` (migration 2) and refused until a rotation discards them.
  */
-function postgresTokenKeys(pool: pg.Pool, query: Query): TokenKeyStore {
-  const parse = (rows: { kid: string; private_key: string; created_at: string }[]) =>
-    rows.map(
-      (r): StoredTokenKey => ({
-        kid: r.kid,
-        privateKey: createPrivateKey(r.private_key),
-        createdAt: Number(r.created_at),
-      }),
+function postgresTokenKeys(pool: pg.Pool, query: Query, options: TokenKeyStoreOptions): TokenKeyStore {
+  if (options.secret === undefined) {
+    throw new TypeError(
+      "tokenKeySecret is required on PostgreSQL: replicas share the token keys, stored encrypted under it",
     );
-  const SELECT = "SELECT kid, private_key, created_at FROM kparty_token_keys ORDER BY created_at, kid";
-  const insert = (client: { query: pg.Pool["query"] }, key: StoredTokenKey) =>
-    client.query("INSERT INTO kparty_token_keys (kid, private_key, created_at) VALUES ($1, $2, $3)", [
-      key.kid,
-      key.privateKey.export({ format: "pem", type: "pkcs8" }) as string,
-      key.createdAt,
-    ]);
-  return {
-    async load() {
-      const first = parse(
-        (await query<{ kid: string; private_key: string; created_at: string }>(SELECT)).rows,
-      );
-      if (first.length > 0) return first;
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        throw unavailable(error);
-      }
-      try {
-        await client.query("BEGIN");
-        await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.tokenKeys]);
-        let keys = parse((await client.query(SELECT)).rows);
-        if (keys.length === 0) {
-          await insert(client, newTokenKey(Date.now()));
-          keys = parse((await client.query(SELECT)).rows);
-        }
-        await client.query("COMMIT");
-        return keys;
-      } catch (error) {
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw unavailable(error);
-      } finally {
-        client.release();
-      }
-    },
-    async add() {
-      const { rows } = await query<{ newest: string | null }>(
-        "SELECT max(created_at) AS newest FROM kparty_token_keys",
-      );
-      const key = newTokenKey(Math.max(Date.now(), Number(rows[0]?.newest ?? 0) + 1));
-      try {
-        await insert(pool, key);
-      } catch (error) {
-        throw unavailable(error);
-      }
-      return key;
-    },
+  }
+  type Row = { kid: string; x: string; nonce: string; sealed: string; created_at: string };
+  const SELECT = "SELECT kid, x, nonce, sealed, created_at FROM kparty_token_keys ORDER BY created_at, kid";
+  const INSERT =
+    "INSERT INTO kparty_token_keys (kid, x, nonce, sealed, created_at) VALUES ($1, $2, $3, $4, $5)";
+  const values = (row: SealedTokenKeyRow) => [row.kid, row.x, row.nonce, row.sealed, row.createdAt];
+  const read = async (): Promise<SealedSnapshot> => {
+    const { rows } = await query<{ record: string | null; keys: Row[] | null; unencrypted: string }>(
+      `SELECT (SELECT record FROM kparty_token_key_kek WHERE id = 1) AS record,
+              (SELECT json_agg(k) FROM (${SELECT}) k) AS keys,
+              (SELECT count(*) FROM kparty_token_keys_unencrypted) AS unencrypted`,
+    );
+    const row = rows[0];
+    return {
+      kek: row?.record ?? null,
+      keys: (row?.keys ?? []).map(rowOf),
+      unencrypted: Number(row?.unencrypted ?? 0),
+    };
   };
+  const transaction = async (fn: (client: pg.PoolClient) => Promise<void>) => {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw unavailable(error);
+    }
+    try {
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.tokenKeys]);
+      await fn(client);
+      await client.query("COMMIT");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw unavailable(error);
+    } finally {
+      client.release();
+    }
+  };
+  return sealedTokenKeys(
+    {
+      read,
+      async putKekIfAbsent(record) {
+        await query(
+          "INSERT INTO kparty_token_key_kek (id, record) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+          [record],
+        );
+        return read();
+      },
+      insertFirst: (row) =>
+        transaction(async (client) => {
+          const { rowCount } = await client.query("SELECT 1 FROM kparty_token_keys LIMIT 1");
+          if (rowCount === 0) await client.query(INSERT, values(row));
+        }),
+      insertDiscardingUnencrypted: (row) =>
+        transaction(async (client) => {
+          await client.query("DELETE FROM kparty_token_keys_unencrypted");
+          await client.query(INSERT, values(row));
+        }),
+    },
+    { ...options, where: "the PostgreSQL database" },
+  );
 }
 
 /**

@@ -61,6 +61,27 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "token keys encrypted under the gateway's secret",
+    // version 1 stored private keys in the clear (never released): they are kept apart, refused
+    // at load and discarded by the next rotation, since they may have been read
+    sql: `
+      ALTER TABLE kparty_token_keys RENAME TO kparty_token_keys_unencrypted;
+      ALTER INDEX kparty_token_keys_pkey RENAME TO kparty_token_keys_unencrypted_pkey;
+      CREATE TABLE kparty_token_keys (
+        kid text PRIMARY KEY,
+        x text NOT NULL,
+        nonce text NOT NULL,
+        sealed text NOT NULL,
+        created_at bigint NOT NULL
+      );
+      CREATE TABLE kparty_token_key_kek (
+        id integer PRIMARY KEY CHECK (id = 1),
+        record text NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Advisory-lock keys (one namespace of 64-bit integers per database). */
