@@ -77,6 +77,41 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+/** The head of an empty audit chain. */
+export const GENESIS_HEAD = { seq: 0, hash: GENESIS_HASH } as const;
+
+/**
+ * The records of `group`, in order, chained after `head` (the chain's last record, or
+ * {@link GENESIS_HEAD}): each numbered after the previous and hashing it. The one way both
+ * backends turn decisions into records.
+ */
+export function chainedRecords(
+  group: readonly { entry: AuditEntry; at: number }[],
+  head: { seq: number; hash: string },
+): AuditRecord[] {
+  let seq = head.seq;
+  let prevHash = head.hash;
+  return group.map(({ entry, at }) => {
+    seq += 1;
+    const base: Omit<AuditRecord, "hash"> = {
+      seq,
+      at: new Date(at).toISOString(),
+      client: entry.client,
+      route: entry.route,
+      holder: entry.holder ?? null,
+      credentialId: entry.credentialId ?? null,
+      action: entry.action ?? null,
+      model: entry.model ?? null,
+      outcome: entry.outcome,
+      code: entry.code ?? null,
+      prevHash,
+    };
+    const record: AuditRecord = { ...base, hash: auditHash(base) };
+    prevHash = record.hash;
+    return record;
+  });
+}
+
 /**
  * The durable, hash-chained record of every access decision. `append` resolves only when
  * the record is on disk; each record's hash covers the previous one, so editing, deleting or
@@ -341,24 +376,8 @@ export class AuditLog {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       const last = this.#last.get() as { seq: number; hash: string } | undefined;
-      let seq = last ? Number(last.seq) : 0;
-      let prevHash = last?.hash ?? GENESIS_HASH;
-      const records = group.map(({ entry, at }) => {
-        seq += 1;
-        const base: Omit<AuditRecord, "hash"> = {
-          seq,
-          at: new Date(at).toISOString(),
-          client: entry.client,
-          route: entry.route,
-          holder: entry.holder ?? null,
-          credentialId: entry.credentialId ?? null,
-          action: entry.action ?? null,
-          model: entry.model ?? null,
-          outcome: entry.outcome,
-          code: entry.code ?? null,
-          prevHash,
-        };
-        const record: AuditRecord = { ...base, hash: auditHash(base) };
+      const records = chainedRecords(group, last ? { seq: Number(last.seq), hash: last.hash } : GENESIS_HEAD);
+      for (const record of records) {
         this.#insert.run(
           record.seq,
           record.at,
@@ -373,9 +392,7 @@ export class AuditLog {
           record.prevHash,
           record.hash,
         );
-        prevHash = record.hash;
-        return record;
-      });
+      }
       this.#db.exec("COMMIT");
       return records;
     } catch (error) {

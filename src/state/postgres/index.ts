@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
-import { auditChainWalker, auditHash, auditRecordFromRow } from "../../gateway/audit.ts";
+import { auditChainWalker, auditRecordFromRow, chainedRecords } from "../../gateway/audit.ts";
 import type {
   AuditEntry,
   AuditReader,
@@ -304,27 +304,7 @@ class PostgresAuditLog implements AuditStore {
       );
       const head = rows[0];
       if (!head) throw new Error("the audit chain's head row is missing");
-      let seq = Number(head.seq);
-      let prevHash = head.hash;
-      const records = group.map(({ entry, at }): AuditRecord => {
-        seq += 1;
-        const base: Omit<AuditRecord, "hash"> = {
-          seq,
-          at: new Date(at).toISOString(),
-          client: entry.client,
-          route: entry.route,
-          holder: entry.holder ?? null,
-          credentialId: entry.credentialId ?? null,
-          action: entry.action ?? null,
-          model: entry.model ?? null,
-          outcome: entry.outcome,
-          code: entry.code ?? null,
-          prevHash,
-        };
-        const record = { ...base, hash: auditHash(base) };
-        prevHash = record.hash;
-        return record;
-      });
+      const records = chainedRecords(group, { seq: Number(head.seq), hash: head.hash });
       const column = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
       await client.query(
         `INSERT INTO kparty_audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
@@ -345,7 +325,11 @@ class PostgresAuditLog implements AuditStore {
           column("hash"),
         ],
       );
-      await client.query("UPDATE kparty_audit_head SET seq = $1, hash = $2 WHERE id = 1", [seq, prevHash]);
+      const last = records.at(-1) ?? { seq: Number(head.seq), hash: head.hash };
+      await client.query("UPDATE kparty_audit_head SET seq = $1, hash = $2 WHERE id = 1", [
+        last.seq,
+        last.hash,
+      ]);
       await client.query("COMMIT");
       return records;
     } catch (error) {
