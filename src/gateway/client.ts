@@ -2,17 +2,10 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
 import type { Aggregation, ModelInfo, RoundResult, UpdateReceipt } from "../models/index.ts";
 import { createDpopProof, dpopAlgorithmOf } from "./dpop.ts";
+import type { AccessTokenResponse } from "./grant.ts";
 
-export interface TokenResponse {
-  access_token: string;
-  /** `DPoP` when the token is bound to the client's proof key (the default), else `Bearer`. */
-  token_type: "DPoP" | "Bearer";
-  expires_in: number;
-  scope: string;
-  holder: string;
-  models: string[];
-  credential_id: string;
-}
+/** What `POST /auth/token` answers (one definition, the gateway's: see `AccessTokenResponse`). */
+export type TokenResponse = AccessTokenResponse;
 
 export interface GatewayClientOptions {
   fetch?: typeof fetch;
