@@ -183,10 +183,76 @@ function wrongPassphrase(file: string): KPartyError {
   });
 }
 
-/** The wrapped key's additional data: the format and the KDF input, bound to the ciphertext. */
-function additionalData({ N, r, p }: ScryptParams, salt: string): Buffer {
-  return Buffer.from(`kparty keyring v2 scrypt N=${N} r=${r} p=${p} salt=${salt.toLowerCase()}`);
+/** The parts of a data key wrapped under a passphrase (see {@link wrapDataKey}), hex. */
+export interface WrappedKey extends ScryptParams {
+  salt: string;
+  nonce: string;
+  wrappedKey: string;
+  tag: string;
 }
+
+/** The wrapped key's additional data: what it is (`label`) and the KDF input, bound to the ciphertext. */
+function additionalData(label: string, { N, r, p }: ScryptParams, salt: string): Buffer {
+  return Buffer.from(`${label} scrypt N=${N} r=${r} p=${p} salt=${salt.toLowerCase()}`);
+}
+
+/**
+ * Wraps `dataKey` (AES-256-GCM) under a key scrypt derives from `passphrase` with `kdf`, a fresh
+ * salt and nonce; `label` names what is wrapped and is authenticated with it. The keyring and
+ * the gateway's token keys both keep their data key this way.
+ */
+export async function wrapDataKey(
+  passphrase: string,
+  dataKey: Buffer,
+  kdf: ScryptParams,
+  label: string,
+): Promise<WrappedKey> {
+  const salt = randomBytes(SALT_BYTES).toString("hex");
+  const kek = await derive(passphrase, Buffer.from(salt, "hex"), kdf);
+  try {
+    const nonce = randomBytes(NONCE_BYTES);
+    const cipher = createCipheriv("aes-256-gcm", kek, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(additionalData(label, kdf, salt));
+    const wrappedKey = Buffer.concat([cipher.update(dataKey), cipher.final()]);
+    return {
+      N: kdf.N,
+      r: kdf.r,
+      p: kdf.p,
+      salt,
+      nonce: nonce.toString("hex"),
+      wrappedKey: wrappedKey.toString("hex"),
+      tag: cipher.getAuthTag().toString("hex"),
+    };
+  } finally {
+    kek.fill(0);
+  }
+}
+
+/**
+ * The data key {@link wrapDataKey} wrapped, or null when the tag does not verify (another
+ * passphrase, or edited data). Its parameters must have been checked (`kdfProblem`, lengths).
+ */
+export async function unwrapDataKey(
+  passphrase: string,
+  wrapped: WrappedKey,
+  label: string,
+): Promise<Buffer | null> {
+  const kek = await derive(passphrase, Buffer.from(wrapped.salt, "hex"), wrapped);
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", kek, Buffer.from(wrapped.nonce, "hex"), {
+      authTagLength: TAG_BYTES,
+    });
+    decipher.setAAD(additionalData(label, wrapped, wrapped.salt));
+    decipher.setAuthTag(Buffer.from(wrapped.tag, "hex"));
+    return Buffer.concat([decipher.update(Buffer.from(wrapped.wrappedKey, "hex")), decipher.final()]);
+  } catch {
+    return null;
+  } finally {
+    kek.fill(0);
+  }
+}
+
+const KEYRING_LABEL = "kparty keyring v2";
 
 async function unlockV1(file: string, record: KeyringV1, passphrase: string): Promise<Buffer> {
   const key = await derive(passphrase, Buffer.from(record.salt, "hex"), record);
@@ -196,46 +262,21 @@ async function unlockV1(file: string, record: KeyringV1, passphrase: string): Pr
 }
 
 async function unlockV2(file: string, record: KeyringV2, passphrase: string): Promise<Buffer> {
-  const kek = await derive(passphrase, Buffer.from(record.salt, "hex"), record);
-  try {
-    const decipher = createDecipheriv("aes-256-gcm", kek, Buffer.from(record.nonce, "hex"), {
-      authTagLength: TAG_BYTES,
-    });
-    decipher.setAAD(additionalData(record, record.salt));
-    decipher.setAuthTag(Buffer.from(record.tag, "hex"));
-    return Buffer.concat([decipher.update(Buffer.from(record.wrappedKey, "hex")), decipher.final()]);
-  } catch {
-    // the tag does not verify: another passphrase (or an edited file)
-    throw wrongPassphrase(file);
-  } finally {
-    kek.fill(0);
-  }
+  const dataKey = await unwrapDataKey(passphrase, record, KEYRING_LABEL);
+  // the tag does not verify: another passphrase (or an edited file)
+  if (dataKey === null) throw wrongPassphrase(file);
+  return dataKey;
 }
 
 /** `dataKey` wrapped under `passphrase` with a fresh salt and nonce and scrypt with `kdf`. */
 async function wrap(passphrase: string, dataKey: Buffer, kdf: ScryptParams): Promise<KeyringV2> {
-  const salt = randomBytes(SALT_BYTES).toString("hex");
-  const kek = await derive(passphrase, Buffer.from(salt, "hex"), kdf);
-  try {
-    const nonce = randomBytes(NONCE_BYTES);
-    const cipher = createCipheriv("aes-256-gcm", kek, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(additionalData(kdf, salt));
-    const wrappedKey = Buffer.concat([cipher.update(dataKey), cipher.final()]);
-    return {
-      version: 2,
-      kdf: "scrypt",
-      N: kdf.N,
-      r: kdf.r,
-      p: kdf.p,
-      salt,
-      cipher: "aes-256-gcm",
-      nonce: nonce.toString("hex"),
-      wrappedKey: wrappedKey.toString("hex"),
-      tag: cipher.getAuthTag().toString("hex"),
-    };
-  } finally {
-    kek.fill(0);
-  }
+  const { N, r, p, salt, nonce, wrappedKey, tag } = await wrapDataKey(
+    passphrase,
+    dataKey,
+    kdf,
+    KEYRING_LABEL,
+  );
+  return { version: 2, kdf: "scrypt", N, r, p, salt, cipher: "aes-256-gcm", nonce, wrappedKey, tag };
 }
 
 function serialize(record: KeyringV2): string {

@@ -6,7 +6,14 @@ import {
   type KeyObject,
   randomBytes,
 } from "node:crypto";
-import { derive, KEYRING_KDF, kdfProblem, type ScryptParams } from "../../agent/keyring.ts";
+import {
+  KEYRING_KDF,
+  kdfProblem,
+  type ScryptParams,
+  unwrapDataKey,
+  type WrappedKey,
+  wrapDataKey,
+} from "../../agent/keyring.ts";
 import { KPartyError } from "../errors/index.ts";
 import { newTokenKey, tokenKeyId } from "./keys.ts";
 import type { StoredTokenKey, TokenKeyStore } from "./port.ts";
@@ -106,36 +113,25 @@ function damaged(where: string, message: string, cause?: unknown): KPartyError {
   });
 }
 
-function additionalData({ N, r, p }: ScryptParams, salt: string): Buffer {
-  return Buffer.from(`kparty token keys v1 scrypt N=${N} r=${r} p=${p} salt=${salt.toLowerCase()}`);
-}
+const TOKEN_KEYS_LABEL = "kparty token keys v1";
 
-/** A fresh data key, wrapped under `secret`. */
+/** A fresh data key, wrapped under `secret` (as the agent's keyring wraps its own). */
 async function newDataKey(secret: string, kdf: ScryptParams): Promise<{ text: string; dataKey: Buffer }> {
   const dataKey = randomBytes(KEY_BYTES);
-  const salt = randomBytes(SALT_BYTES).toString("hex");
-  const kek = await derive(secret, Buffer.from(salt, "hex"), kdf);
-  try {
-    const nonce = randomBytes(NONCE_BYTES);
-    const cipher = createCipheriv("aes-256-gcm", kek, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(additionalData(kdf, salt));
-    const wrappedKey = Buffer.concat([cipher.update(dataKey), cipher.final()]);
-    const record: WrappedDataKey = {
-      version: 1,
-      kdf: "scrypt",
-      N: kdf.N,
-      r: kdf.r,
-      p: kdf.p,
-      salt,
-      cipher: "aes-256-gcm",
-      nonce: nonce.toString("hex"),
-      wrappedKey: wrappedKey.toString("hex"),
-      tag: cipher.getAuthTag().toString("hex"),
-    };
-    return { text: JSON.stringify(record), dataKey };
-  } finally {
-    kek.fill(0);
-  }
+  const { N, r, p, salt, nonce, wrappedKey, tag } = await wrapDataKey(secret, dataKey, kdf, TOKEN_KEYS_LABEL);
+  const record: WrappedDataKey = {
+    version: 1,
+    kdf: "scrypt",
+    N,
+    r,
+    p,
+    salt,
+    cipher: "aes-256-gcm",
+    nonce,
+    wrappedKey,
+    tag,
+  };
+  return { text: JSON.stringify(record), dataKey };
 }
 
 function hexOf(record: Record<string, unknown>, field: string, bytes: number, where: string): Buffer {
@@ -161,18 +157,16 @@ async function openDataKey(text: string, secret: string, where: string): Promise
     throw damaged(where, "the wrapped data key has an unknown version, kdf or cipher");
   const problem = kdfProblem(record.N, record.r, record.p);
   if (problem) throw damaged(where, problem.message); // checked before scrypt runs
-  const salt = hexOf(record, "salt", SALT_BYTES, where);
-  const nonce = hexOf(record, "nonce", NONCE_BYTES, where);
-  const wrapped = hexOf(record, "wrappedKey", KEY_BYTES, where);
-  const tag = hexOf(record, "tag", TAG_BYTES, where);
-  const params = record as unknown as ScryptParams;
-  const kek = await derive(secret, salt, params);
-  try {
-    const decipher = createDecipheriv("aes-256-gcm", kek, nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(additionalData(params, salt.toString("hex")));
-    decipher.setAuthTag(tag);
-    return Buffer.concat([decipher.update(wrapped), decipher.final()]);
-  } catch {
+  for (const [field, bytes] of [
+    ["salt", SALT_BYTES],
+    ["nonce", NONCE_BYTES],
+    ["wrappedKey", KEY_BYTES],
+    ["tag", TAG_BYTES],
+  ] as const) {
+    hexOf(record, field, bytes, where);
+  }
+  const dataKey = await unwrapDataKey(secret, record as unknown as WrappedKey, TOKEN_KEYS_LABEL);
+  if (dataKey === null) {
     throw new KPartyError(
       "wrong_passphrase",
       `the passphrase does not unlock the access-token keys in ${where}`,
@@ -182,9 +176,8 @@ async function openDataKey(text: string, secret: string, where: string): Promise
         },
       },
     );
-  } finally {
-    kek.fill(0);
   }
+  return dataKey;
 }
 
 /** Seals a private key under the data key (fresh nonce, `kid` as associated data). */
