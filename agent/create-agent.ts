@@ -30,7 +30,7 @@ import { openKeyring, type ScryptParams } from "./keyring.ts";
 import { type IKPartyHolder, KPartyHolder } from "./plugins/kparty-holder.ts";
 import { type IKPartyIssuer, KPartyIssuer } from "./plugins/kparty-issuer.ts";
 import { KPartyStatusVerifier } from "./plugins/kparty-status.ts";
-import { openAgentDatabase } from "./store.ts";
+import { isPostgresUrl, openAgentDatabase } from "./store.ts";
 
 export type AgentRole = "issuer" | "holder" | "verifier";
 
@@ -40,6 +40,13 @@ export interface AgentConfig {
   dataDir?: string;
   /** Unlocks the private keys at rest (issuer and holder). */
   passphrase?: string;
+  /**
+   * The agent database (issuer and holder) on PostgreSQL, a `postgres://…` URL: Veramo's data
+   * store (keys, DIDs, credentials; private keys encrypted as in the file) and the issued
+   * credentials, shared by every agent of the member on it. Default: `agent.sqlite` in
+   * `dataDir`. The keyring (the key that encrypts the private keys) stays in `dataDir`.
+   */
+  database?: string;
   /**
    * Test fixtures only: the keyring's scrypt parameters (default `KEYRING_KDF`, N = 2^17), as
    * `openKeyring`'s `kdf` option. The CLI never sets it.
@@ -102,6 +109,9 @@ function validate(config: AgentConfig): void {
   if (config.role !== "verifier" && (!config.dataDir || !config.passphrase)) {
     throw new TypeError(`an ${config.role} agent needs dataDir and passphrase`);
   }
+  if (config.database !== undefined && !isPostgresUrl(config.database)) {
+    throw new TypeError("database must be a postgres:// URL");
+  }
 }
 
 /**
@@ -109,8 +119,8 @@ function validate(config: AgentConfig): void {
  * deployment's ERC-1056 registry and W3C credential verification, no keys. Holder and
  * issuer add a key manager whose private keys are encrypted at rest (`SecretBox` under a
  * random key that the keyring wraps with a key scrypt derives from the passphrase, see
- * `openKeyring`), did:ethr identifiers on the configured chain and an embedded store that
- * persists across restarts; the issuer adds the kparty issuer plugin, the holder the
+ * `openKeyring`), did:ethr identifiers on the configured chain and a store that persists
+ * across restarts (embedded, or PostgreSQL with `database`); the issuer adds the kparty issuer plugin, the holder the
  * kparty holder plugin.
  *
  * @example
@@ -151,7 +161,7 @@ export async function createKPartyAgent(
     config.passphrase as string,
     config.keyringKdf ? { kdf: config.keyringKdf } : {},
   );
-  const db: DataSource = await openAgentDatabase(join(dataDir, "agent.sqlite"));
+  const db: DataSource = await openAgentDatabase(config.database ?? join(dataDir, "agent.sqlite"));
   try {
     const plugins = [
       new KeyManager({

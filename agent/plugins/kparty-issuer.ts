@@ -44,7 +44,7 @@ import {
   w3cCredential,
 } from "../../src/credential/index.ts";
 import { KPartyError } from "../../src/errors/index.ts";
-import type { IssuedCredentialStore, IssuedRecord } from "../issued-store.ts";
+import type { Issuance, IssuedCredentialStore, IssuedRecord } from "../issued-store.ts";
 import { VeramoSigner } from "../veramo-signer.ts";
 
 export interface IssueCredentialArgs {
@@ -186,6 +186,23 @@ export interface KPartyIssuerOptions {
 
 const DEFAULT_VALIDITY_MS = 30 * 24 * 3600 * 1000;
 
+/** A credential's validity window. */
+interface Validity {
+  validFrom: Date;
+  validUntil: Date;
+}
+
+/** `records` as one batch: each with its proof under their Merkle root, and the batch's record. */
+function batchOf(records: IssuedRecord[], issuer: string, issuerAccount: string): Issuance {
+  const tree = buildMerkleTree(records.map((r) => r.credentialId));
+  for (const r of records) {
+    r.anchorRoot = tree.root;
+    r.anchorProof = tree.proofs.get(r.credentialId) ?? [];
+  }
+  const createdAt = (records[0] as IssuedRecord).issuedAt;
+  return { records, batch: { root: tree.root, issuer, issuerAccount, count: records.length, createdAt } };
+}
+
 function invalid(message: string): KPartyError {
   return new KPartyError("invalid_argument", message);
 }
@@ -301,18 +318,9 @@ export class KPartyIssuer implements IAgentPlugin {
     return createWalletClient({ signer, deployment: this.#options.deployment });
   }
 
-  /**
-   * Validates every item, checks the issuer is a member, allocates one status index per
-   * credential (durably, in one statement) and signs them. Nothing is allocated when any
-   * item is invalid or the issuer is not a member.
-   */
-  private async sign(
-    issuer: string,
-    items: (IssueItem | DraftItem)[],
-    context: IssuerContext,
-  ): Promise<{ wallet: WalletClient; account: string; records: IssuedRecord[] }> {
-    const now = this.#options.now?.() ?? new Date();
-    const windows = items.map((item) => {
+  /** Validates every item and works out its validity window (from `now` unless it names one). */
+  private windows(issuer: string, items: (IssueItem | DraftItem)[], now: Date): Validity[] {
+    return items.map((item) => {
       if ("draft" in item) validateDraft(item);
       else validateClaims({ ...item, issuer });
       if (item.id !== undefined && (typeof item.id !== "string" || !URI.test(item.id))) {
@@ -329,6 +337,22 @@ export class KPartyIssuer implements IAgentPlugin {
       }
       return { validFrom, validUntil };
     });
+  }
+
+  /**
+   * Validates every item, checks the issuer is a member, then allocates one status index per
+   * credential, signs them and records them, all or nothing (`IssuedCredentialStore.issue`):
+   * no index is taken when an item is invalid, the issuer is not a member or signing fails.
+   * `batched`: the credentials are recorded as one batch under their Merkle root.
+   */
+  private async sign(
+    issuer: string,
+    items: (IssueItem | DraftItem)[],
+    context: IssuerContext,
+    batched: boolean,
+  ): Promise<{ wallet: WalletClient; records: IssuedRecord[] }> {
+    const now = this.#options.now?.() ?? new Date();
+    const windows = this.windows(issuer, items, now);
     const wallet = await this.wallet(issuer, context);
     const account = (wallet.signer as VeramoSigner).address;
     const member = await getMember(wallet, account);
@@ -339,7 +363,7 @@ export class KPartyIssuer implements IAgentPlugin {
     }
     // the issuer DID's key (the wallet's), in the agent's key manager, signs every credential
     const kid = (wallet.signer as VeramoSigner).kid;
-    const sign = (data: string | Uint8Array) =>
+    const signer = (data: string | Uint8Array) =>
       context.agent.keyManagerSign({
         keyRef: kid,
         algorithm: "ES256K",
@@ -347,50 +371,60 @@ export class KPartyIssuer implements IAgentPlugin {
           ? { data }
           : { data: Buffer.from(data).toString("hex"), encoding: "hex" }),
       });
-    const first = await this.#options.store.allocateIndexes(account, items.length);
-    const records: IssuedRecord[] = [];
-    for (const [i, item] of items.entries()) {
-      const statusIndex = first + i;
-      const { validFrom, validUntil } = windows[i] as (typeof windows)[number];
-      const issuance = {
-        issuer,
-        statusIndex,
-        deployment: this.#options.deployment,
-        validFrom,
-        validUntil,
-        ...(item.id !== undefined ? { id: item.id } : {}),
-      };
-      const credential =
-        "draft" in item
-          ? w3cCredential({ ...item.draft, ...issuance })
-          : kpartyCredential({ ...issuance, subject: item.subject, claims: item });
-      const subject = "draft" in item ? item.draft.credentialSubject.id : item.subject;
-      // did-jwt-vc, as Veramo's JWT credential provider calls it: the same bytes, without
-      // the provider's two identifier lookups and its decoding of the result per credential
-      // A draft's subject keeps its id inside `vc` as well as in `sub` (VCDM 1.1 allows both): a
-      // subject with no other claim would otherwise be an empty object, which did-jwt-vc refuses.
-      const payload =
-        "draft" in item && typeof subject === "string" ? { ...credential, sub: subject } : credential;
-      const jwt = await createVerifiableCredentialJwt(
-        // did-jwt-vc types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
-        payload as unknown as CredentialPayload,
-        { did: issuer, alg: "ES256K", signer: sign },
-      );
-      records.push({
-        credentialId: credentialIdOf(jwt),
-        issuer,
-        issuerAccount: account,
-        subject: typeof subject === "string" ? subject : "",
-        statusIndex,
-        jwt,
-        issuedAt: now.toISOString(),
-        anchoredBlock: null,
-        anchorTx: null,
-        anchorRoot: null,
-        anchorProof: [],
-      });
-    }
-    return { wallet, account, records };
+    const { records } = await this.#options.store.issue(account, items.length, async (first) => {
+      const records: IssuedRecord[] = [];
+      for (const [i, item] of items.entries()) {
+        const issuance = { issuer, account, statusIndex: first + i, now, window: windows[i] as Validity };
+        records.push(await this.signItem(item, issuance, signer));
+      }
+      return batched ? batchOf(records, issuer, account) : { records };
+    });
+    return { wallet, records };
+  }
+
+  /** One credential of `item`, signed by `signer` with its status index and window, as recorded. */
+  private async signItem(
+    item: IssueItem | DraftItem,
+    at: { issuer: string; account: string; statusIndex: number; now: Date; window: Validity },
+    signer: (data: string | Uint8Array) => Promise<string>,
+  ): Promise<IssuedRecord> {
+    const { issuer, statusIndex } = at;
+    const issuance = {
+      issuer,
+      statusIndex,
+      deployment: this.#options.deployment,
+      ...at.window,
+      ...(item.id !== undefined ? { id: item.id } : {}),
+    };
+    const credential =
+      "draft" in item
+        ? w3cCredential({ ...item.draft, ...issuance })
+        : kpartyCredential({ ...issuance, subject: item.subject, claims: item });
+    const subject = "draft" in item ? item.draft.credentialSubject.id : item.subject;
+    // did-jwt-vc, as Veramo's JWT credential provider calls it: the same bytes, without
+    // the provider's two identifier lookups and its decoding of the result per credential
+    // A draft's subject keeps its id inside `vc` as well as in `sub` (VCDM 1.1 allows both): a
+    // subject with no other claim would otherwise be an empty object, which did-jwt-vc refuses.
+    const payload =
+      "draft" in item && typeof subject === "string" ? { ...credential, sub: subject } : credential;
+    const jwt = await createVerifiableCredentialJwt(
+      // did-jwt-vc types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
+      payload as unknown as CredentialPayload,
+      { did: issuer, alg: "ES256K", signer },
+    );
+    return {
+      credentialId: credentialIdOf(jwt),
+      issuer,
+      issuerAccount: at.account,
+      subject: typeof subject === "string" ? subject : "",
+      statusIndex,
+      jwt,
+      issuedAt: at.now.toISOString(),
+      anchoredBlock: null,
+      anchorTx: null,
+      anchorRoot: null,
+      anchorProof: [],
+    };
   }
 
   private async issueOne(
@@ -398,9 +432,8 @@ export class KPartyIssuer implements IAgentPlugin {
     context: IssuerContext,
   ): Promise<IssuedCredential> {
     const { issuer, ...item } = args;
-    const { wallet, records } = await this.sign(issuer, [item], context);
+    const { wallet, records } = await this.sign(issuer, [item], context, false);
     const record = records[0] as IssuedRecord;
-    await this.#options.store.save([record]);
     const outcome = await anchorCredential(wallet, { credentialId: record.credentialId });
     await this.#options.store.markAnchored(
       { credentialId: record.credentialId },
@@ -428,21 +461,10 @@ export class KPartyIssuer implements IAgentPlugin {
     if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH) {
       throw invalid(`credentials must list 1 to ${MAX_BATCH} credentials`);
     }
-    const { wallet, account, records } = await this.sign(args.issuer, items, context);
-    const tree = buildMerkleTree(records.map((r) => r.credentialId));
-    for (const r of records) {
-      r.anchorRoot = tree.root;
-      r.anchorProof = tree.proofs.get(r.credentialId) ?? [];
-    }
-    await this.#options.store.save(records, {
-      root: tree.root,
-      issuer: args.issuer,
-      issuerAccount: account,
-      count: records.length,
-      createdAt: (records[0] as IssuedRecord).issuedAt,
-    });
-    const outcome = await anchorBatch(wallet, { root: tree.root, count: records.length });
-    await this.#options.store.markAnchored({ root: tree.root }, outcome.blockNumber, outcome.transactionHash);
+    const { wallet, records } = await this.sign(args.issuer, items, context, true);
+    const root = (records[0] as IssuedRecord).anchorRoot as string;
+    const outcome = await anchorBatch(wallet, { root, count: records.length });
+    await this.#options.store.markAnchored({ root }, outcome.blockNumber, outcome.transactionHash);
     return records.map((r) => ({
       jwt: r.jwt,
       credentialId: r.credentialId,
@@ -450,7 +472,7 @@ export class KPartyIssuer implements IAgentPlugin {
       anchor: {
         blockNumber: outcome.blockNumber,
         transactionHash: outcome.transactionHash,
-        root: tree.root,
+        root,
         proof: r.anchorProof,
       },
     }));
