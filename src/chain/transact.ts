@@ -1,4 +1,10 @@
-import { type Contract, type ContractTransactionResponse, JsonRpcApiProvider, type Provider } from "ethers";
+import {
+  type Contract,
+  type ContractTransactionResponse,
+  isError,
+  JsonRpcApiProvider,
+  type Provider,
+} from "ethers";
 import { KPartyError } from "../errors/index.ts";
 import type { WalletClient } from "./client.ts";
 import { kpartyInterfaces } from "./contracts.ts";
@@ -33,6 +39,29 @@ async function pendingNonce(provider: Provider, address: string): Promise<number
   return provider.getTransactionCount(address, "pending");
 }
 
+/** Sends of one transaction at most, while other senders of the same account take its nonce first. */
+const NONCE_ATTEMPTS = 5;
+
+/**
+ * Signs and sends `method(...args)` with the account's next nonce. Another sender of the same
+ * account (a second issuer process of one member) may take that nonce first: the node then
+ * refuses ours unsent (nonce too low, or a replacement underpriced), and it is signed again
+ * with the next one, at most {@link NONCE_ATTEMPTS} times.
+ */
+async function send(wallet: WalletClient, contract: Contract, method: string, args: unknown[]) {
+  const fn = contract.getFunction(method);
+  const address = await wallet.signer.getAddress();
+  for (let attempt = 1; ; attempt++) {
+    const nonce = await pendingNonce(wallet.provider, address);
+    try {
+      return (await fn(...args, { nonce })) as ContractTransactionResponse;
+    } catch (error) {
+      const taken = isError(error, "NONCE_EXPIRED") || isError(error, "REPLACEMENT_UNDERPRICED");
+      if (!taken || attempt >= NONCE_ATTEMPTS) throw error;
+    }
+  }
+}
+
 /**
  * Sends `method(...args)` on `contract` and waits for one confirmation. Calls through one
  * wallet client are serialised (nonce safety); failures become `KPartyError`s
@@ -51,9 +80,7 @@ export async function transact(
     .then(async () => {
       const i = kpartyInterfaces();
       try {
-        const fn = contract.getFunction(method);
-        const nonce = await pendingNonce(wallet.provider, await wallet.signer.getAddress());
-        const tx = (await fn(...args, { nonce })) as ContractTransactionResponse;
+        const tx = await send(wallet, contract, method, args);
         const receipt = await tx.wait(1);
         if (!receipt) throw new KPartyError("registry_unavailable", `${action}: transaction dropped`);
         const events: TransactionOutcome["events"] = [];
