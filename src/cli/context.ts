@@ -9,6 +9,7 @@ import { writeFileAtomic } from "../util/atomic-file.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { Output } from "./output.ts";
 import { readPassphrase } from "./passphrase.ts";
+import { databaseUrl } from "./state.ts";
 
 /** Options every command accepts. */
 export interface GlobalOptions {
@@ -17,7 +18,18 @@ export interface GlobalOptions {
   rpc?: string;
   json?: boolean;
   debug?: boolean;
+  /** The agent database (`--database` of the commands that open an agent, {@link AGENT_DATABASE}). */
+  database?: string;
 }
+
+/**
+ * `--database` of every command that opens this party's agent: its data store on PostgreSQL
+ * (see `AgentConfig.database`), else `KPARTY_DATABASE_URL`, else the embedded file.
+ */
+export const AGENT_DATABASE = [
+  "--database <url>",
+  "the agent's data store in PostgreSQL (postgres://…; default: KPARTY_DATABASE_URL, else <data dir>/agent.sqlite)",
+] as const;
 
 /** A deployment file: the deployment plus where its chain was served when it was written. */
 export interface DeploymentFile extends Deployment {
@@ -37,9 +49,11 @@ export class CliContext {
   #provider: JsonRpcProvider | undefined;
   #deployment: DeploymentFile | undefined;
   #passphrase: string | undefined;
+  readonly #database: string | undefined;
 
   constructor(options: GlobalOptions) {
     this.out = new Output({ json: options.json === true, debug: options.debug === true });
+    this.#database = options.database;
     this.config = loadConfig({
       explicitFile: options.config,
       flags: {
@@ -137,7 +151,8 @@ export class CliContext {
   }
 
   /**
-   * Opens this party's agent (keys in `dataDir`, unlocked with the passphrase). Without a
+   * Opens this party's agent (keys in `dataDir`, unlocked with the passphrase; its data store in
+   * PostgreSQL with `--database` or `KPARTY_DATABASE_URL`, else in `dataDir`). Without a
    * deployment yet (`allowUndeployed`), DIDs can still be created and listed: they depend
    * only on the chain id.
    */
@@ -156,16 +171,18 @@ export class CliContext {
             deployedAtBlock: 0,
           }
         : this.deployment();
+    const database = databaseUrl(this.#database);
     const fresh = !existsSync(join(dataDir, "keyring.json"));
     const passphrase = await readPassphrase({ label: dataDir, confirm: fresh });
     this.#passphrase = passphrase;
     const chain = { provider: this.provider(), deployment };
+    const where = database ? { database } : {};
     // Veramo, TypeORM and sql.js take a second to load: only commands that open an agent pay for it.
     const { createKPartyAgent } = await import("../../agent/index.ts");
     const handle =
       role === "issuer"
-        ? await createKPartyAgent({ role, dataDir, passphrase, chain })
-        : await createKPartyAgent({ role, dataDir, passphrase, chain });
+        ? await createKPartyAgent({ role, dataDir, passphrase, chain, ...where })
+        : await createKPartyAgent({ role, dataDir, passphrase, chain, ...where });
     this.onClose(() => handle.close());
     return handle;
   }

@@ -10,7 +10,7 @@ import { type Action, credentialIdOf, isObject, parseDidEthr, type Role } from "
 import { KPartyError } from "../../errors/index.ts";
 import { credentialVerdict } from "../../gateway/verify/judge.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
-import { identityOf } from "../context.ts";
+import { AGENT_DATABASE, identityOf } from "../context.ts";
 import { table } from "../output.ts";
 import { list, positiveInt, run } from "../run.ts";
 
@@ -150,6 +150,7 @@ function statusCommand(
   parent
     .command(verb)
     .description(describe)
+    .option(...AGENT_DATABASE)
     .argument("<credential-id-or-file>", "the credential's id (0x…) or its bundle file")
     .addHelpText("after", `\nExamples:\n  $ kparty credential ${verb} 0x3f…c1 --data-dir .kparty/org-a`)
     .action(
@@ -244,6 +245,7 @@ export function registerCredential(program: Command): void {
       1000,
     )
     .option("--as <did-or-alias>", "the issuer DID (default: the data dir's only DID)")
+    .option(...AGENT_DATABASE)
     .addHelpText(
       "after",
       `
@@ -322,6 +324,7 @@ Examples:
   credential
     .command("status")
     .description("a credential's anchor, issuer membership and status, read from the chain")
+    .option(...AGENT_DATABASE)
     .argument("<credential-id-or-file>", "a bundle file, or the id of a credential this data dir issued")
     .addHelpText(
       "after",
@@ -371,6 +374,7 @@ Examples:
   credential
     .command("list")
     .description("credentials this data dir issued")
+    .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty credential list --data-dir .kparty/org-a --json`)
     .action(
       run(async (ctx) => {
@@ -396,6 +400,7 @@ Examples:
   credential
     .command("export")
     .description("write the bundle of a credential this data dir issued (e.g. after `credential resume`)")
+    .option(...AGENT_DATABASE)
     .argument("<credential-id>", "the credential's id (0x…)")
     .requiredOption("--out <file>", "where to write it")
     .addHelpText(
@@ -435,6 +440,7 @@ Examples:
   credential
     .command("resume")
     .description("anchor what an interrupted issuance left signed but not anchored")
+    .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty credential resume --data-dir .kparty/org-a`)
     .action(
       run(async (ctx) => {

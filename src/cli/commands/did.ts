@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { computeAddress } from "ethers";
+import { AGENT_DATABASE } from "../context.ts";
 import { table } from "../output.ts";
 import { run } from "../run.ts";
 
@@ -15,6 +16,7 @@ export function registerDid(program: Command): void {
   did
     .command("create")
     .description("create a did:ethr with a new key; prints the DID")
+    .option(...AGENT_DATABASE)
     .option("--alias <name>", "a name to refer to it by (--as)")
     .addHelpText(
       "after",
@@ -46,6 +48,7 @@ Examples:
   did
     .command("list")
     .description("the DIDs this data dir holds")
+    .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty did list --data-dir .kparty/org-a --json`)
     .action(
       run(async (ctx) => {

@@ -4,7 +4,7 @@ import { getChainStatus } from "../../chain/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { IssuerClientStore } from "../../issuer/clients.ts";
 import type { CliContext } from "../context.ts";
-import { identityOf } from "../context.ts";
+import { AGENT_DATABASE, identityOf } from "../context.ts";
 import { table } from "../output.ts";
 import { NO_CONTRACTS, positiveInt, readyUntilSignal, run } from "../run.ts";
 
@@ -32,6 +32,7 @@ Examples:
     .command("serve")
     .description("serve this member's agent over HTTP (VC-API); runs until Ctrl-C")
     .option(...AS)
+    .option(...AGENT_DATABASE)
     .option(
       "--host <host>",
       "listen address (loopback by default: put a TLS proxy in front to expose it)",

@@ -4,7 +4,7 @@ import { getChainStatus, listMembers, listProposals, type Proposal } from "../..
 import { parseDidEthr } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { integerIn } from "../../util/integer.ts";
-import { identityOf } from "../context.ts";
+import { AGENT_DATABASE, identityOf } from "../context.ts";
 import { table } from "../output.ts";
 import { run } from "../run.ts";
 import { accountOf } from "./chain.ts";
@@ -84,6 +84,7 @@ export function registerMember(program: Command): void {
     .argument("<did>", "the new member's did:ethr")
     .requiredOption("--name <name>", "the member's display name")
     .option(...AS)
+    .option(...AGENT_DATABASE)
     .addHelpText(
       "after",
       `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C" --data-dir .kparty/org-a`,
@@ -94,6 +95,7 @@ export function registerMember(program: Command): void {
     .description("propose to remove a member")
     .argument("<did-or-address>", "the member")
     .option(...AS)
+    .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty member propose remove did:ethr:0x7a69:0x…`)
     .action(outcome("remove"));
   propose
@@ -101,6 +103,7 @@ export function registerMember(program: Command): void {
     .description("propose a new quorum")
     .argument("<n>", "approvals a proposal will need")
     .option(...AS)
+    .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty member propose quorum 2`)
     .action(outcome("quorum"));
   propose
@@ -109,6 +112,7 @@ export function registerMember(program: Command): void {
     .argument("<issuer>", "the issuer's did:ethr or account")
     .requiredOption("--indexes <list>", "status indexes, comma-separated")
     .option(...AS)
+    .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty member propose revoke did:ethr:0x7a69:0x… --indexes 0,1,7`)
     .action(outcome("revoke"));
 
@@ -121,6 +125,7 @@ export function registerMember(program: Command): void {
       .description(describe)
       .argument("<proposal-id>", "the proposal's number")
       .option(...AS)
+      .option(...AGENT_DATABASE)
       .addHelpText("after", `\nExamples:\n  $ kparty member ${verb} 1 --data-dir .kparty/org-b`)
       .action(
         run(async (ctx, options: { as?: string }, id: string) => {
@@ -153,6 +158,7 @@ export function registerMember(program: Command): void {
       "the member whose key rotates (default: the member acting, --as); any member may propose it for another",
     )
     .option(...AS)
+    .option(...AGENT_DATABASE)
     .addHelpText(
       "after",
       `\nExamples:\n  $ kparty member rotate-key 0x…new --data-dir .kparty/org-a\n  $ kparty member rotate-key 0x…new --member did:ethr:0x7a69:0x…lost --data-dir .kparty/org-b\n  $ kparty member approve 3 --data-dir .kparty/org-c && kparty member execute 3 --data-dir .kparty/org-c`,

@@ -6,7 +6,7 @@ import { decodeJwt } from "../../credential/index.ts";
 import { isKPartyError, KPartyError } from "../../errors/index.ts";
 import { createGatewayClient, type GatewayClient } from "../../gateway/client.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
-import { identityOf } from "../context.ts";
+import { AGENT_DATABASE, identityOf } from "../context.ts";
 import { answerOid4vpRequest } from "../oid4vp.ts";
 import { run } from "../run.ts";
 import { createSessionKey, SESSION_KEY_ALGS } from "../session-key.ts";
@@ -96,6 +96,7 @@ export function registerPresent(program: Command): void {
       "present a credential to a gateway (challenge → signed presentation → access token), or answer an OID4VP request",
     )
     .requiredOption("--credential <file>", "the bundle file `kparty credential issue` wrote")
+    .option(...AGENT_DATABASE)
     .option("--gateway <url>", "the gateway (default: gateway.url of the config)")
     .option("--scope <scope>", 'ask for less than the credential grants, e.g. "model:read"')
     .option(
