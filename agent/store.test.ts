@@ -45,3 +45,21 @@ describe("one process per agent data dir", () => {
     await db.destroy();
   });
 });
+
+describe("the agent database on PostgreSQL", () => {
+  it("fails closed when the server cannot be reached: state_unavailable, the password never in the message", async () => {
+    const { freePort } = await import("../src/devnet/index.ts");
+    const port = await freePort();
+    const url = `postgres://kparty:s3cret-password@127.0.0.1:${port}/issuer`;
+    const error = await openAgentDatabase(url).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(KPartyError);
+    expect({ code: (error as KPartyError).code, message: (error as KPartyError).shortMessage }).toEqual({
+      code: "state_unavailable",
+      message: `cannot open the agent database postgres://127.0.0.1:${port}/issuer`,
+    });
+    expect(JSON.stringify((error as KPartyError).details)).not.toContain("s3cret");
+  });
+});
