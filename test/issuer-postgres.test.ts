@@ -12,7 +12,7 @@ import { buildIssuerService, IssuerClientStore } from "../src/issuer/index.ts";
 import { kparty } from "./fixtures/cli.ts";
 import { requestToken } from "./fixtures/http.ts";
 import { createWorld, type KPartyWorld, MODEL_ID, PASSPHRASE, TEST_KEYRING_KDF } from "./fixtures/kparty.ts";
-import { startTestPostgres } from "./fixtures/postgres.ts";
+import { startTestPostgres, type TestPostgres } from "./fixtures/postgres.ts";
 
 /**
  * A member's issuer agents on PostgreSQL (issue 29, deliverable 2): Org C joins the test
@@ -93,6 +93,46 @@ async function query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * Runs `fn` with Org C's issuer service (its second agent) listening on a free loopback port;
+ * `issue()` asks it for a participant token for Alice.
+ */
+async function withService(
+  fn: (issue: () => Promise<{ status: number; body: Record<string, any> }>) => Promise<void>,
+): Promise<void> {
+  const clients = new IssuerClientStore(join(orgC.dirs[1], "issuer-clients.json"));
+  const { apiKey } = await clients.add(`portal-${clients.list().length}`);
+  const service: FastifyInstance = await buildIssuerService({
+    agent: agents[1].agent,
+    issuer: orgC.did,
+    deployment: world.deployment,
+    clients,
+  });
+  try {
+    const base = await service.listen({ host: "127.0.0.1", port: 0 });
+    await fn(async () => {
+      const res = await fetch(`${base}/credentials/issue`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
+        body: JSON.stringify({
+          credential: {
+            "@context": ["https://www.w3.org/2018/credentials/v1"],
+            type: ["VerifiableCredential", "KPartyCredential"],
+            issuer: { id: orgC.did },
+            credentialSubject: {
+              id: world.alice.did,
+              kParty: { role: "participant", models: [MODEL_ID], actions: ["model:read"] },
+            },
+          },
+        }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
+    });
+  } finally {
+    await service.close();
+  }
+}
+
 describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => {
   it("two agents of one member issuing 2×20 at once: indexes exactly 0..39, each anchored", async () => {
     const issueBy = (handle: AgentHandle<IssuerAgent>) =>
@@ -135,44 +175,36 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
   });
 
   it("issues through the issuer service on PostgreSQL; the gateway grants the holder a token", async () => {
-    const clients = new IssuerClientStore(join(orgC.dirs[1], "issuer-clients.json"));
-    const { apiKey } = await clients.add("portal");
-    const service: FastifyInstance = await buildIssuerService({
-      agent: agents[1].agent,
-      issuer: orgC.did,
-      deployment: world.deployment,
-      clients,
-    });
-    try {
-      const base = await service.listen({ host: "127.0.0.1", port: 0 });
-      const res = await fetch(`${base}/credentials/issue`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${apiKey}` },
-        body: JSON.stringify({
-          credential: {
-            "@context": ["https://www.w3.org/2018/credentials/v1"],
-            type: ["VerifiableCredential", "KPartyCredential"],
-            issuer: { id: orgC.did },
-            credentialSubject: {
-              id: world.alice.did,
-              kParty: { role: "participant", models: [MODEL_ID], actions: ["model:read"] },
-            },
-          },
-        }),
-      });
-      const body = (await res.json()) as Record<string, any>;
-      expect({ status: res.status, error: body.error }).toEqual({ status: 201, error: undefined });
-      const jwt = body.verifiableCredential.proof.jwt as string;
+    await withService(async (issue) => {
+      const res = await issue();
+      expect({ status: res.status, error: res.body.error }).toEqual({ status: 201, error: undefined });
+      expect(res.body.kparty.statusIndex).toBe(40);
+      const jwt = res.body.verifiableCredential.proof.jwt as string;
       const stored = await agents[0].agent.kpartyGetIssuedCredential({
-        credentialId: body.kparty.credentialId,
+        credentialId: res.body.kparty.credentialId,
       });
       expect(stored.jwt).toBe(jwt);
       const token = await requestToken(world, world.alice, jwt);
       expect(token.status).toBe(200);
       expect(token.body).toMatchObject({ token_type: "Bearer", scope: "model:read" });
-    } finally {
-      await service.close();
-    }
+    });
+  });
+
+  it("fails closed while PostgreSQL is down (503 state_unavailable, no index taken) and recovers after", async () => {
+    await withService(async (issue) => {
+      await (postgres as TestPostgres).stop({ keepData: true });
+      try {
+        const down = await issue();
+        expect({ status: down.status, code: down.body.error?.code }).toEqual({
+          status: 503,
+          code: "state_unavailable",
+        });
+      } finally {
+        await (postgres as TestPostgres).start();
+      }
+      const up = await issue();
+      expect({ status: up.status, index: up.body.kparty?.statusIndex }).toEqual({ status: 201, index: 41 });
+    });
   });
 
   it("keeps private keys only encrypted in PostgreSQL, the keyring in the data dir, no agent.sqlite", async () => {
