@@ -10,6 +10,8 @@ const config = JSON.parse(process.env.KPARTY_ISSUER_CONFIG ?? "{}") as {
   rpcUrl: string;
   deployment: Deployment;
   dataDir: string;
+  /** The agent database on PostgreSQL (default: the data dir's agent.sqlite). */
+  database?: string;
   passphrase: string;
   issuer: string;
   subject: string;
@@ -19,6 +21,7 @@ const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 const { agent, close } = await createKPartyAgent({
   role: "issuer",
   dataDir: config.dataDir,
+  ...(config.database ? { database: config.database } : {}),
   passphrase: config.passphrase,
   chain: { provider, deployment: config.deployment },
 });

@@ -1,6 +1,8 @@
+import { type ChildProcess, fork } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { SecretBox } from "@veramo/kms-local";
 import { computeAddress, parseEther } from "ethers";
 import type { FastifyInstance } from "fastify";
@@ -92,6 +94,61 @@ async function query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Credentials per batch of the issuer processes. */
+const BATCH = 4;
+
+interface IssuerProcess {
+  child: ChildProcess;
+  /** The status indexes of each batch it reported done. */
+  reported: number[][];
+  /** Resolves once it has reported `n` batches. */
+  batches(n: number): Promise<void>;
+  /** Its exit code (null when killed). */
+  exited: Promise<number | null>;
+}
+
+/** scripts/issuer-process.ts for Org C with data dir `dataDir` on the database: batches until stopped. */
+function startIssuerProcess(dataDir: string): IssuerProcess {
+  const child = fork(fileURLToPath(new URL("../scripts/issuer-process.ts", import.meta.url)), [], {
+    execArgv: ["--import", "tsx", "--disable-warning=ExperimentalWarning"],
+    env: {
+      ...process.env,
+      KPARTY_ISSUER_CONFIG: JSON.stringify({
+        rpcUrl: world.chain.url,
+        deployment: world.deployment,
+        dataDir,
+        database: url,
+        passphrase: PASSPHRASE,
+        issuer: orgC.did,
+        subject: world.alice.did,
+        batchSize: BATCH,
+      }),
+    },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  const reported: number[][] = [];
+  const waiting: { n: number; resolve: () => void }[] = [];
+  child.on("message", (m: { type: string; indexes?: number[] }) => {
+    if (m.type !== "batch" || !m.indexes) return;
+    reported.push(m.indexes);
+    for (const w of waiting.filter((w) => reported.length >= w.n)) w.resolve();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return {
+    child,
+    reported,
+    exited,
+    batches: (n) =>
+      Promise.race([
+        new Promise<void>((resolve) => {
+          if (reported.length >= n) resolve();
+          else waiting.push({ n, resolve });
+        }),
+        exited.then((code) => Promise.reject(new Error(`issuer process exited with ${code}`))),
+      ]),
+  };
+}
 
 /**
  * Runs `fn` with Org C's issuer service (its second agent) listening on a free loopback port;
@@ -254,5 +311,34 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
       "",
       "kparty: invalid_argument: --database / KPARTY_DATABASE_URL must be a postgres:// URL\n",
     ]);
+  });
+
+  it("two issuer processes of the member, one killed mid-issuance: indexes gap-free, none reused, all anchored after resume", async () => {
+    const before = (await agents[0].agent.kpartyListIssuedCredentials({ issuer: orgC.did })).length;
+    const children = orgC.dirs.map((dataDir) => startIssuerProcess(dataDir));
+    const [victim, survivor] = children as [IssuerProcess, IssuerProcess];
+    // the victim dies somewhere in its third batch (signing, recording or anchoring), the
+    // survivor then finishes its third batch and stops
+    await victim.batches(2);
+    victim.child.kill("SIGKILL");
+    await victim.exited;
+    await survivor.batches(3);
+    survivor.child.disconnect();
+    expect(await survivor.exited).toBe(0);
+
+    const resumed = await agents[0].agent.kpartyResumeAnchoring({});
+    expect(resumed.credentials).toBe(0);
+    expect(resumed.batches).toBeLessThanOrEqual(1);
+    const records = await agents[1].agent.kpartyListIssuedCredentials({ issuer: orgC.did });
+    const indexes = records.map((r) => r.statusIndex).sort((a, b) => a - b);
+    expect(indexes).toEqual(range(records.length));
+    expect(records.length - before).toBeGreaterThanOrEqual(5 * BATCH);
+    expect(records.filter((r) => r.anchoredBlock === null)).toEqual([]);
+    for (const { reported } of children) {
+      for (const batch of reported) {
+        expect(batch).toEqual(range(BATCH).map((i) => (batch[0] as number) + i));
+        expect(batch.every((i) => indexes.includes(i))).toBe(true);
+      }
+    }
   });
 });
