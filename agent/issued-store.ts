@@ -192,24 +192,6 @@ export class IssuedCredentialStore {
   }
 
   /**
-   * Allocates `count` consecutive status indexes of `account`'s lists and returns the first,
-   * in one atomic statement saved before it returns: an index is never handed out twice.
-   * Issuance uses {@link issue}, which also leaves no gap when signing fails.
-   */
-  async allocateIndexes(account: string, count = 1): Promise<number> {
-    if (!Number.isSafeInteger(count) || count < 1) throw new RangeError("count must be a positive integer");
-    const rows: { first: number | string }[] = await this.#db.query(
-      this.#sql(`INSERT INTO kparty_status_counter (account, next_index) VALUES (?, ?)
-       ON CONFLICT (account) DO UPDATE SET next_index = kparty_status_counter.next_index + ?
-       RETURNING next_index - ? AS first`),
-      [account.toLowerCase(), count, count, count],
-    );
-    const first = rows[0]?.first;
-    if (first === undefined) throw new Error("status index allocation returned no row");
-    return Number(first);
-  }
-
-  /**
    * Allocates `count` consecutive status indexes of `account`, lets `build` sign the
    * credentials with them (`first`, `first + 1`, …) and records them with the counter's new
    * value in one transaction, before anything is anchored. Nothing is taken when `build` or
