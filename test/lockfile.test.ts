@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -59,5 +60,14 @@ describe("portable install (package-lock.json)", () => {
   it("asks for Node >= 22.18, the version bin/kparty.js checks", () => {
     expect(pkg.engines).toEqual({ node: ">=22.18" });
     expect(readFileSync(join(ROOT, "bin/kparty.js"), "utf8")).toContain("major === 22 && minor < 18");
+  });
+
+  it("npm run setup finds this platform's EDR binding loaded and does nothing", () => {
+    const setup = spawnSync(process.execPath, [join(ROOT, "scripts/ensure-platform.mjs")], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect([setup.status, setup.stdout, setup.stderr]).toEqual([0, "", ""]);
   });
 });
