@@ -28,9 +28,8 @@ function edrLoads() {
 
 /** npm on this Node: the npm-cli.js that runs this script if known, else `npm` from PATH. */
 function npmCommand(args) {
-  const cli = process.env.npm_execpath;
-  if (cli && /\.(c?js)$/.test(cli) && existsSync(cli))
-    return { file: process.execPath, args: [cli, ...args] };
+  const cli = process.env.npm_execpath; // npm-cli.js under npm run and npx; absent if run directly
+  if (cli?.endsWith("npm-cli.js") && existsSync(cli)) return { file: process.execPath, args: [cli, ...args] };
   const PATH = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`;
   return { file: "npm", args, env: { ...process.env, PATH }, shell: process.platform === "win32" };
 }
