@@ -4,13 +4,20 @@ import { defineConfig } from "hardhat/config";
 const require = createRequire(import.meta.url);
 
 // Compile offline with the compiler shipped in the `solc` npm package (pinned exactly in
-// package.json); Hardhat would otherwise download solc from the internet.
-const solcVersion: string = require("solc/package.json").version;
+// package.json); Hardhat would otherwise download solc from the internet. The published
+// package (dist/hardhat.config.js) ships compiled artifacts and only runs `hardhat node`, so
+// there `solc`, a devDependency, is absent and not needed.
+function offlineSolc(): { version: string; path?: string } {
+  try {
+    return { version: require("solc/package.json").version, path: require.resolve("solc/soljson.js") };
+  } catch {
+    return { version: "0.8.28" };
+  }
+}
 
 export default defineConfig({
   solidity: {
-    version: solcVersion,
-    path: require.resolve("solc/soljson.js"),
+    ...offlineSolc(),
     settings: {
       optimizer: { enabled: true, runs: 10_000 },
       evmVersion: "cancun",

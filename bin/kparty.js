@@ -1,10 +1,20 @@
 #!/usr/bin/env node
-// The `kparty` command. It runs the TypeScript sources directly on Node ≥ 22.18 (type
-// stripping); started by an older Node (e.g. the system's), it re-runs itself on the Node
-// 22 that `npm ci` installs with the project, forwarding signals and the exit code.
+// The `kparty` command. In a checkout it runs the TypeScript sources directly on Node ≥ 22.18
+// (type stripping); in the installed package (no src/ beside it) the compiled JavaScript of
+// dist/ (`npm run build`; the package also holds this file as dist/bin/kparty.js, which the
+// gateway re-executes). Started by an older Node (e.g. the system's), it re-runs itself on the
+// Node 22 that `npm ci` installs with the project, forwarding signals and the exit code.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+
+/** The module `path` (e.g. "cli/main") of src: the checkout's .ts, else the compiled .js. */
+function source(path) {
+  const ts = new URL(`../src/${path}.ts`, import.meta.url);
+  if (existsSync(ts)) return ts.href;
+  const beside = new URL(`../src/${path}.js`, import.meta.url); // this file is dist/bin/kparty.js
+  return existsSync(beside) ? beside.href : new URL(`../dist/src/${path}.js`, import.meta.url).href;
+}
 
 const [major, minor] = process.versions.node.split(".").map(Number);
 if (major < 22 || (major === 22 && minor < 18)) {
@@ -26,9 +36,9 @@ if (major < 22 || (major === 22 && minor < 18)) {
   });
   // libuv's thread pool, where the gateway checks signatures: one thread per core unless
   // UV_THREADPOOL_SIZE says otherwise; set before anything runs on the pool, which reads it then
-  const { sizeThreadPool } = await import("../src/util/thread-pool.ts");
+  const { sizeThreadPool } = await import(source("util/thread-pool"));
   sizeThreadPool();
-  const { main } = await import("../src/cli/main.ts");
+  const { main } = await import(source("cli/main"));
   const code = await main(process.argv);
   // Leave once output is flushed, even if a library keeps a handle open.
   process.exitCode = code;

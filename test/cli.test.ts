@@ -29,6 +29,11 @@ const NO_MEMORY_SETTINGS = {
   GLIBC_TUNABLES: undefined,
   NODE_OPTIONS: undefined,
 };
+/** The tests that read /proc (a process's arguments, environment, threads) run on Linux only. */
+const onLinux = process.platform === "linux";
+const itOnLinux = onLinux ? it : it.skip;
+if (!onLinux) console.warn("test/cli.test.ts: 4 tests skipped, they read /proc, which this platform lacks");
+
 /** A running process's arguments and environment, from /proc. */
 const commandLine = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, -1);
 const environment = (pid: number) =>
@@ -207,23 +212,26 @@ describe("kparty chain up, status, did", () => {
     expect(status.members).toEqual([expect.objectContaining({ did: orgA, name: "Org A", active: true })]);
   });
 
-  it("chain up's hardhat node child runs without KPARTY_PASSPHRASE, KPARTY_DEPLOYER_KEY or any KPARTY_* variable", () => {
-    const kpartyPid = chain.child.pid as number;
-    expect(environment(kpartyPid)).toMatchObject({
-      KPARTY_PASSPHRASE: PASSPHRASE,
-      KPARTY_DEPLOYER_KEY: CHAIN_UP_DEPLOYER_KEY,
-    });
-    const [node, ...others] = childrenOf(kpartyPid);
-    expect(others).toEqual([]);
-    expect(commandLine(node as number).slice(2, 3)).toEqual(["node"]);
-    expect(commandLine(node as number)[1]).toMatch(/node_modules\/hardhat\/dist\/src\/cli\.js$/);
-    const nodeEnv = environment(node as number);
-    expect(nodeEnv.FORCE_COLOR).toBe("0");
-    expect(Object.keys(nodeEnv).filter((name) => name.startsWith("KPARTY_"))).toEqual([]);
-    const raw = readFileSync(`/proc/${node}/environ`, "utf8");
-    expect(raw.includes(PASSPHRASE)).toBe(false);
-    expect(raw.includes(CHAIN_UP_DEPLOYER_KEY.slice(2))).toBe(false);
-  });
+  itOnLinux(
+    "chain up's hardhat node child runs without KPARTY_PASSPHRASE, KPARTY_DEPLOYER_KEY or any KPARTY_* variable",
+    () => {
+      const kpartyPid = chain.child.pid as number;
+      expect(environment(kpartyPid)).toMatchObject({
+        KPARTY_PASSPHRASE: PASSPHRASE,
+        KPARTY_DEPLOYER_KEY: CHAIN_UP_DEPLOYER_KEY,
+      });
+      const [node, ...others] = childrenOf(kpartyPid);
+      expect(others).toEqual([]);
+      expect(commandLine(node as number).slice(2, 3)).toEqual(["node"]);
+      expect(commandLine(node as number)[1]).toMatch(/node_modules\/hardhat\/dist\/src\/cli\.js$/);
+      const nodeEnv = environment(node as number);
+      expect(nodeEnv.FORCE_COLOR).toBe("0");
+      expect(Object.keys(nodeEnv).filter((name) => name.startsWith("KPARTY_"))).toEqual([]);
+      const raw = readFileSync(`/proc/${node}/environ`, "utf8");
+      expect(raw.includes(PASSPHRASE)).toBe(false);
+      expect(raw.includes(CHAIN_UP_DEPLOYER_KEY.slice(2))).toBe(false);
+    },
+  );
 
   it("deploy puts a second deployment on a chain, paid by KPARTY_DEPLOYER_KEY, which is never printed", async () => {
     // Hardhat's well-known development account #0 (funded on every local chain).
@@ -852,32 +860,38 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
     json(await as("alice", ["present", "--credential", "alice.json", "--json"]));
   });
 
-  it("the gateway runs libuv's thread pool with one thread per core, at least 2, unless UV_THREADPOOL_SIZE is set", async () => {
-    // a pull reads the weights file on the pool, which starts all its threads at its first job
-    expect((await as("alice", ["model", "pull", "fl-demo", "--out", "w2.f32"])).code).toBe(0);
-    const pid = gateway.child.pid as number;
-    const threads = (await readdir(`/proc/${pid}/task`)).map((tid) =>
-      readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(),
-    );
-    expect(threads.filter((name) => name === "libuv-worker")).toHaveLength(
-      process.env.UV_THREADPOOL_SIZE === undefined ? defaultThreadPoolSize() : threadPoolSize(),
-    );
-  });
+  itOnLinux(
+    "the gateway runs libuv's thread pool with one thread per core, at least 2, unless UV_THREADPOOL_SIZE is set",
+    async () => {
+      // a pull reads the weights file on the pool, which starts all its threads at its first job
+      expect((await as("alice", ["model", "pull", "fl-demo", "--out", "w2.f32"])).code).toBe(0);
+      const pid = gateway.child.pid as number;
+      const threads = (await readdir(`/proc/${pid}/task`)).map((tid) =>
+        readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(),
+      );
+      expect(threads.filter((name) => name === "libuv-worker")).toHaveLength(
+        process.env.UV_THREADPOOL_SIZE === undefined ? defaultThreadPoolSize() : threadPoolSize(),
+      );
+    },
+  );
 
-  it("the gateway restarted itself, same PID, with MALLOC_ARENA_MAX=2 and --max-semi-space-size=8", () => {
-    const pid = gateway.child.pid as number;
-    expect(gateway.ready.pid).toBe(pid);
-    expect(commandLine(pid).slice(0, 5)).toEqual([
-      process.execPath,
-      "--max-semi-space-size=8",
-      BIN,
-      "gateway",
-      "serve",
-    ]);
-    expect(environment(pid).MALLOC_ARENA_MAX).toBe("2");
-  });
+  itOnLinux(
+    "the gateway restarted itself, same PID, with MALLOC_ARENA_MAX=2 and --max-semi-space-size=8",
+    () => {
+      const pid = gateway.child.pid as number;
+      expect(gateway.ready.pid).toBe(pid);
+      expect(commandLine(pid).slice(0, 5)).toEqual([
+        process.execPath,
+        "--max-semi-space-size=8",
+        BIN,
+        "gateway",
+        "serve",
+      ]);
+      expect(environment(pid).MALLOC_ARENA_MAX).toBe("2");
+    },
+  );
 
-  it("the gateway keeps an operator's own memory settings and does not restart", async () => {
+  itOnLinux("the gateway keeps an operator's own memory settings and does not restart", async () => {
     const own = await startKparty<{ pid: number }>(
       ["gateway", "serve", "--port", "0", "--data-dir", ".kparty/gateway-own"],
       {

@@ -1,3 +1,5 @@
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { type Es256kKey, type Es256kRecoveryMatch, verifyEs256kAsync } from "./es256k.ts";
 
@@ -38,9 +40,13 @@ export function createEs256kPool(threads: number): Es256kPool {
   const workers = Array.from({ length: threads }, () => {
     // A small young generation: the thread allocates little that lives, and its heap is
     // resident memory of the gateway.
-    const worker = new Worker(new URL("./es256k-worker.ts", import.meta.url), {
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
-    });
+    // The worker file beside this one: .ts in the checkout, .js in the compiled package.
+    const worker = new Worker(
+      new URL(`./es256k-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+      {
+        resourceLimits: { maxYoungGenerationSizeMb: 4 },
+      },
+    );
     worker.unref();
     worker.on("message", (m: { id: number; match: Es256kRecoveryMatch | null }) => {
       const p = pending.get(m.id);
