@@ -11,8 +11,9 @@ import type { TokenKeyStoreOptions } from "./sealed.ts";
  * replicas on one PostgreSQL database; see `openPostgresState`).
  *
  * A backend is a set of store factories: the gateway builds each store with its own options
- * (clock, lifetimes). Further stores (a DPoP `jti` replay store, OID4VP request state) join as
- * further factories with the same shape: embedded in the gateway's SQLite file, shared in
+ * (clock, lifetimes): challenges, rate limits, the audit log, token keys, the DPoP `jti` replay
+ * store, revoked token ids and introspection clients. Further stores (OID4VP request state) join
+ * as further factories with the same shape: embedded in the gateway's SQLite file, shared in
  * PostgreSQL.
  *
  * Methods return `Awaitable<T>`: the embedded backend answers synchronously (no promise, no
@@ -136,15 +137,70 @@ export interface TokenKeyStore {
   add(): Promise<StoredTokenKey>;
 }
 
+/**
+ * Where the `jti`s of accepted DPoP proofs are kept until their proofs could no longer be
+ * accepted: one store for the deployment makes a proof single-use across replicas. `use`
+ * records `key` until `expiresAtMs` and answers whether it was new (false: a replay), atomically:
+ * of concurrent uses of one key on any replica exactly one is new. An entry past its expiry
+ * counts as absent (and is pruned).
+ */
+export interface DpopReplayStore {
+  use(key: string, expiresAtMs: number): Awaitable<boolean>;
+}
+
+/**
+ * Access-token ids (`jti`) revoked before their expiry (`POST /oauth/revoke`), shared by every
+ * replica. An id is kept until `keepUntilMs` (the token's `exp` plus the clock skew), then
+ * pruned: by then the token is refused for its time anyway.
+ */
+export interface RevokedTokenStore {
+  /** Records `tokenId` as revoked; answers whether it was newly revoked (false: it already was). */
+  revoke(tokenId: string, keepUntilMs: number): Awaitable<boolean>;
+  /** Whether `tokenId` is revoked (exact: read from the store, not a cache). */
+  isRevoked(tokenId: string): Awaitable<boolean>;
+}
+
+/** A client the operator allows to introspect (and, with `canRevoke`, revoke) access tokens. */
+export interface OAuthClient {
+  /** The `client_id` (12 hex digits). */
+  id: string;
+  name: string;
+  /** May revoke any token at `POST /oauth/revoke` (every client may introspect). */
+  canRevoke: boolean;
+  createdAt: string;
+}
+
+/** One stored client: its secret only as a SHA-256 hash. */
+export interface OAuthClientRow extends OAuthClient {
+  /** SHA-256 of the client secret, hex. */
+  secretHash: string;
+}
+
+/**
+ * The introspection clients of the deployment (`kparty gateway clients add|list|remove`):
+ * resource servers that authenticate with HTTP Basic `client_id:client_secret` (RFC 6749
+ * §2.3.1). Secrets are shown once and stored as hashes; every replica sees every client.
+ */
+export interface OAuthClientStore {
+  /** Adds a client; the secret is returned once and not kept. `conflict` for a name in use. */
+  add(name: string, options?: { canRevoke?: boolean }): Promise<{ client: OAuthClient; secret: string }>;
+  /** Every client, oldest first. */
+  list(): Promise<OAuthClient[]>;
+  /** Removes the client with this id or name (`not_found` if none); its secret stops working at once. */
+  remove(idOrName: string): Promise<OAuthClient>;
+  /** The client when `id` exists and `secret` is its secret; else null (compared in constant time). */
+  authenticate(id: string, secret: string): Promise<OAuthClient | null>;
+}
+
 /** Serialises work on one model across the deployment (round closing, accepting an update). */
 export type ModelLock = <T>(model: string, fn: () => Promise<T>) => Promise<T>;
 
 /** A state backend: the factories of the gateway's stores. */
 export interface GatewayState {
   /**
-   * The embedded backend's node:sqlite database, where the stores not yet behind this port
-   * (the DPoP replay cache, OID4VP transactions) are kept too; absent on PostgreSQL, where they
-   * stay in a database of the process for now.
+   * The embedded backend's node:sqlite database, where the store not yet behind this port
+   * (OID4VP transactions) is kept too; absent on PostgreSQL, where it stays in a database of
+   * the process for now.
    */
   readonly localDatabase?: DatabaseSync;
   readonly backend: "embedded" | "postgres";
@@ -160,6 +216,12 @@ export interface GatewayState {
    * PostgreSQL backend throws a `TypeError` (replicas must share the keys).
    */
   tokenKeys(options?: TokenKeyStoreOptions): TokenKeyStore;
+  /** The DPoP `jti` replay store (`INSERT … ON CONFLICT`, pruned once proofs have expired). */
+  dpopReplay(options: { now: () => number }): DpopReplayStore;
+  /** Revoked access-token ids, until their tokens' expiry. */
+  revokedTokens(options: { now: () => number }): RevokedTokenStore;
+  /** The introspection clients (`POST /oauth/introspect`, `/oauth/revoke`). */
+  oauthClients(options?: { now?: () => number }): OAuthClientStore;
   /** A lock for model stores whose files are shared between replicas (null: one process). */
   modelLock(): ModelLock | null;
   /** Releases what the backend holds (the pool); the embedded backend leaves its database to its opener. */
