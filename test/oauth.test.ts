@@ -5,6 +5,7 @@ import type { IssuedCredential } from "../agent/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
 import { createDpopProof, dpopPublicJwk, jwkThumbprint } from "../src/gateway/index.ts";
 import { createEmbeddedState, type OAuthClient } from "../src/state/index.ts";
+import { kparty } from "./fixtures/cli.ts";
 import { postJson, tamperPayload, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import {
@@ -336,5 +337,35 @@ describe("POST /oauth/revoke", () => {
       holder: null,
       action: `token:revoke:inactive:client:${operator.client.id}`,
     });
+  });
+});
+
+describe("kparty gateway clients (the real binary, on the running gateway's database)", () => {
+  it("adds a client whose printed id:secret introspects at once, lists it without its secret, removes it", async () => {
+    const dbArgs = ["--db", join(world.dir, "gw-oauth", "gateway.sqlite")];
+    const added = await kparty(["gateway", "clients", "add", "cli resource server", ...dbArgs], {
+      cwd: world.dir,
+    });
+    expect(added.code).toBe(0);
+    const line = added.stdout.trim();
+    expect(line).toMatch(/^[0-9a-f]{12}:[A-Za-z0-9_-]{43}$/);
+    const [id, secret] = line.split(":") as [string, string];
+    const authorization = `Basic ${Buffer.from(line).toString("base64")}`;
+    const token = await boundToken(ed25519());
+    expect((await introspect(token, authorization)).body.active).toBe(true);
+    const listed = await kparty(["gateway", "clients", "list", "--json", ...dbArgs], { cwd: world.dir });
+    const clients = JSON.parse(listed.stdout) as OAuthClient[];
+    expect(clients.find((c) => c.id === id)).toEqual({
+      id,
+      name: "cli resource server",
+      canRevoke: false,
+      createdAt: expect.any(String),
+    });
+    expect(listed.stdout).not.toContain(secret);
+    const removed = await kparty(["gateway", "clients", "remove", id, ...dbArgs], { cwd: world.dir });
+    expect([removed.code, removed.stdout]).toEqual([0, `removed cli resource server (${id})\n`]);
+    expect((await introspect(token, authorization)).status).toBe(401);
+    const again = await kparty(["gateway", "clients", "remove", id, ...dbArgs], { cwd: world.dir });
+    expect([again.code, again.stderr]).toEqual([5, `kparty: not_found: no gateway client ${id}\n`]);
   });
 });
