@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { IssuedCredential } from "../agent/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
-import { createDpopProof, dpopPublicJwk, jwkThumbprint } from "../src/gateway/index.ts";
+import { KPartyError } from "../src/errors/index.ts";
+import { createDpopProof, createGatewayClient, dpopPublicJwk, jwkThumbprint } from "../src/gateway/index.ts";
 import { createEmbeddedState, type OAuthClient } from "../src/state/index.ts";
 import { kparty } from "./fixtures/cli.ts";
 import { postJson, tamperPayload, waitForSync } from "./fixtures/http.ts";
@@ -337,6 +338,39 @@ describe("POST /oauth/revoke", () => {
       holder: null,
       action: `token:revoke:inactive:client:${operator.client.id}`,
     });
+  });
+});
+
+describe("createGatewayClient's introspect and revoke", () => {
+  it("introspects its bound token as a gateway client, revokes it as its holder, then is refused (token_revoked)", async () => {
+    const gw = createGatewayClient(gateway.base);
+    const { challenge } = await gw.challenge();
+    const presentation = await world.alice.handle.agent.kpartyCreatePresentation({
+      holder: world.alice.did,
+      credentials: [cred.jwt],
+      challenge,
+      domain: DOMAIN,
+    });
+    const { access_token: token } = await gw.token(presentation);
+    const rs = { id: resourceServer.client.id, secret: resourceServer.secret };
+    expect(await gw.introspect(token, rs)).toMatchObject({
+      active: true,
+      sub: world.alice.did,
+      token_type: "DPoP",
+    });
+    await gw.revoke(token);
+    expect(await gw.introspect(token, rs)).toEqual({ active: false });
+    const refused = await gw.model(MODEL_ID, token).catch((e: KPartyError) => e);
+    expect([refused instanceof KPartyError && refused.code, (refused as KPartyError).details.status]).toEqual(
+      ["token_revoked", 401],
+    );
+    const wrong = await gw
+      .introspect(token, { id: rs.id, secret: operator.secret })
+      .catch((e: KPartyError) => e);
+    expect([(wrong as KPartyError).code, (wrong as KPartyError).details.status]).toEqual([
+      "invalid_client",
+      401,
+    ]);
   });
 });
 

@@ -35,6 +35,27 @@ export const OAUTH_BODY_SCHEMA = {
   },
 } as const;
 
+/** What `POST /oauth/introspect` answers: only `active: false`, or every member of a live token. */
+export type TokenIntrospection =
+  | { active: false }
+  | {
+      active: true;
+      scope: string;
+      models: string[];
+      token_type: "DPoP" | "Bearer";
+      exp: number;
+      iat: number;
+      /** The holder DID. */
+      sub: string;
+      iss: string;
+      aud: string;
+      jti: string;
+      /** For a DPoP-bound token: the thumbprint of its key. */
+      cnf?: { jkt: string };
+      /** The credential the grant rests on (a kparty extension member). */
+      credential_id: string;
+    };
+
 /** RFC 7662 §2.2, with kparty's members: `models` and `credential_id` (extensions). */
 export const INTROSPECTION_SCHEMA = {
   type: "object",
@@ -147,7 +168,7 @@ export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
         response: { 200: INTROSPECTION_SCHEMA, ...errorResponses(400, 401, 503) },
       },
     },
-    async (request) => {
+    async (request): Promise<TokenIntrospection> => {
       await authenticateClient(request);
       const claims = await liveClaims(request.body.token);
       if (!claims) return { active: false };
