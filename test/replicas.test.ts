@@ -329,6 +329,50 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     expect((await get(a, `/models/${MODEL_ID}`, token)).status).toBe(401);
   });
 
+  it("runs an OID4VP request opened at A, answered at B and collected at A (once, at either)", async () => {
+    const [a, b] = replicas;
+    const opened = await post(a, "/oid4vp/requests", { scope: "model:read", models: [MODEL_ID] });
+    expect(opened.status).toBe(201);
+    const state = String(opened.body.request_uri).split("/").at(-1) as string;
+    const fetched = await fetch(`${b.base}/oid4vp/requests/${state}`);
+    expect([fetched.status, await fetched.text()]).toEqual([200, opened.body.request]);
+    const { nonce, client_id: clientId } = payloadOf(opened.body.request as string) as {
+      nonce: string;
+      client_id: string;
+    };
+    const vp = await world.alice.handle.agent.kpartyCreatePresentation({
+      holder: world.alice.did,
+      credentials: [cred.jwt],
+      challenge: nonce,
+      domain: clientId,
+    });
+    const response = await fetch(`${b.base}/oid4vp/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ vp_token: JSON.stringify({ kparty: [vp] }), state }).toString(),
+    });
+    expect([response.status, await response.json()]).toEqual([200, {}]);
+    const again = await fetch(`${a.base}/oid4vp/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ vp_token: JSON.stringify({ kparty: [vp] }), state }).toString(),
+    });
+    expect([again.status, ((await again.json()) as { error: { code: string } }).error.code]).toEqual([
+      401,
+      "challenge_reused",
+    ]);
+    const collected = await get(a, `/oid4vp/transactions/${opened.body.transaction_id}`);
+    expect(collected.body).toMatchObject({
+      status: "granted",
+      holder: world.alice.did,
+      token_type: "Bearer",
+    });
+    expect((await get(b, `/models/${MODEL_ID}`, collected.body.access_token as string)).status).toBe(200);
+    expect((await get(b, `/oid4vp/transactions/${opened.body.transaction_id}`)).body).toEqual({
+      status: "redeemed",
+    });
+  });
+
   it("aggregates at B an update submitted at A", async () => {
     const [a, b] = replicas;
     const model = "replicated-model";

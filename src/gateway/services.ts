@@ -26,7 +26,7 @@ import { LoadShedder } from "./load-shedding.ts";
 import { createOid4vpSigner, type Oid4vpSigner } from "./oid4vp.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
 import { type CacheBounds, DEFAULT_CACHE_BOUNDS, type GatewayOptions } from "./options.ts";
-import { type Oid4vpTransactionStore, openGatewayDatabase, SqliteOid4vpTransactions } from "./state.ts";
+import type { Oid4vpTransactionStore } from "./state.ts";
 import { createStatusCache, type StatusCache } from "./status-cache.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import { verifyEs256kAsync } from "./verify/es256k.ts";
@@ -160,9 +160,6 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     keys,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
   });
-  // OID4VP transactions live in the embedded database; a gateway on PostgreSQL keeps them in a
-  // database of its own process until they have a PostgreSQL store (one replica per OID4VP request)
-  const local = db ?? state.localDatabase ?? openGatewayDatabase(":memory:");
   const tokenBinding = resolveTokenBinding(options.tokenBinding);
   const publicUrl = resolvePublicUrl(options.publicUrl);
   const dpop = createDpopVerifier({
@@ -190,7 +187,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
   const oid4vp = {
     signer: createOid4vpSigner(options.oid4vp?.key),
-    transactions: new SqliteOid4vpTransactions(local, { now }),
+    transactions: state.oid4vpTransactions({ now }),
     publicUrl: oid4vpPublicUrl,
     requestTtlSeconds,
   };

@@ -1,5 +1,4 @@
 import type { KeyObject } from "node:crypto";
-import type { DatabaseSync } from "node:sqlite";
 import type { KPartyError } from "../errors/index.ts";
 import type { TokenKeyStoreOptions } from "./sealed.ts";
 
@@ -12,7 +11,7 @@ import type { TokenKeyStoreOptions } from "./sealed.ts";
  *
  * A backend is a set of store factories: the gateway builds each store with its own options
  * (clock, lifetimes): challenges, rate limits, the audit log, token keys, the DPoP `jti` replay
- * store, revoked token ids and introspection clients. Further stores (OID4VP request state) join
+ * store, revoked token ids, introspection clients and OID4VP transactions. Further stores join
  * as further factories with the same shape: embedded in the gateway's SQLite file, shared in
  * PostgreSQL.
  *
@@ -192,17 +191,59 @@ export interface OAuthClientStore {
   authenticate(id: string, secret: string): Promise<OAuthClient | null>;
 }
 
+/** One OID4VP authorization request of this gateway and what became of it. */
+export interface Oid4vpTransaction {
+  /** The caller's handle on the transaction (256 random bits): whoever holds it collects the token. */
+  id: string;
+  /** The request's `state`, echoed by the wallet; also names its `request_uri`. */
+  state: string;
+  /** The request's single-use `nonce`: the challenge the presentation must carry. */
+  nonce: string;
+  /** Who created it (client address). */
+  client: string;
+  /** What the route keeps about the request (JSON: client_id, scope, DCQL query, signed request object). */
+  request: string;
+  createdAt: number;
+  expiresAt: number;
+  /** When the wallet's response consumed the nonce. */
+  respondedAt: number | null;
+  outcome: "granted" | "denied" | null;
+  /** JSON: the grant (granted) or the error (denied). */
+  result: string | null;
+  /** When the caller collected the token (once). */
+  redeemedAt: number | null;
+}
+
+/**
+ * OID4VP transactions: create, look up, consume the nonce once, settle, redeem once. Every
+ * single-use step is one conditional write, so it holds across concurrent requests and, on
+ * PostgreSQL, across replicas (a request created at one replica is answered and collected at
+ * any). Transactions expired a day ago are pruned.
+ */
+export interface Oid4vpTransactionStore {
+  create(
+    transaction: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">,
+  ): Awaitable<void>;
+  byId(id: string): Awaitable<Oid4vpTransaction | undefined>;
+  byState(state: string): Awaitable<Oid4vpTransaction | undefined>;
+  /**
+   * Marks the nonce of the transaction `state` names used; throws `challenge_invalid` (unknown
+   * state, another nonce, expired request) or `challenge_reused` (already answered).
+   */
+  consumeNonce(state: string, nonce: string): Awaitable<void>;
+  /** Like {@link consumeNonce} without writing: a made-up nonce costs nothing. */
+  checkNonce(state: string, nonce: string): Awaitable<void>;
+  /** Records the decision on a responded transaction (once). */
+  settle(id: string, outcome: "granted" | "denied", result: string): Awaitable<void>;
+  /** Marks a granted transaction's token collected; false if it was already (or is not granted). */
+  redeem(id: string): Awaitable<boolean>;
+}
+
 /** Serialises work on one model across the deployment (round closing, accepting an update). */
 export type ModelLock = <T>(model: string, fn: () => Promise<T>) => Promise<T>;
 
 /** A state backend: the factories of the gateway's stores. */
 export interface GatewayState {
-  /**
-   * The embedded backend's node:sqlite database, where the store not yet behind this port
-   * (OID4VP transactions) is kept too; absent on PostgreSQL, where it stays in a database of
-   * the process for now.
-   */
-  readonly localDatabase?: DatabaseSync;
   readonly backend: "embedded" | "postgres";
   challenges(options: { ttlSeconds: number; now: () => number }): ChallengeStore;
   /** `maxKeys` bounds the buckets an embedded store keeps in memory (least recently used out). */
@@ -222,6 +263,8 @@ export interface GatewayState {
   revokedTokens(options: { now: () => number }): RevokedTokenStore;
   /** The introspection clients (`POST /oauth/introspect`, `/oauth/revoke`). */
   oauthClients(options?: { now?: () => number }): OAuthClientStore;
+  /** OID4VP transactions (`/oid4vp/…`). */
+  oid4vpTransactions(options: { now: () => number }): Oid4vpTransactionStore;
   /** A lock for model stores whose files are shared between replicas (null: one process). */
   modelLock(): ModelLock | null;
   /** Releases what the backend holds (the pool); the embedded backend leaves its database to its opener. */

@@ -287,6 +287,65 @@ for (const backend of [embedded, postgresBackend]) {
         }
       });
 
+      it("keeps an OID4VP transaction for every replica: its nonce consumed once, settled once, redeemed once", async () => {
+        const d = await backend.deployment();
+        try {
+          let now = T0;
+          const clock = { now: () => now };
+          const a = (await d.replica()).oid4vpTransactions(clock);
+          const b = (await d.replica()).oid4vpTransactions(clock);
+          const stores = [a, b];
+          const tx = { id: "tx-1", state: "st-1", nonce: "n-1", client: "127.0.0.1", request: '{"r":1}' };
+          await a.create({ ...tx, expiresAt: T0 + 300_000 });
+          expect(await b.byState("st-1")).toEqual({
+            ...tx,
+            createdAt: T0,
+            expiresAt: T0 + 300_000,
+            respondedAt: null,
+            outcome: null,
+            result: null,
+            redeemedAt: null,
+          });
+          expect(await b.byId("nope")).toBeUndefined();
+          expect(await refusal(() => b.checkNonce("st-1", "other"))).toBe("challenge_invalid");
+          expect(await refusal(() => b.consumeNonce("nope", "n-1"))).toBe("challenge_invalid");
+          await b.checkNonce("st-1", "n-1");
+          await b.settle("tx-1", "granted", "{}"); // not responded yet: ignored
+          expect(await b.redeem("tx-1")).toBe(false);
+          now = T0 + 1_000;
+          const consumed = await Promise.all(
+            Array.from({ length: 20 }, (_, i) => refusal(() => stores[i % 2]?.consumeNonce("st-1", "n-1"))),
+          );
+          expect(consumed.filter((o) => o === "accepted")).toHaveLength(1);
+          expect(consumed.filter((o) => o === "challenge_reused")).toHaveLength(19);
+          await b.settle("tx-1", "granted", '{"g":1}');
+          await a.settle("tx-1", "denied", '{"code":"revoked"}'); // settled already: ignored
+          const redeemed = await Promise.all(
+            Array.from({ length: 10 }, (_, i) => stores[i % 2]?.redeem("tx-1")),
+          );
+          expect(redeemed.filter((r) => r === true)).toHaveLength(1);
+          expect(await a.byId("tx-1")).toMatchObject({
+            respondedAt: T0 + 1_000,
+            outcome: "granted",
+            result: '{"g":1}',
+            redeemedAt: T0 + 1_000,
+          });
+          await b.create({
+            id: "tx-2",
+            state: "st-2",
+            nonce: "n-2",
+            client: "c",
+            request: "{}",
+            expiresAt: T0 + 2_000,
+          });
+          now = T0 + 2_000;
+          expect(await refusal(() => a.consumeNonce("st-2", "n-2"))).toBe("challenge_invalid");
+          expect((await a.byState("st-2"))?.respondedAt).toBeNull();
+        } finally {
+          await d.close();
+        }
+      });
+
       it("chains audit records from concurrent appends of two replicas into one chain that verifies", async () => {
         const d = await backend.deployment();
         try {

@@ -2,7 +2,7 @@ import type { DatabaseSync } from "node:sqlite";
 import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
 import { SqliteDpopReplayStore } from "../../gateway/dpop.ts";
 import { RateLimiter } from "../../gateway/rate-limit.ts";
-import { ChallengeStore } from "../../gateway/state.ts";
+import { ChallengeStore, SqliteOid4vpTransactions } from "../../gateway/state.ts";
 import { memoryTokenKeys } from "../keys.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type { GatewayState, OAuthClientRow, RevokedTokenStore, TokenKeyStore } from "../port.ts";
@@ -17,7 +17,7 @@ import {
 /**
  * The embedded backend: the gateway's node:sqlite file (see `openGatewayDatabase`) for
  * challenges, the audit log, the DPoP `jti` replay store, revoked token ids, introspection
- * clients and the token keys (encrypted under `tokenKeys({ secret })`; without
+ * clients, OID4VP transactions and the token keys (encrypted under `tokenKeys({ secret })`; without
  * a secret one fresh key in memory, whose tokens end with the process), and rate limits in memory — one process is
  * the whole deployment, so its buckets are the only ones. Zero set-up; the caller opens and
  * closes the database.
@@ -30,7 +30,6 @@ import {
 export function createEmbeddedState(db: DatabaseSync): GatewayState {
   return {
     backend: "embedded",
-    localDatabase: db,
     challenges: (options) => new ChallengeStore(db, options),
     rateLimits: (options) => new RateLimiter(options),
     audit: (options) => new AuditLog(db, options),
@@ -43,6 +42,7 @@ export function createEmbeddedState(db: DatabaseSync): GatewayState {
     dpopReplay: (options) => new SqliteDpopReplayStore(db, options),
     revokedTokens: (options) => sqliteRevokedTokens(db, options),
     oauthClients: (options = {}) => oauthClientStore(sqliteOAuthClientRows(db), options.now),
+    oid4vpTransactions: (options) => new SqliteOid4vpTransactions(db, options),
     modelLock: () => null,
     close: async () => {},
   };
