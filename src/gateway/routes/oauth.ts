@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { decodeJwt } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import type { OAuthClient } from "../../state/port.ts";
@@ -115,6 +115,110 @@ const invalidClient = () =>
 const cannotDecide = (error: unknown) =>
   !(error instanceof KPartyError) || (HTTP_STATUS[error.code as keyof typeof HTTP_STATUS] ?? 500) >= 500;
 
+type Services = GatewayServices;
+
+/** The gateway client a request authenticates as with HTTP Basic, else `invalid_client`. */
+async function authenticateClient(services: Services, request: FastifyRequest): Promise<OAuthClient> {
+  const credentials = basicCredentials(request.headers.authorization);
+  const client =
+    credentials && (await services.oauthClients.authenticate(credentials.id, credentials.secret));
+  if (!client) throw invalidClient();
+  return client;
+}
+
+/** The claims of a live token, or null: the same checks as every protected request, but no proof. */
+async function liveClaims(services: Services, token: string): Promise<AccessClaims | null> {
+  try {
+    const claims = await services.tokens.verifyFresh(token);
+    await services.liveToken.revoked(claims);
+    await services.liveToken.credential(claims);
+    return claims;
+  } catch (error) {
+    if (cannotDecide(error)) throw error;
+    return null;
+  }
+}
+
+/** `POST /oauth/introspect`: a gateway client asks about a token. */
+async function introspect(services: Services, request: FastifyRequest<{ Body: TokenBody }>) {
+  await authenticateClient(services, request);
+  const claims = await liveClaims(services, request.body.token);
+  if (!claims) return { active: false } satisfies TokenIntrospection;
+  const { iat } = decodeJwt(request.body.token).payload as { iat: number };
+  return {
+    active: true,
+    scope: claims.actions.join(" "),
+    models: claims.models,
+    token_type: claims.jkt !== undefined ? "DPoP" : "Bearer",
+    exp: claims.expiresAt,
+    iat,
+    sub: claims.holder,
+    iss: services.domain,
+    aud: services.domain,
+    jti: claims.tokenId,
+    ...(claims.jkt !== undefined ? { cnf: { jkt: claims.jkt } } : {}),
+    credential_id: claims.credentialId,
+  } satisfies TokenIntrospection;
+}
+
+/** Who asks for a revocation: a gateway client with the revoke permission, or a holder by its token. */
+async function revoker(services: Services, request: FastifyRequest, reply: FastifyReply) {
+  const header = request.headers.authorization;
+  if (typeof header !== "string") throw invalidClient();
+  if (/^Basic /i.test(header)) {
+    const client = await authenticateClient(services, request);
+    if (!client.canRevoke) {
+      throw new KPartyError(
+        "scope_denied",
+        `gateway client ${client.id} may introspect but not revoke (add a client with --revoke)`,
+      );
+    }
+    return { client: client.id, holder: null };
+  }
+  const { claims } = await services.authenticate(request, reply);
+  await services.liveToken.revoked(claims); // a revoked token authenticates nothing
+  return { client: null, holder: claims.holder };
+}
+
+/**
+ * `POST /oauth/revoke`: the token's id is stored as revoked until its `exp` + skew; a token that
+ * is invalid or no longer live needs nothing and is answered 200 too (RFC 7009 §2.2). Audited
+ * either way, refusals included.
+ */
+async function revoke(services: Services, request: FastifyRequest<{ Body: TokenBody }>, reply: FastifyReply) {
+  let target: AccessClaims | null = null;
+  let by = "";
+  const record = (decision: { outcome: "granted"; action: string } | { outcome: "denied"; error: unknown }) =>
+    services.audit.append(
+      auditEntryOf(request, {
+        ...decision,
+        holder: target?.holder ?? null,
+        credentialId: target?.credentialId ?? null,
+        ...(decision.outcome === "denied" ? { action: `token:revoke${by}` } : {}),
+      }),
+    );
+  try {
+    const who = await revoker(services, request, reply);
+    if (who.client !== null) by = `:client:${who.client}`;
+    try {
+      target = await services.tokens.verifyFresh(request.body.token);
+    } catch (error) {
+      if (cannotDecide(error)) throw error;
+    }
+    if (target && who.holder !== null && target.holder !== who.holder) {
+      throw new KPartyError("scope_denied", "a holder may revoke only its own access tokens");
+    }
+    const keepUntilMs = target ? (target.expiresAt + services.clockSkewSeconds + 1) * 1000 : 0;
+    const revokedNow = target !== null && (await services.revokedTokens.revoke(target.tokenId, keepUntilMs));
+    const outcome = target === null ? ":inactive" : revokedNow ? "" : ":already";
+    await record({ outcome: "granted", action: `token:revoke${outcome}${by}` });
+    return {};
+  } catch (error) {
+    await record({ outcome: "denied", error });
+    throw error;
+  }
+}
+
 /**
  * OAuth token introspection (RFC 7662) and revocation (RFC 7009) of the gateway's access tokens.
  * `POST /oauth/introspect` answers resource servers authenticated as a gateway client (HTTP
@@ -127,7 +231,6 @@ const cannotDecide = (error: unknown) =>
  * `token` (and `token_type_hint`, which is ignored: kparty has access tokens only).
  */
 export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
-  const { tokens, liveToken, oauthClients, revokedTokens, audit, domain, clockSkewSeconds } = services;
   app.addContentTypeParser(
     "application/x-www-form-urlencoded",
     { parseAs: "string" },
@@ -139,27 +242,6 @@ export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
       }
     },
   );
-
-  const authenticateClient = async (request: FastifyRequest): Promise<OAuthClient> => {
-    const credentials = basicCredentials(request.headers.authorization);
-    const client = credentials && (await oauthClients.authenticate(credentials.id, credentials.secret));
-    if (!client) throw invalidClient();
-    return client;
-  };
-
-  /** The claims of a live token, or null: the same checks as every protected request, but no proof. */
-  const liveClaims = async (token: string): Promise<AccessClaims | null> => {
-    try {
-      const claims = await tokens.verifyFresh(token);
-      await liveToken.revoked(claims);
-      await liveToken.credential(claims);
-      return claims;
-    } catch (error) {
-      if (cannotDecide(error)) throw error;
-      return null;
-    }
-  };
-
   app.post<{ Body: TokenBody }>(
     "/oauth/introspect",
     {
@@ -168,47 +250,8 @@ export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
         response: { 200: INTROSPECTION_SCHEMA, ...errorResponses(400, 401, 503) },
       },
     },
-    async (request): Promise<TokenIntrospection> => {
-      await authenticateClient(request);
-      const claims = await liveClaims(request.body.token);
-      if (!claims) return { active: false };
-      const { iat } = decodeJwt(request.body.token).payload as { iat: number };
-      return {
-        active: true,
-        scope: claims.actions.join(" "),
-        models: claims.models,
-        token_type: claims.jkt !== undefined ? "DPoP" : "Bearer",
-        exp: claims.expiresAt,
-        iat,
-        sub: claims.holder,
-        iss: domain,
-        aud: domain,
-        jti: claims.tokenId,
-        ...(claims.jkt !== undefined ? { cnf: { jkt: claims.jkt } } : {}),
-        credential_id: claims.credentialId,
-      };
-    },
+    (request) => introspect(services, request),
   );
-
-  /** Who asks for a revocation: a gateway client with the revoke permission, or a holder by its token. */
-  const revoker = async (request: FastifyRequest, reply: Parameters<typeof services.authenticate>[1]) => {
-    const header = request.headers.authorization;
-    if (typeof header !== "string") throw invalidClient();
-    if (/^Basic /i.test(header)) {
-      const client = await authenticateClient(request);
-      if (!client.canRevoke) {
-        throw new KPartyError(
-          "scope_denied",
-          `gateway client ${client.id} may introspect but not revoke (add a client with --revoke)`,
-        );
-      }
-      return { client: client.id, holder: null };
-    }
-    const { claims } = await services.authenticate(request, reply);
-    await liveToken.revoked(claims); // a revoked token authenticates nothing
-    return { client: null, holder: claims.holder };
-  };
-
   app.post<{ Body: TokenBody }>(
     "/oauth/revoke",
     {
@@ -217,46 +260,6 @@ export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
         response: { 200: { type: "object", properties: {} }, ...errorResponses(400, 401, 403, 503) },
       },
     },
-    async (request, reply) => {
-      let target: AccessClaims | null = null;
-      let by = "";
-      try {
-        const who = await revoker(request, reply);
-        if (who.client !== null) by = `:client:${who.client}`;
-        try {
-          target = await tokens.verifyFresh(request.body.token);
-        } catch (error) {
-          if (cannotDecide(error)) throw error;
-        }
-        if (target && who.holder !== null && target.holder !== who.holder) {
-          throw new KPartyError("scope_denied", "a holder may revoke only its own access tokens");
-        }
-        // RFC 7009 §2.2: a token that is invalid or no longer live needs nothing and is answered 200
-        const revokedNow =
-          target !== null &&
-          (await revokedTokens.revoke(target.tokenId, (target.expiresAt + clockSkewSeconds + 1) * 1000));
-        const outcome = target === null ? ":inactive" : revokedNow ? "" : ":already";
-        await audit.append(
-          auditEntryOf(request, {
-            outcome: "granted",
-            holder: target?.holder ?? null,
-            credentialId: target?.credentialId ?? null,
-            action: `token:revoke${outcome}${by}`,
-          }),
-        );
-        return {};
-      } catch (error) {
-        await audit.append(
-          auditEntryOf(request, {
-            outcome: "denied",
-            error,
-            holder: target?.holder ?? null,
-            credentialId: target?.credentialId ?? null,
-            action: `token:revoke${by}`,
-          }),
-        );
-        throw error;
-      }
-    },
+    (request, reply) => revoke(services, request, reply),
   );
 };
