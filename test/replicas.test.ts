@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { FastifyInstance } from "fastify";
@@ -5,7 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyAgent, type IssuedCredential } from "../agent/index.ts";
 import { createChainClient } from "../src/chain/index.ts";
 import type { KPartyError } from "../src/errors/index.ts";
-import { buildGateway, createGatewayClient, createTokenVerifier } from "../src/gateway/index.ts";
+import {
+  buildGateway,
+  createDpopProof,
+  createGatewayClient,
+  createTokenVerifier,
+} from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
 import { type GatewayState, openPostgresState } from "../src/state/index.ts";
 import { getJson, presentation, tokenAt } from "./fixtures/http.ts";
@@ -37,6 +43,9 @@ interface Replica {
   /** The client address this test sends to this replica (X-Forwarded-For, believed from 127.0.0.1). */
   client: string;
 }
+
+/** The URL both replicas are reached at behind their load balancer (what DPoP proofs name). */
+const PUBLIC_URL = "https://gw.replicas.example";
 
 let world: KPartyWorld;
 let replicas: [Replica, Replica];
@@ -106,8 +115,10 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
         trustProxy: "127.0.0.1",
         challengesPerMinute: 10_000,
         tokenKeyRefreshMs: 0, // a rotation reaches new tokens at once (the default is 10 s)
-        // bearer tokens, as the other fixture gateways (DPoP across replicas: test/dpop.test.ts)
+        // bearer tokens, as the other fixture gateways; a token asked for with a DPoP proof is
+        // bound all the same, and its proofs name the replicas' one public URL
         tokenBinding: "bearer",
+        publicUrl: PUBLIC_URL,
       });
       return { name, app, state, base: await app.listen({ host: "127.0.0.1", port: 0 }), client };
     } catch (error) {
@@ -236,6 +247,130 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     const verifier = createTokenVerifier({ domain: DOMAIN, keys, now: () => clockNow(world.clock) });
     expect([old, ...fresh].map((t) => verifier.verify(t).holder)).toEqual(Array(3).fill(world.alice.did));
     expect(payloadOf(old).sub).toBe(world.alice.did);
+  });
+
+  it("refuses at B a DPoP proof already used at A (401 invalid_dpop_proof): a jti is single-use across replicas", async () => {
+    const [a, b] = replicas;
+    const key = generateKeyPairSync("ed25519").privateKey;
+    const granted = await fetch(`${a.base}/auth/token`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-forwarded-for": a.client,
+        dpop: createDpopProof({ key, htm: "POST", htu: `${PUBLIC_URL}/auth/token` }),
+      },
+      body: JSON.stringify({ presentation: await presentAt(a) }),
+    });
+    const answer = (await granted.json()) as { access_token: string; token_type: string };
+    expect([granted.status, answer.token_type]).toEqual([200, "DPoP"]);
+    const token = answer.access_token;
+    const path = `/models/${MODEL_ID}`;
+    const headers = () => ({
+      authorization: `DPoP ${token}`,
+      dpop: createDpopProof({ key, htm: "GET", htu: `${PUBLIC_URL}${path}`, accessToken: token }),
+    });
+    const once = headers();
+    const at = async (r: Replica, h: Record<string, string>) => {
+      const res = await fetch(`${r.base}${path}`, { headers: { ...h, "x-forwarded-for": r.client } });
+      return {
+        status: res.status,
+        body: (await res.json()) as Record<string, any>,
+        www: res.headers.get("www-authenticate"),
+      };
+    };
+    expect((await at(a, once)).status).toBe(200);
+    expect(await at(b, once)).toEqual({
+      status: 401,
+      body: {
+        error: { code: "invalid_dpop_proof", message: "the DPoP proof has been used before (jti replayed)" },
+      },
+      www: 'DPoP error="invalid_dpop_proof", algs="ES256K ES256 EdDSA"',
+    });
+    expect((await at(b, headers())).status).toBe(200); // a fresh proof is fine at either
+  });
+
+  it("honours at B a token revoked at A: 401 token_revoked there, active: false at B's introspection", async () => {
+    const [a, b] = replicas;
+    const token = await tokenFrom(a);
+    const { client, secret } = await b.state.oauthClients().add("replica test resource server");
+    const introspectAt = async (r: Replica) => {
+      const res = await fetch(`${r.base}/oauth/introspect`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          authorization: `Basic ${Buffer.from(`${client.id}:${secret}`).toString("base64")}`,
+        },
+        body: new URLSearchParams({ token }).toString(),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
+    };
+    expect((await introspectAt(b)).body).toMatchObject({
+      active: true,
+      sub: world.alice.did,
+      token_type: "Bearer",
+    });
+    // the holder revokes its bearer token at A, authenticated with it
+    const revoked = await fetch(`${a.base}/oauth/revoke`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Bearer ${token}`,
+        "x-forwarded-for": a.client,
+      },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    expect([revoked.status, await revoked.json()]).toEqual([200, {}]);
+    const atB = await get(b, `/models/${MODEL_ID}`, token);
+    expect([atB.status, atB.body]).toEqual([
+      401,
+      { error: { code: "token_revoked", message: "the access token has been revoked" } },
+    ]);
+    expect(await introspectAt(b)).toEqual({ status: 200, body: { active: false } });
+    expect((await get(a, `/models/${MODEL_ID}`, token)).status).toBe(401);
+  });
+
+  it("runs an OID4VP request opened at A, answered at B and collected at A (once, at either)", async () => {
+    const [a, b] = replicas;
+    const opened = await post(a, "/oid4vp/requests", { scope: "model:read", models: [MODEL_ID] });
+    expect(opened.status).toBe(201);
+    const state = String(opened.body.request_uri).split("/").at(-1) as string;
+    const fetched = await fetch(`${b.base}/oid4vp/requests/${state}`);
+    expect([fetched.status, await fetched.text()]).toEqual([200, opened.body.request]);
+    const { nonce, client_id: clientId } = payloadOf(opened.body.request as string) as {
+      nonce: string;
+      client_id: string;
+    };
+    const vp = await world.alice.handle.agent.kpartyCreatePresentation({
+      holder: world.alice.did,
+      credentials: [cred.jwt],
+      challenge: nonce,
+      domain: clientId,
+    });
+    const response = await fetch(`${b.base}/oid4vp/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ vp_token: JSON.stringify({ kparty: [vp] }), state }).toString(),
+    });
+    expect([response.status, await response.json()]).toEqual([200, {}]);
+    const again = await fetch(`${a.base}/oid4vp/responses`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ vp_token: JSON.stringify({ kparty: [vp] }), state }).toString(),
+    });
+    expect([again.status, ((await again.json()) as { error: { code: string } }).error.code]).toEqual([
+      401,
+      "challenge_reused",
+    ]);
+    const collected = await get(a, `/oid4vp/transactions/${opened.body.transaction_id}`);
+    expect(collected.body).toMatchObject({
+      status: "granted",
+      holder: world.alice.did,
+      token_type: "Bearer",
+    });
+    expect((await get(b, `/models/${MODEL_ID}`, collected.body.access_token as string)).status).toBe(200);
+    expect((await get(b, `/oid4vp/transactions/${opened.body.transaction_id}`)).body).toEqual({
+      status: "redeemed",
+    });
   });
 
   it("aggregates at B an update submitted at A", async () => {

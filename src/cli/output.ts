@@ -57,6 +57,8 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   scope_denied: EXIT.accessRefused,
   dcql_unsatisfied: EXIT.accessRefused,
   token_invalid: EXIT.accessRefused,
+  token_revoked: EXIT.accessRefused,
+  invalid_client: EXIT.accessRefused,
   credential_expired: EXIT.accessRefused,
   invalid_dpop_proof: EXIT.accessRefused,
   use_dpop_nonce: EXIT.accessRefused,

@@ -23,6 +23,8 @@ export const SERVICE_ERROR_CODES = [
   "scope_denied",
   "dcql_unsatisfied",
   "token_invalid",
+  "token_revoked",
+  "invalid_client",
   "credential_expired",
   "invalid_dpop_proof",
   "use_dpop_nonce",

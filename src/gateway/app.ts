@@ -6,6 +6,7 @@ import type { GatewayOptions } from "./options.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { metaRoutes } from "./routes/meta.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { oauthRoutes } from "./routes/oauth.ts";
 import { oid4vpRoutes } from "./routes/oid4vp.ts";
 import { vcApiRoutes } from "./routes/vc-api.ts";
 import { createGatewayServices, type GatewayCacheSizes } from "./services.ts";
@@ -27,7 +28,8 @@ declare module "fastify" {
  * Builds the kparty gateway (Fastify): its services from the options (`createGatewayServices`),
  * load shedding and error handling on the root instance, then one plugin per route group —
  * `routes/meta.ts` (`GET /healthz`, `/.well-known/kparty`, `/openapi.json`), `routes/auth.ts`
- * (`POST /auth/challenge`, `/challenges`, `/auth/token`), `routes/oid4vp.ts` (OID4VP 1.0:
+ * (`POST /auth/challenge`, `/challenges`, `/auth/token`), `routes/oauth.ts` (`POST
+ * /oauth/introspect`, `/oauth/revoke`), `routes/oid4vp.ts` (OID4VP 1.0:
  * `POST /oid4vp/requests`, `GET /oid4vp/requests/:state`, `POST /oid4vp/responses`,
  * `GET /oid4vp/transactions/:id`), `routes/vc-api.ts`
  * (`POST /credentials/verify`, `/presentations/verify`) and `routes/models.ts` (`GET /models`,
@@ -70,7 +72,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorate("kpartySyncedBlock", () => services.watcher.syncedBlock);
   app.decorate("kpartyCacheSizes", () => services.cacheSizes());
   installErrorHandling(app, services);
-  for (const plugin of [metaRoutes, authRoutes, oid4vpRoutes, vcApiRoutes, modelRoutes]) {
+  for (const plugin of [metaRoutes, authRoutes, oauthRoutes, oid4vpRoutes, vcApiRoutes, modelRoutes]) {
     await app.register(plugin, { services });
   }
   return app;

@@ -3,6 +3,7 @@ import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
 import type { Aggregation, ModelInfo, RoundResult, UpdateReceipt } from "../models/index.ts";
 import { createDpopProof, dpopAlgorithmOf } from "./dpop.ts";
 import type { AccessTokenResponse } from "./grant.ts";
+import type { TokenIntrospection } from "./routes/oauth.ts";
 
 /** What `POST /auth/token` answers (one definition, the gateway's: see `AccessTokenResponse`). */
 export type TokenResponse = AccessTokenResponse;
@@ -101,6 +102,12 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
     return { body, headers: response.headers };
   }
 
+  const form = (fields: Record<string, string>, headers: Record<string, string> = {}) => ({
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+    body: new URLSearchParams(fields).toString(),
+  });
+
   const json = (method: string, body: unknown, token?: string) => ({
     method,
     headers: { "content-type": "application/json" },
@@ -144,6 +151,23 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
         await call<{ status: string } & Partial<TokenResponse>>(
           `/oid4vp/transactions/${encodeURIComponent(transactionId)}`,
           { method: "GET" },
+        )
+      ).body;
+    },
+    /**
+     * Revokes `token` (RFC 7009, `POST /oauth/revoke`) as its holder, authenticated with `as`
+     * (by default `token` itself; another token of the same holder works too).
+     */
+    async revoke(token: string, as: string = token): Promise<void> {
+      await call("/oauth/revoke", { ...form({ token }), token: as });
+    },
+    /** Introspects `token` (RFC 7662) as the gateway client `client` (`kparty gateway clients add`). */
+    async introspect(token: string, client: { id: string; secret: string }): Promise<TokenIntrospection> {
+      const basic = Buffer.from(`${client.id}:${client.secret}`).toString("base64");
+      return (
+        await call<TokenIntrospection>(
+          "/oauth/introspect",
+          form({ token }, { authorization: `Basic ${basic}` }),
         )
       ).body;
     },

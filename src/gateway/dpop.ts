@@ -12,6 +12,7 @@ import {
 } from "node:crypto";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
+import type { DpopReplayStore } from "../state/port.ts";
 import { resolveClockSkew } from "./verify/window.ts";
 
 /**
@@ -149,19 +150,13 @@ export function createDpopProof(input: DpopProofInput): string {
 
 const b64 = (text: string) => Buffer.from(text).toString("base64url");
 
-/**
- * Where the `jti`s of accepted proofs are kept until their proofs could no longer be accepted:
- * one store shared by every replica makes a proof single-use across them. `use` records `key`
- * until `expiresAtMs` and answers whether it was new (false: a replay).
- */
-export interface DpopReplayStore {
-  use(key: string, expiresAtMs: number): boolean | Promise<boolean>;
-}
+export type { DpopReplayStore } from "../state/port.ts";
 
 /**
  * The replay cache in the gateway's embedded database (table `dpop_jti`, see
- * `openGatewayDatabase`): one `INSERT OR IGNORE`, so two concurrent uses of a `jti` cannot both
- * be new; entries past their expiry are pruned at most once a second. Like challenge writes, the
+ * `openGatewayDatabase`): one upsert that inserts the key or takes over an entry past its
+ * expiry, so two concurrent uses of a `jti` cannot both be new; entries past their expiry are
+ * pruned at most once a second. Like challenge writes, the
  * insert skips its own fsync: the audit record of the request it admits is synced after it.
  * @example
  * ```ts
@@ -178,7 +173,9 @@ export class SqliteDpopReplayStore implements DpopReplayStore {
   constructor(db: DatabaseSync, options: { now: () => number }) {
     this.#db = db;
     this.#now = options.now;
-    this.#insert = db.prepare("INSERT OR IGNORE INTO dpop_jti (key, expires_at) VALUES (?, ?)");
+    this.#insert = db.prepare(
+      "INSERT INTO dpop_jti (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_jti.expires_at < ?",
+    );
     this.#prune = db.prepare("DELETE FROM dpop_jti WHERE expires_at < ?");
   }
 
@@ -190,7 +187,7 @@ export class SqliteDpopReplayStore implements DpopReplayStore {
         this.#prunedAt = now;
         this.#prune.run(now);
       }
-      return this.#insert.run(key, expiresAtMs).changes === 1;
+      return this.#insert.run(key, expiresAtMs, now).changes === 1;
     } finally {
       this.#db.exec("PRAGMA synchronous = FULL");
     }

@@ -91,4 +91,31 @@ describe("DPoP refusals (RFC 9449)", () => {
     });
     expect(errorHeaders(new KPartyError("revoked", "revoked"))).toEqual({});
   });
+
+  it("answers a revoked token with 401 token_revoked (a DPoP challenge for a bound one) and a failed client authentication with 401 invalid_client and a Basic challenge", () => {
+    const bound = new KPartyError("token_revoked", "the access token has been revoked", {
+      details: { holder: "did:ethr:0x1", credentialId: "urn:uuid:1", scheme: "DPoP" },
+    });
+    expect(errorResponse(bound)).toEqual([
+      401,
+      { error: { code: "token_revoked", message: "the access token has been revoked" } },
+    ]);
+    expect(errorHeaders(bound)).toEqual({
+      "www-authenticate": 'DPoP error="invalid_token", algs="ES256K ES256 EdDSA"',
+    });
+    expect(
+      errorHeaders(new KPartyError("token_revoked", "revoked", { details: { scheme: "Bearer" } })),
+    ).toEqual({});
+    const client = new KPartyError("invalid_client", "client 0123456789ab has another secret");
+    expect(errorResponse(client)).toEqual([
+      401,
+      {
+        error: {
+          code: "invalid_client",
+          message: "client authentication failed (HTTP Basic client_id:client_secret of a gateway client)",
+        },
+      },
+    ]);
+    expect(errorHeaders(client)).toEqual({ "www-authenticate": 'Basic realm="kparty", charset="UTF-8"' });
+  });
 });

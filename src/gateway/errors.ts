@@ -20,6 +20,9 @@ export const HTTP_STATUS: Record<ServiceErrorCode, number> = {
   domain_mismatch: 401,
   did_unresolvable: 401,
   token_invalid: 401,
+  token_revoked: 401,
+  // client authentication at /oauth/introspect and /oauth/revoke (RFC 6749 §5.2): with WWW-Authenticate: Basic
+  invalid_client: 401,
   credential_expired: 401,
   // 400 at the token endpoint instead (RFC 9449 §5, §8): see `errorResponse`
   invalid_dpop_proof: 401,
@@ -63,6 +66,8 @@ export const CLIENT_MESSAGES: Record<ServiceErrorCode, string | null> = {
   domain_mismatch: null,
   did_unresolvable: "a DID in the request does not resolve on the consortium's chain",
   token_invalid: null,
+  token_revoked: null,
+  invalid_client: "client authentication failed (HTTP Basic client_id:client_secret of a gateway client)",
   credential_expired: null,
   invalid_dpop_proof: null,
   use_dpop_nonce: null,
@@ -118,7 +123,8 @@ function atTokenEndpoint(error: KPartyError): boolean {
  * The headers that go with a refusal (RFC 9449 §7.1, §8, §9): `WWW-Authenticate: DPoP
  * error="…"` for `invalid_dpop_proof` and `use_dpop_nonce`, with the server's fresh nonce in
  * `DPoP-Nonce` for the latter; `WWW-Authenticate: DPoP error="invalid_token"` for a refused
- * DPoP-bound token. Empty for other errors. `createKPartyProtection`'s users send them too.
+ * DPoP-bound token (`token_invalid`, `token_revoked`); `WWW-Authenticate: Basic` for
+ * `invalid_client` (RFC 6749 §5.2). Empty for other errors. `createKPartyProtection`'s users send them too.
  * @example
  * ```ts
  * app.setErrorHandler((error, _request, reply) => {
@@ -137,8 +143,9 @@ export function errorHeaders(error: unknown): Record<string, string> {
       ...(error.code === "use_dpop_nonce" && typeof nonce === "string" ? { "dpop-nonce": nonce } : {}),
     };
   }
-  if (error.code === "token_invalid" && error.details.scheme === "DPoP")
+  if ((error.code === "token_invalid" || error.code === "token_revoked") && error.details.scheme === "DPoP")
     return { "www-authenticate": `DPoP error="invalid_token", ${algs}` };
+  if (error.code === "invalid_client") return { "www-authenticate": 'Basic realm="kparty", charset="UTF-8"' };
   return {};
 }
 

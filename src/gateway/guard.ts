@@ -21,7 +21,9 @@ declare module "fastify" {
 
 export interface GuardOptions {
   /** Verifies the gateway's access tokens (the gateway's token service, or a public-key verifier). */
-  tokens: { verify(token: unknown): Awaitable<AccessClaims> };
+  tokens: TokenVerifierLike;
+  /** Revoked token ids (`POST /oauth/revoke`): a revoked token is refused with `token_revoked`. */
+  revoked?: { isRevoked(tokenId: string): Awaitable<boolean> };
   /** Where credential states come from (a {@link StatusCache}, or a direct chain read). */
   states: { get(key: StatusKey): Promise<CredentialState> };
   /** Where decisions are recorded (the gateway always passes one). */
@@ -85,12 +87,138 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
   return claims.models.includes("*") || claims.models.includes(model);
 }
 
+/** Verifies an access token: the gateway's token service, or a public-key verifier. */
+export interface TokenVerifierLike {
+  verify(token: unknown): Awaitable<AccessClaims>;
+}
+
+/** The token a request authenticated with (see {@link createTokenAuthenticator}). */
+export interface AuthenticatedToken {
+  claims: AccessClaims;
+  token: string;
+}
+
+/**
+ * Authenticates a request by its access token, as every protected route does: the
+ * `Authorization` header, the token's signature and times (`tokens`), and — for a DPoP-bound
+ * token (`cnf.jkt`) — `Authorization: DPoP` with a fresh proof of that key for this method and
+ * URL; an unbound token only as `Authorization: Bearer` and only when `tokenBinding` is
+ * `bearer`. `seen` is told the claims as soon as the token verifies (a refusal after that is
+ * audited with its holder). Scope, quota and the credential's state are the caller's.
+ */
+export function createTokenAuthenticator(options: {
+  tokens: TokenVerifierLike;
+  tokenBinding?: TokenBinding;
+  dpop?: DpopVerifier;
+  publicUrl?: string;
+}) {
+  const { tokens, dpop } = options;
+  const binding = resolveTokenBinding(options.tokenBinding);
+  if (binding === "dpop" && !dpop) throw new TypeError("tokenBinding dpop needs a DPoP verifier (dpop)");
+  const publicUrl = resolvePublicUrl(options.publicUrl);
+  return async function authenticate(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    seen?: (claims: AccessClaims) => void,
+  ): Promise<AuthenticatedToken> {
+    const header = request.headers.authorization;
+    const match = typeof header === "string" ? AUTHORIZATION.exec(header) : null;
+    if (!match) {
+      throw new KPartyError(
+        "token_invalid",
+        binding === "dpop"
+          ? "an access token is required (Authorization: DPoP … with a DPoP proof)"
+          : "an access token is required (Authorization: Bearer …)",
+        { details: { scheme: binding === "dpop" ? "DPoP" : "Bearer" } },
+      );
+    }
+    const scheme = (match[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
+    const token = match[2] as string;
+    const claims = await tokens.verify(token);
+    seen?.(claims);
+    const named = { holder: claims.holder, credentialId: claims.credentialId };
+    if (claims.jkt !== undefined) {
+      if (scheme !== "DPoP" || !dpop) {
+        throw new KPartyError(
+          "token_invalid",
+          "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
+          { details: { ...named, scheme: "DPoP" } },
+        );
+      }
+      if (dpop.requiresNonce) reply.header("dpop-nonce", dpop.nonce());
+      const proof = await dpop.verify(request.headers.dpop, {
+        method: request.method,
+        url: publicRequestUrl(request, publicUrl),
+        accessToken: token,
+        endpoint: "resource",
+      });
+      if (proof.jkt !== claims.jkt) {
+        throw new KPartyError(
+          "invalid_dpop_proof",
+          "the DPoP proof is signed by another key than the one the access token is bound to",
+          { details: { ...named, endpoint: "resource" } },
+        );
+      }
+    } else if (binding === "dpop") {
+      throw new KPartyError(
+        "token_invalid",
+        "the gateway accepts only DPoP-bound access tokens; get one with a DPoP proof",
+        { details: { ...named, scheme: "DPoP" } },
+      );
+    } else if (scheme !== "Bearer") {
+      throw new KPartyError("token_invalid", "an access token without cnf goes with Authorization: Bearer", {
+        details: { ...named, scheme: "Bearer" },
+      });
+    }
+    return { claims, token };
+  };
+}
+
+/**
+ * The per-use checks of a live token beyond its signature and times, shared by every protected
+ * request and by introspection (one verdict): `revoked` refuses a token whose id was revoked
+ * (`token_revoked`, 401); `credential` judges the credential's on-chain state and its issuer's
+ * membership (`judgeCredentialState`: `revoked`, `suspended`, `issuer_not_member`, …).
+ */
+export function createLiveTokenCheck(options: {
+  states: { get(key: StatusKey): Promise<CredentialState> };
+  revoked?: { isRevoked(tokenId: string): Awaitable<boolean> };
+  removedIssuerPolicy?: RemovedIssuerPolicy;
+}) {
+  const { states, revoked } = options;
+  const policy = options.removedIssuerPolicy ?? "deny";
+  return {
+    async revoked(claims: AccessClaims): Promise<void> {
+      if (revoked && (await revoked.isRevoked(claims.tokenId))) {
+        throw new KPartyError("token_revoked", "the access token has been revoked", {
+          details: {
+            holder: claims.holder,
+            credentialId: claims.credentialId,
+            scheme: claims.jkt !== undefined ? "DPoP" : "Bearer",
+          },
+        });
+      }
+    },
+    async credential(claims: AccessClaims): Promise<void> {
+      const state = await states.get({
+        anchorKey: claims.anchorKey,
+        issuer: claims.issuerAccount,
+        revocationIndex: claims.revocationIndex,
+        suspensionIndex: claims.suspensionIndex,
+      });
+      await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
+    },
+  };
+}
+
 /**
  * A guard factory: `requireAccess(action)` returns a preHandler that accepts only a valid
  * access token of this gateway — DPoP-bound ones (`cnf.jkt`) as `Authorization: DPoP` with a
  * fresh proof of their key for this method and URL (see `createDpopVerifier`), unbound ones as
- * `Authorization: Bearer` and only when `tokenBinding` is `bearer` — whose credential is still within its validity window (`tokens`
- * re-checks the window the token carries, with the one clock skew: `credential_expired`), whose
+ * `Authorization: Bearer` and only when `tokenBinding` is `bearer` (see
+ * {@link createTokenAuthenticator}) — whose credential is still within its validity window (`tokens`
+ * re-checks the window the token carries, with the one clock skew: `credential_expired`), that
+ * is not revoked (`revoked`: `token_revoked`), whose
  * scope has `action` (and, for `/models/:id…`, covers the model) and whose credential's
  * on-chain state still passes the verifier's judgement (`judgeCredentialState`). States come
  * from `states` — in the gateway a cache invalidated by the registry's events, so a revocation
@@ -99,72 +227,30 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
  */
 export function createAccessGuard(options: GuardOptions) {
   const { tokens, states, audit } = options;
-  const policy = options.removedIssuerPolicy ?? "deny";
   const defaultRpm = options.defaultRequestsPerMinute ?? 600;
   if (!tokens || !states) throw new TypeError("tokens and states are required");
-  const binding = resolveTokenBinding(options.tokenBinding);
-  const { dpop } = options;
-  if (binding === "dpop" && !dpop) throw new TypeError("tokenBinding dpop needs a DPoP verifier (dpop)");
-  const publicUrl = resolvePublicUrl(options.publicUrl);
+  const authenticate = createTokenAuthenticator({
+    tokens,
+    ...(options.tokenBinding !== undefined ? { tokenBinding: options.tokenBinding } : {}),
+    ...(options.dpop ? { dpop: options.dpop } : {}),
+    ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
+  });
+  const live = createLiveTokenCheck({
+    states,
+    ...(options.revoked ? { revoked: options.revoked } : {}),
+    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
+  });
 
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
     return async (request: FastifyRequest, reply: FastifyReply) => {
       const model = (request.params as { id?: string }).id ?? null;
       let claims: AccessClaims | undefined;
       try {
-        const header = request.headers.authorization;
-        const match = typeof header === "string" ? AUTHORIZATION.exec(header) : null;
-        if (!match) {
-          throw new KPartyError(
-            "token_invalid",
-            binding === "dpop"
-              ? "an access token is required (Authorization: DPoP … with a DPoP proof)"
-              : "an access token is required (Authorization: Bearer …)",
-            { details: { scheme: binding === "dpop" ? "DPoP" : "Bearer" } },
-          );
-        }
-        const scheme = (match[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
-        const token = match[2] as string;
-        const verified = await tokens.verify(token);
-        claims = verified; // named in the audit record of any refusal from here on
-        const named = { holder: verified.holder, credentialId: verified.credentialId };
-        if (verified.jkt !== undefined) {
-          if (scheme !== "DPoP" || !dpop) {
-            throw new KPartyError(
-              "token_invalid",
-              "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
-              { details: { ...named, scheme: "DPoP" } },
-            );
-          }
-          if (dpop.requiresNonce) reply.header("dpop-nonce", dpop.nonce());
-          const proof = await dpop.verify(request.headers.dpop, {
-            method: request.method,
-            url: publicRequestUrl(request, publicUrl),
-            accessToken: token,
-            endpoint: "resource",
-          });
-          if (proof.jkt !== verified.jkt) {
-            throw new KPartyError(
-              "invalid_dpop_proof",
-              "the DPoP proof is signed by another key than the one the access token is bound to",
-              { details: { ...named, endpoint: "resource" } },
-            );
-          }
-        } else if (binding === "dpop") {
-          throw new KPartyError(
-            "token_invalid",
-            "the gateway accepts only DPoP-bound access tokens; get one with a DPoP proof",
-            { details: { ...named, scheme: "DPoP" } },
-          );
-        } else if (scheme !== "Bearer") {
-          throw new KPartyError(
-            "token_invalid",
-            "an access token without cnf goes with Authorization: Bearer",
-            {
-              details: { ...named, scheme: "Bearer" },
-            },
-          );
-        }
+        // the claims are named in the audit record of any refusal once the token verifies
+        ({ claims } = await authenticate(request, reply, (verified) => {
+          claims = verified;
+        }));
+        await live.revoked(claims);
         await options.limiter?.take(
           `credential:${claims.credentialId}`,
           claims.requestsPerMinute ?? defaultRpm,
@@ -176,13 +262,7 @@ export function createAccessGuard(options: GuardOptions) {
         if (model !== null && !grantCoversModel(claims, model)) {
           throw new KPartyError("scope_denied", `the access token does not cover model ${model}`);
         }
-        const state = await states.get({
-          anchorKey: claims.anchorKey,
-          issuer: claims.issuerAccount,
-          revocationIndex: claims.revocationIndex,
-          suspensionIndex: claims.suspensionIndex,
-        });
-        await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
+        await live.credential(claims);
         request.kparty = { ...claims, action, client: request.ip };
         await audit?.append(
           auditEntryOf(request, {

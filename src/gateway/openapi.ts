@@ -1,5 +1,6 @@
 import { ACTIONS } from "../credential/index.ts";
 import { SERVICE_ERROR_CODES } from "../errors/index.ts";
+import { INTROSPECTION_SCHEMA, OAUTH_BODY_SCHEMA } from "./routes/oauth.ts";
 import { VC_API_CHECKS } from "./routes/vc-api.ts";
 import { DEFAULT_CLOCK_SKEW_SECONDS } from "./verify/window.ts";
 
@@ -89,6 +90,13 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
             `iat within ${skew} s; a jti never used before; the server nonce when the gateway requires one). ` +
             'Refusals: 401 `invalid_dpop_proof` or `use_dpop_nonce` with `WWW-Authenticate: DPoP error="…"` ' +
             "(and `DPoP-Nonce`); a bound token sent as bearer is 401 `token_invalid`.",
+        },
+        client: {
+          type: "http",
+          scheme: "basic",
+          description:
+            "a gateway client (`kparty gateway clients add`): HTTP Basic `client_id:client_secret` (RFC 6749 " +
+            "§2.3.1); refused with 401 `invalid_client` and `WWW-Authenticate: Basic`",
         },
         bearer: {
           type: "http",
@@ -338,6 +346,48 @@ export function openApiDocument(options: { domain: string; clockSkewSeconds?: nu
               }),
             },
             ...errors(400, 401, 403, 413, 503),
+          },
+        },
+      },
+      "/oauth/introspect": {
+        post: {
+          summary: "Token introspection (RFC 7662) for resource servers",
+          description:
+            "Authenticated as a gateway client. Answers a live token's members — scope, models, token_type, " +
+            "exp, iat, sub (the holder DID), iss, aud, jti, cnf.jkt (DPoP-bound tokens) and the extension " +
+            "credential_id — after the same per-use checks as every protected request (signature, the " +
+            `credential's window and the token's exp with the ${skew} s skew, revocation at /oauth/revoke, the ` +
+            "credential's on-chain status and its issuer's membership), without a DPoP proof. Otherwise only " +
+            '`{"active": false}`. 503 when the check cannot run (fail closed).',
+          security: [{ client: [] }],
+          requestBody: {
+            required: true,
+            content: { "application/x-www-form-urlencoded": { schema: OAUTH_BODY_SCHEMA } },
+          },
+          responses: {
+            "200": { description: "the token's state", content: json(INTROSPECTION_SCHEMA) },
+            ...errors(400, 401, 503),
+          },
+        },
+      },
+      "/oauth/revoke": {
+        post: {
+          summary: "Token revocation (RFC 7009): a holder its own tokens, a client with --revoke any token",
+          description:
+            "A holder authenticates with one of its own access tokens (as on protected routes: " +
+            "`Authorization: DPoP` and a proof for POST at this URL, or Bearer in bearer mode) and may revoke " +
+            "any token whose sub is itself; another holder's token is 403 `scope_denied`. A gateway client " +
+            "added with `--revoke` (HTTP Basic) may revoke any token; one without it gets 403 `scope_denied`. " +
+            "The token is refused at every replica (401 `token_revoked`) and by introspection until its exp. " +
+            "A token that is invalid, expired or no longer live is answered 200 too (RFC 7009 §2.2). Audited.",
+          security: [{ client: [] }, ...bearer],
+          requestBody: {
+            required: true,
+            content: { "application/x-www-form-urlencoded": { schema: OAUTH_BODY_SCHEMA } },
+          },
+          responses: {
+            "200": { description: "revoked (or nothing to revoke)", content: json({ type: "object" }) },
+            ...errors(400, 401, 403, 503),
           },
         },
       },

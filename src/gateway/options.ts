@@ -98,8 +98,9 @@ export interface GatewayOptions {
   /** HMAC key of the nonces (at least 16 bytes); give replicas the same one. Default: random per process. */
   dpopNonceSecret?: Buffer;
   /**
-   * Where the `jti`s of accepted DPoP proofs are kept (default: the table `dpop_jti` of `db`).
-   * Replicas must share one, so a proof is single-use across them.
+   * Where the `jti`s of accepted DPoP proofs are kept (default: the state's DPoP replay store,
+   * `state.dpopReplay()`: the table `dpop_jti` of `db`, or PostgreSQL's `kparty_dpop_jti`, which
+   * replicas on one database share, so a proof is single-use across them).
    */
   dpopReplay?: DpopReplayStore;
   /** Fastify request logging (default off). Bodies and headers are never logged. */

@@ -3,16 +3,30 @@ import { type ChainClient, createRegistryWatcher, type RegistryWatcher } from ".
 import type { FileModelStore } from "../models/index.ts";
 import { createEmbeddedState } from "../state/embedded/index.ts";
 import { memoryTokenKeys, TokenKeyRing } from "../state/keys.ts";
-import type { AuditStore, ChallengeStore, GatewayState, RateLimits } from "../state/port.ts";
+import type {
+  AuditStore,
+  ChallengeStore,
+  GatewayState,
+  OAuthClientStore,
+  RateLimits,
+  RevokedTokenStore,
+} from "../state/port.ts";
 import { secretsOfUrl } from "../util/redact.ts";
 import { createDidCache } from "./did-cache.ts";
-import { createDpopNonces, createDpopVerifier, type DpopVerifier, SqliteDpopReplayStore } from "./dpop.ts";
-import { createAccessGuard, resolvePublicUrl, resolveTokenBinding, type TokenBinding } from "./guard.ts";
+import { createDpopNonces, createDpopVerifier, type DpopVerifier } from "./dpop.ts";
+import {
+  createAccessGuard,
+  createLiveTokenCheck,
+  createTokenAuthenticator,
+  resolvePublicUrl,
+  resolveTokenBinding,
+  type TokenBinding,
+} from "./guard.ts";
 import { LoadShedder } from "./load-shedding.ts";
 import { createOid4vpSigner, type Oid4vpSigner } from "./oid4vp.ts";
 import { createOperatorLog, type OperatorLog } from "./operator-log.ts";
 import { type CacheBounds, DEFAULT_CACHE_BOUNDS, type GatewayOptions } from "./options.ts";
-import { type Oid4vpTransactionStore, openGatewayDatabase, SqliteOid4vpTransactions } from "./state.ts";
+import type { Oid4vpTransactionStore } from "./state.ts";
 import { createStatusCache, type StatusCache } from "./status-cache.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import { verifyEs256kAsync } from "./verify/es256k.ts";
@@ -55,6 +69,14 @@ export interface GatewayServices {
   state: GatewayState;
   /** The pre-handler that admits a live access token for an action (see `createAccessGuard`). */
   requireAccess: ReturnType<typeof createAccessGuard>;
+  /** A request's access token and its DPoP proof, as the guard checks them (`POST /oauth/revoke`). */
+  authenticate: ReturnType<typeof createTokenAuthenticator>;
+  /** The guard's per-use checks of a live token: revocation, credential state (introspection too). */
+  liveToken: ReturnType<typeof createLiveTokenCheck>;
+  /** Revoked access-token ids, shared by the replicas. */
+  revokedTokens: RevokedTokenStore;
+  /** The clients allowed to introspect and revoke tokens (`kparty gateway clients`). */
+  oauthClients: OAuthClientStore;
   operatorLog: OperatorLog;
   shedder: LoadShedder;
   challengesPerMinute: number;
@@ -138,16 +160,12 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     keys,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
   });
-  // OID4VP transactions and the DPoP replay cache live in the embedded database; a gateway on
-  // PostgreSQL keeps them in a database of its own process until they have PostgreSQL stores
-  // (one replica per OID4VP request; a proof's jti single-use per replica)
-  const local = db ?? state.localDatabase ?? openGatewayDatabase(":memory:");
   const tokenBinding = resolveTokenBinding(options.tokenBinding);
   const publicUrl = resolvePublicUrl(options.publicUrl);
   const dpop = createDpopVerifier({
     now,
     clockSkewSeconds,
-    replay: options.dpopReplay ?? new SqliteDpopReplayStore(local, { now }),
+    replay: options.dpopReplay ?? state.dpopReplay({ now }),
     ...(options.requireDpopNonce
       ? {
           nonces: createDpopNonces({
@@ -169,7 +187,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
   const oid4vp = {
     signer: createOid4vpSigner(options.oid4vp?.key),
-    transactions: new SqliteOid4vpTransactions(local, { now }),
+    transactions: state.oid4vpTransactions({ now }),
     publicUrl: oid4vpPublicUrl,
     requestTtlSeconds,
   };
@@ -236,8 +254,10 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
       ),
   });
   const limiter = state.rateLimits({ now, maxKeys: bounds.rateLimitBuckets });
+  const revokedTokens = state.revokedTokens({ now });
   const requireAccess = createAccessGuard({
     tokens: { verify: tokens.verifyFresh },
+    revoked: revokedTokens,
     tokenBinding,
     dpop,
     ...(publicUrl !== undefined ? { publicUrl } : {}),
@@ -247,6 +267,17 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     ...(options.defaultRequestsPerMinute
       ? { defaultRequestsPerMinute: options.defaultRequestsPerMinute }
       : {}),
+    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
+  });
+  const authenticate = createTokenAuthenticator({
+    tokens: { verify: tokens.verifyFresh },
+    tokenBinding,
+    dpop,
+    ...(publicUrl !== undefined ? { publicUrl } : {}),
+  });
+  const liveToken = createLiveTokenCheck({
+    states,
+    revoked: revokedTokens,
     ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
   });
   const shedder = new LoadShedder({ maxInFlight, maxEventLoopDelayMs });
@@ -269,6 +300,10 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     limiter,
     state,
     requireAccess,
+    authenticate,
+    liveToken,
+    revokedTokens,
+    oauthClients: state.oauthClients({ now }),
     operatorLog,
     shedder,
     challengesPerMinute: options.challengesPerMinute ?? 60,

@@ -3,6 +3,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
+import type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
 /**
  * Opens (creating if needed) the gateway's embedded database: challenges, OID4VP transactions,
@@ -158,53 +159,7 @@ export class ChallengeStore {
   }
 }
 
-/** One OID4VP authorization request of this gateway and what became of it. */
-export interface Oid4vpTransaction {
-  /** The caller's handle on the transaction (256 random bits): whoever holds it collects the token. */
-  id: string;
-  /** The request's `state`, echoed by the wallet; also names its `request_uri`. */
-  state: string;
-  /** The request's single-use `nonce`: the challenge the presentation must carry. */
-  nonce: string;
-  /** Who created it (client address). */
-  client: string;
-  /** What the route keeps about the request (JSON: client_id, scope, DCQL query, signed request object). */
-  request: string;
-  createdAt: number;
-  expiresAt: number;
-  /** When the wallet's response consumed the nonce. */
-  respondedAt: number | null;
-  outcome: "granted" | "denied" | null;
-  /** JSON: the grant (granted) or the error (denied). */
-  result: string | null;
-  /** When the caller collected the token (once). */
-  redeemedAt: number | null;
-}
-
-/**
- * The state port of OID4VP transactions: create, look up, consume the nonce once, settle,
- * redeem once. Every single-use step is one conditional write, so it holds across concurrent
- * requests (and, in a shared backend, across replicas). {@link SqliteOid4vpTransactions} is
- * the embedded backend.
- */
-export interface Oid4vpTransactionStore {
-  create(
-    transaction: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">,
-  ): void;
-  byId(id: string): Oid4vpTransaction | undefined;
-  byState(state: string): Oid4vpTransaction | undefined;
-  /**
-   * Marks the nonce of the transaction `state` names used; throws `challenge_invalid` (unknown
-   * state, another nonce, expired request) or `challenge_reused` (already answered).
-   */
-  consumeNonce(state: string, nonce: string): void;
-  /** Like {@link consumeNonce} without writing: a made-up nonce costs nothing. */
-  checkNonce(state: string, nonce: string): void;
-  /** Records the decision on a responded transaction (once). */
-  settle(id: string, outcome: "granted" | "denied", result: string): void;
-  /** Marks a granted transaction's token collected; false if it was already (or is not granted). */
-  redeem(id: string): boolean;
-}
+export type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
 interface TransactionRow {
   id: string;

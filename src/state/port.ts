@@ -1,5 +1,4 @@
 import type { KeyObject } from "node:crypto";
-import type { DatabaseSync } from "node:sqlite";
 import type { KPartyError } from "../errors/index.ts";
 import type { TokenKeyStoreOptions } from "./sealed.ts";
 
@@ -11,8 +10,9 @@ import type { TokenKeyStoreOptions } from "./sealed.ts";
  * replicas on one PostgreSQL database; see `openPostgresState`).
  *
  * A backend is a set of store factories: the gateway builds each store with its own options
- * (clock, lifetimes). Further stores (a DPoP `jti` replay store, OID4VP request state) join as
- * further factories with the same shape: embedded in the gateway's SQLite file, shared in
+ * (clock, lifetimes): challenges, rate limits, the audit log, token keys, the DPoP `jti` replay
+ * store, revoked token ids, introspection clients and OID4VP transactions. Further stores join
+ * as further factories with the same shape: embedded in the gateway's SQLite file, shared in
  * PostgreSQL.
  *
  * Methods return `Awaitable<T>`: the embedded backend answers synchronously (no promise, no
@@ -136,17 +136,114 @@ export interface TokenKeyStore {
   add(): Promise<StoredTokenKey>;
 }
 
+/**
+ * Where the `jti`s of accepted DPoP proofs are kept until their proofs could no longer be
+ * accepted: one store for the deployment makes a proof single-use across replicas. `use`
+ * records `key` until `expiresAtMs` and answers whether it was new (false: a replay), atomically:
+ * of concurrent uses of one key on any replica exactly one is new. An entry past its expiry
+ * counts as absent (and is pruned).
+ */
+export interface DpopReplayStore {
+  use(key: string, expiresAtMs: number): Awaitable<boolean>;
+}
+
+/**
+ * Access-token ids (`jti`) revoked before their expiry (`POST /oauth/revoke`), shared by every
+ * replica. An id is kept until `keepUntilMs` (the token's `exp` plus the clock skew), then
+ * pruned: by then the token is refused for its time anyway.
+ */
+export interface RevokedTokenStore {
+  /** Records `tokenId` as revoked; answers whether it was newly revoked (false: it already was). */
+  revoke(tokenId: string, keepUntilMs: number): Awaitable<boolean>;
+  /** Whether `tokenId` is revoked (exact: read from the store, not a cache). */
+  isRevoked(tokenId: string): Awaitable<boolean>;
+}
+
+/** A client the operator allows to introspect (and, with `canRevoke`, revoke) access tokens. */
+export interface OAuthClient {
+  /** The `client_id` (12 hex digits). */
+  id: string;
+  name: string;
+  /** May revoke any token at `POST /oauth/revoke` (every client may introspect). */
+  canRevoke: boolean;
+  createdAt: string;
+}
+
+/** One stored client: its secret only as a SHA-256 hash. */
+export interface OAuthClientRow extends OAuthClient {
+  /** SHA-256 of the client secret, hex. */
+  secretHash: string;
+}
+
+/**
+ * The introspection clients of the deployment (`kparty gateway clients add|list|remove`):
+ * resource servers that authenticate with HTTP Basic `client_id:client_secret` (RFC 6749
+ * §2.3.1). Secrets are shown once and stored as hashes; every replica sees every client.
+ */
+export interface OAuthClientStore {
+  /** Adds a client; the secret is returned once and not kept. `conflict` for a name in use. */
+  add(name: string, options?: { canRevoke?: boolean }): Promise<{ client: OAuthClient; secret: string }>;
+  /** Every client, oldest first. */
+  list(): Promise<OAuthClient[]>;
+  /** Removes the client with this id or name (`not_found` if none); its secret stops working at once. */
+  remove(idOrName: string): Promise<OAuthClient>;
+  /** The client when `id` exists and `secret` is its secret; else null (compared in constant time). */
+  authenticate(id: string, secret: string): Promise<OAuthClient | null>;
+}
+
+/** One OID4VP authorization request of this gateway and what became of it. */
+export interface Oid4vpTransaction {
+  /** The caller's handle on the transaction (256 random bits): whoever holds it collects the token. */
+  id: string;
+  /** The request's `state`, echoed by the wallet; also names its `request_uri`. */
+  state: string;
+  /** The request's single-use `nonce`: the challenge the presentation must carry. */
+  nonce: string;
+  /** Who created it (client address). */
+  client: string;
+  /** What the route keeps about the request (JSON: client_id, scope, DCQL query, signed request object). */
+  request: string;
+  createdAt: number;
+  expiresAt: number;
+  /** When the wallet's response consumed the nonce. */
+  respondedAt: number | null;
+  outcome: "granted" | "denied" | null;
+  /** JSON: the grant (granted) or the error (denied). */
+  result: string | null;
+  /** When the caller collected the token (once). */
+  redeemedAt: number | null;
+}
+
+/**
+ * OID4VP transactions: create, look up, consume the nonce once, settle, redeem once. Every
+ * single-use step is one conditional write, so it holds across concurrent requests and, on
+ * PostgreSQL, across replicas (a request created at one replica is answered and collected at
+ * any). Transactions expired a day ago are pruned.
+ */
+export interface Oid4vpTransactionStore {
+  create(
+    transaction: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">,
+  ): Awaitable<void>;
+  byId(id: string): Awaitable<Oid4vpTransaction | undefined>;
+  byState(state: string): Awaitable<Oid4vpTransaction | undefined>;
+  /**
+   * Marks the nonce of the transaction `state` names used; throws `challenge_invalid` (unknown
+   * state, another nonce, expired request) or `challenge_reused` (already answered).
+   */
+  consumeNonce(state: string, nonce: string): Awaitable<void>;
+  /** Like {@link consumeNonce} without writing: a made-up nonce costs nothing. */
+  checkNonce(state: string, nonce: string): Awaitable<void>;
+  /** Records the decision on a responded transaction (once). */
+  settle(id: string, outcome: "granted" | "denied", result: string): Awaitable<void>;
+  /** Marks a granted transaction's token collected; false if it was already (or is not granted). */
+  redeem(id: string): Awaitable<boolean>;
+}
+
 /** Serialises work on one model across the deployment (round closing, accepting an update). */
 export type ModelLock = <T>(model: string, fn: () => Promise<T>) => Promise<T>;
 
 /** A state backend: the factories of the gateway's stores. */
 export interface GatewayState {
-  /**
-   * The embedded backend's node:sqlite database, where the stores not yet behind this port
-   * (the DPoP replay cache, OID4VP transactions) are kept too; absent on PostgreSQL, where they
-   * stay in a database of the process for now.
-   */
-  readonly localDatabase?: DatabaseSync;
   readonly backend: "embedded" | "postgres";
   challenges(options: { ttlSeconds: number; now: () => number }): ChallengeStore;
   /** `maxKeys` bounds the buckets an embedded store keeps in memory (least recently used out). */
@@ -160,6 +257,14 @@ export interface GatewayState {
    * PostgreSQL backend throws a `TypeError` (replicas must share the keys).
    */
   tokenKeys(options?: TokenKeyStoreOptions): TokenKeyStore;
+  /** The DPoP `jti` replay store (`INSERT … ON CONFLICT`, pruned once proofs have expired). */
+  dpopReplay(options: { now: () => number }): DpopReplayStore;
+  /** Revoked access-token ids, until their tokens' expiry. */
+  revokedTokens(options: { now: () => number }): RevokedTokenStore;
+  /** The introspection clients (`POST /oauth/introspect`, `/oauth/revoke`). */
+  oauthClients(options?: { now?: () => number }): OAuthClientStore;
+  /** OID4VP transactions (`/oid4vp/…`). */
+  oid4vpTransactions(options: { now: () => number }): Oid4vpTransactionStore;
   /** A lock for model stores whose files are shared between replicas (null: one process). */
   modelLock(): ModelLock | null;
   /** Releases what the backend holds (the pool); the embedded backend leaves its database to its opener. */

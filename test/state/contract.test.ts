@@ -202,6 +202,150 @@ for (const backend of [embedded, postgresBackend]) {
         }
       });
 
+      it("uses a DPoP jti once across replicas (20 concurrent uses: one new), and again only after its expiry", async () => {
+        const d = await backend.deployment();
+        try {
+          let now = T0;
+          const clock = { now: () => now };
+          const a = (await d.replica()).dpopReplay(clock);
+          const b = (await d.replica()).dpopReplay(clock);
+          const stores = [a, b];
+          const outcomes = await Promise.all(
+            Array.from({ length: 20 }, (_, i) => stores[i % 2]?.use("jkt:jti-1", T0 + 61_000)),
+          );
+          expect(outcomes.filter((fresh) => fresh === true)).toHaveLength(1);
+          expect(outcomes.filter((fresh) => fresh === false)).toHaveLength(19);
+          expect([await b.use("jkt:jti-2", T0 + 61_000), await a.use("jkt:jti-2", T0 + 61_000)]).toEqual([
+            true,
+            false,
+          ]);
+          now = T0 + 61_000; // still kept at its expiry
+          expect(await b.use("jkt:jti-1", T0 + 200_000)).toBe(false);
+          now = T0 + 61_001; // past it: absent (pruned, or taken over by the new use)
+          expect(await b.use("jkt:jti-1", T0 + 200_000)).toBe(true);
+          expect(await a.use("jkt:jti-1", T0 + 200_000)).toBe(false);
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("keeps a revoked token id at every replica until its keep-until time, then forgets it", async () => {
+        const d = await backend.deployment();
+        try {
+          let now = T0;
+          const clock = { now: () => now };
+          const a = (await d.replica()).revokedTokens(clock);
+          const b = (await d.replica()).revokedTokens(clock);
+          expect(await b.isRevoked("token-1")).toBe(false);
+          expect(await a.revoke("token-1", T0 + 300_000)).toBe(true);
+          expect(await b.revoke("token-1", T0 + 300_000)).toBe(false); // already revoked
+          expect([
+            await a.isRevoked("token-1"),
+            await b.isRevoked("token-1"),
+            await b.isRevoked("token-2"),
+          ]).toEqual([true, true, false]);
+          now = T0 + 300_000;
+          expect(await b.isRevoked("token-1")).toBe(true);
+          now = T0 + 300_001;
+          expect(await b.isRevoked("token-1")).toBe(false);
+          await a.revoke("token-3", T0 + 900_000); // prunes what is past
+          expect(await b.revoke("token-1", T0 + 900_000)).toBe(true);
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("adds introspection clients seen by every replica, authenticates their secrets, removes them", async () => {
+        const d = await backend.deployment();
+        try {
+          const now = () => T0;
+          const a = (await d.replica()).oauthClients({ now });
+          const b = (await d.replica()).oauthClients({ now });
+          const rs = await a.add("resource-server");
+          const op = await a.add("operator", { canRevoke: true });
+          expect(rs.client).toEqual({
+            id: expect.stringMatching(/^[0-9a-f]{12}$/),
+            name: "resource-server",
+            canRevoke: false,
+            createdAt: new Date(T0).toISOString(),
+          });
+          expect(rs.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+          expect(await b.list()).toEqual([rs.client, op.client].sort((x, y) => x.id.localeCompare(y.id)));
+          expect(await b.authenticate(rs.client.id, rs.secret)).toEqual(rs.client);
+          expect(await b.authenticate(op.client.id, op.secret)).toEqual(op.client);
+          expect(await b.authenticate(rs.client.id, op.secret)).toBeNull();
+          expect(await b.authenticate("0123456789ab", rs.secret)).toBeNull();
+          expect(await refusal(() => b.add("resource-server"))).toBe("conflict");
+          expect(await refusal(() => b.add("0123456789ab"))).toBe("invalid_argument");
+          expect(await b.remove("resource-server")).toEqual(rs.client);
+          expect(await a.authenticate(rs.client.id, rs.secret)).toBeNull();
+          expect(await refusal(() => a.remove(rs.client.id))).toBe("not_found");
+          expect(await a.remove(op.client.id)).toEqual(op.client);
+          expect(await a.list()).toEqual([]);
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("keeps an OID4VP transaction for every replica: its nonce consumed once, settled once, redeemed once", async () => {
+        const d = await backend.deployment();
+        try {
+          let now = T0;
+          const clock = { now: () => now };
+          const a = (await d.replica()).oid4vpTransactions(clock);
+          const b = (await d.replica()).oid4vpTransactions(clock);
+          const stores = [a, b];
+          const tx = { id: "tx-1", state: "st-1", nonce: "n-1", client: "127.0.0.1", request: '{"r":1}' };
+          await a.create({ ...tx, expiresAt: T0 + 300_000 });
+          expect(await b.byState("st-1")).toEqual({
+            ...tx,
+            createdAt: T0,
+            expiresAt: T0 + 300_000,
+            respondedAt: null,
+            outcome: null,
+            result: null,
+            redeemedAt: null,
+          });
+          expect(await b.byId("nope")).toBeUndefined();
+          expect(await refusal(() => b.checkNonce("st-1", "other"))).toBe("challenge_invalid");
+          expect(await refusal(() => b.consumeNonce("nope", "n-1"))).toBe("challenge_invalid");
+          await b.checkNonce("st-1", "n-1");
+          await b.settle("tx-1", "granted", "{}"); // not responded yet: ignored
+          expect(await b.redeem("tx-1")).toBe(false);
+          now = T0 + 1_000;
+          const consumed = await Promise.all(
+            Array.from({ length: 20 }, (_, i) => refusal(() => stores[i % 2]?.consumeNonce("st-1", "n-1"))),
+          );
+          expect(consumed.filter((o) => o === "accepted")).toHaveLength(1);
+          expect(consumed.filter((o) => o === "challenge_reused")).toHaveLength(19);
+          await b.settle("tx-1", "granted", '{"g":1}');
+          await a.settle("tx-1", "denied", '{"code":"revoked"}'); // settled already: ignored
+          const redeemed = await Promise.all(
+            Array.from({ length: 10 }, (_, i) => stores[i % 2]?.redeem("tx-1")),
+          );
+          expect(redeemed.filter((r) => r === true)).toHaveLength(1);
+          expect(await a.byId("tx-1")).toMatchObject({
+            respondedAt: T0 + 1_000,
+            outcome: "granted",
+            result: '{"g":1}',
+            redeemedAt: T0 + 1_000,
+          });
+          await b.create({
+            id: "tx-2",
+            state: "st-2",
+            nonce: "n-2",
+            client: "c",
+            request: "{}",
+            expiresAt: T0 + 2_000,
+          });
+          now = T0 + 2_000;
+          expect(await refusal(() => a.consumeNonce("st-2", "n-2"))).toBe("challenge_invalid");
+          expect((await a.byState("st-2"))?.respondedAt).toBeNull();
+        } finally {
+          await d.close();
+        }
+      });
+
       it("chains audit records from concurrent appends of two replicas into one chain that verifies", async () => {
         const d = await backend.deployment();
         try {

@@ -21,6 +21,7 @@ import {
   stateLocation,
   tokenKeySecretRequired,
 } from "../state.ts";
+import { registerGatewayClients } from "./gateway-clients.ts";
 
 /** The `kparty` command's script: only that process restarts itself (not a test running the CLI). */
 const KPARTY_BIN = fileURLToPath(new URL("../../../bin/kparty.js", import.meta.url));
@@ -229,6 +230,8 @@ Examples:
         },
       ),
     );
+
+  registerGatewayClients(gateway);
 
   const keys = gateway
     .command("keys")

@@ -99,7 +99,7 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
       now: new Date(at),
     });
     const expiresAt = at + requestTtlSeconds * 1000;
-    transactions.create({
+    await transactions.create({
       id,
       state,
       nonce,
@@ -121,7 +121,7 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
   });
 
   app.get<{ Params: { state: string } }>("/oid4vp/requests/:state", async (request, reply) => {
-    const transaction = transactions.byState(request.params.state);
+    const transaction = await transactions.byState(request.params.state);
     if (!transaction || transaction.expiresAt <= now()) {
       throw new KPartyError("not_found", "no open authorization request here");
     }
@@ -139,7 +139,7 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
         throw new KPartyError("malformed", "state is required");
       }
       const state = body.state;
-      const transaction = transactions.byState(state);
+      const transaction = await transactions.byState(state);
       if (!transaction) {
         throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
       }
@@ -148,8 +148,8 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
       const verified = await verifier.verifyPresentation(vp, {
         domain: stored.clientId,
         precheckChallenge: (nonce) => transactions.checkNonce(state, nonce),
-        consumeChallenge: (nonce) => {
-          transactions.consumeNonce(state, nonce);
+        consumeChallenge: async (nonce) => {
+          await transactions.consumeNonce(state, nonce);
           bound = transaction.id;
         },
       });
@@ -168,14 +168,20 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
         action: scope.actions.join(" "),
         outcome: "granted",
       });
-      transactions.settle(transaction.id, "granted", JSON.stringify(grantOf(verified, scope)));
+      await transactions.settle(transaction.id, "granted", JSON.stringify(grantOf(verified, scope)));
       return {};
     } catch (error) {
       const code = error instanceof KPartyError ? error.code : "internal";
       if (bound !== null) {
         // what the client is told for this error: its code and the message errorResponse gives
         const { code: shown, message } = errorResponse(error)[1].error;
-        transactions.settle(bound, "denied", JSON.stringify({ code: shown, message }));
+        // a settlement that cannot be stored leaves the transaction pending until it expires; the
+        // refusal is still answered and audited
+        await Promise.resolve(
+          transactions.settle(bound, "denied", JSON.stringify({ code: shown, message })),
+        ).catch((settleError: unknown) =>
+          services.operatorLog.failure("POST /oid4vp/responses (settle)", settleError),
+        );
       }
       await audit.append({
         client: clientOf(request),
@@ -190,7 +196,7 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
   });
 
   app.get<{ Params: { id: string } }>("/oid4vp/transactions/:id", async (request) => {
-    const transaction = transactions.byId(request.params.id);
+    const transaction = await transactions.byId(request.params.id);
     if (!transaction) throw new KPartyError("not_found", "no such transaction");
     const expires_at = new Date(transaction.expiresAt).toISOString();
     if (transaction.outcome === null) {
@@ -199,7 +205,7 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
     if (transaction.outcome === "denied") {
       return { status: "denied", error: JSON.parse(transaction.result as string) };
     }
-    if (!transactions.redeem(transaction.id)) return { status: "redeemed" };
+    if (!(await transactions.redeem(transaction.id))) return { status: "redeemed" };
     const grant = JSON.parse(transaction.result as string) as PresentationGrant;
     try {
       // the caller that collects the token binds it to its own DPoP key (or gets a bearer token)

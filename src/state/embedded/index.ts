@@ -1,9 +1,11 @@
 import type { DatabaseSync } from "node:sqlite";
 import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
+import { SqliteDpopReplayStore } from "../../gateway/dpop.ts";
 import { RateLimiter } from "../../gateway/rate-limit.ts";
-import { ChallengeStore } from "../../gateway/state.ts";
+import { ChallengeStore, SqliteOid4vpTransactions } from "../../gateway/state.ts";
 import { memoryTokenKeys } from "../keys.ts";
-import type { GatewayState, TokenKeyStore } from "../port.ts";
+import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
+import type { GatewayState, OAuthClientRow, RevokedTokenStore, TokenKeyStore } from "../port.ts";
 import {
   rowOf,
   type SealedSnapshot,
@@ -14,7 +16,8 @@ import {
 
 /**
  * The embedded backend: the gateway's node:sqlite file (see `openGatewayDatabase`) for
- * challenges, the audit log and the token keys (encrypted under `tokenKeys({ secret })`; without
+ * challenges, the audit log, the DPoP `jti` replay store, revoked token ids, introspection
+ * clients, OID4VP transactions and the token keys (encrypted under `tokenKeys({ secret })`; without
  * a secret one fresh key in memory, whose tokens end with the process), and rate limits in memory — one process is
  * the whole deployment, so its buckets are the only ones. Zero set-up; the caller opens and
  * closes the database.
@@ -27,7 +30,6 @@ import {
 export function createEmbeddedState(db: DatabaseSync): GatewayState {
   return {
     backend: "embedded",
-    localDatabase: db,
     challenges: (options) => new ChallengeStore(db, options),
     rateLimits: (options) => new RateLimiter(options),
     audit: (options) => new AuditLog(db, options),
@@ -37,8 +39,81 @@ export function createEmbeddedState(db: DatabaseSync): GatewayState {
     }),
     tokenKeys: (options = {}) =>
       options.secret === undefined ? memoryTokenKeys(undefined, options.now) : sqliteTokenKeys(db, options),
+    dpopReplay: (options) => new SqliteDpopReplayStore(db, options),
+    revokedTokens: (options) => sqliteRevokedTokens(db, options),
+    oauthClients: (options = {}) => oauthClientStore(sqliteOAuthClientRows(db), options.now),
+    oid4vpTransactions: (options) => new SqliteOid4vpTransactions(db, options),
     modelLock: () => null,
     close: async () => {},
+  };
+}
+
+/**
+ * Revoked token ids in table `revoked_tokens` (created on first use): a primary-key lookup per
+ * protected request, synchronous; ids past their `keep_until` pruned at most once a second.
+ */
+function sqliteRevokedTokens(db: DatabaseSync, options: { now: () => number }): RevokedTokenStore {
+  db.exec(`CREATE TABLE IF NOT EXISTS revoked_tokens (
+    token_id TEXT PRIMARY KEY NOT NULL,
+    keep_until INTEGER NOT NULL,
+    revoked_at INTEGER NOT NULL
+  )`);
+  db.exec("CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (keep_until)");
+  const insert = db.prepare(
+    "INSERT INTO revoked_tokens (token_id, keep_until, revoked_at) VALUES (?, ?, ?) ON CONFLICT (token_id) DO NOTHING",
+  );
+  const lookup = db.prepare("SELECT 1 FROM revoked_tokens WHERE token_id = ? AND keep_until >= ?");
+  const prune = db.prepare("DELETE FROM revoked_tokens WHERE keep_until < ?");
+  let prunedAt = 0;
+  return {
+    revoke(tokenId, keepUntilMs) {
+      const now = options.now();
+      if (now - prunedAt >= 1_000) {
+        prunedAt = now;
+        prune.run(now);
+      }
+      return insert.run(tokenId, keepUntilMs, now).changes === 1;
+    },
+    isRevoked: (tokenId) => lookup.get(tokenId, options.now()) !== undefined,
+  };
+}
+
+/** Introspection clients in table `oauth_clients` (created on first use). */
+function sqliteOAuthClientRows(db: DatabaseSync): OAuthClientRows {
+  db.exec(`CREATE TABLE IF NOT EXISTS oauth_clients (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL UNIQUE,
+    secret_hash TEXT NOT NULL,
+    can_revoke INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+  )`);
+  const columns = "id, name, secret_hash, can_revoke, created_at";
+  type Row = { id: string; name: string; secret_hash: string; can_revoke: number; created_at: string };
+  const rowOf = (r: Row): OAuthClientRow => ({
+    id: r.id,
+    name: r.name,
+    secretHash: r.secret_hash,
+    canRevoke: r.can_revoke === 1,
+    createdAt: r.created_at,
+  });
+  const find = db.prepare(`SELECT ${columns} FROM oauth_clients WHERE id = ? OR name = ?`);
+  return {
+    insert: (row) =>
+      db
+        .prepare(`INSERT INTO oauth_clients (${columns}) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+        .run(row.id, row.name, row.secretHash, row.canRevoke ? 1 : 0, row.createdAt).changes === 1,
+    all: () =>
+      (db.prepare(`SELECT ${columns} FROM oauth_clients ORDER BY created_at, id`).all() as Row[]).map(rowOf),
+    byId: (id) => {
+      const row = db.prepare(`SELECT ${columns} FROM oauth_clients WHERE id = ?`).get(id) as Row | undefined;
+      return row ? rowOf(row) : undefined;
+    },
+    delete: (idOrName) => {
+      const row = find.get(idOrName, idOrName) as Row | undefined;
+      if (!row) return undefined;
+      db.prepare("DELETE FROM oauth_clients WHERE id = ?").run(row.id);
+      return rowOf(row);
+    },
   };
 }
 

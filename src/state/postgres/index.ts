@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { auditChainWalker, auditRecordFromRow, chainedRecords } from "../../gateway/audit.ts";
+import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type {
   AuditEntry,
   AuditReader,
@@ -9,9 +10,14 @@ import type {
   AuditStore,
   Challenge,
   ChallengeStore,
+  DpopReplayStore,
   GatewayState,
   ModelLock,
+  OAuthClientRow,
+  Oid4vpTransaction,
+  Oid4vpTransactionStore,
   RateLimits,
+  RevokedTokenStore,
   TokenKeyStore,
 } from "../port.ts";
 import {
@@ -50,8 +56,9 @@ function unavailable(error: unknown): KPartyError {
 /**
  * The PostgreSQL backend: any number of gateway replicas share one database for challenges
  * (redeemed at most once, whichever replica sees them), rate buckets and quotas (one bucket per
- * key for the deployment), one audit chain (appends serialised on its head row: no forks) and
- * the token keys (every replica verifies every replica's tokens; stored encrypted under the
+ * key for the deployment), one audit chain (appends serialised on its head row: no forks), the
+ * DPoP `jti` replay store (a proof is single-use across replicas), revoked token ids, the
+ * introspection clients, OID4VP transactions and the token keys (every replica verifies every replica's tokens; stored encrypted under the
  * secret `tokenKeys({ secret })` requires, the same on every replica). Opens a bounded pool and runs
  * the schema migrations (see `MIGRATIONS`) before it returns. A database that cannot be reached
  * makes the requests that need it fail closed with 503 `state_unavailable`; the pool reconnects
@@ -114,6 +121,10 @@ export function postgresState(pool: pg.Pool): GatewayState {
     },
     auditReader: () => postgresAuditReader(query),
     tokenKeys: (options = {}) => postgresTokenKeys(pool, query, options),
+    dpopReplay: (options) => postgresDpopReplay(query, options),
+    revokedTokens: (options) => postgresRevokedTokens(query, options),
+    oauthClients: (options = {}) => oauthClientStore(postgresOAuthClientRows(query), options.now),
+    oid4vpTransactions: (options) => new PostgresOid4vpTransactions(query, options),
     modelLock: () => postgresModelLock(pool),
     async close() {
       await Promise.all(audits.map((a) => a.close()));
@@ -464,6 +475,219 @@ function postgresTokenKeys(pool: pg.Pool, query: Query, options: TokenKeyStoreOp
     },
     { ...options, where: "the PostgreSQL database" },
   );
+}
+
+/** Deletes rows of `table` past `column` at most once a second per store (a bounded table, no extra query per request). */
+function pruner(query: Query, table: string, column: string) {
+  let prunedAt = 0;
+  return async (now: number) => {
+    if (now - prunedAt < 1_000) return;
+    prunedAt = now;
+    await query(`DELETE FROM ${table} WHERE ${column} < $1`, [now]);
+  };
+}
+
+/**
+ * The DPoP replay store of the deployment: one upsert that inserts the key, or takes over an
+ * entry past its expiry, and returns a row only then — so of concurrent uses of one `jti` on
+ * any replica exactly one is new (the row lock orders them).
+ */
+function postgresDpopReplay(query: Query, options: { now: () => number }): DpopReplayStore {
+  const prune = pruner(query, "kparty_dpop_jti", "expires_at");
+  return {
+    async use(key, expiresAtMs) {
+      const now = options.now();
+      await prune(now);
+      const { rowCount } = await query(
+        `INSERT INTO kparty_dpop_jti AS j (key, expires_at) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < $3
+         RETURNING 1`,
+        [key, expiresAtMs, now],
+      );
+      return rowCount === 1;
+    },
+  };
+}
+
+/** Revoked token ids of the deployment: `INSERT … ON CONFLICT DO NOTHING`, a primary-key lookup per use. */
+function postgresRevokedTokens(query: Query, options: { now: () => number }): RevokedTokenStore {
+  const prune = pruner(query, "kparty_revoked_tokens", "keep_until");
+  return {
+    async revoke(tokenId, keepUntilMs) {
+      const now = options.now();
+      await prune(now);
+      const { rowCount } = await query(
+        `INSERT INTO kparty_revoked_tokens (token_id, keep_until, revoked_at) VALUES ($1, $2, $3)
+         ON CONFLICT (token_id) DO NOTHING RETURNING 1`,
+        [tokenId, keepUntilMs, now],
+      );
+      return rowCount === 1;
+    },
+    async isRevoked(tokenId) {
+      const { rowCount } = await query(
+        "SELECT 1 FROM kparty_revoked_tokens WHERE token_id = $1 AND keep_until >= $2",
+        [tokenId, options.now()],
+      );
+      return rowCount === 1;
+    },
+  };
+}
+
+type TransactionRow = {
+  id: string;
+  state: string;
+  nonce: string;
+  client: string;
+  request: string;
+  created_at: string;
+  expires_at: string;
+  responded_at: string | null;
+  outcome: "granted" | "denied" | null;
+  result: string | null;
+  redeemed_at: string | null;
+};
+
+const numberOrNull = (v: string | null) => (v === null ? null : Number(v));
+
+/**
+ * OID4VP transactions of the deployment in `kparty_oid4vp_transactions`: a request created at
+ * one replica is fetched, answered and collected at any. Every single-use step (the nonce, the
+ * settlement, the collection) is one conditional `UPDATE`: of concurrent attempts on any replica
+ * exactly one changes the row. Transactions expired a day ago are pruned (at most a minute apart).
+ */
+class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
+  readonly #query: Query;
+  readonly #now: () => number;
+  #prunedAt = 0;
+
+  constructor(query: Query, options: { now: () => number }) {
+    this.#query = query;
+    this.#now = options.now;
+  }
+
+  async create(t: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">) {
+    const now = this.#now();
+    if (now - this.#prunedAt >= 60_000) {
+      this.#prunedAt = now;
+      await this.#query("DELETE FROM kparty_oid4vp_transactions WHERE expires_at < $1", [now - 86_400_000]);
+    }
+    await this.#query(
+      `INSERT INTO kparty_oid4vp_transactions (id, state, nonce, client, request, created_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [t.id, t.state, t.nonce, t.client, t.request, now, t.expiresAt],
+    );
+  }
+
+  async #one(column: "id" | "state", value: string): Promise<Oid4vpTransaction | undefined> {
+    const { rows } = await this.#query<TransactionRow>(
+      `SELECT * FROM kparty_oid4vp_transactions WHERE ${column} = $1`,
+      [value],
+    );
+    const row = rows[0];
+    return (
+      row && {
+        id: row.id,
+        state: row.state,
+        nonce: row.nonce,
+        client: row.client,
+        request: row.request,
+        createdAt: Number(row.created_at),
+        expiresAt: Number(row.expires_at),
+        respondedAt: numberOrNull(row.responded_at),
+        outcome: row.outcome,
+        result: row.result,
+        redeemedAt: numberOrNull(row.redeemed_at),
+      }
+    );
+  }
+
+  byId(id: string) {
+    return this.#one("id", id);
+  }
+
+  byState(state: string) {
+    return this.#one("state", state);
+  }
+
+  async checkNonce(state: string, nonce: string): Promise<void> {
+    const t = await this.byState(state);
+    if (!t)
+      throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
+    if (t.nonce !== nonce)
+      throw new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
+    if (t.respondedAt !== null)
+      throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+    if (t.expiresAt <= this.#now())
+      throw new KPartyError("challenge_invalid", "the authorization request has expired");
+  }
+
+  async consumeNonce(state: string, nonce: string): Promise<void> {
+    const now = this.#now();
+    const { rowCount } = await this.#query(
+      `UPDATE kparty_oid4vp_transactions SET responded_at = $1
+       WHERE state = $2 AND nonce = $3 AND responded_at IS NULL AND expires_at > $1`,
+      [now, state, nonce],
+    );
+    if (rowCount === 1) return;
+    await this.checkNonce(state, nonce);
+    throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+  }
+
+  async settle(id: string, outcome: "granted" | "denied", result: string): Promise<void> {
+    await this.#query(
+      `UPDATE kparty_oid4vp_transactions SET outcome = $1, result = $2
+       WHERE id = $3 AND responded_at IS NOT NULL AND outcome IS NULL`,
+      [outcome, result, id],
+    );
+  }
+
+  async redeem(id: string): Promise<boolean> {
+    const { rowCount } = await this.#query(
+      `UPDATE kparty_oid4vp_transactions SET redeemed_at = $1
+       WHERE id = $2 AND outcome = 'granted' AND redeemed_at IS NULL`,
+      [this.#now(), id],
+    );
+    return rowCount === 1;
+  }
+}
+
+/** Introspection clients in `kparty_oauth_clients`. */
+function postgresOAuthClientRows(query: Query): OAuthClientRows {
+  const columns = "id, name, secret_hash, can_revoke, created_at";
+  type Row = { id: string; name: string; secret_hash: string; can_revoke: boolean; created_at: string };
+  const rowOf = (r: Row): OAuthClientRow => ({
+    id: r.id,
+    name: r.name,
+    secretHash: r.secret_hash,
+    canRevoke: r.can_revoke,
+    createdAt: r.created_at,
+  });
+  return {
+    async insert(row) {
+      const { rowCount } = await query(
+        `INSERT INTO kparty_oauth_clients (${columns}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1`,
+        [row.id, row.name, row.secretHash, row.canRevoke, row.createdAt],
+      );
+      return rowCount === 1;
+    },
+    async all() {
+      const { rows } = await query<Row>(
+        `SELECT ${columns} FROM kparty_oauth_clients ORDER BY created_at, id`,
+      );
+      return rows.map(rowOf);
+    },
+    async byId(id) {
+      const { rows } = await query<Row>(`SELECT ${columns} FROM kparty_oauth_clients WHERE id = $1`, [id]);
+      return rows[0] ? rowOf(rows[0]) : undefined;
+    },
+    async delete(idOrName) {
+      const { rows } = await query<Row>(
+        `DELETE FROM kparty_oauth_clients WHERE id = $1 OR name = $1 RETURNING ${columns}`,
+        [idOrName],
+      );
+      return rows[0] ? rowOf(rows[0]) : undefined;
+    },
+  };
 }
 
 /**

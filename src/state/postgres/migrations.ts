@@ -82,6 +82,44 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: "DPoP jti replay store, revoked access tokens, introspection clients, OID4VP transactions",
+    sql: `
+      CREATE TABLE kparty_dpop_jti (
+        key text PRIMARY KEY,
+        expires_at bigint NOT NULL
+      );
+      CREATE INDEX kparty_dpop_jti_expiry ON kparty_dpop_jti (expires_at);
+      CREATE TABLE kparty_revoked_tokens (
+        token_id text PRIMARY KEY,
+        keep_until bigint NOT NULL,
+        revoked_at bigint NOT NULL
+      );
+      CREATE INDEX kparty_revoked_tokens_expiry ON kparty_revoked_tokens (keep_until);
+      CREATE TABLE kparty_oid4vp_transactions (
+        id text PRIMARY KEY,
+        state text NOT NULL UNIQUE,
+        nonce text NOT NULL UNIQUE,
+        client text NOT NULL,
+        request text NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL,
+        responded_at bigint,
+        outcome text CHECK (outcome IN ('granted', 'denied')),
+        result text,
+        redeemed_at bigint
+      );
+      CREATE INDEX kparty_oid4vp_transactions_expiry ON kparty_oid4vp_transactions (expires_at);
+      CREATE TABLE kparty_oauth_clients (
+        id text PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        secret_hash text NOT NULL,
+        can_revoke boolean NOT NULL,
+        created_at text NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Advisory-lock keys (one namespace of 64-bit integers per database). */
