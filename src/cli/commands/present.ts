@@ -92,7 +92,12 @@ async function presentOid4vp(ctx: CliContext, h: Holder, request: string): Promi
 }
 
 /** Challenge → presentation → access token, bound to a fresh DPoP key; saves the session. */
-async function presentToGateway(ctx: CliContext, h: Holder, url: string, options: PresentOptions) {
+async function presentToGateway(
+  ctx: CliContext,
+  h: Holder,
+  options: PresentOptions & { url: string; credentialExpiresAt: string },
+) {
+  const { url, credentialExpiresAt } = options;
   const proofKey = createSessionKey(ctx.config.dataDir, await ctx.keyringKey(), options.dpopAlg);
   const gw = gatewayClient(url, proofKey.key);
   const { challenge, domain } = await gw.challenge();
@@ -106,7 +111,7 @@ async function presentToGateway(ctx: CliContext, h: Holder, url: string, options
     tokenType: token.token_type,
     ...(token.token_type === "DPoP" ? { dpopJkt: proofKey.jkt } : {}),
     expiresAt: new Date((sentAt + token.expires_in) * 1000).toISOString(),
-    credentialExpiresAt: credentialExpiry(h.bundle.jwt),
+    credentialExpiresAt,
     scope: token.scope,
     holder: token.holder,
     credentialId: token.credential_id,
@@ -125,11 +130,11 @@ async function presentToGateway(ctx: CliContext, h: Holder, url: string, options
 
 async function present(ctx: CliContext, options: PresentOptions): Promise<void> {
   const bundle = readBundle(options.credential);
-  credentialExpiry(bundle.jwt); // refuse a bundle whose exp is no date before opening anything
+  const credentialExpiresAt = credentialExpiry(bundle.jwt);
   const url = gatewayUrl(ctx, options);
   const holder = await openHolder(ctx, bundle);
   if (options.oid4vp !== undefined) return presentOid4vp(ctx, holder, options.oid4vp);
-  return presentToGateway(ctx, holder, url, options);
+  return presentToGateway(ctx, holder, { ...options, url, credentialExpiresAt });
 }
 
 function dpopAlgOption(v: string): string {
