@@ -940,6 +940,12 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       await as("coord", ["model", "aggregate", "fl-demo", "--round", "1", "--json"]),
     );
     expect(closed).toMatchObject({ version: 2, aggregated: 1 });
+    // the model store's conflicts are exit 10 conflict, not a refusal by the chain (7)
+    expect(await as("coord", ["model", "aggregate", "fl-demo", "--round", "1"])).toEqual({
+      code: 10,
+      stdout: "",
+      stderr: "kparty: conflict: round 1 is not open (round 2 is)\n",
+    });
     const registered = json<{ id: string; parameterCount: number }>(
       await as("coord", [
         "model",
@@ -962,6 +968,11 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       version: 1,
       maxSamplesPerUpdate: 500,
       aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 2.5 },
+    });
+    expect(await as("coord", ["model", "register", "other", "--shape", "2"])).toEqual({
+      code: 10,
+      stdout: "",
+      stderr: "kparty: conflict: model other already exists\n",
     });
   });
 
@@ -1061,4 +1072,165 @@ describe("kparty credential, present, model, gateway serve, audit", () => {
       stderr: `kparty: not_found: no gateway database at ${join(dir, "nowhere.sqlite")} (hint: pass --db <gateway.sqlite>, --data-dir of the gateway, or --database postgres://…)\n`,
     });
   });
+});
+
+describe("kparty credential resume, member propose revoke and remove, one data dir per process", () => {
+  /** Hardhat's accounts hold ETH; this key's account never does. */
+  const UNFUNDED_KEY = `0x${"42".repeat(32)}`;
+  const FUNDS_HINT = "(hint: fund the account: `kparty chain fund <did>` on a local chain)";
+  // spawns a dozen agent-opening processes on a shared 2-core machine: a bound, not a measure
+  const SLOW = 180_000;
+  let orgC: string;
+  let orgCAccount: string;
+  let credentialId: string;
+
+  it("a payment from an unfunded account is exit 7 insufficient_funds, through src/chain's mapping", async () => {
+    const to = "0x0000000000000000000000000000000000000def";
+    expect(await run(["chain", "fund", to, "--eth", "1"], { KPARTY_DEPLOYER_KEY: UNFUNDED_KEY })).toEqual({
+      code: 7,
+      stdout: "",
+      stderr: `kparty: insufficient_funds: send ETH: the sending account cannot pay for gas ${FUNDS_HINT}\n`,
+    });
+  });
+
+  it(
+    "an issuance whose anchoring fails (exit 7) leaves the credential signed, not exportable",
+    async () => {
+      orgC = (await as("org-c", ["did", "create", "--alias", "Org C"])).stdout.trim();
+      orgCAccount = computeAddress(`0x${orgC.split(":").at(-1)?.slice(2)}`);
+      const id = (await as("org-a", ["member", "propose", "add", orgC, "--name", "Org C"])).stdout.trim();
+      expect((await as("org-a", ["member", "execute", id])).code).toBe(0);
+      // Org C is a member, but its account has no ETH: the credential is signed, the anchoring refused
+      const issue = ["credential", "issue", "--subject", orgA, "--models", "fl-demo", "--out", "carol.json"];
+      expect(await as("org-c", issue)).toEqual({
+        code: 7,
+        stdout: "",
+        stderr:
+          "1 credential(s) are signed but not anchored: `kparty credential resume` anchors them, then `kparty credential export` writes their bundles\n" +
+          `kparty: insufficient_funds: anchor credential: the sending account cannot pay for gas ${FUNDS_HINT}\n`,
+      });
+      const listed = json<{ credentials: { credentialId: string }[] }>(
+        await as("org-c", ["credential", "list", "--json"]),
+      ).credentials;
+      expect(listed).toEqual([
+        expect.objectContaining({ subject: orgA, issuer: orgC, statusIndex: 0, anchoredBlock: null }),
+      ]);
+      credentialId = listed[0]?.credentialId as string;
+      expect(await as("org-c", ["credential", "export", credentialId, "--out", "carol.json"])).toEqual({
+        code: 8,
+        stdout: "",
+        stderr: `kparty: not_anchored: ${credentialId} is signed but not anchored yet (hint: anchor it with \`kparty credential resume\`)\n`,
+      });
+    },
+    SLOW,
+  );
+
+  it(
+    "credential resume anchors it once funded (again: nothing to do); its bundle then reads valid",
+    async () => {
+      expect((await run(["chain", "fund", orgC, "--eth", "5"])).code).toBe(0);
+      expect(json(await as("org-c", ["credential", "resume", "--json"]))).toEqual({
+        credentials: 1,
+        batches: 0,
+      });
+      expect(await as("org-c", ["credential", "resume"])).toEqual({
+        code: 0,
+        stdout: "anchored 0 credential(s) and 0 batch root(s)\n",
+        stderr: "",
+      });
+      expect((await as("org-c", ["credential", "export", credentialId, "--out", "carol.json"])).code).toBe(0);
+      const bundle = JSON.parse(readFileSync(join(dir, "carol.json"), "utf8"));
+      expect(bundle).toMatchObject({
+        credentialId,
+        issuer: orgC,
+        issuerAccount: orgCAccount,
+        statusIndex: 0,
+      });
+      const status = json(await run(["credential", "status", "carol.json", "--json"]));
+      expect(status).toMatchObject({
+        verdict: "valid",
+        anchoredAt: bundle.anchor.blockNumber,
+        revoked: false,
+      });
+    },
+    SLOW,
+  );
+
+  it(
+    "a second kparty process on a data dir in use is exit 3 data_dir_in_use, naming the first",
+    async () => {
+      expect((await as("org-c", ["issuer", "clients", "add", "holder-of-the-lock"])).code).toBe(0);
+      const service = await startKparty<{ url: string }>(
+        ["issuer", "serve", "--port", "0", "--data-dir", ".kparty/org-c"],
+        { cwd: dir, env },
+      );
+      try {
+        expect(await as("org-c", ["credential", "list"])).toEqual({
+          code: 3,
+          stdout: "",
+          stderr: `kparty: data_dir_in_use: ${join(dir, ".kparty/org-c/agent.sqlite")} is in use by process ${service.child.pid} (hint: one kparty process per data dir: stop the other one, or use another --data-dir)\n`,
+        });
+      } finally {
+        expect(await service.stop()).toBe(0);
+      }
+      expect((await as("org-c", ["credential", "list"])).code).toBe(0);
+    },
+    SLOW,
+  );
+
+  it(
+    "member propose revoke: once executed, the consortium's revocation is the credential's status",
+    async () => {
+      const proposed = await as("org-a", ["member", "propose", "revoke", orgC, "--indexes", "0"]);
+      const id = proposed.stdout.trim();
+      expect(proposed).toEqual({
+        code: 0,
+        stdout: `${id}\n`,
+        stderr: expect.stringMatching(new RegExp(`^proposal #${id} created in block \\d+\\n$`)),
+      });
+      expect(await as("org-a", ["member", "execute", id])).toEqual({
+        code: 0,
+        stdout: expect.stringMatching(new RegExp(`^proposal #${id} executed in block \\d+\\n$`)),
+        stderr: "",
+      });
+      const listed = json<{ proposals: unknown[] }>(await run(["member", "list", "--json"]));
+      expect(listed.proposals.at(-1)).toMatchObject({
+        id: Number(id),
+        kind: "revoke-credentials",
+        account: orgCAccount,
+        indexes: [0],
+        executed: true,
+      });
+      const status = json(await run(["credential", "status", "carol.json", "--json"]));
+      expect(status).toMatchObject({ verdict: "revoked", revoked: true, suspended: false });
+    },
+    SLOW,
+  );
+
+  it(
+    "member propose remove: once executed, the member is gone and may issue no more (exit 8)",
+    async () => {
+      const proposed = await as("org-a", ["member", "propose", "remove", orgC, "--json"]);
+      const { proposalId } = json<{ proposalId: number }>(proposed);
+      expect(proposed.stderr).toMatch(new RegExp(`^proposal #${proposalId} created in block \\d+\\n$`));
+      expect((await as("org-a", ["member", "execute", String(proposalId)])).code).toBe(0);
+      const listed = json<{ members: { did: string }[]; proposals: unknown[] }>(
+        await run(["member", "list", "--json"]),
+      );
+      expect(listed.members.map((m) => m.did)).not.toContain(orgC);
+      expect(listed.proposals.at(-1)).toMatchObject({
+        id: proposalId,
+        kind: "remove-member",
+        account: orgCAccount,
+        executed: true,
+      });
+      const issue = ["credential", "issue", "--subject", orgA, "--models", "fl-demo", "--out", "none.json"];
+      expect(await as("org-c", issue)).toEqual({
+        code: 8,
+        stdout: "",
+        stderr: `kparty: issuer_not_member: issuer ${orgC} (${orgCAccount}) is not a consortium member (hint: only consortium members issue; see \`kparty member list\`)\n`,
+      });
+    },
+    SLOW,
+  );
 });

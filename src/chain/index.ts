@@ -1,9 +1,11 @@
 export { anchorBatch } from "./actions/anchor-batch.ts";
 export { anchorCredential } from "./actions/anchor-credential.ts";
+export { getBalance, sendEther } from "./actions/ether.ts";
 export { getAnchor } from "./actions/get-anchor.ts";
 export { getChainStatus } from "./actions/get-chain-status.ts";
 export { type CredentialState, getCredentialState } from "./actions/get-credential-state.ts";
 export { getMember, listMembers, type MemberInfo } from "./actions/get-member.ts";
+export { getQuorum } from "./actions/get-quorum.ts";
 export {
   approveProposal,
   executeProposal,

@@ -94,29 +94,28 @@ export interface Oid4vpAnswer {
   credentialQueryId: string;
 }
 
-/**
- * Answers an OID4VP 1.0 authorization request (an `openid4vp://` URL or a request URI) with one
- * credential: resolves and verifies the signed request with the library (`decentralized_identifier:`
- * with `did:jwk`), checks the credential satisfies the DCQL query, has `present` sign a VP for
- * the request's nonce with `aud` = the full client_id, and posts `vp_token` (keyed by the
- * credential query id, an array) to the response URI (`direct_post`).
- */
-export async function answerOid4vpRequest(params: {
-  request: string;
-  credentialJwt: string;
-  present(args: { nonce: string; clientId: string }): Promise<string>;
-}): Promise<Oid4vpAnswer> {
-  // the library takes only https URLs unless told otherwise; kparty lets http through for
-  // loopback only (checkUrl), so a gateway on this machine can be answered
-  const search = URL.canParse(params.request) ? new URL(params.request).searchParams : new URLSearchParams();
-  const urls = /^https?:/.test(params.request)
-    ? [params.request]
+/** The library takes only https URLs unless told otherwise; kparty lets http through for loopback only (checkUrl). */
+function allowLoopbackHttp(input: string): void {
+  const search = URL.canParse(input) ? new URL(input).searchParams : new URLSearchParams();
+  const urls = /^https?:/.test(input)
+    ? [input]
     : [search.get("request_uri"), search.get("response_uri")].filter((u) => u !== null);
   for (const url of urls) {
     if (checkUrl(url, "the request's URL").protocol === "http:") setGlobalConfig({ allowInsecureUrls: true });
   }
-  const authorizationRequestPayload = await requestParams(params.request);
-  const callbacks = { fetch, verifyJwt } as never;
+}
+
+const callbacks = { fetch, verifyJwt } as never;
+
+/** A verified request: its payload (direct_post to a checked response URI) and its DCQL query. */
+interface ResolvedRequest {
+  request: Record<string, unknown> & { client_id: string; nonce: string; response_uri: string };
+  dcql: unknown;
+}
+
+/** Resolves and verifies the signed request; `invalid_signature` or `invalid_argument` when it will not do. */
+async function resolveRequest(input: string): Promise<ResolvedRequest> {
+  const authorizationRequestPayload = await requestParams(input);
   let resolved: Awaited<ReturnType<typeof resolveOpenid4vpAuthorizationRequest>>;
   try {
     resolved = await resolveOpenid4vpAuthorizationRequest({
@@ -144,10 +143,14 @@ export async function answerOid4vpRequest(params: {
   }
   checkUrl(request.response_uri, "response_uri");
   if (!resolved.dcql) throw new KPartyError("invalid_argument", "the request carries no DCQL query");
+  return { request: request as ResolvedRequest["request"], dcql: resolved.dcql.query };
+}
 
-  const { payload } = decodeJwt(params.credentialJwt);
+/** The id of the one credential query the credential satisfies; `dcql_unsatisfied` otherwise. */
+function matchCredential(dcql: unknown, credentialJwt: string): string {
+  const { payload } = decodeJwt(credentialJwt);
   const vc = payload.vc as Record<string, unknown>;
-  const query = DcqlQuery.parse(resolved.dcql.query as never);
+  const query = DcqlQuery.parse(dcql as never);
   DcqlQuery.validate(query);
   const result = DcqlQuery.query(query, [
     {
@@ -163,8 +166,29 @@ export async function answerOid4vpRequest(params: {
   if (!result.can_be_satisfied || matched.length !== 1) {
     throw new KPartyError("dcql_unsatisfied", "the credential does not satisfy the request's DCQL query");
   }
-  const credentialQueryId = matched[0] as string;
-  const vp = await params.present({ nonce: request.nonce, clientId: request.client_id });
+  return matched[0] as string;
+}
+
+/** The verifier's refusal as a KPartyError: its own code and message when it sent one. */
+async function refusal(response: Response): Promise<KPartyError> {
+  let code: KPartyErrorCode = "internal";
+  let message = `the verifier answered ${response.status}`;
+  try {
+    const body = (await response.json()) as {
+      error?: { code?: KPartyErrorCode; message?: string } | string;
+    };
+    if (typeof body.error === "object") {
+      code = body.error.code ?? code;
+      message = body.error.message ?? message;
+    }
+  } catch {
+    // not JSON: keep the status
+  }
+  return new KPartyError(code, message, { details: { status: response.status } });
+}
+
+/** Posts `vp_token` (keyed by the credential query id, an array) to the response URI (direct_post, OID4VP 1.0 §8.2). */
+async function submit(request: ResolvedRequest["request"], credentialQueryId: string, vp: string) {
   const { authorizationResponsePayload } = await createOpenid4vpAuthorizationResponse({
     authorizationRequestPayload: request as never,
     authorizationResponsePayload: { vp_token: { [credentialQueryId]: [vp] } },
@@ -172,7 +196,7 @@ export async function answerOid4vpRequest(params: {
   });
   let response: Response;
   try {
-    // direct_post (OID4VP 1.0 §8.2): form-encoded, vp_token as a JSON string
+    // form-encoded, vp_token as a JSON string
     ({ response } = await submitOpenid4vpAuthorizationResponse({
       authorizationRequestPayload: { response_uri: request.response_uri },
       authorizationResponsePayload,
@@ -181,21 +205,25 @@ export async function answerOid4vpRequest(params: {
   } catch (cause) {
     throw new KPartyError("unreachable", `no answer from ${new URL(request.response_uri).origin}`, { cause });
   }
-  if (!response.ok) {
-    let code: KPartyErrorCode = "internal";
-    let message = `the verifier answered ${response.status}`;
-    try {
-      const body = (await response.json()) as {
-        error?: { code?: KPartyErrorCode; message?: string } | string;
-      };
-      if (typeof body.error === "object") {
-        code = body.error.code ?? code;
-        message = body.error.message ?? message;
-      }
-    } catch {
-      // not JSON: keep the status
-    }
-    throw new KPartyError(code, message, { details: { status: response.status } });
-  }
+  if (!response.ok) throw await refusal(response);
+}
+
+/**
+ * Answers an OID4VP 1.0 authorization request (an `openid4vp://` URL or a request URI) with one
+ * credential: resolves and verifies the signed request with the library (`decentralized_identifier:`
+ * with `did:jwk`), checks the credential satisfies the DCQL query, has `present` sign a VP for
+ * the request's nonce with `aud` = the full client_id, and posts `vp_token` (keyed by the
+ * credential query id, an array) to the response URI (`direct_post`).
+ */
+export async function answerOid4vpRequest(params: {
+  request: string;
+  credentialJwt: string;
+  present(args: { nonce: string; clientId: string }): Promise<string>;
+}): Promise<Oid4vpAnswer> {
+  allowLoopbackHttp(params.request);
+  const { request, dcql } = await resolveRequest(params.request);
+  const credentialQueryId = matchCredential(dcql, params.credentialJwt);
+  const vp = await params.present({ nonce: request.nonce, clientId: request.client_id });
+  await submit(request, credentialQueryId, vp);
   return { clientId: request.client_id, responseUri: request.response_uri, credentialQueryId };
 }

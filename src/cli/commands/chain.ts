@@ -1,19 +1,23 @@
 import type { Command } from "commander";
-import { getAddress, isAddress, type JsonRpcProvider, parseEther, type Signer, Wallet } from "ethers";
+import { type JsonRpcProvider, type Signer, Wallet } from "ethers";
 import {
   createProvider,
   type Deployment,
   deployKParty,
   type FoundingMember,
+  getBalance,
   getChainStatus,
+  getQuorum,
   listMembers,
   listProposals,
+  sendEther,
 } from "../../chain/index.ts";
 import { ethrNetworkName, parseDidEthr } from "../../credential/index.ts";
 // From the modules themselves: devnet/index.ts also loads the Veramo agent, which these commands do not need.
 import { startHardhatNode } from "../../devnet/hardhat-node.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { redactUrl } from "../../util/redact.ts";
+import { accountOf, ethAmountArg } from "../args.ts";
 import type { CliContext } from "../context.ts";
 import { table } from "../output.ts";
 import { positiveInt, readyUntilSignal, run } from "../run.ts";
@@ -39,16 +43,6 @@ function parseFounder(value: string, chainId: number): FoundingMember {
     );
   }
   return { name, did, account: parsed.account };
-}
-
-/** An account from a did:ethr or an address. */
-export function accountOf(value: string): string {
-  if (isAddress(value)) return getAddress(value);
-  try {
-    return parseDidEthr(value).account;
-  } catch {
-    throw new KPartyError("invalid_argument", `not a did:ethr DID or an address: ${value}`);
-  }
 }
 
 function checkQuorum(quorum: number | undefined, founders: number): number {
@@ -77,7 +71,7 @@ async function deployWithProgress(
     let done = 0;
     if (fund) {
       for (const f of founders) {
-        await (await deployer.sendTransaction({ to: f.account, value: fund })).wait(1);
+        await sendEther(deployer, { to: f.account, value: fund });
         progress.tick(++done);
       }
     }
@@ -128,15 +122,59 @@ function deployerFromEnv(provider: JsonRpcProvider): Wallet | null {
   }
 }
 
-export function registerChain(program: Command): void {
-  const chain = program
-    .command("chain")
-    .description("run a local chain for development")
-    .addHelpText(
-      "after",
-      `\nExamples:\n  $ kparty chain up --founder "Org A=did:ethr:0x7a69:0x…" &\n  $ kparty chain fund did:ethr:0x7a69:0x…`,
-    );
+interface ChainUpOptions {
+  port?: number;
+  founder: string[];
+  quorum?: number;
+  fundEth: string;
+}
 
+/** The port `chain up` serves: --port, else rpcUrl's; `config_invalid` unless the configuration is a local chain's. */
+function localChainPort(ctx: CliContext, port: number | undefined): number {
+  if (ctx.config.chainId !== 31337) {
+    throw new KPartyError(
+      "config_invalid",
+      `a local chain has id 31337, the configuration says ${ctx.config.chainId}`,
+    );
+  }
+  const rpc = new URL(ctx.config.rpcUrl);
+  if (!["127.0.0.1", "localhost"].includes(rpc.hostname)) {
+    throw new KPartyError(
+      "config_invalid",
+      `chain up serves 127.0.0.1, but rpcUrl is ${redactUrl(ctx.config.rpcUrl)}`,
+      {
+        details: {
+          hint: "use `kparty deploy` for a remote network, or set rpcUrl to http://127.0.0.1:<port>",
+        },
+      },
+    );
+  }
+  return port ?? Number(rpc.port || 8545);
+}
+
+async function chainUp(ctx: CliContext, options: ChainUpOptions): Promise<void> {
+  const founders = options.founder.map((f) => parseFounder(f, 31337));
+  const quorum = checkQuorum(options.quorum, founders.length);
+  const port = localChainPort(ctx, options.port);
+  await assertPortFree(port, "--port or the port of rpcUrl");
+  const amount = ethAmountArg(options.fundEth);
+  ctx.out.info(`starting a local chain on 127.0.0.1:${port}…`);
+  const node = await startHardhatNode({ port });
+  ctx.onClose(() => node.stop());
+  const provider = createProvider(node.url, node.chainId);
+  ctx.onClose(() => provider.destroy());
+  const funder = await provider.getSigner(0);
+  const deployment = await deployWithProgress(ctx, funder, founders, quorum, amount);
+  const file = await ctx.saveDeployment(deployment, node.url);
+  const signal = await readyUntilSignal(
+    ctx.out,
+    { rpcUrl: node.url, deploymentFile: file, ...deployment, founders, quorum, pid: process.pid },
+    [...deploymentLines(file, node.url, deployment, founders), "running; Ctrl-C stops the chain"],
+  );
+  ctx.out.info(`${signal}: stopping the chain`);
+}
+
+function chainUpCommand(chain: Command): void {
   chain
     .command("up")
     .description(
@@ -161,48 +199,24 @@ Examples:
   $ kparty chain up --founder "Org A=did:ethr:0x7a69:0x…" --founder "Org B=did:ethr:0x7a69:0x…" --quorum 2
   $ kparty chain up --port 8546 --founder "Solo=$(kparty did create --alias solo)" &`,
     )
-    .action(
-      run(async (ctx, options: { port?: number; founder: string[]; quorum?: number; fundEth: string }) => {
-        const founders = options.founder.map((f) => parseFounder(f, 31337));
-        const quorum = checkQuorum(options.quorum, founders.length);
-        if (ctx.config.chainId !== 31337) {
-          throw new KPartyError(
-            "config_invalid",
-            `a local chain has id 31337, the configuration says ${ctx.config.chainId}`,
-          );
-        }
-        const rpc = new URL(ctx.config.rpcUrl);
-        if (!["127.0.0.1", "localhost"].includes(rpc.hostname)) {
-          throw new KPartyError(
-            "config_invalid",
-            `chain up serves 127.0.0.1, but rpcUrl is ${redactUrl(ctx.config.rpcUrl)}`,
-            {
-              details: {
-                hint: "use `kparty deploy` for a remote network, or set rpcUrl to http://127.0.0.1:<port>",
-              },
-            },
-          );
-        }
-        const port = options.port ?? Number(rpc.port || 8545);
-        await assertPortFree(port, "--port or the port of rpcUrl");
-        const amount = parseAmount(options.fundEth);
-        ctx.out.info(`starting a local chain on 127.0.0.1:${port}…`);
-        const node = await startHardhatNode({ port });
-        ctx.onClose(() => node.stop());
-        const provider = createProvider(node.url, node.chainId);
-        ctx.onClose(() => provider.destroy());
-        const funder = await provider.getSigner(0);
-        const deployment = await deployWithProgress(ctx, funder, founders, quorum, amount);
-        const file = await ctx.saveDeployment(deployment, node.url);
-        const signal = await readyUntilSignal(
-          ctx.out,
-          { rpcUrl: node.url, deploymentFile: file, ...deployment, founders, quorum, pid: process.pid },
-          [...deploymentLines(file, node.url, deployment, founders), "running; Ctrl-C stops the chain"],
-        );
-        ctx.out.info(`${signal}: stopping the chain`);
-      }),
-    );
+    .action(run(chainUp));
+}
 
+async function chainFund(ctx: CliContext, options: { eth: string }, target: string): Promise<void> {
+  const to = accountOf(target);
+  const value = ethAmountArg(options.eth);
+  await chainIdAt(ctx.config.rpcUrl);
+  const provider = ctx.provider();
+  const funder = deployerFromEnv(provider) ?? (await unlockedAccount(provider));
+  const { transactionHash, blockNumber } = await sendEther(funder, { to, value });
+  const balance = await getBalance(provider, to);
+  ctx.out.result(
+    { account: to, transactionHash, blockNumber, balanceWei: balance.toString() },
+    `sent ${options.eth} ETH to ${to} in block ${blockNumber}`,
+  );
+}
+
+function chainFundCommand(chain: Command): void {
   chain
     .command("fund")
     .description(
@@ -211,28 +225,37 @@ Examples:
     .argument("<did-or-address>", "who receives it")
     .option("--eth <eth>", "how much", "10")
     .addHelpText("after", `\nExamples:\n  $ kparty chain fund did:ethr:0x7a69:0x… --eth 5`)
-    .action(
-      run(async (ctx, options: { eth: string }, target: string) => {
-        const to = accountOf(target);
-        const value = parseAmount(options.eth);
-        await chainIdAt(ctx.config.rpcUrl);
-        const provider = ctx.provider();
-        const funder = deployerFromEnv(provider) ?? (await unlockedAccount(provider));
-        const tx = await funder.sendTransaction({ to, value });
-        const receipt = await tx.wait(1);
-        const balance = await provider.getBalance(to);
-        ctx.out.result(
-          {
-            account: to,
-            transactionHash: tx.hash,
-            blockNumber: receipt?.blockNumber,
-            balanceWei: balance.toString(),
-          },
-          `sent ${options.eth} ETH to ${to} in block ${receipt?.blockNumber}`,
-        );
-      }),
-    );
+    .action(run(chainFund));
+}
 
+async function deploy(ctx: CliContext, options: { founder: string[]; quorum?: number }): Promise<void> {
+  const chainId = await chainIdAt(ctx.config.rpcUrl);
+  if (chainId !== ctx.config.chainId) {
+    throw new KPartyError(
+      "config_invalid",
+      `${redactUrl(ctx.config.rpcUrl)} serves chain ${chainId}, the configuration says ${ctx.config.chainId}`,
+      { details: { hint: "set chainId in the config or KPARTY_CHAIN_ID" } },
+    );
+  }
+  const founders = options.founder.map((f) => parseFounder(f, chainId));
+  const quorum = checkQuorum(options.quorum, founders.length);
+  const deployer = deployerFromEnv(ctx.provider());
+  if (!deployer) {
+    throw new KPartyError("config_invalid", "KPARTY_DEPLOYER_KEY is not set", {
+      details: { hint: "export KPARTY_DEPLOYER_KEY with the private key of a funded account" },
+    });
+  }
+  const deployment = await deployWithProgress(ctx, deployer, founders, quorum);
+  // the deployment file is shared with other parties: it names the node without its credentials
+  const rpcUrl = redactUrl(ctx.config.rpcUrl);
+  const file = await ctx.saveDeployment(deployment, rpcUrl);
+  ctx.out.result(
+    { rpcUrl, deploymentFile: file, ...deployment, founders, quorum },
+    deploymentLines(file, rpcUrl, deployment, founders),
+  );
+}
+
+function deployCommand(program: Command): void {
   program
     .command("deploy")
     .description(
@@ -255,71 +278,55 @@ Examples:
   $ KPARTY_DEPLOYER_KEY=0x… kparty deploy --rpc https://rpc.example.org --founder "Org A=did:ethr:0xaa36a7:0x…"
   $ KPARTY_DEPLOYER_KEY=0x… kparty deploy --rpc http://127.0.0.1:8545 --founder "Org A=did:ethr:0x7a69:0x…"`,
     )
-    .action(
-      run(async (ctx, options: { founder: string[]; quorum?: number }) => {
-        const chainId = await chainIdAt(ctx.config.rpcUrl);
-        if (chainId !== ctx.config.chainId) {
-          throw new KPartyError(
-            "config_invalid",
-            `${redactUrl(ctx.config.rpcUrl)} serves chain ${chainId}, the configuration says ${ctx.config.chainId}`,
-            { details: { hint: "set chainId in the config or KPARTY_CHAIN_ID" } },
-          );
-        }
-        const founders = options.founder.map((f) => parseFounder(f, chainId));
-        const quorum = checkQuorum(options.quorum, founders.length);
-        const provider = ctx.provider();
-        const deployer = deployerFromEnv(provider);
-        if (!deployer) {
-          throw new KPartyError("config_invalid", "KPARTY_DEPLOYER_KEY is not set", {
-            details: { hint: "export KPARTY_DEPLOYER_KEY with the private key of a funded account" },
-          });
-        }
-        const deployment = await deployWithProgress(ctx, deployer, founders, quorum);
-        // the deployment file is shared with other parties: it names the node without its credentials
-        const rpcUrl = redactUrl(ctx.config.rpcUrl);
-        const file = await ctx.saveDeployment(deployment, rpcUrl);
-        ctx.out.result(
-          { rpcUrl, deploymentFile: file, ...deployment, founders, quorum },
-          deploymentLines(file, rpcUrl, deployment, founders),
-        );
-      }),
-    );
+    .action(run(deploy));
+}
 
+async function status(ctx: CliContext): Promise<void> {
+  const client = ctx.chain();
+  const { chainId, blockNumber } = await getChainStatus(client);
+  const [members, proposals, quorum] = await Promise.all([
+    listMembers(client),
+    listProposals(client),
+    getQuorum(client),
+  ]);
+  const now = Date.now();
+  const open = proposals.filter((p) => !p.executed && p.expiresAt.getTime() > now);
+  ctx.out.result(
+    {
+      rpcUrl: ctx.config.rpcUrl,
+      chainId,
+      blockNumber,
+      contracts: client.deployment.contracts,
+      deployedAtBlock: client.deployment.deployedAtBlock,
+      quorum,
+      members,
+      counts: { members: members.length, proposals: proposals.length, openProposals: open.length },
+    },
+    [
+      `chain ${chainId} at ${ctx.config.rpcUrl}, block ${blockNumber}`,
+      ...table(Object.entries(client.deployment.contracts).map(([n, a]) => [`  ${n}`, a])),
+      `members: ${members.length} (quorum ${quorum}); proposals: ${proposals.length}, ${open.length} open`,
+      ...table(members.map((m) => [`  ${m.name}`, m.did])),
+    ],
+  );
+}
+
+export function registerChain(program: Command): void {
+  const chain = program
+    .command("chain")
+    .description("run a local chain for development")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty chain up --founder "Org A=did:ethr:0x7a69:0x…" &\n  $ kparty chain fund did:ethr:0x7a69:0x…`,
+    );
+  chainUpCommand(chain);
+  chainFundCommand(chain);
+  deployCommand(program);
   program
     .command("status")
     .description("the chain, the contracts, the members and the open proposals")
     .addHelpText("after", `\nExamples:\n  $ kparty status\n  $ kparty status --json`)
-    .action(
-      run(async (ctx) => {
-        const client = ctx.chain();
-        const { chainId, blockNumber } = await getChainStatus(client);
-        const [members, proposals, quorum] = await Promise.all([
-          listMembers(client),
-          listProposals(client),
-          client.contracts.consortium.getFunction("quorum").staticCall() as Promise<bigint>,
-        ]);
-        const now = Date.now();
-        const open = proposals.filter((p) => !p.executed && p.expiresAt.getTime() > now);
-        ctx.out.result(
-          {
-            rpcUrl: ctx.config.rpcUrl,
-            chainId,
-            blockNumber,
-            contracts: client.deployment.contracts,
-            deployedAtBlock: client.deployment.deployedAtBlock,
-            quorum: Number(quorum),
-            members,
-            counts: { members: members.length, proposals: proposals.length, openProposals: open.length },
-          },
-          [
-            `chain ${chainId} at ${ctx.config.rpcUrl}, block ${blockNumber}`,
-            ...table(Object.entries(client.deployment.contracts).map(([n, a]) => [`  ${n}`, a])),
-            `members: ${members.length} (quorum ${quorum}); proposals: ${proposals.length}, ${open.length} open`,
-            ...table(members.map((m) => [`  ${m.name}`, m.did])),
-          ],
-        );
-      }),
-    );
+    .action(run(status));
 }
 
 /** Refuses a port another process listens on, before starting anything on it. */
@@ -336,16 +343,6 @@ export async function assertPortFree(port: number, what: string): Promise<void> 
     );
     server.listen(port, "127.0.0.1", () => server.close(() => resolve()));
   });
-}
-
-function parseAmount(eth: string) {
-  try {
-    const value = parseEther(eth);
-    if (value <= 0n) throw new Error("not positive");
-    return value;
-  } catch {
-    throw new KPartyError("invalid_argument", `not an ETH amount: ${eth}`);
-  }
 }
 
 async function unlockedAccount(provider: JsonRpcProvider): Promise<Signer> {

@@ -1,34 +1,22 @@
 import { readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { getAddress } from "ethers";
-import type { IssuedCredential, IssueItem } from "../../../agent/index.ts";
+import type { IssuedCredential, IssueItem, IssuerAgent } from "../../../agent/index.ts";
 import { MAX_BATCH } from "../../../agent/plugins/kparty-issuer.ts";
 import { getCredentialState } from "../../chain/index.ts";
-import { type Action, credentialIdOf, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
+import { type Action, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
 import { credentialVerdict } from "../../gateway/verify/judge.ts";
-import { writeFileAtomic } from "../../util/atomic-file.ts";
-import { AGENT_DATABASE, identityOf } from "../context.ts";
+import {
+  bundleOfRecord,
+  type CredentialBundle,
+  credentialIdArg,
+  readBundle,
+  writeBundle,
+} from "../bundle.ts";
+import { AGENT_DATABASE, type CliContext, identityOf } from "../context.ts";
 import { table } from "../output.ts";
 import { list, positiveInt, run } from "../run.ts";
-
-/**
- * What `credential issue` writes for the holder: the signed credential, the proof of its
- * anchoring and what the holder needs to present it. It holds no secret: presenting it
- * takes the subject DID's key.
- */
-export interface CredentialBundle {
-  type: "kparty-credential";
-  credentialId: string;
-  issuer: string;
-  issuerAccount: string;
-  subject: string;
-  statusIndex: number;
-  jwt: string;
-  anchor: IssuedCredential["anchor"];
-}
 
 interface IssueOptions {
   as?: string;
@@ -105,42 +93,6 @@ function issueItems(options: IssueOptions, now: Date): IssueItem[] {
   });
 }
 
-/** Reads a bundle written by `credential issue`; `invalid_argument` when it is not one. */
-export function readBundle(file: string): CredentialBundle {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
-  } catch (cause) {
-    const reason = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : "not valid JSON";
-    throw new KPartyError("invalid_argument", `credential file ${file}: ${reason}`);
-  }
-  const b = parsed as Partial<CredentialBundle>;
-  if (
-    !isObject(parsed) ||
-    b.type !== "kparty-credential" ||
-    typeof b.jwt !== "string" ||
-    typeof b.subject !== "string" ||
-    typeof b.issuerAccount !== "string" ||
-    !Number.isSafeInteger(b.statusIndex) ||
-    !isObject(b.anchor)
-  ) {
-    throw new KPartyError("invalid_argument", `credential file ${file} is not a kparty credential bundle`);
-  }
-  let id: string;
-  try {
-    id = credentialIdOf(b.jwt);
-  } catch {
-    throw new KPartyError("invalid_argument", `credential file ${file}: the credential is not a JWT`);
-  }
-  if (id !== b.credentialId) {
-    throw new KPartyError(
-      "invalid_argument",
-      `credential file ${file}: credentialId does not match the credential`,
-    );
-  }
-  return parsed as unknown as CredentialBundle;
-}
-
 function statusCommand(
   parent: Command,
   verb: "revoke" | "suspend" | "reinstate",
@@ -155,7 +107,7 @@ function statusCommand(
     .addHelpText("after", `\nExamples:\n  $ kparty credential ${verb} 0x3f…c1 --data-dir .kparty/org-a`)
     .action(
       run(async (ctx, _options, target: string) => {
-        const credentialId = idOf(target);
+        const credentialId = credentialIdArg(target);
         const { agent } = await ctx.agent("issuer");
         const change = await agent[method]({ credentialId });
         const past = verb === "revoke" ? "revoked" : verb === "suspend" ? "suspended" : "reinstated";
@@ -170,18 +122,6 @@ function statusCommand(
         );
       }),
     );
-}
-
-function idOf(target: string): string {
-  if (/^0x[0-9a-fA-F]{64}$/.test(target)) return target.toLowerCase();
-  if (target.startsWith("0x"))
-    throw new KPartyError("invalid_argument", `not a credential id (0x + 64 hex): ${target}`);
-  return readBundle(target).credentialId;
-}
-
-async function writeBundle(file: string, bundle: CredentialBundle): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, 0o644);
 }
 
 async function writeBundles(
@@ -214,18 +154,90 @@ async function writeBundles(
   return files;
 }
 
-export function registerCredential(program: Command): void {
-  const credential = program
-    .command("credential")
-    .description("issue K-th Party tokens and change their status on chain")
-    .addHelpText(
-      "after",
-      `\nExamples:\n  $ kparty credential issue --subject did:ethr:0x7a69:0x… --models fl-demo --out alice.json\n  $ kparty credential status alice.json\n  $ kparty credential revoke alice.json`,
-    );
+/** One issued credential, as `credential issue` reports it. */
+interface IssuedRow {
+  credentialId: string;
+  subject: string;
+  file: string;
+  blockNumber: number;
+  root: string | null;
+}
 
+/** Issues one chunk (one anchoring transaction) and writes its bundles. */
+async function issueChunk(
+  agent: IssuerAgent,
+  issuer: { did: string; account: string },
+  chunk: IssueItem[],
+  options: IssueOptions & { single: boolean },
+  start: number,
+): Promise<IssuedRow[]> {
+  const issued =
+    chunk.length === 1 && options.single
+      ? [await agent.kpartyIssueCredential({ issuer: issuer.did, ...(chunk[0] as IssueItem) })]
+      : await agent.kpartyIssueCredentials({ issuer: issuer.did, credentials: chunk });
+  const files = await writeBundles(issued, chunk, issuer, options, start);
+  return issued.map((c, i) => ({
+    credentialId: c.credentialId,
+    subject: (chunk[i] as IssueItem).subject,
+    file: files[i] as string,
+    blockNumber: c.anchor.blockNumber,
+    root: c.anchor.root,
+  }));
+}
+
+/** After a failed issuance: what was written, and what is signed but waits for `credential resume`. */
+async function reportInterruptedIssue(ctx: CliContext, agent: IssuerAgent, done: number, total: number) {
+  if (done > 0) {
+    ctx.out.info(`${done} of ${total} credential(s) were issued and written before the failure`);
+  }
+  const pending = (await agent.kpartyListIssuedCredentials({}).catch(() => [])).filter(
+    (r) => r.anchoredBlock === null,
+  );
+  if (pending.length > 0) {
+    ctx.out.info(
+      `${pending.length} credential(s) are signed but not anchored: \`kparty credential resume\` anchors them, ` +
+        "then `kparty credential export` writes their bundles",
+    );
+  }
+}
+
+async function issue(ctx: CliContext, options: IssueOptions): Promise<void> {
+  const items = issueItems(options, new Date());
+  const { agent } = await ctx.agent("issuer");
+  const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
+  const issuer = { did, account: parseDidEthr(did).account };
+  const progress = ctx.out.progress("issuing and anchoring", items.length);
+  const results: IssuedRow[] = [];
+  try {
+    for (let start = 0; start < items.length; start += options.batchSize) {
+      const chunk = items.slice(start, start + options.batchSize);
+      results.push(
+        ...(await issueChunk(agent, issuer, chunk, { ...options, single: items.length === 1 }, start)),
+      );
+      progress.tick(results.length);
+    }
+  } catch (error) {
+    progress.done();
+    await reportInterruptedIssue(ctx, agent, results.length, items.length);
+    throw error;
+  }
+  progress.done();
+  ctx.out.result(
+    { issuer: did, issued: results },
+    results.length === 1
+      ? [`${results[0]?.credentialId}`]
+      : table(results.map((r) => [r.credentialId, r.subject, r.file])),
+  );
+  ctx.out.info(
+    `issued ${results.length} credential(s), anchored in block(s) ${[...new Set(results.map((r) => r.blockNumber))].join(", ")}; bundles in ${results.length === 1 ? results[0]?.file : resolve(options.outDir)}`,
+  );
+}
+
+function issueCommand(credential: Command): void {
   credential
     .command("issue")
     .description("sign credentials for one subject or many (batch-anchored), and write one bundle file each")
+    .option(...AGENT_DATABASE)
     .option("--subject <did>", "the holder's DID")
     .option(
       "--subjects <file>",
@@ -245,7 +257,6 @@ export function registerCredential(program: Command): void {
       1000,
     )
     .option("--as <did-or-alias>", "the issuer DID (default: the data dir's only DID)")
-    .option(...AGENT_DATABASE)
     .addHelpText(
       "after",
       `
@@ -253,74 +264,54 @@ Examples:
   $ kparty credential issue --subject did:ethr:0x7a69:0x… --models fl-demo --actions model:read,model:contribute --out alice.json
   $ kparty credential issue --subjects participants.json --models fl-demo --out-dir creds/ --batch-size 512`,
     )
-    .action(
-      run(async (ctx, options: IssueOptions) => {
-        const items = issueItems(options, new Date());
-        const { agent } = await ctx.agent("issuer");
-        const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
-        const { account } = parseDidEthr(did);
-        const progress = ctx.out.progress("issuing and anchoring", items.length);
-        const results: {
-          credentialId: string;
-          subject: string;
-          file: string;
-          blockNumber: number;
-          root: string | null;
-        }[] = [];
-        try {
-          for (let start = 0; start < items.length; start += options.batchSize) {
-            const chunk = items.slice(start, start + options.batchSize);
-            const issued =
-              chunk.length === 1 && items.length === 1
-                ? [await agent.kpartyIssueCredential({ issuer: did, ...(chunk[0] as IssueItem) })]
-                : await agent.kpartyIssueCredentials({ issuer: did, credentials: chunk });
-            const files = await writeBundles(issued, chunk, { did, account }, options, start);
-            for (const [i, c] of issued.entries()) {
-              results.push({
-                credentialId: c.credentialId,
-                subject: (chunk[i] as IssueItem).subject,
-                file: files[i] as string,
-                blockNumber: c.anchor.blockNumber,
-                root: c.anchor.root,
-              });
-            }
-            progress.tick(results.length);
-          }
-        } catch (error) {
-          progress.done();
-          if (results.length > 0) {
-            ctx.out.info(
-              `${results.length} of ${items.length} credential(s) were issued and written before the failure`,
-            );
-          }
-          const pending = (await agent.kpartyListIssuedCredentials({}).catch(() => [])).filter(
-            (r) => r.anchoredBlock === null,
-          );
-          if (pending.length > 0) {
-            ctx.out.info(
-              `${pending.length} credential(s) are signed but not anchored: \`kparty credential resume\` anchors them, ` +
-                "then `kparty credential export` writes their bundles",
-            );
-          }
-          throw error;
-        }
-        progress.done();
-        ctx.out.result(
-          { issuer: did, issued: results },
-          results.length === 1
-            ? [`${results[0]?.credentialId}`]
-            : table(results.map((r) => [r.credentialId, r.subject, r.file])),
-        );
-        ctx.out.info(
-          `issued ${results.length} credential(s), anchored in block(s) ${[...new Set(results.map((r) => r.blockNumber))].join(", ")}; bundles in ${results.length === 1 ? results[0]?.file : resolve(options.outDir)}`,
-        );
-      }),
-    );
+    .action(run(issue));
+}
 
-  statusCommand(credential, "revoke", "revoke a credential (final)", "kpartyRevokeCredential");
-  statusCommand(credential, "suspend", "suspend a credential (reversible)", "kpartySuspendCredential");
-  statusCommand(credential, "reinstate", "lift a suspension", "kpartyReinstateCredential");
+/** What `credential status` reads the chain for: from a bundle file, or this data dir's record of an id. */
+async function credentialRef(
+  ctx: CliContext,
+  target: string,
+): Promise<{ credentialId: string; issuerAccount: string; statusIndex: number; root: string | null }> {
+  if (/^0x/.test(target)) {
+    const { agent } = await ctx.agent("issuer");
+    const r = await agent.kpartyGetIssuedCredential({ credentialId: credentialIdArg(target) });
+    return {
+      credentialId: r.credentialId,
+      issuerAccount: r.issuerAccount,
+      statusIndex: r.statusIndex,
+      root: r.anchorRoot,
+    };
+  }
+  const b = readBundle(target);
+  return {
+    credentialId: b.credentialId,
+    issuerAccount: b.issuerAccount,
+    statusIndex: b.statusIndex,
+    root: b.anchor.root,
+  };
+}
 
+async function credentialStatus(ctx: CliContext, _options: unknown, target: string): Promise<void> {
+  const ref = await credentialRef(ctx, target);
+  const state = await getCredentialState(ctx.chain(), {
+    credentialId: ref.root ?? ref.credentialId,
+    issuer: ref.issuerAccount,
+    revocationIndex: ref.statusIndex,
+    suspensionIndex: ref.statusIndex,
+  });
+  // the gateway's own verdict (default policy: credentials of removed issuers are refused)
+  const judged = credentialVerdict(state, ref.issuerAccount, "deny");
+  const verdict = judged.valid ? "valid" : judged.code;
+  ctx.out.result({ credentialId: ref.credentialId, verdict, ...state }, [
+    `${ref.credentialId}: ${verdict}`,
+    `  anchored   ${state.anchoredAt === null ? "no" : `block ${state.anchoredAt}`}`,
+    `  revoked    ${state.revoked}`,
+    `  suspended  ${state.suspended}`,
+    `  issuer is a member: ${state.issuerIsMember} (at anchoring: ${state.issuerWasMemberAtAnchor})`,
+  ]);
+}
+
+function statusReadCommand(credential: Command): void {
   credential
     .command("status")
     .description("a credential's anchor, issuer membership and status, read from the chain")
@@ -330,47 +321,10 @@ Examples:
       "after",
       `\nExamples:\n  $ kparty credential status alice.json\n  $ kparty credential status 0x3f…c1 --data-dir .kparty/org-a`,
     )
-    .action(
-      run(async (ctx, _options, target: string) => {
-        let ref: { credentialId: string; issuerAccount: string; statusIndex: number; root: string | null };
-        if (/^0x/.test(target)) {
-          const { agent } = await ctx.agent("issuer");
-          const r = await agent.kpartyGetIssuedCredential({ credentialId: idOf(target) });
-          ref = {
-            credentialId: r.credentialId,
-            issuerAccount: r.issuerAccount,
-            statusIndex: r.statusIndex,
-            root: r.anchorRoot,
-          };
-        } else {
-          const b = readBundle(target);
-          ref = {
-            credentialId: b.credentialId,
-            issuerAccount: b.issuerAccount,
-            statusIndex: b.statusIndex,
-            root: b.anchor.root,
-          };
-        }
-        const client = ctx.chain();
-        const state = await getCredentialState(client, {
-          credentialId: ref.root ?? ref.credentialId,
-          issuer: ref.issuerAccount,
-          revocationIndex: ref.statusIndex,
-          suspensionIndex: ref.statusIndex,
-        });
-        // the gateway's own verdict (default policy: credentials of removed issuers are refused)
-        const judged = credentialVerdict(state, ref.issuerAccount, "deny");
-        const verdict = judged.valid ? "valid" : judged.code;
-        ctx.out.result({ credentialId: ref.credentialId, verdict, ...state }, [
-          `${ref.credentialId}: ${verdict}`,
-          `  anchored   ${state.anchoredAt === null ? "no" : `block ${state.anchoredAt}`}`,
-          `  revoked    ${state.revoked}`,
-          `  suspended  ${state.suspended}`,
-          `  issuer is a member: ${state.issuerIsMember} (at anchoring: ${state.issuerWasMemberAtAnchor})`,
-        ]);
-      }),
-    );
+    .action(run(credentialStatus));
+}
 
+function listCommand(credential: Command): void {
   credential
     .command("list")
     .description("credentials this data dir issued")
@@ -396,7 +350,9 @@ Examples:
         );
       }),
     );
+}
 
+function exportCommand(credential: Command): void {
   credential
     .command("export")
     .description("write the bundle of a credential this data dir issued (e.g. after `credential resume`)")
@@ -410,33 +366,16 @@ Examples:
     .action(
       run(async (ctx, options: { out: string }, target: string) => {
         const { agent } = await ctx.agent("issuer");
-        const r = await agent.kpartyGetIssuedCredential({ credentialId: idOf(target) });
-        if (r.anchoredBlock === null || r.anchorTx === null) {
-          throw new KPartyError("not_anchored", `${r.credentialId} is signed but not anchored yet`, {
-            details: { hint: "anchor it with `kparty credential resume`" },
-          });
-        }
-        const bundle: CredentialBundle = {
-          type: "kparty-credential",
-          credentialId: r.credentialId,
-          issuer: r.issuer,
-          issuerAccount: getAddress(r.issuerAccount),
-          subject: r.subject,
-          statusIndex: r.statusIndex,
-          jwt: r.jwt,
-          anchor: {
-            blockNumber: r.anchoredBlock,
-            transactionHash: r.anchorTx,
-            root: r.anchorRoot,
-            proof: r.anchorProof,
-          },
-        };
+        const r = await agent.kpartyGetIssuedCredential({ credentialId: credentialIdArg(target) });
+        const bundle = bundleOfRecord(r);
         const file = resolve(options.out);
         await writeBundle(file, bundle);
         ctx.out.result({ credentialId: r.credentialId, subject: r.subject, file }, file);
       }),
     );
+}
 
+function resumeCommand(credential: Command): void {
   credential
     .command("resume")
     .description("anchor what an interrupted issuance left signed but not anchored")
@@ -452,4 +391,22 @@ Examples:
         );
       }),
     );
+}
+
+export function registerCredential(program: Command): void {
+  const credential = program
+    .command("credential")
+    .description("issue K-th Party tokens and change their status on chain")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty credential issue --subject did:ethr:0x7a69:0x… --models fl-demo --out alice.json\n  $ kparty credential status alice.json\n  $ kparty credential revoke alice.json`,
+    );
+  issueCommand(credential);
+  statusCommand(credential, "revoke", "revoke a credential (final)", "kpartyRevokeCredential");
+  statusCommand(credential, "suspend", "suspend a credential (reversible)", "kpartySuspendCredential");
+  statusCommand(credential, "reinstate", "lift a suspension", "kpartyReinstateCredential");
+  statusReadCommand(credential);
+  listCommand(credential);
+  exportCommand(credential);
+  resumeCommand(credential);
 }

@@ -1,13 +1,12 @@
 import type { Command } from "commander";
 import { getAddress, isAddress } from "ethers";
+import type { IssuerAgent } from "../../../agent/index.ts";
 import { getChainStatus, listMembers, listProposals, type Proposal } from "../../chain/index.ts";
-import { parseDidEthr } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
-import { integerIn } from "../../util/integer.ts";
-import { AGENT_DATABASE, identityOf } from "../context.ts";
+import { accountOf, didEthrArg, integerArg } from "../args.ts";
+import { AGENT_DATABASE, type CliContext, identityOf } from "../context.ts";
 import { table } from "../output.ts";
 import { run } from "../run.ts";
-import { accountOf } from "./chain.ts";
 
 const AS = ["--as <did-or-alias>", "the member DID to act as (default: the data dir's only DID)"] as const;
 
@@ -26,15 +25,52 @@ function proposalLine(p: Proposal): string[] {
   return [`  #${p.id}`, state, `${p.approvals} approval(s)`, what];
 }
 
-export function registerMember(program: Command): void {
-  const member = program
-    .command("member")
-    .description("consortium governance: propose, approve, execute, rotate-key, list")
-    .addHelpText(
-      "after",
-      `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member approve 0 --data-dir .kparty/org-b\n  $ kparty member rotate-key 0xNewKey…\n  $ kparty member list`,
-    );
+type ProposeKind = "add" | "remove" | "quorum" | "revoke";
+interface ProposeOptions {
+  as?: string;
+  name?: string;
+  indexes?: string;
+}
+type Proposed = { proposalId: number; transactionHash: string; blockNumber: number };
 
+/** Each `member propose` subcommand's call of the agent, as member `did`. */
+const PROPOSERS: Record<
+  ProposeKind,
+  (agent: IssuerAgent, did: string, target: string, options: ProposeOptions) => Promise<Proposed>
+> = {
+  add: (agent, did, target, options) => {
+    const { account } = didEthrArg(target);
+    if (!options.name) throw new KPartyError("invalid_argument", "--name is required to admit a member");
+    return agent.kpartyProposeMember({ member: did, account, did: target, name: options.name });
+  },
+  remove: (agent, did, target) => agent.kpartyProposeRemoval({ member: did, account: accountOf(target) }),
+  quorum: (agent, did, target) =>
+    agent.kpartyProposeQuorum({ member: did, quorum: integerArg("quorum", target) }),
+  revoke: (agent, did, target, options) => {
+    const indexes = (options.indexes ?? "").split(",").map((v) => integerArg("--indexes", v.trim(), 0));
+    return agent.kpartyProposeRevocation({ member: did, issuer: accountOf(target), indexes });
+  },
+};
+
+/** The action of `member propose <kind>`: prints the new proposal's id. */
+function proposeAction(kind: ProposeKind) {
+  return run(async (ctx: CliContext, options: ProposeOptions, target: string) => {
+    const { agent } = await ctx.agent("issuer");
+    const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
+    const result = await PROPOSERS[kind](agent, did, target, options);
+    ctx.out.info(`proposal #${result.proposalId} created in block ${result.blockNumber}`);
+    ctx.out.result(
+      {
+        proposalId: result.proposalId,
+        transactionHash: result.transactionHash,
+        blockNumber: result.blockNumber,
+      },
+      String(result.proposalId),
+    );
+  });
+}
+
+function proposeCommands(member: Command): void {
   const propose = member
     .command("propose")
     .description("propose a change; the proposer's approval counts at once")
@@ -42,42 +78,6 @@ export function registerMember(program: Command): void {
       "after",
       `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member propose quorum 2`,
     );
-
-  const outcome = (kind: string) =>
-    run(
-      async (
-        ctx,
-        options: { as?: string; name?: string; issuer?: string; indexes?: string },
-        target: string,
-      ) => {
-        const { agent } = await ctx.agent("issuer");
-        const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
-        let result: { proposalId: number; transactionHash: string; blockNumber: number };
-        if (kind === "add") {
-          const { account } = parseOrInvalid(target);
-          if (!options.name)
-            throw new KPartyError("invalid_argument", "--name is required to admit a member");
-          result = await agent.kpartyProposeMember({ member: did, account, did: target, name: options.name });
-        } else if (kind === "remove") {
-          result = await agent.kpartyProposeRemoval({ member: did, account: accountOf(target) });
-        } else if (kind === "quorum") {
-          result = await agent.kpartyProposeQuorum({ member: did, quorum: integerArg("quorum", target) });
-        } else {
-          const indexes = (options.indexes ?? "").split(",").map((v) => integerArg("--indexes", v.trim(), 0));
-          result = await agent.kpartyProposeRevocation({ member: did, issuer: accountOf(target), indexes });
-        }
-        ctx.out.info(`proposal #${result.proposalId} created in block ${result.blockNumber}`);
-        ctx.out.result(
-          {
-            proposalId: result.proposalId,
-            transactionHash: result.transactionHash,
-            blockNumber: result.blockNumber,
-          },
-          String(result.proposalId),
-        );
-      },
-    );
-
   propose
     .command("add")
     .description("propose to admit a member; prints the proposal id")
@@ -89,7 +89,7 @@ export function registerMember(program: Command): void {
       "after",
       `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C" --data-dir .kparty/org-a`,
     )
-    .action(outcome("add"));
+    .action(proposeAction("add"));
   propose
     .command("remove")
     .description("propose to remove a member")
@@ -97,7 +97,7 @@ export function registerMember(program: Command): void {
     .option(...AS)
     .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty member propose remove did:ethr:0x7a69:0x…`)
-    .action(outcome("remove"));
+    .action(proposeAction("remove"));
   propose
     .command("quorum")
     .description("propose a new quorum")
@@ -105,7 +105,7 @@ export function registerMember(program: Command): void {
     .option(...AS)
     .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty member propose quorum 2`)
-    .action(outcome("quorum"));
+    .action(proposeAction("quorum"));
   propose
     .command("revoke")
     .description("propose that the consortium revoke credentials of an issuer by status index")
@@ -114,8 +114,10 @@ export function registerMember(program: Command): void {
     .option(...AS)
     .option(...AGENT_DATABASE)
     .addHelpText("after", `\nExamples:\n  $ kparty member propose revoke did:ethr:0x7a69:0x… --indexes 0,1,7`)
-    .action(outcome("revoke"));
+    .action(proposeAction("revoke"));
+}
 
+function voteCommands(member: Command): void {
   for (const [verb, describe] of [
     ["approve", "approve a proposal"],
     ["execute", "execute a proposal that reached the quorum"],
@@ -144,7 +146,30 @@ export function registerMember(program: Command): void {
         }),
       );
   }
+}
 
+async function rotateKey(ctx: CliContext, options: { as?: string; member?: string }, newAccount: string) {
+  if (!isAddress(newAccount))
+    throw new KPartyError("invalid_argument", `<new-account> must be a 0x address, got "${newAccount}"`);
+  const { agent } = await ctx.agent("issuer");
+  const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
+  const account = accountOf(options.member ?? did);
+  const newOperator = getAddress(newAccount);
+  const result = await agent.kpartyProposeKeyRotation({ member: did, account, newOperator });
+  ctx.out.info(`proposal #${result.proposalId} created in block ${result.blockNumber}`);
+  ctx.out.result(
+    {
+      proposalId: result.proposalId,
+      member: account,
+      newOperator,
+      transactionHash: result.transactionHash,
+      blockNumber: result.blockNumber,
+    },
+    String(result.proposalId),
+  );
+}
+
+function rotateKeyCommand(member: Command): void {
   member
     .command("rotate-key")
     .description(
@@ -163,35 +188,10 @@ export function registerMember(program: Command): void {
       "after",
       `\nExamples:\n  $ kparty member rotate-key 0x…new --data-dir .kparty/org-a\n  $ kparty member rotate-key 0x…new --member did:ethr:0x7a69:0x…lost --data-dir .kparty/org-b\n  $ kparty member approve 3 --data-dir .kparty/org-c && kparty member execute 3 --data-dir .kparty/org-c`,
     )
-    .action(
-      run(async (ctx, options: { as?: string; member?: string }, newAccount: string) => {
-        if (!isAddress(newAccount))
-          throw new KPartyError(
-            "invalid_argument",
-            `<new-account> must be a 0x address, got "${newAccount}"`,
-          );
-        const { agent } = await ctx.agent("issuer");
-        const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
-        const account = accountOf(options.member ?? did);
-        const result = await agent.kpartyProposeKeyRotation({
-          member: did,
-          account,
-          newOperator: getAddress(newAccount),
-        });
-        ctx.out.info(`proposal #${result.proposalId} created in block ${result.blockNumber}`);
-        ctx.out.result(
-          {
-            proposalId: result.proposalId,
-            member: account,
-            newOperator: getAddress(newAccount),
-            transactionHash: result.transactionHash,
-            blockNumber: result.blockNumber,
-          },
-          String(result.proposalId),
-        );
-      }),
-    );
+    .action(run(rotateKey));
+}
 
+function listCommand(member: Command): void {
   member
     .command("list")
     .description("current members and proposals")
@@ -217,17 +217,16 @@ export function registerMember(program: Command): void {
     );
 }
 
-function parseOrInvalid(did: string): { account: string } {
-  try {
-    return parseDidEthr(did);
-  } catch {
-    throw new KPartyError("invalid_argument", `not a did:ethr DID: ${did}`);
-  }
-}
-
-function integerArg(name: string, value: string, min = 1): number {
-  const n = integerIn(value, min);
-  if (n === null)
-    throw new KPartyError("invalid_argument", `${name} must be an integer ≥ ${min}, got "${value}"`);
-  return n;
+export function registerMember(program: Command): void {
+  const member = program
+    .command("member")
+    .description("consortium governance: propose, approve, execute, rotate-key, list")
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ kparty member propose add did:ethr:0x7a69:0x… --name "Org C"\n  $ kparty member approve 0 --data-dir .kparty/org-b\n  $ kparty member rotate-key 0xNewKey…\n  $ kparty member list`,
+    );
+  proposeCommands(member);
+  voteCommands(member);
+  rotateKeyCommand(member);
+  listCommand(member);
 }

@@ -3,22 +3,10 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { KPartyError } from "../../errors/index.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
-import type { CliContext } from "../context.ts";
+import { openGatewaySession as session } from "../gateway-session.ts";
 import { type ModelSettingsInput, modelSettings } from "../model-settings.ts";
 import { table } from "../output.ts";
 import { list, NO_CONTRACTS, positiveInt, run } from "../run.ts";
-import { loadSessionKey } from "../session-key.ts";
-import { gatewayClient, loadSession } from "./present.ts";
-
-/** The saved session and a client that proves possession of its DPoP key (decrypted with the passphrase). */
-async function session(ctx: CliContext) {
-  const s = await loadSession(ctx.config.dataDir);
-  const dpopKey =
-    s.tokenType === "DPoP"
-      ? await loadSessionKey(ctx.config.dataDir, await ctx.keyringKey(), s.dpopJkt ?? "")
-      : null;
-  return { gw: gatewayClient(s.gateway, dpopKey), token: s.accessToken };
-}
 
 async function readWeights(file: string): Promise<Float32Array> {
   let bytes: Buffer;
@@ -47,7 +35,14 @@ export function registerModel(program: Command): void {
       "after",
       `\nExamples:\n  $ kparty model list\n  $ kparty model pull fl-demo --out global.f32\n  $ kparty model push fl-demo --file local.f32 --round 1 --samples 450`,
     );
+  modelList(model);
+  modelPull(model);
+  modelPush(model);
+  modelRegister(model);
+  modelAggregate(model);
+}
 
+function modelList(model: Command): void {
   model
     .command("list")
     .description("the models your token may read")
@@ -71,7 +66,9 @@ export function registerModel(program: Command): void {
         );
       }, NO_CONTRACTS),
     );
+}
 
+function modelPull(model: Command): void {
   model
     .command("pull")
     .description("download a model's current global weights")
@@ -94,7 +91,9 @@ export function registerModel(program: Command): void {
         );
       }, NO_CONTRACTS),
     );
+}
 
+function modelPush(model: Command): void {
   model
     .command("push")
     .description("submit your locally trained weights for the open round")
@@ -122,7 +121,9 @@ export function registerModel(program: Command): void {
         ctx.out.result(receipt, `update for ${id} round ${receipt.round} accepted (${receipt.bytes} bytes)`);
       }, NO_CONTRACTS),
     );
+}
 
+function modelRegister(model: Command): void {
   model
     .command("register")
     .description("register a new shared model (needs round:aggregate)")
@@ -163,7 +164,9 @@ export function registerModel(program: Command): void {
         );
       }, NO_CONTRACTS),
     );
+}
 
+function modelAggregate(model: Command): void {
   model
     .command("aggregate")
     .description(

@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { errorCodeOf } from "../../../test/fixtures/errors.ts";
-import { loadSession, type Session, sessionFile } from "./present.ts";
+import { errorCodeOf } from "../../test/fixtures/errors.ts";
+import { loadSession, type Session, sessionFile } from "./session.ts";
 
 let dir: string;
 const session: Session = {
