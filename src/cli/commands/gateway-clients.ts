@@ -55,6 +55,8 @@ The secret is 256 random bits; the state keeps only its SHA-256. The line printe
 client_id:client_secret, ready for curl -u. With --json: {id, name, canRevoke, createdAt, secret}.
 
 Examples:
+  $ kparty gateway clients add model-server --data-dir .kparty/gateway
+  $ kparty gateway clients add ops --revoke --database postgres://kparty@db.internal/kparty
   $ CLIENT=$(kparty gateway clients add model-server --data-dir .kparty/gateway)
   $ curl -u "$CLIENT" -d "token=$TOKEN" http://127.0.0.1:8080/oauth/introspect`,
     )
