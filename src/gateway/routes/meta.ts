@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { getChainStatus } from "../../chain/index.ts";
 import { ACTIONS, CREDENTIAL_TYPE, STATUS_TYPE } from "../../credential/index.ts";
 import type { ServiceErrorCode } from "../../errors/index.ts";
@@ -113,109 +113,108 @@ const wellKnownSchema = {
   },
 };
 
+const healthzRoute = {
+  config: meta("Chain reachability and the last block whose registry events were applied"),
+  schema: healthzSchema,
+};
+const wellKnownRoute = {
+  config: meta("Domain, chain, contracts, credential types, actions, access-token key"),
+  schema: { response: { 200: wellKnownSchema, ...errorResponses([]) } },
+};
+const jwksRoute = {
+  config: meta("The access-token keys (JWKS): every key a live token may be signed with", JWKS_DESCRIPTION),
+  schema: {
+    response: {
+      200: {
+        description: "ok",
+        type: "object",
+        required: ["keys"],
+        additionalProperties: false,
+        properties: { keys: { type: "array", items: jwkSchema } },
+      },
+      ...errorResponses(["state_unavailable"]),
+    },
+  },
+};
+const openApiRoute = {
+  config: meta("This document"),
+  schema: {
+    response: {
+      200: { description: "this OpenAPI 3.1 document", type: "object", required: ["openapi", "paths"] },
+      ...errorResponses([]),
+    },
+  },
+};
+
+/** `GET /healthz`: unavailable while the chain cannot be read, and for good once the audit log has failed. */
+function health(services: GatewayServices) {
+  const { chain, watcher, audit, operatorLog } = services;
+  return async (_request: FastifyRequest, reply: FastifyReply) => {
+    const unavailable = (error: unknown) => {
+      operatorLog.failure("GET /healthz", error);
+      return reply.code(503).send({
+        status: "unavailable",
+        chainId: chain.deployment.chainId,
+        blockNumber: null,
+        syncedBlock: watcher.syncedBlock,
+        ...errorResponse(error)[1],
+      });
+    };
+    if (audit.failure) return unavailable(audit.failure);
+    try {
+      const { chainId, blockNumber } = await getChainStatus(chain);
+      return { status: "ok", chainId, blockNumber, syncedBlock: watcher.syncedBlock };
+    } catch (error) {
+      return unavailable(error);
+    }
+  };
+}
+
+/** What `GET /.well-known/kparty` says: domain, chain, contracts, what it accepts, the token key. */
+function wellKnown({ chain, domain, tokens, clockSkewSeconds, tokenBinding, dpop }: GatewayServices) {
+  return {
+    jwksUri: "/.well-known/jwks.json",
+    domain,
+    chainId: chain.deployment.chainId,
+    contracts: chain.deployment.contracts,
+    credentialTypes: ["VerifiableCredential", CREDENTIAL_TYPE],
+    statusType: STATUS_TYPE,
+    actions: ACTIONS,
+    presentation: {
+      format: "jwt_vp",
+      alg: ["ES256K"],
+      challengeEndpoint: "/auth/challenge",
+      audience: domain,
+    },
+    accessToken: {
+      format: "jwt",
+      alg: "EdDSA",
+      expiresIn: tokens.ttlSeconds,
+      clockSkewSeconds,
+      key: tokens.publicJwk,
+      // RFC 9449: how tokens are bound, and the proof algorithms accepted
+      tokenBinding,
+      dpopSigningAlgValuesSupported: DPOP_ALGORITHMS,
+      dpopNonceRequired: dpop.requiresNonce,
+    },
+  };
+}
+
 /**
  * What the gateway says about itself: `GET /healthz` (503 while the chain cannot be read, and
  * for good once the audit log has failed), `GET /.well-known/kparty` (domain, chain, contracts,
  * what it accepts, the access-token key), `GET /.well-known/jwks.json` (every access-token key,
- * for resource servers) and `GET /openapi.json`.
+ * for resource servers) and `GET /openapi.json` (generated from the routes' schemas).
  */
 export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
-  const { chain, watcher, audit, operatorLog, domain, tokens, clockSkewSeconds } = services;
-  app.get(
-    "/healthz",
-    {
-      config: meta("Chain reachability and the last block whose registry events were applied"),
-      schema: healthzSchema,
-    },
-    async (_request, reply) => {
-      // unavailable while the chain cannot be read, and for good once the audit log has failed
-      const unavailable = (error: unknown) => {
-        operatorLog.failure("GET /healthz", error);
-        return reply.code(503).send({
-          status: "unavailable",
-          chainId: chain.deployment.chainId,
-          blockNumber: null,
-          syncedBlock: watcher.syncedBlock,
-          ...errorResponse(error)[1],
-        });
-      };
-      if (audit.failure) return unavailable(audit.failure);
-      try {
-        const { chainId, blockNumber } = await getChainStatus(chain);
-        return { status: "ok", chainId, blockNumber, syncedBlock: watcher.syncedBlock };
-      } catch (error) {
-        return unavailable(error);
-      }
-    },
-  );
-
-  app.get(
-    "/.well-known/kparty",
-    {
-      config: meta("Domain, chain, contracts, credential types, actions, access-token key"),
-      schema: { response: { 200: wellKnownSchema, ...errorResponses([]) } },
-    },
-    async () => ({
-      jwksUri: "/.well-known/jwks.json",
-      domain,
-      chainId: chain.deployment.chainId,
-      contracts: chain.deployment.contracts,
-      credentialTypes: ["VerifiableCredential", CREDENTIAL_TYPE],
-      statusType: STATUS_TYPE,
-      actions: ACTIONS,
-      presentation: {
-        format: "jwt_vp",
-        alg: ["ES256K"],
-        challengeEndpoint: "/auth/challenge",
-        audience: domain,
-      },
-      accessToken: {
-        format: "jwt",
-        alg: "EdDSA",
-        expiresIn: tokens.ttlSeconds,
-        clockSkewSeconds,
-        key: tokens.publicJwk,
-        // RFC 9449: how tokens are bound, and the proof algorithms accepted
-        tokenBinding: services.tokenBinding,
-        dpopSigningAlgValuesSupported: DPOP_ALGORITHMS,
-        dpopNonceRequired: services.dpop.requiresNonce,
-      },
-    }),
-  );
-
+  const { tokens } = services;
+  app.get("/healthz", healthzRoute, health(services));
+  app.get("/.well-known/kparty", wellKnownRoute, async () => wellKnown(services));
   // every key a live token may be signed with (rotations keep the older keys); re-read from the
   // state backend when older than tokenKeyRefreshMs, so keys added at another replica appear
-  const jwks = {
-    config: meta("The access-token keys (JWKS): every key a live token may be signed with", JWKS_DESCRIPTION),
-    schema: {
-      response: {
-        200: {
-          description: "ok",
-          type: "object",
-          required: ["keys"],
-          additionalProperties: false,
-          properties: { keys: { type: "array", items: jwkSchema } },
-        },
-        ...errorResponses(["state_unavailable"]),
-      },
-    },
-  };
-  app.get("/.well-known/jwks.json", jwks, async () => {
+  app.get("/.well-known/jwks.json", jwksRoute, async () => {
     await tokens.keys.fresh();
     return tokens.jwks();
   });
-
-  app.get(
-    "/openapi.json",
-    {
-      config: meta("This document"),
-      schema: {
-        response: {
-          200: { description: "this OpenAPI 3.1 document", type: "object", required: ["openapi", "paths"] },
-          ...errorResponses([]),
-        },
-      },
-    },
-    async () => app.kpartyOpenApi.document(),
-  );
+  app.get("/openapi.json", openApiRoute, async () => app.kpartyOpenApi.document());
 };

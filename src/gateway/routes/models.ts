@@ -1,5 +1,5 @@
 import { Readable } from "node:stream";
-import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { KPartyError, type ServiceErrorCode } from "../../errors/index.ts";
 import { type Aggregation, MAX_SAMPLES_LIMIT } from "../../models/index.ts";
 import { type InputMessages, rejectInvalidInput } from "../body.ts";
@@ -95,6 +95,129 @@ const updateRoute = {
   },
 };
 
+const listRoute = {
+  config: doc("Models the caller's token covers (model:read)"),
+  schema: responses(
+    {
+      200: {
+        description: "ok",
+        type: "object",
+        required: ["models"],
+        additionalProperties: false,
+        properties: { models: { type: "array", items: modelSchema } },
+      },
+    },
+    [],
+  ),
+};
+
+const readRoute = {
+  config: doc("Model metadata (model:read)"),
+  schema: { params: idParams, ...responses({ 200: { description: "ok", ...modelSchema } }, ["not_found"]) },
+};
+
+const registerRoute = {
+  attachValidation: true,
+  config: doc("Register a model with zero initial weights (round:aggregate, within the token's models)"),
+  schema: {
+    body: registerModelSchema,
+    ...responses({ 201: { description: "registered", ...modelSchema } }, [
+      "invalid_argument",
+      "conflict",
+      "payload_too_large",
+    ]),
+  },
+};
+
+const closeRoute = {
+  attachValidation: true,
+  config: doc(
+    "Close the open round: its updates, aggregated under the model's rule (FedAvg by default), become the next version (round:aggregate)",
+  ),
+  schema: {
+    params: {
+      type: "object",
+      required: ["id", "round"],
+      properties: { id: modelId, round: positiveInteger },
+    },
+    ...responses({ 200: { description: "aggregated", ...roundSchema } }, [
+      "not_found",
+      "invalid_argument",
+      "conflict",
+    ]),
+  },
+};
+
+const weightsRoute = {
+  config: doc(
+    "Current global weights, little-endian float32 (model:read); version in x-kparty-model-version",
+  ),
+  schema: {
+    params: idParams,
+    ...responses(
+      { 200: { description: "weights", content: { "application/octet-stream": { schema: binary } } } },
+      ["not_found"],
+    ),
+  },
+};
+
+type Claims = NonNullable<FastifyRequest["kparty"]>;
+type RegisterBody = {
+  id: string;
+  description?: string;
+  shape: number[];
+  maxSamplesPerUpdate?: number;
+  aggregation?: Aggregation;
+};
+
+/** `POST /models`: a model within the token's models, with zero weights. */
+function registerModel(services: GatewayServices) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    rejectInvalidInput(request, REGISTER_INPUT);
+    const body = request.body as RegisterBody;
+    if (!grantCoversModel(request.kparty as Claims, body.id)) {
+      throw new KPartyError("scope_denied", `the access token does not cover model ${body.id}`);
+    }
+    const info = await services.models.register({
+      id: body.id,
+      description: body.description ?? "",
+      shape: body.shape,
+      ...(body.maxSamplesPerUpdate !== undefined ? { maxSamplesPerUpdate: body.maxSamplesPerUpdate } : {}),
+      ...(body.aggregation !== undefined ? { aggregation: body.aggregation } : {}),
+    });
+    return reply.code(201).send(info);
+  };
+}
+
+/** `POST /models/:id/updates`: this participant's update for the open round, streamed to the store. */
+function submitUpdate(services: GatewayServices) {
+  return async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+    rejectInvalidInput(request, UPDATE_INPUT);
+    const body = request.body;
+    if (!(body instanceof Readable)) {
+      throw new KPartyError(
+        "malformed",
+        "an update is raw float32 bytes (Content-Type: application/octet-stream)",
+      );
+    }
+    const info = await services.models.get(request.params.id);
+    const declared = Number(request.headers["content-length"] ?? Number.NaN);
+    if (declared > info.parameterCount * 4) {
+      throw new KPartyError(
+        "payload_too_large",
+        `the update exceeds the model's ${info.parameterCount * 4} bytes`,
+      );
+    }
+    const receipt = await services.models.submitUpdate(request.params.id, {
+      round: Number(request.headers["x-kparty-round"]),
+      participant: (request.kparty as Claims).holder,
+      sampleCount: Number(request.headers["x-kparty-sample-count"]),
+      body,
+    });
+    return reply.code(201).send(receipt);
+  };
+}
+
 /**
  * The shared model store behind access tokens: list and read models and their weights
  * (`model:read`), submit an update for the open round (`model:contribute`), register a model
@@ -104,155 +227,34 @@ export const modelRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
   const { models, requireAccess } = services;
   // Weights travel as raw float32 bytes; the handler streams them (never buffered whole).
   app.addContentTypeParser("application/octet-stream", (_request, payload, done) => done(null, payload));
+  const read = requireAccess("model:read");
+  const aggregate = requireAccess("round:aggregate");
 
-  const listRoute = {
-    config: doc("Models the caller's token covers (model:read)"),
-    schema: responses(
-      {
-        200: {
-          description: "ok",
-          type: "object",
-          required: ["models"],
-          additionalProperties: false,
-          properties: { models: { type: "array", items: modelSchema } },
-        },
-      },
-      [],
-    ),
-  };
-  app.get("/models", { ...listRoute, preHandler: requireAccess("model:read") }, async (request) => {
-    const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
+  app.get("/models", { ...listRoute, preHandler: read }, async (request) => {
     const all = await models.list();
-    return { models: all.filter((m) => grantCoversModel(claims, m.id)) };
+    return { models: all.filter((m) => grantCoversModel(request.kparty as Claims, m.id)) };
   });
-
-  app.get<{ Params: { id: string } }>(
-    "/models/:id",
-    {
-      config: doc("Model metadata (model:read)"),
-      schema: {
-        params: idParams,
-        ...responses({ 200: { description: "ok", ...modelSchema } }, ["not_found"]),
-      },
-      preHandler: requireAccess("model:read"),
-    },
-    async (request) => models.get(request.params.id),
+  app.get<{ Params: { id: string } }>("/models/:id", { ...readRoute, preHandler: read }, async (request) =>
+    models.get(request.params.id),
   );
-
-  const registerRoute = {
-    attachValidation: true,
-    config: doc("Register a model with zero initial weights (round:aggregate, within the token's models)"),
-    schema: {
-      body: registerModelSchema,
-      ...responses({ 201: { description: "registered", ...modelSchema } }, [
-        "invalid_argument",
-        "conflict",
-        "payload_too_large",
-      ]),
-    },
-  };
-  app.post(
-    "/models",
-    { ...registerRoute, preHandler: requireAccess("round:aggregate") },
-    async (request, reply) => {
-      const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
-      rejectInvalidInput(request, REGISTER_INPUT);
-      const body = request.body as {
-        id: string;
-        description?: string;
-        shape: number[];
-        maxSamplesPerUpdate?: number;
-        aggregation?: Aggregation;
-      };
-      if (!grantCoversModel(claims, body.id)) {
-        throw new KPartyError("scope_denied", `the access token does not cover model ${body.id}`);
-      }
-      const info = await models.register({
-        id: body.id,
-        description: body.description ?? "",
-        shape: body.shape,
-        ...(body.maxSamplesPerUpdate !== undefined ? { maxSamplesPerUpdate: body.maxSamplesPerUpdate } : {}),
-        ...(body.aggregation !== undefined ? { aggregation: body.aggregation } : {}),
-      });
-      return reply.code(201).send(info);
-    },
-  );
-
+  app.post("/models", { ...registerRoute, preHandler: aggregate }, registerModel(services));
+  const contribute = requireAccess("model:contribute");
   app.post<{ Params: { id: string } }>(
     "/models/:id/updates",
-    { ...updateRoute, preHandler: requireAccess("model:contribute") },
-    async (request, reply) => {
-      const claims = request.kparty as NonNullable<FastifyRequest["kparty"]>;
-      rejectInvalidInput(request, UPDATE_INPUT);
-      const body = request.body;
-      if (!(body instanceof Readable)) {
-        throw new KPartyError(
-          "malformed",
-          "an update is raw float32 bytes (Content-Type: application/octet-stream)",
-        );
-      }
-      const round = Number(request.headers["x-kparty-round"]);
-      const sampleCount = Number(request.headers["x-kparty-sample-count"]);
-      const info = await models.get(request.params.id);
-      const declared = Number(request.headers["content-length"] ?? Number.NaN);
-      if (declared > info.parameterCount * 4) {
-        throw new KPartyError(
-          "payload_too_large",
-          `the update exceeds the model's ${info.parameterCount * 4} bytes`,
-        );
-      }
-      const receipt = await models.submitUpdate(request.params.id, {
-        round,
-        participant: claims.holder,
-        sampleCount,
-        body,
-      });
-      return reply.code(201).send(receipt);
-    },
+    { ...updateRoute, preHandler: contribute },
+    submitUpdate(services),
   );
-
   app.post<{ Params: { id: string; round: string } }>(
     "/models/:id/rounds/:round/close",
-    {
-      attachValidation: true,
-      config: doc(
-        "Close the open round: its updates, aggregated under the model's rule (FedAvg by default), become the next version (round:aggregate)",
-      ),
-      schema: {
-        params: {
-          type: "object",
-          required: ["id", "round"],
-          properties: { id: modelId, round: positiveInteger },
-        },
-        ...responses({ 200: { description: "aggregated", ...roundSchema } }, [
-          "not_found",
-          "invalid_argument",
-          "conflict",
-        ]),
-      },
-      preHandler: requireAccess("round:aggregate"),
-    },
+    { ...closeRoute, preHandler: aggregate },
     async (request) => {
       rejectInvalidInput(request, ROUND_INPUT);
       return models.closeRound(request.params.id, Number(request.params.round));
     },
   );
-
   app.get<{ Params: { id: string } }>(
     "/models/:id/weights",
-    {
-      config: doc(
-        "Current global weights, little-endian float32 (model:read); version in x-kparty-model-version",
-      ),
-      schema: {
-        params: idParams,
-        ...responses(
-          { 200: { description: "weights", content: { "application/octet-stream": { schema: binary } } } },
-          ["not_found"],
-        ),
-      },
-      preHandler: requireAccess("model:read"),
-    },
+    { ...weightsRoute, preHandler: read },
     async (request, reply) => {
       const { info, size, stream } = await models.openWeights(request.params.id);
       return reply
