@@ -6,12 +6,8 @@
  */
 import { ACTIONS, MODEL_ID } from "../credential/index.ts";
 import type { ServiceErrorCode } from "../errors/index.ts";
-import { AGGREGATION_RULES, type ModelInfo } from "../models/index.ts";
+import { AGGREGATION_RULES, type ModelInfo, type UpdateReceipt } from "../models/index.ts";
 import { HTTP_STATUS } from "./errors.ts";
-
-import type { AccessTokenResponse } from "./grant.ts";
-
-export type { AccessTokenResponse };
 
 const str = { type: "string" } as const;
 const int = { type: "integer" } as const;
@@ -169,7 +165,7 @@ const modelProperties = {
   maxSamplesPerUpdate: int,
   aggregation: aggregationSchema,
   updatedAt: { type: "string", format: "date-time" },
-};
+} satisfies Record<keyof ModelInfo, object>; // one property per field of the type, no more
 
 /** A model's metadata ({@link ModelInfo}). */
 export const modelSchema = {
@@ -198,7 +194,7 @@ export const receiptSchema = {
     sampleCount: int,
     bytes: int,
     receivedAt: { type: "string", format: "date-time" },
-  },
+  } satisfies Record<keyof UpdateReceipt, object>,
 };
 
 /** `POST /auth/challenge`, `POST /challenges`. */
@@ -206,7 +202,11 @@ export const challengeSchema = {
   type: "object",
   required: ["challenge", "domain", "expiresAt"],
   additionalProperties: false,
-  properties: { challenge: str, domain: str, expiresAt: { type: "string", format: "date-time" } },
+  properties: {
+    challenge: str,
+    domain: str,
+    expiresAt: { type: "string", format: "date-time" },
+  } satisfies Record<keyof ChallengeResponse, object>,
 };
 export interface ChallengeResponse {
   challenge: string;
@@ -222,15 +222,25 @@ const tokenProperties = {
   holder: str,
   models: strings,
   credential_id: str,
-};
+} satisfies Record<keyof AccessTokenResponse, object>;
 
-/** `POST /auth/token` (`AccessTokenResponse`). */
+/** `POST /auth/token` (and a granted OID4VP transaction): the token response, RFC 6749 §5.1 with kparty's fields. */
 export const tokenSchema = {
   type: "object",
   required: ["access_token", "token_type", "expires_in", "scope", "holder", "models", "credential_id"],
   additionalProperties: false,
   properties: tokenProperties,
 };
+export interface AccessTokenResponse {
+  access_token: string;
+  /** `DPoP` for a token bound to the proof key (RFC 9449 §5), `Bearer` otherwise. */
+  token_type: "DPoP" | "Bearer";
+  expires_in: number;
+  scope: string;
+  holder: string;
+  models: string[];
+  credential_id: string;
+}
 
 /** `GET /oid4vp/transactions/:id`. */
 export const transactionSchema = {
