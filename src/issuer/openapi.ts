@@ -126,26 +126,27 @@ export function collectOpenApi(app: FastifyInstance, info: OpenApiInfo) {
     }
   });
   const { title, version, description, securitySchemes, security, schemas, servers, tags } = info;
+  const build = () => {
+    const paths: Record<string, Record<string, unknown>> = {};
+    for (const r of routes) {
+      const path = openApiPath(r.url);
+      paths[path] = { ...paths[path], [r.method]: operationOf(r, security ?? [{ apiKey: [] }]) };
+    }
+    return {
+      openapi: "3.1.0",
+      info: { title, version, ...(description ? { description } : {}) },
+      ...(servers ? { servers } : {}),
+      ...(tags ? { tags } : {}),
+      components: { securitySchemes: securitySchemes ?? API_KEY, ...(schemas ? { schemas } : {}) },
+      paths,
+    };
+  };
   let built: object | undefined;
   return {
     routes,
+    /** The document, built on first use (once every route is registered). */
     document(): object {
-      const paths: Record<string, Record<string, unknown>> = {};
-      for (const r of routes) {
-        paths[openApiPath(r.url)] ??= {};
-        (paths[openApiPath(r.url)] as Record<string, unknown>)[r.method] = operationOf(
-          r,
-          security ?? [{ apiKey: [] }],
-        );
-      }
-      built ??= {
-        openapi: "3.1.0",
-        info: { title, version, ...(description ? { description } : {}) },
-        ...(servers ? { servers } : {}),
-        ...(tags ? { tags } : {}),
-        components: { securitySchemes: securitySchemes ?? API_KEY, ...(schemas ? { schemas } : {}) },
-        paths,
-      };
+      built ??= build();
       return built;
     },
   };
