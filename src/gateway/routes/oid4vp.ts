@@ -3,6 +3,7 @@ import { setGlobalConfig } from "@openid4vc/oauth2";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { ACTIONS, type Action } from "../../credential/index.ts";
 import { KPartyError, type ServiceErrorCode } from "../../errors/index.ts";
+import type { AuditEntry } from "../../state/port.ts";
 import { type InputMessages, rejectInvalidInput } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { errorResponse } from "../errors.ts";
@@ -325,8 +326,8 @@ function receiveResponse(services: GatewayServices) {
   return async (request: FastifyRequest) => {
     const decided = { holder: null as string | null, credentialId: null as string | null };
     let bound: string | null = null; // the transaction, once the response consumed its nonce
-    const record = (outcome: "granted" | "denied", more: Record<string, unknown>) =>
-      audit.append({ client: request.ip, route: "/oid4vp/responses", ...decided, outcome, ...more } as never);
+    const record = (outcome: "granted" | "denied", more: Pick<AuditEntry, "action" | "code">) =>
+      audit.append({ client: request.ip, route: "/oid4vp/responses", ...decided, outcome, ...more });
     try {
       rejectInvalidInput(request, RESPONSE_INPUT);
       const body = request.body as { state: string; vp_token?: unknown; response?: unknown };
