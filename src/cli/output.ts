@@ -38,6 +38,7 @@ const EXIT_BY_CODE: Partial<Record<KPartyErrorCode, number>> = {
   state_unavailable: EXIT.unreachable,
   overloaded: EXIT.unreachable,
   unreachable: EXIT.unreachable,
+  unexpected_response: EXIT.unreachable,
   chain_reverted: EXIT.chainRefused,
   chain_rejected: EXIT.chainRefused,
   insufficient_funds: EXIT.chainRefused,

@@ -46,13 +46,18 @@ export const SERVICE_ERROR_CODES = [
 /** What a transaction can meet on chain (the issuer's and the CLI's writes). */
 export const CHAIN_ERROR_CODES = ["chain_reverted", "chain_rejected", "insufficient_funds"] as const;
 
-/** Conditions only the `kparty` command meets (its configuration, its data dir, a gateway it calls). */
+/**
+ * Conditions only the `kparty` command and the gateway client meet (its configuration, its data
+ * dir, a gateway it calls: `unexpected_response` for an answer that is not the gateway's
+ * contract, such as an unknown error code or a body of the wrong type). No service sends these.
+ */
 export const CLI_ERROR_CODES = [
   "config_invalid",
   "passphrase_required",
   "wrong_passphrase",
   "data_dir_in_use",
   "unreachable",
+  "unexpected_response",
 ] as const;
 
 export type ServiceErrorCode = (typeof SERVICE_ERROR_CODES)[number];

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { redactSecrets } from "../util/redact.ts";
 import { fastifyTrustProxy } from "./client-address.ts";
 import { installErrorHandling, installLoadShedding } from "./http.ts";
+import { gatewayOpenApi } from "./openapi.ts";
 import type { GatewayOptions } from "./options.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { metaRoutes } from "./routes/meta.ts";
@@ -48,6 +49,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const app = Fastify({
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
     trustProxy,
+    // the route schemas validate only: nothing removed, coerced or defaulted (see body.ts)
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     logger: options.logger
       ? {
           redact: ["req.headers.authorization"],
@@ -69,6 +72,9 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
       if (method !== "HEAD") routes.push({ method, url: route.url });
   });
   app.decorate("kpartyRoutes", routes);
+  app.decorate("kpartyOpenApi", gatewayOpenApi(app, services));
+  // response schemas document and are tested (test/openapi-contract.test.ts); bodies are sent as they are
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.decorate("kpartySyncedBlock", () => services.watcher.syncedBlock);
   app.decorate("kpartyCacheSizes", () => services.cacheSizes());
   installErrorHandling(app, services);

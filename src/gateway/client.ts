@@ -1,9 +1,14 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { KPartyError, type KPartyErrorCode } from "../errors/index.ts";
-import type { Aggregation, ModelInfo, RoundResult, UpdateReceipt } from "../models/index.ts";
+import { KPartyError, SERVICE_ERROR_CODES, type ServiceErrorCode } from "../errors/index.ts";
+import type { Aggregation, RoundResult, UpdateReceipt } from "../models/index.ts";
 import { createDpopProof, dpopAlgorithmOf } from "./dpop.ts";
-import type { AccessTokenResponse } from "./grant.ts";
 import type { TokenIntrospection } from "./routes/oauth.ts";
+import type {
+  AccessTokenResponse,
+  ChallengeResponse,
+  ModelResponse,
+  TransactionResponse,
+} from "./schemas.ts";
 
 /** What `POST /auth/token` answers (one definition, the gateway's: see `AccessTokenResponse`). */
 export type TokenResponse = AccessTokenResponse;
@@ -21,20 +26,64 @@ export interface GatewayClientOptions {
   now?: () => number;
 }
 
+type Init = RequestInit & { token?: string };
+
+const isServiceCode = (code: unknown): code is ServiceErrorCode =>
+  typeof code === "string" && (SERVICE_ERROR_CODES as readonly string[]).includes(code);
+
+const unexpected = (what: string, status: number) =>
+  new KPartyError("unexpected_response", `the gateway's answer is not its contract: ${what}`, {
+    details: { status },
+  });
+
 /**
- * A small client for the kparty gateway's HTTP API. Refusals become `KPartyError`s with the
- * gateway's code (and `details.status`). Speaks DPoP by default: it keeps the gateway's latest
- * `DPoP-Nonce` and, refused with `use_dpop_nonce`, retries once with the new nonce.
- *
- * @example
- * ```ts
- * const gw = createGatewayClient("http://127.0.0.1:8080");
- * const { challenge, domain } = await gw.challenge();
- * const { access_token } = await gw.token(await holder.kpartyCreatePresentation({ …, challenge, domain }));
- * const weights = await gw.weights("mnist-logreg", access_token); // Authorization: DPoP + DPoP proof
- * ```
+ * A refusal as the gateway's `KPartyError`: its code and message, `details.status`. A body
+ * that is not the gateway's error (not JSON, no error object, a code the gateway does not
+ * have) is `unexpected_response`: a client never passes on a code it does not know.
  */
-export function createGatewayClient(base: string, options: GatewayClientOptions = {}) {
+async function refusal(response: Response): Promise<KPartyError> {
+  const type = response.headers.get("content-type") ?? "";
+  const line = `${response.status} ${response.statusText}`.trim();
+  if (!type.includes("application/json")) {
+    await response.body?.cancel();
+    return unexpected(`${line} with ${type || "no content type"}`, response.status);
+  }
+  let body: { error?: { code?: unknown; message?: unknown } } | undefined;
+  try {
+    body = (await response.json()) as typeof body;
+  } catch {
+    return unexpected(`${line} with a body that is not JSON`, response.status);
+  }
+  const code = body?.error?.code;
+  if (!isServiceCode(code))
+    return unexpected(`${line} with error code ${JSON.stringify(code ?? null)}`, response.status);
+  const message = typeof body?.error?.message === "string" ? body.error.message : line;
+  return new KPartyError(code, message, { details: { status: response.status } });
+}
+
+/** The body of a successful answer, which must be of the `expected` media type. */
+async function bodyOf(response: Response, expected: "json" | "bytes"): Promise<unknown> {
+  const type = response.headers.get("content-type") ?? "";
+  const wanted = expected === "json" ? "application/json" : "application/octet-stream";
+  if (!type.includes(wanted)) {
+    await response.body?.cancel();
+    return Promise.reject(
+      unexpected(`${response.status} with ${type || "no content type"}, not ${wanted}`, response.status),
+    );
+  }
+  if (expected === "bytes") return new Uint8Array(await response.arrayBuffer());
+  try {
+    return await response.json();
+  } catch {
+    throw unexpected(`${response.status} with a body that is not JSON`, response.status);
+  }
+}
+
+/**
+ * The client's HTTP: DPoP proofs (and the latest `DPoP-Nonce`, with one retry when refused
+ * for it), `Authorization`, and the checks of every answer (`refusal`, `bodyOf`).
+ */
+function createTransport(base: string, options: GatewayClientOptions) {
   const fetchFn = options.fetch ?? fetch;
   const root = base.replace(/\/$/, "");
   const dpopKey = options.dpopKey === undefined ? generateKeyPairSync("ed25519").privateKey : options.dpopKey;
@@ -55,11 +104,10 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
     });
   }
 
-  async function send(path: string, init: RequestInit & { token?: string }): Promise<Response> {
+  async function send(path: string, init: Init): Promise<Response> {
     const url = `${root}${path}`;
-    const method = init.method ?? "GET";
     const headers = new Headers(init.headers);
-    const p = proof(method, url, init.token);
+    const p = proof(init.method ?? "GET", url, init.token);
     if (p) headers.set("dpop", p);
     if (init.token) headers.set("authorization", `${dpopKey ? "DPoP" : "Bearer"} ${init.token}`);
     const { token: _token, ...rest } = init;
@@ -69,10 +117,8 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
     return response;
   }
 
-  async function call<T>(
-    path: string,
-    init: RequestInit & { token?: string } = {},
-  ): Promise<{ body: T; headers: Headers }> {
+  /** One call: the answer's body of the `expected` type and its headers, or the refusal thrown. */
+  async function call<T>(path: string, init: Init = {}, expected: "json" | "bytes" = "json") {
     let response = await send(path, init);
     if (
       dpopKey &&
@@ -83,38 +129,55 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
       await response.body?.cancel();
       response = await send(path, init); // once, with the nonce it just sent
     }
-    if (!response.ok) {
-      let code: KPartyErrorCode = "internal";
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const body = (await response.json()) as { error?: { code?: KPartyErrorCode; message?: string } };
-        code = body.error?.code ?? code;
-        message = body.error?.message ?? message;
-      } catch {
-        // not JSON: keep the status line
-      }
-      throw new KPartyError(code, message, { details: { status: response.status } });
-    }
-    const type = response.headers.get("content-type") ?? "";
-    const body = type.includes("application/json")
-      ? ((await response.json()) as T)
-      : (new Uint8Array(await response.arrayBuffer()) as T);
-    return { body, headers: response.headers };
+    if (!response.ok) throw await refusal(response);
+    return { body: (await bodyOf(response, expected)) as T, headers: response.headers };
   }
 
-  const form = (fields: Record<string, string>, headers: Record<string, string> = {}) => ({
-    method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
-    body: new URLSearchParams(fields).toString(),
-  });
+  return { dpopKey, proof, call };
+}
 
-  const json = (method: string, body: unknown, token?: string) => ({
-    method,
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    ...(token ? { token } : {}),
-  });
+const form = (fields: Record<string, string>, headers: Record<string, string> = {}): Init => ({
+  method: "POST",
+  headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+  body: new URLSearchParams(fields).toString(),
+});
 
+const json = (method: string, body: unknown, token?: string): Init => ({
+  method,
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify(body),
+  ...(token ? { token } : {}),
+});
+
+/**
+ * A small client for the kparty gateway's HTTP API. Refusals become `KPartyError`s with the
+ * gateway's code (and `details.status`). Speaks DPoP by default: it keeps the gateway's latest
+ * `DPoP-Nonce` and, refused with `use_dpop_nonce`, retries once with the new nonce.
+ *
+ * @example
+ * ```ts
+ * const gw = createGatewayClient("http://127.0.0.1:8080");
+ * const { challenge, domain } = await gw.challenge();
+ * const { access_token } = await gw.token(await holder.kpartyCreatePresentation({ …, challenge, domain }));
+ * const weights = await gw.weights("mnist-logreg", access_token); // Authorization: DPoP + DPoP proof
+ * ```
+ */
+export function createGatewayClient(base: string, options: GatewayClientOptions = {}) {
+  const { dpopKey, proof, call } = createTransport(base, options);
+  return {
+    ...accessCalls(dpopKey, proof, call),
+    ...modelCalls(call),
+  };
+}
+
+type Call = ReturnType<typeof createTransport>["call"];
+
+/** Challenges, tokens, OID4VP transactions and request headers. */
+function accessCalls(
+  dpopKey: KeyObject | null,
+  proof: ReturnType<typeof createTransport>["proof"],
+  call: Call,
+) {
   return {
     /** The DPoP key's algorithm, or `null` for a bearer client. */
     dpopAlgorithm: dpopKey ? dpopAlgorithmOf(dpopKey) : null,
@@ -126,13 +189,8 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
       const p = proof(method, url, token);
       return p ? { authorization: `DPoP ${token}`, dpop: p } : { authorization: `Bearer ${token}` };
     },
-    async challenge(): Promise<{ challenge: string; domain: string; expiresAt: string }> {
-      return (
-        await call<{ challenge: string; domain: string; expiresAt: string }>(
-          "/auth/challenge",
-          json("POST", {}),
-        )
-      ).body;
+    async challenge(): Promise<ChallengeResponse> {
+      return (await call<ChallengeResponse>("/auth/challenge", json("POST", {}))).body;
     },
     async token(presentation: string, scope?: string): Promise<TokenResponse> {
       return (
@@ -146,13 +204,9 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
      * The state of an OID4VP transaction this client's caller opened; once the wallet has
      * answered, the access token, bound to this client's DPoP key (collected once).
      */
-    async oid4vpTransaction(transactionId: string): Promise<{ status: string } & Partial<TokenResponse>> {
-      return (
-        await call<{ status: string } & Partial<TokenResponse>>(
-          `/oid4vp/transactions/${encodeURIComponent(transactionId)}`,
-          { method: "GET" },
-        )
-      ).body;
+    async oid4vpTransaction(transactionId: string): Promise<TransactionResponse> {
+      const path = `/oid4vp/transactions/${encodeURIComponent(transactionId)}`;
+      return (await call<TransactionResponse>(path, { method: "GET" })).body;
     },
     /**
      * Revokes `token` (RFC 7009, `POST /oauth/revoke`) as its holder, authenticated with `as`
@@ -164,18 +218,20 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
     /** Introspects `token` (RFC 7662) as the gateway client `client` (`kparty gateway clients add`). */
     async introspect(token: string, client: { id: string; secret: string }): Promise<TokenIntrospection> {
       const basic = Buffer.from(`${client.id}:${client.secret}`).toString("base64");
-      return (
-        await call<TokenIntrospection>(
-          "/oauth/introspect",
-          form({ token }, { authorization: `Basic ${basic}` }),
-        )
-      ).body;
+      const init = form({ token }, { authorization: `Basic ${basic}` });
+      return (await call<TokenIntrospection>("/oauth/introspect", init)).body;
     },
-    async models(token: string): Promise<ModelInfo[]> {
-      return (await call<{ models: ModelInfo[] }>("/models", { token })).body.models;
+  };
+}
+
+/** The model store's calls (each with an access token). */
+function modelCalls(call: Call) {
+  return {
+    async models(token: string): Promise<ModelResponse[]> {
+      return (await call<{ models: ModelResponse[] }>("/models", { token })).body.models;
     },
-    async model(id: string, token: string): Promise<ModelInfo> {
-      return (await call<ModelInfo>(`/models/${encodeURIComponent(id)}`, { token })).body;
+    async model(id: string, token: string): Promise<ModelResponse> {
+      return (await call<ModelResponse>(`/models/${encodeURIComponent(id)}`, { token })).body;
     },
     async register(
       model: {
@@ -186,14 +242,13 @@ export function createGatewayClient(base: string, options: GatewayClientOptions 
         aggregation?: Aggregation;
       },
       token: string,
-    ): Promise<ModelInfo> {
-      return (await call<ModelInfo>("/models", json("POST", model, token))).body;
+    ): Promise<ModelResponse> {
+      return (await call<ModelResponse>("/models", json("POST", model, token))).body;
     },
     /** The current global weights and their version. */
     async weights(id: string, token: string): Promise<{ weights: Float32Array; version: number }> {
-      const { body, headers } = await call<Uint8Array>(`/models/${encodeURIComponent(id)}/weights`, {
-        token,
-      });
+      const path = `/models/${encodeURIComponent(id)}/weights`;
+      const { body, headers } = await call<Uint8Array>(path, { token }, "bytes");
       const copy = body.slice();
       return {
         weights: new Float32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4),

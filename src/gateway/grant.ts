@@ -3,22 +3,14 @@ import type { Action } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
 import { publicRequestUrl } from "./guard.ts";
 import { grantScope, type ScopeRequest } from "./policy.ts";
+import type { AccessTokenResponse } from "./schemas.ts";
 import type { GatewayServices } from "./services.ts";
 import type { AccessGrant, TokenService } from "./tokens.ts";
 import type { CheckResult } from "./verify/checks.ts";
 import type { VerifiedPresentation } from "./verify/verifier.ts";
 
-/** The token response (RFC 6749 §5.1 with kparty's fields). */
-export interface AccessTokenResponse {
-  access_token: string;
-  /** `DPoP` for a token bound to the proof key (RFC 9449 §5), `Bearer` otherwise. */
-  token_type: "DPoP" | "Bearer";
-  expires_in: number;
-  scope: string;
-  holder: string;
-  models: string[];
-  credential_id: string;
-}
+/** The token response: its schema and type are in `schemas.ts` (`tokenSchema`). */
+export type { AccessTokenResponse };
 
 /**
  * The key a token asked for by `request` is bound to: the thumbprint of its `DPoP` proof's key,

@@ -1,9 +1,10 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { decodeJwt } from "../../credential/index.ts";
-import { KPartyError } from "../../errors/index.ts";
+import { KPartyError, type ServiceErrorCode } from "../../errors/index.ts";
 import type { OAuthClient } from "../../state/port.ts";
 import { auditEntryOf } from "../audit-entry.ts";
 import { HTTP_STATUS } from "../errors.ts";
+import { errorResponses, UNAVAILABLE } from "../schemas.ts";
 import type { GatewayServices } from "../services.ts";
 import type { AccessClaims } from "../tokens.ts";
 
@@ -12,18 +13,6 @@ interface TokenBody {
   token: string;
   token_type_hint?: string;
 }
-
-const ERROR_SCHEMA = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } },
-    },
-  },
-} as const;
 
 /** The form both endpoints take (also in the OpenAPI document). */
 export const OAUTH_BODY_SCHEMA = {
@@ -76,8 +65,51 @@ export const INTROSPECTION_SCHEMA = {
   },
 } as const;
 
-const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [String(s), ERROR_SCHEMA]));
+const FORM = { "application/x-www-form-urlencoded": { schema: OAUTH_BODY_SCHEMA } };
+
+const INTROSPECT_CODES: ServiceErrorCode[] = ["payload_too_large", "invalid_client", ...UNAVAILABLE];
+
+/** `POST /oauth/introspect` in the document: what the schemas cannot say. */
+const INTROSPECT_DOC = {
+  summary: "Token introspection (RFC 7662) for resource servers",
+  description:
+    "Authenticated as a gateway client (`kparty gateway clients add`, HTTP Basic). Answers a live token's " +
+    "members — scope, models, token_type, exp, iat, sub (the holder DID), iss, aud, jti, cnf.jkt " +
+    "(DPoP-bound tokens) and the extension credential_id — after the same per-use checks as every " +
+    "protected request (signature, the credential's window and the token's exp, revocation at " +
+    "/oauth/revoke, the credential's on-chain status and its issuer's membership), without a DPoP proof. " +
+    'Otherwise only `{"active": false}`. 503 when the check cannot run (fail closed).',
+  security: [{ client: [] }],
+  bodyContent: FORM,
+  tags: ["oauth"],
+};
+
+const REVOKE_CODES: ServiceErrorCode[] = [
+  "payload_too_large",
+  "invalid_client",
+  "token_invalid",
+  "token_revoked",
+  "credential_expired",
+  "invalid_dpop_proof",
+  "use_dpop_nonce",
+  "scope_denied",
+  ...UNAVAILABLE,
+];
+
+/** `POST /oauth/revoke` in the document. */
+const REVOKE_DOC = {
+  summary: "Token revocation (RFC 7009): a holder its own tokens, a client with --revoke any token",
+  description:
+    "A holder authenticates with one of its own access tokens (as on protected routes: " +
+    "`Authorization: DPoP` and a proof for POST at this URL, or Bearer in bearer mode) and may revoke " +
+    "any token whose sub is itself; another holder's token is 403 `scope_denied`. A gateway client " +
+    "added with `--revoke` (HTTP Basic) may revoke any token; one without it gets 403 `scope_denied`. " +
+    "The token is refused at every replica (401 `token_revoked`) and by introspection until its exp. " +
+    "A token that is invalid, expired or no longer live is answered 200 too (RFC 7009 §2.2). Audited.",
+  security: [{ client: [] }, { dpop: [] }, { bearer: [] }],
+  bodyContent: FORM,
+  tags: ["oauth"],
+};
 
 /** The fields of a form body, each at most once (RFC 6749 §3.1), else `malformed`. */
 function parseForm(text: string): Record<string, string> {
@@ -245,9 +277,13 @@ export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
   app.post<{ Body: TokenBody }>(
     "/oauth/introspect",
     {
+      config: { doc: INTROSPECT_DOC },
       schema: {
         body: OAUTH_BODY_SCHEMA,
-        response: { 200: INTROSPECTION_SCHEMA, ...errorResponses(400, 401, 503) },
+        response: {
+          200: { description: "the token's state", ...INTROSPECTION_SCHEMA },
+          ...errorResponses(INTROSPECT_CODES),
+        },
       },
     },
     (request) => introspect(services, request),
@@ -255,9 +291,13 @@ export const oauthRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
   app.post<{ Body: TokenBody }>(
     "/oauth/revoke",
     {
+      config: { doc: REVOKE_DOC },
       schema: {
         body: OAUTH_BODY_SCHEMA,
-        response: { 200: { type: "object", properties: {} }, ...errorResponses(400, 401, 403, 503) },
+        response: {
+          200: { description: "revoked (or nothing to revoke)", type: "object", properties: {} },
+          ...errorResponses(REVOKE_CODES),
+        },
       },
     },
     (request, reply) => revoke(services, request, reply),

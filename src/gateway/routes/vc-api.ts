@@ -1,10 +1,11 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { credentialJwtOf, decodeJwt, presentationJwtOf } from "../../credential/index.ts";
-import { KPartyError } from "../../errors/index.ts";
+import { KPartyError, type ServiceErrorCode } from "../../errors/index.ts";
 import type { ChallengeStore } from "../../state/port.ts";
-import { jsonObject } from "../body.ts";
+import { type InputMessages, rejectInvalidInput } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { clientMessage, errorResponse } from "../errors.ts";
+import { errorResponses, UNAVAILABLE, verificationSchema } from "../schemas.ts";
 import type { GatewayServices } from "../services.ts";
 import type { CheckResult } from "../verify/checks.ts";
 
@@ -15,45 +16,87 @@ import type { CheckResult } from "../verify/checks.ts";
  */
 export const VC_API_CHECKS = ["proof", "credentialStatus", "issuanceDate", "expirationDate", "validity"];
 
-/**
- * Reads a VC-API request body: exactly `field` (a JWT, or its JSON form, which must be exactly
- * what the JWT encodes: see `credentialJwtOf`) and optionally `options` with only `allowed`
- * keys besides `checks`.
- */
-function parseVerifyRequest(
-  body: unknown,
-  field: "verifiableCredential" | "verifiablePresentation",
-  allowed: string[],
-): { jwt: string; options: Record<string, unknown> } {
-  const fields = jsonObject(body, [field, "options"], `{${field}, options?}`);
-  const { options = {} } = fields;
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new KPartyError("malformed", "options must be an object");
-  }
-  const unknownOptions = Object.keys(options as object).filter((k) => k !== "checks" && !allowed.includes(k));
-  if (unknownOptions.length) {
-    throw new KPartyError(
-      "malformed",
-      `unsupported options: ${unknownOptions.join(", ")} (options may add ${allowed.join(", ")} and list checks; no option removes a check)`,
-    );
-  }
-  const { checks } = options as { checks?: unknown };
-  if (checks !== undefined) {
-    if (!Array.isArray(checks) || !checks.every((c) => typeof c === "string")) {
-      throw new KPartyError("malformed", "options.checks must be an array of check names");
-    }
-    const unknownChecks = checks.filter((c) => !VC_API_CHECKS.includes(c));
-    if (unknownChecks.length) {
-      throw new KPartyError(
-        "malformed",
-        `unsupported checks: ${unknownChecks.join(", ")} (kparty always runs ${VC_API_CHECKS.join(", ")})`,
-      );
-    }
-  }
-  const value = fields[field];
-  const jwt = field === "verifiableCredential" ? credentialJwtOf(value) : presentationJwtOf(value);
-  return { jwt, options: options as Record<string, unknown> };
+const checksSchema = {
+  type: "array",
+  items: { type: "string", enum: VC_API_CHECKS },
+  description: "Checks kparty runs on every verification anyway; listing one changes nothing. Others: 400.",
+};
+const jwtOrJsonForm = {
+  anyOf: [{ type: "string" }, { type: "object" }],
+  description:
+    "A JWT (compact JWS, ES256K), or its VCDM 1.1 JSON form with proof {type: JwtProof2020, jwt}: " +
+    "the JSON form must be exactly what proof.jwt decodes to (VC Data Model 1.1 §6.3.1), else 400.",
+};
+const nonEmpty = { type: "string", minLength: 1 };
+
+/** The body of a VC-API verify request: exactly `field` and optionally `options` with `allowed` keys. */
+function verifyRequestSchema(field: string, options: Record<string, object>) {
+  return {
+    type: "object",
+    required: [field],
+    additionalProperties: false,
+    properties: {
+      [field]: jwtOrJsonForm,
+      options: {
+        type: "object",
+        additionalProperties: false,
+        properties: { checks: checksSchema, ...options },
+      },
+    },
+  };
 }
+
+/** How a refused VC-API body is worded (the codes: `malformed`). */
+function verifyInput(field: string, allowed: string[]): InputMessages {
+  return {
+    shape: `{${field}, options?}`,
+    fields: {
+      "/options": "options must be an object",
+      "/options/checks": (checks, keyword) =>
+        keyword === "enum"
+          ? `unsupported checks: ${(checks as unknown[]).filter((c) => !VC_API_CHECKS.includes(c as string)).join(", ")} (kparty always runs ${VC_API_CHECKS.join(", ")})`
+          : "options.checks must be an array of check names",
+      "/options/challenge": "options.challenge must be a non-empty string",
+      "/options/domain": "options.domain must be a non-empty string",
+      "/options/anchorProof": "options.anchorProof must be an array of strings",
+    },
+    unknown: {
+      "/options": (names) =>
+        `unsupported options: ${names.join(", ")} (options may add ${allowed.join(", ")} and list checks; no option removes a check)`,
+    },
+  };
+}
+
+const VERIFY_SPLIT =
+  "Structurally invalid input (a missing or wrongly typed @context, type, issuer, credentialSubject, " +
+  "issuanceDate or proof; an unknown option or check) is 400 malformed, and a JSON form whose unsigned " +
+  "fields differ from what its proof.jwt encodes is 400 jwt_mismatch, each with the field; neither is a " +
+  "verdict. A well-formed credential or presentation that fails a check (signature, window, anchoring, " +
+  "membership, status, challenge, audience) is 200 with verified: false and the failing check's code.";
+
+const VERIFY_CODES: ServiceErrorCode[] = [
+  "jwt_mismatch",
+  "payload_too_large",
+  "rate_limited",
+  ...UNAVAILABLE,
+];
+
+const verifyRoute = (
+  field: string,
+  options: Record<string, object>,
+  summary: string,
+  description: string,
+) => ({
+  attachValidation: true,
+  config: { doc: { summary, description, secured: false, tags: ["vc-api"] } },
+  schema: {
+    body: verifyRequestSchema(field, options),
+    response: { 200: { description: "the verdict", ...verificationSchema }, ...errorResponses(VERIFY_CODES) },
+  },
+});
+
+const CREDENTIAL_INPUT = verifyInput("verifiableCredential", ["anchorProof"]);
+const PRESENTATION_INPUT = verifyInput("verifiablePresentation", ["challenge", "domain"]);
 
 /**
  * A VC-API verification result: `verified` with every check run, or not verified with the
@@ -127,15 +170,23 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
   const { limiter, verificationsPerMinute, verifier, challenges } = services;
   const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
 
-  app.post("/credentials/verify", async (request) => {
+  const credentialRoute = verifyRoute(
+    "verifiableCredential",
+    { anchorProof: { type: "array", items: { type: "string" } } },
+    "VC-API: verify one K-th Party token (options may add checks, never remove them)",
+    VERIFY_SPLIT,
+  );
+  app.post("/credentials/verify", credentialRoute, async (request) => {
     await limiter.take(
       `verify:${bucketOf(request)}`,
       verificationsPerMinute,
       "verifications from this address",
     );
-    const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiableCredential", ["anchorProof"]);
+    rejectInvalidInput(request, CREDENTIAL_INPUT);
+    const body = request.body as { verifiableCredential: unknown; options?: { anchorProof?: string[] } };
+    const jwt = credentialJwtOf(body.verifiableCredential);
     return verification(
-      () => verifier.verifyCredential(jwt, opts.anchorProof),
+      () => verifier.verifyCredential(jwt, body.options?.anchorProof),
       (c) => ({
         credential: {
           id: c.credentialId,
@@ -150,28 +201,33 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
     );
   });
 
-  app.post("/presentations/verify", async (request) => {
+  const presentationRoute = verifyRoute(
+    "verifiablePresentation",
+    { challenge: nonEmpty, domain: nonEmpty },
+    "VC-API: verify a presentation and its token (options may add checks, never remove them)",
+    `${VERIFY_SPLIT} A nonce that this gateway issued (POST /challenges or /auth/challenge) is ` +
+      "single-use on every endpoint: verifying it here consumes it, named in options.challenge or not. " +
+      "An options.challenge this gateway did not issue is only compared with the presentation's nonce " +
+      "(the caller must keep it single-use), and the result carries the warning challenge_not_issued_here.",
+  );
+  app.post("/presentations/verify", presentationRoute, async (request) => {
     await limiter.take(
       `verify:${bucketOf(request)}`,
       verificationsPerMinute,
       "verifications from this address",
     );
-    const { jwt, options: opts } = parseVerifyRequest(request.body, "verifiablePresentation", [
-      "challenge",
-      "domain",
-    ]);
-    const { challenge, domain } = opts;
-    if (challenge !== undefined && (typeof challenge !== "string" || challenge.length === 0)) {
-      throw new KPartyError("malformed", "options.challenge must be a non-empty string");
-    }
-    if (domain !== undefined && (typeof domain !== "string" || domain.length === 0)) {
-      throw new KPartyError("malformed", "options.domain must be a non-empty string");
-    }
-    const challengeCheck = await vcApiChallenge(challenges, jwt, challenge as string | undefined);
+    rejectInvalidInput(request, PRESENTATION_INPUT);
+    const body = request.body as {
+      verifiablePresentation: unknown;
+      options?: { challenge?: string; domain?: string };
+    };
+    const jwt = presentationJwtOf(body.verifiablePresentation);
+    const { challenge, domain } = body.options ?? {};
+    const challengeCheck = await vcApiChallenge(challenges, jwt, challenge);
     return verification(
       () =>
         verifier.verifyPresentation(jwt, {
-          domain: (domain as string | undefined) ?? null,
+          domain: domain ?? null,
           ...challengeCheck.expectations,
         }),
       (p) => ({
