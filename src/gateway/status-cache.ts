@@ -183,7 +183,7 @@ export function createStatusCache(options: StatusCacheOptions) {
     const since = changes.start();
     const started = generation;
     const state = await getCredentialState(chain, {
-      credentialId: key.anchorKey,
+      anchorKey: key.anchorKey,
       issuer: key.issuer,
       revocationIndex: key.revocationIndex,
       suspensionIndex: key.suspensionIndex,

@@ -350,7 +350,7 @@ Examples:
         }
         const client = ctx.chain();
         const state = await getCredentialState(client, {
-          credentialId: ref.root ?? ref.credentialId,
+          anchorKey: ref.root ?? ref.credentialId,
           issuer: ref.issuerAccount,
           revocationIndex: ref.statusIndex,
           suspensionIndex: ref.statusIndex,
