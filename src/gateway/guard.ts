@@ -98,110 +98,27 @@ export function grantCoversModel(claims: AccessClaims, model: string): boolean {
  * before the reply.
  */
 export function createAccessGuard(options: GuardOptions) {
-  const { tokens, states, audit } = options;
-  const policy = options.removedIssuerPolicy ?? "deny";
-  const defaultRpm = options.defaultRequestsPerMinute ?? 600;
-  if (!tokens || !states) throw new TypeError("tokens and states are required");
-  const binding = resolveTokenBinding(options.tokenBinding);
-  const { dpop } = options;
-  if (binding === "dpop" && !dpop) throw new TypeError("tokenBinding dpop needs a DPoP verifier (dpop)");
-  const publicUrl = resolvePublicUrl(options.publicUrl);
-
+  const ctx = guardContext(options);
   return function requireAccess(action: Action): preHandlerAsyncHookHandler {
     return async (request: FastifyRequest, reply: FastifyReply) => {
-      const model = (request.params as { id?: string }).id ?? null;
-      let claims: AccessClaims | undefined;
+      // the verified claims, once there: named in the audit record of any refusal from then on
+      const seen: { claims?: AccessClaims } = {};
       try {
-        const header = request.headers.authorization;
-        const match = typeof header === "string" ? AUTHORIZATION.exec(header) : null;
-        if (!match) {
-          throw new KPartyError(
-            "token_invalid",
-            binding === "dpop"
-              ? "an access token is required (Authorization: DPoP … with a DPoP proof)"
-              : "an access token is required (Authorization: Bearer …)",
-            { details: { scheme: binding === "dpop" ? "DPoP" : "Bearer" } },
-          );
-        }
-        const scheme = (match[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
-        const token = match[2] as string;
-        const verified = await tokens.verify(token);
-        claims = verified; // named in the audit record of any refusal from here on
-        const named = { holder: verified.holder, credentialId: verified.credentialId };
-        if (verified.jkt !== undefined) {
-          if (scheme !== "DPoP" || !dpop) {
-            throw new KPartyError(
-              "token_invalid",
-              "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
-              { details: { ...named, scheme: "DPoP" } },
-            );
-          }
-          if (dpop.requiresNonce) reply.header("dpop-nonce", dpop.nonce());
-          const proof = await dpop.verify(request.headers.dpop, {
-            method: request.method,
-            url: publicRequestUrl(request, publicUrl),
-            accessToken: token,
-            endpoint: "resource",
-          });
-          if (proof.jkt !== verified.jkt) {
-            throw new KPartyError(
-              "invalid_dpop_proof",
-              "the DPoP proof is signed by another key than the one the access token is bound to",
-              { details: { ...named, endpoint: "resource" } },
-            );
-          }
-        } else if (binding === "dpop") {
-          throw new KPartyError(
-            "token_invalid",
-            "the gateway accepts only DPoP-bound access tokens; get one with a DPoP proof",
-            { details: { ...named, scheme: "DPoP" } },
-          );
-        } else if (scheme !== "Bearer") {
-          throw new KPartyError(
-            "token_invalid",
-            "an access token without cnf goes with Authorization: Bearer",
-            {
-              details: { ...named, scheme: "Bearer" },
-            },
-          );
-        }
-        await options.limiter?.take(
-          `credential:${claims.credentialId}`,
-          claims.requestsPerMinute ?? defaultRpm,
-          "this credential",
-        );
-        if (!claims.actions.includes(action)) {
-          throw new KPartyError("scope_denied", `the access token does not grant ${action}`);
-        }
-        if (model !== null && !grantCoversModel(claims, model)) {
-          throw new KPartyError("scope_denied", `the access token does not cover model ${model}`);
-        }
-        const state = await states.get({
-          anchorKey: claims.anchorKey,
-          issuer: claims.issuerAccount,
-          revocationIndex: claims.revocationIndex,
-          suspensionIndex: claims.suspensionIndex,
-        });
-        await judgeCredentialState(state, claims.issuerAccount, policy, (_check, fn) => fn());
+        const claims = await authorize(ctx, request, reply, action, seen);
         request.kparty = { ...claims, action, client: request.ip };
-        await audit?.append(
-          auditEntryOf(request, {
-            outcome: "granted",
-            holder: claims.holder,
-            credentialId: claims.credentialId,
-            action,
-          }),
-        );
+        const { holder, credentialId } = claims;
+        await ctx.audit?.append(auditEntryOf(request, { outcome: "granted", holder, credentialId, action }));
       } catch (error) {
         // an authentic token refused for its times names its holder and credential in the error
         const named = error instanceof KPartyError ? error.details : {};
-        await audit?.append(
+        await ctx.audit?.append(
           auditEntryOf(request, {
             outcome: "denied",
             error,
-            holder: claims?.holder ?? (typeof named.holder === "string" ? named.holder : null),
+            holder: seen.claims?.holder ?? (typeof named.holder === "string" ? named.holder : null),
             credentialId:
-              claims?.credentialId ?? (typeof named.credentialId === "string" ? named.credentialId : null),
+              seen.claims?.credentialId ??
+              (typeof named.credentialId === "string" ? named.credentialId : null),
             action,
           }),
         );
@@ -209,4 +126,144 @@ export function createAccessGuard(options: GuardOptions) {
       }
     };
   };
+}
+
+/** A guard's options, checked and resolved to their defaults. */
+interface GuardContext {
+  tokens: GuardOptions["tokens"];
+  states: GuardOptions["states"];
+  audit: AuditStore | undefined;
+  policy: RemovedIssuerPolicy;
+  limiter: RateLimits | undefined;
+  defaultRpm: number;
+  binding: TokenBinding;
+  dpop: DpopVerifier | undefined;
+  publicUrl: string | undefined;
+}
+
+function guardContext(options: GuardOptions): GuardContext {
+  const { tokens, states } = options;
+  if (!tokens || !states) throw new TypeError("tokens and states are required");
+  const binding = resolveTokenBinding(options.tokenBinding);
+  if (binding === "dpop" && !options.dpop)
+    throw new TypeError("tokenBinding dpop needs a DPoP verifier (dpop)");
+  return {
+    tokens,
+    states,
+    audit: options.audit,
+    policy: options.removedIssuerPolicy ?? "deny",
+    limiter: options.limiter,
+    defaultRpm: options.defaultRequestsPerMinute ?? 600,
+    binding,
+    dpop: options.dpop,
+    publicUrl: resolvePublicUrl(options.publicUrl),
+  };
+}
+
+/**
+ * Every check of a request, in order: the token, its binding, the rate limit, the scope and
+ * the credential's on-chain state; the claims of an access granted (puts them in `seen` once
+ * the token verifies).
+ */
+async function authorize(
+  ctx: GuardContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  action: Action,
+  seen: { claims?: AccessClaims },
+): Promise<AccessClaims> {
+  const model = (request.params as { id?: string }).id ?? null;
+  const { scheme, token } = authorizationOf(request, ctx.binding);
+  const claims = await ctx.tokens.verify(token);
+  seen.claims = claims;
+  await checkBinding(ctx, request, reply, { claims, scheme, token });
+  await ctx.limiter?.take(
+    `credential:${claims.credentialId}`,
+    claims.requestsPerMinute ?? ctx.defaultRpm,
+    "this credential",
+  );
+  if (!claims.actions.includes(action)) {
+    throw new KPartyError("scope_denied", `the access token does not grant ${action}`);
+  }
+  if (model !== null && !grantCoversModel(claims, model)) {
+    throw new KPartyError("scope_denied", `the access token does not cover model ${model}`);
+  }
+  const state = await ctx.states.get({
+    anchorKey: claims.anchorKey,
+    issuer: claims.issuerAccount,
+    revocationIndex: claims.revocationIndex,
+    suspensionIndex: claims.suspensionIndex,
+  });
+  await judgeCredentialState(state, claims.issuerAccount, ctx.policy, (_check, fn) => fn());
+  return claims;
+}
+
+/** The request's `Authorization` scheme and token (`token_invalid` when it has none). */
+function authorizationOf(
+  request: FastifyRequest,
+  binding: TokenBinding,
+): { scheme: "DPoP" | "Bearer"; token: string } {
+  const header = request.headers.authorization;
+  const match = typeof header === "string" ? AUTHORIZATION.exec(header) : null;
+  if (!match) {
+    throw new KPartyError(
+      "token_invalid",
+      binding === "dpop"
+        ? "an access token is required (Authorization: DPoP … with a DPoP proof)"
+        : "an access token is required (Authorization: Bearer …)",
+      { details: { scheme: binding === "dpop" ? "DPoP" : "Bearer" } },
+    );
+  }
+  const scheme = (match[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
+  return { scheme, token: match[2] as string };
+}
+
+/**
+ * A DPoP-bound token must come as `Authorization: DPoP` with a fresh proof of its key; an
+ * unbound one only as `Bearer`, and only when the binding is `bearer`.
+ */
+async function checkBinding(
+  ctx: GuardContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  { claims, scheme, token }: { claims: AccessClaims; scheme: "DPoP" | "Bearer"; token: string },
+): Promise<void> {
+  const named = { holder: claims.holder, credentialId: claims.credentialId };
+  const { dpop } = ctx;
+  if (claims.jkt === undefined) {
+    if (ctx.binding === "dpop") {
+      throw new KPartyError(
+        "token_invalid",
+        "the gateway accepts only DPoP-bound access tokens; get one with a DPoP proof",
+        { details: { ...named, scheme: "DPoP" } },
+      );
+    }
+    if (scheme !== "Bearer") {
+      throw new KPartyError("token_invalid", "an access token without cnf goes with Authorization: Bearer", {
+        details: { ...named, scheme: "Bearer" },
+      });
+    }
+    return;
+  }
+  if (scheme !== "DPoP" || !dpop) {
+    throw new KPartyError(
+      "token_invalid",
+      "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
+      { details: { ...named, scheme: "DPoP" } },
+    );
+  }
+  if (dpop.requiresNonce) reply.header("dpop-nonce", dpop.nonce());
+  const proof = await dpop.verify(request.headers.dpop, {
+    method: request.method,
+    url: publicRequestUrl(request, ctx.publicUrl),
+    accessToken: token,
+    endpoint: "resource",
+  });
+  if (proof.jkt !== claims.jkt) {
+    throw new KPartyError(
+      "invalid_dpop_proof",
+      "the DPoP proof is signed by another key than the one the access token is bound to",
+      { details: { ...named, endpoint: "resource" } },
+    );
+  }
 }
