@@ -3,6 +3,7 @@ import { setGlobalConfig } from "@openid4vc/oauth2";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { ACTIONS, type Action, isModelSelector } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
+import { auditEntryOf } from "../audit-entry.ts";
 import { jsonObject } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { errorResponse } from "../errors.ts";
@@ -17,6 +18,14 @@ import { grantScope } from "../policy.ts";
 import type { GatewayServices } from "../services.ts";
 
 const random = () => randomBytes(32).toString("base64url");
+
+/** A transaction's audit record names no model: its `:id` is the transaction's. */
+const transactionAudit = (grant: PresentationGrant) => ({
+  route: "/oid4vp/transactions",
+  model: null,
+  holder: grant.holder,
+  credentialId: grant.credentialId,
+});
 
 function parseScope(body: unknown): { actions: Action[]; models: string[] } {
   const { scope, models } = jsonObject(body, ["scope", "models"], "{scope, models}");
@@ -160,31 +169,17 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
         { actions: stored.scope.actions, models: stored.scope.models },
         verified.credential.claims,
       );
-      await audit.append({
-        client: clientOf(request),
-        route: "/oid4vp/responses",
-        holder,
-        credentialId,
-        action: scope.actions.join(" "),
-        outcome: "granted",
-      });
+      const action = scope.actions.join(" ");
+      await audit.append(auditEntryOf(request, { outcome: "granted", holder, credentialId, action }));
       transactions.settle(transaction.id, "granted", JSON.stringify(grantOf(verified, scope)));
       return {};
     } catch (error) {
-      const code = error instanceof KPartyError ? error.code : "internal";
       if (bound !== null) {
         // what the client is told for this error: its code and the message errorResponse gives
         const { code: shown, message } = errorResponse(error)[1].error;
         transactions.settle(bound, "denied", JSON.stringify({ code: shown, message }));
       }
-      await audit.append({
-        client: clientOf(request),
-        route: "/oid4vp/responses",
-        holder,
-        credentialId,
-        outcome: "denied",
-        code,
-      });
+      await audit.append(auditEntryOf(request, { outcome: "denied", error, holder, credentialId }));
       throw error;
     }
   });
@@ -205,24 +200,16 @@ export const oid4vpRoutes: FastifyPluginAsync<{ services: GatewayServices }> = a
       // the caller that collects the token binds it to its own DPoP key (or gets a bearer token)
       const jkt = await tokenBindingOf(services, request);
       const answer = await handOverToken(services, grant, { checks: [], jkt });
-      await audit.append({
-        client: clientOf(request),
-        route: "/oid4vp/transactions",
-        holder: grant.holder,
-        credentialId: grant.credentialId,
-        action: grant.actions.join(" "),
-        outcome: "granted",
-      });
+      await audit.append(
+        auditEntryOf(request, {
+          ...transactionAudit(grant),
+          action: grant.actions.join(" "),
+          outcome: "granted",
+        }),
+      );
       return { status: "granted", ...answer };
     } catch (error) {
-      await audit.append({
-        client: clientOf(request),
-        route: "/oid4vp/transactions",
-        holder: grant.holder,
-        credentialId: grant.credentialId,
-        outcome: "denied",
-        code: error instanceof KPartyError ? error.code : "internal",
-      });
+      await audit.append(auditEntryOf(request, { ...transactionAudit(grant), outcome: "denied", error }));
       throw error;
     }
   });
