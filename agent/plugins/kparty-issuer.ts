@@ -220,6 +220,68 @@ function validateClaims(args: IssueCredentialArgs): void {
   if (problem) throw invalid(problem);
 }
 
+/** A credential's validity window. */
+interface Window {
+  validFrom: Date;
+  validUntil: Date;
+}
+
+/**
+ * Validates one item (claims or draft, and its id) and returns its window: from `validFrom`
+ * (default `now`) until `validUntil` (default `DEFAULT_VALIDITY_MS` later), which must come after.
+ */
+function validatedWindow(item: IssueItem | DraftItem, issuer: string, now: Date): Window {
+  if ("draft" in item) validateDraft(item);
+  else validateClaims({ ...item, issuer });
+  if (item.id !== undefined && (typeof item.id !== "string" || !URI.test(item.id))) {
+    throw invalid("id must be a URI");
+  }
+  const validFrom = item.validFrom ?? now;
+  const validUntil = item.validUntil ?? new Date(validFrom.getTime() + DEFAULT_VALIDITY_MS);
+  if (Number.isNaN(validFrom.getTime()) || Number.isNaN(validUntil.getTime()) || validUntil <= validFrom) {
+    throw invalid("validUntil must be a date after validFrom");
+  }
+  return { validFrom, validUntil };
+}
+
+/** Signs one credential (a K-th Party token, or a draft) as a JWT VC, and its record (not anchored yet). */
+async function signedRecord(
+  item: IssueItem | DraftItem,
+  issuance: Window & { issuer: string; statusIndex: number; deployment: Deployment; id?: string },
+  by: { account: string; now: Date; sign: (data: string | Uint8Array) => Promise<string> },
+): Promise<IssuedRecord> {
+  const { issuer, statusIndex } = issuance;
+  const credential =
+    "draft" in item
+      ? w3cCredential({ ...item.draft, ...issuance })
+      : kpartyCredential({ ...issuance, subject: item.subject, claims: item });
+  const subject = "draft" in item ? item.draft.credentialSubject.id : item.subject;
+  // did-jwt-vc, as Veramo's JWT credential provider calls it: the same bytes, without
+  // the provider's two identifier lookups and its decoding of the result per credential
+  // A draft's subject keeps its id inside `vc` as well as in `sub` (VCDM 1.1 allows both): a
+  // subject with no other claim would otherwise be an empty object, which did-jwt-vc refuses.
+  const payload =
+    "draft" in item && typeof subject === "string" ? { ...credential, sub: subject } : credential;
+  const jwt = await createVerifiableCredentialJwt(
+    // did-jwt-vc types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
+    payload as unknown as CredentialPayload,
+    { did: issuer, alg: "ES256K", signer: by.sign },
+  );
+  return {
+    credentialId: credentialIdOf(jwt),
+    issuer,
+    issuerAccount: by.account,
+    subject: typeof subject === "string" ? subject : "",
+    statusIndex,
+    jwt,
+    issuedAt: by.now.toISOString(),
+    anchoredBlock: null,
+    anchorTx: null,
+    anchorRoot: null,
+    anchorProof: [],
+  };
+}
+
 /**
  * The kparty issuer plugin. Issuance: check the issuer is a current consortium member,
  * allocate a status index (durably, before use), sign the JWT VC with the issuer DID's
@@ -312,23 +374,7 @@ export class KPartyIssuer implements IAgentPlugin {
     context: IssuerContext,
   ): Promise<{ wallet: WalletClient; account: string; records: IssuedRecord[] }> {
     const now = this.#options.now?.() ?? new Date();
-    const windows = items.map((item) => {
-      if ("draft" in item) validateDraft(item);
-      else validateClaims({ ...item, issuer });
-      if (item.id !== undefined && (typeof item.id !== "string" || !URI.test(item.id))) {
-        throw invalid("id must be a URI");
-      }
-      const validFrom = item.validFrom ?? now;
-      const validUntil = item.validUntil ?? new Date(validFrom.getTime() + DEFAULT_VALIDITY_MS);
-      if (
-        Number.isNaN(validFrom.getTime()) ||
-        Number.isNaN(validUntil.getTime()) ||
-        validUntil <= validFrom
-      ) {
-        throw invalid("validUntil must be a date after validFrom");
-      }
-      return { validFrom, validUntil };
-    });
+    const windows = items.map((item) => validatedWindow(item, issuer, now));
     const wallet = await this.wallet(issuer, context);
     const account = (wallet.signer as VeramoSigner).address;
     const member = await getMember(wallet, account);
@@ -350,45 +396,14 @@ export class KPartyIssuer implements IAgentPlugin {
     const first = await this.#options.store.allocateIndexes(account, items.length);
     const records: IssuedRecord[] = [];
     for (const [i, item] of items.entries()) {
-      const statusIndex = first + i;
-      const { validFrom, validUntil } = windows[i] as (typeof windows)[number];
       const issuance = {
         issuer,
-        statusIndex,
+        statusIndex: first + i,
         deployment: this.#options.deployment,
-        validFrom,
-        validUntil,
+        ...(windows[i] as Window),
         ...(item.id !== undefined ? { id: item.id } : {}),
       };
-      const credential =
-        "draft" in item
-          ? w3cCredential({ ...item.draft, ...issuance })
-          : kpartyCredential({ ...issuance, subject: item.subject, claims: item });
-      const subject = "draft" in item ? item.draft.credentialSubject.id : item.subject;
-      // did-jwt-vc, as Veramo's JWT credential provider calls it: the same bytes, without
-      // the provider's two identifier lookups and its decoding of the result per credential
-      // A draft's subject keeps its id inside `vc` as well as in `sub` (VCDM 1.1 allows both): a
-      // subject with no other claim would otherwise be an empty object, which did-jwt-vc refuses.
-      const payload =
-        "draft" in item && typeof subject === "string" ? { ...credential, sub: subject } : credential;
-      const jwt = await createVerifiableCredentialJwt(
-        // did-jwt-vc types credentialStatus as one object; a list (one entry per purpose) is valid VCDM.
-        payload as unknown as CredentialPayload,
-        { did: issuer, alg: "ES256K", signer: sign },
-      );
-      records.push({
-        credentialId: credentialIdOf(jwt),
-        issuer,
-        issuerAccount: account,
-        subject: typeof subject === "string" ? subject : "",
-        statusIndex,
-        jwt,
-        issuedAt: now.toISOString(),
-        anchoredBlock: null,
-        anchorTx: null,
-        anchorRoot: null,
-        anchorProof: [],
-      });
+      records.push(await signedRecord(item, issuance, { account, now, sign }));
     }
     return { wallet, account, records };
   }
