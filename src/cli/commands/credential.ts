@@ -8,7 +8,7 @@ import { MAX_BATCH } from "../../../agent/plugins/kparty-issuer.ts";
 import { getCredentialState } from "../../chain/index.ts";
 import { type Action, credentialIdOf, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
-import { credentialVerdict } from "../../gateway/verify/judge.ts";
+import { credentialVerdict, credentialWindowOf } from "../../gateway/verify/judge.ts";
 import { writeFileAtomic } from "../../util/atomic-file.ts";
 import { identityOf } from "../context.ts";
 import { table } from "../output.ts";
@@ -329,7 +329,13 @@ Examples:
     )
     .action(
       run(async (ctx, _options, target: string) => {
-        let ref: { credentialId: string; issuerAccount: string; statusIndex: number; root: string | null };
+        let ref: {
+          credentialId: string;
+          issuerAccount: string;
+          statusIndex: number;
+          root: string | null;
+          jwt: string;
+        };
         if (/^0x/.test(target)) {
           const { agent } = await ctx.agent("issuer");
           const r = await agent.kpartyGetIssuedCredential({ credentialId: idOf(target) });
@@ -338,6 +344,7 @@ Examples:
             issuerAccount: r.issuerAccount,
             statusIndex: r.statusIndex,
             root: r.anchorRoot,
+            jwt: r.jwt,
           };
         } else {
           const b = readBundle(target);
@@ -346,6 +353,7 @@ Examples:
             issuerAccount: b.issuerAccount,
             statusIndex: b.statusIndex,
             root: b.anchor.root,
+            jwt: b.jwt,
           };
         }
         const client = ctx.chain();
@@ -355,8 +363,13 @@ Examples:
           revocationIndex: ref.statusIndex,
           suspensionIndex: ref.statusIndex,
         });
-        // the gateway's own verdict (default policy: credentials of removed issuers are refused)
-        const judged = credentialVerdict(state, ref.issuerAccount, "deny");
+        // the gateway's own verdict, times included (default policy: credentials of removed issuers are refused)
+        const judged = credentialVerdict(
+          state,
+          ref.issuerAccount,
+          "deny",
+          credentialWindowOf(ref.jwt, Date.now()),
+        );
         const verdict = judged.valid ? "valid" : judged.code;
         ctx.out.result({ credentialId: ref.credentialId, verdict, ...state }, [
           `${ref.credentialId}: ${verdict}`,

@@ -14,7 +14,12 @@ import type { StatusKey } from "../status-cache.ts";
 import { CheckLog, type CheckResult, fail } from "./checks.ts";
 import { es256kKeys, type Relationship } from "./did-keys.ts";
 import { type Es256kKey, verifyEs256k } from "./es256k.ts";
-import { judgeCredentialState, REMOVED_ISSUER_POLICIES, type RemovedIssuerPolicy } from "./judge.ts";
+import {
+  judgeCredentialState,
+  REMOVED_ISSUER_POLICIES,
+  type RemovedIssuerPolicy,
+  windowFailure,
+} from "./judge.ts";
 import {
   asToken,
   type CredentialClaims,
@@ -23,7 +28,7 @@ import {
   parseCredentialPayload,
   type TokenClaims,
 } from "./structure.ts";
-import { resolveClockSkew, windowVerdict } from "./window.ts";
+import { resolveClockSkew } from "./window.ts";
 
 /** The DID resolution capability the verifier needs (a Veramo agent with `IResolver` has it). */
 export interface DidResolver {
@@ -222,9 +227,9 @@ function checkWindow(
   expires: number | undefined,
   what: string,
 ) {
-  const verdict = windowVerdict(Math.floor(ctx.now() / 1000), notBefore, expires, ctx.skew);
-  if (verdict === "not_yet_valid") fail("not_yet_valid", `${what} is not valid before ${notBefore}`);
-  if (verdict === "expired") fail("expired", `${what} expired at ${expires}`);
+  const at = Math.floor(ctx.now() / 1000);
+  const failure = windowFailure(what, { at, notBefore, expires, skewSeconds: ctx.skew });
+  if (failure) fail(...failure);
 }
 
 /** What a credential's bytes (and its proof) say, before any read of the chain. */
