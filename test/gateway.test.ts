@@ -10,7 +10,6 @@ import {
   postJson,
   presentation,
   requestToken,
-  settlePolls,
   tamperPayload,
   waitForSync,
 } from "./fixtures/http.ts";
@@ -666,32 +665,34 @@ describe("rate limits", () => {
 
 describe("chain unreachable", () => {
   it("refuses new tokens with 503 past the token freshness bound, honours live tokens within the staleness bound, then 503", async () => {
+    // the gateway's clock stands still: every sync it makes, a late one included, is at `frozen`
+    const frozen = Date.now();
+    world.clock.atMs = frozen;
     const cred = await issue(world.orgA, world.alice);
-    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
     await waitForSync(world.base, cred.anchor.blockNumber); // no event in flight while the state is cached
-    const warm = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    expect(warm.status).toBe(200); // the credential's state is now cached
+    const token = (await requestToken(world, world.alice, cred.jwt)).body.access_token as string;
+    /** The status of a weights download with the live token, and the error code of a refusal. */
+    const weights = async () => {
+      const res = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      if (res.status === 200) return { status: 200, code: null, bytes: (await res.arrayBuffer()).byteLength };
+      return { status: res.status, code: ((await res.json()) as { error: { code: string } }).error.code };
+    };
+    const downloaded = { status: 200, code: null, bytes: MODEL_WEIGHTS.byteLength };
+    expect(await weights()).toEqual(downloaded); // the credential's state is now cached
     const vp = await presentation(world, world.alice, cred.jwt);
     await world.chain.stop();
-    await settlePolls();
     // A new token needs chain state confirmed within tokenFreshnessMs (1 s): past it, 503.
-    world.clock.offsetMs = 1_001;
+    world.clock.atMs = frozen + 1_001;
     const res = await postJson(world.base, "/auth/token", { presentation: vp });
     expectDenied(res, 503, "registry_unavailable");
     expect(res.headers.get("retry-after")).toBe("5");
     // A live token is honoured within maxStalenessMs (5 s) of the last sync, then refused.
-    const withinBound = await fetch(`${world.base}/models/${MODEL_ID}/weights`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    expect(withinBound.status).toBe(200);
-    world.clock.offsetMs = 5_001; // past the gateway's default 5000 ms staleness bound
-    const live = await getJson(world.base, `/models/${MODEL_ID}/weights`, token);
-    expect({ status: live.status, code: live.body.error.code }).toEqual({
-      status: 503,
-      code: "registry_unavailable",
-    });
+    world.clock.atMs = frozen + 5_000;
+    expect(await weights()).toEqual(downloaded);
+    world.clock.atMs = frozen + 5_001; // past the gateway's default 5000 ms staleness bound
+    expect(await weights()).toEqual({ status: 503, code: "registry_unavailable" });
     const health = await getJson(world.base, "/healthz");
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ status: "unavailable", chainId: 31337, blockNumber: null });
