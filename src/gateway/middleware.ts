@@ -1,6 +1,7 @@
 import type { preHandlerAsyncHookHandler } from "fastify";
 import { type ChainClient, createRegistryWatcher } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
+import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./audit.ts";
 import { createDpopNonces, createDpopVerifier, type DpopReplayStore, MemoryDpopReplayStore } from "./dpop.ts";
 import { createAccessGuard, resolvePublicUrl, resolveTokenBinding, type TokenBinding } from "./guard.ts";
@@ -140,6 +141,27 @@ export async function createKPartyProtection(options: ProtectionOptions) {
   };
 }
 
+/**
+ * GETs a JSON document of the gateway: its status and body (null when the answer is not
+ * JSON). `registry_unavailable` when the gateway cannot be reached: the protection is not
+ * made (fails closed) rather than made without the gateway's keys and deployment.
+ */
+async function fetchGateway(
+  fetchFn: typeof fetch,
+  url: string,
+): Promise<{ ok: boolean; status: number; body: unknown }> {
+  let res: Response;
+  try {
+    res = await fetchFn(url);
+  } catch (cause) {
+    throw new KPartyError("registry_unavailable", `the gateway cannot be reached at ${new URL(url).origin}`, {
+      cause,
+    });
+  }
+  const body: unknown = await res.json().catch(() => null);
+  return { ok: res.ok, status: res.status, body };
+}
+
 /** What the middleware reads from the gateway's `/.well-known/kparty`. */
 interface GatewayWellKnown {
   domain: string;
@@ -154,7 +176,14 @@ async function readWellKnown(
   base: string,
   chain: ChainClient,
 ): Promise<GatewayWellKnown> {
-  const wellKnown = (await (await fetchFn(`${base}/.well-known/kparty`)).json()) as GatewayWellKnown;
+  const answer = await fetchGateway(fetchFn, `${base}/.well-known/kparty`);
+  if (!answer.ok || typeof answer.body !== "object" || answer.body === null) {
+    throw new KPartyError(
+      "registry_unavailable",
+      `the gateway at ${base} does not serve its /.well-known/kparty (HTTP ${answer.status})`,
+    );
+  }
+  const wellKnown = answer.body as GatewayWellKnown;
   const { deployment } = chain;
   if (
     wellKnown.chainId !== deployment.chainId ||
@@ -181,9 +210,12 @@ async function gatewayTokenVerifier(args: {
   const verifierFor = (keys: TokenPublicKey[]) =>
     createTokenVerifier({ domain: wellKnown.domain, keys, now, clockSkewSeconds });
   const readJwks = async (): Promise<TokenPublicKey[]> => {
-    const res = await fetchFn(`${base}/.well-known/jwks.json`);
-    if (!res.ok) return [wellKnown.accessToken.key]; // a gateway from before JWKS
-    return ((await res.json()) as { keys: TokenPublicKey[] }).keys;
+    const answer = await fetchGateway(fetchFn, `${base}/.well-known/jwks.json`);
+    if (!answer.ok) return [wellKnown.accessToken.key]; // a gateway from before JWKS
+    const keys = (answer.body as { keys?: unknown } | null)?.keys;
+    if (!Array.isArray(keys))
+      throw new KPartyError("registry_unavailable", "the gateway's JWKS is not a key set");
+    return keys as TokenPublicKey[];
   };
   let keys = await readJwks();
   let verifier = verifierFor(keys);
