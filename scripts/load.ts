@@ -245,7 +245,7 @@ async function main(): Promise<boolean> {
   const onChain = await Promise.all(
     issued.slice(0, HOLDERS).map((c) =>
       getCredentialState(client, {
-        credentialId: c.anchor.root ?? c.credentialId,
+        anchorKey: c.anchor.root ?? c.credentialId,
         issuer: issuer.account,
         revocationIndex: c.statusIndex,
         suspensionIndex: c.statusIndex,

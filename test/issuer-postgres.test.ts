@@ -217,7 +217,7 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
     expect(listed.map((r) => r.statusIndex).sort((a, b) => a - b)).toEqual(range(40));
     for (const c of issued) {
       const state = await getCredentialState(world.client, {
-        credentialId: c.credentialId,
+        anchorKey: c.credentialId,
         issuer: orgC.account,
         revocationIndex: c.statusIndex,
         suspensionIndex: c.statusIndex,

@@ -55,7 +55,7 @@ export class KPartyStatusVerifier implements IAgentPlugin {
     const jwt = (credential.proof as { jwt?: unknown } | undefined)?.jwt;
     const state = await getCredentialState(this.#chain, {
       // the anchor is not judged here, only the status bits of the issuer's lists
-      credentialId: typeof jwt === "string" ? credentialIdOf(jwt) : `0x${"00".repeat(32)}`,
+      anchorKey: typeof jwt === "string" ? credentialIdOf(jwt) : `0x${"00".repeat(32)}`,
       issuer: account,
       revocationIndex,
       suspensionIndex,

@@ -1,9 +1,9 @@
-import fs from "node:fs";
+import { existsSync, renameSync, symlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { offlineGatewayOptions } from "../../test/fixtures/offline-gateway.ts";
 import { buildGateway } from "./app.ts";
 import { openGatewayDatabase } from "./state.ts";
@@ -92,10 +92,11 @@ describe("a failed sync of the audit log", () => {
       operatorLog: { write: (l: string) => operatorLog.push(l) },
     });
     try {
-      // the log syncs on the event loop while its syncs are quick, as they are here
-      const fdatasync = vi.spyOn(fs, "fdatasyncSync").mockImplementation(() => {
-        throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
-      });
+      // A real fault: the log's write-ahead file turns out to be a device that cannot be synced
+      // (fdatasync answers EINVAL). SQLite keeps writing through the descriptor it holds.
+      expect(existsSync(`${file}-wal`)).toBe(true);
+      renameSync(`${file}-wal`, `${file}-wal.real`);
+      symlinkSync("/dev/null", `${file}-wal`);
       const token = () =>
         app.inject({
           method: "POST",
@@ -115,21 +116,24 @@ describe("a failed sync of the audit log", () => {
       };
       for (const res of [await token(), await token()])
         expect({ status: res.statusCode, body: res.json() }).toEqual(refused);
-      expect(fdatasync).toHaveBeenCalledTimes(1); // the second decision was refused without one
+      // the first decision was committed before its sync failed; the second was refused before any commit
+      const audited = db.prepare("SELECT route, outcome, code FROM audit").all();
+      expect(audited.map((r) => ({ ...r }))).toEqual([
+        { route: "/auth/token", outcome: "denied", code: "invalid_dpop_proof" },
+      ]);
       const health = await app.inject({ method: "GET", url: "/healthz" });
       expect({ status: health.statusCode, body: health.json() }).toEqual({
         status: 503,
         body: { status: "unavailable", chainId: 31337, blockNumber: null, syncedBlock: 0, ...refused.body },
       });
       // the operator is told once why, and once per route within 10 s that requests are refused
-      const refusal = `audit_unavailable: ${refused.body.error.message} <- EIO: i/o error, fdatasync\n`;
+      const refusal = `audit_unavailable: ${refused.body.error.message} <- EINVAL: invalid argument, fdatasync\n`;
       expect(operatorLog).toEqual([
-        "kparty gateway: audit log sync failed (EIO: i/o error, fdatasync); refusing every decision until restarted\n",
+        "kparty gateway: audit log sync failed (EINVAL: invalid argument, fdatasync); refusing every decision until restarted\n",
         `kparty gateway: POST /auth/token: ${refusal}`,
         `kparty gateway: GET /healthz: ${refusal}`,
       ]);
     } finally {
-      vi.restoreAllMocks();
       await app.close();
       db.close();
       await rm(dir, { recursive: true, force: true });

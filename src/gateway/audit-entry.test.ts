@@ -52,6 +52,29 @@ describe("auditEntryOf", () => {
     expect(denied(new TypeError("boom")).code).toBe("internal");
   });
 
+  it("a route whose :id is not a model's names its route and model itself", () => {
+    const transaction = request({ routeOptions: { url: "/oid4vp/transactions/:id" }, params: { id: "t-1" } });
+    expect(
+      auditEntryOf(transaction, {
+        route: "/oid4vp/transactions",
+        model: null,
+        outcome: "denied",
+        error: new KPartyError("token_invalid", "no"),
+        holder: "did:ethr:0x7a69:0x01",
+        credentialId: "0xc1",
+      }),
+    ).toEqual({
+      client: "192.0.2.7",
+      route: "/oid4vp/transactions",
+      holder: "did:ethr:0x7a69:0x01",
+      credentialId: "0xc1",
+      action: null,
+      model: null,
+      outcome: "denied",
+      code: "token_invalid",
+    });
+  });
+
   it("after access was granted, takes the client address and action the guard captured", () => {
     const granted = request({
       ip: undefined,

@@ -1,7 +1,7 @@
 import type { DIDResolutionResult } from "did-resolver";
 import type { RegistryWatcher } from "../chain/index.ts";
 import { parseDidEthr } from "../credential/index.ts";
-import { ChangeClock, LruCache } from "../util/lru.ts";
+import { ChangeClock, SegmentedCache } from "../util/lru.ts";
 import type { DidResolver } from "./verify/verifier.ts";
 
 const DID_EVENTS = new Set(["DIDOwnerChanged", "DIDDelegateChanged", "DIDAttributeChanged"]);
@@ -48,7 +48,7 @@ export interface DidCache extends DidResolver {
  * its identity; a resolution that raced such a change is not kept. Failed resolutions are
  * never cached.
  *
- * Two segments, each an {@link LruCache} (least recently used out): the main one (`maxEntries`,
+ * Two segments, a {@link SegmentedCache} (least recently used out in each): the main one (`maxEntries`,
  * default 10,000) holds documents resolved for authenticated input; documents resolved for
  * input not yet authenticated (`unauthenticated`) go to a small one of their own
  * (`maxUnauthenticatedEntries`, default 1,000), and move to the main one when the verifier
@@ -70,11 +70,10 @@ export function createDidCache(options: {
 }): DidCache {
   const { resolver, watcher, now } = options;
   const maxStaleness = options.maxStalenessMs ?? 1_000;
-  const main = new LruCache<string, Entry>({ maxEntries: options.maxEntries ?? 10_000 });
-  const probation = new LruCache<string, Entry>({
-    maxEntries: options.maxUnauthenticatedEntries ?? 1_000,
+  const entries = new SegmentedCache<string, Entry>({
+    maxEntries: options.maxEntries ?? 10_000,
+    maxUnauthenticatedEntries: options.maxUnauthenticatedEntries ?? 1_000,
   });
-  const segments = [main, probation];
   /** The identities' last ERC-1056 events, so that a resolution that raced one is not kept. */
   const changes = new ChangeClock(10_000);
   /** Bumped by every reorganisation: a resolution that started before one is not kept. */
@@ -82,50 +81,24 @@ export function createDidCache(options: {
 
   watcher.onReorg(({ ancestor }) => {
     generation++;
-    for (const segment of segments) {
-      segment.deleteWhere((key, entry) => {
-        const version = entry.versioned ? versionOf(key) : null;
-        return ancestor === null || version === null || version > ancestor;
-      });
-    }
+    entries.deleteWhere((key, entry) => {
+      const version = entry.versioned ? versionOf(key) : null;
+      return ancestor === null || version === null || version > ancestor;
+    });
   });
 
   watcher.onEvent((e) => {
     if (!DID_EVENTS.has(e.name)) return;
     const identity = String(e.args.identity).toLowerCase();
     changes.touch(identity);
-    for (const segment of segments) {
-      segment.deleteWhere((_key, entry) => !entry.versioned && entry.identity === identity);
-    }
+    entries.deleteWhere((_key, entry) => !entry.versioned && entry.identity === identity);
   });
 
-  const usable = (entry: Entry | undefined): entry is Entry =>
-    entry !== undefined && (entry.versioned || now() - watcher.lastSyncedAt <= maxStaleness);
-
-  /** A usable cached document: an authenticated use moves it to (or up in) the main segment. */
-  function cached(didUrl: string, authenticated: boolean): DIDResolutionResult | undefined {
-    const inMain = main.peek(didUrl);
-    if (usable(inMain)) {
-      if (authenticated) main.get(didUrl);
-      return inMain.result;
-    }
-    const inProbation = probation.peek(didUrl);
-    if (!usable(inProbation)) return undefined;
-    if (authenticated) keep(didUrl, inProbation, true);
-    else probation.get(didUrl);
-    return inProbation.result;
-  }
-
-  /** Keeps `entry` in one segment (and in that one only). */
-  function keep(didUrl: string, entry: Entry, authenticated: boolean) {
-    const [into, other] = authenticated ? [main, probation] : [probation, main];
-    other.delete(didUrl);
-    into.set(didUrl, entry);
-  }
+  const usable = (entry: Entry) => entry.versioned || now() - watcher.lastSyncedAt <= maxStaleness;
 
   async function resolveDid(didUrl: string, authenticated: boolean): Promise<DIDResolutionResult> {
-    const hit = cached(didUrl, authenticated);
-    if (hit) return hit;
+    const hit = entries.get(didUrl, authenticated, usable);
+    if (hit) return hit.result;
     const identity = identityOf(didUrl);
     const versioned = didUrl.includes("?versionId=");
     const since = changes.start();
@@ -136,7 +109,7 @@ export function createDidCache(options: {
     // a past block the feed has not delivered yet could still be abandoned unseen
     const settled = versioned && (versionOf(didUrl) ?? Number.POSITIVE_INFINITY) <= watcher.syncedBlock;
     if (ok && generation === started && (versioned ? settled : !raced)) {
-      keep(didUrl, { result, identity, versioned }, authenticated);
+      entries.set(didUrl, { result, identity, versioned }, authenticated);
     }
     return result;
   }
@@ -144,15 +117,12 @@ export function createDidCache(options: {
   return {
     resolveDid: ({ didUrl }) => resolveDid(didUrl, true),
     unauthenticated: { resolveDid: ({ didUrl }) => resolveDid(didUrl, false) },
-    promote(didUrl) {
-      const entry = probation.peek(didUrl);
-      if (entry) keep(didUrl, entry, true);
-    },
+    promote: (didUrl) => entries.promote(didUrl),
     get size() {
-      return main.size + probation.size;
+      return entries.size;
     },
     get sizes() {
-      return { main: main.size, unauthenticated: probation.size };
+      return entries.sizes;
     },
   };
 }

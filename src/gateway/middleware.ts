@@ -1,6 +1,7 @@
 import type { preHandlerAsyncHookHandler } from "fastify";
 import { type ChainClient, createRegistryWatcher } from "../chain/index.ts";
 import type { Action } from "../credential/index.ts";
+import { KPartyError } from "../errors/index.ts";
 import type { AuditLog } from "./audit.ts";
 import { createDpopNonces, createDpopVerifier, type DpopReplayStore, MemoryDpopReplayStore } from "./dpop.ts";
 import { createAccessGuard, resolvePublicUrl, resolveTokenBinding, type TokenBinding } from "./guard.ts";
@@ -90,52 +91,12 @@ export async function createKPartyProtection(options: ProtectionOptions) {
   const fetchFn = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
   if (options.clockSkewSeconds !== undefined) resolveClockSkew(options.clockSkewSeconds); // TypeError before any request
-  const wellKnown = (await (
-    await fetchFn(`${options.gateway.replace(/\/$/, "")}/.well-known/kparty`)
-  ).json()) as {
-    domain: string;
-    chainId: number;
-    contracts: Record<string, string>;
-    accessToken: { key: TokenPublicKey; clockSkewSeconds?: number; tokenBinding?: TokenBinding };
-  };
-  const { deployment } = options.chain;
-  if (
-    wellKnown.chainId !== deployment.chainId ||
-    wellKnown.contracts?.CredentialRegistry?.toLowerCase() !==
-      deployment.contracts.CredentialRegistry.toLowerCase()
-  ) {
-    throw new TypeError("the gateway serves another chain or registry than the configured deployment");
-  }
+  const base = options.gateway.replace(/\/$/, "");
+  const wellKnown = await readWellKnown(fetchFn, base, options.chain);
   const clockSkewSeconds = resolveClockSkew(
     options.clockSkewSeconds ?? wellKnown.accessToken.clockSkewSeconds,
   );
-  const base = options.gateway.replace(/\/$/, "");
-  // every key of the gateway (JWKS), re-read for a kid not seen yet (a rotation), at most once a second
-  const verifierFor = (keys: TokenPublicKey[]) =>
-    createTokenVerifier({ domain: wellKnown.domain, keys, now, clockSkewSeconds });
-  const readJwks = async (): Promise<TokenPublicKey[]> => {
-    const res = await fetchFn(`${base}/.well-known/jwks.json`);
-    if (!res.ok) return [wellKnown.accessToken.key]; // a gateway from before JWKS
-    return ((await res.json()) as { keys: TokenPublicKey[] }).keys;
-  };
-  let keys = await readJwks();
-  let verifier = verifierFor(keys);
-  let lastRead = now();
-  const tokens = {
-    async verify(token: unknown) {
-      const kid = tokenKid(token);
-      if (kid !== null && !keys.some((k) => k.kid === kid) && now() - lastRead >= 1_000) {
-        lastRead = now();
-        try {
-          keys = await readJwks();
-          verifier = verifierFor(keys);
-        } catch {
-          // the gateway cannot be reached: the token is judged with the keys known
-        }
-      }
-      return verifier.verify(token);
-    },
-  };
+  const tokens = await gatewayTokenVerifier({ fetchFn, base, wellKnown, now, clockSkewSeconds });
   const tokenBinding = resolveTokenBinding(options.tokenBinding ?? wellKnown.accessToken.tokenBinding);
   const publicUrl = resolvePublicUrl(options.publicUrl);
   const dpop = createDpopVerifier({
@@ -177,5 +138,101 @@ export async function createKPartyProtection(options: ProtectionOptions) {
       return watcher.syncedBlock;
     },
     close: () => watcher.stop(),
+  };
+}
+
+/**
+ * GETs a JSON document of the gateway: its status and body (null when the answer is not
+ * JSON). `registry_unavailable` when the gateway cannot be reached: the protection is not
+ * made (fails closed) rather than made without the gateway's keys and deployment.
+ */
+async function fetchGateway(
+  fetchFn: typeof fetch,
+  url: string,
+): Promise<{ ok: boolean; status: number; body: unknown }> {
+  let res: Response;
+  try {
+    res = await fetchFn(url);
+  } catch (cause) {
+    throw new KPartyError("registry_unavailable", `the gateway cannot be reached at ${new URL(url).origin}`, {
+      cause,
+    });
+  }
+  const body: unknown = await res.json().catch(() => null);
+  return { ok: res.ok, status: res.status, body };
+}
+
+/** What the middleware reads from the gateway's `/.well-known/kparty`. */
+interface GatewayWellKnown {
+  domain: string;
+  chainId: number;
+  contracts: Record<string, string>;
+  accessToken: { key: TokenPublicKey; clockSkewSeconds?: number; tokenBinding?: TokenBinding };
+}
+
+/** The gateway's `/.well-known/kparty`, which must name `chain`'s deployment (`TypeError` otherwise). */
+async function readWellKnown(
+  fetchFn: typeof fetch,
+  base: string,
+  chain: ChainClient,
+): Promise<GatewayWellKnown> {
+  const answer = await fetchGateway(fetchFn, `${base}/.well-known/kparty`);
+  if (!answer.ok || typeof answer.body !== "object" || answer.body === null) {
+    throw new KPartyError(
+      "registry_unavailable",
+      `the gateway at ${base} does not serve its /.well-known/kparty (HTTP ${answer.status})`,
+    );
+  }
+  const wellKnown = answer.body as GatewayWellKnown;
+  const { deployment } = chain;
+  if (
+    wellKnown.chainId !== deployment.chainId ||
+    wellKnown.contracts?.CredentialRegistry?.toLowerCase() !==
+      deployment.contracts.CredentialRegistry.toLowerCase()
+  ) {
+    throw new TypeError("the gateway serves another chain or registry than the configured deployment");
+  }
+  return wellKnown;
+}
+
+/**
+ * Verifies the gateway's access tokens with every key of its JWKS, read again for a `kid` not
+ * seen yet (a rotation), at most once a second.
+ */
+async function gatewayTokenVerifier(args: {
+  fetchFn: typeof fetch;
+  base: string;
+  wellKnown: GatewayWellKnown;
+  now: () => number;
+  clockSkewSeconds: number;
+}) {
+  const { fetchFn, base, wellKnown, now, clockSkewSeconds } = args;
+  const verifierFor = (keys: TokenPublicKey[]) =>
+    createTokenVerifier({ domain: wellKnown.domain, keys, now, clockSkewSeconds });
+  const readJwks = async (): Promise<TokenPublicKey[]> => {
+    const answer = await fetchGateway(fetchFn, `${base}/.well-known/jwks.json`);
+    if (!answer.ok) return [wellKnown.accessToken.key]; // a gateway from before JWKS
+    const keys = (answer.body as { keys?: unknown } | null)?.keys;
+    if (!Array.isArray(keys))
+      throw new KPartyError("registry_unavailable", "the gateway's JWKS is not a key set");
+    return keys as TokenPublicKey[];
+  };
+  let keys = await readJwks();
+  let verifier = verifierFor(keys);
+  let lastRead = now();
+  return {
+    async verify(token: unknown) {
+      const kid = tokenKid(token);
+      if (kid !== null && !keys.some((k) => k.kid === kid) && now() - lastRead >= 1_000) {
+        lastRead = now();
+        try {
+          keys = await readJwks();
+          verifier = verifierFor(keys);
+        } catch {
+          // the gateway cannot be reached: the token is judged with the keys known
+        }
+      }
+      return verifier.verify(token);
+    },
   };
 }

@@ -108,6 +108,41 @@ describe("status cache", () => {
     expect(t.reads()).toBe(6);
   });
 
+  it("a reinstatement evicts exactly the entries of its index; an admission every entry of the member", async () => {
+    const t = setup();
+    const OTHER = "0x00000000000000000000000000000000000000bB";
+    for (const i of [3, 4]) await t.cache.get(key(i));
+    expect([t.cache.size, t.reads()]).toEqual([2, 2]);
+    t.watcher.emit("CredentialReinstated", { issuer: ISSUER.toLowerCase(), index: 3n });
+    expect(t.cache.size).toBe(1);
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(2);
+    await t.cache.get(key(3));
+    expect(t.reads()).toBe(3);
+    // another account's admission touches none of this issuer's entries
+    t.watcher.emit("MemberAdded", { account: OTHER });
+    expect(t.cache.size).toBe(2);
+    t.watcher.emit("MemberAdded", { account: ISSUER.toLowerCase() });
+    expect(t.cache.sizes).toEqual({ main: 0, unauthenticated: 0, indexed: 0, issuers: 0 });
+    await t.cache.get(key(3));
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(5);
+  });
+
+  it("a batch anchor by the issuer evicts exactly the entry under that root, and the next check reads the chain", async () => {
+    const t = setup();
+    for (const i of [3, 4]) await t.cache.get(key(i));
+    t.watcher.emit("BatchAnchored", {
+      issuer: ISSUER,
+      root: key(3).anchorKey.toUpperCase().replace("0X", "0x"),
+    });
+    expect(t.cache.size).toBe(1);
+    await t.cache.get(key(4));
+    expect(t.reads()).toBe(2);
+    await t.cache.get(key(3));
+    expect(t.reads()).toBe(3);
+  });
+
   it("an anchor evicts only the anchoring issuer's entries; a key rotation evicts the member's", async () => {
     const t = setup();
     const OTHER = "0x00000000000000000000000000000000000000bB";

@@ -3,9 +3,10 @@ import {
   type CredentialState,
   getCredentialState,
   type RegistryEvent,
+  type RegistryReorg,
   type RegistryWatcher,
 } from "../chain/index.ts";
-import { ChangeClock, LruCache } from "../util/lru.ts";
+import { ChangeClock, SegmentedCache } from "../util/lru.ts";
 
 /** What identifies a credential's on-chain state: its anchor key, its issuer's account and its indexes. */
 export interface StatusKey {
@@ -67,7 +68,7 @@ interface Entry {
  * common ancestor are dropped, and reads under way are not kept; a fork deeper than the
  * watcher's window drops every entry.
  *
- * Two segments, each an {@link LruCache} (least recently used out): the main one
+ * Two segments, a {@link SegmentedCache} (least recently used out in each): the main one
  * (`maxEntries`) holds the states read for authenticated input (live access tokens, verified
  * credentials); states read for input not yet authenticated (`unauthenticated`: a credential
  * whose signature has not been verified yet) go to a small one (`maxUnauthenticatedEntries`)
@@ -76,169 +77,13 @@ interface Entry {
  * pruned with every entry that leaves either segment.
  */
 export function createStatusCache(options: StatusCacheOptions) {
-  const { chain, watcher, now } = options;
-  const maxStaleness = options.maxStalenessMs ?? 5_000;
-  const maxAge = options.maxEntryAgeMs ?? 30_000;
-  const refreshAfter = options.refreshAfterMs ?? maxAge / 2;
-  /** The entries of each issuer (lower-case account → entry keys), in both segments. */
-  const byIssuer = new Map<string, Set<string>>();
-  const unindex = (k: string, entry: Entry) => {
-    const who = entry.key.issuer.toLowerCase();
-    const keys = byIssuer.get(who);
-    keys?.delete(k);
-    if (keys?.size === 0) byIssuer.delete(who);
-  };
-  const main = new LruCache<string, Entry>({ maxEntries: options.maxEntries ?? 100_000, onDelete: unindex });
-  const probation = new LruCache<string, Entry>({
-    maxEntries: options.maxUnauthenticatedEntries ?? 1_000,
-    onDelete: unindex,
-  });
-  const segments = [main, probation];
-  /** The issuers' last events, so that a read that raced one is not kept. */
-  const changes = new ChangeClock(10_000);
-  /** Background re-reads under way, by entry. */
-  const refreshing = new Set<string>();
-  /** Bumped by every reorganisation: a read that started before one is not kept. */
-  let generation = 0;
-
-  const keyOf = (k: StatusKey) =>
-    `${k.anchorKey.toLowerCase()}|${k.issuer.toLowerCase()}|${k.revocationIndex}|${k.suspensionIndex}`;
-
-  const remove = (k: string) => {
-    for (const segment of segments) segment.delete(k);
-  };
-
-  function evict(issuer: string, match: (key: StatusKey) => boolean = () => true) {
-    const who = issuer.toLowerCase();
-    changes.touch(who);
-    for (const k of [...(byIssuer.get(who) ?? [])]) {
-      const entry = main.peek(k) ?? probation.peek(k);
-      if (!entry || match(entry.key)) remove(k);
-    }
-  }
-
-  const touches = (index: number) => (k: StatusKey) =>
-    k.revocationIndex === index || k.suspensionIndex === index;
-  const inWord = (word: bigint, bits: bigint) => (k: StatusKey) =>
-    [k.revocationIndex, k.suspensionIndex].some(
-      (i) => BigInt(i) >> 8n === word && ((bits >> (BigInt(i) & 255n)) & 1n) === 1n,
-    );
-
-  /** Evicts the entries `e` touches (a delivered event, or an abandoned one on a reorganisation). */
-  function invalidate(e: RegistryEvent) {
-    const a = e.args;
-    switch (e.name) {
-      case "CredentialRevoked":
-      case "CredentialSuspended":
-      case "CredentialReinstated":
-        evict(String(a.issuer), touches(Number(a.index)));
-        break;
-      case "StatusWordChanged":
-        evict(String(a.issuer), inWord(BigInt(a.word as bigint), BigInt(a.bits as bigint)));
-        break;
-      case "CredentialAnchored":
-        evict(String(a.issuer), (k) => k.anchorKey.toLowerCase() === String(a.credentialId).toLowerCase());
-        break;
-      case "BatchAnchored":
-        evict(String(a.issuer), (k) => k.anchorKey.toLowerCase() === String(a.root).toLowerCase());
-        break;
-      case "MemberAdded":
-      case "MemberRemoved":
-        evict(String(a.account));
-        break;
-      case "MemberKeyRotated":
-        evict(String(a.member));
-        break;
-    }
-  }
-
-  watcher.onEvent(invalidate);
-  watcher.onReorg(({ ancestor, abandoned }) => {
-    generation++;
-    if (ancestor === null) {
-      for (const segment of segments) segment.clear();
-      return;
-    }
-    for (const e of abandoned) invalidate(e);
-    for (const segment of segments) segment.deleteWhere((_k, entry) => entry.state.blockNumber > ancestor);
-  });
-
-  /** Puts `entry` in one segment (and in that one only), indexed by its issuer. */
-  function place(k: string, entry: Entry, authenticated: boolean) {
-    const [into, other] = authenticated ? [main, probation] : [probation, main];
-    other.delete(k);
-    into.set(k, entry);
-    const who = entry.key.issuer.toLowerCase();
-    const keys = byIssuer.get(who);
-    if (keys) keys.add(k);
-    else byIssuer.set(who, new Set([k]));
-  }
-
-  const store = (k: string, key: StatusKey, state: CredentialState, authenticated: boolean) =>
-    place(k, { state, key, storedAt: now() }, authenticated);
-
-  /** Reads the state from the chain and keeps it, unless an event for its issuer came meanwhile. */
-  async function read(k: string, key: StatusKey, authenticated: boolean): Promise<CredentialState> {
-    const who = key.issuer.toLowerCase();
-    const since = changes.start();
-    const started = generation;
-    const state = await getCredentialState(chain, {
-      credentialId: key.anchorKey,
-      issuer: key.issuer,
-      revocationIndex: key.revocationIndex,
-      suspensionIndex: key.suspensionIndex,
-      confirmations: watcher.confirmations,
-    });
-    const kept =
-      !changes.changedSince(who, since) && generation === started && state.blockNumber <= watcher.syncedBlock;
-    if (kept) store(k, key, state, authenticated);
-    return state;
-  }
-
-  /** The entry of `k`: an authenticated use moves it to (or up in) the main segment. */
-  function cached(k: string, authenticated: boolean): Entry | undefined {
-    const inMain = main.peek(k);
-    if (inMain) {
-      if (authenticated) main.get(k);
-      return inMain;
-    }
-    const inProbation = probation.peek(k);
-    if (inProbation && authenticated) place(k, inProbation, true);
-    else if (inProbation) probation.get(k);
-    return inProbation;
-  }
-
-  async function get(
-    key: StatusKey,
-    bound: StalenessBound,
-    authenticated: boolean,
-  ): Promise<CredentialState> {
-    const k = keyOf(key);
-    const entry = cached(k, authenticated);
-    const fresh = now() - watcher.lastSyncedAt <= (bound.maxStalenessMs ?? maxStaleness);
-    const age = entry ? now() - entry.storedAt : Number.POSITIVE_INFINITY;
-    if (entry && fresh && age <= maxAge) {
-      if (age > refreshAfter && !refreshing.has(k)) {
-        refreshing.add(k);
-        // a failed re-read changes nothing: the entry ages on, and past maxAge a request reads
-        read(k, key, main.has(k))
-          .catch(() => undefined)
-          .finally(() => refreshing.delete(k));
-      }
-      return entry.state;
-    }
-    try {
-      return await read(k, key, authenticated || main.has(k));
-    } catch (error) {
-      if (entry && fresh) return entry.state;
-      throw error;
-    }
-  }
-
+  const st = statusCacheState(options);
+  options.watcher.onEvent((e) => invalidate(st, e));
+  options.watcher.onReorg((reorg) => dropReorganised(st, reorg));
   return {
     /** Whether the watcher has synced within the staleness bound. */
     fresh(): boolean {
-      return now() - watcher.lastSyncedAt <= maxStaleness;
+      return st.now() - st.watcher.lastSyncedAt <= st.maxStaleness;
     },
 
     /**
@@ -248,31 +93,196 @@ export function createStatusCache(options: StatusCacheOptions) {
      * staleness bound (the cache's, or a tighter one per call); beyond it the read's
      * `registry_unavailable` is thrown. For authenticated input: what it reads goes to the main segment.
      */
-    get: (key: StatusKey, bound: StalenessBound = {}) => get(key, bound, true),
+    get: (key: StatusKey, bound: StalenessBound = {}) => get(st, key, bound, true),
 
     /** `get` for input not yet authenticated: what it reads is kept in the small segment only. */
     unauthenticated: {
-      get: (key: StatusKey, bound: StalenessBound = {}) => get(key, bound, false),
+      get: (key: StatusKey, bound: StalenessBound = {}) => get(st, key, bound, false),
     },
 
     /** Moves the state of `key`, if kept for unauthenticated input, to the main segment. */
-    promote(key: StatusKey): void {
-      const k = keyOf(key);
-      const entry = probation.peek(k);
-      if (entry) place(k, entry, true);
-    },
+    promote: (key: StatusKey): void => st.entries.promote(keyOf(key)),
 
     /** Entries kept, in both segments. */
     get size() {
-      return main.size + probation.size;
+      return st.entries.size;
     },
 
     get sizes() {
       let indexed = 0;
-      for (const keys of byIssuer.values()) indexed += keys.size;
-      return { main: main.size, unauthenticated: probation.size, indexed, issuers: byIssuer.size };
+      for (const keys of st.byIssuer.values()) indexed += keys.size;
+      return { ...st.entries.sizes, indexed, issuers: st.byIssuer.size };
     },
   };
 }
 
 export type StatusCache = ReturnType<typeof createStatusCache>;
+
+/** A status cache's settings and memory (see {@link createStatusCache}). */
+interface StatusCacheState {
+  chain: ChainClient;
+  watcher: RegistryWatcher;
+  now: () => number;
+  maxStaleness: number;
+  maxAge: number;
+  refreshAfter: number;
+  entries: SegmentedCache<string, Entry>;
+  /** The entries of each issuer (lower-case account → entry keys), in both segments. */
+  byIssuer: Map<string, Set<string>>;
+  /** The issuers' last events, so that a read that raced one is not kept. */
+  changes: ChangeClock;
+  /** Background re-reads under way, by entry. */
+  refreshing: Set<string>;
+  /** Bumped by every reorganisation: a read that started before one is not kept. */
+  generation: number;
+}
+
+function statusCacheState(options: StatusCacheOptions): StatusCacheState {
+  const maxAge = options.maxEntryAgeMs ?? 30_000;
+  const byIssuer = new Map<string, Set<string>>();
+  // the index is pruned with every entry that leaves the cache, so it never outgrows it
+  const unindex = (k: string, entry: Entry) => {
+    const who = entry.key.issuer.toLowerCase();
+    const keys = byIssuer.get(who);
+    keys?.delete(k);
+    if (keys?.size === 0) byIssuer.delete(who);
+  };
+  return {
+    chain: options.chain,
+    watcher: options.watcher,
+    now: options.now,
+    maxStaleness: options.maxStalenessMs ?? 5_000,
+    maxAge,
+    refreshAfter: options.refreshAfterMs ?? maxAge / 2,
+    entries: new SegmentedCache<string, Entry>({
+      maxEntries: options.maxEntries ?? 100_000,
+      maxUnauthenticatedEntries: options.maxUnauthenticatedEntries ?? 1_000,
+      onDelete: unindex,
+    }),
+    byIssuer,
+    changes: new ChangeClock(10_000),
+    refreshing: new Set(),
+    generation: 0,
+  };
+}
+
+const keyOf = (k: StatusKey) =>
+  `${k.anchorKey.toLowerCase()}|${k.issuer.toLowerCase()}|${k.revocationIndex}|${k.suspensionIndex}`;
+
+const touches = (index: number) => (k: StatusKey) =>
+  k.revocationIndex === index || k.suspensionIndex === index;
+const inWord = (word: bigint, bits: bigint) => (k: StatusKey) =>
+  [k.revocationIndex, k.suspensionIndex].some(
+    (i) => BigInt(i) >> 8n === word && ((bits >> (BigInt(i) & 255n)) & 1n) === 1n,
+  );
+const anchors = (anchorKey: unknown) => (k: StatusKey) =>
+  k.anchorKey.toLowerCase() === String(anchorKey).toLowerCase();
+
+/** The issuer an event is about and which of its entries it touches (all when `match` is absent); null for other events. */
+function touchedBy(e: RegistryEvent): { issuer: string; match?: (key: StatusKey) => boolean } | null {
+  const a = e.args;
+  switch (e.name) {
+    case "CredentialRevoked":
+    case "CredentialSuspended":
+    case "CredentialReinstated":
+      return { issuer: String(a.issuer), match: touches(Number(a.index)) };
+    case "StatusWordChanged":
+      return { issuer: String(a.issuer), match: inWord(BigInt(a.word as bigint), BigInt(a.bits as bigint)) };
+    case "CredentialAnchored":
+      return { issuer: String(a.issuer), match: anchors(a.credentialId) };
+    case "BatchAnchored":
+      return { issuer: String(a.issuer), match: anchors(a.root) };
+    case "MemberAdded":
+    case "MemberRemoved":
+      return { issuer: String(a.account) };
+    case "MemberKeyRotated":
+      return { issuer: String(a.member) };
+    default:
+      return null;
+  }
+}
+
+/** Evicts the entries `e` touches (a delivered event, or an abandoned one on a reorganisation). */
+function invalidate(st: StatusCacheState, e: RegistryEvent) {
+  const touched = touchedBy(e);
+  if (!touched) return;
+  const who = touched.issuer.toLowerCase();
+  st.changes.touch(who);
+  for (const k of [...(st.byIssuer.get(who) ?? [])]) {
+    const entry = st.entries.peek(k);
+    if (!entry || !touched.match || touched.match(entry.key)) st.entries.delete(k);
+  }
+}
+
+function dropReorganised(st: StatusCacheState, { ancestor, abandoned }: RegistryReorg) {
+  st.generation++;
+  if (ancestor === null) {
+    st.entries.clear();
+    return;
+  }
+  for (const e of abandoned) invalidate(st, e);
+  st.entries.deleteWhere((_k, entry) => entry.state.blockNumber > ancestor);
+}
+
+/** Puts a state in one segment (and in that one only), indexed by its issuer. */
+function store(
+  st: StatusCacheState,
+  k: string,
+  key: StatusKey,
+  state: CredentialState,
+  authenticated: boolean,
+) {
+  st.entries.set(k, { state, key, storedAt: st.now() }, authenticated);
+  const who = key.issuer.toLowerCase();
+  const keys = st.byIssuer.get(who);
+  if (keys) keys.add(k);
+  else st.byIssuer.set(who, new Set([k]));
+}
+
+/** Reads the state from the chain and keeps it, unless an event for its issuer came meanwhile. */
+async function read(st: StatusCacheState, k: string, key: StatusKey, authenticated: boolean) {
+  const who = key.issuer.toLowerCase();
+  const since = st.changes.start();
+  const started = st.generation;
+  const state = await getCredentialState(st.chain, {
+    anchorKey: key.anchorKey,
+    issuer: key.issuer,
+    revocationIndex: key.revocationIndex,
+    suspensionIndex: key.suspensionIndex,
+    confirmations: st.watcher.confirmations,
+  });
+  const kept =
+    !st.changes.changedSince(who, since) &&
+    st.generation === started &&
+    state.blockNumber <= st.watcher.syncedBlock;
+  if (kept) store(st, k, key, state, authenticated);
+  return state;
+}
+
+async function get(
+  st: StatusCacheState,
+  key: StatusKey,
+  bound: StalenessBound,
+  authenticated: boolean,
+): Promise<CredentialState> {
+  const k = keyOf(key);
+  const entry = st.entries.get(k, authenticated);
+  const fresh = st.now() - st.watcher.lastSyncedAt <= (bound.maxStalenessMs ?? st.maxStaleness);
+  const age = entry ? st.now() - entry.storedAt : Number.POSITIVE_INFINITY;
+  if (entry && fresh && age <= st.maxAge) {
+    if (age > st.refreshAfter && !st.refreshing.has(k)) {
+      st.refreshing.add(k);
+      // a failed re-read changes nothing: the entry ages on, and past maxAge a request reads
+      read(st, k, key, st.entries.authenticated(k))
+        .catch(() => undefined)
+        .finally(() => st.refreshing.delete(k));
+    }
+    return entry.state;
+  }
+  try {
+    return await read(st, k, key, authenticated || st.entries.authenticated(k));
+  } catch (error) {
+    if (entry && fresh) return entry.state;
+    throw error;
+  }
+}

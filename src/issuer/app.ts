@@ -78,6 +78,8 @@ const credentialIdParam = {
   properties: { id: { type: "string", minLength: 1, maxLength: 256 } },
 };
 
+const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 503: errorSchema };
+
 /** The JSON form of an issued credential and kparty's record of its anchoring. */
 function issuedBody(issued: Pick<IssuedCredential, "jwt" | "credentialId" | "statusIndex" | "anchor">) {
   return {
@@ -130,28 +132,7 @@ export async function buildIssuerService(options: IssuerServiceOptions): Promise
   });
 
   app.setErrorHandler(async (error: FastifyError, _request, reply) => {
-    let mapped: unknown = error;
-    if (error.validation) {
-      const first = error.validation[0];
-      const path = `${error.validationContext ?? "body"}${(first?.instancePath ?? "").replaceAll("/", ".")}`;
-      const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
-      const extra = (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
-      const field = (missing ? `${path}.${missing}` : extra ? `${path}.${extra}` : path).replace(
-        /^body\./,
-        "",
-      );
-      mapped = new KPartyError(
-        "malformed",
-        extra ? `${field} is not allowed` : `${field} ${first?.message ?? "is invalid"}`,
-        { details: { field } },
-      );
-    } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-      mapped = new KPartyError("payload_too_large", "the body is too large");
-    } else if (error.statusCode === 400 || error instanceof SyntaxError) {
-      mapped = new KPartyError("malformed", "the body must be JSON (Content-Type: application/json)");
-    } else if (error instanceof KPartyError && error.code === "invalid_argument") {
-      mapped = new KPartyError("malformed", error.shortMessage, { details: error.details });
-    }
+    const mapped = issuerError(error);
     // the client gets a fixed message; the operator the cause, redacted
     if (isInternalError(mapped))
       log(redactSecrets(`kparty issuer: ${String((error as Error).message ?? error)}`));
@@ -171,12 +152,42 @@ export async function buildIssuerService(options: IssuerServiceOptions): Promise
     }
   };
   const secured = { onRequest: authenticate };
-  const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 503: errorSchema };
 
   app.get("/openapi.json", { config: { doc: { summary: "This document", secured: false } } }, async () =>
     openapi.document(),
   );
+  const routes: IssuerRoutes = { agent, issuer, deployment, now, secured };
+  registerIssueRoutes(app, routes);
+  registerStatusRoute(app, routes);
+  app.get<{ Params: { id: string } }>(
+    "/credentials/:id",
+    {
+      ...secured,
+      config: {
+        doc: { summary: "A credential this service issued, by its id (urn:uuid:…) or registry id (0x…)" },
+      },
+      schema: { params: credentialIdParam, response: { 200: issuedSchema, 404: errorSchema, ...errors } },
+    },
+    async (request) => recordBody(await agent.kpartyGetIssuedCredential({ credentialId: request.params.id })),
+  );
+  return app;
+}
 
+/** What the issuer's routes work with. */
+interface IssuerRoutes {
+  agent: IssuerAgent;
+  issuer: string;
+  deployment: Deployment;
+  now: () => Date;
+  /** The route options that require an API key. */
+  secured: { onRequest: (request: FastifyRequest) => Promise<void> };
+}
+
+/** `POST /credentials/issue` and `POST /credentials/issue/batch`. */
+function registerIssueRoutes(
+  app: FastifyInstance,
+  { agent, issuer, deployment, now, secured }: IssuerRoutes,
+) {
   app.post<{ Body: { credential: CredentialRequest; options?: { credentialId?: string } } }>(
     "/credentials/issue",
     {
@@ -246,7 +257,10 @@ export async function buildIssuerService(options: IssuerServiceOptions): Promise
       return reply.code(201).send({ issued: issued.map(issuedBody) });
     },
   );
+}
 
+/** `POST /credentials/status`. */
+function registerStatusRoute(app: FastifyInstance, { agent, secured }: IssuerRoutes) {
   app.post<{
     Body: {
       credentialId: string;
@@ -299,49 +313,71 @@ export async function buildIssuerService(options: IssuerServiceOptions): Promise
         },
       },
     },
-    async (request) => {
-      const { credentialId, credentialStatus, status } = request.body;
-      const { statusPurpose } = credentialStatus;
-      if (statusPurpose === "revocation" && !status) {
-        throw new KPartyError("malformed", "a revocation is final: it cannot be cleared", {
-          details: { field: "status" },
-        });
-      }
-      const record = await agent.kpartyGetIssuedCredential({ credentialId });
-      const args = { credentialId: record.credentialId };
-      try {
-        const change =
-          statusPurpose === "revocation"
-            ? await agent.kpartyRevokeCredential(args)
-            : status
-              ? await agent.kpartySuspendCredential(args)
-              : await agent.kpartyReinstateCredential(args);
-        return { ...change, statusPurpose, status };
-      } catch (error) {
-        // the bit is already as asked: the registry says which (AlreadyRevoked, AlreadySuspended, NotSuspended)
-        const reverted =
-          error instanceof KPartyError && error.code === "chain_reverted" ? error.details.error : null;
-        if (typeof reverted === "string" && /Already|NotSuspended/.test(reverted)) {
-          throw new KPartyError("conflict", `the credential's ${statusPurpose} is already ${status}`, {
-            details: { error: reverted },
-          });
-        }
-        throw error;
-      }
-    },
+    async (request) => changeStatus(agent, request.body),
   );
+}
 
-  app.get<{ Params: { id: string } }>(
-    "/credentials/:id",
-    {
-      ...secured,
-      config: {
-        doc: { summary: "A credential this service issued, by its id (urn:uuid:…) or registry id (0x…)" },
-      },
-      schema: { params: credentialIdParam, response: { 200: issuedSchema, 404: errorSchema, ...errors } },
-    },
-    async (request) => recordBody(await agent.kpartyGetIssuedCredential({ credentialId: request.params.id })),
-  );
+/** What `POST /credentials/status` asks. */
+interface StatusChange {
+  credentialId: string;
+  credentialStatus: { type: string; statusPurpose: string };
+  status: boolean;
+}
 
-  return app;
+/**
+ * Sets or clears the credential's bit of the purpose on chain: `malformed` for clearing a
+ * revocation, `conflict` when the bit already is as asked (the registry says which).
+ */
+async function changeStatus(agent: IssuerAgent, { credentialId, credentialStatus, status }: StatusChange) {
+  const { statusPurpose } = credentialStatus;
+  if (statusPurpose === "revocation" && !status) {
+    throw new KPartyError("malformed", "a revocation is final: it cannot be cleared", {
+      details: { field: "status" },
+    });
+  }
+  const record = await agent.kpartyGetIssuedCredential({ credentialId });
+  const args = { credentialId: record.credentialId };
+  try {
+    const change =
+      statusPurpose === "revocation"
+        ? await agent.kpartyRevokeCredential(args)
+        : status
+          ? await agent.kpartySuspendCredential(args)
+          : await agent.kpartyReinstateCredential(args);
+    return { ...change, statusPurpose, status };
+  } catch (error) {
+    // the bit is already as asked: the registry says which (AlreadyRevoked, AlreadySuspended, NotSuspended)
+    const reverted =
+      error instanceof KPartyError && error.code === "chain_reverted" ? error.details.error : null;
+    if (typeof reverted === "string" && /Already|NotSuspended/.test(reverted)) {
+      throw new KPartyError("conflict", `the credential's ${statusPurpose} is already ${status}`, {
+        details: { error: reverted },
+      });
+    }
+    throw error;
+  }
+}
+
+/** The error a request's failure is answered with: validation, body and argument errors as `malformed` (with the field), a too large body as `payload_too_large`. */
+function issuerError(error: FastifyError): unknown {
+  let mapped: unknown = error;
+  if (error.validation) {
+    const first = error.validation[0];
+    const path = `${error.validationContext ?? "body"}${(first?.instancePath ?? "").replaceAll("/", ".")}`;
+    const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const extra = (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+    const field = (missing ? `${path}.${missing}` : extra ? `${path}.${extra}` : path).replace(/^body\./, "");
+    mapped = new KPartyError(
+      "malformed",
+      extra ? `${field} is not allowed` : `${field} ${first?.message ?? "is invalid"}`,
+      { details: { field } },
+    );
+  } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+    mapped = new KPartyError("payload_too_large", "the body is too large");
+  } else if (error.statusCode === 400 || error instanceof SyntaxError) {
+    mapped = new KPartyError("malformed", "the body must be JSON (Content-Type: application/json)");
+  } else if (error instanceof KPartyError && error.code === "invalid_argument") {
+    mapped = new KPartyError("malformed", error.shortMessage, { details: error.details });
+  }
+  return mapped;
 }

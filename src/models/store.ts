@@ -90,6 +90,52 @@ function participantFile(participant: string): string {
 }
 
 /**
+ * Streams an update to a new file `tmp` (synced), checking every value as it arrives: exactly
+ * the model's `parameterCount` float32 values, all finite. The bytes received; on any error
+ * the file is removed.
+ */
+async function receiveUpdate(tmp: string, body: Readable, info: KnownInfo): Promise<number> {
+  const expected = info.parameterCount * 4;
+  const handle = await open(tmp, "wx", 0o600);
+  const write = syncingWriter(handle);
+  let bytes = 0;
+  try {
+    let carry = Buffer.alloc(0);
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (bytes > expected) {
+        throw new KPartyError("payload_too_large", `the update exceeds the model's ${expected} bytes`);
+      }
+      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      const whole = data.length - (data.length % 4);
+      for (let off = 0; off < whole; off += 4) {
+        if (!Number.isFinite(data.readFloatLE(off))) {
+          throw new KPartyError(
+            "invalid_update",
+            `value ${(bytes - data.length + off) / 4} is not a finite number`,
+          );
+        }
+      }
+      await write(data.subarray(0, whole));
+      carry = Buffer.from(data.subarray(whole));
+    }
+    if (bytes !== expected) {
+      throw new KPartyError(
+        "invalid_update",
+        `the update has ${bytes} bytes; the model needs ${expected} (shape ${info.shape.join("×")} float32)`,
+      );
+    }
+    await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await rm(tmp, { force: true });
+    throw error;
+  }
+  await handle.close();
+  return bytes;
+}
+
+/**
  * The shared model store on the local file system. Per model: `model.json` (metadata), one
  * immutable `v<version>.f32` (little-endian float32) per version, and
  * `rounds/<round>/<participant>.f32|.json` for the updates of the open round. Writes are
@@ -315,77 +361,44 @@ export class FileModelStore {
     if (await exists(join(dir, `${name}.json`))) {
       throw new KPartyError("conflict", `this participant already submitted an update for round ${round}`);
     }
-    const expected = info.parameterCount * 4;
     const tmp = join(dir, `${name}.${randomBytes(4).toString("hex")}.tmp`);
-    const handle = await open(tmp, "wx", 0o600);
-    const write = syncingWriter(handle);
-    let bytes = 0;
-    try {
-      let carry = Buffer.alloc(0);
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        bytes += chunk.length;
-        if (bytes > expected) {
-          throw new KPartyError("payload_too_large", `the update exceeds the model's ${expected} bytes`);
-        }
-        const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-        const whole = data.length - (data.length % 4);
-        for (let off = 0; off < whole; off += 4) {
-          if (!Number.isFinite(data.readFloatLE(off))) {
-            throw new KPartyError(
-              "invalid_update",
-              `value ${(bytes - data.length + off) / 4} is not a finite number`,
-            );
-          }
-        }
-        await write(data.subarray(0, whole));
-        carry = Buffer.from(data.subarray(whole));
-      }
-      if (bytes !== expected) {
-        throw new KPartyError(
-          "invalid_update",
-          `the update has ${bytes} bytes; the model needs ${expected} (shape ${info.shape.join("×")} float32)`,
-        );
-      }
-      await handle.sync();
-    } catch (error) {
-      await handle.close();
+    const bytes = await receiveUpdate(tmp, body, info);
+    const receipt: Omit<UpdateReceipt, "receivedAt"> = { model: id, round, participant, sampleCount, bytes };
+    return this.#locked(id, () => this.#commitUpdate(tmp, join(dir, name), receipt));
+  }
+
+  /**
+   * Keeps a received update (its temporary file `tmp`) as `<base>.f32` with its receipt in
+   * `<base>.json` — unless its round closed meanwhile or the participant's marker appeared
+   * (`conflict`; the file is removed). Runs under the model's lock.
+   */
+  async #commitUpdate(
+    tmp: string,
+    base: string,
+    received: Omit<UpdateReceipt, "receivedAt">,
+  ): Promise<UpdateReceipt> {
+    const { model, round } = received;
+    const current = await this.#stored(model);
+    if (current.openRound !== round) {
       await rm(tmp, { force: true });
+      throw new KPartyError("conflict", `round ${round} closed while the update was uploading`);
+    }
+    const receipt: UpdateReceipt = { ...received, receivedAt: new Date().toISOString() };
+    let marker: FileHandle;
+    try {
+      marker = await open(`${base}.json`, "wx", 0o600); // one update per participant, atomically
+    } catch (error) {
+      await rm(tmp, { force: true });
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+        throw new KPartyError("conflict", `this participant already submitted an update for round ${round}`);
+      }
       throw error;
     }
-    await handle.close();
-    return this.#locked(id, async () => {
-      const current = await this.#stored(id);
-      if (current.openRound !== round) {
-        await rm(tmp, { force: true });
-        throw new KPartyError("conflict", `round ${round} closed while the update was uploading`);
-      }
-      const receipt: UpdateReceipt = {
-        model: id,
-        round,
-        participant,
-        sampleCount,
-        bytes,
-        receivedAt: new Date().toISOString(),
-      };
-      let marker: FileHandle;
-      try {
-        marker = await open(join(dir, `${name}.json`), "wx", 0o600); // one update per participant, atomically
-      } catch (error) {
-        await rm(tmp, { force: true });
-        if ((error as NodeJS.ErrnoException).code === "EEXIST") {
-          throw new KPartyError(
-            "conflict",
-            `this participant already submitted an update for round ${round}`,
-          );
-        }
-        throw error;
-      }
-      await rename(tmp, join(dir, `${name}.f32`));
-      await marker.writeFile(JSON.stringify(receipt));
-      await marker.sync();
-      await marker.close();
-      return receipt;
-    });
+    await rename(tmp, `${base}.f32`);
+    await marker.writeFile(JSON.stringify(receipt));
+    await marker.sync();
+    await marker.close();
+    return receipt;
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ChangeClock, LruCache } from "./lru.ts";
+import { ChangeClock, LruCache, SegmentedCache } from "./lru.ts";
 
 const filled = (n: number, maxEntries: number, deleted: [string, number][] = []) => {
   const cache = new LruCache<string, number>({ maxEntries, onDelete: (k, v) => deleted.push([k, v]) });
@@ -60,6 +60,73 @@ describe("LruCache", () => {
 
   it.each([0, -1, 1.5, Number.NaN])("refuses maxEntries %s with a TypeError", (maxEntries) => {
     expect(() => new LruCache({ maxEntries })).toThrow(TypeError);
+  });
+});
+
+describe("SegmentedCache", () => {
+  const segmented = (deleted: [string, number][] = []) =>
+    new SegmentedCache<string, number>({
+      maxEntries: 3,
+      maxUnauthenticatedEntries: 2,
+      onDelete: (k, v) => deleted.push([k, v]),
+    });
+
+  it("unauthenticated entries past their bound evict exactly the least recently used of their own kind", () => {
+    const deleted: [string, number][] = [];
+    const cache = segmented(deleted);
+    for (const i of [0, 1, 2]) cache.set(`a${i}`, i, true);
+    for (const i of [0, 1, 2, 3, 4]) cache.set(`u${i}`, 10 + i, false);
+    expect(cache.sizes).toEqual({ main: 3, unauthenticated: 2 });
+    expect(deleted).toEqual([
+      ["u0", 10],
+      ["u1", 11],
+      ["u2", 12],
+    ]);
+    expect([cache.peek("a0"), cache.peek("u3"), cache.peek("u2")]).toEqual([0, 13, undefined]);
+  });
+
+  it("the main segment past its bound evicts exactly its least recently used; a get counts as a use", () => {
+    const deleted: [string, number][] = [];
+    const cache = segmented(deleted);
+    for (const i of [0, 1, 2]) cache.set(`a${i}`, i, true);
+    expect(cache.get("a0", true)).toBe(0);
+    cache.set("a3", 3, true);
+    expect(deleted).toEqual([["a1", 1]]);
+    expect(cache.sizes).toEqual({ main: 3, unauthenticated: 0 });
+  });
+
+  it("moves an entry to the main segment on an authenticated use or promote, without reporting it deleted", () => {
+    const deleted: [string, number][] = [];
+    const cache = segmented(deleted);
+    cache.set("u0", 0, false);
+    cache.set("u1", 1, false);
+    expect(cache.get("u0", false)).toBe(0);
+    expect(cache.authenticated("u0")).toBe(false);
+    expect(cache.get("u0", true)).toBe(0);
+    cache.promote("u1");
+    cache.promote("absent");
+    expect([cache.authenticated("u0"), cache.authenticated("u1")]).toEqual([true, true]);
+    expect(cache.sizes).toEqual({ main: 2, unauthenticated: 0 });
+    expect(deleted).toEqual([]);
+  });
+
+  it("skips an entry `usable` refuses; delete, deleteWhere and clear reach both segments", () => {
+    const deleted: [string, number][] = [];
+    const cache = segmented(deleted);
+    cache.set("a0", 0, true);
+    cache.set("u0", 1, false);
+    cache.set("u1", 2, false);
+    expect(cache.get("a0", true, (v) => v > 0)).toBeUndefined();
+    expect(cache.delete("u0")).toBe(true);
+    expect(cache.delete("u0")).toBe(false);
+    expect(cache.deleteWhere((_k, v) => v === 2)).toBe(1);
+    cache.clear();
+    expect(cache.size).toBe(0);
+    expect(deleted).toEqual([
+      ["u0", 1],
+      ["u1", 2],
+      ["a0", 0],
+    ]);
   });
 });
 

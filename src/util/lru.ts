@@ -101,6 +101,110 @@ export class LruCache<K, V> {
 }
 
 /**
+ * Two {@link LruCache} segments for what is read on behalf of input: the main one for
+ * authenticated input, a small one (`maxUnauthenticatedEntries`) for input not authenticated
+ * yet, so that forged input, however much, evicts only its own kind. An entry is in one
+ * segment at a time; an authenticated use or `promote` moves it to the main one.
+ *
+ * `onDelete` is called for an entry that leaves the cache (evicted from its segment, deleted,
+ * cleared), not for one moving between the segments.
+ *
+ * @example
+ * ```ts
+ * const docs = new SegmentedCache<string, Doc>({ maxEntries: 10_000, maxUnauthenticatedEntries: 1_000 });
+ * docs.set(url, doc, false); // read for a credential whose signature is not verified yet
+ * docs.promote(url); // it verified
+ * ```
+ */
+export class SegmentedCache<K, V> {
+  readonly #main: LruCache<K, V>;
+  readonly #probation: LruCache<K, V>;
+  #moving = false;
+
+  constructor(options: {
+    maxEntries: number;
+    maxUnauthenticatedEntries: number;
+    onDelete?: (key: K, value: V) => void;
+  }) {
+    const onDelete = (key: K, value: V) => {
+      if (!this.#moving) options.onDelete?.(key, value);
+    };
+    this.#main = new LruCache({ maxEntries: options.maxEntries, onDelete });
+    this.#probation = new LruCache({ maxEntries: options.maxUnauthenticatedEntries, onDelete });
+  }
+
+  /**
+   * The value of `key` if `usable` accepts it (main segment first): an authenticated use moves
+   * it to (or up in) the main segment, an unauthenticated one up in its own.
+   */
+  get(key: K, authenticated: boolean, usable: (value: V) => boolean = () => true): V | undefined {
+    const inMain = this.#main.peek(key);
+    if (inMain !== undefined && usable(inMain)) {
+      if (authenticated) this.#main.get(key);
+      return inMain;
+    }
+    const inProbation = this.#probation.peek(key);
+    if (inProbation === undefined || !usable(inProbation)) return undefined;
+    if (authenticated) this.set(key, inProbation, true);
+    else this.#probation.get(key);
+    return inProbation;
+  }
+
+  /** The value of `key` in either segment, without counting it as a use. */
+  peek(key: K): V | undefined {
+    return this.#main.peek(key) ?? this.#probation.peek(key);
+  }
+
+  /** Whether `key` is in the main segment (was read for, or used by, authenticated input). */
+  authenticated(key: K): boolean {
+    return this.#main.has(key);
+  }
+
+  /** Stores `value` under `key` in one segment (and in that one only), as its most recently used. */
+  set(key: K, value: V, authenticated: boolean): this {
+    const [into, other] = authenticated ? [this.#main, this.#probation] : [this.#probation, this.#main];
+    this.#moving = true;
+    try {
+      other.delete(key);
+    } finally {
+      this.#moving = false;
+    }
+    into.set(key, value);
+    return this;
+  }
+
+  /** Moves `key`, if kept for unauthenticated input, to the main segment. */
+  promote(key: K): void {
+    const value = this.#probation.peek(key);
+    if (value !== undefined) this.set(key, value, true);
+  }
+
+  delete(key: K): boolean {
+    const inMain = this.#main.delete(key);
+    return this.#probation.delete(key) || inMain;
+  }
+
+  /** Removes every entry, in both segments, for which `match` holds; how many. */
+  deleteWhere(match: (key: K, value: V) => boolean): number {
+    return this.#main.deleteWhere(match) + this.#probation.deleteWhere(match);
+  }
+
+  clear(): void {
+    this.#main.clear();
+    this.#probation.clear();
+  }
+
+  /** Entries kept, in both segments. */
+  get size(): number {
+    return this.#main.size + this.#probation.size;
+  }
+
+  get sizes(): { main: number; unauthenticated: number } {
+    return { main: this.#main.size, unauthenticated: this.#probation.size };
+  }
+}
+
+/**
  * Tells whether something changed while a read was under way, per key, in bounded memory: a
  * read notes `start()`, events `touch(key)`, and `changedSince(key, start)` answers. The last
  * change of at most `maxKeys` keys is remembered (least recently changed out); a key whose

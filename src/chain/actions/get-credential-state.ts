@@ -26,21 +26,23 @@ export interface CredentialState {
 
 /**
  * Reads everything a verifier needs about one credential in one `eth_call`, pinned to
- * one block: `issuer`'s anchor of `credentialId` (the id, or the root of its batch), and the
- * membership and status bits of `issuer` (the account the credential names as issuer).
+ * one block: `issuer`'s anchor of `anchorKey` (what the issuer anchored: the credential's id,
+ * or the root of its batch), and the membership and status bits of `issuer` (the account the
+ * credential names as issuer).
  * The block is `blockTag` when given, otherwise the node's latest block less `confirmations`
  * (default 0; never below the deployment block).
  * Throws `registry_unavailable` when the chain cannot be read.
  * @example
  * ```ts
- * const s = await getCredentialState(client, { credentialId, issuer, revocationIndex: 7, suspensionIndex: 7 });
+ * const s = await getCredentialState(client, { anchorKey, issuer, revocationIndex: 7, suspensionIndex: 7 });
  * if (s.revoked) deny("revoked");
  * ```
  */
 export async function getCredentialState(
   client: ChainClient,
   args: {
-    credentialId: string;
+    /** What the issuer anchored: the credential's id, or the root of the batch it came in. */
+    anchorKey: string;
     issuer: string;
     revocationIndex: number;
     suspensionIndex: number;
@@ -49,7 +51,7 @@ export async function getCredentialState(
     confirmations?: number;
   },
 ): Promise<CredentialState> {
-  assertBytes32(args.credentialId, "credentialId");
+  assertBytes32(args.anchorKey, "anchorKey");
   assertAddress(args.issuer, "issuer");
   assertStatusIndex(args.revocationIndex);
   assertStatusIndex(args.suspensionIndex);
@@ -64,7 +66,7 @@ export async function getCredentialState(
         : await latestBlockNumber(client.provider));
     const state = await client.contracts.credentials
       .getFunction("credentialState")
-      .staticCall(args.credentialId, args.issuer, args.revocationIndex, args.suspensionIndex, {
+      .staticCall(args.anchorKey, args.issuer, args.revocationIndex, args.suspensionIndex, {
         blockTag: blockNumber,
       });
     const anchored = state.anchoredBy !== "0x0000000000000000000000000000000000000000";

@@ -6,7 +6,7 @@ import { MAX_BATCH } from "../../../agent/plugins/kparty-issuer.ts";
 import { getCredentialState } from "../../chain/index.ts";
 import { type Action, isObject, parseDidEthr, type Role } from "../../credential/index.ts";
 import { KPartyError } from "../../errors/index.ts";
-import { credentialVerdict } from "../../gateway/verify/judge.ts";
+import { credentialVerdict, credentialWindowOf } from "../../gateway/verify/judge.ts";
 import {
   bundleOfRecord,
   type CredentialBundle,
@@ -271,7 +271,13 @@ Examples:
 async function credentialRef(
   ctx: CliContext,
   target: string,
-): Promise<{ credentialId: string; issuerAccount: string; statusIndex: number; root: string | null }> {
+): Promise<{
+  credentialId: string;
+  issuerAccount: string;
+  statusIndex: number;
+  root: string | null;
+  jwt: string;
+}> {
   if (/^0x/.test(target)) {
     const { agent } = await ctx.agent("issuer");
     const r = await agent.kpartyGetIssuedCredential({ credentialId: credentialIdArg(target) });
@@ -280,6 +286,7 @@ async function credentialRef(
       issuerAccount: r.issuerAccount,
       statusIndex: r.statusIndex,
       root: r.anchorRoot,
+      jwt: r.jwt,
     };
   }
   const b = readBundle(target);
@@ -288,19 +295,20 @@ async function credentialRef(
     issuerAccount: b.issuerAccount,
     statusIndex: b.statusIndex,
     root: b.anchor.root,
+    jwt: b.jwt,
   };
 }
 
 async function credentialStatus(ctx: CliContext, _options: unknown, target: string): Promise<void> {
   const ref = await credentialRef(ctx, target);
   const state = await getCredentialState(ctx.chain(), {
-    credentialId: ref.root ?? ref.credentialId,
+    anchorKey: ref.root ?? ref.credentialId,
     issuer: ref.issuerAccount,
     revocationIndex: ref.statusIndex,
     suspensionIndex: ref.statusIndex,
   });
-  // the gateway's own verdict (default policy: credentials of removed issuers are refused)
-  const judged = credentialVerdict(state, ref.issuerAccount, "deny");
+  // the gateway's own verdict, times included (default policy: credentials of removed issuers are refused)
+  const judged = credentialVerdict(state, ref.issuerAccount, "deny", credentialWindowOf(ref.jwt, Date.now()));
   const verdict = judged.valid ? "valid" : judged.code;
   ctx.out.result({ credentialId: ref.credentialId, verdict, ...state }, [
     `${ref.credentialId}: ${verdict}`,

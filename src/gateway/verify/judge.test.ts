@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { errorCodeOf } from "../../../test/fixtures/errors.ts";
+import { errorCode, errorCodeOf } from "../../../test/fixtures/errors.ts";
 import type { CredentialState } from "../../chain/index.ts";
 import {
   credentialVerdict,
+  credentialWindowOf,
   judgeCredentialState,
   REMOVED_ISSUER_POLICIES,
   type RemovedIssuerPolicy,
@@ -104,5 +105,44 @@ describe("credentialVerdict, the one verdict", () => {
       valid: false,
       code: "issuer_not_member",
     });
+  });
+
+  it("with the credential's window, judges its times first, with the one clock skew, as the verifier does", () => {
+    const window = { at: 1_000, notBefore: 900, expires: 2_000, skewSeconds: 60 };
+    expect(
+      credentialVerdict({ ...good, revoked: true }, ISSUER, "deny", { ...window, expires: 940 }),
+    ).toEqual({
+      valid: false,
+      check: "credential.validity",
+      code: "expired",
+      message: "credential expired at 940",
+    });
+    expect(credentialVerdict(good, ISSUER, "deny", { ...window, expires: 941 })).toEqual({ valid: true });
+    expect(credentialVerdict(good, ISSUER, "deny", { ...window, notBefore: 1_061 })).toMatchObject({
+      valid: false,
+      code: "not_yet_valid",
+    });
+    expect(credentialVerdict(good, ISSUER, "deny", { ...window, notBefore: 1_060 })).toEqual({ valid: true });
+    expect(credentialVerdict({ ...good, suspended: true }, ISSUER, "deny", window)).toMatchObject({
+      code: "suspended",
+    });
+  });
+});
+
+describe("credentialWindowOf", () => {
+  const jwt = (payload: Record<string, unknown>) =>
+    `e30.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.c2ln`;
+
+  it("reads nbf and exp, the time in whole seconds and the default skew", () => {
+    expect(credentialWindowOf(jwt({ nbf: 10, exp: 20 }), 15_999)).toEqual({
+      at: 15,
+      notBefore: 10,
+      expires: 20,
+      skewSeconds: 60,
+    });
+  });
+
+  it("refuses a date that is not a NumericDate with malformed", () => {
+    expect(errorCode(() => credentialWindowOf(jwt({ exp: "soon" }), 0))).toBe("malformed");
   });
 });

@@ -1,6 +1,9 @@
 import type { CredentialState } from "../../chain/index.ts";
+import { decodeJwt } from "../../credential/index.ts";
 import type { KPartyErrorCode } from "../../errors/index.ts";
 import { fail } from "./checks.ts";
+import { numericDate } from "./structure.ts";
+import { DEFAULT_CLOCK_SKEW_SECONDS, windowVerdict } from "./window.ts";
 
 /**
  * What to do with a credential whose issuer was a member when it anchored the credential but
@@ -61,6 +64,41 @@ const STATE_CHECKS: {
   },
 ];
 
+/** A credential's validity window (`nbf`, `exp`, seconds), the time to judge it at, and the clock skew tolerated. */
+export interface CredentialWindow {
+  at: number;
+  notBefore?: number | undefined;
+  expires?: number | undefined;
+  skewSeconds: number;
+}
+
+/**
+ * Why a window (of `what`: a credential, a presentation) does not hold at `window.at`, or
+ * null: `not_yet_valid` or `expired`, with the one clock skew (see `windowVerdict`).
+ */
+export function windowFailure(what: string, window: CredentialWindow): Failure | null {
+  const { at, notBefore, expires, skewSeconds } = window;
+  const verdict = windowVerdict(at, notBefore, expires, skewSeconds);
+  if (verdict === "not_yet_valid") return ["not_yet_valid", `${what} is not valid before ${notBefore}`];
+  if (verdict === "expired") return ["expired", `${what} expired at ${expires}`];
+  return null;
+}
+
+/**
+ * The window of a credential JWT (its `nbf` and `exp`) at `nowMs`, with the default clock
+ * skew: what {@link credentialVerdict} needs to judge the credential's times as the gateway does.
+ * `malformed` when the JWT or its dates are.
+ */
+export function credentialWindowOf(jwt: string, nowMs: number): CredentialWindow {
+  const { payload } = decodeJwt(jwt);
+  return {
+    at: Math.floor(nowMs / 1000),
+    notBefore: numericDate(payload, "nbf", false),
+    expires: numericDate(payload, "exp", false),
+    skewSeconds: DEFAULT_CLOCK_SKEW_SECONDS,
+  };
+}
+
 /** What the chain says of a credential: valid, or the first failing check with its code. */
 export type CredentialVerdict =
   | { valid: true }
@@ -68,19 +106,25 @@ export type CredentialVerdict =
 
 /**
  * The verdict on a credential's on-chain state (pure, synchronous): the first of the state
- * checks that fails, or valid. `judgeCredentialState` runs the same checks one by one.
+ * checks that fails, or valid. `judgeCredentialState` runs the same checks one by one. With
+ * the credential's `window`, its times are judged first (`credential.validity`), as the
+ * verifier does before the state checks.
  *
  * @example
  * ```ts
- * const verdict = credentialVerdict(await getCredentialState(chain, key), issuerAccount, "deny");
- * if (!verdict.valid) console.log(verdict.code); // "revoked", "issuer_not_member", …
+ * const window = credentialWindowOf(jwt, Date.now());
+ * const verdict = credentialVerdict(await getCredentialState(chain, key), issuerAccount, "deny", window);
+ * if (!verdict.valid) console.log(verdict.code); // "expired", "revoked", "issuer_not_member", …
  * ```
  */
 export function credentialVerdict(
   state: CredentialState,
   issuerAccount: string,
   policy: RemovedIssuerPolicy,
+  window?: CredentialWindow,
 ): CredentialVerdict {
+  const outside = window ? windowFailure("credential", window) : null;
+  if (outside) return { valid: false, check: "credential.validity", code: outside[0], message: outside[1] };
   for (const { check, fails } of STATE_CHECKS) {
     const failure = fails(state, issuerAccount, policy);
     if (failure) return { valid: false, check, code: failure[0], message: failure[1] };
