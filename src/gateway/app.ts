@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { redactSecrets } from "../util/redact.ts";
+import type { AuditAnchorer } from "./audit-anchor.ts";
 import { fastifyTrustProxy } from "./client-address.ts";
 import { installErrorHandling, installLoadShedding } from "./http.ts";
 import type { GatewayOptions } from "./options.ts";
@@ -20,6 +21,8 @@ declare module "fastify" {
     kpartySyncedBlock(): number;
     /** How many entries each of the gateway's caches holds (see `cacheBounds`). */
     kpartyCacheSizes(): GatewayCacheSizes;
+    /** Anchors the audit chain's head (null: off); `tick()` runs a round now. */
+    kpartyAuditAnchorer: AuditAnchorer | null;
   }
 }
 
@@ -69,6 +72,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorate("kpartyRoutes", routes);
   app.decorate("kpartySyncedBlock", () => services.watcher.syncedBlock);
   app.decorate("kpartyCacheSizes", () => services.cacheSizes());
+  app.decorate("kpartyAuditAnchorer", services.auditAnchorer);
   installErrorHandling(app, services);
   for (const plugin of [metaRoutes, authRoutes, oid4vpRoutes, vcApiRoutes, modelRoutes]) {
     await app.register(plugin, { services });
