@@ -64,13 +64,7 @@ function problemList() {
     problems,
     add(problem: AuditProblem) {
       const last = problems.at(-1);
-      if (
-        last &&
-        last.kind === problem.kind &&
-        !problem.txHash &&
-        !last.txHash &&
-        (last.toSeq ?? last.seq) + 1 === problem.seq
-      ) {
+      if (last && last.kind === problem.kind && (last.toSeq ?? last.seq) + 1 === problem.seq) {
         last.toSeq = problem.toSeq ?? problem.seq;
         return;
       }
@@ -95,6 +89,8 @@ export async function verifyAuditLog(params: {
 }): Promise<AuditReport> {
   const { reader, key } = params;
   const out = problemList();
+  /** Problems measured against anchors, listed after the records' own. */
+  const anchored: AuditProblem[] = [];
   if (params.expectedAnchorer && key?.anchorer.toLowerCase() !== params.expectedAnchorer.toLowerCase())
     out.add({ kind: "key_replaced", seq: 0 });
   const publicKey = key ? auditVerifyKey(key.x) : null;
@@ -104,7 +100,12 @@ export async function verifyAuditLog(params: {
   let unsigned: AuditReport["unsigned"] = null;
   let head: AuditReport["head"] = null;
   const check = (r: AuditRecord) => {
-    if (r.seq > walk.expected) out.add({ kind: "missing", seq: walk.expected, toSeq: r.seq - 1 });
+    if (r.seq > walk.expected)
+      out.add({
+        kind: "missing",
+        seq: walk.expected,
+        ...(r.seq - 1 > walk.expected ? { toSeq: r.seq - 1 } : {}),
+      });
     else if (r.prevHash !== walk.previous) out.add({ kind: "broken_link", seq: r.seq });
     if (auditHash(r) !== r.hash) out.add({ kind: "edited", seq: r.seq });
     if (!r.sig || !r.kid) {
@@ -117,7 +118,7 @@ export async function verifyAuditLog(params: {
     }
     const anchor = anchorAt.get(r.seq);
     if (anchor && anchor.head.toLowerCase() !== `0x${r.hash}`.toLowerCase())
-      out.add({ kind: "rehashed", seq: r.seq, ...(anchor.txHash ? { txHash: anchor.txHash } : {}) });
+      anchored.push({ kind: "rehashed", seq: r.seq, ...(anchor.txHash ? { txHash: anchor.txHash } : {}) });
     walk.previous = r.hash;
     walk.expected = r.seq + 1;
     walk.records += 1;
@@ -131,7 +132,7 @@ export async function verifyAuditLog(params: {
     after = (page.at(-1) as AuditRecord).seq;
   }
   return finish({
-    out,
+    problems: [...out.problems, ...anchored],
     anchors,
     head,
     unsigned,
@@ -142,7 +143,7 @@ export async function verifyAuditLog(params: {
 }
 
 function finish(params: {
-  out: ReturnType<typeof problemList>;
+  problems: AuditProblem[];
   anchors: AuditAnchor[];
   head: AuditReport["head"];
   unsigned: AuditReport["unsigned"];
@@ -150,19 +151,19 @@ function finish(params: {
   key: AuditPublicKey | null;
   checked: boolean;
 }): AuditReport {
-  const { out, anchors, head } = params;
+  const { problems, anchors, head } = params;
   const lastSeq = head?.seq ?? 0;
   const newest = anchors.at(-1);
   if (newest && newest.seq > lastSeq)
-    out.add({
+    problems.push({
       kind: "truncated",
       seq: lastSeq + 1,
-      toSeq: newest.seq,
+      ...(newest.seq > lastSeq + 1 ? { toSeq: newest.seq } : {}),
       ...(newest.txHash ? { txHash: newest.txHash } : {}),
     });
   const anchoredSeq = newest?.seq ?? 0;
   return {
-    valid: out.problems.length === 0,
+    valid: problems.length === 0,
     records: params.records,
     head,
     key: params.key,
@@ -170,6 +171,6 @@ function finish(params: {
     anchorsChecked: params.checked,
     anchoredThrough: { seq: anchoredSeq, ...(newest?.txHash ? { txHash: newest.txHash } : {}) },
     unanchored: lastSeq > anchoredSeq ? { fromSeq: anchoredSeq + 1, toSeq: lastSeq } : null,
-    problems: out.problems,
+    problems,
   };
 }
