@@ -6,17 +6,12 @@ pragma solidity ^0.8.28;
 /// @dev Anchors are keyed by (anchorer, log): `msg.sender` is the anchorer, so nobody can write
 /// into another account's logs. Within one log the sequence number strictly increases, so an
 /// anchored head can never be replaced or moved back. Each anchor is kept (for reading one back)
-/// and emitted (`AuditHeadAnchored`, for reading them all).
+/// and emitted (`AuditHeadAnchored`, with its block and transaction, for reading them all).
 contract AuditAnchors {
-    /// @dev One anchored head: the log's record `seq` had hash `head` (block it was anchored in).
-    struct Anchor {
-        bytes32 head;
-        uint64 blockNumber;
-    }
-
     /// @dev The newest anchored sequence number per (anchorer, log); 0: none yet.
     mapping(address anchorer => mapping(bytes32 log => uint64 seq)) private _latest;
-    mapping(address anchorer => mapping(bytes32 log => mapping(uint64 seq => Anchor))) private _anchors;
+    /// @dev The hash anchored for each record `seq` of a log (zero: not anchored).
+    mapping(address anchorer => mapping(bytes32 log => mapping(uint64 seq => bytes32 head))) private _anchors;
 
     /// @notice `anchorer` pinned record `seq` of `log` to `head`.
     event AuditHeadAnchored(address indexed anchorer, bytes32 indexed log, uint64 seq, bytes32 head);
@@ -32,28 +27,18 @@ contract AuditAnchors {
         uint64 latest = _latest[msg.sender][log];
         if (seq <= latest) revert AuditAnchorsSeqNotIncreasing(log, latest, seq);
         _latest[msg.sender][log] = seq;
-        _anchors[msg.sender][log][seq] = Anchor({head: head, blockNumber: uint64(block.number)});
+        _anchors[msg.sender][log][seq] = head;
         emit AuditHeadAnchored(msg.sender, log, seq, head);
     }
 
     /// @notice The newest anchored head of `anchorer`'s log `log` (seq 0: none).
-    function latestOf(address anchorer, bytes32 log)
-        external
-        view
-        returns (uint64 seq, bytes32 head, uint64 blockNumber)
-    {
+    function latestOf(address anchorer, bytes32 log) external view returns (uint64 seq, bytes32 head) {
         seq = _latest[anchorer][log];
-        Anchor storage a = _anchors[anchorer][log][seq];
-        return (seq, a.head, a.blockNumber);
+        return (seq, _anchors[anchorer][log][seq]);
     }
 
     /// @notice The head anchored for record `seq` of `anchorer`'s log `log` (zero: not anchored).
-    function anchorOf(address anchorer, bytes32 log, uint64 seq)
-        external
-        view
-        returns (bytes32 head, uint64 blockNumber)
-    {
-        Anchor storage a = _anchors[anchorer][log][seq];
-        return (a.head, a.blockNumber);
+    function anchorOf(address anchorer, bytes32 log, uint64 seq) external view returns (bytes32 head) {
+        return _anchors[anchorer][log][seq];
     }
 }

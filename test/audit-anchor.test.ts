@@ -13,6 +13,7 @@ import {
   type Deployment,
   deployKParty,
   getLatestAuditAnchor,
+  kpartyInterfaces,
   listAuditAnchors,
 } from "../src/chain/index.ts";
 import { auditHash } from "../src/gateway/audit.ts";
@@ -121,7 +122,8 @@ describe("a gateway's audit head, anchored on chain", () => {
     expect(await anchorer.tick()).toEqual({ upToDate: { seq: 6 } });
     expect(anchorer.status).toEqual({ anchoredSeq: 6, failures: 0, lastError: null });
     await deny(2);
-    expect(await anchorer.tick()).toMatchObject({ anchored: { seq: 8 } });
+    const second = await anchorer.tick();
+    expect(second).toMatchObject({ anchored: { seq: 8 } });
     await deny(2); // 9 and 10: not anchored
     const client = createChainClient({ provider: chain.provider, deployment });
     const head8 = db.prepare("SELECT hash FROM audit WHERE seq = 8").get() as { hash: string };
@@ -131,7 +133,16 @@ describe("a gateway's audit head, anchored on chain", () => {
     });
     anchors = (await listAuditAnchors(client, { anchorer: key.anchorer, log: key.log })).get(key.log) ?? [];
     expect(anchors.map((a) => a.seq)).toEqual([6, 8]);
-    expect(anchors[0]?.txHash).toBe((first as { anchored: { txHash: string } }).anchored.txHash);
+    const firstTx = (first as { anchored: { txHash: string } }).anchored.txHash;
+    expect(anchors[0]?.txHash).toBe(firstTx);
+    // the transaction's one event, decoded: AuditHeadAnchored(anchorer, log, seq, head)
+    const receipt = await chain.provider.getTransactionReceipt(firstTx);
+    const head6 = db.prepare("SELECT hash FROM audit WHERE seq = 6").get() as { hash: string };
+    const events = (receipt?.logs ?? []).map((l) => kpartyInterfaces().auditAnchors.parseLog(l));
+    expect(events.map((e) => [e?.name, ...(e?.args.toArray() ?? [])])).toEqual([
+      ["AuditHeadAnchored", key.anchorer, key.log, 6n, `0x${head6.hash}`],
+    ]);
+    expect(receipt?.from).toBe(key.anchorer);
   });
 });
 

@@ -22,7 +22,7 @@ export type AnchorOutcome =
   | { anchored: { seq: number; txHash: string } }
   | { upToDate: { seq: number } }
   | { failed: { code: string } }
-  | { skipped: "no records" | "busy" | "backing off" };
+  | { skipped: "no records" | "busy" };
 
 /** The anchorer's view of the chain (for `/healthz`-like reports and tests). */
 export interface AuditAnchorStatus {
@@ -35,6 +35,8 @@ export interface AuditAnchorStatus {
 }
 
 export interface AuditAnchorer {
+  /** The anchoring account (it pays for the transactions). */
+  readonly address: string;
   /** Anchors the chain's current head if it is not anchored yet (one round at a time). */
   tick(): Promise<AnchorOutcome>;
   /** Told of each record appended here: a round starts when `everyRecords` are unanchored. */
@@ -152,6 +154,7 @@ export function createAuditAnchorer(params: {
   timer?.unref();
 
   return {
+    address: params.keys.anchorer,
     tick,
     appended(seq) {
       lastSeen = Math.max(lastSeen, seq);

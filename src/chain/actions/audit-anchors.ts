@@ -11,8 +11,8 @@ export interface AuditAnchor {
   seq: number;
   /** The record's hash (0x-prefixed, 32 bytes). */
   head: string;
-  blockNumber: number;
-  /** The transaction that anchored it (known when read from events). */
+  /** The block and transaction that anchored it (known when read from events). */
+  blockNumber?: number;
   txHash?: string;
 }
 

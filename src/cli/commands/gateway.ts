@@ -98,6 +98,16 @@ export function registerGateway(program: Command): void {
       "worker threads that recover the public keys of did:ethr addresses, once per address (default 0: on the event loop, about 1.5 ms each); signature checks always run on libuv's thread pool",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
     )
+    .option(
+      "--audit-anchor-every <records>",
+      "anchor the audit chain's head on chain once this many records are not anchored (default 1000)",
+      positiveInt("--audit-anchor-every", 1_000_000),
+    )
+    .option(
+      "--audit-anchor-interval <seconds>",
+      "anchor whatever is new in the audit chain at least this often (default 60)",
+      positiveInt("--audit-anchor-interval", 86_400),
+    )
     .addHelpText(
       "after",
       `
@@ -113,6 +123,11 @@ terminal; the same on every replica; a wrong one is refused at start). Tokens th
 restart; \`kparty gateway keys rotate\` adds a signing key. Without a passphrase an embedded
 gateway keeps one key in memory (its tokens end with the process); on PostgreSQL it refuses.
 Tokens are DPoP-bound by default (docs/tokens.md); the DPoP replay cache is in gateway.sqlite.
+Audit: with a passphrase each record is signed with the deployment's audit key (stored
+encrypted beside the token keys) and the chain's head is anchored on chain (AuditAnchors) every
+--audit-anchor-every records or --audit-anchor-interval seconds, from an account of its own whose
+address the ready line prints (auditAnchorer): fund it. \`kparty audit verify\` checks both
+(docs/security.md, "Audit log").
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
 --max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
@@ -147,6 +162,8 @@ Examples:
             verifyThreads?: number;
             database?: string;
             modelsDir?: string;
+            auditAnchorEvery?: number;
+            auditAnchorInterval?: number;
           },
         ) => {
           const models = options.model.map(parseModelSpec);
@@ -208,6 +225,7 @@ Examples:
             ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
+            ...auditAnchorOption(options),
           });
           ctx.onClose(() => app.close());
           const host = options.host ?? ctx.config.gateway.host;
@@ -222,8 +240,21 @@ Examples:
           });
           const signal = await readyUntilSignal(
             ctx.out,
-            { url, domain, dataDir: ctx.config.dataDir, state: state.backend, pid: process.pid },
-            [`gateway listening on ${url} (domain ${domain}, state in ${where})`, "running; Ctrl-C stops it"],
+            {
+              url,
+              domain,
+              dataDir: ctx.config.dataDir,
+              state: state.backend,
+              pid: process.pid,
+              auditAnchorer: app.kpartyAuditAnchorer?.address ?? null,
+            },
+            [
+              `gateway listening on ${url} (domain ${domain}, state in ${where})`,
+              app.kpartyAuditAnchorer
+                ? `audit heads anchored on chain by ${app.kpartyAuditAnchorer.address} (it pays for the transactions: fund it)`
+                : "audit heads NOT anchored on chain (no passphrase, or no AuditAnchors in the deployment)",
+              "running; Ctrl-C stops it",
+            ],
           );
           ctx.out.info(`${signal}: stopping the gateway`);
         },
@@ -282,4 +313,13 @@ Examples:
         ]);
       }, NO_CONTRACTS),
     );
+}
+
+/** The audit-anchoring settings of `gateway serve`'s options (the defaults when none is given). */
+function auditAnchorOption(options: { auditAnchorEvery?: number; auditAnchorInterval?: number }) {
+  const settings = {
+    ...(options.auditAnchorEvery !== undefined ? { everyRecords: options.auditAnchorEvery } : {}),
+    ...(options.auditAnchorInterval !== undefined ? { intervalSeconds: options.auditAnchorInterval } : {}),
+  };
+  return Object.keys(settings).length > 0 ? { auditAnchor: settings } : {};
 }
