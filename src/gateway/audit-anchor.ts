@@ -7,8 +7,8 @@ import type { AuditReader, AuditRecord, AuditStore, ModelLock } from "../state/p
 /** Defaults of `--audit-anchor-every` and `--audit-anchor-interval`. */
 export const AUDIT_ANCHOR_DEFAULTS = { everyRecords: 1_000, intervalSeconds: 60 } as const;
 
-/** The lock name replicas take to anchor (not a model id: those never start with a NUL). */
-const ANCHOR_LOCK = "\u0000kparty.audit-anchor";
+/** The lock name replicas take to anchor (never a model id: those are letters, digits and `._-`). */
+const ANCHOR_LOCK = "(audit-anchor)";
 
 export interface AuditAnchorSettings {
   /** Anchor once this many records are not anchored (default 1000). */
