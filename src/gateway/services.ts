@@ -337,9 +337,10 @@ function startAuditAnchorer(
     return null;
   }
   return createAuditAnchorer({
+    // background work, like the watcher's polls: through its provider, so request-time calls are counted alone
     wallet: keyWalletClient({
       privateKey: keys.anchorKey,
-      provider: options.chain.provider,
+      provider: (options.watcherChain ?? options.chain).provider,
       deployment: options.chain.deployment,
     }),
     keys,
