@@ -15,7 +15,8 @@ import { auditHash, GENESIS_HASH } from "./audit.ts";
  * - `rehashed`: a record whose hash is not the head anchored on chain for it (the chain was
  *   recomputed, consistent with itself but not with the anchor);
  * - `truncated`: anchored records missing after the last record (the log was cut);
- * - `key_replaced`: the state's audit key is not the one whose anchoring account was expected.
+ * - `key_replaced`: the state's audit key is not the one whose anchoring account was expected;
+ * - `head_row`: PostgreSQL's head row does not name the last record (`seq` is the row's).
  */
 export type AuditProblemKind =
   | "missing"
@@ -26,7 +27,8 @@ export type AuditProblemKind =
   | "unknown_key"
   | "rehashed"
   | "truncated"
-  | "key_replaced";
+  | "key_replaced"
+  | "head_row";
 
 export interface AuditProblem {
   kind: AuditProblemKind;
@@ -131,6 +133,10 @@ export async function verifyAuditLog(params: {
     if (page.length < pageSize) break;
     after = (page.at(-1) as AuditRecord).seq;
   }
+  const row = await reader.headRow();
+  const last = head as AuditReport["head"];
+  if (row && (row.seq !== (last?.seq ?? 0) || (last !== null && row.hash !== last.hash)))
+    anchored.push({ kind: "head_row", seq: row.seq });
   return finish({
     problems: [...out.problems, ...anchored],
     anchors,

@@ -121,6 +121,8 @@ export interface AuditReader {
   page(afterSeq: number, limit: number): Awaitable<AuditRecord[]>;
   /** The public audit keys stored (none before a gateway with a passphrase first ran). */
   publicKeys(): Awaitable<AuditPublicKey[]>;
+  /** The chain's head row where the backend keeps one (PostgreSQL), else null. */
+  headRow(): Awaitable<{ seq: number; hash: string } | null>;
 }
 
 /** The public half of an access-token key, as JWKS publishes it. */

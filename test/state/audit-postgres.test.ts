@@ -140,6 +140,13 @@ describe.skipIf("unavailable" in postgres)("audit on PostgreSQL replicas", () =>
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     await client.query("DELETE FROM kparty_audit WHERE seq >= 4");
+    // the head row still names record 7: caught even without the anchors
+    const offline = await verifyAuditLog({
+      reader: (replicas[0] as GatewayState).auditReader(),
+      key: { kid: keys.kid, x: keys.x, anchorer: keys.anchorer, log: keys.log },
+      anchors: null,
+    });
+    expect([offline.valid, offline.problems]).toEqual([false, [{ kind: "head_row", seq: 7 }]]);
     await client.query(
       "UPDATE kparty_audit_head SET seq = 3, hash = (SELECT hash FROM kparty_audit WHERE seq = 3)",
     );

@@ -73,7 +73,7 @@ export function registerAudit(program: Command): void {
       "after",
       `\nThe report (--json): {valid, records, head, key, unsigned, anchorsChecked, anchoredThrough: {seq, txHash?},
 unanchored: {fromSeq, toSeq} | null, problems: [{kind, seq, toSeq?, txHash?}]}. Problem kinds: missing,
-broken_link, edited, bad_signature, unsigned, unknown_key, rehashed, truncated, key_replaced (see
+broken_link, edited, bad_signature, unsigned, unknown_key, rehashed, truncated, key_replaced, head_row (see
 docs/security.md, "Audit log"). Records from before records were signed are reported in
 \`unsigned\`, not as problems. The anchors are read through the configured RPC URL and deployment;
 if they cannot be read the command fails (exit 6) rather than report a chain it could not check.

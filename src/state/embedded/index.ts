@@ -47,6 +47,7 @@ export function createEmbeddedState(db: DatabaseSync): GatewayState {
             unknown
           >[]
         ).map(auditRecordFromRow),
+      headRow: () => null, // the file's last record is its head
       publicKeys: () => {
         const row = sqliteAuditKeyRows(db).readSync();
         return row ? [auditPublicKeyOf(row)] : [];

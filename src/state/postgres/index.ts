@@ -365,6 +365,13 @@ function postgresAuditReader(query: Query): AuditReader {
       ]);
       return rows.map(auditRecordFromRow);
     },
+    async headRow() {
+      const { rows } = await query<{ seq: string; hash: string }>(
+        "SELECT seq, hash FROM kparty_audit_head WHERE id = 1",
+      );
+      const row = rows[0];
+      return row ? { seq: Number(row.seq), hash: row.hash } : null;
+    },
     async publicKeys() {
       const row = await postgresAuditKeyRows(query).read();
       return row ? [auditPublicKeyOf(row)] : [];
