@@ -225,7 +225,8 @@ Examples:
             ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
-            ...auditAnchorOption(options),
+            // without a passphrase there is no audit key: the ready line says heads are not anchored
+            ...(tokenKeySecret !== null ? auditAnchorOption(options) : {}),
           });
           ctx.onClose(() => app.close());
           const host = options.host ?? ctx.config.gateway.host;
