@@ -10,14 +10,16 @@ import { createKPartyAgent } from "../agent/index.ts";
 import {
   type AuditAnchor,
   createChainClient,
+  createProvider,
   type Deployment,
   deployKParty,
   getLatestAuditAnchor,
+  keyWalletClient,
   kpartyInterfaces,
   listAuditAnchors,
 } from "../src/chain/index.ts";
 import { auditHash } from "../src/gateway/audit.ts";
-import type { AuditAnchorer } from "../src/gateway/audit-anchor.ts";
+import { type AuditAnchorer, createAuditAnchorer } from "../src/gateway/audit-anchor.ts";
 import { type AuditReport, verifyAuditLog } from "../src/gateway/audit-verify.ts";
 import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
@@ -143,6 +145,34 @@ describe("a gateway's audit head, anchored on chain", () => {
       ["AuditHeadAnchored", key.anchorer, key.log, 6n, `0x${head6.hash}`],
     ]);
     expect(receipt?.from).toBe(key.anchorer);
+  });
+});
+
+describe("a node that cannot be reached", () => {
+  it("fails the round with registry_unavailable, noted without the node's URL or its credentials", async () => {
+    const secretUrl = "http://user:hunter2@127.0.0.1:9/v3/0123456789abcdef";
+    const dead = createProvider(secretUrl, 31337, { timeoutMs: 300 });
+    const lines: string[] = [];
+    const stranded = createAuditAnchorer({
+      wallet: keyWalletClient({ privateKey: "0x".padEnd(66, "1"), provider: dead, deployment }),
+      keys: key,
+      reader: createEmbeddedState(db).auditReader(),
+      lock: null,
+      now: Date.now,
+      note: (text) => lines.push(text),
+      timer: false,
+    });
+    try {
+      expect(await stranded.tick()).toEqual({ failed: { code: "registry_unavailable" } });
+      expect(lines).toEqual([
+        `audit head anchoring failed (registry_unavailable) from ${key.anchorer}; 10 record(s) not anchored; retrying in 60 s`,
+      ]);
+      expect(lines.join("")).not.toContain("hunter2");
+      expect(lines.join("")).not.toContain("0123456789abcdef");
+    } finally {
+      await stranded.stop();
+      dead.destroy();
+    }
   });
 });
 
