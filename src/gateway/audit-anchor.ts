@@ -7,6 +7,9 @@ import type { AuditReader, AuditRecord, AuditStore, ModelLock } from "../state/p
 /** Defaults of `--audit-anchor-every` and `--audit-anchor-interval`. */
 export const AUDIT_ANCHOR_DEFAULTS = { everyRecords: 1_000, intervalSeconds: 60 } as const;
 
+/** How long `stop` waits for a round under way. */
+const STOP_WAIT_MS = 5_000;
+
 /** The lock name replicas take to anchor (never a model id: those are letters, digits and `._-`). */
 const ANCHOR_LOCK = "(audit-anchor)";
 
@@ -42,7 +45,7 @@ export interface AuditAnchorer {
   /** Told of each record appended here: a round starts when `everyRecords` are unanchored. */
   appended(seq: number): void;
   readonly status: AuditAnchorStatus;
-  /** Stops the timer and waits for a round under way. */
+  /** Stops the timer and waits for a round under way (at most 5 s). */
   stop(): Promise<void>;
 }
 
@@ -65,6 +68,29 @@ export function resolveAuditAnchorSettings(
       "auditAnchor.intervalSeconds",
     ),
   };
+}
+
+/**
+ * One round: reads the chain's head and the newest anchor of the key's log, and anchors the
+ * head unless it is anchored already. `seen` is told the head's seq.
+ */
+async function anchorRound(
+  params: { wallet: WalletClient; keys: AuditPublicKey; reader: AuditReader },
+  status: AuditAnchorStatus,
+  seen: (seq: number) => void,
+): Promise<AnchorOutcome> {
+  const [head] = await params.reader.tail(1);
+  if (!head) return { skipped: "no records" };
+  seen(head.seq);
+  const { anchorer, log } = params.keys;
+  const latest = await getLatestAuditAnchor(params.wallet, { anchorer, log });
+  if (latest && latest.seq >= head.seq) {
+    status.anchoredSeq = latest.seq;
+    return { upToDate: { seq: latest.seq } };
+  }
+  const outcome = await anchorAuditHead(params.wallet, { log, seq: head.seq, head: `0x${head.hash}` });
+  status.anchoredSeq = head.seq;
+  return { anchored: { seq: head.seq, txHash: outcome.transactionHash } };
 }
 
 /**
@@ -96,26 +122,10 @@ export function createAuditAnchorer(params: {
   let lastSeen = 0;
   const lock: ModelLock = params.lock ?? ((_name, fn) => fn());
 
-  async function round(): Promise<AnchorOutcome> {
-    const [head] = await params.reader.tail(1);
-    if (!head) return { skipped: "no records" };
-    lastSeen = Math.max(lastSeen, head.seq);
-    const latest = await getLatestAuditAnchor(params.wallet, {
-      anchorer: params.keys.anchorer,
-      log: params.keys.log,
+  const round = () =>
+    anchorRound(params, status, (seq) => {
+      lastSeen = Math.max(lastSeen, seq);
     });
-    if (latest && latest.seq >= head.seq) {
-      status.anchoredSeq = latest.seq;
-      return { upToDate: { seq: latest.seq } };
-    }
-    const outcome = await anchorAuditHead(params.wallet, {
-      log: params.keys.log,
-      seq: head.seq,
-      head: `0x${head.hash}`,
-    });
-    status.anchoredSeq = head.seq;
-    return { anchored: { seq: head.seq, txHash: outcome.transactionHash } };
-  }
 
   async function guarded(): Promise<AnchorOutcome> {
     try {
@@ -164,7 +174,15 @@ export function createAuditAnchorer(params: {
     status,
     async stop() {
       if (timer) clearInterval(timer);
-      await running;
+      // a round waiting on a slow chain does not hold the gateway's shutdown for long
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        running,
+        new Promise((resolve) => {
+          bound = setTimeout(resolve, STOP_WAIT_MS);
+        }),
+      ]);
+      clearTimeout(bound);
     },
   };
 }

@@ -54,6 +54,11 @@ export function registerAudit(program: Command): void {
       }, NO_CONTRACTS),
     );
 
+  registerVerify(audit);
+}
+
+/** `kparty audit verify`: signatures, links and the anchored heads (see `verifyAuditLog`). */
+function registerVerify(audit: Command): void {
   audit
     .command("verify")
     .description(
