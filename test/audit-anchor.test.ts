@@ -345,6 +345,15 @@ describe("kparty audit verify against the anchored heads", () => {
     const cut = await kparty(["audit", "verify", "--db", file], { cwd: dir, env });
     expect(cut.code).toBe(9);
     expect(cut.stdout).toBe(`audit log BROKEN at record #8: truncated\nanchored through #8 (tx ${tx(1)})\n`);
+    // anchors that cannot be read: the command fails (exit 6) rather than report an unchecked chain
+    const unreachable = await kparty(["audit", "verify", "--db", file, "--json"], {
+      cwd: dir,
+      env: { ...env, KPARTY_RPC_URL: "http://127.0.0.1:9" },
+    });
+    expect(unreachable.code).toBe(6);
+    expect(JSON.parse(unreachable.stdout)).toMatchObject({
+      error: { code: "registry_unavailable", exitCode: 6 },
+    });
     const otherAnchorer = await kparty(
       ["audit", "verify", "--db", file, "--anchorer", chain.accounts[1]?.address as string, "--json"],
       { cwd: dir, env },
