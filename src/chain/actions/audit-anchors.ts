@@ -84,12 +84,8 @@ export async function getLatestAuditAnchor(
   assertBytes32(args.log, "log");
   const contract = anchorsOf(client);
   try {
-    const [seq, head, blockNumber] = await contract
-      .getFunction("latestOf")
-      .staticCall(args.anchorer, args.log);
-    return Number(seq) === 0
-      ? null
-      : { seq: Number(seq), head: String(head), blockNumber: Number(blockNumber) };
+    const [seq, head] = await contract.getFunction("latestOf").staticCall(args.anchorer, args.log);
+    return Number(seq) === 0 ? null : { seq: Number(seq), head: String(head) };
   } catch (error) {
     throw toChainError(error, "read audit anchor", kpartyInterfaces().auditAnchors);
   }
