@@ -107,6 +107,8 @@ describe("a gateway's audit head, anchored on chain", () => {
     expect(rows.map((r) => [r.seq, r.kid])).toEqual([1, 2, 3, 4, 5].map((seq) => [seq, key.kid]));
     expect(rows.every((r) => /^[A-Za-z0-9_-]{86}$/.test(r.sig))).toBe(true);
     expect(key.log).toBe(`0x${Buffer.from(key.kid, "base64url").toString("hex")}`);
+    // published for auditors beside the access-token key
+    expect((await app.inject({ method: "GET", url: "/.well-known/kparty" })).json().audit).toEqual(key);
 
     expect(await anchorer.tick()).toEqual({ failed: { code: "insufficient_funds" } });
     expect(anchorer.status).toEqual({ anchoredSeq: null, failures: 1, lastError: "insufficient_funds" });

@@ -9,7 +9,7 @@ import type { GatewayServices } from "../services.ts";
 /**
  * What the gateway says about itself: `GET /healthz` (503 while the chain cannot be read, and
  * for good once the audit log has failed), `GET /.well-known/kparty` (domain, chain, contracts,
- * what it accepts, the access-token key), `GET /.well-known/jwks.json` (every access-token key,
+ * what it accepts, the access-token key, the audit key), `GET /.well-known/jwks.json` (every access-token key,
  * for resource servers) and `GET /openapi.json`.
  */
 export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
@@ -62,6 +62,8 @@ export const metaRoutes: FastifyPluginAsync<{ services: GatewayServices }> = asy
       dpopSigningAlgValuesSupported: DPOP_ALGORITHMS,
       dpopNonceRequired: services.dpop.requiresNonce,
     },
+    // the audit key's public half and anchoring account (docs/security.md, "Audit log"); null: unsigned
+    audit: services.auditKey,
   }));
 
   // every key a live token may be signed with (rotations keep the older keys); re-read from the
