@@ -25,7 +25,7 @@ import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
 import { type AuditPublicKey, createEmbeddedState, signAuditHash } from "../src/state/index.ts";
 import { startTestChain, type TestChain } from "./fixtures/chain.ts";
-import { kparty } from "./fixtures/cli.ts";
+import { kparty, startKparty } from "./fixtures/cli.ts";
 import { DOMAIN, MODEL_ID, MODEL_WEIGHTS, TOKEN_KEY_SECRET } from "./fixtures/kparty.ts";
 
 /**
@@ -367,4 +367,64 @@ describe("kparty audit verify against the anchored heads", () => {
       problems: [{ kind: "key_replaced", seq: 0 }],
     });
   }, 60_000);
+});
+
+describe("kparty gateway serve --audit-anchor-every", () => {
+  it("prints its anchoring account, and anchors the head once that many records are unanchored", async () => {
+    const deploymentFile = join(dir, "serve-deployment.json");
+    writeFileSync(deploymentFile, JSON.stringify({ ...deployment, rpcUrl: chain.url }));
+    const served = await startKparty<{ url: string; auditAnchorer: string | null }>(
+      [
+        "gateway",
+        "serve",
+        "--data-dir",
+        join(dir, "served"),
+        "--port",
+        "0",
+        "--audit-anchor-every",
+        "2",
+        "--audit-anchor-interval",
+        "3600",
+      ],
+      {
+        cwd: dir,
+        env: {
+          KPARTY_RPC_URL: chain.url,
+          KPARTY_CHAIN_ID: "31337",
+          KPARTY_DEPLOYMENT: deploymentFile,
+          KPARTY_PASSPHRASE: TOKEN_KEY_SECRET,
+        },
+      },
+    );
+    try {
+      const anchorer = served.ready.auditAnchorer as string;
+      const published = (await (await fetch(`${served.ready.url}/.well-known/kparty`)).json()) as {
+        audit: { anchorer: string; log: string };
+      };
+      expect(published.audit.anchorer).toBe(anchorer);
+      expect(anchorer).not.toBe(key.anchorer); // a data dir of its own: a key of its own
+      const funder = chain.accounts[0] as NonNullable<TestChain["accounts"][0]>;
+      await (await funder.sendTransaction({ to: anchorer, value: parseEther("1") })).wait();
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${served.ready.url}/auth/token`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{}",
+        });
+        expect(res.status).toBe(400);
+      }
+      // the round started with the second record's append runs in the background: wait for its
+      // transaction (a condition, bounded; nothing is asserted about how long it took)
+      const client = createChainClient({ provider: chain.provider, deployment });
+      const log = published.audit.log;
+      let latest = await getLatestAuditAnchor(client, { anchorer, log });
+      for (let i = 0; i < 200 && latest === null; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        latest = await getLatestAuditAnchor(client, { anchorer, log });
+      }
+      expect(latest?.seq).toBe(2);
+    } finally {
+      await served.stop();
+    }
+  }, 120_000);
 });

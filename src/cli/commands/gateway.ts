@@ -253,7 +253,9 @@ Examples:
               `gateway listening on ${url} (domain ${domain}, state in ${where})`,
               app.kpartyAuditAnchorer
                 ? `audit heads anchored on chain by ${app.kpartyAuditAnchorer.address} (it pays for the transactions: fund it)`
-                : "audit heads NOT anchored on chain (no passphrase, or no AuditAnchors in the deployment)",
+                : tokenKeySecret === null
+                  ? "audit records NOT signed nor anchored on chain: no passphrase (KPARTY_PASSPHRASE)"
+                  : "audit heads NOT anchored on chain: the deployment has no AuditAnchors contract",
               "running; Ctrl-C stops it",
             ],
           );
