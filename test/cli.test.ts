@@ -198,6 +198,7 @@ describe("kparty chain up, status, did", () => {
     expect(deployment.chainId).toBe(31337);
     expect(deployment.rpcUrl).toBe(env.KPARTY_RPC_URL);
     expect(Object.keys(deployment.contracts).sort()).toEqual([
+      "AuditAnchors",
       "ConsortiumRegistry",
       "CredentialRegistry",
       "EthereumDIDRegistry",

@@ -16,7 +16,9 @@ const cache = new Map<string, ContractArtifact>();
  * Loads the Hardhat artifact of one of kparty's contracts (built by `npm run build:contracts`).
  * @throws Error naming the command to run when the artifacts have not been built.
  */
-export function loadArtifact(name: "ConsortiumRegistry" | "CredentialRegistry"): ContractArtifact {
+export function loadArtifact(
+  name: "ConsortiumRegistry" | "CredentialRegistry" | "AuditAnchors",
+): ContractArtifact {
   const cached = cache.get(name);
   if (cached) return cached;
   const file = `${artifactsRoot}${name}.sol/${name}.json`;

@@ -6,6 +6,8 @@ export interface KPartyAddresses {
   EthereumDIDRegistry: string;
   ConsortiumRegistry: string;
   CredentialRegistry: string;
+  /** The audit-head anchors (see contracts/AuditAnchors.sol); absent in deployments made before it. */
+  AuditAnchors?: string;
 }
 
 /** A deployment: chain id, addresses and the block it was deployed at. */
@@ -19,9 +21,13 @@ export interface KPartyContracts {
   didRegistry: Contract;
   consortium: Contract;
   credentials: Contract;
+  /** Null when the deployment has no AuditAnchors contract. */
+  auditAnchors: Contract | null;
 }
 
-let interfaces: { consortium: Interface; credentials: Interface; didRegistry: Interface } | undefined;
+let interfaces:
+  | { consortium: Interface; credentials: Interface; didRegistry: Interface; auditAnchors: Interface }
+  | undefined;
 
 /** The ABIs' interfaces, for decoding errors and events. */
 export function kpartyInterfaces() {
@@ -29,6 +35,7 @@ export function kpartyInterfaces() {
     consortium: new Interface(loadArtifact("ConsortiumRegistry").abi),
     credentials: new Interface(loadArtifact("CredentialRegistry").abi),
     didRegistry: new Interface(didRegistryArtifact().abi),
+    auditAnchors: new Interface(loadArtifact("AuditAnchors").abi),
   };
   return interfaces;
 }
@@ -40,5 +47,8 @@ export function connectContracts(addresses: KPartyAddresses, runner: ContractRun
     didRegistry: new Contract(addresses.EthereumDIDRegistry, i.didRegistry, runner),
     consortium: new Contract(addresses.ConsortiumRegistry, i.consortium, runner),
     credentials: new Contract(addresses.CredentialRegistry, i.credentials, runner),
+    auditAnchors: addresses.AuditAnchors
+      ? new Contract(addresses.AuditAnchors, i.auditAnchors, runner)
+      : null,
   };
 }

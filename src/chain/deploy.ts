@@ -26,7 +26,8 @@ const DEFAULT_PROPOSAL_LIFETIME = 7 * 24 * 3600;
 
 /**
  * Deploys ERC-1056 (unless given) and ConsortiumRegistry with its founders; the consortium
- * creates its CredentialRegistry in the same transaction.
+ * creates its CredentialRegistry in the same transaction. AuditAnchors (the gateways' audit
+ * heads, see contracts/AuditAnchors.sol) is deployed beside them.
  *
  * @example
  * ```ts
@@ -57,12 +58,20 @@ export async function deployKParty(params: DeployParams): Promise<Deployment> {
     ).deploy(founders, quorum, params.proposalLifetimeSeconds ?? DEFAULT_PROPOSAL_LIFETIME);
     const receipt = await consortium.deploymentTransaction()?.wait(1);
     const credentialRegistry: string = await consortium.getFunction("credentialRegistry").staticCall();
+    const anchorsArtifact = loadArtifact("AuditAnchors");
+    const auditAnchors = await new ContractFactory(
+      anchorsArtifact.abi,
+      anchorsArtifact.bytecode,
+      deployer,
+    ).deploy();
+    await auditAnchors.waitForDeployment();
     return {
       chainId: Number(network.chainId),
       contracts: {
         EthereumDIDRegistry: didRegistry,
         ConsortiumRegistry: await consortium.getAddress(),
         CredentialRegistry: credentialRegistry,
+        AuditAnchors: await auditAnchors.getAddress(),
       },
       deployedAtBlock: receipt?.blockNumber ?? (await deployer.provider.getBlockNumber()),
     };

@@ -1,5 +1,13 @@
 export { anchorBatch } from "./actions/anchor-batch.ts";
 export { anchorCredential } from "./actions/anchor-credential.ts";
+export {
+  type AuditAnchor,
+  addressOfKey,
+  anchorAuditHead,
+  getLatestAuditAnchor,
+  keyWalletClient,
+  listAuditAnchors,
+} from "./actions/audit-anchors.ts";
 export { getBalance, sendEther } from "./actions/ether.ts";
 export { getAnchor } from "./actions/get-anchor.ts";
 export { getChainStatus } from "./actions/get-chain-status.ts";

@@ -85,7 +85,7 @@ export async function transact(
         if (!receipt) throw new KPartyError("registry_unavailable", `${action}: transaction dropped`);
         const events: TransactionOutcome["events"] = [];
         for (const log of receipt.logs) {
-          for (const iface of [i.credentials, i.consortium]) {
+          for (const iface of [i.credentials, i.consortium, i.auditAnchors]) {
             const parsed = iface.parseLog(log);
             if (parsed) {
               const args = Object.fromEntries(
@@ -103,7 +103,7 @@ export async function transact(
           events,
         };
       } catch (error) {
-        throw toChainError(error, action, i.credentials, i.consortium, i.didRegistry);
+        throw toChainError(error, action, i.credentials, i.consortium, i.didRegistry, i.auditAnchors);
       }
     });
   queues.set(wallet.signer, run);

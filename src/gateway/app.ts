@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { redactSecrets } from "../util/redact.ts";
+import type { AuditAnchorer } from "./audit-anchor.ts";
 import { fastifyTrustProxy } from "./client-address.ts";
 import { installErrorHandling, installLoadShedding } from "./http.ts";
 import { gatewayOpenApi } from "./openapi.ts";
@@ -22,6 +23,8 @@ declare module "fastify" {
     kpartySyncedBlock(): number;
     /** How many entries each of the gateway's caches holds (see `cacheBounds`). */
     kpartyCacheSizes(): GatewayCacheSizes;
+    /** Anchors the audit chain's head (null: off); `tick()` runs a round now. */
+    kpartyAuditAnchorer: AuditAnchorer | null;
   }
 }
 
@@ -77,6 +80,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.decorate("kpartySyncedBlock", () => services.watcher.syncedBlock);
   app.decorate("kpartyCacheSizes", () => services.cacheSizes());
+  app.decorate("kpartyAuditAnchorer", services.auditAnchorer);
   installErrorHandling(app, services);
   for (const plugin of [metaRoutes, authRoutes, oauthRoutes, oid4vpRoutes, vcApiRoutes, modelRoutes]) {
     await app.register(plugin, { services });

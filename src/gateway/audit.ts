@@ -4,7 +4,8 @@ import fs from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
-import type { AuditEntry, AuditRecord, AuditVerification } from "../state/port.ts";
+import { signAuditHash } from "../state/audit-keys.ts";
+import type { AuditEntry, AuditRecord, AuditSigner, AuditVerification } from "../state/port.ts";
 import { threadPoolSize } from "../util/thread-pool.ts";
 
 export type { AuditEntry, AuditRecord, AuditVerification };
@@ -47,6 +48,8 @@ export function auditRecordFromRow(r: Record<string, unknown>): AuditRecord {
     code: (r.code as string | null) ?? null,
     prevHash: r.prev_hash as string,
     hash: r.hash as string,
+    kid: (r.kid as string | null | undefined) ?? null,
+    sig: (r.sig as string | null | undefined) ?? null,
   };
 }
 
@@ -82,12 +85,13 @@ export const GENESIS_HEAD = { seq: 0, hash: GENESIS_HASH } as const;
 
 /**
  * The records of `group`, in order, chained after `head` (the chain's last record, or
- * {@link GENESIS_HEAD}): each numbered after the previous and hashing it. The one way both
- * backends turn decisions into records.
+ * {@link GENESIS_HEAD}): each numbered after the previous and hashing it, and signed by
+ * `signer` when given. The one way both backends turn decisions into records.
  */
 export function chainedRecords(
   group: readonly { entry: AuditEntry; at: number }[],
   head: { seq: number; hash: string },
+  signer?: AuditSigner,
 ): AuditRecord[] {
   let seq = head.seq;
   let prevHash = head.hash;
@@ -106,7 +110,13 @@ export function chainedRecords(
       code: entry.code ?? null,
       prevHash,
     };
-    const record: AuditRecord = { ...base, hash: auditHash(base) };
+    const hash = auditHash(base);
+    const record: AuditRecord = {
+      ...base,
+      hash,
+      kid: signer?.kid ?? null,
+      sig: signer ? signAuditHash(signer.key, hash) : null,
+    };
     prevHash = record.hash;
     return record;
   });
@@ -167,6 +177,7 @@ export class AuditLog {
   /** Set by the first failed sync; from then on every decision is refused. */
   #failure: KPartyError | null = null;
   readonly #onSyncFailure: (error: KPartyError) => void;
+  readonly #signer: AuditSigner | undefined;
   #pending: Pending[] = [];
   #scheduled: NodeJS.Immediate | null = null;
   /** Committed groups waiting for the next sync of the log. */
@@ -186,9 +197,12 @@ export class AuditLog {
        * libuv's thread pool instead, for a while (see the class comment); 0: always on the pool.
        */
       loopSyncMaxMs?: number;
+      /** Signs each record as it is chained. */
+      signer?: AuditSigner;
     },
   ) {
     this.#db = db;
+    this.#signer = options.signer;
     this.#now = options.now;
     this.#onSyncFailure = options.onSyncFailure ?? (() => {});
     const loopSyncMaxMs = options.loopSyncMaxMs ?? LOOP_SYNC_MAX_MS;
@@ -198,8 +212,8 @@ export class AuditLog {
     this.#loopSyncMaxMs = loopSyncMaxMs;
     this.#last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
     this.#insert = db.prepare(
-      `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash, kid, sig)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#level = db.prepare("PRAGMA synchronous");
     const file = db.location();
@@ -376,7 +390,11 @@ export class AuditLog {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       const last = this.#last.get() as { seq: number; hash: string } | undefined;
-      const records = chainedRecords(group, last ? { seq: Number(last.seq), hash: last.hash } : GENESIS_HEAD);
+      const records = chainedRecords(
+        group,
+        last ? { seq: Number(last.seq), hash: last.hash } : GENESIS_HEAD,
+        this.#signer,
+      );
       for (const record of records) {
         this.#insert.run(
           record.seq,
@@ -391,6 +409,8 @@ export class AuditLog {
           record.code,
           record.prevHash,
           record.hash,
+          record.kid ?? null,
+          record.sig ?? null,
         );
       }
       this.#db.exec("COMMIT");

@@ -3,6 +3,7 @@ import type { DatabaseSync } from "node:sqlite";
 import type { ChainClient } from "../chain/index.ts";
 import type { FileModelStore } from "../models/index.ts";
 import type { GatewayState } from "../state/port.ts";
+import type { AuditAnchorSettings } from "./audit-anchor.ts";
 import type { TrustProxy } from "./client-address.ts";
 import type { DpopReplayStore } from "./dpop.ts";
 import type { TokenBinding } from "./guard.ts";
@@ -42,6 +43,14 @@ export interface GatewayOptions {
    * PostgreSQL backend refuses to start (`TypeError`).
    */
   tokenKeySecret?: string;
+  /**
+   * Anchoring of the audit chain's head on chain (see `createAuditAnchorer`): every
+   * `everyRecords` records (default 1000) or `intervalSeconds` (default 60), whichever comes
+   * first; `false` turns it off. Needs `tokenKeySecret` (the audit keys are stored encrypted
+   * under it; without it records are neither signed nor anchored) and a deployment with an
+   * AuditAnchors contract. The anchoring account's address must be funded.
+   */
+  auditAnchor?: AuditAnchorSettings | false;
   /** The gateway's domain: the audience presentations must name. */
   domain: string;
   /** Clock in milliseconds (default `Date.now`). */

@@ -1,6 +1,12 @@
 import { JsonRpcProvider } from "ethers";
-import { type ChainClient, createRegistryWatcher, type RegistryWatcher } from "../chain/index.ts";
+import {
+  type ChainClient,
+  createRegistryWatcher,
+  keyWalletClient,
+  type RegistryWatcher,
+} from "../chain/index.ts";
 import type { FileModelStore } from "../models/index.ts";
+import type { AuditKeys, AuditPublicKey } from "../state/audit-keys.ts";
 import { createEmbeddedState } from "../state/embedded/index.ts";
 import { memoryTokenKeys, TokenKeyRing } from "../state/keys.ts";
 import type {
@@ -12,6 +18,7 @@ import type {
   RevokedTokenStore,
 } from "../state/port.ts";
 import { secretsOfUrl } from "../util/redact.ts";
+import { type AuditAnchorer, anchoredAuditStore, createAuditAnchorer } from "./audit-anchor.ts";
 import { createDidCache } from "./did-cache.ts";
 import { createDpopNonces, createDpopVerifier, type DpopVerifier } from "./dpop.ts";
 import {
@@ -64,6 +71,10 @@ export interface GatewayServices {
   states: StatusCache;
   verifier: Verifier;
   audit: AuditStore;
+  /** The audit keys' public half (null without a passphrase: records unsigned, not anchored). */
+  auditKey: AuditPublicKey | null;
+  /** Anchors the audit chain's head on chain (null: off, see `GatewayOptions.auditAnchor`). */
+  auditAnchorer: AuditAnchorer | null;
   limiter: RateLimits;
   /** The state backend the stores above come from. */
   state: GatewayState;
@@ -245,14 +256,21 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
     now,
   });
-  const audit = state.audit({
+  const auditKeys =
+    options.tokenKeySecret !== undefined
+      ? await state.auditKeys({ secret: options.tokenKeySecret }).load()
+      : null;
+  const auditAnchorer = startAuditAnchorer(options, auditKeys, state, (text) => operatorLog.note(text));
+  const signedAudit = state.audit({
     now,
+    ...(auditKeys ? { signer: { kid: auditKeys.kid, key: auditKeys.signingKey } } : {}),
     // in the operator's log whatever the request logging: the operator has to restart the gateway
     onSyncFailure: (error) =>
       operatorLog.note(
         `audit log sync failed (${error.cause instanceof Error ? error.cause.message : String(error.cause)}); refusing every decision until restarted`,
       ),
   });
+  const audit = auditAnchorer ? anchoredAuditStore(signedAudit, auditAnchorer) : signedAudit;
   const limiter = state.rateLimits({ now, maxKeys: bounds.rateLimitBuckets });
   const revokedTokens = state.revokedTokens({ now });
   const requireAccess = createAccessGuard({
@@ -297,6 +315,10 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     states,
     verifier,
     audit,
+    auditKey: auditKeys
+      ? { kid: auditKeys.kid, x: auditKeys.x, anchorer: auditKeys.anchorer, log: auditKeys.log }
+      : null,
+    auditAnchorer,
     limiter,
     state,
     requireAccess,
@@ -325,8 +347,42 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     async close() {
       watcher.stop();
       shedder.stop();
+      await auditAnchorer?.stop();
       await audit.close(); // every decision is on disk before the caller closes the database
       await pool?.close();
     },
   };
+}
+
+/** The audit anchorer the options ask for, if the keys and the deployment allow it. */
+function startAuditAnchorer(
+  options: GatewayOptions,
+  keys: AuditKeys | null,
+  state: GatewayState,
+  note: (text: string) => void,
+): AuditAnchorer | null {
+  if (options.auditAnchor === false) return null;
+  if (!keys) {
+    if (options.auditAnchor)
+      throw new TypeError("auditAnchor needs tokenKeySecret (the audit keys are stored under it)");
+    return null;
+  }
+  if (!options.chain.contracts.auditAnchors) {
+    note("the deployment has no AuditAnchors contract: the audit chain's head is not anchored");
+    return null;
+  }
+  return createAuditAnchorer({
+    // background work, like the watcher's polls: through its provider, so request-time calls are counted alone
+    wallet: keyWalletClient({
+      privateKey: keys.anchorKey,
+      provider: (options.watcherChain ?? options.chain).provider,
+      deployment: options.chain.deployment,
+    }),
+    keys,
+    reader: state.auditReader(),
+    lock: state.modelLock(),
+    now: options.now ?? Date.now,
+    note,
+    ...(options.auditAnchor ? { settings: options.auditAnchor } : {}),
+  });
 }

@@ -56,9 +56,15 @@ export function openGatewayDatabase(file: string): DatabaseSync {
       outcome TEXT NOT NULL CHECK (outcome IN ('granted', 'denied')),
       code TEXT,
       prev_hash TEXT NOT NULL,
-      hash TEXT NOT NULL
+      hash TEXT NOT NULL,
+      kid TEXT,
+      sig TEXT
     );
   `);
+  // files from before records were signed: their records stay (verify reports them unsigned)
+  const columns = db.prepare("SELECT name FROM pragma_table_info('audit')").all() as { name: string }[];
+  if (!columns.some((c) => c.name === "sig"))
+    db.exec("ALTER TABLE audit ADD COLUMN kid TEXT; ALTER TABLE audit ADD COLUMN sig TEXT");
   return db;
 }
 

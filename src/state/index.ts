@@ -1,9 +1,19 @@
+export {
+  type AuditKeyStore,
+  type AuditKeyStoreOptions,
+  type AuditKeys,
+  type AuditPublicKey,
+  auditLogId,
+  signAuditHash,
+  verifyAuditHash,
+} from "./audit-keys.ts";
 export { createEmbeddedState } from "./embedded/index.ts";
 export { memoryTokenKeys, newTokenKey, publicJwkOf, TokenKeyRing, tokenKeyId } from "./keys.ts";
 export type {
   AuditEntry,
   AuditReader,
   AuditRecord,
+  AuditSigner,
   AuditStore,
   AuditVerification,
   Awaitable,

@@ -1,5 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import type { KPartyError } from "../errors/index.ts";
+import type { AuditKeyStore, AuditKeyStoreOptions, AuditPublicKey } from "./audit-keys.ts";
 import type { TokenKeyStoreOptions } from "./sealed.ts";
 
 /**
@@ -74,6 +75,16 @@ export interface AuditRecord extends Required<AuditEntry> {
   prevHash: string;
   /** SHA-256 over this record's fields and `prevHash` (see `auditHash`). */
   hash: string;
+  /** The audit key that signed `hash` (null: a record from before records were signed). */
+  kid?: string | null;
+  /** Ed25519 signature of `hash` by that key (see `signAuditHash`), base64url. */
+  sig?: string | null;
+}
+
+/** The key records are signed with as they are chained. */
+export interface AuditSigner {
+  kid: string;
+  key: KeyObject;
 }
 
 /** The result of walking an audit chain. */
@@ -106,6 +117,12 @@ export interface AuditReader {
   tail(limit: number): Awaitable<AuditRecord[]>;
   /** Walks the whole chain (see `verifyAuditRecords`). */
   verify(): Awaitable<AuditVerification>;
+  /** Up to `limit` records after `afterSeq`, in seq order (for `kparty audit verify`). */
+  page(afterSeq: number, limit: number): Awaitable<AuditRecord[]>;
+  /** The public audit keys stored (none before a gateway with a passphrase first ran). */
+  publicKeys(): Awaitable<AuditPublicKey[]>;
+  /** The chain's head row where the backend keeps one (PostgreSQL), else null. */
+  headRow(): Awaitable<{ seq: number; hash: string } | null>;
 }
 
 /** The public half of an access-token key, as JWKS publishes it. */
@@ -248,7 +265,14 @@ export interface GatewayState {
   challenges(options: { ttlSeconds: number; now: () => number }): ChallengeStore;
   /** `maxKeys` bounds the buckets an embedded store keeps in memory (least recently used out). */
   rateLimits(options: { now: () => number; maxKeys?: number }): RateLimits;
-  audit(options: { now: () => number; onSyncFailure?: (error: KPartyError) => void }): AuditStore;
+  /** With `signer`, each record is signed as it is chained (see `src/state/audit-keys.ts`). */
+  audit(options: {
+    now: () => number;
+    onSyncFailure?: (error: KPartyError) => void;
+    signer?: AuditSigner;
+  }): AuditStore;
+  /** The deployment's audit signing and anchoring keys, stored encrypted under `secret`. */
+  auditKeys(options: AuditKeyStoreOptions): AuditKeyStore;
   auditReader(): AuditReader;
   /**
    * The access-token keys. With `secret` they are stored encrypted under it (see

@@ -42,6 +42,8 @@ interface ServeOptions {
   verifyThreads?: number;
   database?: string;
   modelsDir?: string;
+  auditAnchorEvery?: number;
+  auditAnchorInterval?: number;
 }
 
 const SERVE_HELP = `
@@ -57,6 +59,11 @@ terminal; the same on every replica; a wrong one is refused at start). Tokens th
 restart; \`kparty gateway keys rotate\` adds a signing key. Without a passphrase an embedded
 gateway keeps one key in memory (its tokens end with the process); on PostgreSQL it refuses.
 Tokens are DPoP-bound by default (docs/tokens.md); the DPoP replay cache is in the state too.
+Audit: with a passphrase each record is signed with the deployment's audit key (stored
+encrypted beside the token keys) and the chain's head is anchored on chain (AuditAnchors) every
+--audit-anchor-every records or --audit-anchor-interval seconds, from an account of its own whose
+address the ready line prints (auditAnchorer): fund it. \`kparty audit verify\` checks both
+(docs/security.md, "Audit log").
 
 Memory: the command restarts itself at once (same PID) with MALLOC_ARENA_MAX=${GATEWAY_MALLOC_ARENAS} and
 --max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}, unless the environment, GLIBC_TUNABLES or NODE_OPTIONS sets them.
@@ -210,15 +217,25 @@ async function serve(ctx: CliContext, options: ServeOptions): Promise<void> {
     ...(tokenKeySecret !== null ? { tokenKeySecret } : {}),
     ...settings,
     watcherChain: createChainClient({ provider: watcherProvider, deployment }),
+    // without a passphrase there is no audit key: the ready line says heads are not anchored
+    ...(tokenKeySecret !== null ? auditAnchorOption(options) : {}),
   });
   ctx.onClose(() => app.close());
   const host = options.host ?? ctx.config.gateway.host;
   const url = await listen(app, host, options.port ?? ctx.config.gateway.port);
   const signal = await readyUntilSignal(
     ctx.out,
-    { url, domain: settings.domain, dataDir: ctx.config.dataDir, state: state.backend, pid: process.pid },
+    {
+      url,
+      domain: settings.domain,
+      dataDir: ctx.config.dataDir,
+      state: state.backend,
+      pid: process.pid,
+      auditAnchorer: app.kpartyAuditAnchorer?.address ?? null,
+    },
     [
       `gateway listening on ${url} (domain ${settings.domain}, state in ${where})`,
+      auditLine(app.kpartyAuditAnchorer?.address ?? null, tokenKeySecret !== null),
       "running; Ctrl-C stops it",
     ],
   );
@@ -270,6 +287,16 @@ function serveCommand(gateway: Command): void {
       "--verify-threads <n>",
       "worker threads that recover the public keys of did:ethr addresses, once per address (default 0: on the event loop, about 1.5 ms each); signature checks always run on libuv's thread pool",
       (v) => (v === "0" ? 0 : positiveInt("--verify-threads", 64)(v)),
+    )
+    .option(
+      "--audit-anchor-every <records>",
+      "anchor the audit chain's head on chain once this many records are not anchored (default 1000)",
+      positiveInt("--audit-anchor-every", 1_000_000),
+    )
+    .option(
+      "--audit-anchor-interval <seconds>",
+      "anchor whatever is new in the audit chain at least this often (default 60)",
+      positiveInt("--audit-anchor-interval", 86_400),
     )
     .addHelpText("after", SERVE_HELP)
     // before anything runs: both settings take effect only when a process starts
@@ -325,4 +352,21 @@ export function registerGateway(program: Command): void {
   serveCommand(gateway);
   keysCommand(gateway);
   registerGatewayClients(gateway);
+}
+
+/** The audit-anchoring settings of `gateway serve`'s options (the defaults when none is given). */
+function auditAnchorOption(options: { auditAnchorEvery?: number; auditAnchorInterval?: number }) {
+  const settings = {
+    ...(options.auditAnchorEvery !== undefined ? { everyRecords: options.auditAnchorEvery } : {}),
+    ...(options.auditAnchorInterval !== undefined ? { intervalSeconds: options.auditAnchorInterval } : {}),
+  };
+  return Object.keys(settings).length > 0 ? { auditAnchor: settings } : {};
+}
+
+/** The ready line's word on the audit log: who anchors its heads, or why nobody does. */
+function auditLine(anchorer: string | null, signed: boolean): string {
+  if (anchorer) return `audit heads anchored on chain by ${anchorer} (it pays for the transactions: fund it)`;
+  return signed
+    ? "audit heads NOT anchored on chain: the deployment has no AuditAnchors contract"
+    : "audit records NOT signed nor anchored on chain: no passphrase (KPARTY_PASSPHRASE)";
 }

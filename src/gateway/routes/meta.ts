@@ -81,6 +81,7 @@ const wellKnownSchema = {
     "actions",
     "presentation",
     "accessToken",
+    "audit",
   ],
   additionalProperties: false,
   properties: {
@@ -109,6 +110,20 @@ const wellKnownSchema = {
         dpopSigningAlgValuesSupported: { type: "array", items: str },
         dpopNonceRequired: { type: "boolean" },
       },
+    },
+    audit: {
+      description:
+        "the audit key's public half and the account that anchors the log's heads (docs/security.md, " +
+        '"Audit log"); null when records are not signed (no passphrase)',
+      oneOf: [
+        { type: "null" },
+        {
+          type: "object",
+          required: ["kid", "x", "anchorer", "log"],
+          additionalProperties: false,
+          properties: { kid: str, x: str, anchorer: str, log: str },
+        },
+      ],
     },
   },
 };
@@ -170,8 +185,16 @@ function health(services: GatewayServices) {
   };
 }
 
-/** What `GET /.well-known/kparty` says: domain, chain, contracts, what it accepts, the token key. */
-function wellKnown({ chain, domain, tokens, clockSkewSeconds, tokenBinding, dpop }: GatewayServices) {
+/** What `GET /.well-known/kparty` says: domain, chain, contracts, what it accepts, the token and audit keys. */
+function wellKnown({
+  chain,
+  domain,
+  tokens,
+  clockSkewSeconds,
+  tokenBinding,
+  dpop,
+  auditKey,
+}: GatewayServices) {
   return {
     jwksUri: "/.well-known/jwks.json",
     domain,
@@ -197,6 +220,8 @@ function wellKnown({ chain, domain, tokens, clockSkewSeconds, tokenBinding, dpop
       dpopSigningAlgValuesSupported: DPOP_ALGORITHMS,
       dpopNonceRequired: dpop.requiresNonce,
     },
+    // the audit key's public half and anchoring account (docs/security.md, "Audit log"); null: unsigned
+    audit: auditKey,
   };
 }
 

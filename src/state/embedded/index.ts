@@ -1,8 +1,14 @@
 import type { DatabaseSync } from "node:sqlite";
-import { AuditLog, verifyAuditChain } from "../../gateway/audit.ts";
+import { AuditLog, auditRecordFromRow, verifyAuditChain } from "../../gateway/audit.ts";
 import { SqliteDpopReplayStore } from "../../gateway/dpop.ts";
 import { RateLimiter } from "../../gateway/rate-limit.ts";
 import { ChallengeStore, SqliteOid4vpTransactions } from "../../gateway/state.ts";
+import {
+  type AuditKeyRow,
+  type AuditKeyStoreOptions,
+  auditKeyStore,
+  auditPublicKeyOf,
+} from "../audit-keys.ts";
 import { memoryTokenKeys } from "../keys.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type { GatewayState, OAuthClientRow, RevokedTokenStore, TokenKeyStore } from "../port.ts";
@@ -36,7 +42,20 @@ export function createEmbeddedState(db: DatabaseSync): GatewayState {
     auditReader: () => ({
       tail: (limit) => new AuditLog(db, { now: Date.now }).tail(limit),
       verify: () => verifyAuditChain(db),
+      page: (afterSeq, limit) =>
+        (
+          db.prepare("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?").all(afterSeq, limit) as Record<
+            string,
+            unknown
+          >[]
+        ).map(auditRecordFromRow),
+      headRow: () => null, // the file's last record is its head
+      publicKeys: () => {
+        const row = sqliteAuditKeyRows(db).readSync();
+        return row ? [auditPublicKeyOf(row)] : [];
+      },
     }),
+    auditKeys: (options) => sqliteAuditKeys(db, options),
     tokenKeys: (options = {}) =>
       options.secret === undefined ? memoryTokenKeys(undefined, options.now) : sqliteTokenKeys(db, options),
     dpopReplay: (options) => new SqliteDpopReplayStore(db, options),
@@ -188,4 +207,44 @@ function sqliteTokenKeys(db: DatabaseSync, options: TokenKeyStoreOptions): Token
     },
     { ...options, where: db.location() ?? "the gateway database" },
   );
+}
+
+/**
+ * Table `audit_keys` of the embedded file: the one row of the deployment's audit keys (see
+ * `src/state/audit-keys.ts`), created on first use.
+ */
+function sqliteAuditKeyRows(db: DatabaseSync) {
+  db.exec(`CREATE TABLE IF NOT EXISTS audit_keys (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    kid TEXT NOT NULL,
+    x TEXT NOT NULL,
+    anchorer TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  )`);
+  const readSync = (): AuditKeyRow | null => {
+    const r = db.prepare("SELECT kid, x, anchorer, sealed, created_at FROM audit_keys WHERE id = 1").get() as
+      | { kid: string; x: string; anchorer: string; sealed: string; created_at: number }
+      | undefined;
+    return r
+      ? { kid: r.kid, x: r.x, anchorer: r.anchorer, sealed: r.sealed, createdAt: Number(r.created_at) }
+      : null;
+  };
+  return {
+    readSync,
+    read: async () => readSync(),
+    async insertIfAbsent(row: AuditKeyRow) {
+      db.prepare(
+        "INSERT OR IGNORE INTO audit_keys (id, kid, x, anchorer, sealed, created_at) VALUES (1, ?, ?, ?, ?, ?)",
+      ).run(row.kid, row.x, row.anchorer, row.sealed, row.createdAt);
+      return readSync() as AuditKeyRow;
+    },
+  };
+}
+
+function sqliteAuditKeys(db: DatabaseSync, options: AuditKeyStoreOptions) {
+  return auditKeyStore(sqliteAuditKeyRows(db), {
+    ...options,
+    where: db.location() ?? "the gateway database",
+  });
 }

@@ -2,11 +2,13 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { auditChainWalker, auditRecordFromRow, chainedRecords } from "../../gateway/audit.ts";
+import { type AuditKeyRow, auditKeyStore, auditPublicKeyOf } from "../audit-keys.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type {
   AuditEntry,
   AuditReader,
   AuditRecord,
+  AuditSigner,
   AuditStore,
   Challenge,
   ChallengeStore,
@@ -120,6 +122,8 @@ export function postgresState(pool: pg.Pool): GatewayState {
       return log;
     },
     auditReader: () => postgresAuditReader(query),
+    auditKeys: (options) =>
+      auditKeyStore(postgresAuditKeyRows(query), { ...options, where: "the PostgreSQL database" }),
     tokenKeys: (options = {}) => postgresTokenKeys(pool, query, options),
     dpopReplay: (options) => postgresDpopReplay(query, options),
     revokedTokens: (options) => postgresRevokedTokens(query, options),
@@ -265,13 +269,15 @@ interface Pending {
 class PostgresAuditLog implements AuditStore {
   readonly #pool: pg.Pool;
   readonly #now: () => number;
+  readonly #signer: AuditSigner | undefined;
   #pending: Pending[] = [];
   #running: Promise<void> | null = null;
   #closed = false;
 
-  constructor(pool: pg.Pool, options: { now: () => number }) {
+  constructor(pool: pg.Pool, options: { now: () => number; signer?: AuditSigner }) {
     this.#pool = pool;
     this.#now = options.now;
+    this.#signer = options.signer;
   }
 
   get failure(): KPartyError | null {
@@ -315,12 +321,12 @@ class PostgresAuditLog implements AuditStore {
       );
       const head = rows[0];
       if (!head) throw new Error("the audit chain's head row is missing");
-      const records = chainedRecords(group, { seq: Number(head.seq), hash: head.hash });
+      const records = chainedRecords(group, { seq: Number(head.seq), hash: head.hash }, this.#signer);
       const column = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
       await client.query(
-        `INSERT INTO kparty_audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash)
+        `INSERT INTO kparty_audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash, kid, sig)
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])`,
+                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])`,
         [
           column("seq"),
           column("at"),
@@ -334,6 +340,8 @@ class PostgresAuditLog implements AuditStore {
           column("code"),
           column("prevHash"),
           column("hash"),
+          column("kid"),
+          column("sig"),
         ],
       );
       const last = records.at(-1) ?? { seq: Number(head.seq), hash: head.hash };
@@ -361,6 +369,24 @@ class PostgresAuditLog implements AuditStore {
 
 function postgresAuditReader(query: Query): AuditReader {
   return {
+    async page(afterSeq, limit) {
+      const { rows } = await query("SELECT * FROM kparty_audit WHERE seq > $1 ORDER BY seq LIMIT $2", [
+        afterSeq,
+        limit,
+      ]);
+      return rows.map(auditRecordFromRow);
+    },
+    async headRow() {
+      const { rows } = await query<{ seq: string; hash: string }>(
+        "SELECT seq, hash FROM kparty_audit_head WHERE id = 1",
+      );
+      const row = rows[0];
+      return row ? { seq: Number(row.seq), hash: row.hash } : null;
+    },
+    async publicKeys() {
+      const row = await postgresAuditKeyRows(query).read();
+      return row ? [auditPublicKeyOf(row)] : [];
+    },
     async tail(limit) {
       const { rows } = await query(
         "SELECT * FROM (SELECT * FROM kparty_audit ORDER BY seq DESC LIMIT $1) t ORDER BY seq",
@@ -397,6 +423,31 @@ function postgresAuditReader(query: Query): AuditReader {
         };
       }
       return result;
+    },
+  };
+}
+
+/** The deployment's audit keys (one row, see `src/state/audit-keys.ts`; migration 4). */
+function postgresAuditKeyRows(query: Query) {
+  type Row = { kid: string; x: string; anchorer: string; sealed: string; created_at: string };
+  const read = async (): Promise<AuditKeyRow | null> => {
+    const { rows } = await query<Row>(
+      "SELECT kid, x, anchorer, sealed, created_at FROM kparty_audit_keys WHERE id = 1",
+    );
+    const r = rows[0];
+    return r
+      ? { kid: r.kid, x: r.x, anchorer: r.anchorer, sealed: r.sealed, createdAt: Number(r.created_at) }
+      : null;
+  };
+  return {
+    read,
+    async insertIfAbsent(row: AuditKeyRow) {
+      await query(
+        `INSERT INTO kparty_audit_keys (id, kid, x, anchorer, sealed, created_at) VALUES (1, $1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO NOTHING`,
+        [row.kid, row.x, row.anchorer, row.sealed, row.createdAt],
+      );
+      return (await read()) as AuditKeyRow;
     },
   };
 }

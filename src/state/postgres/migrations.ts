@@ -120,6 +120,22 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: "signed audit records and the deployment's audit keys",
+    // records of version 1 stay unsigned (kid and sig null); verify reports them as such
+    sql: `
+      ALTER TABLE kparty_audit ADD COLUMN kid text, ADD COLUMN sig text;
+      CREATE TABLE kparty_audit_keys (
+        id integer PRIMARY KEY CHECK (id = 1),
+        kid text NOT NULL,
+        x text NOT NULL,
+        anchorer text NOT NULL,
+        sealed text NOT NULL,
+        created_at bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Advisory-lock keys (one namespace of 64-bit integers per database). */
