@@ -131,39 +131,59 @@ function checkNumbers(options: GatewayOptions) {
   return { maxInFlight, verifyThreads, maxEventLoopDelayMs };
 }
 
-/**
- * Builds the gateway's services from its options: token service, challenge store, registry
- * watcher with the status and DID caches it invalidates, the verifier (ES256K checks on
- * libuv's pool, key recoveries on `verifyThreads` workers), the audit log, rate limits, the
- * access guard, the operator's log and the load shedder. Every option is validated before the
- * watcher starts polling, so a misconfigured gateway leaves no timer behind.
- */
-export async function createGatewayServices(options: GatewayOptions): Promise<GatewayServices> {
+/** The options checked before anything starts (misconfiguration is a TypeError): the settings they give. */
+function checkOptions(options: GatewayOptions) {
   const { agent, chain, models, db, domain } = options;
   if (!agent || !chain || !models) throw new TypeError("agent, chain and models are required");
   if (!db === !options.state) throw new TypeError("one of db (embedded) or state is required");
   if (typeof domain !== "string" || domain.length === 0) throw new TypeError("domain is required");
-  const now = options.now ?? Date.now;
-  const { maxInFlight, verifyThreads, maxEventLoopDelayMs } = checkNumbers(options);
+  const numbers = checkNumbers(options);
   const bounds: CacheBounds = { ...DEFAULT_CACHE_BOUNDS, ...options.cacheBounds };
   for (const [name, bound] of Object.entries(bounds)) {
     if (!Number.isSafeInteger(bound) || bound < 1)
       throw new TypeError(`cacheBounds.${name} must be a positive integer`);
   }
-  const clockSkewSeconds = resolveClockSkew(options.clockSkewSeconds);
   const refreshMs = options.tokenKeyRefreshMs ?? 10_000;
   if (!Number.isFinite(refreshMs) || refreshMs < 0)
     throw new TypeError("tokenKeyRefreshMs must be a non-negative number");
-  const state = options.state ?? createEmbeddedState(db as NonNullable<typeof db>);
   if (options.tokenKey && options.tokenKeySecret !== undefined)
     throw new TypeError("pass tokenKey or tokenKeySecret, not both");
+  const requestTtlSeconds = options.oid4vp?.requestTtlSeconds ?? 300;
+  if (!Number.isSafeInteger(requestTtlSeconds) || requestTtlSeconds <= 0)
+    throw new TypeError("oid4vp.requestTtlSeconds must be a positive integer");
+  const oid4vpPublicUrl = options.oid4vp?.publicUrl?.replace(/\/+$/, "") ?? null;
+  if (oid4vpPublicUrl !== null && !/^https?:\/\/[^\s/]+/.test(oid4vpPublicUrl))
+    throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
+  return {
+    ...numbers,
+    bounds,
+    refreshMs,
+    requestTtlSeconds,
+    oid4vpPublicUrl,
+    domain,
+    clockSkewSeconds: resolveClockSkew(options.clockSkewSeconds),
+    tokenBinding: resolveTokenBinding(options.tokenBinding),
+    publicUrl: resolvePublicUrl(options.publicUrl),
+  };
+}
+
+type Settings = ReturnType<typeof checkOptions>;
+
+/** The access-token keys (loaded: a store that cannot be read fails here), the token service and the DPoP verifier. */
+async function tokenServices(
+  options: GatewayOptions,
+  settings: Settings,
+  state: GatewayState,
+  now: () => number,
+) {
+  const { domain, clockSkewSeconds, refreshMs } = settings;
   const keys = new TokenKeyRing(
     options.tokenKey
       ? memoryTokenKeys(options.tokenKey, now)
       : state.tokenKeys(options.tokenKeySecret !== undefined ? { secret: options.tokenKeySecret } : {}),
     { now, refreshMs },
   );
-  await keys.reload(); // before anything starts: a store that cannot be read leaves nothing behind
+  await keys.reload();
   const tokens = createTokenService({
     domain,
     now,
@@ -171,37 +191,32 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     keys,
     ...(options.tokenTtlSeconds !== undefined ? { ttlSeconds: options.tokenTtlSeconds } : {}),
   });
-  const tokenBinding = resolveTokenBinding(options.tokenBinding);
-  const publicUrl = resolvePublicUrl(options.publicUrl);
+  const nonces = options.requireDpopNonce
+    ? createDpopNonces({
+        now,
+        ...(options.dpopNonceLifetimeSeconds !== undefined
+          ? { lifetimeSeconds: options.dpopNonceLifetimeSeconds }
+          : {}),
+        ...(options.dpopNonceSecret ? { secret: options.dpopNonceSecret } : {}),
+      })
+    : null;
   const dpop = createDpopVerifier({
     now,
     clockSkewSeconds,
     replay: options.dpopReplay ?? state.dpopReplay({ now }),
-    ...(options.requireDpopNonce
-      ? {
-          nonces: createDpopNonces({
-            now,
-            ...(options.dpopNonceLifetimeSeconds !== undefined
-              ? { lifetimeSeconds: options.dpopNonceLifetimeSeconds }
-              : {}),
-            ...(options.dpopNonceSecret ? { secret: options.dpopNonceSecret } : {}),
-          }),
-        }
-      : {}),
+    ...(nonces ? { nonces } : {}),
   });
-  const challenges = state.challenges({ ttlSeconds: options.challengeTtlSeconds ?? 60, now });
-  const requestTtlSeconds = options.oid4vp?.requestTtlSeconds ?? 300;
-  if (!Number.isSafeInteger(requestTtlSeconds) || requestTtlSeconds <= 0)
-    throw new TypeError("oid4vp.requestTtlSeconds must be a positive integer");
-  const oid4vpPublicUrl = options.oid4vp?.publicUrl?.replace(/\/+$/, "") ?? null;
-  if (oid4vpPublicUrl !== null && !/^https?:\/\/[^\s/]+/.test(oid4vpPublicUrl))
-    throw new TypeError("oid4vp.publicUrl must be an http(s) URL");
-  const oid4vp = {
-    signer: createOid4vpSigner(options.oid4vp?.key),
-    transactions: state.oid4vpTransactions({ now }),
-    publicUrl: oid4vpPublicUrl,
-    requestTtlSeconds,
-  };
+  return { tokens, dpop };
+}
+
+/**
+ * The chain side: the registry watcher and the status and DID caches it invalidates, and the
+ * verifier over them (ES256K checks on libuv's pool, key recoveries on `verifyThreads` workers).
+ * A verifier that cannot be built stops the watcher and the pool again.
+ */
+async function chainServices(options: GatewayOptions, settings: Settings, now: () => number) {
+  const { chain, agent } = options;
+  const { bounds, verifyThreads, clockSkewSeconds } = settings;
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
@@ -226,9 +241,8 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     maxUnauthenticatedEntries: bounds.didDocumentsUnauthenticated,
   });
   const pool = verifyThreads > 0 ? createEs256kPool(verifyThreads) : null;
-  let verifier: Verifier;
   try {
-    verifier = createVerifier({
+    const verifier = createVerifier({
       verifySignature: pool
         ? pool.verify
         : (input, signature, keys) => verifyEs256kAsync(input, signature, keys),
@@ -246,20 +260,22 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
       maxKnownCredentials: bounds.verifiedCredentials,
       ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
     });
+    return { watcher, states, dids, pool, verifier };
   } catch (error) {
     watcher.stop(); // a misconfigured gateway leaves no polling timer behind
     await pool?.close();
     throw error;
   }
-  const operatorLog = createOperatorLog({
-    stream: options.operatorLog ?? process.stderr,
-    secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
-    now,
-  });
-  const auditKeys =
-    options.tokenKeySecret !== undefined
-      ? await state.auditKeys({ secret: options.tokenKeySecret }).load()
-      : null;
+}
+
+/** The audit log: signed with the audit key when there is one, its heads anchored on chain when the deployment allows. */
+function auditServices(
+  options: GatewayOptions,
+  state: GatewayState,
+  auditKeys: AuditKeys | null,
+  operatorLog: OperatorLog,
+  now: () => number,
+) {
   const auditAnchorer = startAuditAnchorer(options, auditKeys, state, (text) => operatorLog.note(text));
   const signedAudit = state.audit({
     now,
@@ -271,34 +287,68 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
       ),
   });
   const audit = auditAnchorer ? anchoredAuditStore(signedAudit, auditAnchorer) : signedAudit;
-  const limiter = state.rateLimits({ now, maxKeys: bounds.rateLimitBuckets });
-  const revokedTokens = state.revokedTokens({ now });
+  return { audit, auditAnchorer };
+}
+
+/** The checks of a protected request: the access guard, and its two halves for the OAuth routes. */
+function accessServices(
+  options: GatewayOptions,
+  settings: Settings,
+  parts: Pick<GatewayServices, "tokens" | "dpop" | "states" | "audit" | "limiter" | "revokedTokens">,
+) {
+  const { tokenBinding, publicUrl } = settings;
+  const { dpop, states, audit, limiter, revokedTokens } = parts;
+  const tokens = { verify: parts.tokens.verifyFresh };
+  const removed = options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {};
+  const url = publicUrl !== undefined ? { publicUrl } : {};
   const requireAccess = createAccessGuard({
-    tokens: { verify: tokens.verifyFresh },
+    tokens,
     revoked: revokedTokens,
     tokenBinding,
     dpop,
-    ...(publicUrl !== undefined ? { publicUrl } : {}),
+    ...url,
     states,
     audit,
     limiter,
     ...(options.defaultRequestsPerMinute
       ? { defaultRequestsPerMinute: options.defaultRequestsPerMinute }
       : {}),
-    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
+    ...removed,
   });
-  const authenticate = createTokenAuthenticator({
-    tokens: { verify: tokens.verifyFresh },
-    tokenBinding,
-    dpop,
-    ...(publicUrl !== undefined ? { publicUrl } : {}),
+  const authenticate = createTokenAuthenticator({ tokens, tokenBinding, dpop, ...url });
+  const liveToken = createLiveTokenCheck({ states, revoked: revokedTokens, ...removed });
+  return { requireAccess, authenticate, liveToken };
+}
+
+/**
+ * Builds the gateway's services from its options: token service, challenge store, registry
+ * watcher with the status and DID caches it invalidates, the verifier, the audit log, rate
+ * limits, the access guard, the operator's log and the load shedder. Every option is validated
+ * and every stored key loaded before the watcher starts polling, so a misconfigured gateway
+ * leaves no timer behind.
+ */
+export async function createGatewayServices(options: GatewayOptions): Promise<GatewayServices> {
+  const settings = checkOptions(options);
+  const { chain, models } = options;
+  const { domain, clockSkewSeconds, tokenBinding, publicUrl, bounds } = settings;
+  const now = options.now ?? Date.now;
+  const state = options.state ?? createEmbeddedState(options.db as NonNullable<GatewayOptions["db"]>);
+  const { tokens, dpop } = await tokenServices(options, settings, state, now);
+  const auditKeys =
+    options.tokenKeySecret !== undefined
+      ? await state.auditKeys({ secret: options.tokenKeySecret }).load()
+      : null;
+  const { watcher, states, dids, pool, verifier } = await chainServices(options, settings, now);
+  const operatorLog = createOperatorLog({
+    stream: options.operatorLog ?? process.stderr,
+    secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+    now,
   });
-  const liveToken = createLiveTokenCheck({
-    states,
-    revoked: revokedTokens,
-    ...(options.removedIssuerPolicy ? { removedIssuerPolicy: options.removedIssuerPolicy } : {}),
-  });
-  const shedder = new LoadShedder({ maxInFlight, maxEventLoopDelayMs });
+  const { audit, auditAnchorer } = auditServices(options, state, auditKeys, operatorLog, now);
+  const limiter = state.rateLimits({ now, maxKeys: bounds.rateLimitBuckets });
+  const revokedTokens = state.revokedTokens({ now });
+  const access = accessServices(options, settings, { tokens, dpop, states, audit, limiter, revokedTokens });
+  const shedder = new LoadShedder(settings);
   return {
     domain,
     chain,
@@ -309,8 +359,13 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     tokenBinding,
     dpop,
     publicUrl,
-    challenges,
-    oid4vp,
+    challenges: state.challenges({ ttlSeconds: options.challengeTtlSeconds ?? 60, now }),
+    oid4vp: {
+      signer: createOid4vpSigner(options.oid4vp?.key),
+      transactions: state.oid4vpTransactions({ now }),
+      publicUrl: settings.oid4vpPublicUrl,
+      requestTtlSeconds: settings.requestTtlSeconds,
+    },
     watcher,
     states,
     verifier,
@@ -321,29 +376,14 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
     auditAnchorer,
     limiter,
     state,
-    requireAccess,
-    authenticate,
-    liveToken,
+    ...access,
     revokedTokens,
     oauthClients: state.oauthClients({ now }),
     operatorLog,
     shedder,
     challengesPerMinute: options.challengesPerMinute ?? 60,
     verificationsPerMinute: options.verificationsPerMinute ?? 600,
-    cacheSizes() {
-      const didSizes = dids.sizes;
-      const stateSizes = states.sizes;
-      return {
-        didDocuments: didSizes.main,
-        didDocumentsUnauthenticated: didSizes.unauthenticated,
-        credentialStates: stateSizes.main,
-        credentialStatesUnauthenticated: stateSizes.unauthenticated,
-        credentialStatesIndexed: stateSizes.indexed,
-        verifiedCredentials: verifier.knownCredentials,
-        // buckets held in this process; none when they live in PostgreSQL
-        rateLimitBuckets: limiter.size ?? 0,
-      };
-    },
+    cacheSizes: () => cacheSizesOf(dids, states, verifier, limiter),
     async close() {
       watcher.stop();
       shedder.stop();
@@ -351,6 +391,27 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
       await audit.close(); // every decision is on disk before the caller closes the database
       await pool?.close();
     },
+  };
+}
+
+/** The entries each cache holds now. */
+function cacheSizesOf(
+  dids: { sizes: { main: number; unauthenticated: number } },
+  states: GatewayServices["states"] & { sizes: { main: number; unauthenticated: number; indexed: number } },
+  verifier: Verifier,
+  limiter: RateLimits,
+): GatewayCacheSizes {
+  const didSizes = dids.sizes;
+  const stateSizes = states.sizes;
+  return {
+    didDocuments: didSizes.main,
+    didDocumentsUnauthenticated: didSizes.unauthenticated,
+    credentialStates: stateSizes.main,
+    credentialStatesUnauthenticated: stateSizes.unauthenticated,
+    credentialStatesIndexed: stateSizes.indexed,
+    verifiedCredentials: verifier.knownCredentials,
+    // buckets held in this process; none when they live in PostgreSQL
+    rateLimitBuckets: limiter.size ?? 0,
   };
 }
 
