@@ -14,6 +14,17 @@ const DEFAULT_PORT = 8090;
 /** The API keys of the issuer service of this data dir. */
 const clientsOf = (ctx: CliContext) => new IssuerClientStore(join(ctx.config.dataDir, "issuer-clients.json"));
 
+const SERVE_HELP = `
+Routes: POST /credentials/issue, POST /credentials/issue/batch, POST /credentials/status,
+GET /credentials/:id (each needs an API key: kparty issuer clients add), GET /openapi.json.
+Credentials of type KPartyCredential are checked by the registry's rules; other W3C
+credentials are signed as drafted. Every credential is anchored and can be revoked or
+suspended. docs/standards.md has request examples.
+
+Examples:
+  $ kparty issuer serve --data-dir .kparty/org-a
+  $ kparty issuer serve --port 0 --json      # prints {"url": …} once listening`;
+
 export function registerIssuer(program: Command): void {
   const issuer = program
     .command("issuer")
@@ -27,7 +38,11 @@ Examples:
   $ curl -X POST http://127.0.0.1:${DEFAULT_PORT}/credentials/issue -H "authorization: Bearer $KEY" \\
       -H 'content-type: application/json' -d @credential-request.json`,
     );
+  serveCommand(issuer);
+  clientsCommands(issuer);
+}
 
+function serveCommand(issuer: Command): void {
   issuer
     .command("serve")
     .description("serve this member's agent over HTTP (VC-API); runs until Ctrl-C")
@@ -44,59 +59,45 @@ Examples:
       (v) => (v === "0" ? 0 : positiveInt("--port", 65535)(v)),
       DEFAULT_PORT,
     )
-    .addHelpText(
-      "after",
-      `
-Routes: POST /credentials/issue, POST /credentials/issue/batch, POST /credentials/status,
-GET /credentials/:id (each needs an API key: kparty issuer clients add), GET /openapi.json.
-Credentials of type KPartyCredential are checked by the registry's rules; other W3C
-credentials are signed as drafted. Every credential is anchored and can be revoked or
-suspended. docs/standards.md has request examples.
+    .addHelpText("after", SERVE_HELP)
+    .action(run(serve));
+}
 
-Examples:
-  $ kparty issuer serve --data-dir .kparty/org-a
-  $ kparty issuer serve --port 0 --json      # prints {"url": …} once listening`,
-    )
-    .action(
-      run(async (ctx, options: { as?: string; host: string; port: number }) => {
-        const deployment = ctx.deployment();
-        await getChainStatus(ctx.chain());
-        const clients = clientsOf(ctx);
-        if (clients.list().length === 0) {
-          throw new KPartyError(
-            "config_invalid",
-            `no API key for the issuer service of ${ctx.config.dataDir}`,
-            {
-              details: { hint: "add one with `kparty issuer clients add <name>`" },
-            },
-          );
-        }
-        const { agent } = await ctx.agent("issuer");
-        const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
-        const { buildIssuerService } = await import("../../issuer/app.ts");
-        const app = await buildIssuerService({ agent, issuer: did, deployment, clients });
-        ctx.onClose(() => app.close());
-        const url = await app
-          .listen({ host: options.host, port: options.port })
-          .catch((error: NodeJS.ErrnoException) => {
-            if (!["EADDRINUSE", "EADDRNOTAVAIL", "EACCES"].includes(error.code ?? "")) throw error;
-            throw new KPartyError(
-              "invalid_argument",
-              `cannot listen on ${options.host}:${options.port} (${error.code})`,
-              {
-                details: { hint: "choose another with --host/--port, or stop what listens there" },
-              },
-            );
-          });
-        const signal = await readyUntilSignal(
-          ctx.out,
-          { url, issuer: did, dataDir: ctx.config.dataDir, pid: process.pid },
-          [`issuer service for ${did} listening on ${url}`, "running; Ctrl-C stops it"],
-        );
-        ctx.out.info(`${signal}: stopping the issuer service`);
-      }),
-    );
+async function serve(ctx: CliContext, options: { as?: string; host: string; port: number }): Promise<void> {
+  const deployment = ctx.deployment();
+  await getChainStatus(ctx.chain());
+  const clients = clientsOf(ctx);
+  if (clients.list().length === 0) {
+    throw new KPartyError("config_invalid", `no API key for the issuer service of ${ctx.config.dataDir}`, {
+      details: { hint: "add one with `kparty issuer clients add <name>`" },
+    });
+  }
+  const { agent } = await ctx.agent("issuer");
+  const { did } = await identityOf(agent, options.as, ctx.config.dataDir);
+  const { buildIssuerService } = await import("../../issuer/app.ts");
+  const app = await buildIssuerService({ agent, issuer: did, deployment, clients });
+  ctx.onClose(() => app.close());
+  const url = await app
+    .listen({ host: options.host, port: options.port })
+    .catch((error: NodeJS.ErrnoException) => {
+      if (!["EADDRINUSE", "EADDRNOTAVAIL", "EACCES"].includes(error.code ?? "")) throw error;
+      throw new KPartyError(
+        "invalid_argument",
+        `cannot listen on ${options.host}:${options.port} (${error.code})`,
+        {
+          details: { hint: "choose another with --host/--port, or stop what listens there" },
+        },
+      );
+    });
+  const signal = await readyUntilSignal(
+    ctx.out,
+    { url, issuer: did, dataDir: ctx.config.dataDir, pid: process.pid },
+    [`issuer service for ${did} listening on ${url}`, "running; Ctrl-C stops it"],
+  );
+  ctx.out.info(`${signal}: stopping the issuer service`);
+}
 
+function clientsCommands(issuer: Command): void {
   const clients = issuer
     .command("clients")
     .description("the API keys that may call this data dir's issuer service")
