@@ -40,13 +40,16 @@ async function pendingNonce(provider: Provider, address: string): Promise<number
 }
 
 /** Sends of one transaction at most, while other senders of the same account take its nonce first. */
-const NONCE_ATTEMPTS = 5;
+const NONCE_ATTEMPTS = 20;
+
+/** A random pause before the next attempt (up to 10 ms per attempt so far): two senders in lockstep fall out of it. */
+const backOff = (attempt: number) => new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
 
 /**
  * Signs and sends `method(...args)` with the account's next nonce. Another sender of the same
  * account (a second issuer process of one member) may take that nonce first: the node then
  * refuses ours unsent (nonce too low, or a replacement underpriced), and it is signed again
- * with the next one, at most {@link NONCE_ATTEMPTS} times.
+ * with the next one after a short random pause, at most {@link NONCE_ATTEMPTS} times.
  */
 async function send(wallet: WalletClient, contract: Contract, method: string, args: unknown[]) {
   const fn = contract.getFunction(method);
@@ -58,6 +61,7 @@ async function send(wallet: WalletClient, contract: Contract, method: string, ar
     } catch (error) {
       const taken = isError(error, "NONCE_EXPIRED") || isError(error, "REPLACEMENT_UNDERPRICED");
       if (!taken || attempt >= NONCE_ATTEMPTS) throw error;
+      await backOff(attempt);
     }
   }
 }
