@@ -176,6 +176,7 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
+    ...(options.eventPushUrl ? { pushUrl: options.eventPushUrl } : {}),
     ...(options.confirmations !== undefined ? { confirmations: options.confirmations } : {}),
     ...(options.reorgWindowBlocks !== undefined ? { reorgWindowBlocks: options.reorgWindowBlocks } : {}),
   });
@@ -224,7 +225,10 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   }
   const operatorLog = createOperatorLog({
     stream: options.operatorLog ?? process.stderr,
-    secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+    secrets: [
+      ...[chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+      ...secretsOfUrl(options.eventPushUrl ?? ""),
+    ],
     now,
   });
   const audit = state.audit({

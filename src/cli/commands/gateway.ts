@@ -10,6 +10,7 @@ import {
   restartWithGatewaySettings,
 } from "../../util/gateway-memory.ts";
 import { integerIn } from "../../util/integer.ts";
+import { redactUrl } from "../../util/redact.ts";
 import { MAX_CONFIRMATIONS } from "../config.ts";
 import { parseModelSpec } from "../model-settings.ts";
 import { NO_CONTRACTS, positiveInt, readyUntilSignal, run } from "../run.ts";
@@ -73,6 +74,15 @@ export function registerGateway(program: Command): void {
       (v, acc: string[]) => [...acc, v],
       [],
     )
+    .option(
+      "--rpc-ws <url>",
+      "a ws:// or wss:// JSON-RPC URL of the same chain: registry logs (a revocation) are pushed over it (eth_subscribe) and apply within milliseconds; polling takes over while it is down (default: none, polling every 100 ms; a local `kparty chain up` node serves WebSocket on its RPC port)",
+      (v) => {
+        if (!/^wss?:\/\/[^\s/]+/.test(v))
+          throw new InvalidOptionArgument(`--rpc-ws must be a ws:// or wss:// URL, got "${redactUrl(v)}"`);
+        return v;
+      },
+    )
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option("--database <url>", DATABASE_OPTION)
     .option(
@@ -123,6 +133,7 @@ Examples:
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
   $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
   $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep
+  $ kparty gateway serve --rpc-ws ws://127.0.0.1:8545   # revocations pushed over WebSocket
   $ kparty gateway serve --database postgres://kparty@db.internal/kparty --models-dir /mnt/shared/models
   $ kparty gateway serve --public-url https://gw.example --require-dpop-nonce
   $ kparty gateway serve --token-binding bearer    # unbound bearer tokens (explicit opt-in)`,
@@ -147,6 +158,7 @@ Examples:
             verifyThreads?: number;
             database?: string;
             modelsDir?: string;
+            rpcWs?: string;
           },
         ) => {
           const models = options.model.map(parseModelSpec);
@@ -208,6 +220,7 @@ Examples:
             ...(confirmations !== undefined ? { confirmations } : {}),
             ...(options.verifyThreads !== undefined ? { verifyThreads: options.verifyThreads } : {}),
             watcherChain: createChainClient({ provider: watcherProvider, deployment }),
+            ...(options.rpcWs ? { eventPushUrl: options.rpcWs } : {}),
           });
           ctx.onClose(() => app.close());
           const host = options.host ?? ctx.config.gateway.host;
