@@ -5,11 +5,15 @@
  * Each request goes to the next upstream in turn, with `X-Forwarded-For` extended by the client
  * socket's address and the upstream's name in the response header `x-kparty-replica`. An
  * upstream that refuses the connection (the request never reached it) is skipped and the next
- * one tried, as nginx's `proxy_next_upstream error` does; once a request has been sent, a lost
- * answer is a 502 `upstream_unavailable` (a POST is not retried: it may have been acted on).
+ * one tried, as nginx's `proxy_next_upstream error` does, and an upstream whose connection
+ * failed is passed over for 2 s (`max_fails=1 fail_timeout=2s`); once a request has been sent,
+ * a lost answer is a 502 `upstream_unavailable` (not retried: it may have been acted on).
  */
 import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+
+/** How long an upstream whose connection failed is passed over (while another is up). */
+const FAIL_TIMEOUT_MS = 2_000;
 
 export interface Upstream {
   name: string;
@@ -29,33 +33,47 @@ export async function startRoundRobinProxy(upstreams: Upstream[]): Promise<Round
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   let next = 0;
 
-  function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, tried: number) {
-    const target = targets[((next++ % targets.length) + targets.length) % targets.length] as Upstream;
+  /** Upstreams that failed a connection, until when they are skipped (nginx's max_fails=1 fail_timeout). */
+  const failedUntil = new Map<string, number>();
+  function pick(tried: Set<string>): Upstream | undefined {
+    const now = performance.now();
+    const order = Array.from(
+      { length: targets.length },
+      (_, i) => targets[(next + i) % targets.length] as Upstream,
+    );
+    next = (next + 1) % targets.length;
+    const untried = order.filter((t) => !tried.has(t.name));
+    return untried.find((t) => (failedUntil.get(t.name) ?? 0) <= now) ?? untried[0];
+  }
+
+  function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, tried: Set<string>) {
+    const target = pick(tried) as Upstream;
+    tried.add(target.name);
     const forwardedFor = [req.headers["x-forwarded-for"], req.socket.remoteAddress]
       .filter(Boolean)
       .join(", ");
+    const headers = {
+      ...req.headers,
+      "x-forwarded-for": forwardedFor,
+      "content-length": String(body.length),
+    };
+    delete headers["transfer-encoding"];
     const upstream = request(
       new URL(req.url ?? "/", target.url),
-      {
-        method: req.method,
-        headers: { ...req.headers, "x-forwarded-for": forwardedFor, "content-length": String(body.length) },
-        agent,
-      },
+      { method: req.method, headers, agent },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, { ...answer.headers, "x-kparty-replica": target.name });
         answer.pipe(res);
       },
     );
     upstream.on("error", (error: NodeJS.ErrnoException) => {
+      failedUntil.set(target.name, performance.now() + FAIL_TIMEOUT_MS);
       if (res.headersSent) return void res.destroy();
-      // refused: nothing reached that upstream, so the next may have it
-      if (error.code === "ECONNREFUSED" && tried + 1 < targets.length)
-        return forward(req, res, body, tried + 1);
-      const bytes = JSON.stringify({
-        error: { code: "upstream_unavailable", message: "no answer from the replica" },
-      });
+      // refused: nothing reached that upstream, so another may have it
+      if (error.code === "ECONNREFUSED" && tried.size < targets.length) return forward(req, res, body, tried);
+      const message = `no answer from the replica (${error.code ?? "error"})`;
       res.writeHead(502, { "content-type": "application/json", "x-kparty-replica": target.name });
-      res.end(bytes);
+      res.end(JSON.stringify({ error: { code: "upstream_unavailable", message } }));
     });
     upstream.end(body);
   }
@@ -63,7 +81,7 @@ export async function startRoundRobinProxy(upstreams: Upstream[]): Promise<Round
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => forward(req, res, Buffer.concat(chunks), 0));
+    req.on("end", () => forward(req, res, Buffer.concat(chunks), new Set()));
   });
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
