@@ -161,6 +161,7 @@ async function startReplica(setup: Setup, name: string, registerModel = false): 
   });
   const args = ["gateway", "serve", "--json", "--port", "0", "--database", setup.databaseUrl];
   args.push("--trust-proxy", "127.0.0.1", "--token-binding", "bearer", "--domain", DOMAIN);
+  args.push("--rpc-ws", setup.world.node.url.replace(/^http/, "ws")); // revocations pushed
   args.push("--models-dir", join(setup.dir, "models"));
   if (registerModel) args.push("--model", `${MODEL}:11`); // one replica registers it in the shared store
   const child = spawn(process.execPath, [BIN, ...args], {
@@ -393,6 +394,13 @@ async function killScenario(c: Clients, victim: Replica, live: Live[], revokedK:
     servedByVictimAfterKill: after.filter((s) => s.replica === victim.name && !unanswered(s)).length,
     lostInFlight: requests.filter(unanswered).length,
     unansweredAfterKill: after.filter((s) => s.sentAt > killedAt + 1_000 && unanswered(s)).length,
+    unansweredWhy: [
+      ...new Set(
+        requests
+          .filter(unanswered)
+          .map((s) => String(s.body.error && (s.body.error as { message?: string }).message)),
+      ),
+    ],
     wrongGrants: requests.filter((s) => s.credential === revokedK && s.status === 200).length,
     decisions: requests.filter(decision),
   };
