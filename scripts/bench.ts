@@ -25,7 +25,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SigningKey, Wallet } from "ethers";
 import type { IssuedCredential } from "../agent/index.ts";
-import { type Participant, startLocalPostgres } from "../src/devnet/index.ts";
+import type { Participant } from "../src/devnet/index.ts";
+import { startLocalPostgres } from "../src/devnet/postgres.ts";
 import { createDpopProof, createGatewayClient } from "../src/gateway/index.ts";
 import { verifyEs256k } from "../src/gateway/verify/es256k.ts";
 import {

@@ -7,4 +7,3 @@ export {
   type Participant,
 } from "./consortium.ts";
 export { freePort, type LocalChain, startHardhatNode } from "./hardhat-node.ts";
-export { type LocalPostgres, startLocalPostgres } from "./postgres.ts";
