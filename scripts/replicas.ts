@@ -161,6 +161,8 @@ async function startReplica(setup: Setup, name: string, registerModel = false): 
     },
   });
   const args = ["gateway", "serve", "--json", "--port", "0", "--database", setup.databaseUrl];
+  // bearer tokens: the DPoP replay cache is per replica today (docs/deployment.md, section 5),
+  // and what is checked here is the state the replicas share
   args.push("--trust-proxy", "127.0.0.1", "--token-binding", "bearer", "--domain", DOMAIN);
   args.push("--rpc-ws", setup.world.node.url.replace(/^http/, "ws")); // revocations pushed
   args.push("--models-dir", join(setup.dir, "models"));
