@@ -351,7 +351,9 @@ const registryAddresses = (client: ChainClient) => [
  * milliseconds of its block instead of up to a polling interval later. The push only says when
  * to read: the events are still read and checked by the poll (the same reorg checks). While the
  * subscription is live the timer polls every `pushHeartbeatMs` (default 250), which keeps the
- * freshness clock (`lastSyncedAt`) well inside the gateway's bounds; when the socket drops,
+ * freshness clock (`lastSyncedAt`) well inside the gateway's bounds (with `confirmations` above
+ * 0 it keeps polling every `pollingIntervalMs`: the block that confirms an event pushes no log
+ * of its own); when the socket drops,
  * polling every `pollingIntervalMs` resumes at once and the socket is retried with a bounded
  * back-off. Staleness bounds and fail-closed behaviour are the same either way.
  *
@@ -391,7 +393,10 @@ export function createRegistryWatcher(
   const feed = createEventFeed(rpcBlockSource(client), {
     ...rest,
     fromBlock: fromBlock ?? client.deployment.deployedAtBlock,
-    ...(pushUrl ? { relaxed: { live: () => subscription?.live ?? false, everyMs: heartbeat } } : {}),
+    // with confirmations, the block that confirms an event pushes no log: keep polling for it
+    ...(pushUrl && !rest.confirmations
+      ? { relaxed: { live: () => subscription?.live ?? false, everyMs: heartbeat } }
+      : {}),
   });
   if (!pushUrl) return feed;
   try {
