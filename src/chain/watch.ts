@@ -347,8 +347,8 @@ const registryAddresses = (client: ChainClient) => [
  *
  * Pushed, not only polled: with `pushUrl` (a `ws://` or `wss://` JSON-RPC URL; Hardhat's node
  * serves WebSocket on its HTTP port) the watcher also subscribes to the registries' logs
- * (`eth_subscribe`) and polls at once for each one pushed, so a revocation applies within a few
- * milliseconds of its block instead of up to a polling interval later. The push only says when
+ * (`eth_subscribe`) and polls at once for each one pushed, so a revocation applies as soon as
+ * the node pushes its log instead of at the next poll. The push only says when
  * to read: the events are still read and checked by the poll (the same reorg checks). While the
  * subscription is live the timer polls every `pushHeartbeatMs` (default 250), which keeps the
  * freshness clock (`lastSyncedAt`) well inside the gateway's bounds (with `confirmations` above

@@ -135,7 +135,7 @@ export interface GatewayOptions {
   /**
    * A `ws://` or `wss://` JSON-RPC URL of the chain (Hardhat's node serves WebSocket on its HTTP
    * port): the event watcher subscribes to the registries' logs there (`eth_subscribe`) and
-   * applies a pushed revocation within milliseconds; polling every `statusPollingIntervalMs`
+   * applies a revocation as soon as its log is pushed; polling every `statusPollingIntervalMs`
    * takes over while the socket is down (default: none, polling alone). See `createRegistryWatcher`.
    */
   eventPushUrl?: string;

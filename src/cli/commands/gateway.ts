@@ -76,7 +76,7 @@ export function registerGateway(program: Command): void {
     )
     .option(
       "--rpc-ws <url>",
-      "a ws:// or wss:// JSON-RPC URL of the same chain: registry logs (a revocation) are pushed over it (eth_subscribe) and apply within milliseconds; polling takes over while it is down (default: none, polling every 100 ms; a local `kparty chain up` node serves WebSocket on its RPC port)",
+      "a ws:// or wss:// JSON-RPC URL of the same chain: registry logs (a revocation) are pushed over it (eth_subscribe) and apply as soon as pushed; polling takes over while it is down (default: none, polling every 100 ms; a local `kparty chain up` node serves WebSocket on its RPC port)",
       (v) => {
         if (!/^wss?:\/\/[^\s/]+/.test(v))
           throw new InvalidOptionArgument(`--rpc-ws must be a ws:// or wss:// URL, got "${redactUrl(v)}"`);
