@@ -11,12 +11,14 @@ import { open, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { createKPartyAgent } from "../agent/index.ts";
 import { createChainClient, createProvider, type Deployment } from "../src/chain/index.ts";
 import { buildGateway, openGatewayDatabase } from "../src/gateway/index.ts";
 import { FileModelStore } from "../src/models/index.ts";
+import { openPostgresState } from "../src/state/index.ts";
 
 const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
   rpcUrl: string;
@@ -41,6 +43,10 @@ const config = JSON.parse(process.env.KPARTY_GATEWAY_CONFIG ?? "{}") as {
    * and need its tokens to survive); none for the benchmark: a key in memory.
    */
   tokenKeySecret?: string;
+  /** State on this PostgreSQL database instead of the embedded `dbFile` (needs `tokenKeySecret`). */
+  databaseUrl?: string;
+  /** A ws:// JSON-RPC URL the event watcher takes pushed registry logs from (`eventPushUrl`). */
+  eventPushUrl?: string;
 };
 const provider = createProvider(config.rpcUrl, config.deployment.chainId);
 let rpcCalls = 0;
@@ -53,7 +59,8 @@ const verifier = await createKPartyAgent({
   role: "verifier",
   chain: { provider, deployment: config.deployment },
 });
-const db = openGatewayDatabase(config.dbFile);
+const state = config.databaseUrl ? await openPostgresState({ url: config.databaseUrl }) : null;
+const db = state ? null : openGatewayDatabase(config.dbFile);
 // The audit log syncs its write-ahead log on the event loop (fs.fdatasyncSync) or, while the
 // disk is slow, on libuv's thread pool (FileHandle.datasync): each sync is timed from its start
 // until the event loop sees it end (what a request waiting for it sees).
@@ -75,7 +82,7 @@ const syncEnded = (started: number, onLoop: boolean) => {
   };
 }
 {
-  const probe = await open(config.dbFile, "r");
+  const probe = await open(state ? fileURLToPath(import.meta.url) : config.dbFile, "r");
   const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
   await probe.close();
   const datasync = prototype.datasync;
@@ -92,7 +99,8 @@ const app = await buildGateway({
   agent: verifier.agent,
   chain: createChainClient({ provider, deployment: config.deployment }),
   models: new FileModelStore(config.modelsDir),
-  db,
+  ...(state ? { state } : { db: db as NonNullable<typeof db> }),
+  ...(config.eventPushUrl ? { eventPushUrl: config.eventPushUrl } : {}),
   domain: config.domain,
   ...(config.tokenKeySecret ? { tokenKeySecret: config.tokenKeySecret } : {}),
   ...(config.unlimited
@@ -214,10 +222,13 @@ let stopping = false;
 function stop() {
   if (stopping) return;
   stopping = true;
-  void app.close().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
+  void app
+    .close()
+    .then(() => state?.close())
+    .then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
 }
 process.once("disconnect", stop);
 process.send?.({ type: "ready", url });

@@ -43,7 +43,8 @@ async function pendingNonce(provider: Provider, address: string): Promise<number
 const NONCE_ATTEMPTS = 20;
 
 /** A random pause before the next attempt (up to 10 ms per attempt so far): two senders in lockstep fall out of it. */
-const backOff = (attempt: number) => new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+const backOff = (attempt: number) =>
+  new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
 
 /**
  * Signs and sends `method(...args)` with the account's next nonce. Another sender of the same

@@ -92,6 +92,31 @@ async function follow(
 }
 
 describe("event feed", () => {
+  it("polls again right after the poll under way when a push asks during it (pollSoon)", async () => {
+    const chain = fakeChain();
+    const t = await follow(chain);
+    // the next poll reads the head, then waits: a push arrives for a block mined after that read
+    let release: () => void = () => undefined;
+    const head = chain.source.head;
+    chain.source.head = async () => {
+      const latest = await head();
+      chain.source.head = head;
+      await new Promise<void>((r) => {
+        release = r;
+      });
+      return latest;
+    };
+    const first = t.feed.poll();
+    await new Promise((r) => setImmediate(r));
+    chain.mine("CredentialRevoked");
+    (t.feed as ReturnType<typeof createEventFeed>).pollSoon();
+    release();
+    await first;
+    expect(t.events).toEqual([]); // the poll under way had read the head before the block
+    await expect.poll(() => t.events, { timeout: 1_000, interval: 1 }).toEqual(["CredentialRevoked@1"]);
+    expect(t.feed.syncedBlock).toBe(1);
+  });
+
   it("delivers events in chain order and follows the head", async () => {
     const chain = fakeChain();
     const t = await follow(chain);

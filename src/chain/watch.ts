@@ -1,6 +1,7 @@
 import { JsonRpcApiProvider } from "ethers";
 import type { ChainClient } from "./client.ts";
 import { kpartyInterfaces } from "./contracts.ts";
+import { subscribeLogs } from "./push.ts";
 
 /** A decoded event of the kparty registries. */
 export interface RegistryEvent {
@@ -40,6 +41,11 @@ export interface RegistryWatcher {
   onReorg(listener: (reorg: RegistryReorg) => void): () => void;
   /** Polls once now (the timer also does); resolves when done. */
   poll(): Promise<void>;
+  /**
+   * True while the registries' logs are pushed over a WebSocket (`pushUrl`): each one triggers
+   * a poll at once, and the timer only keeps the feed fresh. Absent or false: polling alone.
+   */
+  readonly pushed?: boolean;
   stop(): void;
 }
 
@@ -76,6 +82,20 @@ export interface EventFeedOptions {
   confirmations?: number;
   /** How many of the last delivered blocks the feed keeps the hashes (and events) of (default 128). */
   reorgWindowBlocks?: number;
+  /**
+   * While `live()` says pushes arrive, the timer polls only every `everyMs` (a heartbeat that
+   * keeps `lastSyncedAt` fresh and catches a reorganisation), not every `pollingIntervalMs`.
+   */
+  relaxed?: { live: () => boolean; everyMs: number };
+}
+
+/** A feed whose poll can be asked for by a push: see {@link createEventFeed}. */
+export interface EventFeed extends RegistryWatcher {
+  /**
+   * Polls as soon as possible: at once, or right after the poll under way (which may have read
+   * the head before the change that was pushed).
+   */
+  pollSoon(): void;
 }
 
 /** A poll that saw the chain change under it; nothing of it is applied and the next tick retries. */
@@ -103,7 +123,7 @@ function checkCount(name: string, value: number | undefined, min: number): void 
  * feed.onReorg(({ ancestor }) => console.log("reorganised above", ancestor));
  * ```
  */
-export function createEventFeed(source: BlockSource, options: EventFeedOptions): RegistryWatcher {
+export function createEventFeed(source: BlockSource, options: EventFeedOptions): EventFeed {
   checkCount("confirmations", options.confirmations, 0);
   checkCount("reorgWindowBlocks", options.reorgWindowBlocks, 1);
   checkCount("maxBlocksPerPoll", options.maxBlocksPerPoll, 1);
@@ -212,16 +232,27 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
     lastSyncedAt = options.now();
   }
 
+  let again = false;
   const poll = () => {
     running ??= pollOnce()
       .catch(() => undefined) // unreachable node or a race with the chain: keep state, retry next tick
       .finally(() => {
         running = undefined;
+        if (again && !stopped) {
+          again = false;
+          void poll();
+        }
       });
     return running;
   };
 
-  const timer = setInterval(() => void poll(), interval);
+  let lastTick = Number.NEGATIVE_INFINITY;
+  const timer = setInterval(() => {
+    const t = performance.now();
+    if (options.relaxed?.live() && t - lastTick < options.relaxed.everyMs) return;
+    lastTick = t;
+    void poll();
+  }, interval);
   timer.unref();
   void poll();
 
@@ -242,6 +273,10 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
       return () => reorgListeners.delete(listener);
     },
     poll,
+    pollSoon() {
+      if (running) again = true;
+      else void poll();
+    },
     stop() {
       stopped = true;
       clearInterval(timer);
@@ -251,12 +286,8 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
 
 /** The feed's view of a JSON-RPC node: `eth_getBlockByNumber` (headers only) and `eth_getLogs`. */
 function rpcBlockSource(client: ChainClient): BlockSource {
-  const { provider, deployment } = client;
-  const address = [
-    deployment.contracts.CredentialRegistry,
-    deployment.contracts.ConsortiumRegistry,
-    deployment.contracts.EthereumDIDRegistry,
-  ];
+  const { provider } = client;
+  const address = registryAddresses(client);
   const i = kpartyInterfaces();
   const hex = (n: number) => `0x${n.toString(16)}`;
   const rpc = async (method: string, params: unknown[]) => {
@@ -300,12 +331,31 @@ function rpcBlockSource(client: ChainClient): BlockSource {
   };
 }
 
+/** The registries whose logs the watcher follows. */
+const registryAddresses = (client: ChainClient) => [
+  client.deployment.contracts.CredentialRegistry,
+  client.deployment.contracts.ConsortiumRegistry,
+  client.deployment.contracts.EthereumDIDRegistry,
+];
+
 /**
  * Follows the ConsortiumRegistry, CredentialRegistry and ERC-1056 (DID registry) logs by polling
  * the node every `pollingIntervalMs` (default 100), decoding every event and delivering it to
  * listeners in chain order. A failed poll changes nothing and is retried on the next tick, so
  * the watcher recovers by itself when the node comes back and then delivers what happened
  * meanwhile.
+ *
+ * Pushed, not only polled: with `pushUrl` (a `ws://` or `wss://` JSON-RPC URL; Hardhat's node
+ * serves WebSocket on its HTTP port) the watcher also subscribes to the registries' logs
+ * (`eth_subscribe`) and polls at once for each one pushed, so a revocation applies as soon as
+ * the node pushes its log instead of at the next poll. The push only says when
+ * to read: the events are still read and checked by the poll (the same reorg checks). While the
+ * subscription is live the timer polls every `pushHeartbeatMs` (default 250), which keeps the
+ * freshness clock (`lastSyncedAt`) well inside the gateway's bounds (with `confirmations` above
+ * 0 it keeps polling every `pollingIntervalMs`: the block that confirms an event pushes no log
+ * of its own); when the socket drops,
+ * polling every `pollingIntervalMs` resumes at once and the socket is retried with a bounded
+ * back-off. Staleness bounds and fail-closed behaviour are the same either way.
  *
  * Reorganisations: the watcher keeps the hashes of the last `reorgWindowBlocks` (default 128)
  * blocks it delivered. When the node's chain no longer contains them, it reports the fork to
@@ -317,7 +367,7 @@ function rpcBlockSource(client: ChainClient): BlockSource {
  *
  * @example
  * ```ts
- * const watcher = createRegistryWatcher(client, { now: Date.now, confirmations: 2 });
+ * const watcher = createRegistryWatcher(client, { now: Date.now, confirmations: 2, pushUrl: "ws://127.0.0.1:8545" });
  * watcher.onEvent((e) => { if (e.name === "CredentialRevoked") evict(e.args.issuer, e.args.index); });
  * watcher.onReorg(({ ancestor, abandoned }) => (ancestor === null ? evictAll() : abandoned.forEach(undo)));
  * ```
@@ -331,11 +381,53 @@ export function createRegistryWatcher(
     maxBlocksPerPoll?: number;
     confirmations?: number;
     reorgWindowBlocks?: number;
+    pushUrl?: string;
+    pushHeartbeatMs?: number;
   },
 ): RegistryWatcher {
-  const { fromBlock, ...rest } = options;
-  return createEventFeed(rpcBlockSource(client), {
+  const { fromBlock, pushUrl, pushHeartbeatMs, ...rest } = options;
+  const heartbeat = pushHeartbeatMs ?? 250;
+  if (!Number.isFinite(heartbeat) || heartbeat <= 0)
+    throw new TypeError("pushHeartbeatMs must be a positive number");
+  let subscription: ReturnType<typeof subscribeLogs> | null = null;
+  const feed = createEventFeed(rpcBlockSource(client), {
     ...rest,
     fromBlock: fromBlock ?? client.deployment.deployedAtBlock,
+    // with confirmations, the block that confirms an event pushes no log: keep polling for it
+    ...(pushUrl && !rest.confirmations
+      ? { relaxed: { live: () => subscription?.live ?? false, everyMs: heartbeat } }
+      : {}),
   });
+  if (!pushUrl) return feed;
+  try {
+    subscription = subscribeLogs({
+      url: pushUrl,
+      addresses: registryAddresses(client),
+      onLog: () => feed.pollSoon(),
+      onDown: () => feed.pollSoon(), // polling resumes on the timer; read once now
+    });
+  } catch (error) {
+    feed.stop();
+    throw error;
+  }
+  const sub = subscription;
+  return {
+    get syncedBlock() {
+      return feed.syncedBlock;
+    },
+    get lastSyncedAt() {
+      return feed.lastSyncedAt;
+    },
+    confirmations: feed.confirmations,
+    onEvent: feed.onEvent,
+    onReorg: feed.onReorg,
+    poll: feed.poll,
+    get pushed() {
+      return sub.live;
+    },
+    stop() {
+      sub.close();
+      feed.stop();
+    },
+  };
 }

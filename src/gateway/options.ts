@@ -143,6 +143,13 @@ export interface GatewayOptions {
   /** How often the registry's events are polled (default 100 ms). */
   statusPollingIntervalMs?: number;
   /**
+   * A `ws://` or `wss://` JSON-RPC URL of the chain (Hardhat's node serves WebSocket on its HTTP
+   * port): the event watcher subscribes to the registries' logs there (`eth_subscribe`) and
+   * applies a revocation as soon as its log is pushed; polling every `statusPollingIntervalMs`
+   * takes over while the socket is down (default: none, polling alone). See `createRegistryWatcher`.
+   */
+  eventPushUrl?: string;
+  /**
    * Blocks that must be on top of a block before its registry events are applied and before
    * credential status is read from it (default 0, right for a local chain; e.g. 12 or more on a
    * public network). A revocation then takes effect only once it is that deep. The freshness

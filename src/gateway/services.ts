@@ -220,6 +220,7 @@ async function chainServices(options: GatewayOptions, settings: Settings, now: (
   const watcher = createRegistryWatcher(options.watcherChain ?? chain, {
     now,
     ...(options.statusPollingIntervalMs ? { pollingIntervalMs: options.statusPollingIntervalMs } : {}),
+    ...(options.eventPushUrl ? { pushUrl: options.eventPushUrl } : {}),
     ...(options.confirmations !== undefined ? { confirmations: options.confirmations } : {}),
     ...(options.reorgWindowBlocks !== undefined ? { reorgWindowBlocks: options.reorgWindowBlocks } : {}),
   });
@@ -341,7 +342,10 @@ export async function createGatewayServices(options: GatewayOptions): Promise<Ga
   const { watcher, states, dids, pool, verifier } = await chainServices(options, settings, now);
   const operatorLog = createOperatorLog({
     stream: options.operatorLog ?? process.stderr,
-    secrets: [chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+    secrets: [
+      ...[chain, options.watcherChain].flatMap((c) => secretsOfUrl(rpcUrlOf(c?.provider) ?? "")),
+      ...secretsOfUrl(options.eventPushUrl ?? ""),
+    ],
     now,
   });
   const { audit, auditAnchorer } = auditServices(options, state, auditKeys, operatorLog, now);

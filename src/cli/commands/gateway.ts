@@ -11,6 +11,7 @@ import {
   restartWithGatewaySettings,
 } from "../../util/gateway-memory.ts";
 import { integerIn } from "../../util/integer.ts";
+import { redactUrl } from "../../util/redact.ts";
 import { MAX_CONFIRMATIONS } from "../config.ts";
 import type { CliContext } from "../context.ts";
 import { parseModelSpec } from "../model-settings.ts";
@@ -44,6 +45,7 @@ interface ServeOptions {
   modelsDir?: string;
   auditAnchorEvery?: number;
   auditAnchorInterval?: number;
+  rpcWs?: string;
 }
 
 const SERVE_HELP = `
@@ -74,6 +76,7 @@ Examples:
   $ kparty gateway serve --port 0 --json     # prints {"url": …} once listening
   $ kparty gateway serve --trust-proxy 127.0.0.1   # behind nginx or HAProxy on this host
   $ kparty gateway serve --confirmations 12        # on a public network: apply events 12 blocks deep
+  $ kparty gateway serve --rpc-ws ws://127.0.0.1:8545   # revocations pushed over WebSocket
   $ kparty gateway serve --database postgres://kparty@db.internal/kparty --models-dir /mnt/shared/models
   $ kparty gateway serve --public-url https://gw.example --require-dpop-nonce
   $ kparty gateway serve --token-binding bearer    # unbound bearer tokens (explicit opt-in)`;
@@ -109,6 +112,12 @@ function confirmationsOption(v: string): number {
       `--confirmations must be an integer from 0 to ${MAX_CONFIRMATIONS}, got "${v}"`,
     );
   return n;
+}
+
+function rpcWsOption(v: string): string {
+  if (!/^wss?:\/\/[^\s/]+/.test(v))
+    throw new InvalidOptionArgument(`--rpc-ws must be a ws:// or wss:// URL, got "${redactUrl(v)}"`);
+  return v;
 }
 
 function tokenBindingOption(v: string): "dpop" | "bearer" {
@@ -217,6 +226,7 @@ async function serve(ctx: CliContext, options: ServeOptions): Promise<void> {
     ...(tokenKeySecret !== null ? { tokenKeySecret } : {}),
     ...settings,
     watcherChain: createChainClient({ provider: watcherProvider, deployment }),
+    ...(options.rpcWs ? { eventPushUrl: options.rpcWs } : {}),
     // without a passphrase there is no audit key: the ready line says heads are not anchored
     ...(tokenKeySecret !== null ? auditAnchorOption(options) : {}),
   });
@@ -266,6 +276,11 @@ function serveCommand(gateway: Command): void {
       "register this model at start unless it exists (repeatable); keys: max-samples (per-update sample cap, default 1000000), rule (fedavg, median or trimmed-mean; default fedavg), trim (trimmed-mean's β, default 0.2), clip-norm (L2 bound on each update's delta)",
       (v, acc: string[]) => [...acc, v],
       [],
+    )
+    .option(
+      "--rpc-ws <url>",
+      "a ws:// or wss:// JSON-RPC URL of the same chain: registry logs (a revocation) are pushed over it (eth_subscribe) and apply as soon as pushed; polling takes over while it is down (default: none, polling every 100 ms; a local `kparty chain up` node serves WebSocket on its RPC port)",
+      rpcWsOption,
     )
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
     .option("--database <url>", DATABASE_OPTION)

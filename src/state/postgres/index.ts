@@ -29,6 +29,7 @@ import {
   sealedTokenKeys,
   type TokenKeyStoreOptions,
 } from "../sealed.ts";
+import { type CheckedOut, checkout } from "./checkout.ts";
 import { LOCKS, migrate } from "./migrations.ts";
 
 export { MIGRATIONS, type Migration, migrate } from "./migrations.ts";
@@ -312,7 +313,7 @@ class PostgresAuditLog implements AuditStore {
   }
 
   async #commit(group: Pending[]): Promise<AuditRecord[]> {
-    const client = await this.#pool.connect();
+    const { client, release } = await checkout(this.#pool);
     let broken: unknown;
     try {
       await client.query("BEGIN");
@@ -357,7 +358,7 @@ class PostgresAuditLog implements AuditStore {
       throw error;
     } finally {
       // a connection that failed mid-transaction is not returned to the pool
-      client.release(broken instanceof Error && !(broken instanceof KPartyError) ? broken : undefined);
+      release(broken instanceof Error && !(broken instanceof KPartyError) ? broken : undefined);
     }
   }
 
@@ -485,22 +486,25 @@ function postgresTokenKeys(pool: pg.Pool, query: Query, options: TokenKeyStoreOp
     };
   };
   const transaction = async (fn: (client: pg.PoolClient) => Promise<void>) => {
-    let client: pg.PoolClient;
+    let out: CheckedOut;
     try {
-      client = await pool.connect();
+      out = await checkout(pool);
     } catch (error) {
       throw unavailable(error);
     }
+    const { client } = out;
+    let failed: unknown;
     try {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.tokenKeys]);
       await fn(client);
       await client.query("COMMIT");
     } catch (error) {
+      failed = error;
       await client.query("ROLLBACK").catch(() => undefined);
       throw unavailable(error);
     } finally {
-      client.release();
+      out.release(failed instanceof KPartyError ? undefined : failed);
     }
   };
   return sealedTokenKeys(
@@ -747,12 +751,13 @@ function postgresOAuthClientRows(query: Query): OAuthClientRows {
  */
 function postgresModelLock(pool: pg.Pool): ModelLock {
   return async (model, fn) => {
-    let client: pg.PoolClient;
+    let out: CheckedOut;
     try {
-      client = await pool.connect();
+      out = await checkout(pool);
     } catch (error) {
       throw unavailable(error);
     }
+    const { client } = out;
     const key = `kparty.model:${model}`;
     let failed: Error | undefined;
     try {
@@ -772,7 +777,7 @@ function postgresModelLock(pool: pg.Pool): ModelLock {
           });
       }
     } finally {
-      client.release(failed);
+      out.release(failed);
     }
   };
 }

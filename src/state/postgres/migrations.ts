@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { GENESIS_HASH } from "../../gateway/audit.ts";
+import { checkout } from "./checkout.ts";
 
 /** One schema change; versions are applied in order, each once, in one transaction with its record. */
 export interface Migration {
@@ -147,7 +148,8 @@ export const LOCKS = { migrations: 0x6b70_6d69, tokenKeys: 0x6b70_746b } as cons
  * than this kparty knows (an older replica must not write to it). Returns the version.
  */
 export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number> {
-  const client = await pool.connect();
+  const { client, release } = await checkout(pool);
+  let failed: unknown;
   try {
     await client.query("BEGIN");
     await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.migrations]);
@@ -177,9 +179,10 @@ export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = 
     await client.query("COMMIT");
     return known;
   } catch (error) {
+    failed = error;
     await client.query("ROLLBACK").catch(() => undefined);
     throw error;
   } finally {
-    client.release();
+    release(failed instanceof KPartyError ? undefined : failed);
   }
 }
