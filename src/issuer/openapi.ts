@@ -34,7 +34,7 @@ export interface OpenApiInfo {
   tags?: { name: string; description?: string }[];
 }
 
-interface Collected {
+export interface Collected {
   method: string;
   url: string;
   schema: Record<string, unknown>;
