@@ -124,126 +124,19 @@ function checkCount(name: string, value: number | undefined, min: number): void 
  * ```
  */
 export function createEventFeed(source: BlockSource, options: EventFeedOptions): EventFeed {
-  checkCount("confirmations", options.confirmations, 0);
-  checkCount("reorgWindowBlocks", options.reorgWindowBlocks, 1);
-  checkCount("maxBlocksPerPoll", options.maxBlocksPerPoll, 1);
-  const interval = options.pollingIntervalMs ?? 100;
-  if (!Number.isFinite(interval) || interval <= 0)
-    throw new TypeError("pollingIntervalMs must be a positive number");
-  const maxSpan = options.maxBlocksPerPoll ?? 5_000;
-  const confirmations = options.confirmations ?? 0;
-  const windowSize = options.reorgWindowBlocks ?? 128;
-  const listeners = new Set<(event: RegistryEvent) => void>();
-  const reorgListeners = new Set<(reorg: RegistryReorg) => void>();
-  let syncedBlock = options.fromBlock;
-  let lastSyncedAt = Number.NEGATIVE_INFINITY;
-  /** The delivered blocks the feed keeps (contiguous, oldest first, the last is `syncedBlock`). */
-  let window: (BlockHeader & { events: RegistryEvent[] })[] = [];
-  let running: Promise<void> | undefined;
-  let stopped = false;
-
-  function reorganised(ancestor: number | null, abandoned: RegistryEvent[]) {
-    for (const listener of reorgListeners) listener({ ancestor, abandoned });
-  }
-
-  /** The node no longer has the last delivered block: find where the branches meet. */
-  async function rewind(target: number): Promise<void> {
-    const nodes = await Promise.all(window.map((b) => source.header(b.number)));
-    let k = window.length - 1;
-    while (k >= 0 && nodes[k]?.hash !== window[k]?.hash) k--;
-    const kept = window[k];
-    if (kept) {
-      const abandoned = window.slice(k + 1).flatMap((b) => b.events);
-      window = window.slice(0, k + 1);
-      syncedBlock = kept.number;
-      reorganised(kept.number, abandoned);
-      return;
-    }
-    // deeper than the window: the listeners drop everything, so nothing older needs replaying
-    const abandoned = window.flatMap((b) => b.events);
-    window = [];
-    syncedBlock = Math.max(0, Math.min(syncedBlock, target));
-    reorganised(null, abandoned);
-  }
-
-  async function pollOnce(): Promise<void> {
-    const latest = await source.head();
-    const target = latest.number - confirmations;
-    /** A block's header as the node has it now (the latest block's is already at hand). */
-    const header = (n: number) => (n === latest.number ? Promise.resolve(latest) : source.header(n));
-    let rewinds = 0;
-    const rewindOnce = async () => {
-      if (++rewinds > 8) throw new RacedError("the chain keeps changing under the feed");
-      await rewind(target);
-    };
-    while (!stopped) {
-      const tip = window.at(-1);
-      if (!tip) {
-        // start (or restart after a deep fork) from the node's block at `syncedBlock`
-        const seed = await source.header(syncedBlock);
-        if (!seed) {
-          if (syncedBlock <= Math.max(target, 0))
-            throw new RacedError("the node lacks a block below its head");
-          await rewindOnce();
-          continue;
-        }
-        window = [{ ...seed, events: [] }];
-        continue;
-      }
-      if (syncedBlock >= target) {
-        const now = await header(tip.number);
-        if (now?.hash === tip.hash) break;
-        await rewindOnce();
-        continue;
-      }
-      const from = syncedBlock + 1;
-      const to = Math.min(target, syncedBlock + maxSpan);
-      const first = Math.max(from, to - windowSize + 1);
-      const numbers = first === from ? [] : [from];
-      for (let n = first; n <= to; n++) numbers.push(n);
-      const headers = await Promise.all(numbers.map(header));
-      if (headers[0]?.parentHash !== tip.hash) {
-        // the next block does not follow ours: ours was abandoned (or the node went back)
-        await rewindOnce();
-        continue;
-      }
-      const kept = headers.slice(numbers.length - (to - first + 1));
-      for (let j = 0; j < kept.length; j++) {
-        if (!kept[j] || (j > 0 && kept[j]?.parentHash !== kept[j - 1]?.hash))
-          throw new RacedError("blocks changed mid-poll");
-      }
-      const byNumber = new Map(kept.map((h) => [h?.number, h?.hash]));
-      const found = await source.events(from, to);
-      for (const { event, blockHash } of found) {
-        const expected = byNumber.get(event.blockNumber);
-        if (expected !== undefined && expected !== blockHash)
-          throw new RacedError("events of another branch");
-      }
-      // every check passed: deliver, then remember the blocks
-      for (const { event } of found) for (const listener of listeners) listener(event);
-      const entries = (kept as BlockHeader[]).map((h) => ({
-        ...h,
-        events: found.filter((f) => f.event.blockNumber === h.number).map((f) => f.event),
-      }));
-      window = first === from ? [...window, ...entries] : entries;
-      if (window.length > windowSize) window = window.slice(window.length - windowSize);
-      syncedBlock = to;
-    }
-    lastSyncedAt = options.now();
-  }
-
+  const st = feedState(source, options);
   let again = false;
   const poll = () => {
-    running ??= pollOnce()
+    st.running ??= pollOnce(st)
       .catch(() => undefined) // unreachable node or a race with the chain: keep state, retry next tick
       .finally(() => {
-        running = undefined;
-        if (again && !stopped) {
+        st.running = undefined;
+        if (again && !st.stopped) {
           again = false;
           void poll();
         }
       });
-    return running;
+    return st.running;
   };
 
   let lastTick = Number.NEGATIVE_INFINITY;
@@ -252,36 +145,187 @@ export function createEventFeed(source: BlockSource, options: EventFeedOptions):
     if (options.relaxed?.live() && t - lastTick < options.relaxed.everyMs) return;
     lastTick = t;
     void poll();
-  }, interval);
+  }, st.interval);
   timer.unref();
   void poll();
 
   return {
     get syncedBlock() {
-      return syncedBlock;
+      return st.syncedBlock;
     },
     get lastSyncedAt() {
-      return lastSyncedAt;
+      return st.lastSyncedAt;
     },
-    confirmations,
+    confirmations: st.confirmations,
     onEvent(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
+      st.listeners.add(listener);
+      return () => st.listeners.delete(listener);
     },
     onReorg(listener) {
-      reorgListeners.add(listener);
-      return () => reorgListeners.delete(listener);
+      st.reorgListeners.add(listener);
+      return () => st.reorgListeners.delete(listener);
     },
     poll,
     pollSoon() {
-      if (running) again = true;
+      if (st.running) again = true;
       else void poll();
     },
     stop() {
-      stopped = true;
+      st.stopped = true;
       clearInterval(timer);
     },
   };
+}
+
+/** A feed's settings and memory (see {@link createEventFeed}). */
+interface FeedState {
+  source: BlockSource;
+  now: () => number;
+  interval: number;
+  maxSpan: number;
+  confirmations: number;
+  windowSize: number;
+  listeners: Set<(event: RegistryEvent) => void>;
+  reorgListeners: Set<(reorg: RegistryReorg) => void>;
+  syncedBlock: number;
+  lastSyncedAt: number;
+  /** The delivered blocks the feed keeps (contiguous, oldest first, the last is `syncedBlock`). */
+  window: (BlockHeader & { events: RegistryEvent[] })[];
+  running: Promise<void> | undefined;
+  stopped: boolean;
+}
+
+/** The options checked (misconfiguration is a TypeError), and the feed's empty memory. */
+function feedState(source: BlockSource, options: EventFeedOptions): FeedState {
+  checkCount("confirmations", options.confirmations, 0);
+  checkCount("reorgWindowBlocks", options.reorgWindowBlocks, 1);
+  checkCount("maxBlocksPerPoll", options.maxBlocksPerPoll, 1);
+  const interval = options.pollingIntervalMs ?? 100;
+  if (!Number.isFinite(interval) || interval <= 0)
+    throw new TypeError("pollingIntervalMs must be a positive number");
+  return {
+    source,
+    now: options.now,
+    interval,
+    maxSpan: options.maxBlocksPerPoll ?? 5_000,
+    confirmations: options.confirmations ?? 0,
+    windowSize: options.reorgWindowBlocks ?? 128,
+    listeners: new Set(),
+    reorgListeners: new Set(),
+    syncedBlock: options.fromBlock,
+    lastSyncedAt: Number.NEGATIVE_INFINITY,
+    window: [],
+    running: undefined,
+    stopped: false,
+  };
+}
+
+function reorganised(st: FeedState, ancestor: number | null, abandoned: RegistryEvent[]) {
+  for (const listener of st.reorgListeners) listener({ ancestor, abandoned });
+}
+
+/** The node no longer has the last delivered block: find where the branches meet. */
+async function rewind(st: FeedState, target: number): Promise<void> {
+  const nodes = await Promise.all(st.window.map((b) => st.source.header(b.number)));
+  let k = st.window.length - 1;
+  while (k >= 0 && nodes[k]?.hash !== st.window[k]?.hash) k--;
+  const kept = st.window[k];
+  if (kept) {
+    const abandoned = st.window.slice(k + 1).flatMap((b) => b.events);
+    st.window = st.window.slice(0, k + 1);
+    st.syncedBlock = kept.number;
+    reorganised(st, kept.number, abandoned);
+    return;
+  }
+  // deeper than the window: the listeners drop everything, so nothing older needs replaying
+  const abandoned = st.window.flatMap((b) => b.events);
+  st.window = [];
+  st.syncedBlock = Math.max(0, Math.min(st.syncedBlock, target));
+  reorganised(st, null, abandoned);
+}
+
+/** What one step of a poll did: the feed is at the target, or it should look again. */
+type Step = "done" | "again" | "rewind";
+
+/** One poll: from the last delivered block up to the node's head less the confirmations. */
+async function pollOnce(st: FeedState): Promise<void> {
+  const latest = await st.source.head();
+  const target = latest.number - st.confirmations;
+  /** A block's header as the node has it now (the latest block's is already at hand). */
+  const header = (n: number) => (n === latest.number ? Promise.resolve(latest) : st.source.header(n));
+  let rewinds = 0;
+  while (!st.stopped) {
+    const step = await pollStep(st, target, header);
+    if (step === "done") break;
+    if (step === "rewind") {
+      if (++rewinds > 8) throw new RacedError("the chain keeps changing under the feed");
+      await rewind(st, target);
+    }
+  }
+  st.lastSyncedAt = st.now();
+}
+
+/** One step towards `target`: seed the window, check the tip, or deliver the next span of blocks. */
+async function pollStep(
+  st: FeedState,
+  target: number,
+  header: (n: number) => Promise<BlockHeader | null>,
+): Promise<Step> {
+  const tip = st.window.at(-1);
+  if (!tip) {
+    // start (or restart after a deep fork) from the node's block at `syncedBlock`
+    const seed = await st.source.header(st.syncedBlock);
+    if (!seed) {
+      if (st.syncedBlock <= Math.max(target, 0))
+        throw new RacedError("the node lacks a block below its head");
+      return "rewind";
+    }
+    st.window = [{ ...seed, events: [] }];
+    return "again";
+  }
+  if (st.syncedBlock >= target) {
+    const now = await header(tip.number);
+    return now?.hash === tip.hash ? "done" : "rewind";
+  }
+  return deliverSpan(st, tip, target, header);
+}
+
+/** Reads the blocks after `tip` (up to `maxSpan`), checks they chain onto it, and delivers their events. */
+async function deliverSpan(
+  st: FeedState,
+  tip: BlockHeader,
+  target: number,
+  header: (n: number) => Promise<BlockHeader | null>,
+): Promise<Step> {
+  const from = st.syncedBlock + 1;
+  const to = Math.min(target, st.syncedBlock + st.maxSpan);
+  const first = Math.max(from, to - st.windowSize + 1);
+  const numbers = first === from ? [] : [from];
+  for (let n = first; n <= to; n++) numbers.push(n);
+  const headers = await Promise.all(numbers.map(header));
+  // the next block does not follow ours: ours was abandoned (or the node went back)
+  if (headers[0]?.parentHash !== tip.hash) return "rewind";
+  const kept = headers.slice(numbers.length - (to - first + 1));
+  for (let j = 0; j < kept.length; j++) {
+    if (!kept[j] || (j > 0 && kept[j]?.parentHash !== kept[j - 1]?.hash))
+      throw new RacedError("blocks changed mid-poll");
+  }
+  const byNumber = new Map(kept.map((h) => [h?.number, h?.hash]));
+  const found = await st.source.events(from, to);
+  for (const { event, blockHash } of found) {
+    const expected = byNumber.get(event.blockNumber);
+    if (expected !== undefined && expected !== blockHash) throw new RacedError("events of another branch");
+  }
+  // every check passed: deliver, then remember the blocks
+  for (const { event } of found) for (const listener of st.listeners) listener(event);
+  const entries = (kept as BlockHeader[]).map((h) => ({
+    ...h,
+    events: found.filter((f) => f.event.blockNumber === h.number).map((f) => f.event),
+  }));
+  st.window = first === from ? [...st.window, ...entries] : entries;
+  if (st.window.length > st.windowSize) st.window = st.window.slice(st.window.length - st.windowSize);
+  st.syncedBlock = to;
+  return "again";
 }
 
 /** The feed's view of a JSON-RPC node: `eth_getBlockByNumber` (headers only) and `eth_getLogs`. */

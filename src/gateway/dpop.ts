@@ -319,87 +319,116 @@ export function createDpopVerifier(options: DpopVerifierOptions) {
     nonce: () => nonces?.current(),
 
     async verify(proof: unknown, request: DpopRequest): Promise<VerifiedDpopProof> {
-      const endpoint = request.endpoint;
-      const invalid = (message: string): never => {
-        throw new KPartyError("invalid_dpop_proof", message, { details: { endpoint } });
-      };
-      if (proof === undefined) invalid("a DPoP proof is required (DPoP header)");
-      if (typeof proof !== "string" || proof.length > MAX_PROOF_LENGTH)
-        invalid("there must be one DPoP proof");
-      const parts = (proof as string).split(".");
-      if (parts.length !== 3 || !parts.every((p) => /^[A-Za-z0-9_-]+$/.test(p)))
-        invalid("the DPoP proof is not a compact JWS");
-      const [h, p, s] = parts as [string, string, string];
-      const header = parseSegment(h) ?? invalid("the DPoP proof's header is not JSON");
-      const payload = parseSegment(p) ?? invalid("the DPoP proof's payload is not JSON");
-      if (header.typ !== "dpop+jwt") invalid('the DPoP proof\'s typ must be "dpop+jwt"');
-      const alg = header.alg;
-      if (typeof alg !== "string" || !(DPOP_ALGORITHMS as readonly string[]).includes(alg))
-        invalid(`the DPoP proof's alg must be one of ${DPOP_ALGORITHMS.join(", ")}`);
-      if (header.crit !== undefined) invalid("the DPoP proof has critical header parameters");
-      const jwk = header.jwk;
-      if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk))
-        invalid("the DPoP proof has no jwk header");
-      const shape = KEY_SHAPES[alg as DpopAlgorithm];
-      const j = jwk as Record<string, unknown>;
-      if (PRIVATE_MEMBERS.some((m) => m in j)) invalid("the DPoP proof's jwk holds a private key");
-      if (j.kty !== shape.kty || j.crv !== shape.crv || !shape.members.every((m) => typeof j[m] === "string"))
-        invalid(`the DPoP proof's jwk is not a ${shape.crv} key for ${String(alg)}`);
-      const cacheKey = shape.members.map((m) => j[m]).join(".");
-      let known = keys.get(cacheKey);
-      if (!known) {
-        let key: KeyObject | undefined;
-        try {
-          key = createPublicKey({ format: "jwk", key: j as JsonWebKey });
-        } catch {
-          invalid("the DPoP proof's jwk is not a valid public key");
-        }
-        known = { key: key as KeyObject, jkt: jwkThumbprint(j as JsonWebKey) };
-        if (keys.size >= 10_000) keys.clear();
-        keys.set(cacheKey, known);
-      }
-      const { jti, htm, htu, iat, ath } = payload;
-      if (typeof jti !== "string" || jti.length < 8 || jti.length > 256)
-        invalid("the DPoP proof needs a jti (8 to 256 characters)");
-      if (htm !== request.method.toUpperCase())
-        invalid(`the DPoP proof is for another method (htm must be ${request.method.toUpperCase()})`);
-      let proofHtu: string | null = null;
-      try {
-        proofHtu = typeof htu === "string" ? normalizeHtu(htu) : null;
-      } catch {
-        proofHtu = null;
-      }
-      const expectedHtu = normalizeHtu(request.url);
-      if (proofHtu !== expectedHtu) invalid(`the DPoP proof is for another URL (htu must be ${expectedHtu})`);
-      const t = Math.floor(now() / 1000);
-      if (!Number.isSafeInteger(iat) || Math.abs(t - (iat as number)) > skew)
-        invalid(`the DPoP proof's iat must be within ${skew} s of the gateway's clock`);
-      if (request.accessToken !== undefined) {
-        if (ath !== accessTokenHash(request.accessToken))
-          invalid("the DPoP proof's ath is not the access token's hash");
-      }
-      const signature = Buffer.from(s, "base64url");
+      const invalid = refusal(request.endpoint);
+      const parsed = parseProof(proof, invalid);
+      const known = importedKey(keys, parsed.jwk, parsed.alg, invalid);
+      const { jti, iat } = checkClaims(parsed.payload, request, Math.floor(now() / 1000), skew, invalid);
+      const signature = Buffer.from(parsed.s, "base64url");
       // the claims first (cheap), then the signature, on libuv's thread pool, off the event loop (like the presentations' ES256K checks)
       const ok =
-        (alg === "EdDSA" || signature.length === 64) &&
-        (await verifyOffLoop(alg as DpopAlgorithm, Buffer.from(`${h}.${p}`), known.key, signature));
+        (parsed.alg === "EdDSA" || signature.length === 64) &&
+        (await verifyOffLoop(parsed.alg, Buffer.from(`${parsed.h}.${parsed.p}`), known.key, signature));
       if (!ok) invalid("the DPoP proof's signature does not verify with its jwk");
-      if (nonces && !nonces.valid(payload.nonce)) {
+      const nonce = parsed.payload.nonce;
+      if (nonces && !nonces.valid(nonce)) {
         throw new KPartyError(
           "use_dpop_nonce",
-          payload.nonce === undefined
-            ? "the gateway requires a DPoP nonce"
-            : "the DPoP nonce is stale or invalid",
-          { details: { endpoint, nonce: nonces.current() } },
+          nonce === undefined ? "the gateway requires a DPoP nonce" : "the DPoP nonce is stale or invalid",
+          { details: { endpoint: request.endpoint, nonce: nonces.current() } },
         );
       }
       const { jkt } = known;
       // kept while the proof could be accepted: until iat + skew (and at least a second)
-      const fresh = await replay.use(`${jkt}:${jti as string}`, ((iat as number) + skew + 1) * 1000);
+      const fresh = await replay.use(`${jkt}:${jti}`, (iat + skew + 1) * 1000);
       if (!fresh) invalid("the DPoP proof has been used before (jti replayed)");
-      return { jkt, jti: jti as string };
+      return { jkt, jti };
     },
   };
+}
+
+type Invalid = (message: string) => never;
+
+/** Throws `invalid_dpop_proof` with `message`, naming the endpoint (for its status). */
+const refusal =
+  (endpoint: DpopRequest["endpoint"]): Invalid =>
+  (message) => {
+    throw new KPartyError("invalid_dpop_proof", message, { details: { endpoint } });
+  };
+
+/** The proof's parts, its header checked: one compact JWS, `typ`, an accepted `alg`, no `crit`, a public `jwk`. */
+function parseProof(proof: unknown, invalid: Invalid) {
+  if (proof === undefined) invalid("a DPoP proof is required (DPoP header)");
+  if (typeof proof !== "string" || proof.length > MAX_PROOF_LENGTH) invalid("there must be one DPoP proof");
+  const parts = (proof as string).split(".");
+  if (parts.length !== 3 || !parts.every((p) => /^[A-Za-z0-9_-]+$/.test(p)))
+    invalid("the DPoP proof is not a compact JWS");
+  const [h, p, s] = parts as [string, string, string];
+  const header = parseSegment(h) ?? invalid("the DPoP proof's header is not JSON");
+  const payload = parseSegment(p) ?? invalid("the DPoP proof's payload is not JSON");
+  if (header.typ !== "dpop+jwt") invalid('the DPoP proof\'s typ must be "dpop+jwt"');
+  const alg = header.alg;
+  if (typeof alg !== "string" || !(DPOP_ALGORITHMS as readonly string[]).includes(alg))
+    invalid(`the DPoP proof's alg must be one of ${DPOP_ALGORITHMS.join(", ")}`);
+  if (header.crit !== undefined) invalid("the DPoP proof has critical header parameters");
+  const jwk = header.jwk;
+  if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk))
+    invalid("the DPoP proof has no jwk header");
+  return { h, p, s, payload, alg: alg as DpopAlgorithm, jwk: jwk as Record<string, unknown> };
+}
+
+/** The proof's public key and its thumbprint, imported once per key (a client signs all its proofs with one). */
+function importedKey(
+  keys: Map<string, { key: KeyObject; jkt: string }>,
+  j: Record<string, unknown>,
+  alg: DpopAlgorithm,
+  invalid: Invalid,
+): { key: KeyObject; jkt: string } {
+  const shape = KEY_SHAPES[alg];
+  if (PRIVATE_MEMBERS.some((m) => m in j)) invalid("the DPoP proof's jwk holds a private key");
+  if (j.kty !== shape.kty || j.crv !== shape.crv || !shape.members.every((m) => typeof j[m] === "string"))
+    invalid(`the DPoP proof's jwk is not a ${shape.crv} key for ${String(alg)}`);
+  const cacheKey = shape.members.map((m) => j[m]).join(".");
+  let known = keys.get(cacheKey);
+  if (!known) {
+    let key: KeyObject | undefined;
+    try {
+      key = createPublicKey({ format: "jwk", key: j as JsonWebKey });
+    } catch {
+      invalid("the DPoP proof's jwk is not a valid public key");
+    }
+    known = { key: key as KeyObject, jkt: jwkThumbprint(j as JsonWebKey) };
+    if (keys.size >= 10_000) keys.clear();
+    keys.set(cacheKey, known);
+  }
+  return known;
+}
+
+/** The proof's claims against this request at time `t` (seconds): `jti`, `htm`, `htu`, `iat`, `ath`. */
+function checkClaims(
+  payload: Record<string, unknown>,
+  request: DpopRequest,
+  t: number,
+  skew: number,
+  invalid: Invalid,
+): { jti: string; iat: number } {
+  const { jti, htm, htu, iat, ath } = payload;
+  if (typeof jti !== "string" || jti.length < 8 || jti.length > 256)
+    invalid("the DPoP proof needs a jti (8 to 256 characters)");
+  if (htm !== request.method.toUpperCase())
+    invalid(`the DPoP proof is for another method (htm must be ${request.method.toUpperCase()})`);
+  let proofHtu: string | null = null;
+  try {
+    proofHtu = typeof htu === "string" ? normalizeHtu(htu) : null;
+  } catch {
+    proofHtu = null;
+  }
+  const expectedHtu = normalizeHtu(request.url);
+  if (proofHtu !== expectedHtu) invalid(`the DPoP proof is for another URL (htu must be ${expectedHtu})`);
+  if (!Number.isSafeInteger(iat) || Math.abs(t - (iat as number)) > skew)
+    invalid(`the DPoP proof's iat must be within ${skew} s of the gateway's clock`);
+  if (request.accessToken !== undefined && ath !== accessTokenHash(request.accessToken))
+    invalid("the DPoP proof's ath is not the access token's hash");
+  return { jti: jti as string, iat: iat as number };
 }
 
 export type DpopVerifier = ReturnType<typeof createDpopVerifier>;

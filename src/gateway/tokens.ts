@@ -78,26 +78,8 @@ export function createTokenService(options: TokenServiceOptions) {
   if (!Number.isSafeInteger(ttl) || ttl <= 0)
     throw new TypeError("token ttlSeconds must be a positive integer");
   if (!options.domain) throw new TypeError("domain is required");
-  if (options.keys && options.privateKey) throw new TypeError("pass keys or privateKey, not both");
-  let ring = options.keys;
-  if (!ring) {
-    const privateKey = options.privateKey ?? generateKeyPairSync("ed25519").privateKey;
-    if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("privateKey must be an Ed25519 key");
-    ring = TokenKeyRing.of(
-      [{ kid: tokenKeyId(privateKey), privateKey, createdAt: options.now() }],
-      options.now,
-    );
-  }
-  const keys = ring;
-  const headers = new Map<string, string>();
-  const headerOf = (kid: string) => {
-    let header = headers.get(kid);
-    if (header === undefined) {
-      header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
-      headers.set(kid, header);
-    }
-    return header;
-  };
+  const keys = keyRingOf(options);
+  const headerOf = headerCache();
   const verifier = tokenVerifier({
     domain: options.domain,
     lookup: (kid) => keys.get(kid)?.publicKey,
@@ -129,43 +111,10 @@ export function createTokenService(options: TokenServiceOptions) {
       grant: AccessGrant,
       bounds: { presentationExpiresAt?: number } = {},
     ): { token: string; expiresIn: number; claims: AccessClaims } {
-      const { credentialNotBefore, credentialExpiresAt } = grant;
-      const { presentationExpiresAt } = bounds;
-      for (const value of [credentialNotBefore, credentialExpiresAt, presentationExpiresAt ?? 0]) {
-        if (!Number.isSafeInteger(value)) throw new TypeError("token bounds must be NumericDates (seconds)");
-      }
       const iat = Math.floor(options.now() / 1000);
-      let exp = iat + ttl;
-      let cappedBy: "credential" | "presentation" | null = null;
-      if (credentialExpiresAt < exp) [exp, cappedBy] = [credentialExpiresAt, "credential"];
-      if (presentationExpiresAt !== undefined && presentationExpiresAt < exp)
-        [exp, cappedBy] = [presentationExpiresAt, "presentation"];
-      if (exp <= iat) {
-        throw new KPartyError(
-          "expired",
-          `the ${cappedBy} expired at ${when(exp)}: no access token outlives it`,
-        );
-      }
+      const exp = cappedExpiry(grant, bounds, iat, ttl);
       const claims: AccessClaims = { ...grant, tokenId: randomUUID(), expiresAt: exp };
-      const payload = {
-        iss: options.domain,
-        aud: options.domain,
-        sub: grant.holder,
-        jti: claims.tokenId,
-        iat,
-        exp: claims.expiresAt,
-        cid: grant.credentialId,
-        ak: grant.anchorKey,
-        ica: grant.issuerAccount,
-        ri: grant.revocationIndex,
-        si: grant.suspensionIndex,
-        scope: grant.actions.join(" "),
-        models: grant.models,
-        ...(grant.requestsPerMinute ? { rpm: grant.requestsPerMinute } : {}),
-        cnbf: credentialNotBefore,
-        cexp: credentialExpiresAt,
-        ...(grant.jkt !== undefined ? { cnf: { jkt: grant.jkt } } : {}),
-      };
+      const payload = tokenPayload(options.domain, claims, iat);
       const key = keys.signing;
       const input = `${headerOf(key.kid)}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
       const signature = sign(null, Buffer.from(input), key.privateKey).toString("base64url");
@@ -188,6 +137,80 @@ export function createTokenService(options: TokenServiceOptions) {
 }
 
 export type { TokenPublicKey };
+
+/** The options' key ring, or a ring of the one key given (or made). */
+function keyRingOf(options: TokenServiceOptions): TokenKeyRing {
+  if (options.keys && options.privateKey) throw new TypeError("pass keys or privateKey, not both");
+  if (options.keys) return options.keys;
+  const privateKey = options.privateKey ?? generateKeyPairSync("ed25519").privateKey;
+  if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError("privateKey must be an Ed25519 key");
+  return TokenKeyRing.of(
+    [{ kid: tokenKeyId(privateKey), privateKey, createdAt: options.now() }],
+    options.now,
+  );
+}
+
+/** The encoded JWS header of each `kid`, made once. */
+function headerCache(): (kid: string) => string {
+  const headers = new Map<string, string>();
+  return (kid) => {
+    let header = headers.get(kid);
+    if (header === undefined) {
+      header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid })).toString("base64url");
+      headers.set(kid, header);
+    }
+    return header;
+  };
+}
+
+/**
+ * A token's `exp`: the earliest of `iat` + the TTL, the credential's `exp` and the
+ * presentation's; `expired` when that is not after `iat`.
+ */
+function cappedExpiry(
+  grant: AccessGrant,
+  bounds: { presentationExpiresAt?: number },
+  iat: number,
+  ttl: number,
+): number {
+  const { credentialNotBefore, credentialExpiresAt } = grant;
+  const { presentationExpiresAt } = bounds;
+  for (const value of [credentialNotBefore, credentialExpiresAt, presentationExpiresAt ?? 0]) {
+    if (!Number.isSafeInteger(value)) throw new TypeError("token bounds must be NumericDates (seconds)");
+  }
+  let exp = iat + ttl;
+  let cappedBy: "credential" | "presentation" | null = null;
+  if (credentialExpiresAt < exp) [exp, cappedBy] = [credentialExpiresAt, "credential"];
+  if (presentationExpiresAt !== undefined && presentationExpiresAt < exp)
+    [exp, cappedBy] = [presentationExpiresAt, "presentation"];
+  if (exp <= iat) {
+    throw new KPartyError("expired", `the ${cappedBy} expired at ${when(exp)}: no access token outlives it`);
+  }
+  return exp;
+}
+
+/** The JWT claims of an access token for `claims`, issued at `iat` by and for `domain`. */
+function tokenPayload(domain: string, claims: AccessClaims, iat: number) {
+  return {
+    iss: domain,
+    aud: domain,
+    sub: claims.holder,
+    jti: claims.tokenId,
+    iat,
+    exp: claims.expiresAt,
+    cid: claims.credentialId,
+    ak: claims.anchorKey,
+    ica: claims.issuerAccount,
+    ri: claims.revocationIndex,
+    si: claims.suspensionIndex,
+    scope: claims.actions.join(" "),
+    models: claims.models,
+    ...(claims.requestsPerMinute ? { rpm: claims.requestsPerMinute } : {}),
+    cnbf: claims.credentialNotBefore,
+    cexp: claims.credentialExpiresAt,
+    ...(claims.jkt !== undefined ? { cnf: { jkt: claims.jkt } } : {}),
+  };
+}
 
 /** The `kid` of a compact JWS's header, or null (the verifier then refuses the token with its reason). */
 function headerKid(token: unknown): string | null {

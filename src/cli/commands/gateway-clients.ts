@@ -41,7 +41,12 @@ Examples:
   $ kparty gateway clients add ops --revoke --database postgres://kparty@db.internal/kparty
   $ kparty gateway clients list --data-dir .kparty/gateway`,
     );
+  addCommand(clients);
+  listCommand(clients);
+  removeCommand(clients);
+}
 
+function addCommand(clients: Command): void {
   clients
     .command("add <name>")
     .description("add a client and print client_id:client_secret (shown once; only a hash is kept)")
@@ -70,7 +75,9 @@ Examples:
         );
       }, NO_CONTRACTS),
     );
+}
 
+function listCommand(clients: Command): void {
   clients
     .command("list")
     .description("the clients (ids, names, permission; no secrets)")
@@ -95,7 +102,9 @@ Examples:
         );
       }, NO_CONTRACTS),
     );
+}
 
+function removeCommand(clients: Command): void {
   clients
     .command("remove <id-or-name>")
     .description("remove a client: its secret stops working at once, at every replica")
