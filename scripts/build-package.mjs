@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const dist = `${root}dist/`;
 const contracts = [
+  "AuditAnchors",
   "ConsortiumRegistry",
   "CredentialRegistry",
   "interfaces/IConsortiumRegistry",

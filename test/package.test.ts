@@ -194,7 +194,10 @@ describe("the packed package, installed in an empty folder", () => {
       60_000,
       settings,
     );
-    expect([did.code, did.stdout]).toEqual([0, expect.stringMatching(/^did:ethr:0x7a69:0x[0-9a-f]{66}\n$/)]);
+    expect([did.code, did.stdout], did.stderr).toEqual([
+      0,
+      expect.stringMatching(/^did:ethr:0x7a69:0x[0-9a-f]{66}\n$/),
+    ]);
     const chain = start(
       ["chain", "up", "--founder", `Org A=${did.stdout.trim()}`, "--quorum", "1", "--json"],
       settings,
@@ -208,7 +211,7 @@ describe("the packed package, installed in an empty folder", () => {
         rpc,
         31337,
         1,
-        ["EthereumDIDRegistry", "ConsortiumRegistry", "CredentialRegistry"],
+        ["EthereumDIDRegistry", "ConsortiumRegistry", "CredentialRegistry", "AuditAnchors"],
       ]);
       gateway = start(
         ["gateway", "serve", "--data-dir", ".kparty/gateway", "--model", "fl-demo:101"],
