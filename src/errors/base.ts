@@ -1,9 +1,5 @@
-/**
- * The codes a kparty HTTP service (the gateway, the issuer service) answers with, each with
- * its status in `src/gateway/errors.ts`. The served OpenAPI's `ErrorCode` lists these.
- */
-export const SERVICE_ERROR_CODES = [
-  // presentation and credential verification
+/** The codes of a presentation's or credential's verification (see `src/gateway/verify/`). */
+export const VERIFICATION_ERROR_CODES = [
   "malformed",
   "jwt_mismatch",
   "unsupported_alg",
@@ -19,6 +15,15 @@ export const SERVICE_ERROR_CODES = [
   "challenge_reused",
   "domain_mismatch",
   "did_unresolvable",
+] as const;
+
+/**
+ * The codes a kparty HTTP service (the gateway, the issuer service) answers with, each with
+ * its status in `src/gateway/errors.ts`. The served OpenAPI's `ErrorCode` lists these.
+ */
+export const SERVICE_ERROR_CODES = [
+  // presentation and credential verification
+  ...VERIFICATION_ERROR_CODES,
   // access
   "scope_denied",
   "dcql_unsatisfied",

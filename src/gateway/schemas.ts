@@ -5,6 +5,7 @@
  * client (`client.ts`) uses: one definition of each answer.
  */
 import { ACTIONS, MODEL_ID } from "../credential/index.ts";
+import { VERIFICATION_ERROR_CODES } from "../errors/base.ts";
 import type { ServiceErrorCode } from "../errors/index.ts";
 import { AGGREGATION_RULES, type ModelInfo, type UpdateReceipt } from "../models/index.ts";
 import { HTTP_STATUS } from "./errors.ts";
@@ -93,23 +94,7 @@ export function errorResponses(codes: readonly ServiceErrorCode[], options: { dp
 }
 
 /** Codes of a presentation's or credential's verification (see `verify/`). */
-export const VERIFICATION_CODES: ServiceErrorCode[] = [
-  "malformed",
-  "jwt_mismatch",
-  "unsupported_alg",
-  "invalid_signature",
-  "expired",
-  "not_yet_valid",
-  "not_anchored",
-  "revoked",
-  "suspended",
-  "issuer_not_member",
-  "holder_mismatch",
-  "challenge_invalid",
-  "challenge_reused",
-  "domain_mismatch",
-  "did_unresolvable",
-];
+export const VERIFICATION_CODES: ServiceErrorCode[] = [...VERIFICATION_ERROR_CODES];
 
 /** What can make a check impossible to run (answered 5xx, never a verdict). */
 export const UNAVAILABLE: ServiceErrorCode[] = [
