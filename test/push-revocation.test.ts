@@ -1,6 +1,11 @@
 import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createChainClient, createRegistryWatcher, type RegistryEvent } from "../src/chain/index.ts";
+import {
+  createChainClient,
+  createProvider,
+  createRegistryWatcher,
+  type RegistryEvent,
+} from "../src/chain/index.ts";
 import { issue } from "./fixtures/issue.ts";
 import { createWorld, type KPartyWorld } from "./fixtures/kparty.ts";
 
@@ -92,6 +97,43 @@ describe("the event watcher on a WebSocket", () => {
       expect(watcher.pushed).toBe(false); // delivered by polling: the relay refuses new sockets
     } finally {
       watcher.stop();
+      await relay.close();
+    }
+  });
+
+  it("hints a pushed event to onHint at once, before (and without) any poll delivering it", async () => {
+    const relay = await startRelay(new URL(world.chain.url));
+    // the feed polls a node that is not there: nothing reaches onEvent, only the push path works
+    const dead = createProvider("http://127.0.0.1:1", world.deployment.chainId, { timeoutMs: 200 });
+    const hinted: RegistryEvent[] = [];
+    const polled: RegistryEvent[] = [];
+    const watcher = createRegistryWatcher(
+      createChainClient({ provider: dead, deployment: world.deployment }),
+      {
+        now: Date.now,
+        pollingIntervalMs: 100,
+        pushUrl: relay.url,
+        fromBlock: await world.chain.provider.getBlockNumber(),
+      },
+    );
+    watcher.onEvent((e) => polled.push(e));
+    watcher.onHint?.((e) => hinted.push(e));
+    try {
+      await expect.poll(() => watcher.pushed, { timeout: 10_000, interval: 20 }).toBe(true);
+      const cred = await issue(world.orgA, world.alice);
+      const revoked = await world.orgA.handle.agent.kpartyRevokeCredential({
+        credentialId: cred.credentialId,
+      });
+      await expect
+        .poll(() => hinted.find((e) => e.name === "CredentialRevoked")?.blockNumber, {
+          timeout: 5_000,
+          interval: 10,
+        })
+        .toBe(revoked.blockNumber);
+      expect(polled).toEqual([]);
+    } finally {
+      watcher.stop();
+      dead.destroy();
       await relay.close();
     }
   });

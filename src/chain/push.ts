@@ -13,8 +13,11 @@ export interface LogSubscriptionOptions {
   url: string;
   /** The contracts whose logs are pushed. */
   addresses: string[];
-  /** Called for every pushed log, and once the subscription is (re)established. */
-  onLog: () => void;
+  /**
+   * Called for every pushed log (with the log as the node sent it), and once the subscription is
+   * (re)established (without one).
+   */
+  onLog: (log?: Record<string, unknown>) => void;
   /** Called when the socket is lost or the subscription refused (the caller falls back to polling). */
   onDown?: () => void;
   /** First wait before reconnecting (default 250 ms), doubled per failure up to `maxReconnectMs` (default 10 s). */
@@ -65,7 +68,13 @@ export function subscribeLogs(options: LogSubscriptionOptions): LogSubscription 
   };
 
   function onMessage(ws: WebSocket, data: unknown) {
-    let message: { id?: number; result?: unknown; error?: unknown; method?: string };
+    let message: {
+      id?: number;
+      result?: unknown;
+      error?: unknown;
+      method?: string;
+      params?: { result?: unknown };
+    };
     try {
       message = JSON.parse(String(data)) as typeof message;
     } catch {
@@ -76,7 +85,10 @@ export function subscribeLogs(options: LogSubscriptionOptions): LogSubscription 
       live = true;
       wait = minWait;
       options.onLog(); // what happened while the socket was down is read now
-    } else if (message.method === "eth_subscription" && live) options.onLog();
+    } else if (message.method === "eth_subscription" && live) {
+      const log = message.params?.result;
+      options.onLog(typeof log === "object" && log !== null ? (log as Record<string, unknown>) : undefined);
+    }
   }
 
   function connect() {

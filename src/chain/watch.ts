@@ -46,6 +46,14 @@ export interface RegistryWatcher {
    * a poll at once, and the timer only keeps the feed fresh. Absent or false: polling alone.
    */
   readonly pushed?: boolean;
+  /**
+   * Adds a listener for events as the node pushes them (`pushUrl`, no confirmation depth),
+   * before any poll has read and checked them: a reason to drop what a cache holds (the next
+   * read then asks the chain), never a state to apply — a pushed log may be from a block that
+   * is abandoned later. The same events still arrive at `onEvent` once polled. Returns a
+   * function that removes the listener.
+   */
+  onHint?(listener: (event: RegistryEvent) => void): () => void;
   stop(): void;
 }
 
@@ -332,7 +340,6 @@ async function deliverSpan(
 function rpcBlockSource(client: ChainClient): BlockSource {
   const { provider } = client;
   const address = registryAddresses(client);
-  const i = kpartyInterfaces();
   const hex = (n: number) => `0x${n.toString(16)}`;
   const rpc = async (method: string, params: unknown[]) => {
     if (!(provider instanceof JsonRpcApiProvider))
@@ -343,16 +350,6 @@ function rpcBlockSource(client: ChainClient): BlockSource {
     const block = (await rpc("eth_getBlockByNumber", [tag, false])) as Record<string, unknown> | null;
     if (!block) return null;
     return { number: Number(block.number), hash: String(block.hash), parentHash: String(block.parentHash) };
-  }
-  function decode(log: Record<string, unknown>): RegistryEvent | null {
-    const topics = log.topics as string[];
-    const data = log.data as string;
-    for (const iface of [i.credentials, i.consortium, i.didRegistry]) {
-      const parsed = iface.parseLog({ topics, data });
-      if (parsed)
-        return { name: parsed.name, args: parsed.args.toObject(), blockNumber: Number(log.blockNumber) };
-    }
-    return null;
   }
   return {
     async head() {
@@ -367,12 +364,26 @@ function rpcBlockSource(client: ChainClient): BlockSource {
       ])) as Record<string, unknown>[];
       const out: SourcedEvent[] = [];
       for (const log of logs) {
-        const event = decode(log);
+        const event = decodeRegistryLog(log);
         if (event) out.push({ event, blockHash: String(log.blockHash) });
       }
       return out;
     },
   };
+}
+
+/** A registry log (as `eth_getLogs` or a push gives it) decoded, or null for an event the registries do not have. */
+function decodeRegistryLog(log: Record<string, unknown>): RegistryEvent | null {
+  const i = kpartyInterfaces();
+  const topics = log.topics;
+  const data = log.data;
+  if (!Array.isArray(topics) || typeof data !== "string") return null;
+  for (const iface of [i.credentials, i.consortium, i.didRegistry]) {
+    const parsed = iface.parseLog({ topics: topics as string[], data });
+    if (parsed)
+      return { name: parsed.name, args: parsed.args.toObject(), blockNumber: Number(log.blockNumber) };
+  }
+  return null;
 }
 
 /** The registries whose logs the watcher follows. */
@@ -434,6 +445,18 @@ export function createRegistryWatcher(
   if (!Number.isFinite(heartbeat) || heartbeat <= 0)
     throw new TypeError("pushHeartbeatMs must be a positive number");
   let subscription: ReturnType<typeof subscribeLogs> | null = null;
+  const hintListeners = new Set<(event: RegistryEvent) => void>();
+  // with a confirmation depth a pushed event is not yet one the gateway acts on, even to evict
+  const hint = (log: Record<string, unknown> | undefined) => {
+    if (!log || log.removed === true || rest.confirmations) return;
+    let event: RegistryEvent | null = null;
+    try {
+      event = decodeRegistryLog(log);
+    } catch {
+      return; // a pushed log that does not decode hints nothing; the poll reads the chain itself
+    }
+    if (event) for (const listener of hintListeners) listener(event);
+  };
   const feed = createEventFeed(rpcBlockSource(client), {
     ...rest,
     fromBlock: fromBlock ?? client.deployment.deployedAtBlock,
@@ -447,7 +470,10 @@ export function createRegistryWatcher(
     subscription = subscribeLogs({
       url: pushUrl,
       addresses: registryAddresses(client),
-      onLog: () => feed.pollSoon(),
+      onLog: (log) => {
+        hint(log);
+        feed.pollSoon();
+      },
       onDown: () => feed.pollSoon(), // polling resumes on the timer; read once now
     });
   } catch (error) {
@@ -468,6 +494,10 @@ export function createRegistryWatcher(
     poll: feed.poll,
     get pushed() {
       return sub.live;
+    },
+    onHint(listener) {
+      hintListeners.add(listener);
+      return () => hintListeners.delete(listener);
     },
     stop() {
       sub.close();

@@ -1,5 +1,5 @@
 import type { DIDResolutionResult } from "did-resolver";
-import type { RegistryWatcher } from "../chain/index.ts";
+import type { RegistryEvent, RegistryWatcher } from "../chain/index.ts";
 import { parseDidEthr } from "../credential/index.ts";
 import { ChangeClock, SegmentedCache } from "../util/lru.ts";
 import type { DidResolver } from "./verify/verifier.ts";
@@ -87,12 +87,14 @@ export function createDidCache(options: {
     });
   });
 
-  watcher.onEvent((e) => {
+  const evict = (e: RegistryEvent) => {
     if (!DID_EVENTS.has(e.name)) return;
     const identity = String(e.args.identity).toLowerCase();
     changes.touch(identity);
     entries.deleteWhere((_key, entry) => !entry.versioned && entry.identity === identity);
-  });
+  };
+  watcher.onEvent(evict);
+  watcher.onHint?.(evict); // pushed: drop at once, before the poll delivers it
 
   const usable = (entry: Entry) => entry.versioned || now() - watcher.lastSyncedAt <= maxStaleness;
 

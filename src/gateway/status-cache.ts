@@ -79,6 +79,8 @@ interface Entry {
 export function createStatusCache(options: StatusCacheOptions) {
   const st = statusCacheState(options);
   options.watcher.onEvent((e) => invalidate(st, e));
+  // a pushed event drops what it touches at once, before the poll that delivers it (which drops it again)
+  options.watcher.onHint?.((e) => invalidate(st, e));
   options.watcher.onReorg((reorg) => dropReorganised(st, reorg));
   return {
     /** Whether the watcher has synced within the staleness bound. */
