@@ -404,7 +404,8 @@ const registryAddresses = (client: ChainClient) => [
  * serves WebSocket on its HTTP port) the watcher also subscribes to the registries' logs
  * (`eth_subscribe`) and polls at once for each one pushed, so a revocation applies as soon as
  * the node pushes its log instead of at the next poll. The push only says when
- * to read: the events are still read and checked by the poll (the same reorg checks). While the
+ * to read: the events are still read and checked by the poll (the same reorg checks); before
+ * that, `onHint` listeners get the pushed event to drop what they cache (never to apply it). While the
  * subscription is live the timer polls every `pushHeartbeatMs` (default 250), which keeps the
  * freshness clock (`lastSyncedAt`) well inside the gateway's bounds (with `confirmations` above
  * 0 it keeps polling every `pollingIntervalMs`: the block that confirms an event pushes no log
