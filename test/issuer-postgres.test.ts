@@ -286,7 +286,7 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
     expect(existsSync(join(orgC.dirs[0], "keyring.json"))).toBe(true);
   });
 
-  it("kparty did list --database reads the agent from PostgreSQL; a non-postgres URL is refused", async () => {
+  it("kparty did list --database (or KPARTY_AGENT_DATABASE_URL) reads the agent from PostgreSQL; a non-postgres URL is refused", async () => {
     const env = { KPARTY_PASSPHRASE: PASSPHRASE };
     const listed = await kparty(["did", "list", "--data-dir", orgC.dirs[0], "--database", url, "--json"], {
       cwd: world.dir,
@@ -298,7 +298,7 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
     });
     const byEnv = await kparty(["did", "list", "--data-dir", orgC.dirs[1], "--json"], {
       cwd: world.dir,
-      env: { ...env, KPARTY_DATABASE_URL: url },
+      env: { ...env, KPARTY_AGENT_DATABASE_URL: url },
     });
     expect(JSON.parse(byEnv.stdout)).toEqual(JSON.parse(listed.stdout));
     expect(`${listed.stderr}${byEnv.stderr}`).not.toContain(new URL(url).password);
@@ -309,7 +309,7 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
     expect([refused.code, refused.stdout, refused.stderr]).toEqual([
       2,
       "",
-      "kparty: invalid_argument: --database / KPARTY_DATABASE_URL must be a postgres:// URL\n",
+      "kparty: invalid_argument: --database / KPARTY_AGENT_DATABASE_URL must be a postgres:// URL\n",
     ]);
   });
 

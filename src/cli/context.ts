@@ -24,11 +24,11 @@ export interface GlobalOptions {
 
 /**
  * `--database` of every command that opens this party's agent: its data store on PostgreSQL
- * (see `AgentConfig.database`), else `KPARTY_DATABASE_URL`, else the embedded file.
+ * (see `AgentConfig.database`), else `KPARTY_AGENT_DATABASE_URL`, else the embedded file.
  */
 export const AGENT_DATABASE = [
   "--database <url>",
-  "the agent's data store in PostgreSQL (postgres://…; default: KPARTY_DATABASE_URL, else <data dir>/agent.sqlite)",
+  "the agent's data store in PostgreSQL (postgres://…; default: KPARTY_AGENT_DATABASE_URL, else <data dir>/agent.sqlite)",
 ] as const;
 
 /** A deployment file: the deployment plus where its chain was served when it was written. */
@@ -152,7 +152,7 @@ export class CliContext {
 
   /**
    * Opens this party's agent (keys in `dataDir`, unlocked with the passphrase; its data store in
-   * PostgreSQL with `--database` or `KPARTY_DATABASE_URL`, else in `dataDir`). Without a
+   * PostgreSQL with `--database` or `KPARTY_AGENT_DATABASE_URL`, else in `dataDir`). Without a
    * deployment yet (`allowUndeployed`), DIDs can still be created and listed: they depend
    * only on the chain id.
    */
@@ -171,7 +171,7 @@ export class CliContext {
             deployedAtBlock: 0,
           }
         : this.deployment();
-    const database = databaseUrl(this.#database);
+    const database = databaseUrl(this.#database, "KPARTY_AGENT_DATABASE_URL");
     const fresh = !existsSync(join(dataDir, "keyring.json"));
     const passphrase = await readPassphrase({ label: dataDir, confirm: fresh });
     this.#passphrase = passphrase;

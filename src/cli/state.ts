@@ -9,11 +9,19 @@ import { readPassphrase } from "./passphrase.ts";
 export const DATABASE_OPTION =
   "the gateway's shared state in PostgreSQL (postgres://…; default: KPARTY_DATABASE_URL, else the embedded <data dir>/gateway.sqlite)";
 
-/** The PostgreSQL URL from `--database` or `KPARTY_DATABASE_URL`, or null for the embedded backend. */
-export function databaseUrl(option: string | undefined): string | null {
-  const url = option ?? process.env.KPARTY_DATABASE_URL ?? null;
+/**
+ * The PostgreSQL URL from `--database` or the environment variable `env` (`KPARTY_DATABASE_URL`
+ * for the gateway's state, `KPARTY_AGENT_DATABASE_URL` for an agent's data store: two variables,
+ * so that a host running both never puts one in the other's database by accident), or null for
+ * the embedded backend.
+ */
+export function databaseUrl(
+  option: string | undefined,
+  env: "KPARTY_DATABASE_URL" | "KPARTY_AGENT_DATABASE_URL" = "KPARTY_DATABASE_URL",
+): string | null {
+  const url = option ?? process.env[env] ?? null;
   if (url !== null && !/^postgres(ql)?:\/\//.test(url)) {
-    throw new KPartyError("invalid_argument", "--database / KPARTY_DATABASE_URL must be a postgres:// URL");
+    throw new KPartyError("invalid_argument", `--database / ${env} must be a postgres:// URL`);
   }
   return url;
 }
