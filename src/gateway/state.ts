@@ -1,8 +1,14 @@
-import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
+import {
+  type ChallengeRow,
+  challengeRefusal,
+  challengeTtlMs,
+  consumeRefusal,
+  newChallenge,
+} from "../state/challenges.ts";
 import type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
 /**
@@ -94,11 +100,8 @@ export class ChallengeStore {
   #prunedAt = 0;
 
   constructor(db: DatabaseSync, options: { ttlSeconds: number; now: () => number }) {
-    if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
-      throw new TypeError("challenge ttlSeconds must be positive");
-    }
+    this.#ttlMs = challengeTtlMs(options.ttlSeconds);
     this.#db = db;
-    this.#ttlMs = options.ttlSeconds * 1000;
     this.#now = options.now;
     this.#insert = db.prepare(
       "INSERT INTO challenges (challenge, client, created_at, expires_at) VALUES (?, ?, ?, ?)",
@@ -123,7 +126,7 @@ export class ChallengeStore {
   /** Mints a fresh challenge (256 random bits, base64url) for `client`; prunes long-expired ones once a second. */
   issue(client: string): Challenge {
     const now = this.#now();
-    const challenge = randomBytes(32).toString("base64url");
+    const challenge = newChallenge();
     this.#write(() => {
       if (now - this.#prunedAt >= 1_000) {
         this.#prunedAt = now;
@@ -139,12 +142,13 @@ export class ChallengeStore {
    * like {@link consume}. Lets a verifier refuse a made-up nonce before any expensive work.
    */
   check(challenge: string): void {
+    const refusal = challengeRefusal(this.#row(challenge), this.#now());
+    if (refusal) throw refusal;
+  }
+
+  #row(challenge: string): ChallengeRow | undefined {
     const row = this.#lookup.get(challenge) as { used_at: number | null; expires_at: number } | undefined;
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
-    if (row.expires_at <= this.#now())
-      throw new KPartyError("challenge_invalid", "the challenge has expired");
+    return row && { usedAt: row.used_at, expiresAt: row.expires_at };
   }
 
   /** Whether `challenge` was issued here (used or not, expired or not, until pruned). */
@@ -157,11 +161,7 @@ export class ChallengeStore {
     const now = this.#now();
     const { changes } = this.#write(() => this.#use.run(now, challenge, now));
     if (changes === 1) return;
-    const row = this.#lookup.get(challenge) as { used_at: number | null; expires_at: number } | undefined;
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
-    throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+    throw consumeRefusal(this.#row(challenge), now);
   }
 }
 

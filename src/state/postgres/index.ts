@@ -1,8 +1,14 @@
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { auditChainWalker, auditRecordFromRow, chainedRecords } from "../../gateway/audit.ts";
 import { type AuditKeyRow, auditKeyStore, auditPublicKeyOf } from "../audit-keys.ts";
+import {
+  type ChallengeRow,
+  challengeRefusal,
+  challengeTtlMs,
+  consumeRefusal,
+  newChallenge,
+} from "../challenges.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type {
   AuditEntry,
@@ -147,17 +153,14 @@ class PostgresChallenges implements ChallengeStore {
   #prunedAt = 0;
 
   constructor(query: Query, options: { ttlSeconds: number; now: () => number }) {
-    if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
-      throw new TypeError("challenge ttlSeconds must be positive");
-    }
+    this.#ttlMs = challengeTtlMs(options.ttlSeconds);
     this.#query = query;
-    this.#ttlMs = options.ttlSeconds * 1000;
     this.#now = options.now;
   }
 
   async issue(client: string): Promise<Challenge> {
     const now = this.#now();
-    const challenge = randomBytes(32).toString("base64url");
+    const challenge = newChallenge();
     if (now - this.#prunedAt >= 1_000) {
       this.#prunedAt = now;
       await this.#query("DELETE FROM kparty_challenges WHERE expires_at < $1", [now - this.#ttlMs]);
@@ -169,21 +172,20 @@ class PostgresChallenges implements ChallengeStore {
     return { challenge, expiresAt: new Date(now + this.#ttlMs) };
   }
 
-  async #row(challenge: string) {
+  async #row(challenge: string): Promise<ChallengeRow | undefined> {
     const { rows } = await this.#query<{ used_at: string | null; expires_at: string }>(
       "SELECT used_at, expires_at FROM kparty_challenges WHERE challenge = $1",
       [challenge],
     );
-    return rows[0];
+    const row = rows[0];
+    return (
+      row && { usedAt: row.used_at === null ? null : Number(row.used_at), expiresAt: Number(row.expires_at) }
+    );
   }
 
   async check(challenge: string): Promise<void> {
-    const row = await this.#row(challenge);
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
-    if (Number(row.expires_at) <= this.#now())
-      throw new KPartyError("challenge_invalid", "the challenge has expired");
+    const refusal = challengeRefusal(await this.#row(challenge), this.#now());
+    if (refusal) throw refusal;
   }
 
   async issuedHere(challenge: string): Promise<boolean> {
@@ -198,11 +200,7 @@ class PostgresChallenges implements ChallengeStore {
       [now, challenge],
     );
     if (rowCount === 1) return;
-    const row = await this.#row(challenge);
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
-    throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+    throw consumeRefusal(await this.#row(challenge), now);
   }
 }
 
