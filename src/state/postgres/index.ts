@@ -35,7 +35,7 @@ import {
   sealedTokenKeys,
   type TokenKeyStoreOptions,
 } from "../sealed.ts";
-import { type CheckedOut, checkout } from "./checkout.ts";
+import { type CheckedOut, checkout, inTransaction } from "./checkout.ts";
 import { LOCKS, migrate } from "./migrations.ts";
 
 export { MIGRATIONS, type Migration, migrate } from "./migrations.ts";
@@ -310,11 +310,8 @@ class PostgresAuditLog implements AuditStore {
     });
   }
 
-  async #commit(group: Pending[]): Promise<AuditRecord[]> {
-    const { client, release } = await checkout(this.#pool);
-    let broken: unknown;
-    try {
-      await client.query("BEGIN");
+  #commit(group: Pending[]): Promise<AuditRecord[]> {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ seq: string; hash: string }>(
         "SELECT seq, hash FROM kparty_audit_head WHERE id = 1 FOR UPDATE",
       );
@@ -348,16 +345,8 @@ class PostgresAuditLog implements AuditStore {
         last.seq,
         last.hash,
       ]);
-      await client.query("COMMIT");
       return records;
-    } catch (error) {
-      broken = error;
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      // a connection that failed mid-transaction is not returned to the pool
-      release(broken instanceof Error && !(broken instanceof KPartyError) ? broken : undefined);
-    }
+    });
   }
 
   async close(): Promise<void> {
@@ -483,28 +472,10 @@ function postgresTokenKeys(pool: pg.Pool, query: Query, options: TokenKeyStoreOp
       unencrypted: Number(row?.unencrypted ?? 0),
     };
   };
-  const transaction = async (fn: (client: pg.PoolClient) => Promise<void>) => {
-    let out: CheckedOut;
-    try {
-      out = await checkout(pool);
-    } catch (error) {
+  const transaction = (fn: (client: pg.PoolClient) => Promise<void>) =>
+    inTransaction(pool, fn, { lock: LOCKS.tokenKeys }).catch((error: unknown) => {
       throw unavailable(error);
-    }
-    const { client } = out;
-    let failed: unknown;
-    try {
-      await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.tokenKeys]);
-      await fn(client);
-      await client.query("COMMIT");
-    } catch (error) {
-      failed = error;
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw unavailable(error);
-    } finally {
-      out.release(failed instanceof KPartyError ? undefined : failed);
-    }
-  };
+    });
   return sealedTokenKeys(
     {
       read,
