@@ -1,13 +1,14 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { KPartyError } from "../errors/index.ts";
 import {
   type ChallengeRow,
   challengeRefusal,
   challengeTtlMs,
+  consumeNonceRefusal,
   consumeRefusal,
   newChallenge,
+  nonceRefusal,
 } from "../state/challenges.ts";
 import type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
@@ -245,22 +246,14 @@ export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {
   }
 
   checkNonce(state: string, nonce: string): void {
-    const t = this.byState(state);
-    if (!t)
-      throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
-    if (t.nonce !== nonce)
-      throw new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
-    if (t.respondedAt !== null)
-      throw new KPartyError("challenge_reused", "this authorization request has already been answered");
-    if (t.expiresAt <= this.#now())
-      throw new KPartyError("challenge_invalid", "the authorization request has expired");
+    const refusal = nonceRefusal(this.byState(state), nonce, this.#now());
+    if (refusal) throw refusal;
   }
 
   consumeNonce(state: string, nonce: string): void {
     const now = this.#now();
     if (this.#respond.run(now, state, nonce, now).changes === 1) return;
-    this.checkNonce(state, nonce);
-    throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+    throw consumeNonceRefusal(this.byState(state), nonce, this.#now());
   }
 
   settle(id: string, outcome: "granted" | "denied", result: string): void {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { KPartyError } from "../errors/index.ts";
+import type { Oid4vpTransaction } from "./port.ts";
 
 /** A challenge as both backends store it (times in ms; `usedAt` null while unused). */
 export interface ChallengeRow {
@@ -37,4 +38,39 @@ export function challengeRefusal(row: ChallengeRow | undefined, now: number): KP
  */
 export function consumeRefusal(row: ChallengeRow | undefined, now: number): KPartyError {
   return challengeRefusal(row, now) ?? new KPartyError("challenge_invalid", "the challenge has expired");
+}
+
+/**
+ * Why an OID4VP response with `nonce` cannot answer the transaction `t` (undefined: its `state`
+ * names none) at `now`: `challenge_invalid` for an unknown request, another nonce or an expired
+ * request, `challenge_reused` once answered; null when it can. Both backends' `checkNonce`.
+ */
+export function nonceRefusal(
+  t: Pick<Oid4vpTransaction, "nonce" | "respondedAt" | "expiresAt"> | undefined,
+  nonce: string,
+  now: number,
+): KPartyError | null {
+  if (!t) return new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
+  if (t.nonce !== nonce)
+    return new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
+  if (t.respondedAt !== null)
+    return new KPartyError("challenge_reused", "this authorization request has already been answered");
+  if (t.expiresAt <= now)
+    return new KPartyError("challenge_invalid", "the authorization request has expired");
+  return null;
+}
+
+/**
+ * Why a `consumeNonce` whose conditional update changed no row failed: as {@link nonceRefusal}
+ * on the transaction read after it, and one that passes by then was answered meanwhile.
+ */
+export function consumeNonceRefusal(
+  t: Pick<Oid4vpTransaction, "nonce" | "respondedAt" | "expiresAt"> | undefined,
+  nonce: string,
+  now: number,
+): KPartyError {
+  return (
+    nonceRefusal(t, nonce, now) ??
+    new KPartyError("challenge_reused", "this authorization request has already been answered")
+  );
 }

@@ -6,8 +6,10 @@ import {
   type ChallengeRow,
   challengeRefusal,
   challengeTtlMs,
+  consumeNonceRefusal,
   consumeRefusal,
   newChallenge,
+  nonceRefusal,
 } from "../challenges.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type {
@@ -634,15 +636,8 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
   }
 
   async checkNonce(state: string, nonce: string): Promise<void> {
-    const t = await this.byState(state);
-    if (!t)
-      throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
-    if (t.nonce !== nonce)
-      throw new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
-    if (t.respondedAt !== null)
-      throw new KPartyError("challenge_reused", "this authorization request has already been answered");
-    if (t.expiresAt <= this.#now())
-      throw new KPartyError("challenge_invalid", "the authorization request has expired");
+    const refusal = nonceRefusal(await this.byState(state), nonce, this.#now());
+    if (refusal) throw refusal;
   }
 
   async consumeNonce(state: string, nonce: string): Promise<void> {
@@ -653,8 +648,7 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
       [now, state, nonce],
     );
     if (rowCount === 1) return;
-    await this.checkNonce(state, nonce);
-    throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+    throw consumeNonceRefusal(await this.byState(state), nonce, this.#now());
   }
 
   async settle(id: string, outcome: "granted" | "denied", result: string): Promise<void> {
