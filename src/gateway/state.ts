@@ -9,6 +9,8 @@ import {
   consumeRefusal,
   newChallenge,
   nonceRefusal,
+  type TransactionRow,
+  transactionOfRow,
 } from "../state/challenges.ts";
 import type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
@@ -168,34 +170,8 @@ export class ChallengeStore {
 
 export type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
-interface TransactionRow {
-  id: string;
-  state: string;
-  nonce: string;
-  client: string;
-  request: string;
-  created_at: number;
-  expires_at: number;
-  responded_at: number | null;
-  outcome: "granted" | "denied" | null;
-  result: string | null;
-  redeemed_at: number | null;
-}
-
 const transactionOf = (row: TransactionRow | undefined): Oid4vpTransaction | undefined =>
-  row && {
-    id: row.id,
-    state: row.state,
-    nonce: row.nonce,
-    client: row.client,
-    request: row.request,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    respondedAt: row.responded_at,
-    outcome: row.outcome,
-    result: row.result,
-    redeemedAt: row.redeemed_at,
-  };
+  row && transactionOfRow(row);
 
 /** OID4VP transactions in the gateway's node:sqlite database; those expired a day ago are pruned. */
 export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {

@@ -74,3 +74,40 @@ export function consumeNonceRefusal(
     new KPartyError("challenge_reused", "this authorization request has already been answered")
   );
 }
+
+/**
+ * An OID4VP transaction as both backends' tables hold it (snake_case columns; PostgreSQL's
+ * `bigint` times arrive as strings, node:sqlite's as numbers).
+ */
+export interface TransactionRow {
+  id: string;
+  state: string;
+  nonce: string;
+  client: string;
+  request: string;
+  created_at: number | string;
+  expires_at: number | string;
+  responded_at: number | string | null;
+  outcome: "granted" | "denied" | null;
+  result: string | null;
+  redeemed_at: number | string | null;
+}
+
+const timeOrNull = (v: number | string | null) => (v === null ? null : Number(v));
+
+/** A transaction row as the port's {@link Oid4vpTransaction} (times in ms). */
+export function transactionOfRow(row: TransactionRow): Oid4vpTransaction {
+  return {
+    id: row.id,
+    state: row.state,
+    nonce: row.nonce,
+    client: row.client,
+    request: row.request,
+    createdAt: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    respondedAt: timeOrNull(row.responded_at),
+    outcome: row.outcome,
+    result: row.result,
+    redeemedAt: timeOrNull(row.redeemed_at),
+  };
+}

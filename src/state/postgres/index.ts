@@ -1,6 +1,6 @@
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
-import { auditChainWalker, auditRecordFromRow, chainedRecords } from "../../gateway/audit.ts";
+import { auditChainWalker, auditRecordFromRow, chainedRecords, type Pending } from "../../gateway/audit.ts";
 import { type AuditKeyRow, auditKeyStore, auditPublicKeyOf } from "../audit-keys.ts";
 import {
   type ChallengeRow,
@@ -10,6 +10,8 @@ import {
   consumeRefusal,
   newChallenge,
   nonceRefusal,
+  type TransactionRow,
+  transactionOfRow,
 } from "../challenges.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type {
@@ -249,13 +251,6 @@ class PostgresRateLimits implements RateLimits {
       details: { retryAfterSeconds },
     });
   }
-}
-
-interface Pending {
-  entry: AuditEntry;
-  at: number;
-  resolve: (record: AuditRecord) => void;
-  reject: (error: unknown) => void;
 }
 
 /**
@@ -559,22 +554,6 @@ function postgresRevokedTokens(query: Query, options: { now: () => number }): Re
   };
 }
 
-type TransactionRow = {
-  id: string;
-  state: string;
-  nonce: string;
-  client: string;
-  request: string;
-  created_at: string;
-  expires_at: string;
-  responded_at: string | null;
-  outcome: "granted" | "denied" | null;
-  result: string | null;
-  redeemed_at: string | null;
-};
-
-const numberOrNull = (v: string | null) => (v === null ? null : Number(v));
-
 /**
  * OID4VP transactions of the deployment in `kparty_oid4vp_transactions`: a request created at
  * one replica is fetched, answered and collected at any. Every single-use step (the nonce, the
@@ -610,21 +589,7 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
       [value],
     );
     const row = rows[0];
-    return (
-      row && {
-        id: row.id,
-        state: row.state,
-        nonce: row.nonce,
-        client: row.client,
-        request: row.request,
-        createdAt: Number(row.created_at),
-        expiresAt: Number(row.expires_at),
-        respondedAt: numberOrNull(row.responded_at),
-        outcome: row.outcome,
-        result: row.result,
-        redeemedAt: numberOrNull(row.redeemed_at),
-      }
-    );
+    return row && transactionOfRow(row);
   }
 
   byId(id: string) {
