@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKPartyProtection, errorResponse } from "../src/gateway/index.ts";
 import { createEmbeddedState } from "../src/state/index.ts";
+import { errorCodeOf } from "./fixtures/errors.ts";
 import { getJson, requestToken, waitForSync } from "./fixtures/http.ts";
 import { issue } from "./fixtures/issue.ts";
 import { clockNow, createWorld, type KPartyWorld, MODEL_ID, TOKEN_KEY_SECRET } from "./fixtures/kparty.ts";
@@ -137,8 +138,36 @@ describe("kparty protection mounted on another Fastify server", () => {
     expect(asked).toEqual([]);
   });
 
-  it("refuses to start against a gateway on another deployment", async () => {
+  it("refuses to start with config_invalid against a gateway on another deployment", async () => {
     const wrong = { ...world.client, deployment: { ...world.deployment, chainId: 1 } };
-    await expect(createKPartyProtection({ gateway: world.base, chain: wrong })).rejects.toThrow(TypeError);
+    expect(await errorCodeOf(createKPartyProtection({ gateway: world.base, chain: wrong }))).toBe(
+      "config_invalid",
+    );
+  });
+
+  it("starts with the key of /.well-known/kparty alone against a gateway without JWKS (404)", async () => {
+    const asked: string[] = [];
+    const withoutJwks: typeof fetch = (input, init) => {
+      asked.push(new URL(String(input)).pathname);
+      return String(input).endsWith("/.well-known/jwks.json")
+        ? Promise.resolve(
+            new Response('{"error":{"code":"not_found","message":"no route"}}', { status: 404 }),
+          )
+        : fetch(input, init);
+    };
+    const old = await createKPartyProtection({
+      gateway: world.base,
+      chain: world.client,
+      fetch: withoutJwks,
+    });
+    try {
+      const wellKnown = (await getJson(world.base, "/.well-known/kparty")).body as { domain: string };
+      expect([old.domain, asked]).toEqual([
+        wellKnown.domain,
+        ["/.well-known/kparty", "/.well-known/jwks.json"],
+      ]);
+    } finally {
+      await old.close();
+    }
   });
 });

@@ -31,6 +31,43 @@ export function checkPushUrl(url: string): void {
     throw new TypeError(`the push URL must be ws:// or wss://, got ${redactUrl(url)}`);
 }
 
+/** The `eth_subscribe` request (id 1) for the logs of `addresses`. */
+function subscribeRequest(addresses: string[]): string {
+  return JSON.stringify({
+    jsonrpc: "2.0",
+    id: 1,
+    method: "eth_subscribe",
+    params: ["logs", { address: addresses }],
+  });
+}
+
+/**
+ * What a message of the node is: the answer to the subscription (`subscribed` with its id,
+ * `refused` otherwise), a pushed `log` (the log, if it is an object), or null for anything else.
+ */
+function pushMessageOf(
+  data: unknown,
+):
+  | { kind: "subscribed" }
+  | { kind: "refused" }
+  | { kind: "log"; log: Record<string, unknown> | undefined }
+  | null {
+  let message: { id?: number; result?: unknown; method?: string; params?: { result?: unknown } };
+  try {
+    message = JSON.parse(String(data)) as typeof message;
+  } catch {
+    return null;
+  }
+  if (message.id === 1)
+    return typeof message.result === "string" ? { kind: "subscribed" } : { kind: "refused" };
+  if (message.method !== "eth_subscription") return null;
+  const log = message.params?.result;
+  return {
+    kind: "log",
+    log: typeof log === "object" && log !== null ? (log as Record<string, unknown>) : undefined,
+  };
+}
+
 /**
  * Subscribes to the logs of `addresses` over a WebSocket (`eth_subscribe`, `"logs"`) and calls
  * `onLog` for each: a hint to read the chain now, not an event to apply (the caller's poll reads
@@ -68,26 +105,14 @@ export function subscribeLogs(options: LogSubscriptionOptions): LogSubscription 
   };
 
   function onMessage(ws: WebSocket, data: unknown) {
-    let message: {
-      id?: number;
-      result?: unknown;
-      error?: unknown;
-      method?: string;
-      params?: { result?: unknown };
-    };
-    try {
-      message = JSON.parse(String(data)) as typeof message;
-    } catch {
-      return;
-    }
-    if (message.id === 1) {
-      if (typeof message.result !== "string") return ws.close(); // refused: back off, poll meanwhile
+    const message = pushMessageOf(data);
+    if (message?.kind === "refused") return ws.close(); // back off, poll meanwhile
+    if (message?.kind === "subscribed") {
       live = true;
       wait = minWait;
       options.onLog(); // what happened while the socket was down is read now
-    } else if (message.method === "eth_subscription" && live) {
-      const log = message.params?.result;
-      options.onLog(typeof log === "object" && log !== null ? (log as Record<string, unknown>) : undefined);
+    } else if (message?.kind === "log" && live) {
+      options.onLog(message.log);
     }
   }
 
@@ -100,16 +125,7 @@ export function subscribeLogs(options: LogSubscriptionOptions): LogSubscription 
       return down();
     }
     socket = ws;
-    ws.addEventListener("open", () =>
-      ws.send(
-        JSON.stringify({
-          jsonrpc: "2.0",
-          id: 1,
-          method: "eth_subscribe",
-          params: ["logs", { address: options.addresses }],
-        }),
-      ),
-    );
+    ws.addEventListener("open", () => ws.send(subscribeRequest(options.addresses)));
     ws.addEventListener("message", (event) => onMessage(ws, event.data));
     ws.addEventListener("close", () => {
       if (socket === ws) down();

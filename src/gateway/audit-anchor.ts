@@ -93,6 +93,29 @@ async function anchorRound(
   return { anchored: { seq: head.seq, txHash: outcome.transactionHash } };
 }
 
+type AnchorerParams = {
+  wallet: WalletClient;
+  keys: AuditPublicKey;
+  reader: AuditReader;
+  lock: ModelLock | null;
+  now: () => number;
+  note: (text: string) => void;
+  settings?: AuditAnchorSettings;
+  /** Start the interval timer (default true; tests drive `tick` themselves). */
+  timer?: boolean;
+};
+
+/** What the anchorer keeps between rounds. */
+interface AnchorerState {
+  status: AuditAnchorStatus;
+  /** The round under way, if any. */
+  running: Promise<AnchorOutcome> | null;
+  /** No round on `appended` before this time (after a failure: the next interval). */
+  retryAt: number;
+  /** The newest seq this process saw appended or at the head. */
+  lastSeen: number;
+}
+
 /**
  * Anchors the head of the deployment's audit chain on chain (contracts/AuditAnchors.sol), in the
  * anchoring account's log named by the audit key (see `src/state/audit-keys.ts`): every
@@ -104,87 +127,90 @@ async function anchorRound(
  * next interval; decisions are served meanwhile and the unanchored window grows (`kparty audit
  * verify` reports it).
  */
-export function createAuditAnchorer(params: {
-  wallet: WalletClient;
-  keys: AuditPublicKey;
-  reader: AuditReader;
-  lock: ModelLock | null;
-  now: () => number;
-  note: (text: string) => void;
-  settings?: AuditAnchorSettings;
-  /** Start the interval timer (default true; tests drive `tick` themselves). */
-  timer?: boolean;
-}): AuditAnchorer {
-  const { everyRecords, intervalSeconds } = resolveAuditAnchorSettings(params.settings);
-  const status: AuditAnchorStatus = { anchoredSeq: null, failures: 0, lastError: null };
-  let running: Promise<AnchorOutcome> | null = null;
-  let retryAt = Number.NEGATIVE_INFINITY;
-  let lastSeen = 0;
-  const lock: ModelLock = params.lock ?? ((_name, fn) => fn());
-
-  const round = () =>
-    anchorRound(params, status, (seq) => {
-      lastSeen = Math.max(lastSeen, seq);
-    });
-
-  async function guarded(): Promise<AnchorOutcome> {
-    try {
-      const outcome = await lock(ANCHOR_LOCK, round);
-      status.failures = 0;
-      status.lastError = null;
-      retryAt = Number.NEGATIVE_INFINITY;
-      return outcome;
-    } catch (error) {
-      const code = error instanceof KPartyError ? error.code : "internal";
-      status.failures += 1;
-      status.lastError = code;
-      retryAt = params.now() + intervalSeconds * 1000;
-      const unanchored = Math.max(0, lastSeen - (status.anchoredSeq ?? 0));
-      params.note(
-        `audit head anchoring failed (${code}) from ${params.keys.anchorer}; ${unanchored} record(s) not anchored; retrying in ${intervalSeconds} s`,
-      );
-      return { failed: { code } };
-    }
-  }
-
+export function createAuditAnchorer(params: AnchorerParams): AuditAnchorer {
+  const settings = resolveAuditAnchorSettings(params.settings);
+  const state: AnchorerState = {
+    status: { anchoredSeq: null, failures: 0, lastError: null },
+    running: null,
+    retryAt: Number.NEGATIVE_INFINITY,
+    lastSeen: 0,
+  };
   function tick(): Promise<AnchorOutcome> {
-    if (running) return running.then(() => ({ skipped: "busy" }) as const);
-    running = guarded().finally(() => {
-      running = null;
+    if (state.running) return state.running.then(() => ({ skipped: "busy" }) as const);
+    state.running = guardedRound(params, state, settings.intervalSeconds).finally(() => {
+      state.running = null;
     });
-    return running;
+    return state.running;
   }
-
-  const timer =
-    params.timer === false
-      ? null
-      : setInterval(() => {
-          void tick();
-        }, intervalSeconds * 1000);
-  timer?.unref();
-
+  const timer = params.timer === false ? null : startInterval(tick, settings.intervalSeconds);
   return {
     address: params.keys.anchorer,
     tick,
     appended(seq) {
-      lastSeen = Math.max(lastSeen, seq);
-      if (running || params.now() < retryAt) return;
-      if (seq - (status.anchoredSeq ?? 0) >= everyRecords) void tick();
+      state.lastSeen = Math.max(state.lastSeen, seq);
+      if (state.running || params.now() < state.retryAt) return;
+      if (seq - (state.status.anchoredSeq ?? 0) >= settings.everyRecords) void tick();
     },
-    status,
-    async stop() {
-      if (timer) clearInterval(timer);
-      // a round waiting on a slow chain does not hold the gateway's shutdown for long
-      let bound: NodeJS.Timeout | undefined;
-      await Promise.race([
-        running,
-        new Promise((resolve) => {
-          bound = setTimeout(resolve, STOP_WAIT_MS);
-        }),
-      ]);
-      clearTimeout(bound);
-    },
+    status: state.status,
+    stop: () => stopAnchorer(timer, state),
   };
+}
+
+/**
+ * One round under the replicas' lock, its outcome recorded in `state`: a success clears the
+ * failures; a failure counts, notes its code and the unanchored records in the operator's log,
+ * and holds off rounds on `appended` until the next interval.
+ */
+async function guardedRound(
+  params: AnchorerParams,
+  state: AnchorerState,
+  intervalSeconds: number,
+): Promise<AnchorOutcome> {
+  const { status } = state;
+  const lock: ModelLock = params.lock ?? ((_name, fn) => fn());
+  const seen = (seq: number) => {
+    state.lastSeen = Math.max(state.lastSeen, seq);
+  };
+  try {
+    const outcome = await lock(ANCHOR_LOCK, () => anchorRound(params, status, seen));
+    status.failures = 0;
+    status.lastError = null;
+    state.retryAt = Number.NEGATIVE_INFINITY;
+    return outcome;
+  } catch (error) {
+    const code = error instanceof KPartyError ? error.code : "internal";
+    status.failures += 1;
+    status.lastError = code;
+    state.retryAt = params.now() + intervalSeconds * 1000;
+    const unanchored = Math.max(0, state.lastSeen - (status.anchoredSeq ?? 0));
+    params.note(
+      `audit head anchoring failed (${code}) from ${params.keys.anchorer}; ${unanchored} record(s) not anchored; retrying in ${intervalSeconds} s`,
+    );
+    return { failed: { code } };
+  }
+}
+
+/** A round every `intervalSeconds` (a timer that does not keep the process alive). */
+function startInterval(tick: () => Promise<AnchorOutcome>, intervalSeconds: number): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    void tick();
+  }, intervalSeconds * 1000);
+  timer.unref();
+  return timer;
+}
+
+/** Stops the timer and waits for a round under way, at most `STOP_WAIT_MS`. */
+async function stopAnchorer(timer: NodeJS.Timeout | null, state: AnchorerState): Promise<void> {
+  if (timer) clearInterval(timer);
+  // a round waiting on a slow chain does not hold the gateway's shutdown for long
+  let bound: NodeJS.Timeout | undefined;
+  await Promise.race([
+    state.running,
+    new Promise((resolve) => {
+      bound = setTimeout(resolve, STOP_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(bound);
 }
 
 /** `store` telling `anchorer` of each record it appends. */

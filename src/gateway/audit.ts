@@ -73,7 +73,8 @@ interface Settle {
   reject: (error: unknown) => void;
 }
 
-interface Pending {
+/** An entry waiting for its group's commit (both backends' audit logs). */
+export interface Pending {
   entry: AuditEntry;
   at: number;
   resolve: (record: AuditRecord) => void;

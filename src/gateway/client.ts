@@ -1,16 +1,21 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { KPartyError, SERVICE_ERROR_CODES, type ServiceErrorCode } from "../errors/index.ts";
-import type { Aggregation, RoundResult, UpdateReceipt } from "../models/index.ts";
+import type { Aggregation } from "../models/index.ts";
 import { createDpopProof, dpopAlgorithmOf } from "./dpop.ts";
 import type { TokenIntrospection } from "./routes/oauth.ts";
 import type {
   AccessTokenResponse,
   ChallengeResponse,
   ModelResponse,
+  ReceiptResponse,
+  RoundResponse,
   TransactionResponse,
 } from "./schemas.ts";
 
-/** What `POST /auth/token` answers (one definition, the gateway's: see `AccessTokenResponse`). */
+/**
+ * What `POST /auth/token` answers. This client's answer types are those of the routes' response
+ * schemas (`schemas.ts`, `INTROSPECTION_SCHEMA`), derived from them: one definition of each.
+ */
 export type TokenResponse = AccessTokenResponse;
 
 export interface GatewayClientOptions {
@@ -259,13 +264,13 @@ function modelCalls(call: Call) {
       id: string,
       update: { round: number; sampleCount: number; weights: Float32Array },
       token: string,
-    ): Promise<UpdateReceipt> {
+    ): Promise<ReceiptResponse> {
       const bytes = new Uint8Array(
         update.weights.buffer,
         update.weights.byteOffset,
         update.weights.byteLength,
       );
-      const { body } = await call<UpdateReceipt>(`/models/${encodeURIComponent(id)}/updates`, {
+      const { body } = await call<ReceiptResponse>(`/models/${encodeURIComponent(id)}/updates`, {
         method: "POST",
         token,
         headers: {
@@ -277,9 +282,9 @@ function modelCalls(call: Call) {
       });
       return body;
     },
-    async closeRound(id: string, round: number, token: string): Promise<RoundResult> {
+    async closeRound(id: string, round: number, token: string): Promise<RoundResponse> {
       const path = `/models/${encodeURIComponent(id)}/rounds/${round}/close`;
-      return (await call<RoundResult>(path, { method: "POST", token })).body;
+      return (await call<RoundResponse>(path, { method: "POST", token })).body;
     },
   };
 }

@@ -1,6 +1,7 @@
+import Fastify from "fastify";
 import { describe, expect, it } from "vitest";
 import { KPartyError } from "../errors/index.ts";
-import { CLIENT_MESSAGES, errorHeaders, errorResponse, isInternalError } from "./errors.ts";
+import { answerNoRoute, CLIENT_MESSAGES, errorHeaders, errorResponse, isInternalError } from "./errors.ts";
 
 const NODE_TEXT =
   'read credential state: chain unavailable: server response 500 (info={ "requestUrl": "https://u:p@node/v3/key" })';
@@ -117,5 +118,21 @@ describe("DPoP refusals (RFC 9449)", () => {
       },
     ]);
     expect(errorHeaders(client)).toEqual({ "www-authenticate": 'Basic realm="kparty", charset="UTF-8"' });
+  });
+});
+
+describe("answerNoRoute", () => {
+  it("answers a route the service does not have with 404 not_found naming the method and path", async () => {
+    const app = Fastify();
+    app.setNotFoundHandler(answerNoRoute);
+    try {
+      const res = await app.inject({ method: "DELETE", url: "/nowhere?x=1" });
+      expect([res.statusCode, res.json()]).toEqual([
+        404,
+        { error: { code: "not_found", message: "no route DELETE /nowhere?x=1" } },
+      ]);
+    } finally {
+      await app.close();
+    }
   });
 });

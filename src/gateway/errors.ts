@@ -1,3 +1,4 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { KPartyError, SERVICE_ERROR_CODES, type ServiceErrorCode } from "../errors/index.ts";
 import type { CheckResult } from "./verify/checks.ts";
 
@@ -172,4 +173,11 @@ export function errorResponse(error: unknown): [number, ErrorBody] {
     ];
   }
   return [500, { error: { code: "internal", message: CLIENT_MESSAGES.internal as string } }];
+}
+
+/** The answer of a kparty service (the gateway, the issuer service) to a route it does not have: 404 `not_found`. */
+export function answerNoRoute(request: FastifyRequest, reply: FastifyReply) {
+  return reply
+    .code(404)
+    .send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } });
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { KPartyError } from "../errors/index.ts";
 import { auditEntryOf } from "./audit-entry.ts";
-import { errorHeaders, errorResponse, isInternalError } from "./errors.ts";
+import { answerNoRoute, errorHeaders, errorResponse, isInternalError } from "./errors.ts";
 import type { GatewayServices } from "./services.ts";
 
 /**
@@ -95,9 +95,5 @@ export function installErrorHandling(
     if (status === 429 && typeof retryAfter === "number") reply.header("retry-after", String(retryAfter));
     return reply.code(status).send(body);
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
-  );
+  app.setNotFoundHandler(answerNoRoute);
 }

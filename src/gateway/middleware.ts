@@ -170,7 +170,10 @@ interface GatewayWellKnown {
   accessToken: { key: TokenPublicKey; clockSkewSeconds?: number; tokenBinding?: TokenBinding };
 }
 
-/** The gateway's `/.well-known/kparty`, which must name `chain`'s deployment (`TypeError` otherwise). */
+/**
+ * The gateway's `/.well-known/kparty`, which must name `chain`'s deployment: `config_invalid`
+ * when it names another chain or registry (the two are configured for different deployments).
+ */
 async function readWellKnown(
   fetchFn: typeof fetch,
   base: string,
@@ -190,14 +193,25 @@ async function readWellKnown(
     wellKnown.contracts?.CredentialRegistry?.toLowerCase() !==
       deployment.contracts.CredentialRegistry.toLowerCase()
   ) {
-    throw new TypeError("the gateway serves another chain or registry than the configured deployment");
+    throw new KPartyError(
+      "config_invalid",
+      "the gateway serves another chain or registry than the configured deployment",
+      {
+        details: {
+          gateway: { chainId: wellKnown.chainId, registry: wellKnown.contracts?.CredentialRegistry ?? null },
+          configured: { chainId: deployment.chainId, registry: deployment.contracts.CredentialRegistry },
+        },
+      },
+    );
   }
   return wellKnown;
 }
 
 /**
  * Verifies the gateway's access tokens with every key of its JWKS, read again for a `kid` not
- * seen yet (a rotation), at most once a second.
+ * seen yet (a rotation), at most once a second. A gateway from before JWKS (404) has only the
+ * key of its `/.well-known/kparty`; any other failed read is `registry_unavailable` (at start,
+ * the protection is not made; on a later read, the keys known stay in use).
  */
 async function gatewayTokenVerifier(args: {
   fetchFn: typeof fetch;
@@ -211,7 +225,13 @@ async function gatewayTokenVerifier(args: {
     createTokenVerifier({ domain: wellKnown.domain, keys, now, clockSkewSeconds });
   const readJwks = async (): Promise<TokenPublicKey[]> => {
     const answer = await fetchGateway(fetchFn, `${base}/.well-known/jwks.json`);
-    if (!answer.ok) return [wellKnown.accessToken.key]; // a gateway from before JWKS
+    if (answer.status === 404) return [wellKnown.accessToken.key]; // a gateway from before JWKS
+    if (!answer.ok) {
+      throw new KPartyError(
+        "registry_unavailable",
+        `the gateway at ${base} does not serve its JWKS (HTTP ${answer.status})`,
+      );
+    }
     const keys = (answer.body as { keys?: unknown } | null)?.keys;
     if (!Array.isArray(keys))
       throw new KPartyError("registry_unavailable", "the gateway's JWKS is not a key set");

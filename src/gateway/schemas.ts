@@ -1,13 +1,16 @@
 /**
  * The gateway's HTTP contract as JSON Schemas: what each route accepts (Fastify validates with
  * these) and answers (the served OpenAPI is generated from them, and a test checks real
- * responses against it). Each response schema has its TypeScript type beside it, which the
- * client (`client.ts`) uses: one definition of each answer.
+ * responses against it). Each response's TypeScript type is derived from its schema
+ * (`SchemaType`), and the client (`client.ts`) uses those: one definition of each answer. Where
+ * a module of its own defines the same value (`ModelInfo`, `RoundResult`, `UpdateReceipt`), tsc
+ * proves the two types equal (`TypesEqual` below).
  */
 import { ACTIONS, MODEL_ID } from "../credential/index.ts";
 import { VERIFICATION_ERROR_CODES } from "../errors/base.ts";
-import type { ServiceErrorCode } from "../errors/index.ts";
-import { AGGREGATION_RULES, type ModelInfo, type UpdateReceipt } from "../models/index.ts";
+import { SERVICE_ERROR_CODES, type ServiceErrorCode } from "../errors/index.ts";
+import { AGGREGATION_RULES, type ModelInfo, type RoundResult, type UpdateReceipt } from "../models/index.ts";
+import type { SchemaType, TypesEqual } from "../util/schema-type.ts";
 import { HTTP_STATUS } from "./errors.ts";
 
 const str = { type: "string" } as const;
@@ -124,7 +127,7 @@ export const checkSchema = {
   required: ["check", "passed"],
   additionalProperties: false,
   properties: { check: str, passed: { type: "boolean" }, code: str },
-};
+} as const;
 
 export const aggregationSchema = {
   type: "object",
@@ -137,7 +140,7 @@ export const aggregationSchema = {
     trimFraction: { type: "number", exclusiveMinimum: 0, exclusiveMaximum: 0.5 },
     clipNorm: { type: "number", exclusiveMinimum: 0 },
   },
-};
+} as const;
 
 const modelProperties = {
   id: str,
@@ -151,23 +154,38 @@ const modelProperties = {
   maxSamplesPerUpdate: int,
   aggregation: aggregationSchema,
   updatedAt: { type: "string", format: "date-time" },
-} satisfies Record<keyof ModelInfo, object>; // one property per field of the type, no more
+} as const;
 
-/** A model's metadata ({@link ModelInfo}). */
+/** A model's metadata ({@link ModelInfo}): every field, always (the store fills defaults). */
 export const modelSchema = {
   type: "object",
-  required: ["id", "version", "shape", "parameterCount", "dtype", "openRound", "updates"],
+  required: [
+    "id",
+    "description",
+    "version",
+    "shape",
+    "parameterCount",
+    "dtype",
+    "openRound",
+    "updates",
+    "maxSamplesPerUpdate",
+    "aggregation",
+    "updatedAt",
+  ],
   additionalProperties: false,
   properties: modelProperties,
-};
-export type ModelResponse = ModelInfo;
+} as const;
+/** `GET /models/:id`, `POST /models` (and each of `GET /models`). */
+export type ModelResponse = SchemaType<typeof modelSchema>;
 
 /** A closed round: the model's new metadata and what was aggregated (`RoundResult`). */
 export const roundSchema = {
   ...modelSchema,
   required: [...modelSchema.required, "aggregated", "samples", "clipped"],
   properties: { ...modelProperties, aggregated: int, samples: int, clipped: int },
-};
+} as const;
+/** `POST /models/:id/rounds/:round/close`. */
+export type RoundResponse = SchemaType<typeof roundSchema>;
 
 export const receiptSchema = {
   type: "object",
@@ -180,8 +198,17 @@ export const receiptSchema = {
     sampleCount: int,
     bytes: int,
     receivedAt: { type: "string", format: "date-time" },
-  } satisfies Record<keyof UpdateReceipt, object>,
-};
+  },
+} as const;
+/** `POST /models/:id/updates`. */
+export type ReceiptResponse = SchemaType<typeof receiptSchema>;
+
+// The store's types and the answers' are one: tsc fails here when a field is added to one only.
+const _modelTypes: [
+  TypesEqual<ModelResponse, ModelInfo>,
+  TypesEqual<RoundResponse, RoundResult>,
+  TypesEqual<ReceiptResponse, UpdateReceipt>,
+] = [true, true, true];
 
 /** `POST /auth/challenge`, `POST /challenges`. */
 export const challengeSchema = {
@@ -192,23 +219,20 @@ export const challengeSchema = {
     challenge: str,
     domain: str,
     expiresAt: { type: "string", format: "date-time" },
-  } satisfies Record<keyof ChallengeResponse, object>,
-};
-export interface ChallengeResponse {
-  challenge: string;
-  domain: string;
-  expiresAt: string;
-}
+  },
+} as const;
+export type ChallengeResponse = SchemaType<typeof challengeSchema>;
 
 const tokenProperties = {
   access_token: str,
+  /** `DPoP` for a token bound to the proof key (RFC 9449 §5), `Bearer` otherwise. */
   token_type: { enum: ["DPoP", "Bearer"] },
   expires_in: int,
   scope: str,
   holder: str,
   models: strings,
   credential_id: str,
-} satisfies Record<keyof AccessTokenResponse, object>;
+} as const;
 
 /** `POST /auth/token` (and a granted OID4VP transaction): the token response, RFC 6749 §5.1 with kparty's fields. */
 export const tokenSchema = {
@@ -216,17 +240,8 @@ export const tokenSchema = {
   required: ["access_token", "token_type", "expires_in", "scope", "holder", "models", "credential_id"],
   additionalProperties: false,
   properties: tokenProperties,
-};
-export interface AccessTokenResponse {
-  access_token: string;
-  /** `DPoP` for a token bound to the proof key (RFC 9449 §5), `Bearer` otherwise. */
-  token_type: "DPoP" | "Bearer";
-  expires_in: number;
-  scope: string;
-  holder: string;
-  models: string[];
-  credential_id: string;
-}
+} as const;
+export type AccessTokenResponse = SchemaType<typeof tokenSchema>;
 
 /** `GET /oid4vp/transactions/:id`. */
 export const transactionSchema = {
@@ -240,16 +255,12 @@ export const transactionSchema = {
       type: "object",
       required: ["code", "message"],
       additionalProperties: false,
-      properties: { code: str, message: str },
+      properties: { code: { enum: SERVICE_ERROR_CODES }, message: str },
     },
     ...tokenProperties,
   },
-};
-export type TransactionResponse = Partial<AccessTokenResponse> & {
-  status: "pending" | "expired" | "denied" | "granted" | "redeemed";
-  expires_at?: string;
-  error?: { code: ServiceErrorCode; message: string };
-};
+} as const;
+export type TransactionResponse = SchemaType<typeof transactionSchema>;
 
 /** A VC-API verification result. */
 export const verificationSchema = {

@@ -1,8 +1,17 @@
-import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { KPartyError } from "../errors/index.ts";
+import {
+  type ChallengeRow,
+  challengeRefusal,
+  challengeTtlMs,
+  consumeNonceRefusal,
+  consumeRefusal,
+  newChallenge,
+  nonceRefusal,
+  type TransactionRow,
+  transactionOfRow,
+} from "../state/challenges.ts";
 import type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
 /**
@@ -94,11 +103,8 @@ export class ChallengeStore {
   #prunedAt = 0;
 
   constructor(db: DatabaseSync, options: { ttlSeconds: number; now: () => number }) {
-    if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
-      throw new TypeError("challenge ttlSeconds must be positive");
-    }
+    this.#ttlMs = challengeTtlMs(options.ttlSeconds);
     this.#db = db;
-    this.#ttlMs = options.ttlSeconds * 1000;
     this.#now = options.now;
     this.#insert = db.prepare(
       "INSERT INTO challenges (challenge, client, created_at, expires_at) VALUES (?, ?, ?, ?)",
@@ -123,7 +129,7 @@ export class ChallengeStore {
   /** Mints a fresh challenge (256 random bits, base64url) for `client`; prunes long-expired ones once a second. */
   issue(client: string): Challenge {
     const now = this.#now();
-    const challenge = randomBytes(32).toString("base64url");
+    const challenge = newChallenge();
     this.#write(() => {
       if (now - this.#prunedAt >= 1_000) {
         this.#prunedAt = now;
@@ -139,12 +145,13 @@ export class ChallengeStore {
    * like {@link consume}. Lets a verifier refuse a made-up nonce before any expensive work.
    */
   check(challenge: string): void {
+    const refusal = challengeRefusal(this.#row(challenge), this.#now());
+    if (refusal) throw refusal;
+  }
+
+  #row(challenge: string): ChallengeRow | undefined {
     const row = this.#lookup.get(challenge) as { used_at: number | null; expires_at: number } | undefined;
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
-    if (row.expires_at <= this.#now())
-      throw new KPartyError("challenge_invalid", "the challenge has expired");
+    return row && { usedAt: row.used_at, expiresAt: row.expires_at };
   }
 
   /** Whether `challenge` was issued here (used or not, expired or not, until pruned). */
@@ -157,44 +164,14 @@ export class ChallengeStore {
     const now = this.#now();
     const { changes } = this.#write(() => this.#use.run(now, challenge, now));
     if (changes === 1) return;
-    const row = this.#lookup.get(challenge) as { used_at: number | null; expires_at: number } | undefined;
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
-    throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+    throw consumeRefusal(this.#row(challenge), now);
   }
 }
 
 export type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
 
-interface TransactionRow {
-  id: string;
-  state: string;
-  nonce: string;
-  client: string;
-  request: string;
-  created_at: number;
-  expires_at: number;
-  responded_at: number | null;
-  outcome: "granted" | "denied" | null;
-  result: string | null;
-  redeemed_at: number | null;
-}
-
 const transactionOf = (row: TransactionRow | undefined): Oid4vpTransaction | undefined =>
-  row && {
-    id: row.id,
-    state: row.state,
-    nonce: row.nonce,
-    client: row.client,
-    request: row.request,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    respondedAt: row.responded_at,
-    outcome: row.outcome,
-    result: row.result,
-    redeemedAt: row.redeemed_at,
-  };
+  row && transactionOfRow(row);
 
 /** OID4VP transactions in the gateway's node:sqlite database; those expired a day ago are pruned. */
 export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {
@@ -245,22 +222,14 @@ export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {
   }
 
   checkNonce(state: string, nonce: string): void {
-    const t = this.byState(state);
-    if (!t)
-      throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
-    if (t.nonce !== nonce)
-      throw new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
-    if (t.respondedAt !== null)
-      throw new KPartyError("challenge_reused", "this authorization request has already been answered");
-    if (t.expiresAt <= this.#now())
-      throw new KPartyError("challenge_invalid", "the authorization request has expired");
+    const refusal = nonceRefusal(this.byState(state), nonce, this.#now());
+    if (refusal) throw refusal;
   }
 
   consumeNonce(state: string, nonce: string): void {
     const now = this.#now();
     if (this.#respond.run(now, state, nonce, now).changes === 1) return;
-    this.checkNonce(state, nonce);
-    throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+    throw consumeNonceRefusal(this.byState(state), nonce, this.#now());
   }
 
   settle(id: string, outcome: "granted" | "denied", result: string): void {

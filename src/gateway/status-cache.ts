@@ -246,13 +246,7 @@ async function read(st: StatusCacheState, k: string, key: StatusKey, authenticat
   const who = key.issuer.toLowerCase();
   const since = st.changes.start();
   const started = st.generation;
-  const state = await getCredentialState(st.chain, {
-    anchorKey: key.anchorKey,
-    issuer: key.issuer,
-    revocationIndex: key.revocationIndex,
-    suspensionIndex: key.suspensionIndex,
-    confirmations: st.watcher.confirmations,
-  });
+  const state = await getCredentialState(st.chain, { ...key, confirmations: st.watcher.confirmations });
   const kept =
     !st.changes.changedSince(who, since) &&
     st.generation === started &&

@@ -5,7 +5,7 @@ import { MAX_BATCH } from "../../agent/index.ts";
 import type { Deployment } from "../chain/index.ts";
 import { STATUS_PURPOSES, STATUS_TYPE } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import { errorResponse, isInternalError } from "../gateway/errors.ts";
+import { answerNoRoute, errorResponse, isInternalError } from "../gateway/errors.ts";
 import { redactSecrets } from "../util/redact.ts";
 import type { IssuerClientStore } from "./clients.ts";
 import { collectOpenApi } from "./openapi.ts";
@@ -140,11 +140,7 @@ export async function buildIssuerService(options: IssuerServiceOptions): Promise
     if (status === 401) reply.header("www-authenticate", 'Bearer realm="kparty issuer"');
     return reply.code(status).send(body);
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
-  );
+  app.setNotFoundHandler(answerNoRoute);
 
   const authenticate = async (request: FastifyRequest) => {
     if (!clients.authenticate(request.headers.authorization)) {

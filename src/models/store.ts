@@ -74,6 +74,15 @@ export interface RoundResult extends ModelInfo {
   clipped: number;
 }
 
+/** `conflict` unless `round` is the model's open round. */
+function checkOpenRound(info: Pick<ModelInfo, "openRound">, round: number): void {
+  if (round !== info.openRound) {
+    throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
+      details: { openRound: info.openRound },
+    });
+  }
+}
+
 async function exists(file: string): Promise<boolean> {
   try {
     await stat(file);
@@ -350,11 +359,7 @@ export class FileModelStore {
         { details: { field: "x-kparty-sample-count", maxSamplesPerUpdate: info.maxSamplesPerUpdate } },
       );
     }
-    if (round !== info.openRound) {
-      throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
-        details: { openRound: info.openRound },
-      });
-    }
+    checkOpenRound(info, round);
     const dir = this.#roundDir(id, round);
     const name = participantFile(participant);
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -411,11 +416,7 @@ export class FileModelStore {
   async closeRound(id: string, round: number): Promise<RoundResult> {
     return this.#locked(id, async () => {
       const info = await this.#stored(id);
-      if (round !== info.openRound) {
-        throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
-          details: { openRound: info.openRound },
-        });
-      }
+      checkOpenRound(info, round);
       const dir = this.#roundDir(id, round);
       const receipts = await Promise.all(
         (await this.#updateFiles(id, round)).map(

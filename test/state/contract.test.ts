@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KPartyError } from "../../src/errors/index.ts";
 import { openGatewayDatabase } from "../../src/gateway/index.ts";
 import { createEmbeddedState, type GatewayState, openPostgresState } from "../../src/state/index.ts";
+import { migrate } from "../../src/state/postgres/index.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
 
 /**
@@ -542,6 +543,31 @@ describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
       expect(await state.auditReader().verify()).toEqual({ valid: true, records: 1, head: record.hash });
     } finally {
       await d.close();
+    }
+  });
+
+  it("migrate refuses a database of a newer schema with config_invalid, and rolls back a migration that fails", async () => {
+    if ("unavailable" in postgres) throw new Error(postgres.unavailable);
+    const pool = new pg.Pool({ connectionString: await postgres.database(), max: 1 });
+    const tables = async () =>
+      (await pool.query("SELECT to_regclass('first') AS a, to_regclass('kparty_schema_migrations') AS m"))
+        .rows;
+    try {
+      const failing = [
+        { version: 1, name: "first", sql: "CREATE TABLE first (x int)" },
+        { version: 2, name: "broken", sql: "CREATE TABLE" },
+      ];
+      expect(await refusal(() => migrate(pool, failing))).toBe(
+        "not a KPartyError: error: syntax error at end of input",
+      );
+      // nothing of the transaction stayed (not even the migrations table), and the pool answers
+      expect(await tables()).toEqual([{ a: null, m: null }]);
+      expect(await migrate(pool, failing.slice(0, 1))).toBe(1);
+      await pool.query("INSERT INTO kparty_schema_migrations (version, name) VALUES (7, 'from the future')");
+      expect(await refusal(() => migrate(pool, failing.slice(0, 1)))).toBe("config_invalid");
+      expect(await tables()).toEqual([{ a: "first", m: "kparty_schema_migrations" }]);
+    } finally {
+      await pool.end();
     }
   });
 

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { decodeJwt } from "../../credential/index.ts";
 import { KPartyError, type ServiceErrorCode } from "../../errors/index.ts";
 import type { OAuthClient } from "../../state/port.ts";
+import type { SchemaType } from "../../util/schema-type.ts";
 import { auditEntryOf } from "../audit-entry.ts";
 import { HTTP_STATUS } from "../errors.ts";
 import { errorResponses, UNAVAILABLE } from "../schemas.ts";
@@ -24,27 +25,6 @@ export const OAUTH_BODY_SCHEMA = {
   },
 } as const;
 
-/** What `POST /oauth/introspect` answers: only `active: false`, or every member of a live token. */
-export type TokenIntrospection =
-  | { active: false }
-  | {
-      active: true;
-      scope: string;
-      models: string[];
-      token_type: "DPoP" | "Bearer";
-      exp: number;
-      iat: number;
-      /** The holder DID. */
-      sub: string;
-      iss: string;
-      aud: string;
-      jti: string;
-      /** For a DPoP-bound token: the thumbprint of its key. */
-      cnf?: { jkt: string };
-      /** The credential the grant rests on (a kparty extension member). */
-      credential_id: string;
-    };
-
 /** RFC 7662 §2.2, with kparty's members: `models` and `credential_id` (extensions). */
 export const INTROSPECTION_SCHEMA = {
   type: "object",
@@ -64,6 +44,11 @@ export const INTROSPECTION_SCHEMA = {
     credential_id: { type: "string" },
   },
 } as const;
+/**
+ * What `POST /oauth/introspect` answers (derived from its schema): only `active: false`, or
+ * `active: true` with every member of a live token (`cnf` for a DPoP-bound token only).
+ */
+export type TokenIntrospection = SchemaType<typeof INTROSPECTION_SCHEMA>;
 
 const FORM = { "application/x-www-form-urlencoded": { schema: OAUTH_BODY_SCHEMA } };
 

@@ -3,7 +3,7 @@ import { setGlobalConfig } from "@openid4vc/oauth2";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { ACTIONS, type Action } from "../../credential/index.ts";
 import { KPartyError, type ServiceErrorCode } from "../../errors/index.ts";
-import type { AuditEntry } from "../../state/port.ts";
+import { type AuditOutcome, auditEntryOf } from "../audit-entry.ts";
 import { type InputMessages, rejectInvalidInput } from "../body.ts";
 import { rateLimitKey } from "../client-address.ts";
 import { errorResponse } from "../errors.ts";
@@ -326,8 +326,10 @@ function receiveResponse(services: GatewayServices) {
   return async (request: FastifyRequest) => {
     const decided = { holder: null as string | null, credentialId: null as string | null };
     let bound: string | null = null; // the transaction, once the response consumed its nonce
-    const record = (outcome: "granted" | "denied", more: Pick<AuditEntry, "action" | "code">) =>
-      audit.append({ client: request.ip, route: "/oid4vp/responses", ...decided, outcome, ...more });
+    const record = (decision: AuditOutcome) =>
+      audit.append(
+        auditEntryOf(request, { route: "/oid4vp/responses", model: null, ...decided, ...decision }),
+      );
     try {
       rejectInvalidInput(request, RESPONSE_INPUT);
       const body = request.body as { state: string; vp_token?: unknown; response?: unknown };
@@ -353,7 +355,7 @@ function receiveResponse(services: GatewayServices) {
         { actions: stored.scope.actions, models: stored.scope.models },
         verified.credential.claims,
       );
-      await record("granted", { action: scope.actions.join(" ") });
+      await record({ outcome: "granted", action: scope.actions.join(" ") });
       await transactions.settle(transaction.id, "granted", JSON.stringify(grantOf(verified, scope)));
       return {};
     } catch (error) {
@@ -368,7 +370,7 @@ function receiveResponse(services: GatewayServices) {
           services.operatorLog.failure("POST /oid4vp/responses (settle)", settleError),
         );
       }
-      await record("denied", { code: error instanceof KPartyError ? error.code : "internal" });
+      await record({ outcome: "denied", error });
       throw error;
     }
   };
@@ -390,9 +392,10 @@ function pollTransaction(services: GatewayServices) {
     }
     if (!(await transactions.redeem(transaction.id))) return { status: "redeemed" };
     const grant = JSON.parse(transaction.result as string) as PresentationGrant;
-    const entry = {
-      client: request.ip,
+    // the `:id` here is a transaction's, not a model's
+    const about = {
       route: "/oid4vp/transactions",
+      model: null,
       holder: grant.holder,
       credentialId: grant.credentialId,
     };
@@ -400,14 +403,12 @@ function pollTransaction(services: GatewayServices) {
       // the caller that collects the token binds it to its own DPoP key (or gets a bearer token)
       const jkt = await tokenBindingOf(services, request);
       const answer = await handOverToken(services, grant, { checks: [], jkt });
-      await audit.append({ ...entry, action: grant.actions.join(" "), outcome: "granted" });
+      await audit.append(
+        auditEntryOf(request, { ...about, action: grant.actions.join(" "), outcome: "granted" }),
+      );
       return { status: "granted", ...answer };
     } catch (error) {
-      await audit.append({
-        ...entry,
-        outcome: "denied",
-        code: error instanceof KPartyError ? error.code : "internal",
-      });
+      await audit.append(auditEntryOf(request, { ...about, outcome: "denied", error }));
       throw error;
     }
   };

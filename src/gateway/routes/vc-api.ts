@@ -168,7 +168,13 @@ async function vcApiChallenge(challenges: ChallengeStore, jwt: string, expected:
  */
 export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = async (app, { services }) => {
   const { limiter, verificationsPerMinute, verifier, challenges } = services;
-  const bucketOf = (request: FastifyRequest) => rateLimitKey(request.ip);
+  /** Both verify routes share one budget per client address. */
+  const takeVerification = (request: FastifyRequest) =>
+    limiter.take(
+      `verify:${rateLimitKey(request.ip)}`,
+      verificationsPerMinute,
+      "verifications from this address",
+    );
 
   const credentialRoute = verifyRoute(
     "verifiableCredential",
@@ -177,11 +183,7 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
     VERIFY_SPLIT,
   );
   app.post("/credentials/verify", credentialRoute, async (request) => {
-    await limiter.take(
-      `verify:${bucketOf(request)}`,
-      verificationsPerMinute,
-      "verifications from this address",
-    );
+    await takeVerification(request);
     rejectInvalidInput(request, CREDENTIAL_INPUT);
     const body = request.body as { verifiableCredential: unknown; options?: { anchorProof?: string[] } };
     const jwt = credentialJwtOf(body.verifiableCredential);
@@ -211,11 +213,7 @@ export const vcApiRoutes: FastifyPluginAsync<{ services: GatewayServices }> = as
       "(the caller must keep it single-use), and the result carries the warning challenge_not_issued_here.",
   );
   app.post("/presentations/verify", presentationRoute, async (request) => {
-    await limiter.take(
-      `verify:${bucketOf(request)}`,
-      verificationsPerMinute,
-      "verifications from this address",
-    );
+    await takeVerification(request);
     rejectInvalidInput(request, PRESENTATION_INPUT);
     const body = request.body as {
       verifiablePresentation: unknown;

@@ -166,13 +166,7 @@ function verifierContext(options: VerifierOptions): VerifierContext {
     policy,
     onAuthenticated: options.onAuthenticated ?? (() => {}),
     states: options.states ?? {
-      get: (key: StatusKey) =>
-        getCredentialState(chain, {
-          anchorKey: key.anchorKey,
-          issuer: key.issuer,
-          revocationIndex: key.revocationIndex,
-          suspensionIndex: key.suspensionIndex,
-        }),
+      get: (key: StatusKey) => getCredentialState(chain, key),
     },
     known: new LruCache<string, KnownCredential>({ maxEntries: options.maxKnownCredentials ?? 10_000 }),
   };

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { KPartyError } from "../../errors/index.ts";
 
 /** A connection taken from the pool for work of several statements; give it back with `release`. */
 export interface CheckedOut {
@@ -33,4 +34,33 @@ export async function checkout(pool: pg.Pool): Promise<CheckedOut> {
       client.release(broken);
     },
   };
+}
+
+/**
+ * Runs `fn` in one transaction on a connection of `pool`, under the advisory lock `lock` if
+ * given: COMMIT after it, ROLLBACK when anything throws (the error passed on as it is). The
+ * connection goes back to the pool, unless the error was not one of kparty's refusals (a
+ * `KPartyError` leaves the connection healthy): a connection that failed mid-transaction is
+ * dropped.
+ */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  options: { lock?: number } = {},
+): Promise<T> {
+  const { client, release } = await checkout(pool);
+  let failed: unknown;
+  try {
+    await client.query("BEGIN");
+    if (options.lock !== undefined) await client.query("SELECT pg_advisory_xact_lock($1)", [options.lock]);
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    failed = error;
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  } finally {
+    release(failed instanceof KPartyError ? undefined : failed);
+  }
 }

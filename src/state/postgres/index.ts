@@ -1,8 +1,18 @@
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
-import { auditChainWalker, auditRecordFromRow, chainedRecords } from "../../gateway/audit.ts";
+import { auditChainWalker, auditRecordFromRow, chainedRecords, type Pending } from "../../gateway/audit.ts";
 import { type AuditKeyRow, auditKeyStore, auditPublicKeyOf } from "../audit-keys.ts";
+import {
+  type ChallengeRow,
+  challengeRefusal,
+  challengeTtlMs,
+  consumeNonceRefusal,
+  consumeRefusal,
+  newChallenge,
+  nonceRefusal,
+  type TransactionRow,
+  transactionOfRow,
+} from "../challenges.ts";
 import { type OAuthClientRows, oauthClientStore } from "../oauth-clients.ts";
 import type {
   AuditEntry,
@@ -29,7 +39,7 @@ import {
   sealedTokenKeys,
   type TokenKeyStoreOptions,
 } from "../sealed.ts";
-import { type CheckedOut, checkout } from "./checkout.ts";
+import { type CheckedOut, checkout, inTransaction } from "./checkout.ts";
 import { LOCKS, migrate } from "./migrations.ts";
 
 export { MIGRATIONS, type Migration, migrate } from "./migrations.ts";
@@ -147,17 +157,14 @@ class PostgresChallenges implements ChallengeStore {
   #prunedAt = 0;
 
   constructor(query: Query, options: { ttlSeconds: number; now: () => number }) {
-    if (!Number.isFinite(options.ttlSeconds) || options.ttlSeconds <= 0) {
-      throw new TypeError("challenge ttlSeconds must be positive");
-    }
+    this.#ttlMs = challengeTtlMs(options.ttlSeconds);
     this.#query = query;
-    this.#ttlMs = options.ttlSeconds * 1000;
     this.#now = options.now;
   }
 
   async issue(client: string): Promise<Challenge> {
     const now = this.#now();
-    const challenge = randomBytes(32).toString("base64url");
+    const challenge = newChallenge();
     if (now - this.#prunedAt >= 1_000) {
       this.#prunedAt = now;
       await this.#query("DELETE FROM kparty_challenges WHERE expires_at < $1", [now - this.#ttlMs]);
@@ -169,21 +176,20 @@ class PostgresChallenges implements ChallengeStore {
     return { challenge, expiresAt: new Date(now + this.#ttlMs) };
   }
 
-  async #row(challenge: string) {
+  async #row(challenge: string): Promise<ChallengeRow | undefined> {
     const { rows } = await this.#query<{ used_at: string | null; expires_at: string }>(
       "SELECT used_at, expires_at FROM kparty_challenges WHERE challenge = $1",
       [challenge],
     );
-    return rows[0];
+    const row = rows[0];
+    return (
+      row && { usedAt: row.used_at === null ? null : Number(row.used_at), expiresAt: Number(row.expires_at) }
+    );
   }
 
   async check(challenge: string): Promise<void> {
-    const row = await this.#row(challenge);
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (!row) throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
-    if (Number(row.expires_at) <= this.#now())
-      throw new KPartyError("challenge_invalid", "the challenge has expired");
+    const refusal = challengeRefusal(await this.#row(challenge), this.#now());
+    if (refusal) throw refusal;
   }
 
   async issuedHere(challenge: string): Promise<boolean> {
@@ -198,11 +204,7 @@ class PostgresChallenges implements ChallengeStore {
       [now, challenge],
     );
     if (rowCount === 1) return;
-    const row = await this.#row(challenge);
-    if (row?.used_at != null)
-      throw new KPartyError("challenge_reused", "the challenge has already been used");
-    if (row) throw new KPartyError("challenge_invalid", "the challenge has expired");
-    throw new KPartyError("challenge_invalid", "the challenge was not issued by this gateway");
+    throw consumeRefusal(await this.#row(challenge), now);
   }
 }
 
@@ -249,13 +251,6 @@ class PostgresRateLimits implements RateLimits {
       details: { retryAfterSeconds },
     });
   }
-}
-
-interface Pending {
-  entry: AuditEntry;
-  at: number;
-  resolve: (record: AuditRecord) => void;
-  reject: (error: unknown) => void;
 }
 
 /**
@@ -312,11 +307,8 @@ class PostgresAuditLog implements AuditStore {
     });
   }
 
-  async #commit(group: Pending[]): Promise<AuditRecord[]> {
-    const { client, release } = await checkout(this.#pool);
-    let broken: unknown;
-    try {
-      await client.query("BEGIN");
+  #commit(group: Pending[]): Promise<AuditRecord[]> {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ seq: string; hash: string }>(
         "SELECT seq, hash FROM kparty_audit_head WHERE id = 1 FOR UPDATE",
       );
@@ -350,16 +342,8 @@ class PostgresAuditLog implements AuditStore {
         last.seq,
         last.hash,
       ]);
-      await client.query("COMMIT");
       return records;
-    } catch (error) {
-      broken = error;
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      // a connection that failed mid-transaction is not returned to the pool
-      release(broken instanceof Error && !(broken instanceof KPartyError) ? broken : undefined);
-    }
+    });
   }
 
   async close(): Promise<void> {
@@ -485,28 +469,10 @@ function postgresTokenKeys(pool: pg.Pool, query: Query, options: TokenKeyStoreOp
       unencrypted: Number(row?.unencrypted ?? 0),
     };
   };
-  const transaction = async (fn: (client: pg.PoolClient) => Promise<void>) => {
-    let out: CheckedOut;
-    try {
-      out = await checkout(pool);
-    } catch (error) {
+  const transaction = (fn: (client: pg.PoolClient) => Promise<void>) =>
+    inTransaction(pool, fn, { lock: LOCKS.tokenKeys }).catch((error: unknown) => {
       throw unavailable(error);
-    }
-    const { client } = out;
-    let failed: unknown;
-    try {
-      await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.tokenKeys]);
-      await fn(client);
-      await client.query("COMMIT");
-    } catch (error) {
-      failed = error;
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw unavailable(error);
-    } finally {
-      out.release(failed instanceof KPartyError ? undefined : failed);
-    }
-  };
+    });
   return sealedTokenKeys(
     {
       read,
@@ -588,22 +554,6 @@ function postgresRevokedTokens(query: Query, options: { now: () => number }): Re
   };
 }
 
-type TransactionRow = {
-  id: string;
-  state: string;
-  nonce: string;
-  client: string;
-  request: string;
-  created_at: string;
-  expires_at: string;
-  responded_at: string | null;
-  outcome: "granted" | "denied" | null;
-  result: string | null;
-  redeemed_at: string | null;
-};
-
-const numberOrNull = (v: string | null) => (v === null ? null : Number(v));
-
 /**
  * OID4VP transactions of the deployment in `kparty_oid4vp_transactions`: a request created at
  * one replica is fetched, answered and collected at any. Every single-use step (the nonce, the
@@ -639,21 +589,7 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
       [value],
     );
     const row = rows[0];
-    return (
-      row && {
-        id: row.id,
-        state: row.state,
-        nonce: row.nonce,
-        client: row.client,
-        request: row.request,
-        createdAt: Number(row.created_at),
-        expiresAt: Number(row.expires_at),
-        respondedAt: numberOrNull(row.responded_at),
-        outcome: row.outcome,
-        result: row.result,
-        redeemedAt: numberOrNull(row.redeemed_at),
-      }
-    );
+    return row && transactionOfRow(row);
   }
 
   byId(id: string) {
@@ -665,15 +601,8 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
   }
 
   async checkNonce(state: string, nonce: string): Promise<void> {
-    const t = await this.byState(state);
-    if (!t)
-      throw new KPartyError("challenge_invalid", "state names no authorization request of this gateway");
-    if (t.nonce !== nonce)
-      throw new KPartyError("challenge_invalid", "the presentation's nonce is not the one of this request");
-    if (t.respondedAt !== null)
-      throw new KPartyError("challenge_reused", "this authorization request has already been answered");
-    if (t.expiresAt <= this.#now())
-      throw new KPartyError("challenge_invalid", "the authorization request has expired");
+    const refusal = nonceRefusal(await this.byState(state), nonce, this.#now());
+    if (refusal) throw refusal;
   }
 
   async consumeNonce(state: string, nonce: string): Promise<void> {
@@ -684,8 +613,7 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
       [now, state, nonce],
     );
     if (rowCount === 1) return;
-    await this.checkNonce(state, nonce);
-    throw new KPartyError("challenge_reused", "this authorization request has already been answered");
+    throw consumeNonceRefusal(await this.byState(state), nonce, this.#now());
   }
 
   async settle(id: string, outcome: "granted" | "denied", result: string): Promise<void> {

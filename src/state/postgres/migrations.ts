@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { GENESIS_HASH } from "../../gateway/audit.ts";
-import { checkout } from "./checkout.ts";
+import { inTransaction } from "./checkout.ts";
 
 /** One schema change; versions are applied in order, each once, in one transaction with its record. */
 export interface Migration {
@@ -148,41 +148,33 @@ export const LOCKS = { migrations: 0x6b70_6d69, tokenKeys: 0x6b70_746b } as cons
  * than this kparty knows (an older replica must not write to it). Returns the version.
  */
 export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number> {
-  const { client, release } = await checkout(pool);
-  let failed: unknown;
-  try {
-    await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.migrations]);
-    await client.query(`CREATE TABLE IF NOT EXISTS kparty_schema_migrations (
-      version integer PRIMARY KEY,
-      name text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now()
-    )`);
-    const { rows } = await client.query<{ version: number }>("SELECT version FROM kparty_schema_migrations");
-    const applied = new Set(rows.map((r) => Number(r.version)));
-    const newest = Math.max(0, ...applied);
-    const known = Math.max(0, ...migrations.map((m) => m.version));
-    if (newest > known) {
-      throw new KPartyError(
-        "config_invalid",
-        `the database's kparty schema is version ${newest}, newer than this kparty knows (${known}): upgrade kparty`,
-      );
-    }
-    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-      if (applied.has(m.version)) continue;
-      await client.query(m.sql);
-      await client.query("INSERT INTO kparty_schema_migrations (version, name) VALUES ($1, $2)", [
-        m.version,
-        m.name,
-      ]);
-    }
-    await client.query("COMMIT");
-    return known;
-  } catch (error) {
-    failed = error;
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw error;
-  } finally {
-    release(failed instanceof KPartyError ? undefined : failed);
+  return inTransaction(pool, (client) => applyMigrations(client, migrations), { lock: LOCKS.migrations });
+}
+
+/** The migrations `client`'s database lacks, applied in order (inside `migrate`'s transaction). */
+async function applyMigrations(client: pg.PoolClient, migrations: readonly Migration[]): Promise<number> {
+  await client.query(`CREATE TABLE IF NOT EXISTS kparty_schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+  )`);
+  const { rows } = await client.query<{ version: number }>("SELECT version FROM kparty_schema_migrations");
+  const applied = new Set(rows.map((r) => Number(r.version)));
+  const newest = Math.max(0, ...applied);
+  const known = Math.max(0, ...migrations.map((m) => m.version));
+  if (newest > known) {
+    throw new KPartyError(
+      "config_invalid",
+      `the database's kparty schema is version ${newest}, newer than this kparty knows (${known}): upgrade kparty`,
+    );
   }
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (applied.has(m.version)) continue;
+    await client.query(m.sql);
+    await client.query("INSERT INTO kparty_schema_migrations (version, name) VALUES ($1, $2)", [
+      m.version,
+      m.name,
+    ]);
+  }
+  return known;
 }
