@@ -1,6 +1,7 @@
 import { readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { MODEL_ID } from "../credential/index.ts";
+import { KPartyError } from "../errors/index.ts";
 import type { ModelMetadataStore, ModelRecord, ModelUpdateRecord } from "../state/port.ts";
 import { DEFAULT_MAX_SAMPLES_PER_UPDATE } from "./aggregation.ts";
 
@@ -66,8 +67,18 @@ export async function importLegacyModels(dir: string, metadata: ModelMetadataSto
       if (missing(error)) continue;
       throw error;
     }
-    const model = { ...recordOf(JSON.parse(text) as Record<string, unknown>), id };
-    const updates = await legacyUpdates(join(dir, id, "rounds", String(model.version)));
+    let model: ModelRecord;
+    let updates: ModelUpdateRecord[];
+    try {
+      model = { ...recordOf(JSON.parse(text) as Record<string, unknown>), id };
+      updates = await legacyUpdates(join(dir, id, "rounds", String(model.version)));
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      throw new KPartyError(
+        "config_invalid",
+        `cannot import the model metadata in ${file} (or its receipts): ${error.message}; repair the file or move the model's directory out of the model store`,
+      );
+    }
     if (await metadata.importModel(model, updates)) imported.push(id);
     // imported now or by another replica before: the file is not read again
     await rename(file, `${file}${IMPORTED_SUFFIX}`).catch((error) => {

@@ -528,6 +528,30 @@ describe("a model directory of a store that kept its metadata in files", () => {
   });
 });
 
+describe("orphan files", () => {
+  it("removes the files of a closed round that no receipt names (a crash between file and row), keeping the named ones", async () => {
+    await store.register({ id: "m", description: "d", shape: [1] });
+    await submit("m", "did:a", [2]);
+    const round = join(dir, "m", "rounds", "1");
+    const [named] = await readdir(round);
+    await writeFile(join(round, "0123.abcd.f32"), Buffer.alloc(4)); // synced, but no row: a crash
+    await writeFile(join(round, "0123.abcd.f32.tmp"), Buffer.alloc(2)); // an upload cut short
+    expect(await store.closeRound("m", 1)).toMatchObject({ aggregated: 1, samples: 100 });
+    expect(await readdir(round)).toEqual([named]);
+    expect([...(await weights("m"))]).toEqual([2]);
+  });
+
+  it("refuses a model.json it cannot read with config_invalid, naming the file", async () => {
+    await mkdir(join(dir, "bad"));
+    await writeFile(join(dir, "bad", "model.json"), "{ not json");
+    await store.close();
+    store = new FileModelStore(dir);
+    const error = await store.get("bad").catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "config_invalid" });
+    expect(String((error as Error).message)).toContain(join(dir, "bad", "model.json"));
+  });
+});
+
 describe("FileModelStore metadata: derived, not stored", () => {
   it("stores neither the parameter count nor the open round, and derives both, also from files that held them", async () => {
     await store.register({ id: "m", description: "", shape: [3, 2] });
