@@ -6,14 +6,14 @@ import type { TokenKeyStoreOptions } from "./sealed.ts";
 
 /**
  * The gateway's shared-state port: everything a decision depends on that is not on chain —
- * single-use challenges, rate limits and quotas, the audit log, the access-token keys and the
- * model store's lock — behind one interface with two backends: `embedded` (node:sqlite, one
+ * single-use challenges, rate limits and quotas, the audit log, the access-token keys, the
+ * model store's metadata and its lock — behind one interface with two backends: `embedded` (node:sqlite, one
  * process, zero set-up; see `createEmbeddedState`) and `postgres` (any number of gateway
  * replicas on one PostgreSQL database; see `openPostgresState`).
  *
  * A backend is a set of store factories: the gateway builds each store with its own options
  * (clock, lifetimes): challenges, rate limits, the audit log, token keys, the DPoP `jti` replay
- * store, revoked token ids, introspection clients and OID4VP transactions. Further stores join
+ * store, revoked token ids, introspection clients, OID4VP transactions and the model metadata. Further stores join
  * as further factories with the same shape: embedded in the gateway's SQLite file, shared in
  * PostgreSQL.
  *

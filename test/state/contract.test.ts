@@ -492,7 +492,7 @@ for (const backend of [embedded, postgresBackend]) {
                 .then(() => "accepted", codeOf),
             ),
           );
-          expect(outcomes.sort()).toEqual(["accepted", "conflict"]);
+          expect([...outcomes].sort()).toEqual(["accepted", "conflict"]);
           expect(await readdir(join(dir, "shared", "rounds", "1"))).toHaveLength(1); // the refused file is gone
           await b.submitUpdate("shared", {
             round: 1,

@@ -72,13 +72,8 @@ export const MODEL_COLUMNS =
   "id, description, version, shape, dtype, max_samples_per_update, aggregation, updated_at";
 export const UPDATE_COLUMNS = "model, round, participant, sample_count, bytes, received_at, blob";
 
-/**
- * The model store's metadata in tables `models` and `model_updates` of a node:sqlite file (the
- * gateway's, or the model directory's own for a store without a state backend), created on first
- * use. An update's uniqueness per model, round and participant is the table's unique key; every
- * write is one statement (or one transaction), synchronous.
- */
-export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
+/** Tables `models` and `model_updates`, if absent. */
+function createModelTables(db: DatabaseSync): void {
   db.exec(`CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY NOT NULL,
     description TEXT NOT NULL,
@@ -100,6 +95,16 @@ export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
     blob TEXT NOT NULL,
     UNIQUE (model, round, participant)
   )`);
+}
+
+/**
+ * The model store's metadata in tables `models` and `model_updates` of a node:sqlite file (the
+ * gateway's, or the model directory's own for a store without a state backend), created on first
+ * use. An update's uniqueness per model, round and participant is the table's unique key; every
+ * write is one statement (or one transaction), synchronous.
+ */
+export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
+  createModelTables(db);
   const insertModel = db.prepare(
     `INSERT INTO models (${MODEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
   );
@@ -111,9 +116,6 @@ export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
      ON CONFLICT (model, round, participant) DO NOTHING`,
   );
   const has = db.prepare("SELECT 1 FROM model_updates WHERE model = ? AND round = ? AND participant = ?");
-  const insertUpdate = db.prepare(
-    `INSERT INTO model_updates (${UPDATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-  );
   const get = (id: string) => {
     const row = one.get(id) as ModelRow | undefined;
     return row ? modelOfRow(row) : undefined;
@@ -148,17 +150,26 @@ export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
       db
         .prepare("UPDATE models SET version = version + 1, updated_at = ? WHERE id = ? AND version = ?")
         .run(updatedAt, model, round).changes === 1,
-    importModel(model, updates) {
-      db.exec("BEGIN IMMEDIATE");
-      try {
-        const added = insertModel.run(...modelValues(model)).changes === 1;
-        if (added) for (const u of updates) insertUpdate.run(...updateValues(u));
-        db.exec("COMMIT");
-        return added;
-      } catch (error) {
-        if (db.isTransaction) db.exec("ROLLBACK");
-        throw error;
-      }
-    },
+    importModel: (model, updates) => importModel(db, model, updates),
   };
+}
+
+/** Adds `model` and `updates` in one transaction unless the model exists (false). */
+function importModel(db: DatabaseSync, model: ModelRecord, updates: ModelUpdateRecord[]): boolean {
+  const insertModel = db.prepare(
+    `INSERT INTO models (${MODEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+  );
+  const insertUpdate = db.prepare(
+    `INSERT INTO model_updates (${UPDATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  );
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    const added = insertModel.run(...modelValues(model)).changes === 1;
+    if (added) for (const u of updates) insertUpdate.run(...updateValues(u));
+    db.exec("COMMIT");
+    return added;
+  } catch (error) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw error;
+  }
 }

@@ -7,7 +7,7 @@ import {
   updateOfRow,
   updateValues,
 } from "../embedded/models.ts";
-import type { ModelMetadataStore } from "../port.ts";
+import type { ModelMetadataStore, ModelRecord, ModelUpdateRecord } from "../port.ts";
 
 type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>;
 
@@ -80,11 +80,16 @@ export function postgresModelMetadata(query: Query): ModelMetadataStore {
       );
       return rowCount === 1;
     },
-    async importModel(model, updates) {
-      // one statement: the updates are inserted only with the model
-      const column = (i: number) => updates.map((u) => updateValues(u)[i]);
-      const { rows } = await query<{ added: string }>(
-        `WITH m AS (
+    importModel: (model, updates) => importModel(query, model, updates),
+  };
+}
+
+/** Adds `model` and `updates` in one statement unless the model exists (false). */
+async function importModel(query: Query, model: ModelRecord, updates: ModelUpdateRecord[]): Promise<boolean> {
+  // one statement: the updates are inserted only with the model
+  const column = (i: number) => updates.map((u) => updateValues(u)[i]);
+  const { rows } = await query<{ added: string }>(
+    `WITH m AS (
            INSERT INTO kparty_models (${MODEL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (id) DO NOTHING RETURNING id
          ), u AS (
@@ -94,9 +99,7 @@ export function postgresModelMetadata(query: Query): ModelMetadataStore {
            RETURNING 1
          )
          SELECT (SELECT count(*) FROM m) AS added, (SELECT count(*) FROM u) AS updates`,
-        [...modelValues(model), ...[0, 1, 2, 3, 4, 5, 6].map(column)],
-      );
-      return Number(rows[0]?.added ?? 0) === 1;
-    },
-  };
+    [...modelValues(model), ...[0, 1, 2, 3, 4, 5, 6].map(column)],
+  );
+  return Number(rows[0]?.added ?? 0) === 1;
 }
