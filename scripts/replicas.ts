@@ -12,11 +12,15 @@
  * 5. postgres: PostgreSQL stopped and started again mid-traffic; requests needing state fail
  *    closed (503 state_unavailable) and both gateways recover by themselves;
  * 6. kill: one replica SIGKILLed (by PID) mid-load; the other keeps serving.
+ * Tokens are DPoP-bound (the gateway default): each redemption binds its token to a fresh key,
+ * and every request carries a fresh proof naming the replicas' one public URL, whichever replica
+ * answers it (the `jti` replay store is in PostgreSQL, so a proof is single-use across replicas).
  * Every request carries its own client address (X-Forwarded-For, believed from the proxy), so
  * each answered decision is matched with its audit record. Ends with one JSON line; exits 1 when
  * an invariant fails.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
@@ -25,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import type { IssuedCredential } from "../agent/index.ts";
 import type { Participant } from "../src/devnet/index.ts";
 import { type LocalPostgres, startLocalPostgres } from "../src/devnet/postgres.ts";
+import { createDpopProof } from "../src/gateway/index.ts";
 import { openPostgresState } from "../src/state/index.ts";
 import { childEnv } from "../src/util/child-env.ts";
 import { type Cleanups, type HarnessWorld, round, runScript, startWorld } from "./harness.ts";
@@ -53,6 +58,8 @@ const SIZES = quick
       downMs: 2_000,
     };
 const DOMAIN = "gateway.replicas.kparty";
+/** The URL the replicas are reached at behind the proxy (`--public-url`): what every DPoP proof names. */
+const PUBLIC_URL = "https://gateway.replicas.kparty";
 const MODEL = "replicas-model";
 const PASSPHRASE = "replicas passphrase";
 const BIN = fileURLToPath(new URL("../bin/kparty.js", import.meta.url));
@@ -73,6 +80,8 @@ interface Sent {
   body: Record<string, unknown>;
   /** The credential whose token a read carried. */
   credential: number | null;
+  /** The replica that minted the token a read carried. */
+  tokenFrom: string | null;
 }
 
 const sent: Sent[] = [];
@@ -88,14 +97,23 @@ const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 function send(
   route: Sent["route"],
   url: string,
-  init: { method?: string; body?: unknown; token?: string; credential?: number } = {},
+  init: {
+    method?: string;
+    body?: unknown;
+    /** The DPoP-bound access token (with `dpop`, the proof of its key for this request). */
+    token?: string;
+    dpop?: string;
+    credential?: number;
+    tokenFrom?: string | null;
+  } = {},
 ): Promise<Sent> {
   const client = nextClient();
   const body = init.body === undefined ? null : Buffer.from(JSON.stringify(init.body));
   const headers: Record<string, string> = { "x-forwarded-for": client };
   if (body)
     Object.assign(headers, { "content-type": "application/json", "content-length": String(body.length) });
-  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  if (init.token) headers.authorization = `DPoP ${init.token}`;
+  if (init.dpop) headers.dpop = init.dpop;
   const sentAt = performance.now();
   return new Promise((resolve) => {
     const finish = (status: number, replica: string | null, raw: Buffer) => {
@@ -108,7 +126,19 @@ function send(
       const code = ((parsed.error as { code?: string } | undefined)?.code ?? null) as string | null;
       const doneAt = performance.now();
       const credential = init.credential ?? null;
-      const s: Sent = { route, client, sentAt, doneAt, status, code, replica, body: parsed, credential };
+      const tokenFrom = init.tokenFrom ?? null;
+      const s: Sent = {
+        route,
+        client,
+        sentAt,
+        doneAt,
+        status,
+        code,
+        replica,
+        body: parsed,
+        credential,
+        tokenFrom,
+      };
       sent.push(s);
       resolve(s);
     };
@@ -161,9 +191,9 @@ async function startReplica(setup: Setup, name: string, registerModel = false): 
     },
   });
   const args = ["gateway", "serve", "--json", "--port", "0", "--database", setup.databaseUrl];
-  // bearer tokens: the DPoP replay cache is per replica today (docs/deployment.md, section 5),
-  // and what is checked here is the state the replicas share
-  args.push("--trust-proxy", "127.0.0.1", "--token-binding", "bearer", "--domain", DOMAIN);
+  // DPoP-bound tokens (the default binding), proofs naming the one public URL of both replicas
+  args.push("--trust-proxy", "127.0.0.1", "--token-binding", "dpop", "--public-url", PUBLIC_URL);
+  args.push("--domain", DOMAIN);
   args.push("--rpc-ws", setup.world.node.url.replace(/^http/, "ws")); // revocations pushed
   args.push("--models-dir", join(setup.dir, "models"));
   if (registerModel) args.push("--model", `${MODEL}:11`); // one replica registers it in the shared store
@@ -228,15 +258,49 @@ async function presentation(c: Clients, k: number): Promise<{ vp: string; minted
   return { vp, mintedAt: minted.replica };
 }
 
-const redeem = (c: Clients, vp: string) =>
-  send("token", `${c.proxy.url}/auth/token`, { method: "POST", body: { presentation: vp } });
-/** A live access token of credential `k`. */
+/** A redemption's answer and the key its token is bound to (a fresh Ed25519 key per redemption). */
+type Redeemed = Sent & { key: KeyObject };
+
+async function redeem(c: Clients, vp: string): Promise<Redeemed> {
+  const { privateKey: key } = generateKeyPairSync("ed25519");
+  const dpop = createDpopProof({ key, htm: "POST", htu: `${PUBLIC_URL}/auth/token` });
+  const answer = await send("token", `${c.proxy.url}/auth/token`, {
+    method: "POST",
+    body: { presentation: vp },
+    dpop,
+  });
+  return Object.assign(answer, { key });
+}
+
+/** A live access token of credential `k`, the key it is bound to and the replica that minted it. */
 interface Live {
   k: number;
   token: string;
+  key: KeyObject;
+  mintedAt: string | null;
 }
-const read = (c: Clients, live: Live) =>
-  send("read", `${c.proxy.url}/models/${MODEL}`, { token: live.token, credential: live.k });
+const liveOf = (k: number, answer: Redeemed): Live => ({
+  k,
+  token: answer.body.access_token as string,
+  key: answer.key,
+  mintedAt: answer.replica,
+});
+
+/** A read of the model with `live`'s token and a fresh proof of its key (whichever replica answers). */
+function read(c: Clients, live: Live) {
+  const dpop = createDpopProof({
+    key: live.key,
+    htm: "GET",
+    htu: `${PUBLIC_URL}/models/${MODEL}`,
+    accessToken: live.token,
+  });
+  return send("read", `${c.proxy.url}/models/${MODEL}`, {
+    token: live.token,
+    dpop,
+    credential: live.k,
+    tokenFrom: live.mintedAt,
+  });
+}
 
 /**
  * Scenario 1: one client alone on the proxy, so round robin sends each challenge to one replica
@@ -284,9 +348,7 @@ async function quotaScenario(c: Clients, quotaIndex: number) {
   const token = p ? await redeem(c, p.vp) : null;
   if (token?.status !== 200) throw new Error("no token for the quota credential");
   const answers = await Promise.all(
-    Array.from({ length: SIZES.quota * 2 + 4 }, () =>
-      read(c, { k: quotaIndex, token: token.body.access_token as string }),
-    ),
+    Array.from({ length: SIZES.quota * 2 + 4 }, () => read(c, liveOf(quotaIndex, token))),
   );
   const granted = answers.filter((a) => a.status === 200).length;
   const elapsedMs = Math.max(...answers.map((a) => a.doneAt)) - Math.min(...answers.map((a) => a.sentAt));
@@ -503,7 +565,7 @@ async function liveTokens(c: Clients, indices: number[]): Promise<Live[]> {
     const p = await presentation(c, k);
     const answer = p ? await redeem(c, p.vp) : null;
     if (answer?.status !== 200) throw new Error(`no token for credential ${k}: ${answer?.code}`);
-    live.push({ k, token: answer.body.access_token as string });
+    live.push(liveOf(k, answer));
   }
   return live;
 }
@@ -562,7 +624,12 @@ async function report(r: {
   const result = {
     quick,
     replicas: 2,
+    tokenBinding: "dpop",
     requests: sent.length,
+    // granted reads whose token was minted at one replica, its fresh proof checked at the other
+    crossReplicaDpop: sent.filter(
+      (s) => s.route === "read" && s.status === 200 && s.tokenFrom !== null && s.replica !== s.tokenFrom,
+    ).length,
     ...r.cross,
     ...r.double,
     ...r.quota,
@@ -584,6 +651,7 @@ async function report(r: {
 /** The names of the invariants `result` breaks. */
 function invariantsFailed(o: {
   crossReplicaRedeemed: number;
+  crossReplicaDpop: number;
   crossRefused: number;
   doubleRedeemed: number;
   doubleNotGranted: number;
@@ -604,6 +672,7 @@ function invariantsFailed(o: {
   const checks: [string, boolean][] = [
     ["crossReplicaRedeemed > 0", o.crossReplicaRedeemed > 0],
     ["crossRefused = 0", o.crossRefused === 0],
+    ["crossReplicaDpop > 0", o.crossReplicaDpop > 0],
     ["doubleRedeemed = 0", o.doubleRedeemed === 0],
     ["doubleNotGranted = 0", o.doubleNotGranted === 0],
     ["quotaOverrun = 0", o.quotaOverrun === 0],

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
  * `npm run replicas -- --quick` as a test: two `kparty gateway serve --database` processes on
  * one real PostgreSQL behind the round-robin proxy, a real chain, real HTTP (the in-process
  * replica tests are test/replicas.test.ts). Skipped, with the reason printed, where PostgreSQL
- * cannot start.
+ * cannot start. Tokens are DPoP-bound, as the gateway's default.
  */
 const SCRIPT = fileURLToPath(new URL("../scripts/replicas.ts", import.meta.url));
 
@@ -41,6 +41,7 @@ describe("npm run replicas -- --quick (two gateway processes, one PostgreSQL)", 
     expect(code, stderr).toBe(0);
     expect(o).toMatchObject({
       replicas: 2,
+      tokenBinding: "dpop",
       crossReplicaRedeemed: 8, // one client alone: round robin redeems every challenge at the other replica
       crossSameReplica: 0,
       crossRefused: 0,
@@ -68,6 +69,8 @@ describe("npm run replicas -- --quick (two gateway processes, one PostgreSQL)", 
       },
     });
     expect(o.quotaGranted).toBeLessThanOrEqual(o.quotaAllowed);
+    // DPoP-bound tokens used at the replica that did not mint them, each with a fresh proof
+    expect(o.crossReplicaDpop).toBeGreaterThan(0);
     expect(o.auditEntriesByReplica.A).toBeGreaterThan(0);
     expect(o.auditEntriesByReplica.B).toBeGreaterThan(0);
     expect(o.killedReplica.servedAfterKill).toBeGreaterThan(0);

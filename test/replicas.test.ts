@@ -22,6 +22,7 @@ import {
   DOMAIN,
   type KPartyWorld,
   MODEL_ID,
+  MODEL_WEIGHTS,
   startGateway,
   TOKEN_KEY_SECRET,
 } from "./fixtures/kparty.ts";
@@ -106,8 +107,8 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
       const app = await buildGateway({
         agent: verifier.agent,
         chain: createChainClient({ provider: world.chain.provider, deployment: world.deployment }),
-        // one store on a directory both reach, locked per model in the database
-        models: new FileModelStore(join(world.dir, "models"), { lock: state.modelLock() }),
+        // one store: weights in a directory both reach, metadata and the per-model lock in the database
+        models: new FileModelStore(join(world.dir, "replica-models"), { state }),
         state,
         ...(tokenKeySecret !== null ? { tokenKeySecret } : {}),
         domain: DOMAIN,
@@ -131,6 +132,14 @@ describe.skipIf("unavailable" in postgres)("two gateway replicas on one PostgreS
     world = await createWorld();
     url = await pg.database();
     replicas = [await start("A", "198.51.100.1"), await start("B", "198.51.100.2")];
+    // the world's model, registered in the replicas' store (its metadata in the database)
+    const shared = new FileModelStore(join(world.dir, "replica-models"), { state: replicas[0].state });
+    await shared.register({
+      id: MODEL_ID,
+      description: "test model",
+      shape: [785, 10],
+      weights: MODEL_WEIGHTS,
+    });
     cred = await issue(world.orgA, world.alice);
   });
 

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -9,7 +10,7 @@ import { spyOnDatasync } from "../../test/fixtures/datasync.ts";
 import { errorCodeOf } from "../../test/fixtures/errors.ts";
 import { SYNC_EVERY_BYTES } from "../util/atomic-file.ts";
 import { prng } from "./logreg.ts";
-import { FileModelStore } from "./store.ts";
+import { FileModelStore, OWN_METADATA_FILE } from "./store.ts";
 
 let dir: string;
 let store: FileModelStore;
@@ -18,6 +19,7 @@ beforeEach(async () => {
   store = new FileModelStore(dir);
 });
 afterEach(async () => {
+  await store.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -135,20 +137,21 @@ describe("FileModelStore rounds", () => {
     expect(await readdir(join(dir, "m", "rounds", "1"))).toEqual([]);
     expect(await submit([1, 2, 3, 4])).toBe("no error");
     expect(await submit([9, 9, 9, 9])).toBe("conflict");
+    // one update file; its receipt is a row of the metadata store
     const files = await readdir(join(dir, "m", "rounds", "1"));
-    expect(files.length).toBe(2);
-    expect(
-      JSON.parse(
-        await readFile(
-          join(dir, "m", "rounds", "1", files.find((f) => f.endsWith(".json")) as string),
-          "utf8",
-        ),
-      ),
-    ).toMatchObject({
-      participant: "did:x",
-      sampleCount: 5,
-      bytes: 16,
-    });
+    expect(files).toHaveLength(1);
+    expect(files[0]).toMatch(/^[0-9a-f]{32}\.[0-9a-f]{12}\.f32$/);
+    const receipts = await store.receipts("m", 1);
+    expect(receipts).toEqual([
+      {
+        model: "m",
+        round: 1,
+        participant: "did:x",
+        sampleCount: 5,
+        bytes: 16,
+        receivedAt: expect.any(String),
+      },
+    ]);
   });
 
   it("refuses to close a round that is not open or has no updates", async () => {
@@ -202,7 +205,7 @@ describe("bounded sample counts", () => {
       });
     }
     expect((await store.get("m")).updates).toBe(0);
-    expect((await readdir(join(dir, "m"))).sort()).toEqual(["model.json", "v1.f32"]);
+    expect((await readdir(join(dir, "m"))).sort()).toEqual(["v1.f32"]);
     expect((await submit("m", "did:a", [1, 1], 100)).sampleCount).toBe(100);
   });
 
@@ -225,14 +228,12 @@ describe("bounded sample counts", () => {
   });
 
   it("treats a model.json written before caps and rules as FedAvg with the default cap", async () => {
-    await store.register({ id: "m", description: "d", shape: [1] });
-    const file = join(dir, "m", "model.json");
-    const {
-      maxSamplesPerUpdate: _cap,
-      aggregation: _rule,
-      ...old
-    } = JSON.parse(await readFile(file, "utf8"));
-    await writeFile(file, JSON.stringify(old));
+    await mkdir(join(dir, "m"));
+    await writeFile(join(dir, "m", "v1.f32"), Buffer.alloc(4));
+    const old = { id: "m", description: "d", version: 1, shape: [1], dtype: "float32", updatedAt: "x" };
+    await writeFile(join(dir, "m", "model.json"), JSON.stringify(old));
+    await store.close();
+    store = new FileModelStore(dir);
     expect(await store.get("m")).toMatchObject({
       maxSamplesPerUpdate: 1_000_000,
       aggregation: { rule: "fedavg" },
@@ -486,15 +487,9 @@ describe("FedAvg stays byte-identical", () => {
       });
     }
     await store.closeRound("m", 1);
-    // the store orders updates by their file name (a hash of the participant)
-    const order = [...(await readdir(join(dir, "m", "rounds", "1")))]
-      .filter((f) => f.endsWith(".json"))
-      .sort()
-      .map((f) => f.slice(0, -".json".length));
-    const byFile = new Map(
-      updates.map((u) => [createHash("sha256").update(u.participant).digest("hex").slice(0, 32), u]),
-    );
-    const sorted = order.map((f) => byFile.get(f) as (typeof updates)[number]);
+    // the store sums the updates in the order it accepted them
+    expect((await store.receipts("m", 1)).map((r) => r.participant)).toEqual(["did:0", "did:1", "did:2"]);
+    const sorted = updates;
     const total = sorted.reduce((s, u) => s + u.samples, 0);
     const expected = new Float32Array(n);
     for (let i = 0; i < n; i++) {
@@ -506,16 +501,88 @@ describe("FedAvg stays byte-identical", () => {
   });
 });
 
+describe("a model directory of a store that kept its metadata in files", () => {
+  it("is imported once: the model, the open round's receipts (aggregated at close), model.json renamed", async () => {
+    const participant = "did:legacy";
+    const name = createHash("sha256").update(participant).digest("hex").slice(0, 32);
+    const round = join(dir, "m", "rounds", "2");
+    await mkdir(round, { recursive: true });
+    await writeFile(join(dir, "m", "v2.f32"), Buffer.from(Float32Array.from([0, 0]).buffer));
+    const info = { id: "m", description: "old", version: 2, shape: [2], dtype: "float32", updatedAt: "x" };
+    await writeFile(join(dir, "m", "model.json"), JSON.stringify(info));
+    await writeFile(join(round, `${name}.f32`), Buffer.from(Float32Array.from([3, 5]).buffer));
+    const receipt = { model: "m", round: 2, participant, sampleCount: 7, bytes: 8, receivedAt: "y" };
+    await writeFile(join(round, `${name}.json`), JSON.stringify(receipt));
+    await store.close();
+    store = new FileModelStore(dir);
+    expect(await store.get("m")).toMatchObject({ version: 2, openRound: 2, updates: 1, description: "old" });
+    expect(await store.receipts("m", 2)).toEqual([receipt]);
+    expect((await readdir(join(dir, "m"))).sort()).toEqual(["model.json.imported", "rounds", "v2.f32"]);
+    expect(await errorCodeOf(submit("m", participant, [1, 1], 1, 2))).toBe("conflict");
+    expect(await store.closeRound("m", 2)).toMatchObject({ version: 3, aggregated: 1, samples: 7 });
+    expect([...(await weights("m"))]).toEqual([3, 5]);
+    // a second store on the directory finds nothing left to import: the metadata stays where it is
+    await store.close();
+    store = new FileModelStore(dir);
+    expect(await store.get("m")).toMatchObject({ version: 3, updates: 0 });
+  });
+});
+
+describe("orphan files", () => {
+  it("removes the files of a closed round that no receipt names (a crash between file and row), keeping the named ones", async () => {
+    await store.register({ id: "m", description: "d", shape: [1] });
+    await submit("m", "did:a", [2]);
+    const round = join(dir, "m", "rounds", "1");
+    const [named] = await readdir(round);
+    await writeFile(join(round, "0123.abcd.f32"), Buffer.alloc(4)); // synced, but no row: a crash
+    await writeFile(join(round, "0123.abcd.f32.tmp"), Buffer.alloc(2)); // an upload cut short
+    expect(await store.closeRound("m", 1)).toMatchObject({ aggregated: 1, samples: 100 });
+    expect(await readdir(round)).toEqual([named]);
+    expect([...(await weights("m"))]).toEqual([2]);
+  });
+
+  it("refuses a model.json it cannot read with config_invalid, naming the file", async () => {
+    await mkdir(join(dir, "bad"));
+    await writeFile(join(dir, "bad", "model.json"), "{ not json");
+    await store.close();
+    store = new FileModelStore(dir);
+    const error = await store.get("bad").catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "config_invalid" });
+    expect(String((error as Error).message)).toContain(join(dir, "bad", "model.json"));
+  });
+});
+
 describe("FileModelStore metadata: derived, not stored", () => {
   it("stores neither the parameter count nor the open round, and derives both, also from files that held them", async () => {
     await store.register({ id: "m", description: "", shape: [3, 2] });
-    const file = join(dir, "m", "model.json");
-    const written = JSON.parse(await readFile(file, "utf8"));
-    expect(Object.keys(written)).not.toContain("parameterCount");
-    expect(Object.keys(written)).not.toContain("openRound");
     expect(await store.get("m")).toMatchObject({ version: 1, openRound: 1, parameterCount: 6, updates: 0 });
-    // a file written before: its stored copies are ignored, the values are derived
-    await writeFile(file, JSON.stringify({ ...written, version: 3, parameterCount: 99, openRound: 7 }));
-    expect(await store.get("m")).toMatchObject({ version: 3, openRound: 3, parameterCount: 6 });
+    await store.close();
+    const db = new DatabaseSync(join(dir, OWN_METADATA_FILE));
+    try {
+      const columns = (
+        db.prepare("SELECT name FROM pragma_table_info('models')").all() as { name: string }[]
+      ).map((c) => c.name);
+      expect(columns).not.toContain("parameter_count");
+      expect(columns).not.toContain("open_round");
+    } finally {
+      db.close();
+    }
+    // a model.json written before: its stored copies are ignored at the import, the values derived
+    await mkdir(join(dir, "old"));
+    await writeFile(
+      join(dir, "old", "model.json"),
+      JSON.stringify({
+        id: "old",
+        description: "",
+        version: 3,
+        shape: [3, 2],
+        dtype: "float32",
+        updatedAt: "x",
+        parameterCount: 99,
+        openRound: 7,
+      }),
+    );
+    store = new FileModelStore(dir);
+    expect(await store.get("old")).toMatchObject({ version: 3, openRound: 3, parameterCount: 6 });
   });
 });

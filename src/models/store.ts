@@ -1,19 +1,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, type ReadStream } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import type { Readable } from "node:stream";
 import { MODEL_ID } from "../credential/index.ts";
 import { KPartyError } from "../errors/index.ts";
-import type { ModelLock } from "../state/port.ts";
+import { sqliteModelMetadata } from "../state/embedded/models.ts";
+import type { GatewayState, ModelLock, ModelMetadataStore, ModelUpdateRecord } from "../state/port.ts";
 import { syncingWriter, writeFileAtomic } from "../util/atomic-file.ts";
-import {
-  type Aggregation,
-  aggregateFiles,
-  DEFAULT_MAX_SAMPLES_PER_UPDATE,
-  parseAggregation,
-  parseMaxSamples,
-} from "./aggregation.ts";
+import { type Aggregation, aggregateFiles, parseAggregation, parseMaxSamples } from "./aggregation.ts";
+import { importLegacyModels } from "./import.ts";
 
 /** Public metadata of a shared model. */
 export interface ModelInfo {
@@ -47,10 +44,10 @@ export interface UpdateReceipt {
   receivedAt: string;
 }
 
-/** What `model.json` holds: the rest of {@link ModelInfo} is derived from it (see {@link derive}). */
+/** What the metadata store holds per model: the rest of {@link ModelInfo} is derived from it (see {@link derive}). */
 type StoredInfo = Omit<ModelInfo, "updates" | "parameterCount" | "openRound">;
 
-/** A model's metadata without the count of updates, which is read from the round's directory. */
+/** A model's metadata without the count of updates, which is counted in the metadata store. */
 type KnownInfo = Omit<ModelInfo, "updates">;
 
 /** The parameter count is the product of the shape; the open round is the current version's. */
@@ -58,7 +55,7 @@ function derive(stored: StoredInfo): KnownInfo {
   return { ...stored, parameterCount: stored.shape.reduce((a, b) => a * b, 1), openRound: stored.version };
 }
 
-/** The part of `info` that is stored (files written before these were derived held them too). */
+/** The part of `info` that is stored (`model.json` files written before these were derived held them too). */
 function storedPart(info: StoredInfo & Partial<KnownInfo>): StoredInfo {
   const { parameterCount: _count, openRound: _round, ...stored } = info;
   return stored;
@@ -80,16 +77,6 @@ function checkOpenRound(info: Pick<ModelInfo, "openRound">, round: number): void
     throw new KPartyError("conflict", `round ${round} is not open (round ${info.openRound} is)`, {
       details: { openRound: info.openRound },
     });
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw error;
   }
 }
 
@@ -144,25 +131,96 @@ async function receiveUpdate(tmp: string, body: Readable, info: KnownInfo): Prom
   return bytes;
 }
 
+/** What `register` is given. */
+export interface Registration {
+  id: string;
+  description: string;
+  shape: number[];
+  weights?: Float32Array;
+  maxSamplesPerUpdate?: number;
+  aggregation?: Aggregation;
+}
+
+/** Checks a registration (`invalid_argument`); the record to store and the initial weights. */
+function validRegistration(args: Registration): { info: StoredInfo; weights: Float32Array } {
+  if (typeof args.id !== "string" || !MODEL_ID.test(args.id)) {
+    throw new KPartyError("invalid_argument", `invalid model id ${String(args.id)}`);
+  }
+  if (
+    !Array.isArray(args.shape) ||
+    args.shape.length === 0 ||
+    args.shape.length > 8 ||
+    !args.shape.every((d) => Number.isSafeInteger(d) && d > 0)
+  ) {
+    throw new KPartyError("invalid_argument", "shape must be 1 to 8 positive integers");
+  }
+  const parameterCount = args.shape.reduce((a, b) => a * b, 1);
+  if (parameterCount > 2 ** 28)
+    throw new KPartyError("invalid_argument", "a model has at most 2^28 parameters");
+  const weights = args.weights ?? new Float32Array(parameterCount);
+  if (weights.length !== parameterCount) {
+    throw new KPartyError(
+      "invalid_argument",
+      `weights have ${weights.length} values, shape needs ${parameterCount}`,
+    );
+  }
+  if (!weights.every(Number.isFinite)) throw new KPartyError("invalid_argument", "weights must be finite");
+  if (typeof args.description !== "string" || args.description.length > 1000) {
+    throw new KPartyError("invalid_argument", "description must be a string of at most 1000 characters");
+  }
+  const info: StoredInfo = {
+    id: args.id,
+    description: args.description,
+    version: 1,
+    shape: [...args.shape],
+    dtype: "float32",
+    maxSamplesPerUpdate: parseMaxSamples(args.maxSamplesPerUpdate),
+    aggregation: parseAggregation(args.aggregation),
+    updatedAt: new Date().toISOString(),
+  };
+  return { info, weights };
+}
+
+/** The model directory's own metadata file, for a store without a state backend (one process). */
+export const OWN_METADATA_FILE = ".metadata.sqlite";
+
+/** Opens {@link OWN_METADATA_FILE} in `dir` (a name no model id can take: ids start with a letter or digit). */
+async function ownMetadata(dir: string): Promise<{ store: ModelMetadataStore; db: DatabaseSync }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const db = new DatabaseSync(join(dir, OWN_METADATA_FILE));
+  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+  return { store: sqliteModelMetadata(db), db };
+}
+
+const roundClosed = (round: number) =>
+  new KPartyError("conflict", `round ${round} closed while the update was uploading`);
+const alreadySubmitted = (round: number) =>
+  new KPartyError("conflict", `this participant already submitted an update for round ${round}`);
+
 /**
- * The shared model store on the local file system. Per model: `model.json` (metadata), one
- * immutable `v<version>.f32` (little-endian float32) per version, and
- * `rounds/<round>/<participant>.f32|.json` for the updates of the open round. Writes are
- * atomic (temp file, fsync, rename), and weights are synced every 8 MiB as they are written
- * (see `syncingWriter`); weights stream to and from disk, and aggregation works block by
- * block, so no model is ever held whole in memory.
+ * The shared model store: metadata (models, versions, update receipts) in the state backend's
+ * {@link ModelMetadataStore}, weights as files in `dir`. Per model: one immutable
+ * `v<version>.f32` (little-endian float32) per version, and `rounds/<round>/<participant>.<random>.f32`
+ * per accepted update, named by its receipt row. Files are written atomically (temp file,
+ * fsync, rename) and synced every 8 MiB as they are written (see `syncingWriter`); weights
+ * stream to and from disk, and aggregation works block by block, so no model is ever held
+ * whole in memory.
  *
- * Replicas: gateways that share one model store put `dir` on a file system they all mount
- * (NFS, a cloud file share) and pass the state backend's `lock` (`GatewayState.modelLock()`,
- * a PostgreSQL advisory lock per model): accepting an update and closing a round then never
- * interleave across replicas, so an update accepted at one replica is aggregated at another.
- * Weights stay files rather than database rows because they are streamed (up to 1 GiB a
- * version) and never held whole in memory; the metadata stays next to them so that one
- * directory is one consistent store (backed up and restored together).
+ * A file is always complete before the row that names it is written: a crash between the two
+ * leaves an orphan file (never a row without its file), and the orphans of a round are removed
+ * when it closes. One update per participant and round is the metadata store's unique key.
+ *
+ * Replicas: gateways that share one model store pass `state` (a PostgreSQL backend, whose
+ * metadata every replica reads and writes, and whose `modelLock` serialises accepting an
+ * update and closing a round of one model across replicas) and put `dir` on a file system
+ * they all mount (NFS, a cloud file share). Weights stay files rather than rows because they
+ * are streamed (up to 1 GiB a version) and never held whole in memory. Without `state`, the
+ * metadata is kept in `dir/.metadata.sqlite` (one process). A `model.json` left by a store
+ * that kept its metadata in files is imported once (see `importLegacyModels`).
  *
  * @example
  * ```ts
- * const store = new FileModelStore(".kparty/models");
+ * const store = new FileModelStore(".kparty/models", { state });
  * await store.register({
  *   id: "mnist-logreg", description: "…", shape: [785, 10],
  *   maxSamplesPerUpdate: 10_000, aggregation: { rule: "trimmed-mean", trimFraction: 0.2, clipNorm: 5 },
@@ -175,13 +233,42 @@ export class FileModelStore {
   readonly #dir: string;
   /** Per-model queue: round closing and the final step of accepting an update never interleave. */
   readonly #locks = new Map<string, Promise<unknown>>();
-
   readonly #lock: ModelLock | null;
+  readonly #given: ModelMetadataStore | null;
+  #ready: Promise<ModelMetadataStore> | null = null;
+  #db: DatabaseSync | null = null;
 
-  constructor(dir: string, options: { lock?: ModelLock | null } = {}) {
+  constructor(dir: string, options: { state?: Pick<GatewayState, "modelMetadata" | "modelLock"> } = {}) {
     if (!dir) throw new TypeError("model store directory is required");
     this.#dir = dir;
-    this.#lock = options.lock ?? null;
+    this.#given = options.state?.modelMetadata() ?? null;
+    this.#lock = options.state?.modelLock() ?? null;
+  }
+
+  /** The metadata store, once: opened (without a state backend) and with files of an older store imported. */
+  #meta(): Promise<ModelMetadataStore> {
+    this.#ready ??= (async () => {
+      let store = this.#given;
+      if (!store) {
+        const own = await ownMetadata(this.#dir);
+        this.#db = own.db;
+        store = own.store;
+      }
+      await importLegacyModels(this.#dir, store);
+      return store;
+    })().catch((error) => {
+      this.#ready = null; // tried again at the next call
+      throw error;
+    });
+    return this.#ready;
+  }
+
+  /** Closes the model directory's own metadata file, if this store opened one. */
+  async close(): Promise<void> {
+    await this.#ready?.catch(() => undefined);
+    this.#db?.close();
+    this.#db = null;
+    this.#ready = null;
   }
 
   #modelDir(id: string): string {
@@ -213,117 +300,48 @@ export class FileModelStore {
    * 1,000,000; at most 1e12); `aggregation` chooses the rule (default `{rule: "fedavg"}`).
    * Both are fixed for the model's life. Errors: `invalid_argument`, `conflict`.
    */
-  async register(args: {
-    id: string;
-    description: string;
-    shape: number[];
-    weights?: Float32Array;
-    maxSamplesPerUpdate?: number;
-    aggregation?: Aggregation;
-  }): Promise<ModelInfo> {
-    if (typeof args.id !== "string" || !MODEL_ID.test(args.id)) {
-      throw new KPartyError("invalid_argument", `invalid model id ${String(args.id)}`);
-    }
-    if (
-      !Array.isArray(args.shape) ||
-      args.shape.length === 0 ||
-      args.shape.length > 8 ||
-      !args.shape.every((d) => Number.isSafeInteger(d) && d > 0)
-    ) {
-      throw new KPartyError("invalid_argument", "shape must be 1 to 8 positive integers");
-    }
-    const parameterCount = args.shape.reduce((a, b) => a * b, 1);
-    if (parameterCount > 2 ** 28)
-      throw new KPartyError("invalid_argument", "a model has at most 2^28 parameters");
-    const weights = args.weights ?? new Float32Array(parameterCount);
-    if (weights.length !== parameterCount) {
-      throw new KPartyError(
-        "invalid_argument",
-        `weights have ${weights.length} values, shape needs ${parameterCount}`,
-      );
-    }
-    if (!weights.every(Number.isFinite)) throw new KPartyError("invalid_argument", "weights must be finite");
-    if (typeof args.description !== "string" || args.description.length > 1000) {
-      throw new KPartyError("invalid_argument", "description must be a string of at most 1000 characters");
-    }
-    const maxSamplesPerUpdate = parseMaxSamples(args.maxSamplesPerUpdate);
-    const aggregation = parseAggregation(args.aggregation);
+  async register(args: Registration): Promise<ModelInfo> {
+    const { info, weights } = validRegistration(args);
     const dir = this.#modelDir(args.id);
+    const meta = await this.#meta();
     return this.#locked(args.id, async () => {
+      if (await meta.get(args.id)) throw new KPartyError("conflict", `model ${args.id} already exists`);
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      if (await exists(join(dir, "model.json"))) {
-        throw new KPartyError("conflict", `model ${args.id} already exists`);
-      }
-      const info: StoredInfo = {
-        id: args.id,
-        description: args.description,
-        version: 1,
-        shape: [...args.shape],
-        dtype: "float32",
-        maxSamplesPerUpdate,
-        aggregation,
-        updatedAt: new Date().toISOString(),
-      };
       const bytes = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength);
-      await writeFileAtomic(join(dir, "v1.f32"), bytes);
-      await writeFileAtomic(join(dir, "model.json"), `${JSON.stringify(info, null, 2)}\n`);
+      await writeFileAtomic(join(dir, "v1.f32"), bytes); // the weights before the row that names them
+      if (!(await meta.insert(info))) throw new KPartyError("conflict", `model ${args.id} already exists`);
       return { ...derive(info), updates: 0 };
     });
   }
 
   async #stored(id: string): Promise<KnownInfo> {
-    try {
-      const stored = JSON.parse(await readFile(join(this.#modelDir(id), "model.json"), "utf8"));
-      // a model registered before caps and rules existed gets the defaults
-      return derive(
-        storedPart({
-          maxSamplesPerUpdate: DEFAULT_MAX_SAMPLES_PER_UPDATE,
-          aggregation: { rule: "fedavg" },
-          ...stored,
-        }),
-      );
-    } catch (error) {
-      if (error instanceof KPartyError) throw error;
-      if ((error as NodeJS.ErrnoException).code === "ENOENT")
-        throw new KPartyError("not_found", `no model ${id}`);
-      throw error;
-    }
-  }
-
-  async #updateFiles(id: string, round: number): Promise<string[]> {
-    try {
-      return (await readdir(this.#roundDir(id, round))).filter((f) => f.endsWith(".json")).sort();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw error;
-    }
+    this.#modelDir(id); // not_found for an id no model can have
+    const stored = await (await this.#meta()).get(id);
+    if (!stored) throw new KPartyError("not_found", `no model ${id}`);
+    return derive(storedPart(stored));
   }
 
   /** Metadata of one model; throws `not_found`. */
   async get(id: string): Promise<ModelInfo> {
     const info = await this.#stored(id);
-    return { ...info, updates: (await this.#updateFiles(id, info.openRound)).length };
+    return { ...info, updates: await (await this.#meta()).countUpdates(id, info.openRound) };
   }
 
-  /** Metadata of every model. */
+  /** Metadata of every model, by id. */
   async list(): Promise<ModelInfo[]> {
-    let entries: string[];
-    try {
-      entries = await readdir(this.#dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw error;
-    }
+    const meta = await this.#meta();
     const infos: ModelInfo[] = [];
-    for (const id of entries.sort()) {
-      if (!MODEL_ID.test(id)) continue;
-      try {
-        infos.push(await this.get(id));
-      } catch (error) {
-        if (!(error instanceof KPartyError && error.code === "not_found")) throw error;
-      }
+    for (const stored of await meta.list()) {
+      const info = derive(storedPart(stored));
+      infos.push({ ...info, updates: await meta.countUpdates(info.id, info.openRound) });
     }
     return infos;
+  }
+
+  /** The receipts of the updates accepted for `round`, in the order they were accepted. */
+  async receipts(id: string, round: number): Promise<UpdateReceipt[]> {
+    await this.#stored(id);
+    return (await (await this.#meta()).updates(id, round)).map(({ blob: _blob, ...receipt }) => receipt);
   }
 
   /** The current global weights as a stream of little-endian float32 bytes. */
@@ -360,49 +378,48 @@ export class FileModelStore {
       );
     }
     checkOpenRound(info, round);
+    const meta = await this.#meta();
+    if (await meta.hasUpdate(id, round, participant)) throw alreadySubmitted(round);
     const dir = this.#roundDir(id, round);
-    const name = participantFile(participant);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    if (await exists(join(dir, `${name}.json`))) {
-      throw new KPartyError("conflict", `this participant already submitted an update for round ${round}`);
-    }
-    const tmp = join(dir, `${name}.${randomBytes(4).toString("hex")}.tmp`);
+    const blob = `${participantFile(participant)}.${randomBytes(6).toString("hex")}.f32`;
+    const tmp = join(dir, `${blob}.tmp`);
     const bytes = await receiveUpdate(tmp, body, info);
     const receipt: Omit<UpdateReceipt, "receivedAt"> = { model: id, round, participant, sampleCount, bytes };
-    return this.#locked(id, () => this.#commitUpdate(tmp, join(dir, name), receipt));
+    return this.#locked(id, () => this.#commitUpdate(meta, tmp, { ...receipt, blob }));
   }
 
   /**
-   * Keeps a received update (its temporary file `tmp`) as `<base>.f32` with its receipt in
-   * `<base>.json` — unless its round closed meanwhile or the participant's marker appeared
-   * (`conflict`; the file is removed). Runs under the model's lock.
+   * Keeps a received update (its temporary file `tmp`) as its blob, then records its row —
+   * unless its round closed meanwhile or the participant's row appeared (`conflict`; the file
+   * is removed). Runs under the model's lock.
    */
   async #commitUpdate(
+    meta: ModelMetadataStore,
     tmp: string,
-    base: string,
-    received: Omit<UpdateReceipt, "receivedAt">,
+    received: Omit<ModelUpdateRecord, "receivedAt">,
   ): Promise<UpdateReceipt> {
-    const { model, round } = received;
-    const current = await this.#stored(model);
-    if (current.openRound !== round) {
+    const { model, round, blob } = received;
+    const current = await meta.get(model);
+    if (current?.version !== round) {
       await rm(tmp, { force: true });
-      throw new KPartyError("conflict", `round ${round} closed while the update was uploading`);
+      throw roundClosed(round);
     }
-    const receipt: UpdateReceipt = { ...received, receivedAt: new Date().toISOString() };
-    let marker: FileHandle;
+    const file = join(this.#roundDir(model, round), blob);
+    await rename(tmp, file); // the file is complete (synced) before the row that names it
+    const row: ModelUpdateRecord = { ...received, receivedAt: new Date().toISOString() };
+    let outcome: Awaited<ReturnType<ModelMetadataStore["addUpdate"]>>;
     try {
-      marker = await open(`${base}.json`, "wx", 0o600); // one update per participant, atomically
+      outcome = await meta.addUpdate(row);
     } catch (error) {
-      await rm(tmp, { force: true });
-      if ((error as NodeJS.ErrnoException).code === "EEXIST") {
-        throw new KPartyError("conflict", `this participant already submitted an update for round ${round}`);
-      }
+      await rm(file, { force: true });
       throw error;
     }
-    await rename(tmp, `${base}.f32`);
-    await marker.writeFile(JSON.stringify(receipt));
-    await marker.sync();
-    await marker.close();
+    if (outcome !== "accepted") {
+      await rm(file, { force: true });
+      throw outcome === "duplicate" ? alreadySubmitted(round) : roundClosed(round);
+    }
+    const { blob: _blob, ...receipt } = row;
     return receipt;
   }
 
@@ -410,36 +427,42 @@ export class FileModelStore {
    * Closes the open round: the round's updates are aggregated under the model's rule
    * (sample-weighted FedAvg by default; coordinate-wise median or trimmed mean; each
    * optionally with per-update L2 clipping of the delta from the current weights) into
-   * version `round + 1`; the next round opens.
+   * version `round + 1`; the next round opens. Files of the round no receipt names (orphans
+   * of a crash, or of an upload cut short) are removed.
    * Errors: `not_found`; `conflict` (not the open round, or no update received).
    */
   async closeRound(id: string, round: number): Promise<RoundResult> {
+    const meta = await this.#meta();
     return this.#locked(id, async () => {
       const info = await this.#stored(id);
       checkOpenRound(info, round);
       const dir = this.#roundDir(id, round);
-      const receipts = await Promise.all(
-        (await this.#updateFiles(id, round)).map(
-          async (f) => JSON.parse(await readFile(join(dir, f), "utf8")) as UpdateReceipt,
-        ),
-      );
-      if (receipts.length === 0)
+      const updates = await meta.updates(id, round);
+      if (updates.length === 0)
         throw new KPartyError("conflict", `round ${round} has no updates to aggregate`);
-      const samples = receipts.reduce((sum, r) => sum + r.sampleCount, 0);
+      const samples = updates.reduce((sum, r) => sum + r.sampleCount, 0);
       const version = info.version + 1;
       const { clipped } = await aggregateFiles({
-        inputs: receipts.map((r) => ({
-          file: join(dir, `${participantFile(r.participant)}.f32`),
-          samples: r.sampleCount,
-        })),
+        inputs: updates.map((r) => ({ file: join(dir, r.blob), samples: r.sampleCount })),
         current: join(this.#modelDir(id), `v${info.version}.f32`),
         parameterCount: info.parameterCount,
         out: join(this.#modelDir(id), `v${version}.f32`),
         aggregation: info.aggregation,
       });
-      const next: StoredInfo = { ...storedPart(info), version, updatedAt: new Date().toISOString() };
-      await writeFileAtomic(join(this.#modelDir(id), "model.json"), `${JSON.stringify(next, null, 2)}\n`);
-      return { ...derive(next), updates: 0, aggregated: receipts.length, samples, clipped };
+      const updatedAt = new Date().toISOString();
+      if (!(await meta.advance(id, round, updatedAt))) {
+        throw new KPartyError("conflict", `round ${round} was closed meanwhile`);
+      }
+      await removeOrphans(dir, new Set(updates.map((r) => r.blob)));
+      const next: StoredInfo = { ...storedPart(info), version, updatedAt };
+      return { ...derive(next), updates: 0, aggregated: updates.length, samples, clipped };
     });
+  }
+}
+
+/** Removes the update files (and temporary files) of a closed round that no receipt names. */
+async function removeOrphans(dir: string, named: Set<string>): Promise<void> {
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    if ((f.endsWith(".f32") || f.endsWith(".tmp")) && !named.has(f)) await rm(join(dir, f), { force: true });
   }
 }

@@ -1,18 +1,19 @@
 import type { KeyObject } from "node:crypto";
 import type { KPartyError } from "../errors/index.ts";
+import type { Aggregation } from "../models/aggregation.ts";
 import type { AuditKeyStore, AuditKeyStoreOptions, AuditPublicKey } from "./audit-keys.ts";
 import type { TokenKeyStoreOptions } from "./sealed.ts";
 
 /**
  * The gateway's shared-state port: everything a decision depends on that is not on chain —
- * single-use challenges, rate limits and quotas, the audit log, the access-token keys and the
- * model store's lock — behind one interface with two backends: `embedded` (node:sqlite, one
+ * single-use challenges, rate limits and quotas, the audit log, the access-token keys, the
+ * model store's metadata and its lock — behind one interface with two backends: `embedded` (node:sqlite, one
  * process, zero set-up; see `createEmbeddedState`) and `postgres` (any number of gateway
  * replicas on one PostgreSQL database; see `openPostgresState`).
  *
  * A backend is a set of store factories: the gateway builds each store with its own options
  * (clock, lifetimes): challenges, rate limits, the audit log, token keys, the DPoP `jti` replay
- * store, revoked token ids, introspection clients and OID4VP transactions. Further stores join
+ * store, revoked token ids, introspection clients, OID4VP transactions and the model metadata. Further stores join
  * as further factories with the same shape: embedded in the gateway's SQLite file, shared in
  * PostgreSQL.
  *
@@ -256,6 +257,66 @@ export interface Oid4vpTransactionStore {
   redeem(id: string): Awaitable<boolean>;
 }
 
+/**
+ * A model's stored metadata: what a model store keeps per model besides its weight files. The
+ * parameter count, the open round (always `version`) and the count of updates are derived.
+ */
+export interface ModelRecord {
+  id: string;
+  description: string;
+  /** Version of the current global weights (1 for the initial weights); its round is the open one. */
+  version: number;
+  shape: number[];
+  dtype: "float32";
+  maxSamplesPerUpdate: number;
+  aggregation: Aggregation;
+  updatedAt: string;
+}
+
+/** One accepted update: its receipt and the file (in its round's directory) that holds its values. */
+export interface ModelUpdateRecord {
+  model: string;
+  round: number;
+  participant: string;
+  sampleCount: number;
+  bytes: number;
+  receivedAt: string;
+  /** The update's file name in the round's directory of the model store (written before this row). */
+  blob: string;
+}
+
+/**
+ * The model store's metadata (models, versions, update receipts), shared by every replica; the
+ * weights themselves are files in the model store's directory (see `FileModelStore`). Each
+ * write is one conditional statement, so it holds across concurrent callers on any replica.
+ */
+export interface ModelMetadataStore {
+  /** Adds a model; false when its id is taken (of concurrent adds of one id, exactly one is true). */
+  insert(model: ModelRecord): Awaitable<boolean>;
+  get(id: string): Awaitable<ModelRecord | undefined>;
+  /** Every model, by id. */
+  list(): Awaitable<ModelRecord[]>;
+  /**
+   * Records an accepted update, atomically: `accepted` when `round` is the model's open round and
+   * the participant has no update in it (a unique key on model, round and participant: of
+   * concurrent adds for one participant, on any replica, exactly one is accepted); `duplicate`
+   * when it has one; `closed` when the round is not open (or the model is unknown).
+   */
+  addUpdate(update: ModelUpdateRecord): Awaitable<"accepted" | "duplicate" | "closed">;
+  /** Whether `participant` has an update in `round`. */
+  hasUpdate(model: string, round: number, participant: string): Awaitable<boolean>;
+  /** The updates of `round`, in the order they were accepted. */
+  updates(model: string, round: number): Awaitable<ModelUpdateRecord[]>;
+  countUpdates(model: string, round: number): Awaitable<number>;
+  /** Moves the model from version `round` to `round + 1` (closing the round); false if it is not at `round`. */
+  advance(model: string, round: number, updatedAt: string): Awaitable<boolean>;
+  /**
+   * Adds a model with the updates of its open round (an import of files a store wrote before
+   * its metadata moved here), in one transaction, unless the id is taken (false).
+   */
+  importModel(model: ModelRecord, updates: ModelUpdateRecord[]): Awaitable<boolean>;
+}
+
 /** Serialises work on one model across the deployment (round closing, accepting an update). */
 export type ModelLock = <T>(model: string, fn: () => Promise<T>) => Promise<T>;
 
@@ -289,6 +350,8 @@ export interface GatewayState {
   oauthClients(options?: { now?: () => number }): OAuthClientStore;
   /** OID4VP transactions (`/oid4vp/…`). */
   oid4vpTransactions(options: { now: () => number }): Oid4vpTransactionStore;
+  /** The model store's metadata (models, versions, update receipts); weights stay files. */
+  modelMetadata(): ModelMetadataStore;
   /** A lock for model stores whose files are shared between replicas (null: one process). */
   modelLock(): ModelLock | null;
   /** Releases what the backend holds (the pool); the embedded backend leaves its database to its opener. */

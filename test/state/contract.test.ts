@@ -1,11 +1,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import { readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { Readable } from "node:stream";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { KPartyError } from "../../src/errors/index.ts";
 import { openGatewayDatabase } from "../../src/gateway/index.ts";
+import { FileModelStore } from "../../src/models/index.ts";
 import { createEmbeddedState, type GatewayState, openPostgresState } from "../../src/state/index.ts";
 import { migrate } from "../../src/state/postgres/index.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
@@ -458,6 +461,101 @@ for (const backend of [embedded, postgresBackend]) {
           const added = await store.add(); // `kparty gateway keys rotate`
           expect((await store.load()).map((k) => k.kid)).toEqual([added.kid]);
           expect(JSON.stringify(await d.tokenKeyRows())).not.toContain("PRIVATE KEY");
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("keeps the model store's metadata for every replica: registered at A seen at B, one update per participant, closed at B", async () => {
+        const d = await backend.deployment();
+        const dir = join(tmp, `models-${++files}`); // the directory both replicas mount
+        const [stateA, stateB] = [await d.replica(), await d.replica()];
+        const a = new FileModelStore(dir, { state: stateA });
+        const b = new FileModelStore(dir, { state: stateB });
+        const update = (values: number[]) => Readable.from([Buffer.from(Float32Array.from(values).buffer)]);
+        try {
+          await a.register({ id: "shared", description: "d", shape: [2] });
+          expect(await b.get("shared")).toMatchObject({ id: "shared", version: 1, openRound: 1, updates: 0 });
+          expect((await b.list()).map((m) => m.id)).toEqual(["shared"]);
+          expect(await refusal(() => b.register({ id: "shared", description: "d", shape: [2] }))).toBe(
+            "conflict",
+          );
+          // the same participant at A and B at once: exactly one accepted, the other refused
+          const outcomes = await Promise.all(
+            [a, b].map((s, i) =>
+              s
+                .submitUpdate("shared", {
+                  round: 1,
+                  participant: "did:p",
+                  sampleCount: 1,
+                  body: update([i, i]),
+                })
+                .then(() => "accepted", codeOf),
+            ),
+          );
+          expect([...outcomes].sort()).toEqual(["accepted", "conflict"]);
+          expect(await readdir(join(dir, "shared", "rounds", "1"))).toHaveLength(1); // the refused file is gone
+          await b.submitUpdate("shared", {
+            round: 1,
+            participant: "did:q",
+            sampleCount: 3,
+            body: update([4, 8]),
+          });
+          expect((await a.get("shared")).updates).toBe(2);
+          // the database's unique key, without the store's lock: 20 concurrent rows, one accepted
+          const [metaA, metaB] = [stateA.modelMetadata(), stateB.modelMetadata()];
+          const rows = await Promise.all(
+            Array.from({ length: 20 }, (_, i) =>
+              (i % 2 ? metaA : metaB).addUpdate({
+                model: "shared",
+                round: 1,
+                participant: "did:r",
+                sampleCount: 1,
+                bytes: 8,
+                receivedAt: "t",
+                blob: `r${i}.f32`,
+              }),
+            ),
+          );
+          expect(rows.filter((r) => r === "accepted")).toHaveLength(1);
+          expect(rows.filter((r) => r === "duplicate")).toHaveLength(19);
+          const accepted = rows.indexOf("accepted");
+          await writeFile(
+            join(dir, "shared", "rounds", "1", `r${accepted}.f32`),
+            Buffer.from(Float32Array.from([0, 0]).buffer),
+          );
+          // closed at B: every update, whichever replica accepted it
+          const closed = await b.closeRound("shared", 1);
+          expect(closed).toMatchObject({ version: 2, openRound: 2, aggregated: 3, samples: 5, updates: 0 });
+          const winner = outcomes.indexOf("accepted"); // its values were [winner, winner]
+          const { stream } = await a.openWeights("shared");
+          const bytes = Buffer.concat(await stream.toArray());
+          expect([...new Float32Array(bytes.buffer, bytes.byteOffset, 2)]).toEqual([
+            Math.fround((winner + 12) / 5),
+            Math.fround((winner + 24) / 5),
+          ]);
+          expect(await a.get("shared")).toMatchObject({ version: 2, updates: 0 });
+          expect(
+            await refusal(() =>
+              a.submitUpdate("shared", {
+                round: 1,
+                participant: "did:s",
+                sampleCount: 1,
+                body: update([1, 1]),
+              }),
+            ),
+          ).toBe("conflict");
+          expect(
+            await metaA.addUpdate({
+              model: "shared",
+              round: 1,
+              participant: "did:s",
+              sampleCount: 1,
+              bytes: 8,
+              receivedAt: "t",
+              blob: "s.f32",
+            }),
+          ).toBe("closed");
         } finally {
           await d.close();
         }

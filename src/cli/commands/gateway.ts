@@ -153,9 +153,8 @@ async function openModelStore(
   models: ReturnType<typeof parseModelSpec>[],
 ) {
   const { FileModelStore } = await import("../../models/index.ts");
-  const store = new FileModelStore(options.modelsDir ?? join(ctx.config.dataDir, "models"), {
-    lock: state.modelLock(),
-  });
+  // metadata in the state backend, weights in the directory (see docs/deployment.md)
+  const store = new FileModelStore(options.modelsDir ?? join(ctx.config.dataDir, "models"), { state });
   for (const m of models) {
     const existing = await store.get(m.id).catch(() => null);
     if (!existing) await store.register({ ...m, description: `registered by kparty gateway serve` });

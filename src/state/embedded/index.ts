@@ -19,11 +19,12 @@ import {
   sealedTokenKeys,
   type TokenKeyStoreOptions,
 } from "../sealed.ts";
+import { sqliteModelMetadata } from "./models.ts";
 
 /**
  * The embedded backend: the gateway's node:sqlite file (see `openGatewayDatabase`) for
  * challenges, the audit log, the DPoP `jti` replay store, revoked token ids, introspection
- * clients, OID4VP transactions and the token keys (encrypted under `tokenKeys({ secret })`; without
+ * clients, OID4VP transactions, the model store's metadata (tables `models`, `model_updates`) and the token keys (encrypted under `tokenKeys({ secret })`; without
  * a secret one fresh key in memory, whose tokens end with the process), and rate limits in memory — one process is
  * the whole deployment, so its buckets are the only ones. Zero set-up; the caller opens and
  * closes the database.
@@ -62,6 +63,7 @@ export function createEmbeddedState(db: DatabaseSync): GatewayState {
     revokedTokens: (options) => sqliteRevokedTokens(db, options),
     oauthClients: (options = {}) => oauthClientStore(sqliteOAuthClientRows(db), options.now),
     oid4vpTransactions: (options) => new SqliteOid4vpTransactions(db, options),
+    modelMetadata: () => sqliteModelMetadata(db),
     modelLock: () => null,
     close: async () => {},
   };

@@ -41,6 +41,7 @@ import {
 } from "../sealed.ts";
 import { type CheckedOut, checkout, inTransaction } from "./checkout.ts";
 import { LOCKS, migrate } from "./migrations.ts";
+import { postgresModelMetadata } from "./models.ts";
 
 export { MIGRATIONS, type Migration, migrate } from "./migrations.ts";
 
@@ -71,7 +72,7 @@ function unavailable(error: unknown): KPartyError {
  * (redeemed at most once, whichever replica sees them), rate buckets and quotas (one bucket per
  * key for the deployment), one audit chain (appends serialised on its head row: no forks), the
  * DPoP `jti` replay store (a proof is single-use across replicas), revoked token ids, the
- * introspection clients, OID4VP transactions and the token keys (every replica verifies every replica's tokens; stored encrypted under the
+ * introspection clients, OID4VP transactions, the model store's metadata and the token keys (every replica verifies every replica's tokens; stored encrypted under the
  * secret `tokenKeys({ secret })` requires, the same on every replica). Opens a bounded pool and runs
  * the schema migrations (see `MIGRATIONS`) before it returns. A database that cannot be reached
  * makes the requests that need it fail closed with 503 `state_unavailable`; the pool reconnects
@@ -140,6 +141,7 @@ export function postgresState(pool: pg.Pool): GatewayState {
     revokedTokens: (options) => postgresRevokedTokens(query, options),
     oauthClients: (options = {}) => oauthClientStore(postgresOAuthClientRows(query), options.now),
     oid4vpTransactions: (options) => new PostgresOid4vpTransactions(query, options),
+    modelMetadata: () => postgresModelMetadata(query),
     modelLock: () => postgresModelLock(pool),
     async close() {
       await Promise.all(audits.map((a) => a.close()));

@@ -137,6 +137,34 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: "model store metadata: models and their update receipts (weights stay files)",
+    // one update per participant and round is the unique key; seq keeps the acceptance order
+    sql: `
+      CREATE TABLE kparty_models (
+        id text PRIMARY KEY,
+        description text NOT NULL,
+        version integer NOT NULL,
+        shape text NOT NULL,
+        dtype text NOT NULL,
+        max_samples_per_update bigint NOT NULL,
+        aggregation text NOT NULL,
+        updated_at text NOT NULL
+      );
+      CREATE TABLE kparty_model_updates (
+        seq bigserial PRIMARY KEY,
+        model text NOT NULL REFERENCES kparty_models (id),
+        round integer NOT NULL,
+        participant text NOT NULL,
+        sample_count bigint NOT NULL,
+        bytes bigint NOT NULL,
+        received_at text NOT NULL,
+        blob text NOT NULL,
+        UNIQUE (model, round, participant)
+      );
+    `,
+  },
 ];
 
 /** Advisory-lock keys (one namespace of 64-bit integers per database). */
