@@ -13,6 +13,7 @@ import {
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { KPartyError } from "../errors/index.ts";
 import type { DpopReplayStore } from "../state/port.ts";
+import { atMostEvery } from "../util/at-most-every.ts";
 import { resolveClockSkew } from "./verify/window.ts";
 
 /**
@@ -168,7 +169,7 @@ export class SqliteDpopReplayStore implements DpopReplayStore {
   readonly #now: () => number;
   readonly #insert: StatementSync;
   readonly #prune: StatementSync;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(1_000);
 
   constructor(db: DatabaseSync, options: { now: () => number }) {
     this.#db = db;
@@ -183,8 +184,7 @@ export class SqliteDpopReplayStore implements DpopReplayStore {
     const now = this.#now();
     this.#db.exec("PRAGMA synchronous = NORMAL");
     try {
-      if (now - this.#prunedAt >= 1_000) {
-        this.#prunedAt = now;
+      if (this.#pruneDue(now)) {
         this.#prune.run(now);
       }
       return this.#insert.run(key, expiresAtMs, now).changes === 1;
@@ -204,7 +204,7 @@ export class SqliteDpopReplayStore implements DpopReplayStore {
 export class MemoryDpopReplayStore implements DpopReplayStore {
   readonly #seen = new Map<string, number>();
   readonly #now: () => number;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(1_000);
 
   constructor(options: { now: () => number }) {
     this.#now = options.now;
@@ -212,8 +212,7 @@ export class MemoryDpopReplayStore implements DpopReplayStore {
 
   use(key: string, expiresAtMs: number): boolean {
     const now = this.#now();
-    if (now - this.#prunedAt >= 1_000) {
-      this.#prunedAt = now;
+    if (this.#pruneDue(now)) {
       for (const [k, at] of this.#seen) if (at < now) this.#seen.delete(k);
     }
     const at = this.#seen.get(key);

@@ -13,6 +13,7 @@ import {
   transactionOfRow,
 } from "../state/challenges.ts";
 import type { Oid4vpTransaction, Oid4vpTransactionStore } from "../state/port.ts";
+import { atMostEvery } from "../util/at-most-every.ts";
 
 /**
  * Opens (creating if needed) the gateway's embedded database: challenges, OID4VP transactions,
@@ -100,7 +101,7 @@ export class ChallengeStore {
   readonly #prune: StatementSync;
   readonly #use: StatementSync;
   readonly #lookup: StatementSync;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(1_000);
 
   constructor(db: DatabaseSync, options: { ttlSeconds: number; now: () => number }) {
     this.#ttlMs = challengeTtlMs(options.ttlSeconds);
@@ -131,8 +132,7 @@ export class ChallengeStore {
     const now = this.#now();
     const challenge = newChallenge();
     this.#write(() => {
-      if (now - this.#prunedAt >= 1_000) {
-        this.#prunedAt = now;
+      if (this.#pruneDue(now)) {
         this.#prune.run(now - this.#ttlMs);
       }
       this.#insert.run(challenge, client, now, now + this.#ttlMs);
@@ -183,7 +183,7 @@ export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {
   readonly #respond: StatementSync;
   readonly #settle: StatementSync;
   readonly #redeem: StatementSync;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(60_000);
 
   constructor(db: DatabaseSync, options: { now: () => number }) {
     this.#now = options.now;
@@ -206,8 +206,7 @@ export class SqliteOid4vpTransactions implements Oid4vpTransactionStore {
 
   create(t: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">): void {
     const now = this.#now();
-    if (now - this.#prunedAt >= 60_000) {
-      this.#prunedAt = now;
+    if (this.#pruneDue(now)) {
       this.#prune.run(now - 86_400_000);
     }
     this.#insert.run(t.id, t.state, t.nonce, t.client, t.request, now, t.expiresAt);

@@ -3,6 +3,7 @@ import { AuditLog, auditRecordFromRow, verifyAuditChain } from "../../gateway/au
 import { SqliteDpopReplayStore } from "../../gateway/dpop.ts";
 import { RateLimiter } from "../../gateway/rate-limit.ts";
 import { ChallengeStore, SqliteOid4vpTransactions } from "../../gateway/state.ts";
+import { atMostEvery } from "../../util/at-most-every.ts";
 import {
   type AuditKeyRow,
   type AuditKeyStoreOptions,
@@ -85,14 +86,11 @@ function sqliteRevokedTokens(db: DatabaseSync, options: { now: () => number }): 
   );
   const lookup = db.prepare("SELECT 1 FROM revoked_tokens WHERE token_id = ? AND keep_until >= ?");
   const prune = db.prepare("DELETE FROM revoked_tokens WHERE keep_until < ?");
-  let prunedAt = 0;
+  const pruneDue = atMostEvery(1_000);
   return {
     revoke(tokenId, keepUntilMs) {
       const now = options.now();
-      if (now - prunedAt >= 1_000) {
-        prunedAt = now;
-        prune.run(now);
-      }
+      if (pruneDue(now)) prune.run(now);
       return insert.run(tokenId, keepUntilMs, now).changes === 1;
     },
     isRevoked: (tokenId) => lookup.get(tokenId, options.now()) !== undefined,

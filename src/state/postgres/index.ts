@@ -1,6 +1,7 @@
 import pg from "pg";
 import { KPartyError } from "../../errors/index.ts";
 import { auditChainWalker, auditRecordFromRow, chainedRecords, type Pending } from "../../gateway/audit.ts";
+import { atMostEvery } from "../../util/at-most-every.ts";
 import { type AuditKeyRow, auditKeyStore, auditPublicKeyOf } from "../audit-keys.ts";
 import {
   type ChallengeRow,
@@ -156,7 +157,7 @@ class PostgresChallenges implements ChallengeStore {
   readonly #query: Query;
   readonly #ttlMs: number;
   readonly #now: () => number;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(1_000);
 
   constructor(query: Query, options: { ttlSeconds: number; now: () => number }) {
     this.#ttlMs = challengeTtlMs(options.ttlSeconds);
@@ -167,8 +168,7 @@ class PostgresChallenges implements ChallengeStore {
   async issue(client: string): Promise<Challenge> {
     const now = this.#now();
     const challenge = newChallenge();
-    if (now - this.#prunedAt >= 1_000) {
-      this.#prunedAt = now;
+    if (this.#pruneDue(now)) {
       await this.#query("DELETE FROM kparty_challenges WHERE expires_at < $1", [now - this.#ttlMs]);
     }
     await this.#query(
@@ -219,7 +219,7 @@ class PostgresChallenges implements ChallengeStore {
 class PostgresRateLimits implements RateLimits {
   readonly #query: Query;
   readonly #now: () => number;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(10_000);
 
   constructor(query: Query, options: { now: () => number }) {
     this.#query = query;
@@ -230,8 +230,7 @@ class PostgresRateLimits implements RateLimits {
     if (!Number.isFinite(perMinute) || perMinute <= 0) throw new TypeError("perMinute must be positive");
     const now = this.#now();
     const ratePerMs = perMinute / 60_000;
-    if (now - this.#prunedAt >= 10_000) {
-      this.#prunedAt = now;
+    if (this.#pruneDue(now)) {
       await this.#query("DELETE FROM kparty_rate_buckets WHERE updated_at < $1", [now - 60_000]);
     }
     const refilled = "LEAST($2::float8, b.tokens + GREATEST(0, $3::bigint - b.updated_at) * $4::float8)";
@@ -502,10 +501,9 @@ function postgresTokenKeys(pool: pg.Pool, query: Query, options: TokenKeyStoreOp
 
 /** Deletes rows of `table` past `column` at most once a second per store (a bounded table, no extra query per request). */
 function pruner(query: Query, table: string, column: string) {
-  let prunedAt = 0;
+  const pruneDue = atMostEvery(1_000);
   return async (now: number) => {
-    if (now - prunedAt < 1_000) return;
-    prunedAt = now;
+    if (!pruneDue(now)) return;
     await query(`DELETE FROM ${table} WHERE ${column} < $1`, [now]);
   };
 }
@@ -565,7 +563,7 @@ function postgresRevokedTokens(query: Query, options: { now: () => number }): Re
 class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
   readonly #query: Query;
   readonly #now: () => number;
-  #prunedAt = 0;
+  readonly #pruneDue = atMostEvery(60_000);
 
   constructor(query: Query, options: { now: () => number }) {
     this.#query = query;
@@ -574,8 +572,7 @@ class PostgresOid4vpTransactions implements Oid4vpTransactionStore {
 
   async create(t: Pick<Oid4vpTransaction, "id" | "state" | "nonce" | "client" | "request" | "expiresAt">) {
     const now = this.#now();
-    if (now - this.#prunedAt >= 60_000) {
-      this.#prunedAt = now;
+    if (this.#pruneDue(now)) {
       await this.#query("DELETE FROM kparty_oid4vp_transactions WHERE expires_at < $1", [now - 86_400_000]);
     }
     await this.#query(
