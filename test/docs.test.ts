@@ -3,6 +3,8 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { buildProgram } from "../src/cli/main.ts";
+import { buildGateway } from "../src/gateway/index.ts";
+import { offlineGatewayOptions } from "./fixtures/offline-gateway.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const DOCS = [
@@ -87,5 +89,35 @@ describe("the docs' kparty commands", () => {
   )("$file: $line — names a command that exists", ({ line }) => {
     const { path } = resolve(program, line);
     expect(path.length, `${line}: no such command`).toBeGreaterThan(0);
+  });
+});
+
+/** The routes `buildGateway`'s TSDoc lists (`METHOD /path`, later paths of a group taking its method). */
+function routesInBuildGatewayDoc(): { routes: string[]; count: number } {
+  const source = readFileSync(join(ROOT, "src/gateway/app.ts"), "utf8");
+  const doc =
+    source.match(/\/\*\*((?:(?!\*\/)[\s\S])*)\*\/\s*export async function buildGateway\(/)?.[1] ?? "";
+  const text = doc.replace(/\n\s*\* ?/g, " ");
+  const routes: string[] = [];
+  let method: string | undefined;
+  for (const [, span] of text.matchAll(/`([^`]+)`/g)) {
+    const full = span?.match(/^(GET|POST|PUT|PATCH|DELETE) (\/\S*)$/);
+    if (full) [, method] = full;
+    if (full) routes.push(`${full[1]} ${full[2]}`);
+    else if (method && span?.startsWith("/")) routes.push(`${method} ${span}`);
+    else method = undefined;
+  }
+  return { routes, count: Number(text.match(/serving these (\d+) routes/)?.[1]) };
+}
+
+describe("buildGateway's TSDoc", () => {
+  it("lists every route the gateway serves, no other, and counts them", async () => {
+    const gateway = await buildGateway(offlineGatewayOptions());
+    await gateway.ready();
+    const served = gateway.kpartyRoutes.map((r) => `${r.method} ${r.url}`).sort();
+    await gateway.close();
+    const { routes, count } = routesInBuildGatewayDoc();
+    expect(routes.sort()).toEqual(served);
+    expect(count).toBe(served.length);
   });
 });
