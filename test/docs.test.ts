@@ -1,50 +1,11 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { buildProgram } from "../src/cli/main.ts";
 import { buildGateway } from "../src/gateway/index.ts";
+import { DOCS, documentedCommands, documentedImports, ROOT, resolveCommand } from "./fixtures/docs.ts";
 import { offlineGatewayOptions } from "./fixtures/offline-gateway.ts";
-
-const ROOT = join(import.meta.dirname, "..");
-const DOCS = [
-  "README.md",
-  ...readdirSync(join(ROOT, "docs")).map((f) => join("docs", f)),
-  "examples/walkthrough.sh",
-];
-
-/**
- * Every `kparty …` command line a doc shows: the lines of its code blocks (and of the
- * walkthrough script) and its inline code spans that start with `kparty `, with shell
- * decoration (`$ `, `$(`, `npx `, trailing comments and pipes) taken off.
- */
-function documentedCommands(file: string): string[] {
-  const text = readFileSync(join(ROOT, file), "utf8");
-  const code = file.endsWith(".sh")
-    ? text
-    : [...text.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].map((m) => m[1] ?? "").join("\n");
-  const lines = code.split("\n").flatMap((l) => l.split(/\$\(|&&|\|/));
-  const spans = [...text.matchAll(/`([^`\n]+)`/g)].map((m) => m[1] ?? "");
-  return [...lines, ...spans]
-    .map((l) => l.replace(/#.*$/, "").trim())
-    .map((l) => l.replace(/^(\$ |npx |KPARTY_[A-Z_]+=\S+ )+/, ""))
-    .filter((l) => /^kparty( |$)/.test(l));
-}
-
-/** The command a line names (longest match of sub-command words) and the options it uses. */
-function resolve(program: Command, line: string): { path: string[]; command: Command; options: string[] } {
-  const words = line.split(/\s+/).slice(1);
-  let command = program;
-  const path: string[] = [];
-  for (const word of words) {
-    const sub = command.commands.find((c) => c.name() === word);
-    if (!sub) break;
-    command = sub;
-    path.push(word);
-  }
-  const options = words.filter((w) => /^--?[a-z]/.test(w)).map((w) => w.replace(/=.*$/, ""));
-  return { path, command, options };
-}
 
 /** The options a command accepts: its own and its ancestors' (global options), and --help. */
 function accepted(command: Command): Set<string> {
@@ -64,7 +25,7 @@ describe("the docs' kparty commands", () => {
   });
 
   it.each(all)("$file: $line — an existing command with existing options", ({ line }) => {
-    const { path, command, options } = resolve(program, line);
+    const { path, command, options } = resolveCommand(program, line);
     // a bare `kparty` or `kparty --help` names the program itself; anything else names a command
     if (path.length === 0)
       expect(
@@ -87,7 +48,7 @@ describe("the docs' kparty commands", () => {
         .filter(({ words }) => words.length > 0 && !/^(-|<)/.test(words[0] ?? "")),
     ),
   )("$file: $line — names a command that exists", ({ line }) => {
-    const { path } = resolve(program, line);
+    const { path } = resolveCommand(program, line);
     expect(path.length, `${line}: no such command`).toBeGreaterThan(0);
   });
 });
@@ -119,5 +80,23 @@ describe("buildGateway's TSDoc", () => {
     const { routes, count } = routesInBuildGatewayDoc();
     expect(routes.sort()).toEqual(served);
     expect(count).toBe(served.length);
+  });
+});
+
+describe("the docs' imports", () => {
+  it("are found in the TypeScript blocks (test/package.test.ts imports each from the packed install)", () => {
+    expect(documentedImports()).toEqual(
+      expect.arrayContaining(
+        ["createChainClient", "createProvider"]
+          .map((name) => ({ file: "docs/middleware.md", specifier: "kparty/chain", name }))
+          .concat(
+            ["createKPartyProtection", "errorHeaders", "errorResponse"].map((name) => ({
+              file: "docs/middleware.md",
+              specifier: "kparty/gateway",
+              name,
+            })),
+          ),
+      ),
+    );
   });
 });
