@@ -1,10 +1,12 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { buildProgram } from "../src/cli/main.ts";
 import { buildGateway } from "../src/gateway/index.ts";
 import { DOCS, documentedCommands, documentedImports, ROOT, resolveCommand } from "./fixtures/docs.ts";
+import { figureChecks, unreferencedFigures } from "./fixtures/figures.ts";
 import { offlineGatewayOptions } from "./fixtures/offline-gateway.ts";
 
 /** The options a command accepts: its own and its ancestors' (global options), and --help. */
@@ -99,4 +101,98 @@ describe("the docs' imports", () => {
       ),
     );
   });
+});
+
+/** The docs whose benchmark figures must each carry a reference or state their run. */
+const FIGURE_DOCS = [
+  "README.md",
+  "docs/performance.md",
+  "docs/deployment.md",
+  "docs/tokens.md",
+  "docs/security.md",
+];
+
+describe("the docs' benchmark figures", () => {
+  const checks = DOCS.filter((f) => f.endsWith(".md")).flatMap((file) => figureChecks(ROOT, file));
+
+  it("finds the references (a check that reads nothing cannot fail)", () => {
+    expect(checks.length).toBeGreaterThan(100);
+  });
+
+  it.each(checks)("$where: $shown is $reference", ({ shown, expected }) => {
+    expect(shown).toBe(expected);
+  });
+
+  it.each(FIGURE_DOCS)(
+    "%s: every figure in a table or in prose that quotes a benchmark has a source",
+    (file) => {
+      expect(unreferencedFigures(ROOT, file)).toEqual([]);
+    },
+  );
+
+  it("keeps a record of the run in every results file", () => {
+    const files = readdirSync(join(ROOT, "bench/results")).filter((f) => f.endsWith(".json"));
+    const runs = files.map((f) => JSON.parse(readFileSync(join(ROOT, "bench/results", f), "utf8")).run);
+    expect(runs.map((r) => [typeof r?.script, /^20\d\d-\d\d-\d\d/.test(r?.date)])).toEqual(
+      files.map(() => ["string", true]),
+    );
+  });
+});
+
+describe("the figure checks themselves", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kparty-figures-"));
+  mkdirSync(join(dir, "bench"));
+  writeFileSync(
+    join(dir, "bench/r.json"),
+    JSON.stringify({ a: { p50: 1.234, p99: 2928 }, s: "79.7% of 3025" }),
+  );
+  const doc = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    return name;
+  };
+  const results = (file: string) => figureChecks(dir, file).map((c) => [c.reference, c.shown, c.expected]);
+
+  it("compares each referenced figure with the file's value, rounded as shown", () => {
+    const file = doc(
+      "a.md",
+      "p50 1.2 ms, p99 2,928 /s<!-- bench:bench/r.json#a.p50,a.p99 --> and 79.7%<!-- bench:bench/r.json#s -->\n" +
+        "wrong: 2,929 /s<!-- bench:bench/r.json#a.p99 -->, gone: 5<!-- bench:bench/r.json#b -->\n",
+    );
+    expect(results(file)).toEqual([
+      ["bench/r.json#a.p50", "1.2", "1.2"],
+      ["bench/r.json#a.p99", "2928", "2928"],
+      ["bench/r.json#s", "79.7", "79.7"],
+      ["bench/r.json#a.p99", "2929", "2928"],
+      ["bench/r.json#b", "5", "missing: bench/r.json#b"],
+    ]);
+  });
+
+  it("reads a table's results-file columns in the rows that name their keys", () => {
+    const file = doc(
+      "b.md",
+      "| figure | run <!-- bench-file:bench/r.json --> |\n|---|---|\n" +
+        "| p50 / p99 <!-- bench-keys:a.p50,a.p99 --> | 1.23 / 2,928 /s |\n| p99 <!-- bench-keys:a.p99 --> | 1 / 2 ms |\n",
+    );
+    expect(results(file)).toEqual([
+      ["bench/r.json#a.p50", "1.23", "1.23"],
+      ["bench/r.json#a.p99", "2928", "2928"],
+      ["bench/r.json#a.p99", "1 2", "1 figures"],
+    ]);
+  });
+
+  it("flags a figure of a table or of prose quoting a benchmark with no source, and nothing else", () => {
+    const file = doc(
+      "c.md",
+      [
+        "| figure | value |\n|---|---|\n| c64 over 10 ms | 2,900 /s |\n",
+        "<!-- figures: settings -->\n| bound | value |\n|---|---|\n| poll | 100 ms |\n",
+        "`npm run bench` gave 42.5 ms, within ≤ 250 ms; `maxDelayMs` (200 ms).\n",
+        "`npm run bench` on 2026-12-07 gave 42.5 ms.\n",
+        "A poll every 100 ms.\n",
+      ].join("\n"),
+    );
+    expect(unreferencedFigures(dir, file)).toEqual(["c.md:3: 2,900 /s", "c.md:10: 42.5 ms"]);
+  });
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 });
