@@ -13,7 +13,14 @@ import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildProgram } from "../src/cli/main.ts";
 import { freePort } from "../src/devnet/index.ts";
-import { DOCS, documentedCommands, documentedImports, resolveCommand } from "./fixtures/docs.ts";
+import {
+  codeBlocks,
+  DOCS,
+  documentedCommands,
+  documentedImports,
+  ROOT as REPO,
+  resolveCommand,
+} from "./fixtures/docs.ts";
 
 /**
  * The package as a user gets it: `npm pack` (which builds dist/ through `prepack`), then
@@ -237,6 +244,37 @@ describe("the packed package, installed in an empty folder", () => {
       imports.map((m) => [m.file, m.specifier, m.name, false]),
     );
   });
+
+  it("type-checks the docs' TypeScript blocks that import kparty against its declarations", async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    const blocks = DOCS.filter((f) => f.endsWith(".md")).flatMap((file) =>
+      codeBlocks(readFileSync(join(REPO, file), "utf8"), ["ts", "typescript"])
+        .filter((code) => /from\s+["']kparty[/"']/.test(code))
+        .map((code, i) => ({ name: `${file.replace(/[/.]/g, "-")}-${i}.ts`, code })),
+    );
+    expect(blocks.length).toBeGreaterThan(0);
+    for (const { name, code } of blocks) writeFileSync(join(app, name), code);
+    const compilerOptions = {
+      target: "es2022",
+      module: "nodenext",
+      moduleResolution: "nodenext",
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      typeRoots: [join(REPO, "node_modules", "@types")],
+      types: ["node"],
+    };
+    const files = blocks.map((b) => b.name);
+    writeFileSync(join(app, "tsconfig.docs.json"), JSON.stringify({ compilerOptions, files }));
+    const tsc = join(REPO, "node_modules", "typescript", "bin", "tsc");
+    const checked = await run(process.execPath, [tsc, "-p", "tsconfig.docs.json"], app, 120_000);
+    // a block leaves some names to the reader (RPC_URL, deployment, runModel): not found is
+    // expected (TS2304, TS18004); any other error is the doc's code not fitting the package
+    const errors = checked.stdout
+      .split("\n")
+      .filter((l) => / error TS/.test(l) && !/ error TS(2304|18004):/.test(l));
+    expect(errors).toEqual([]);
+  }, 180_000);
 
   it("runs `kparty init`, then `kparty chain up` and `kparty gateway serve` on loopback", async (ctx) => {
     if (skipReason) ctx.skip(skipReason);
