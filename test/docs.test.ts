@@ -196,3 +196,16 @@ describe("the figure checks themselves", () => {
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 });
+
+describe("the Node version kparty needs", () => {
+  it("is one figure in package.json's engines, bin/kparty.js's check and README.md", () => {
+    const engines = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).engines.node as string;
+    const bin = readFileSync(join(ROOT, "bin/kparty.js"), "utf8");
+    const check = bin.match(/major < (\d+) \|\| \(major === (\d+) && minor < (\d+)\)/);
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8").match(/`engines` says `(>=[\d.]+)`/)?.[1];
+    expect([engines, `>=${check?.[1]}.${check?.[3]}`, `>=${check?.[2]}.${check?.[3]}`, readme]).toEqual(
+      Array(4).fill(engines),
+    );
+    expect(bin).toContain(`needs Node >= ${engines.slice(2)}`);
+  });
+});
