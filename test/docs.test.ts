@@ -209,3 +209,17 @@ describe("the Node version kparty needs", () => {
     expect(bin).toContain(`needs Node >= ${engines.slice(2)}`);
   });
 });
+
+describe("the cost of a public-key recovery", () => {
+  it("is one figure wherever a doc gives it", () => {
+    const figures = DOCS.filter((f) => f.endsWith(".md")).flatMap((file) =>
+      [
+        ...readFileSync(join(ROOT, file), "utf8")
+          .replace(/\s+/g, " ")
+          .matchAll(/recover(?:y|ed|ies)?\b[^.;]{0,80}?about ([\d.]+) ms/gi),
+      ].map((m) => [file, m[1]]),
+    );
+    expect(figures.length).toBeGreaterThan(3);
+    expect(figures).toEqual(figures.map(([file]) => [file, "1.5"]));
+  });
+});
