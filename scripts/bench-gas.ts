@@ -1,6 +1,7 @@
 /**
  * `npm run bench:gas`: gas of anchoring and status changes, measured with real transactions
- * on a fresh in-process Hardhat chain. Prints a table and, as its last line, one JSON object.
+ * on a fresh in-process Hardhat chain. Prints a table and, as its last line, one JSON object;
+ * `-- --out <file>` also writes that object to a file (see scripts/result-file.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { JsonRpcSigner } from "ethers";
@@ -18,6 +19,7 @@ import {
   type WalletClient,
 } from "../src/chain/index.ts";
 import { buildMerkleTree } from "../src/credential/index.ts";
+import { writeResultFile } from "./result-file.ts";
 
 // revokeSingle was 46,000 until issue 35: a revocation now reads which member the caller acts
 // for (one cold storage read, 2,100 gas), so that a key rotated away cannot write the member's
@@ -109,11 +111,13 @@ async function main() {
       anchor_gas_per_credential: anchor,
       revoke_gas_single: revokeColdWord,
       revoke_gas_single_word_in_use: revokeWarmWord,
+      suspend_gas_single: suspendSingle,
       status_gas_per_credential_batch256: perCredential,
       suspend_gas_per_credential_batch256: Math.round((suspendBatchGas / 256) * 10) / 10,
       eas_reference: EAS_REFERENCE,
       targets_met: Object.values(checks).every(Boolean),
     };
+    await writeResultFile("bench:gas", result);
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return result.targets_met;
   } finally {

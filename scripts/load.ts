@@ -11,7 +11,8 @@
  * 3. checks afterwards, against the chain, that nothing was granted wrongly: no grant for a
  *    credential revoked or suspended before the run, and no grant of a request sent after the
  *    gateway had applied the block of a revocation made during the run.
- * Prints its figures, and as its last line one JSON object. Exits 1 on a wrong grant, a 5xx
+ * Prints its figures, and as its last line one JSON object (`-- --out <file>` also writes it to
+ * a file, see scripts/result-file.ts). Exits 1 on a wrong grant, a 5xx
  * other than a 503 shed, a request that got no answer, or a gateway that did not survive.
  */
 import { generateKeyPairSync } from "node:crypto";
@@ -32,6 +33,7 @@ import {
   startGatewayChild,
   startWorld,
 } from "./harness.ts";
+import { writeResultFile } from "./result-file.ts";
 
 const quick = process.argv.includes("--quick");
 const SIZES = quick
@@ -339,6 +341,7 @@ async function main(): Promise<boolean> {
   const width = Math.max(...rows.map((r) => r[0].length));
   process.stdout.write(`\nkparty load${quick ? " (quick)" : ""}\n\n`);
   for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
+  await writeResultFile(quick ? "load --quick" : "load", result);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   return wrong.length === 0 && errors5xx === 0 && noAnswer === 0 && result.gateway_alive_after;
 }

@@ -11,7 +11,16 @@ import {
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildProgram } from "../src/cli/main.ts";
 import { freePort } from "../src/devnet/index.ts";
+import {
+  codeBlocks,
+  DOCS,
+  documentedCommands,
+  documentedImports,
+  ROOT as REPO,
+  resolveCommand,
+} from "./fixtures/docs.ts";
 
 /**
  * The package as a user gets it: `npm pack` (which builds dist/ through `prepack`), then
@@ -178,6 +187,94 @@ describe("the packed package, installed in an empty folder", () => {
       artifact: "CredentialRegistry",
     });
   });
+
+  it("answers `--help` for every command the docs show", async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    const program = buildProgram();
+    const paths = [
+      ...new Set(
+        DOCS.flatMap((file) => documentedCommands(file))
+          .map((line) => resolveCommand(program, line).path.join(" "))
+          .filter((path) => path !== ""),
+      ),
+    ].sort();
+    expect(paths.length).toBeGreaterThan(20);
+    const answers: [string, number, string, string][] = [];
+    // two at a time: each is a Node process loading the CLI
+    const queue = [...paths];
+    await Promise.all(
+      [0, 1].map(async () => {
+        for (let path = queue.shift(); path !== undefined; path = queue.shift()) {
+          const help = await run(process.execPath, [bin, ...path.split(" "), "--help"], app, 60_000);
+          answers.push([path, help.code, help.stderr, help.stdout.split("\n")[0] ?? ""]);
+        }
+      }),
+    );
+    expect(answers.sort((a, b) => a[0].localeCompare(b[0]))).toEqual(
+      paths.map((path) => [path, 0, "", expect.stringMatching(new RegExp(`^Usage: kparty ${path} `))]),
+    );
+  }, 300_000);
+
+  it("exports every name the docs' code imports from it", async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    const imports = documentedImports();
+    expect(imports.length).toBeGreaterThan(0);
+    const lines = imports.map(({ specifier, name }, i) =>
+      name === "*"
+        ? `import * as i${i} from "${specifier}";`
+        : name === "default"
+          ? `import i${i} from "${specifier}";`
+          : `import { ${name} as i${i} } from "${specifier}";`,
+    );
+    const values = imports.map((_, i) => `i${i}`).join(", ");
+    writeFileSync(
+      join(app, "doc-imports.mjs"),
+      [...lines, `console.log(JSON.stringify([${values}].map((v) => typeof v)));`].join("\n"),
+    );
+    const imported = await run(
+      process.execPath,
+      ["--disable-warning=ExperimentalWarning", "doc-imports.mjs"],
+      app,
+      60_000,
+    );
+    // a name the package does not export fails the import itself (a SyntaxError, exit 1)
+    expect([imported.code, imported.stderr]).toEqual([0, ""]);
+    const types = JSON.parse(imported.stdout) as string[];
+    expect(imports.map((m, i) => [m.file, m.specifier, m.name, types[i] === "undefined"])).toEqual(
+      imports.map((m) => [m.file, m.specifier, m.name, false]),
+    );
+  });
+
+  it("type-checks the docs' TypeScript blocks that import kparty against its declarations", async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    const blocks = DOCS.filter((f) => f.endsWith(".md")).flatMap((file) =>
+      codeBlocks(readFileSync(join(REPO, file), "utf8"), ["ts", "typescript"])
+        .filter((code) => /from\s+["']kparty[/"']/.test(code))
+        .map((code, i) => ({ name: `${file.replace(/[/.]/g, "-")}-${i}.ts`, code })),
+    );
+    expect(blocks.length).toBeGreaterThan(0);
+    for (const { name, code } of blocks) writeFileSync(join(app, name), code);
+    const compilerOptions = {
+      target: "es2022",
+      module: "nodenext",
+      moduleResolution: "nodenext",
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      typeRoots: [join(REPO, "node_modules", "@types")],
+      types: ["node"],
+    };
+    const files = blocks.map((b) => b.name);
+    writeFileSync(join(app, "tsconfig.docs.json"), JSON.stringify({ compilerOptions, files }));
+    const tsc = join(REPO, "node_modules", "typescript", "bin", "tsc");
+    const checked = await run(process.execPath, [tsc, "-p", "tsconfig.docs.json"], app, 120_000);
+    // a block leaves some names to the reader (RPC_URL, deployment, runModel): not found is
+    // expected (TS2304, TS18004); any other error is the doc's code not fitting the package
+    const errors = checked.stdout
+      .split("\n")
+      .filter((l) => / error TS/.test(l) && !/ error TS(2304|18004):/.test(l));
+    expect(errors).toEqual([]);
+  }, 180_000);
 
   it("runs `kparty init`, then `kparty chain up` and `kparty gateway serve` on loopback", async (ctx) => {
     if (skipReason) ctx.skip(skipReason);

@@ -30,15 +30,19 @@ declare module "fastify" {
 
 /**
  * Builds the kparty gateway (Fastify): its services from the options (`createGatewayServices`),
- * load shedding and error handling on the root instance, then one plugin per route group —
- * `routes/meta.ts` (`GET /healthz`, `/.well-known/kparty`, `/openapi.json`), `routes/auth.ts`
- * (`POST /auth/challenge`, `/challenges`, `/auth/token`), `routes/oauth.ts` (`POST
- * /oauth/introspect`, `/oauth/revoke`), `routes/oid4vp.ts` (OID4VP 1.0:
- * `POST /oid4vp/requests`, `GET /oid4vp/requests/:state`, `POST /oid4vp/responses`,
- * `GET /oid4vp/transactions/:id`), `routes/vc-api.ts`
- * (`POST /credentials/verify`, `/presentations/verify`) and `routes/models.ts` (`GET /models`,
- * `/models/:id`, `/models/:id/weights`, `POST /models`, `/models/:id/updates`,
- * `/models/:id/rounds/:round/close`). Errors are JSON `{error: {code, message, field?, checks?}}`.
+ * load shedding and error handling on the root instance, then one plugin per route group,
+ * serving these 21 routes (test/docs.test.ts checks this list against the routes served):
+ * - `routes/meta.ts`: `GET /healthz`, `/.well-known/kparty`, `/.well-known/jwks.json`,
+ *   `/openapi.json`;
+ * - `routes/auth.ts`: `POST /auth/challenge`, `/challenges`, `/auth/token`;
+ * - `routes/oauth.ts`: `POST /oauth/introspect`, `/oauth/revoke`;
+ * - `routes/oid4vp.ts` (OID4VP 1.0): `POST /oid4vp/requests`, `GET /oid4vp/requests/:state`,
+ *   `POST /oid4vp/responses`, `GET /oid4vp/transactions/:id`;
+ * - `routes/vc-api.ts`: `POST /credentials/verify`, `/presentations/verify`;
+ * - `routes/models.ts`: `GET /models`, `/models/:id`, `/models/:id/weights`, `POST /models`,
+ *   `/models/:id/updates`, `/models/:id/rounds/:round/close`.
+ *
+ * Errors are JSON `{error: {code, message, field?, checks?}}`.
  *
  * @example
  * ```ts
