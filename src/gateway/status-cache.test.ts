@@ -388,3 +388,86 @@ describe("status cache", () => {
     expect(t.reads()).toBe(2);
   });
 });
+
+describe("status cache: pushed events (before the watcher's poll delivers them)", () => {
+  /** The state the fake chain returns by default, with `changes`. */
+  const chainState = (changes: Partial<CredentialState> = {}): CredentialState => ({
+    anchoredBy: ISSUER,
+    anchoredAt: 5,
+    issuerIsMember: true,
+    issuerWasMemberAtAnchor: true,
+    revoked: false,
+    suspended: false,
+    blockNumber: 9,
+    ...changes,
+  });
+
+  it("denies what a pushed revocation, suspension (bits set) or removal restricts at once, from the cached entry, until the watcher delivers its block", async () => {
+    const t = setup();
+    for (const i of [3, 4, 300]) await t.cache.get(key(i));
+    t.watcher.hint("CredentialRevoked", { issuer: ISSUER.toLowerCase(), index: 3n });
+    expect(await t.cache.get(key(3))).toEqual(chainState({ revoked: true }));
+    expect(await t.cache.get(key(4))).toEqual(chainState());
+    t.watcher.hint("StatusWordChanged", {
+      issuer: ISSUER,
+      revocation: false,
+      word: 1n,
+      bits: 1n << 44n,
+      set: true,
+    });
+    expect(await t.cache.get(key(300))).toEqual(chainState({ suspended: true }));
+    expect(await t.cache.unauthenticated.get(key(300))).toEqual(chainState({ suspended: true }));
+    t.watcher.hint("MemberRemoved", { account: ISSUER, blockNumber: 11n }, 12);
+    expect(await t.cache.get(key(4))).toEqual(chainState({ issuerIsMember: false }));
+    expect([t.reads(), t.cache.size]).toEqual([3, 3]); // not one read since the pushes
+    // the watcher delivers block 11 without those events (an abandoned block): they lapse, block 12's stays
+    t.watcher.syncedBlock = 11;
+    for (const i of [3, 4, 300])
+      expect(await t.cache.get(key(i))).toEqual(chainState({ issuerIsMember: false }));
+    t.watcher.syncedBlock = 12;
+    for (const i of [3, 4, 300]) expect(await t.cache.get(key(i))).toEqual(chainState());
+    expect(t.reads()).toBe(3);
+  });
+
+  it("denies a pushed revocation to a read under way, and does not keep what that read returns", async () => {
+    let release: (state: Partial<CredentialState>) => void = () => undefined;
+    const t = setup(() => new Promise((resolve) => (release = resolve)));
+    const reading = t.cache.get(key(3));
+    await settle();
+    t.watcher.hint("CredentialRevoked", { issuer: ISSUER, index: 3n });
+    release({});
+    expect(await reading).toEqual(chainState({ revoked: true }));
+    expect(t.cache.size).toBe(0);
+  });
+
+  it("grants nothing on a pushed reinstatement, admission or bits cleared: those only evict, and a denial holds until its block is delivered", async () => {
+    let chain: Partial<CredentialState> = {};
+    const t = setup(() => chain);
+    await t.cache.get(key(3));
+    t.watcher.hint("CredentialSuspended", { issuer: ISSUER, index: 3n }, 11);
+    expect(await t.cache.get(key(3))).toEqual(chainState({ suspended: true }));
+    // the node pushes the reinstatement; the chain's head already says so
+    t.watcher.hint("CredentialReinstated", { issuer: ISSUER, index: 3n }, 12);
+    t.watcher.hint(
+      "StatusWordChanged",
+      { issuer: ISSUER, revocation: false, word: 0n, bits: 1n << 3n, set: false },
+      12,
+    );
+    t.watcher.hint("MemberAdded", { account: ISSUER }, 12);
+    expect(t.cache.size).toBe(0);
+    expect(await t.cache.get(key(3))).toEqual(chainState({ suspended: true }));
+    expect(t.reads()).toBe(2);
+    t.watcher.syncedBlock = 11;
+    chain = { blockNumber: 11 } as Partial<CredentialState>;
+    expect(await t.cache.get(key(3))).toEqual(chainState({ suspended: false }));
+  });
+
+  it("treats a pushed event of a block already delivered as the poll's: it evicts, and denies nothing", async () => {
+    const t = setup();
+    await t.cache.get(key(3));
+    t.watcher.hint("CredentialRevoked", { issuer: ISSUER, index: 3n }, 10);
+    expect(t.cache.size).toBe(0);
+    expect(await t.cache.get(key(3))).toEqual(chainState());
+    expect(t.reads()).toBe(2);
+  });
+});
