@@ -13,13 +13,17 @@ interface PendingWord {
   block: number;
 }
 
-/** What a pushed event restricts: bits of a status word, or the issuer's membership. */
-type Restriction =
+/** What an event restricts: bits of an issuer's revocation or suspension list, or its membership. */
+export type Restriction =
   | { kind: "r" | "s"; issuer: string; word: bigint; bits: bigint }
   | { kind: "m"; issuer: string };
 
-/** The restriction a registry event makes, or null for one that may grant (or changes no state). */
-function restrictionOf(e: RegistryEvent): Restriction | null {
+/**
+ * The restriction a registry event makes — a revocation, a suspension, status bits set, a
+ * member's removal — or null for one that may grant (a reinstatement, bits cleared, an
+ * admission, an anchor) or changes no credential state.
+ */
+export function restrictionOf(e: RegistryEvent): Restriction | null {
   const a = e.args;
   const bit = (index: unknown) => ({
     word: BigInt(index as bigint) >> 8n,
@@ -44,6 +48,25 @@ function restrictionOf(e: RegistryEvent): Restriction | null {
     default:
       return null;
   }
+}
+
+/** Whether bit `index` is set in `r` (a restriction of the `kind` list of `issuer`, lower case). */
+function sets(r: Restriction, kind: "r" | "s", issuer: string, index: number): boolean {
+  if (r.kind !== kind || r.issuer !== issuer || BigInt(index) >> 8n !== r.word) return false;
+  return ((r.bits >> (BigInt(index) & 255n)) & 1n) === 1n;
+}
+
+/**
+ * `state` (of the credential `key`) with `r` applied: what the chain says once `r`'s event is
+ * in. The same object when `r` does not touch `key`.
+ */
+export function restrictState(r: Restriction, key: DeniableKey, state: CredentialState): CredentialState {
+  const issuer = key.issuer.toLowerCase();
+  if (r.kind === "m")
+    return r.issuer === issuer && state.issuerIsMember ? { ...state, issuerIsMember: false } : state;
+  if (sets(r, "r", issuer, key.revocationIndex) && !state.revoked) return { ...state, revoked: true };
+  if (sets(r, "s", issuer, key.suspensionIndex) && !state.suspended) return { ...state, suspended: true };
+  return state;
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   type RegistryWatcher,
 } from "../chain/index.ts";
 import { ChangeClock, SegmentedCache } from "../util/lru.ts";
-import { PushedDenials } from "./pushed-denials.ts";
+import { PushedDenials, restrictionOf, restrictState } from "./pushed-denials.ts";
 
 /** What identifies a credential's on-chain state: its anchor key, its issuer's account and its indexes. */
 export interface StatusKey {
@@ -56,11 +56,14 @@ interface Entry {
 }
 
 /**
- * Credential states for the access guard, cached and invalidated by the registry's events:
- * a revocation, suspension or reinstatement of the issuer's index (or its word, for batches),
- * the issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of
- * the same key touches only that member's entries), or the issuer's admission, removal or key
- * rotation evicts the entries it touches. A read that raced an event for its issuer is not cached.
+ * Credential states for the access guard, cached and kept current by the registry's events:
+ * a reinstatement of the issuer's index (or bits cleared in its word, for batches), the
+ * issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of the
+ * same key touches only that member's entries), or the issuer's admission or key rotation
+ * evicts the entries it touches; a restriction — a revocation or suspension of the issuer's
+ * index, bits set in its word, the issuer's removal — is applied to the entries it touches in
+ * place (what the chain says from the event's block on; the entry then counts as read at that
+ * block), so the next request needs no read. A read that raced an event for its issuer is not cached.
  *
  * Reads are made at the watcher's confirmation depth (the block `confirmations` below the
  * head), and a state is kept only when it was read at a block the watcher has already
@@ -87,7 +90,7 @@ interface Entry {
  */
 export function createStatusCache(options: StatusCacheOptions) {
   const st = statusCacheState(options);
-  options.watcher.onEvent((e) => invalidate(st, e));
+  options.watcher.onEvent((e) => delivered(st, e));
   options.watcher.onHint?.((e) => hinted(st, e));
   options.watcher.onReorg((reorg) => dropReorganised(st, reorg));
   return {
@@ -224,6 +227,21 @@ function invalidate(st: StatusCacheState, e: RegistryEvent) {
   for (const k of [...(st.byIssuer.get(who) ?? [])]) {
     const entry = st.entries.peek(k);
     if (!entry || !touched.match || touched.match(entry.key)) st.entries.delete(k);
+  }
+}
+
+/** A delivered event: a restriction applied to the entries it touches, anything else evicts them. */
+function delivered(st: StatusCacheState, e: RegistryEvent) {
+  const r = restrictionOf(e);
+  if (!r) return invalidate(st, e);
+  st.changes.touch(r.issuer);
+  for (const k of st.byIssuer.get(r.issuer) ?? []) {
+    const entry = st.entries.peek(k);
+    if (!entry) continue;
+    const state = restrictState(r, entry.key, entry.state);
+    // read at the event's block now: a reorganisation below it drops the entry
+    if (state !== entry.state)
+      entry.state = { ...state, blockNumber: Math.max(state.blockNumber, e.blockNumber) };
   }
 }
 
