@@ -248,7 +248,7 @@ function delivered(st: StatusCacheState, e: RegistryEvent) {
 /**
  * A pushed event: a restriction is applied as a denial until its block is delivered (a read
  * under way for the issuer is not kept); anything else drops what it touches, as a delivered
- * event does, and waits for the poll.
+ * event of its kind does, and waits for the poll.
  */
 function hinted(st: StatusCacheState, e: RegistryEvent) {
   const issuer = st.denials.record(e, st.watcher.syncedBlock);
