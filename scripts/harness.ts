@@ -185,6 +185,34 @@ export function requestBytes(
   return body ? Buffer.concat([Buffer.from(head), body]) : Buffer.from(head);
 }
 
+/**
+ * When the answer of the node carrying a transaction receipt last reached `provider` (the
+ * issuer's), as `performance.now()`: the moment the issuer has the receipt, before ethers and
+ * the agent decode it. NaN until then; `reset` forgets it. Installed for `run`, then removed.
+ */
+export async function withReceiptClock<T>(
+  provider: JsonRpcProvider,
+  run: (clock: { at(): number; reset(): void }) => Promise<T>,
+): Promise<T> {
+  let at = Number.NaN;
+  const send = provider._send;
+  provider._send = async function (this: JsonRpcProvider, payload) {
+    const answers = await send.call(this, payload);
+    const asked = Array.isArray(payload) ? payload : [payload];
+    if (
+      asked.some((p) => p.method === "eth_getTransactionReceipt") &&
+      answers.some((a) => "result" in a && a.result)
+    )
+      at = performance.now();
+    return answers;
+  };
+  try {
+    return await run({ at: () => at, reset: () => (at = Number.NaN) });
+  } finally {
+    provider._send = send;
+  }
+}
+
 /** Sends `{type}` to the gateway process and resolves with its answer of the same type. */
 export function ask<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((resolve) => {

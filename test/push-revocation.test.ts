@@ -6,6 +6,8 @@ import {
   createRegistryWatcher,
   type RegistryEvent,
 } from "../src/chain/index.ts";
+import { KPartyError } from "../src/errors/index.ts";
+import { createStatusCache } from "../src/gateway/status-cache.ts";
 import { issue } from "./fixtures/issue.ts";
 import { createWorld, type KPartyWorld } from "./fixtures/kparty.ts";
 
@@ -135,6 +137,73 @@ describe("the event watcher on a WebSocket", () => {
       watcher.stop();
       dead.destroy();
       await relay.close();
+    }
+  });
+
+  it("denies a pushed revocation or suspension at once with the node unreachable for reads and polls; a pushed reinstatement grants nothing", async () => {
+    const ws = await startRelay(new URL(world.chain.url));
+    const http = await startRelay(new URL(world.chain.url));
+    // the watcher polls and the cache reads through `http`, which the test cuts once both are warm
+    const relayed = createProvider(http.url.replace(/^ws/, "http"), world.deployment.chainId, {
+      timeoutMs: 500,
+    });
+    const client = createChainClient({ provider: relayed, deployment: world.deployment });
+    const watcher = createRegistryWatcher(client, {
+      now: Date.now,
+      pushUrl: ws.url,
+      fromBlock: await world.chain.provider.getBlockNumber(),
+    });
+    const states = createStatusCache({ chain: client, watcher, now: Date.now, maxStalenessMs: 60_000 });
+    const [revoked, suspended] = [await issue(world.orgA, world.alice), await issue(world.orgA, world.alice)];
+    const keyOf = (c: typeof revoked) => ({
+      anchorKey: c.credentialId,
+      issuer: world.orgA.account,
+      revocationIndex: c.statusIndex,
+      suspensionIndex: c.statusIndex,
+    });
+    try {
+      await expect.poll(() => watcher.pushed, { timeout: 10_000, interval: 20 }).toBe(true);
+      const synced = await world.chain.provider.getBlockNumber();
+      await expect.poll(() => watcher.syncedBlock, { timeout: 5_000, interval: 10 }).toBe(synced);
+      const before = [await states.get(keyOf(revoked)), await states.get(keyOf(suspended))];
+      expect(before.map((s) => [s.revoked, s.suspended])).toEqual([
+        [false, false],
+        [false, false],
+      ]);
+      await http.cut();
+      await world.orgA.handle.agent.kpartyRevokeCredential({ credentialId: revoked.credentialId });
+      await world.orgA.handle.agent.kpartySuspendCredential({ credentialId: suspended.credentialId });
+      await expect
+        .poll(
+          async () => [
+            (await states.get(keyOf(revoked))).revoked,
+            (await states.get(keyOf(suspended))).suspended,
+          ],
+          {
+            timeout: 5_000,
+            interval: 10,
+          },
+        )
+        .toEqual([true, true]);
+      expect(watcher.syncedBlock).toBe(synced); // no poll has read the chain since
+      expect(await states.get(keyOf(revoked))).toEqual({ ...before[0], revoked: true });
+      // the reinstatement is pushed too: it drops the entry, and the read it needs cannot reach the node
+      await world.orgA.handle.agent.kpartyReinstateCredential({ credentialId: suspended.credentialId });
+      const seen: unknown[] = [];
+      const look = () =>
+        states.get(keyOf(suspended)).then(
+          (s) => (s.suspended ? "suspended" : "granted"),
+          (error: unknown) => (error instanceof KPartyError ? error.code : error),
+        );
+      await expect
+        .poll(async () => seen[seen.push(await look()) - 1], { timeout: 5_000, interval: 10 })
+        .toBe("registry_unavailable");
+      expect(seen.filter((v) => v !== "suspended" && v !== "registry_unavailable")).toEqual([]);
+    } finally {
+      watcher.stop();
+      relayed.destroy();
+      await ws.close();
+      await http.close();
     }
   });
 

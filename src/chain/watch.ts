@@ -49,9 +49,10 @@ export interface RegistryWatcher {
   /**
    * Adds a listener for events as the node pushes them (`pushUrl`, no confirmation depth),
    * before any poll has read and checked them: a reason to drop what a cache holds (the next
-   * read then asks the chain), never a state to apply — a pushed log may be from a block that
-   * is abandoned later. The same events still arrive at `onEvent` once polled. Returns a
-   * function that removes the listener.
+   * read then asks the chain), or to deny at once what the event restricts until its block is
+   * delivered (the status cache does, see `PushedDenials`), never a state that grants — a
+   * pushed log may be from a block that is abandoned later. The same events still arrive at
+   * `onEvent` once polled. Returns a function that removes the listener.
    */
   onHint?(listener: (event: RegistryEvent) => void): () => void;
   stop(): void;
@@ -405,7 +406,8 @@ const registryAddresses = (client: ChainClient) => [
  * (`eth_subscribe`) and polls at once for each one pushed, so a revocation applies as soon as
  * the node pushes its log instead of at the next poll. The push only says when
  * to read: the events are still read and checked by the poll (the same reorg checks); before
- * that, `onHint` listeners get the pushed event to drop what they cache (never to apply it). While the
+ * that, `onHint` listeners get the pushed event to drop what they cache, or to deny what it
+ * restricts until the poll has delivered its block (never to grant). While the
  * subscription is live the timer polls every `pushHeartbeatMs` (default 250), which keeps the
  * freshness clock (`lastSyncedAt`) well inside the gateway's bounds (with `confirmations` above
  * 0 it keeps polling every `pollingIntervalMs`: the block that confirms an event pushes no log

@@ -81,31 +81,51 @@ describe("status cache", () => {
     expect(t.reads()).toBe(2);
   });
 
-  it("evicts exactly the entries an event touches", async () => {
+  it("applies a delivered revocation, suspension (bits set) or removal to exactly the entries it touches, in place; an anchor evicts", async () => {
     const t = setup();
     for (const i of [3, 4, 300]) await t.cache.get(key(i));
-    t.watcher.emit("CredentialRevoked", { issuer: ISSUER, index: 3n });
-    await t.cache.get(key(4));
+    const flags = async (i: number) => {
+      const s = await t.cache.get(key(i));
+      return [s.revoked, s.suspended, s.issuerIsMember, s.blockNumber];
+    };
+    t.watcher.emit("CredentialRevoked", { issuer: ISSUER, index: 3n }, 10);
+    expect([await flags(3), await flags(4)]).toEqual([
+      [true, false, true, 10],
+      [false, false, true, 9],
+    ]);
+    t.watcher.emit("CredentialSuspended", { issuer: ISSUER.toLowerCase(), index: 4n }, 10);
+    t.watcher.emit(
+      "StatusWordChanged",
+      { issuer: ISSUER, revocation: true, word: 1n, bits: 1n << 44n, set: true },
+      10,
+    );
+    expect([await flags(4), await flags(300)]).toEqual([
+      [false, true, true, 10],
+      [true, false, true, 10],
+    ]);
     expect(t.reads()).toBe(3);
-    await t.cache.get(key(3));
-    expect(t.reads()).toBe(4);
-    t.watcher.emit("StatusWordChanged", {
-      issuer: ISSUER,
-      revocation: true,
-      word: 1n,
-      bits: 1n << 44n,
-      set: true,
-    });
-    await t.cache.get(key(4));
-    expect(t.reads()).toBe(4);
-    await t.cache.get(key(300));
-    expect(t.reads()).toBe(5);
     t.watcher.emit("CredentialAnchored", { issuer: ISSUER, credentialId: key(999).anchorKey });
     await t.cache.get(key(4));
-    expect(t.reads()).toBe(5);
-    t.watcher.emit("MemberRemoved", { account: ISSUER.toLowerCase() });
+    expect(t.reads()).toBe(3);
+    t.watcher.emit("CredentialAnchored", { issuer: ISSUER, credentialId: key(4).anchorKey });
     await t.cache.get(key(4));
-    expect(t.reads()).toBe(6);
+    expect(t.reads()).toBe(4);
+    t.watcher.emit("MemberRemoved", { account: ISSUER.toLowerCase() }, 10);
+    expect([await flags(3), await flags(4)]).toEqual([
+      [true, false, false, 10],
+      [false, false, false, 10],
+    ]);
+    expect(t.reads()).toBe(4);
+  });
+
+  it("drops an entry a delivered restriction was applied to when the chain reorganises below the event's block", async () => {
+    const t = setup();
+    for (const i of [3, 4]) await t.cache.get(key(i));
+    t.watcher.emit("CredentialRevoked", { issuer: ISSUER, index: 3n }, 10);
+    t.watcher.reorg({ ancestor: 9, abandoned: [] });
+    expect(t.cache.size).toBe(1);
+    expect((await t.cache.get(key(3))).revoked).toBe(false);
+    expect(t.reads()).toBe(3);
   });
 
   it("a reinstatement evicts exactly the entries of its index; an admission every entry of the member", async () => {
@@ -249,7 +269,7 @@ describe("status cache", () => {
     const t = setup(() => {
       if (emitDuringRead) {
         emitDuringRead = false;
-        t.watcher.emit("CredentialRevoked", { issuer: ISSUER, index: 3n });
+        t.watcher.emit("CredentialReinstated", { issuer: ISSUER, index: 3n });
         return { revoked: true };
       }
       return {};
@@ -371,8 +391,8 @@ describe("status cache", () => {
     for (let i = 0; i < 1000; i++) await t.cache.unauthenticated.get(forged(i));
     for (let i = 0; i < 1000; i++) await t.cache.get(forged(i + 5000));
     expect(t.cache.sizes).toEqual({ main: 5, unauthenticated: 5, indexed: 10, issuers: 10 });
-    t.watcher.emit("MemberRemoved", { account: forged(5999).issuer });
-    t.watcher.emit("MemberRemoved", { account: forged(999).issuer });
+    t.watcher.emit("MemberAdded", { account: forged(5999).issuer });
+    t.watcher.emit("MemberAdded", { account: forged(999).issuer });
     expect(t.cache.sizes).toEqual({ main: 4, unauthenticated: 4, indexed: 8, issuers: 8 });
     t.watcher.reorg({ ancestor: null, abandoned: [] });
     expect(t.cache.sizes).toEqual({ main: 0, unauthenticated: 0, indexed: 0, issuers: 0 });
@@ -385,6 +405,89 @@ describe("status cache", () => {
     expect(t.reads()).toBe(1);
     t.watcher.emit("CredentialAnchored", { issuer: ISSUER, credentialId: key(3).anchorKey });
     await t.cache.unauthenticated.get(key(3));
+    expect(t.reads()).toBe(2);
+  });
+});
+
+describe("status cache: pushed events (before the watcher's poll delivers them)", () => {
+  /** The state the fake chain returns by default, with `changes`. */
+  const chainState = (changes: Partial<CredentialState> = {}): CredentialState => ({
+    anchoredBy: ISSUER,
+    anchoredAt: 5,
+    issuerIsMember: true,
+    issuerWasMemberAtAnchor: true,
+    revoked: false,
+    suspended: false,
+    blockNumber: 9,
+    ...changes,
+  });
+
+  it("denies what a pushed revocation, suspension (bits set) or removal restricts at once, from the cached entry, until the watcher delivers its block", async () => {
+    const t = setup();
+    for (const i of [3, 4, 300]) await t.cache.get(key(i));
+    t.watcher.hint("CredentialRevoked", { issuer: ISSUER.toLowerCase(), index: 3n });
+    expect(await t.cache.get(key(3))).toEqual(chainState({ revoked: true }));
+    expect(await t.cache.get(key(4))).toEqual(chainState());
+    t.watcher.hint("StatusWordChanged", {
+      issuer: ISSUER,
+      revocation: false,
+      word: 1n,
+      bits: 1n << 44n,
+      set: true,
+    });
+    expect(await t.cache.get(key(300))).toEqual(chainState({ suspended: true }));
+    expect(await t.cache.unauthenticated.get(key(300))).toEqual(chainState({ suspended: true }));
+    t.watcher.hint("MemberRemoved", { account: ISSUER, blockNumber: 11n }, 12);
+    expect(await t.cache.get(key(4))).toEqual(chainState({ issuerIsMember: false }));
+    expect([t.reads(), t.cache.size]).toEqual([3, 3]); // not one read since the pushes
+    // the watcher delivers block 11 without those events (an abandoned block): they lapse, block 12's stays
+    t.watcher.syncedBlock = 11;
+    for (const i of [3, 4, 300])
+      expect(await t.cache.get(key(i))).toEqual(chainState({ issuerIsMember: false }));
+    t.watcher.syncedBlock = 12;
+    for (const i of [3, 4, 300]) expect(await t.cache.get(key(i))).toEqual(chainState());
+    expect(t.reads()).toBe(3);
+  });
+
+  it("denies a pushed revocation to a read under way, and does not keep what that read returns", async () => {
+    let release: (state: Partial<CredentialState>) => void = () => undefined;
+    const t = setup(() => new Promise((resolve) => (release = resolve)));
+    const reading = t.cache.get(key(3));
+    await settle();
+    t.watcher.hint("CredentialRevoked", { issuer: ISSUER, index: 3n });
+    release({});
+    expect(await reading).toEqual(chainState({ revoked: true }));
+    expect(t.cache.size).toBe(0);
+  });
+
+  it("grants nothing on a pushed reinstatement, admission or bits cleared: those only evict, and a denial holds until its block is delivered", async () => {
+    let chain: Partial<CredentialState> = {};
+    const t = setup(() => chain);
+    await t.cache.get(key(3));
+    t.watcher.hint("CredentialSuspended", { issuer: ISSUER, index: 3n }, 11);
+    expect(await t.cache.get(key(3))).toEqual(chainState({ suspended: true }));
+    // the node pushes the reinstatement; the chain's head already says so
+    t.watcher.hint("CredentialReinstated", { issuer: ISSUER, index: 3n }, 12);
+    t.watcher.hint(
+      "StatusWordChanged",
+      { issuer: ISSUER, revocation: false, word: 0n, bits: 1n << 3n, set: false },
+      12,
+    );
+    t.watcher.hint("MemberAdded", { account: ISSUER }, 12);
+    expect(t.cache.size).toBe(0);
+    expect(await t.cache.get(key(3))).toEqual(chainState({ suspended: true }));
+    expect(t.reads()).toBe(2);
+    t.watcher.syncedBlock = 11;
+    chain = { blockNumber: 11 } as Partial<CredentialState>;
+    expect(await t.cache.get(key(3))).toEqual(chainState({ suspended: false }));
+  });
+
+  it("treats a pushed event of a block already delivered as the poll's: it evicts, and denies nothing", async () => {
+    const t = setup();
+    await t.cache.get(key(3));
+    t.watcher.hint("CredentialRevoked", { issuer: ISSUER, index: 3n }, 10);
+    expect(t.cache.size).toBe(0);
+    expect(await t.cache.get(key(3))).toEqual(chainState());
     expect(t.reads()).toBe(2);
   });
 });

@@ -7,6 +7,7 @@ import {
   type RegistryWatcher,
 } from "../chain/index.ts";
 import { ChangeClock, SegmentedCache } from "../util/lru.ts";
+import { PushedDenials, restrictionOf, restrictState } from "./pushed-denials.ts";
 
 /** What identifies a credential's on-chain state: its anchor key, its issuer's account and its indexes. */
 export interface StatusKey {
@@ -55,11 +56,14 @@ interface Entry {
 }
 
 /**
- * Credential states for the access guard, cached and invalidated by the registry's events:
- * a revocation, suspension or reinstatement of the issuer's index (or its word, for batches),
- * the issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of
- * the same key touches only that member's entries), or the issuer's admission, removal or key
- * rotation evicts the entries it touches. A read that raced an event for its issuer is not cached.
+ * Credential states for the access guard, cached and kept current by the registry's events:
+ * a reinstatement of the issuer's index (or bits cleared in its word, for batches), the
+ * issuer's anchor of the entry's key (anchors are per issuer: another member's anchor of the
+ * same key touches only that member's entries), or the issuer's admission or key rotation
+ * evicts the entries it touches; a restriction — a revocation or suspension of the issuer's
+ * index, bits set in its word, the issuer's removal — is applied to the entries it touches in
+ * place (what the chain says from the event's block on; the entry then counts as read at that
+ * block), so the next request needs no read. A read that raced an event for its issuer is not cached.
  *
  * Reads are made at the watcher's confirmation depth (the block `confirmations` below the
  * head), and a state is kept only when it was read at a block the watcher has already
@@ -75,12 +79,19 @@ interface Entry {
  * and move to the main one when the verifier `promote`s them. So forged credentials, however
  * many, evict only each other. The per-issuer index of the entries, which events use, is
  * pruned with every entry that leaves either segment.
+ *
+ * Pushed events (the watcher's `onHint`, before any poll has read and checked them): one that
+ * restricts — a revocation, a suspension, status bits set, a member's removal — is applied at
+ * once as a denial on every state the cache answers with, cached or read (see
+ * {@link PushedDenials}), until the watcher has delivered its block; the cached entries stay, so
+ * the next request is refused without a read. Any other pushed event (one that may grant: a
+ * reinstatement, an admission, bits cleared, an anchor) only drops the entries it touches: it
+ * grants nothing until the poll has delivered it.
  */
 export function createStatusCache(options: StatusCacheOptions) {
   const st = statusCacheState(options);
-  options.watcher.onEvent((e) => invalidate(st, e));
-  // a pushed event drops what it touches at once, before the poll that delivers it (which drops it again)
-  options.watcher.onHint?.((e) => invalidate(st, e));
+  options.watcher.onEvent((e) => delivered(st, e));
+  options.watcher.onHint?.((e) => hinted(st, e));
   options.watcher.onReorg((reorg) => dropReorganised(st, reorg));
   return {
     /** Whether the watcher has synced within the staleness bound. */
@@ -137,6 +148,8 @@ interface StatusCacheState {
   refreshing: Set<string>;
   /** Bumped by every reorganisation: a read that started before one is not kept. */
   generation: number;
+  /** Restrictions pushed by the node that the watcher has not delivered yet. */
+  denials: PushedDenials;
 }
 
 function statusCacheState(options: StatusCacheOptions): StatusCacheState {
@@ -165,6 +178,7 @@ function statusCacheState(options: StatusCacheOptions): StatusCacheState {
     changes: new ChangeClock(10_000),
     refreshing: new Set(),
     generation: 0,
+    denials: new PushedDenials(),
   };
 }
 
@@ -216,6 +230,32 @@ function invalidate(st: StatusCacheState, e: RegistryEvent) {
   }
 }
 
+/** A delivered event: a restriction applied to the entries it touches, anything else evicts them. */
+function delivered(st: StatusCacheState, e: RegistryEvent) {
+  const r = restrictionOf(e);
+  if (!r) return invalidate(st, e);
+  st.changes.touch(r.issuer);
+  for (const k of st.byIssuer.get(r.issuer) ?? []) {
+    const entry = st.entries.peek(k);
+    if (!entry) continue;
+    const state = restrictState(r, entry.key, entry.state);
+    // read at the event's block now: a reorganisation below it drops the entry
+    if (state !== entry.state)
+      entry.state = { ...state, blockNumber: Math.max(state.blockNumber, e.blockNumber) };
+  }
+}
+
+/**
+ * A pushed event: a restriction is applied as a denial until its block is delivered (a read
+ * under way for the issuer is not kept); anything else drops what it touches, as a delivered
+ * event of its kind does, and waits for the poll.
+ */
+function hinted(st: StatusCacheState, e: RegistryEvent) {
+  const issuer = st.denials.record(e, st.watcher.syncedBlock);
+  if (issuer) st.changes.touch(issuer);
+  else invalidate(st, e);
+}
+
 function dropReorganised(st: StatusCacheState, { ancestor, abandoned }: RegistryReorg) {
   st.generation++;
   if (ancestor === null) {
@@ -255,7 +295,18 @@ async function read(st: StatusCacheState, k: string, key: StatusKey, authenticat
   return state;
 }
 
+/** The state of `key` (see `createStatusCache().get`), with the pushed restrictions not yet delivered. */
 async function get(
+  st: StatusCacheState,
+  key: StatusKey,
+  bound: StalenessBound,
+  authenticated: boolean,
+): Promise<CredentialState> {
+  const state = await lookup(st, key, bound, authenticated);
+  return st.denials.apply(key, state, st.watcher.syncedBlock);
+}
+
+async function lookup(
   st: StatusCacheState,
   key: StatusKey,
   bound: StalenessBound,

@@ -278,7 +278,7 @@ function serveCommand(gateway: Command): void {
     )
     .option(
       "--rpc-ws <url>",
-      "a ws:// or wss:// JSON-RPC URL of the same chain: registry logs (a revocation) are pushed over it (eth_subscribe) and apply as soon as pushed; polling takes over while it is down (default: none, polling every 100 ms; a local `kparty chain up` node serves WebSocket on its RPC port)",
+      "a ws:// or wss:// JSON-RPC URL of the same chain: registry logs are pushed over it (eth_subscribe): a revocation, suspension or member removal is denied as soon as pushed, what may grant waits for the checked poll; polling takes over while it is down (default: none, polling every 100 ms; a local `kparty chain up` node serves WebSocket on its RPC port)",
       rpcWsOption,
     )
     .option("--token-ttl <seconds>", "access token lifetime", positiveInt("--token-ttl", 86_400), 300)
