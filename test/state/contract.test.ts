@@ -378,6 +378,31 @@ for (const backend of [embedded, postgresBackend]) {
         }
       });
 
+      it("continues the chain from another replica's appends made between two of one replica's", async () => {
+        const d = await backend.deployment();
+        try {
+          const now = () => T0;
+          const a = (await d.replica()).audit({ now });
+          const b = (await d.replica()).audit({ now });
+          const entry = { client: "c", route: "/auth/token", outcome: "granted" as const };
+          const first = await a.append(entry);
+          const second = await b.append(entry);
+          // a's last record is no longer the head: a continues from b's
+          const [third, fourth] = await Promise.all([a.append(entry), a.append(entry)]);
+          expect([first.seq, second.seq, third?.seq, fourth?.seq]).toEqual([1, 2, 3, 4]);
+          expect([second.prevHash, third?.prevHash, fourth?.prevHash]).toEqual([
+            first.hash,
+            second.hash,
+            third?.hash,
+          ]);
+          expect((await b.append(entry)).prevHash).toBe(fourth?.hash);
+          await Promise.all([a.close(), b.close()]);
+          expect(await (await d.replica()).auditReader().verify()).toMatchObject({ valid: true, records: 5 });
+        } finally {
+          await d.close();
+        }
+      });
+
       it("keeps the token keys: one first key for replicas starting together, rotation adds the newest", async () => {
         const d = await backend.deployment();
         try {

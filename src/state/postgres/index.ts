@@ -105,9 +105,11 @@ export async function openPostgresState(options: PostgresStateOptions): Promise<
 
 /** The backend over an open pool whose schema is migrated (see {@link openPostgresState}). */
 export function postgresState(pool: pg.Pool): GatewayState {
-  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => {
     try {
-      return await pool.query<R>(text, values);
+      return await (name === undefined
+        ? pool.query<R>(text, values)
+        : pool.query<R>({ name, text, values: values ?? [] }));
     } catch (error) {
       throw unavailable(error);
     }
@@ -138,7 +140,15 @@ export function postgresState(pool: pg.Pool): GatewayState {
   };
 }
 
-type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>;
+/**
+ * A statement on a pooled connection; with `name`, a named statement, prepared once per
+ * connection (the statements of every grant: no parse and plan each time).
+ */
+type Query = <R extends pg.QueryResultRow>(
+  text: string,
+  values?: unknown[],
+  name?: string,
+) => Promise<pg.QueryResult<R>>;
 
 class PostgresChallenges implements ChallengeStore {
   readonly #query: Query;
@@ -173,6 +183,7 @@ class PostgresChallenges implements ChallengeStore {
     const { rows } = await this.#query<{ used_at: string | null; expires_at: string }>(
       "SELECT used_at, expires_at FROM kparty_challenges WHERE challenge = $1",
       [challenge],
+      "kparty_challenge_row",
     );
     return rows[0];
   }
@@ -196,6 +207,7 @@ class PostgresChallenges implements ChallengeStore {
     const { rowCount } = await this.#query(
       "UPDATE kparty_challenges SET used_at = $1 WHERE challenge = $2 AND used_at IS NULL AND expires_at > $1",
       [now, challenge],
+      "kparty_challenge_consume",
     );
     if (rowCount === 1) return;
     const row = await this.#row(challenge);
@@ -258,14 +270,65 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+/** The columns of `kparty_audit` an append writes, in `AuditRecord` order. */
+const AUDIT_FIELDS = [
+  ["seq", "seq", "bigint"],
+  ["at", "at", "text"],
+  ["client", "client", "text"],
+  ["route", "route", "text"],
+  ["holder", "holder", "text"],
+  ["credential_id", "credentialId", "text"],
+  ["action", "action", "text"],
+  ["model", "model", "text"],
+  ["outcome", "outcome", "text"],
+  ["code", "code", "text"],
+  ["prev_hash", "prevHash", "text"],
+  ["hash", "hash", "text"],
+  ["kid", "kid", "text"],
+  ["sig", "sig", "text"],
+] as const;
+
 /**
- * The deployment's one audit chain. Each replica commits its pending records as a group in one
- * transaction that first locks the chain's head row (`SELECT … FOR UPDATE`): appends from all
- * replicas are serialised there, each group continues from the head the previous one left, so
- * the chain has one order and no forks. `append` resolves after COMMIT, which PostgreSQL returns
- * once the commit is flushed to its write-ahead log (with the default `synchronous_commit = on`;
- * with synchronous replication, once the standby has it too). A failed transaction leaves
- * nothing of its group and rejects it (`state_unavailable`); the next group tries again.
+ * A group of records and the head they end at, in one statement that writes them only if the
+ * head is still the one the group was chained to ($17, $18): the head row's update waits for
+ * any other append's lock on it and then re-checks the condition against the committed row, so
+ * of appends chained to one head exactly one is written, and the others write nothing. Prepared
+ * once per connection (a named statement).
+ */
+const APPEND_IF_HEAD = {
+  name: "kparty_audit_append_if_head",
+  text: `WITH moved AS (
+      UPDATE kparty_audit_head SET seq = $15, hash = $16 WHERE id = 1 AND seq = $17 AND hash = $18 RETURNING 1
+    )
+    INSERT INTO kparty_audit (${AUDIT_FIELDS.map(([column]) => column).join(", ")})
+    SELECT * FROM unnest(${AUDIT_FIELDS.map(([, , type], i) => `$${i + 1}::${type}[]`).join(", ")})
+    WHERE EXISTS (SELECT 1 FROM moved)`,
+};
+
+/** The values of {@link APPEND_IF_HEAD} for `records`, chained to `head`. */
+function appendValues(records: AuditRecord[], head: { seq: number; hash: string }): unknown[] {
+  const last = records.at(-1) ?? head;
+  return [
+    ...AUDIT_FIELDS.map(([, field]) => records.map((r) => r[field] ?? null)),
+    last.seq,
+    last.hash,
+    head.seq,
+    head.hash,
+  ];
+}
+
+/**
+ * The deployment's one audit chain. Each replica commits its pending records as a group, one
+ * group at a time, chained to the head the replica's previous group left: one statement
+ * ({@link APPEND_IF_HEAD}) writes the records and moves the chain's head row only if the head is
+ * still that one. Where another replica has appended since (or the head is not known yet), the
+ * group is chained again in a transaction that first locks the head row (`SELECT … FOR
+ * UPDATE`): appends from all replicas are serialised on that row, each group continues from the
+ * head the previous one left, so the chain has one order and no forks. `append` resolves after
+ * the commit, which PostgreSQL returns once it is flushed to its write-ahead log (with the
+ * default `synchronous_commit = on`; with synchronous replication, once the standby has it
+ * too). A failed statement or transaction leaves nothing of its group and rejects it
+ * (`state_unavailable`); the next group reads the head again.
  */
 class PostgresAuditLog implements AuditStore {
   readonly #pool: pg.Pool;
@@ -274,6 +337,8 @@ class PostgresAuditLog implements AuditStore {
   #pending: Pending[] = [];
   #running: Promise<void> | null = null;
   #closed = false;
+  /** The head this replica's last group left (null: unknown, read it under the lock). */
+  #head: { seq: number; hash: string } | null = null;
 
   constructor(pool: pg.Pool, options: { now: () => number; signer?: AuditSigner }) {
     this.#pool = pool;
@@ -303,6 +368,7 @@ class PostgresAuditLog implements AuditStore {
           const records = await this.#commit(group);
           for (const [i, p] of group.entries()) p.resolve(records[i] as AuditRecord);
         } catch (error) {
+          this.#head = null; // whether the group was written is unknown: read the head again
           for (const p of group) p.reject(unavailable(error));
         }
       }
@@ -313,43 +379,36 @@ class PostgresAuditLog implements AuditStore {
   }
 
   async #commit(group: Pending[]): Promise<AuditRecord[]> {
+    const head = this.#head;
+    if (head) {
+      const records = chainedRecords(group, head, this.#signer);
+      const { rowCount } = await this.#pool.query({ ...APPEND_IF_HEAD, values: appendValues(records, head) });
+      if (rowCount === records.length) {
+        this.#head = records.at(-1) ?? head;
+        return records;
+      }
+    }
+    const records = await this.#commitLocked(group);
+    this.#head = records.at(-1) ?? this.#head;
+    return records;
+  }
+
+  /** The group chained to the head read under its row lock, in one transaction. */
+  async #commitLocked(group: Pending[]): Promise<AuditRecord[]> {
     const { client, release } = await checkout(this.#pool);
     let broken: unknown;
     try {
-      await client.query("BEGIN");
-      const { rows } = await client.query<{ seq: string; hash: string }>(
-        "SELECT seq, hash FROM kparty_audit_head WHERE id = 1 FOR UPDATE",
-      );
-      const head = rows[0];
-      if (!head) throw new Error("the audit chain's head row is missing");
-      const records = chainedRecords(group, { seq: Number(head.seq), hash: head.hash }, this.#signer);
-      const column = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
-      await client.query(
-        `INSERT INTO kparty_audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash, kid, sig)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])`,
-        [
-          column("seq"),
-          column("at"),
-          column("client"),
-          column("route"),
-          column("holder"),
-          column("credentialId"),
-          column("action"),
-          column("model"),
-          column("outcome"),
-          column("code"),
-          column("prevHash"),
-          column("hash"),
-          column("kid"),
-          column("sig"),
-        ],
-      );
-      const last = records.at(-1) ?? { seq: Number(head.seq), hash: head.hash };
-      await client.query("UPDATE kparty_audit_head SET seq = $1, hash = $2 WHERE id = 1", [
-        last.seq,
-        last.hash,
-      ]);
+      // one round trip: the transaction begins and locks the head
+      const results = (await client.query(
+        "BEGIN; SELECT seq, hash FROM kparty_audit_head WHERE id = 1 FOR UPDATE",
+      )) as unknown as pg.QueryResult<{ seq: string; hash: string }>[];
+      const row = results[1]?.rows[0];
+      if (!row) throw new Error("the audit chain's head row is missing");
+      const head = { seq: Number(row.seq), hash: row.hash };
+      this.#head = head;
+      const records = chainedRecords(group, head, this.#signer);
+      const { rowCount } = await client.query({ ...APPEND_IF_HEAD, values: appendValues(records, head) });
+      if (rowCount !== records.length) throw new Error("the audit chain's head moved while it was locked");
       await client.query("COMMIT");
       return records;
     } catch (error) {
@@ -558,6 +617,7 @@ function postgresDpopReplay(query: Query, options: { now: () => number }): DpopR
          ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < $3
          RETURNING 1`,
         [key, expiresAtMs, now],
+        "kparty_dpop_jti_use",
       );
       return rowCount === 1;
     },
