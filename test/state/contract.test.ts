@@ -179,6 +179,28 @@ for (const backend of [embedded, postgresBackend]) {
         }
       });
 
+      it("redeems distinct challenges consumed together each once, and refuses a repeat among them", async () => {
+        const d = await backend.deployment();
+        try {
+          const store = (await d.replica()).challenges({ ttlSeconds: 60, now: () => T0 });
+          const issued = [await store.issue("a"), await store.issue("b"), await store.issue("c")];
+          const [c1, c2, c3] = issued.map((i) => i.challenge) as [string, string, string];
+          await Promise.all([store.check(c1), store.check(c2), store.check(c3)]);
+          const outcomes = await Promise.all(
+            [c1, c2, c3, c1, "never-issued"].map((c) => refusal(() => store.consume(c))),
+          );
+          expect(outcomes).toEqual([
+            "accepted",
+            "accepted",
+            "accepted",
+            "challenge_reused",
+            "challenge_invalid",
+          ]);
+        } finally {
+          await d.close();
+        }
+      });
+
       it("takes requests from one bucket per key, refills it with time and says when to retry", async () => {
         const d = await backend.deployment();
         try {
@@ -541,6 +563,33 @@ describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
         expect(events[i + 1]).toBe(events[i]?.replace("start", "end"));
       }
       expect(events).toHaveLength(8);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("answers a value PostgreSQL cannot store (a NUL) alone, without failing the others of its batch", async () => {
+    const d = await postgresBackend.deployment();
+    try {
+      const state = await d.replica();
+      const challenges = state.challenges({ ttlSeconds: 60, now: () => T0 });
+      const replay = state.dpopReplay({ now: () => T0 });
+      const { challenge } = await challenges.issue("127.0.0.1");
+      expect(
+        await Promise.all([
+          refusal(() => challenges.check("x\u0000y")),
+          refusal(() => challenges.check(challenge)),
+        ]),
+      ).toEqual(["challenge_invalid", "accepted"]);
+      expect(
+        await Promise.all([
+          refusal(() => challenges.consume("x\u0000y")),
+          refusal(() => challenges.consume(challenge)),
+        ]),
+      ).toEqual(["challenge_invalid", "accepted"]);
+      expect(
+        await Promise.all([replay.use("jkt:a\u0000", T0 + 61_000), replay.use("jkt:b", T0 + 61_000)]),
+      ).toEqual([false, true]);
     } finally {
       await d.close();
     }

@@ -29,6 +29,7 @@ import {
   sealedTokenKeys,
   type TokenKeyStoreOptions,
 } from "../sealed.ts";
+import { batched, firstOfEach, onlyFirstOfEach, storable } from "./batch.ts";
 import { type CheckedOut, checkout } from "./checkout.ts";
 import { LOCKS, migrate } from "./migrations.ts";
 
@@ -179,13 +180,43 @@ class PostgresChallenges implements ChallengeStore {
     return { challenge, expiresAt: new Date(now + this.#ttlMs) };
   }
 
-  async #row(challenge: string) {
-    const { rows } = await this.#query<{ used_at: string | null; expires_at: string }>(
-      "SELECT used_at, expires_at FROM kparty_challenges WHERE challenge = $1",
-      [challenge],
-      "kparty_challenge_row",
+  /** The rows of the challenges read in one turn of the event loop, in one statement. */
+  readonly #rows = batched(async (challenges: string[]) => {
+    const { rows } = await this.#query<{ challenge: string; used_at: string | null; expires_at: string }>(
+      "SELECT challenge, used_at, expires_at FROM kparty_challenges WHERE challenge = ANY($1::text[])",
+      [challenges.filter(storable)],
+      "kparty_challenge_rows",
     );
-    return rows[0];
+    const byChallenge = new Map(rows.map((r) => [r.challenge, r]));
+    return challenges.map((c) => byChallenge.get(c));
+  });
+
+  /**
+   * The challenges redeemed in one turn of the event loop, in one conditional `UPDATE` (rows
+   * locked in challenge order, as every replica's batches lock them): of concurrent redemptions
+   * of one challenge on any replica exactly one changes its row, and within a batch only the
+   * first call for a challenge can be that one.
+   */
+  readonly #redeem = batched(async (items: { challenge: string; at: number }[]) => {
+    const firsts = firstOfEach(items, (i) => i.challenge).filter((i) => storable(i.challenge));
+    const { rows } = await this.#query<{ challenge: string }>(
+      `UPDATE kparty_challenges AS c SET used_at = u.at
+       FROM unnest($1::text[], $2::bigint[]) AS u (challenge, at)
+       WHERE c.challenge = u.challenge AND c.used_at IS NULL AND c.expires_at > u.at
+       RETURNING c.challenge`,
+      [firsts.map((i) => i.challenge), firsts.map((i) => i.at)],
+      "kparty_challenge_redeem",
+    );
+    const redeemed = new Set(rows.map((r) => r.challenge));
+    return onlyFirstOfEach(
+      items,
+      (i) => i.challenge,
+      (i) => redeemed.has(i.challenge),
+    );
+  });
+
+  #row(challenge: string) {
+    return this.#rows(challenge);
   }
 
   async check(challenge: string): Promise<void> {
@@ -203,13 +234,7 @@ class PostgresChallenges implements ChallengeStore {
 
   async consume(challenge: string): Promise<void> {
     const now = this.#now();
-    // one conditional UPDATE: of concurrent redemptions on any replica, exactly one changes the row
-    const { rowCount } = await this.#query(
-      "UPDATE kparty_challenges SET used_at = $1 WHERE challenge = $2 AND used_at IS NULL AND expires_at > $1",
-      [now, challenge],
-      "kparty_challenge_consume",
-    );
-    if (rowCount === 1) return;
+    if (await this.#redeem({ challenge, at: now })) return;
     const row = await this.#row(challenge);
     if (row?.used_at != null)
       throw new KPartyError("challenge_reused", "the challenge has already been used");
@@ -602,24 +627,37 @@ function pruner(query: Query, table: string, column: string) {
 }
 
 /**
- * The DPoP replay store of the deployment: one upsert that inserts the key, or takes over an
- * entry past its expiry, and returns a row only then — so of concurrent uses of one `jti` on
- * any replica exactly one is new (the row lock orders them).
+ * The DPoP replay store of the deployment: one upsert (for every use of one turn of the event
+ * loop) that inserts each key, or takes over an entry past its expiry, and returns a row only
+ * then — so of concurrent uses of one `jti` on any replica exactly one is new (the row lock
+ * orders them).
  */
 function postgresDpopReplay(query: Query, options: { now: () => number }): DpopReplayStore {
   const prune = pruner(query, "kparty_dpop_jti", "expires_at");
+  // the keys used in one turn of the event loop, in one upsert (keys in order, as every
+  // replica's batches insert them); an entry is taken over only if it expired before the
+  // earliest use of the batch, and within a batch only the first use of a key can be new
+  const use = batched(async (items: { key: string; expiresAtMs: number; now: number }[]) => {
+    const firsts = firstOfEach(items, (i) => i.key).filter((i) => storable(i.key));
+    const { rows } = await query<{ key: string }>(
+      `INSERT INTO kparty_dpop_jti AS j (key, expires_at) SELECT * FROM unnest($1::text[], $2::bigint[])
+       ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < $3
+       RETURNING j.key`,
+      [firsts.map((i) => i.key), firsts.map((i) => i.expiresAtMs), Math.min(...items.map((i) => i.now))],
+      "kparty_dpop_jti_use",
+    );
+    const fresh = new Set(rows.map((r) => r.key));
+    return onlyFirstOfEach(
+      items,
+      (i) => i.key,
+      (i) => fresh.has(i.key),
+    );
+  });
   return {
     async use(key, expiresAtMs) {
       const now = options.now();
       await prune(now);
-      const { rowCount } = await query(
-        `INSERT INTO kparty_dpop_jti AS j (key, expires_at) VALUES ($1, $2)
-         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < $3
-         RETURNING 1`,
-        [key, expiresAtMs, now],
-        "kparty_dpop_jti_use",
-      );
-      return rowCount === 1;
+      return use({ key, expiresAtMs, now });
     },
   };
 }
