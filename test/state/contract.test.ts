@@ -183,6 +183,28 @@ for (const backend of [embedded, postgresBackend]) {
         }
       });
 
+      it("redeems distinct challenges consumed together each once, and refuses a repeat among them", async () => {
+        const d = await backend.deployment();
+        try {
+          const store = (await d.replica()).challenges({ ttlSeconds: 60, now: () => T0 });
+          const issued = [await store.issue("a"), await store.issue("b"), await store.issue("c")];
+          const [c1, c2, c3] = issued.map((i) => i.challenge) as [string, string, string];
+          await Promise.all([store.check(c1), store.check(c2), store.check(c3)]);
+          const outcomes = await Promise.all(
+            [c1, c2, c3, c1, "never-issued"].map((c) => refusal(() => store.consume(c))),
+          );
+          expect(outcomes).toEqual([
+            "accepted",
+            "accepted",
+            "accepted",
+            "challenge_reused",
+            "challenge_invalid",
+          ]);
+        } finally {
+          await d.close();
+        }
+      });
+
       it("takes requests from one bucket per key, refills it with time and says when to retry", async () => {
         const d = await backend.deployment();
         try {
@@ -377,6 +399,31 @@ for (const backend of [embedded, postgresBackend]) {
           const tail = await reader.tail(2);
           expect(tail.map((r) => r.seq)).toEqual([59, 60]);
           expect(tail[1]).toEqual(bySeq.get(60));
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("continues the chain from another replica's appends made between two of one replica's", async () => {
+        const d = await backend.deployment();
+        try {
+          const now = () => T0;
+          const a = (await d.replica()).audit({ now });
+          const b = (await d.replica()).audit({ now });
+          const entry = { client: "c", route: "/auth/token", outcome: "granted" as const };
+          const first = await a.append(entry);
+          const second = await b.append(entry);
+          // a's last record is no longer the head: a continues from b's
+          const [third, fourth] = await Promise.all([a.append(entry), a.append(entry)]);
+          expect([first.seq, second.seq, third?.seq, fourth?.seq]).toEqual([1, 2, 3, 4]);
+          expect([second.prevHash, third?.prevHash, fourth?.prevHash]).toEqual([
+            first.hash,
+            second.hash,
+            third?.hash,
+          ]);
+          expect((await b.append(entry)).prevHash).toBe(fourth?.hash);
+          await Promise.all([a.close(), b.close()]);
+          expect(await (await d.replica()).auditReader().verify()).toMatchObject({ valid: true, records: 5 });
         } finally {
           await d.close();
         }
@@ -615,6 +662,33 @@ describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
         expect(events[i + 1]).toBe(events[i]?.replace("start", "end"));
       }
       expect(events).toHaveLength(8);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("answers a value PostgreSQL cannot store (a NUL) alone, without failing the others of its batch", async () => {
+    const d = await postgresBackend.deployment();
+    try {
+      const state = await d.replica();
+      const challenges = state.challenges({ ttlSeconds: 60, now: () => T0 });
+      const replay = state.dpopReplay({ now: () => T0 });
+      const { challenge } = await challenges.issue("127.0.0.1");
+      expect(
+        await Promise.all([
+          refusal(() => challenges.check("x\u0000y")),
+          refusal(() => challenges.check(challenge)),
+        ]),
+      ).toEqual(["challenge_invalid", "accepted"]);
+      expect(
+        await Promise.all([
+          refusal(() => challenges.consume("x\u0000y")),
+          refusal(() => challenges.consume(challenge)),
+        ]),
+      ).toEqual(["challenge_invalid", "accepted"]);
+      expect(
+        await Promise.all([replay.use("jkt:a\u0000", T0 + 61_000), replay.use("jkt:b", T0 + 61_000)]),
+      ).toEqual([false, true]);
     } finally {
       await d.close();
     }

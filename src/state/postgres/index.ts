@@ -40,6 +40,7 @@ import {
   sealedTokenKeys,
   type TokenKeyStoreOptions,
 } from "../sealed.ts";
+import { batched, firstOfEach, onlyFirstOfEach, storable } from "./batch.ts";
 import { type CheckedOut, checkout, inTransaction } from "./checkout.ts";
 import { LOCKS, migrate } from "./migrations.ts";
 import { postgresModelMetadata } from "./models.ts";
@@ -117,9 +118,11 @@ export async function openPostgresState(options: PostgresStateOptions): Promise<
 
 /** The backend over an open pool whose schema is migrated (see {@link openPostgresState}). */
 export function postgresState(pool: pg.Pool): GatewayState {
-  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+  const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => {
     try {
-      return await pool.query<R>(text, values);
+      return await (name === undefined
+        ? pool.query<R>(text, values)
+        : pool.query<R>({ name, text, values: values ?? [] }));
     } catch (error) {
       throw unavailable(error);
     }
@@ -151,7 +154,15 @@ export function postgresState(pool: pg.Pool): GatewayState {
   };
 }
 
-type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>;
+/**
+ * A statement on a pooled connection; with `name`, a named statement, prepared once per
+ * connection (the statements of every grant: no parse and plan each time).
+ */
+type Query = <R extends pg.QueryResultRow>(
+  text: string,
+  values?: unknown[],
+  name?: string,
+) => Promise<pg.QueryResult<R>>;
 
 class PostgresChallenges implements ChallengeStore {
   readonly #query: Query;
@@ -178,12 +189,43 @@ class PostgresChallenges implements ChallengeStore {
     return { challenge, expiresAt: new Date(now + this.#ttlMs) };
   }
 
-  async #row(challenge: string): Promise<ChallengeRow | undefined> {
-    const { rows } = await this.#query<{ used_at: string | null; expires_at: string }>(
-      "SELECT used_at, expires_at FROM kparty_challenges WHERE challenge = $1",
-      [challenge],
+  /** The rows of the challenges read in one turn of the event loop, in one statement. */
+  readonly #rows = batched(async (challenges: string[]) => {
+    const { rows } = await this.#query<{ challenge: string; used_at: string | null; expires_at: string }>(
+      "SELECT challenge, used_at, expires_at FROM kparty_challenges WHERE challenge = ANY($1::text[])",
+      [challenges.filter(storable)],
+      "kparty_challenge_rows",
     );
-    const row = rows[0];
+    const byChallenge = new Map(rows.map((r) => [r.challenge, r]));
+    return challenges.map((c) => byChallenge.get(c));
+  });
+
+  /**
+   * The challenges redeemed in one turn of the event loop, in one conditional `UPDATE` (rows
+   * locked in challenge order, as every replica's batches lock them): of concurrent redemptions
+   * of one challenge on any replica exactly one changes its row, and within a batch only the
+   * first call for a challenge can be that one.
+   */
+  readonly #redeem = batched(async (items: { challenge: string; at: number }[]) => {
+    const firsts = firstOfEach(items, (i) => i.challenge).filter((i) => storable(i.challenge));
+    const { rows } = await this.#query<{ challenge: string }>(
+      `UPDATE kparty_challenges AS c SET used_at = u.at
+       FROM unnest($1::text[], $2::bigint[]) AS u (challenge, at)
+       WHERE c.challenge = u.challenge AND c.used_at IS NULL AND c.expires_at > u.at
+       RETURNING c.challenge`,
+      [firsts.map((i) => i.challenge), firsts.map((i) => i.at)],
+      "kparty_challenge_redeem",
+    );
+    const redeemed = new Set(rows.map((r) => r.challenge));
+    return onlyFirstOfEach(
+      items,
+      (i) => i.challenge,
+      (i) => redeemed.has(i.challenge),
+    );
+  });
+
+  async #row(challenge: string): Promise<ChallengeRow | undefined> {
+    const row = await this.#rows(challenge);
     return (
       row && { usedAt: row.used_at === null ? null : Number(row.used_at), expiresAt: Number(row.expires_at) }
     );
@@ -200,12 +242,7 @@ class PostgresChallenges implements ChallengeStore {
 
   async consume(challenge: string): Promise<void> {
     const now = this.#now();
-    // one conditional UPDATE: of concurrent redemptions on any replica, exactly one changes the row
-    const { rowCount } = await this.#query(
-      "UPDATE kparty_challenges SET used_at = $1 WHERE challenge = $2 AND used_at IS NULL AND expires_at > $1",
-      [now, challenge],
-    );
-    if (rowCount === 1) return;
+    if (await this.#redeem({ challenge, at: now })) return;
     throw consumeRefusal(await this.#row(challenge), now);
   }
 }
@@ -254,14 +291,65 @@ class PostgresRateLimits implements RateLimits {
   }
 }
 
+/** The columns of `kparty_audit` an append writes, in `AuditRecord` order. */
+const AUDIT_FIELDS = [
+  ["seq", "seq", "bigint"],
+  ["at", "at", "text"],
+  ["client", "client", "text"],
+  ["route", "route", "text"],
+  ["holder", "holder", "text"],
+  ["credential_id", "credentialId", "text"],
+  ["action", "action", "text"],
+  ["model", "model", "text"],
+  ["outcome", "outcome", "text"],
+  ["code", "code", "text"],
+  ["prev_hash", "prevHash", "text"],
+  ["hash", "hash", "text"],
+  ["kid", "kid", "text"],
+  ["sig", "sig", "text"],
+] as const;
+
 /**
- * The deployment's one audit chain. Each replica commits its pending records as a group in one
- * transaction that first locks the chain's head row (`SELECT … FOR UPDATE`): appends from all
- * replicas are serialised there, each group continues from the head the previous one left, so
- * the chain has one order and no forks. `append` resolves after COMMIT, which PostgreSQL returns
- * once the commit is flushed to its write-ahead log (with the default `synchronous_commit = on`;
- * with synchronous replication, once the standby has it too). A failed transaction leaves
- * nothing of its group and rejects it (`state_unavailable`); the next group tries again.
+ * A group of records and the head they end at, in one statement that writes them only if the
+ * head is still the one the group was chained to ($17, $18): the head row's update waits for
+ * any other append's lock on it and then re-checks the condition against the committed row, so
+ * of appends chained to one head exactly one is written, and the others write nothing. Prepared
+ * once per connection (a named statement).
+ */
+const APPEND_IF_HEAD = {
+  name: "kparty_audit_append_if_head",
+  text: `WITH moved AS (
+      UPDATE kparty_audit_head SET seq = $15, hash = $16 WHERE id = 1 AND seq = $17 AND hash = $18 RETURNING 1
+    )
+    INSERT INTO kparty_audit (${AUDIT_FIELDS.map(([column]) => column).join(", ")})
+    SELECT * FROM unnest(${AUDIT_FIELDS.map(([, , type], i) => `$${i + 1}::${type}[]`).join(", ")})
+    WHERE EXISTS (SELECT 1 FROM moved)`,
+};
+
+/** The values of {@link APPEND_IF_HEAD} for `records`, chained to `head`. */
+function appendValues(records: AuditRecord[], head: { seq: number; hash: string }): unknown[] {
+  const last = records.at(-1) ?? head;
+  return [
+    ...AUDIT_FIELDS.map(([, field]) => records.map((r) => r[field] ?? null)),
+    last.seq,
+    last.hash,
+    head.seq,
+    head.hash,
+  ];
+}
+
+/**
+ * The deployment's one audit chain. Each replica commits its pending records as a group, one
+ * group at a time, chained to the head the replica's previous group left: one statement
+ * ({@link APPEND_IF_HEAD}) writes the records and moves the chain's head row only if the head is
+ * still that one. Where another replica has appended since (or the head is not known yet), the
+ * group is chained again in a transaction that first locks the head row (`SELECT … FOR
+ * UPDATE`): appends from all replicas are serialised on that row, each group continues from the
+ * head the previous one left, so the chain has one order and no forks. `append` resolves after
+ * the commit, which PostgreSQL returns once it is flushed to its write-ahead log (with the
+ * default `synchronous_commit = on`; with synchronous replication, once the standby has it
+ * too). A failed statement or transaction leaves nothing of its group and rejects it
+ * (`state_unavailable`); the next group reads the head again.
  */
 class PostgresAuditLog implements AuditStore {
   readonly #pool: pg.Pool;
@@ -270,6 +358,8 @@ class PostgresAuditLog implements AuditStore {
   #pending: Pending[] = [];
   #running: Promise<void> | null = null;
   #closed = false;
+  /** The head this replica's last group left (null: unknown, read it under the lock). */
+  #head: { seq: number; hash: string } | null = null;
 
   constructor(pool: pg.Pool, options: { now: () => number; signer?: AuditSigner }) {
     this.#pool = pool;
@@ -299,6 +389,7 @@ class PostgresAuditLog implements AuditStore {
           const records = await this.#commit(group);
           for (const [i, p] of group.entries()) p.resolve(records[i] as AuditRecord);
         } catch (error) {
+          this.#head = null; // whether the group was written is unknown: read the head again
           for (const p of group) p.reject(unavailable(error));
         }
       }
@@ -308,41 +399,34 @@ class PostgresAuditLog implements AuditStore {
     });
   }
 
-  #commit(group: Pending[]): Promise<AuditRecord[]> {
+  async #commit(group: Pending[]): Promise<AuditRecord[]> {
+    const head = this.#head;
+    if (head) {
+      const records = chainedRecords(group, head, this.#signer);
+      const { rowCount } = await this.#pool.query({ ...APPEND_IF_HEAD, values: appendValues(records, head) });
+      if (rowCount === records.length) {
+        this.#head = records.at(-1) ?? head;
+        return records;
+      }
+    }
+    const records = await this.#commitLocked(group);
+    this.#head = records.at(-1) ?? this.#head;
+    return records;
+  }
+
+  /** The group chained to the head read under its row lock, in one transaction. */
+  async #commitLocked(group: Pending[]): Promise<AuditRecord[]> {
     return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ seq: string; hash: string }>(
         "SELECT seq, hash FROM kparty_audit_head WHERE id = 1 FOR UPDATE",
       );
-      const head = rows[0];
-      if (!head) throw new Error("the audit chain's head row is missing");
-      const records = chainedRecords(group, { seq: Number(head.seq), hash: head.hash }, this.#signer);
-      const column = <K extends keyof AuditRecord>(k: K) => records.map((r) => r[k]);
-      await client.query(
-        `INSERT INTO kparty_audit (seq, at, client, route, holder, credential_id, action, model, outcome, code, prev_hash, hash, kid, sig)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])`,
-        [
-          column("seq"),
-          column("at"),
-          column("client"),
-          column("route"),
-          column("holder"),
-          column("credentialId"),
-          column("action"),
-          column("model"),
-          column("outcome"),
-          column("code"),
-          column("prevHash"),
-          column("hash"),
-          column("kid"),
-          column("sig"),
-        ],
-      );
-      const last = records.at(-1) ?? { seq: Number(head.seq), hash: head.hash };
-      await client.query("UPDATE kparty_audit_head SET seq = $1, hash = $2 WHERE id = 1", [
-        last.seq,
-        last.hash,
-      ]);
+      const row = rows[0];
+      if (!row) throw new Error("the audit chain's head row is missing");
+      const head = { seq: Number(row.seq), hash: row.hash };
+      this.#head = head;
+      const records = chainedRecords(group, head, this.#signer);
+      const { rowCount } = await client.query({ ...APPEND_IF_HEAD, values: appendValues(records, head) });
+      if (rowCount !== records.length) throw new Error("the audit chain's head moved while it was locked");
       return records;
     });
   }
@@ -509,23 +593,37 @@ function pruner(query: Query, table: string, column: string) {
 }
 
 /**
- * The DPoP replay store of the deployment: one upsert that inserts the key, or takes over an
- * entry past its expiry, and returns a row only then — so of concurrent uses of one `jti` on
- * any replica exactly one is new (the row lock orders them).
+ * The DPoP replay store of the deployment: one upsert (for every use of one turn of the event
+ * loop) that inserts each key, or takes over an entry past its expiry, and returns a row only
+ * then — so of concurrent uses of one `jti` on any replica exactly one is new (the row lock
+ * orders them).
  */
 function postgresDpopReplay(query: Query, options: { now: () => number }): DpopReplayStore {
   const prune = pruner(query, "kparty_dpop_jti", "expires_at");
+  // the keys used in one turn of the event loop, in one upsert (keys in order, as every
+  // replica's batches insert them); an entry is taken over only if it expired before the
+  // earliest use of the batch, and within a batch only the first use of a key can be new
+  const use = batched(async (items: { key: string; expiresAtMs: number; now: number }[]) => {
+    const firsts = firstOfEach(items, (i) => i.key).filter((i) => storable(i.key));
+    const { rows } = await query<{ key: string }>(
+      `INSERT INTO kparty_dpop_jti AS j (key, expires_at) SELECT * FROM unnest($1::text[], $2::bigint[])
+       ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < $3
+       RETURNING j.key`,
+      [firsts.map((i) => i.key), firsts.map((i) => i.expiresAtMs), Math.min(...items.map((i) => i.now))],
+      "kparty_dpop_jti_use",
+    );
+    const fresh = new Set(rows.map((r) => r.key));
+    return onlyFirstOfEach(
+      items,
+      (i) => i.key,
+      (i) => fresh.has(i.key),
+    );
+  });
   return {
     async use(key, expiresAtMs) {
       const now = options.now();
       await prune(now);
-      const { rowCount } = await query(
-        `INSERT INTO kparty_dpop_jti AS j (key, expires_at) VALUES ($1, $2)
-         ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < $3
-         RETURNING 1`,
-        [key, expiresAtMs, now],
-      );
-      return rowCount === 1;
+      return use({ key, expiresAtMs, now });
     },
   };
 }
