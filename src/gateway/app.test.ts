@@ -54,6 +54,25 @@ describe("client errors from the HTTP layer", () => {
   });
 });
 
+describe("cacheBounds", () => {
+  it("bounds the rate limiter's buckets as configured: challenges from five addresses leave three", async () => {
+    const app = await buildGateway({ ...base(), cacheBounds: { rateLimitBuckets: 3 } });
+    const statuses: number[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const res = await app.inject({
+        method: "POST",
+        url: "/auth/challenge",
+        payload: {},
+        remoteAddress: `192.0.2.${i}`,
+      });
+      statuses.push(res.statusCode);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200]);
+    expect(app.kpartyCacheSizes().rateLimitBuckets).toBe(3);
+    await app.close();
+  });
+});
+
 describe("load shedding", () => {
   it("refuses requests past maxInFlight with 503 overloaded before any work, and admits again once one ends", async () => {
     const app = await buildGateway({ ...base(), maxInFlight: 1 });
