@@ -67,6 +67,7 @@ describe("npm run replicas -- --quick (two gateway processes, one PostgreSQL)", 
         auditEntriesLost: 0,
       },
     });
+    // bounds and non-vacuity checks of a run of real processes whose interleaving the OS decides
     expect(o.quotaGranted).toBeLessThanOrEqual(o.quotaAllowed);
     expect(o.auditEntriesByReplica.A).toBeGreaterThan(0);
     expect(o.auditEntriesByReplica.B).toBeGreaterThan(0);
