@@ -277,56 +277,24 @@ describe("protected requests with a DPoP-bound token", () => {
     );
   });
 
-  it("refuses a proof whose iat is past the clock skew, by the proof's clock or the gateway's", async () => {
+  it("refuses a proof whose iat is more than the 60 s skew from the gateway's clock, either way; accepts one 60 s off", async () => {
     const stale = "the DPoP proof's iat must be within 60 s of the gateway's clock";
-    const old = dpopHeaders(gateway.base, token, key, { now: () => Date.now() - 62_000 });
-    expectRefusal(await call(gateway.base, modelPath, old), "invalid_dpop_proof", stale);
-    const future = dpopHeaders(gateway.base, token, key, { now: () => Date.now() + 62_000 });
-    expectRefusal(await call(gateway.base, modelPath, future), "invalid_dpop_proof", stale);
-    const recent = dpopHeaders(gateway.base, token, key, { now: () => Date.now() - 58_000 });
-    expect((await call(gateway.base, modelPath, recent)).status).toBe(200);
-    // the gateway's clock moves 2 minutes on: a proof made now is stale to it (the token is not)
-    clock.offsetMs = 120_000;
+    const s = Math.floor(Date.now() / 1000);
+    /** Headers whose proof was made in second `seconds` (its iat). */
+    const madeAt = (seconds: number) => dpopHeaders(gateway.base, token, key, { now: () => seconds * 1000 });
+    clock.atMs = s * 1000 + 400; // the gateway's clock stands still, 400 ms into second s
     try {
-      expectRefusal(
-        await call(gateway.base, modelPath, dpopHeaders(gateway.base, token, key)),
-        "invalid_dpop_proof",
-        stale,
-      );
-      const onItsClock = dpopHeaders(gateway.base, token, key, { now: () => clockNow(clock) });
-      expect((await call(gateway.base, modelPath, onItsClock)).status).toBe(200);
+      for (const iat of [s - 61, s + 61])
+        expectRefusal(await call(gateway.base, modelPath, madeAt(iat)), "invalid_dpop_proof", stale);
+      for (const iat of [s - 60, s + 60])
+        expect((await call(gateway.base, modelPath, madeAt(iat))).status).toBe(200);
+      // the gateway's clock moves 2 minutes on: a proof made at s is stale to it (the token is not)
+      clock.atMs = (s + 120) * 1000 + 400;
+      expectRefusal(await call(gateway.base, modelPath, madeAt(s)), "invalid_dpop_proof", stale);
+      expect((await call(gateway.base, modelPath, madeAt(s + 120))).status).toBe(200);
     } finally {
-      clock.offsetMs = 0;
+      delete clock.atMs;
     }
-  });
-
-  it("refuses a proof signed by another key than cnf.jkt: a copied token is useless", async () => {
-    const thief = ed25519();
-    expectRefusal(
-      await call(gateway.base, modelPath, dpopHeaders(gateway.base, token, thief)),
-      "invalid_dpop_proof",
-      "the DPoP proof is signed by another key than the one the access token is bound to",
-    );
-    // the same through a client of its own, with its own fresh key
-    const stolenBy = createGatewayClient(gateway.base);
-    await expect(stolenBy.weights(MODEL_ID, token)).rejects.toMatchObject({
-      code: "invalid_dpop_proof",
-      details: { status: 401 },
-    });
-    // while the holder's client with the holder's key is served
-    expect((await createGatewayClient(gateway.base, { dpopKey: key }).model(MODEL_ID, token)).id).toBe(
-      MODEL_ID,
-    );
-  });
-
-  it("refuses a proof whose ath is not the token's hash", async () => {
-    const other = await boundToken(gateway.base, key);
-    const wrong = dpopHeaders(gateway.base, token, key, { accessToken: other });
-    expectRefusal(
-      await call(gateway.base, modelPath, wrong),
-      "invalid_dpop_proof",
-      "the DPoP proof's ath is not the access token's hash",
-    );
   });
 
   it("refuses alg none and HS256 proofs (and a jwk with a private key)", async () => {

@@ -328,10 +328,11 @@ describe.skipIf("unavailable" in postgres)("issuer agents on PostgreSQL", () => 
 
     const resumed = await agents[0].agent.kpartyResumeAnchoring({});
     expect(resumed.credentials).toBe(0);
-    expect(resumed.batches).toBeLessThanOrEqual(1);
+    expect(resumed.batches).toBeLessThanOrEqual(1); // 0 or 1 by where the SIGKILL lands (random by design)
     const records = await agents[1].agent.kpartyListIssuedCredentials({ issuer: orgC.did });
     const indexes = records.map((r) => r.statusIndex).sort((a, b) => a - b);
     expect(indexes).toEqual(range(records.length));
+    // five reported batches, plus the victim's third when the kill landed after recording it
     expect(records.length - before).toBeGreaterThanOrEqual(5 * BATCH);
     expect(records.filter((r) => r.anchoredBlock === null)).toEqual([]);
     for (const { reported } of children) {

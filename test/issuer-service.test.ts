@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getAnchor } from "../src/chain/index.ts";
 import { decodeJwt } from "../src/credential/index.ts";
 import { buildIssuerService, IssuerClientStore } from "../src/issuer/index.ts";
 import { postJson } from "./fixtures/http.ts";
@@ -99,7 +100,12 @@ describe("kparty issuer service (VC-API)", () => {
       sub: credential.credentialSubject.id,
     });
     expect((payload.vc as { credentialStatus: unknown[] }).credentialStatus).toHaveLength(2);
-    expect(res.body.kparty.anchor.blockNumber).toBeGreaterThan(0);
+    // anchored by the issuer under the credential's id, in the block the service reports
+    expect(
+      await getAnchor(world.client, { issuer: world.orgA.account, key: res.body.kparty.credentialId }),
+    ).toEqual({
+      blockNumber: res.body.kparty.anchor.blockNumber,
+    });
     const fetched = await call("GET", `/credentials/${encodeURIComponent(credential.id)}`);
     expect(fetched.status).toBe(200);
     expect(fetched.body.verifiableCredential.proof.jwt).toBe(vc.proof.jwt);

@@ -39,6 +39,7 @@ afterAll(async () => {
   await world?.close();
 });
 
+/** Waits (a bound, not a measure) until the protection's own poll has synced to `block`. */
 async function waitForProtection(block: number) {
   for (let i = 0; i < 500 && protection.syncedBlock < block; i++) await new Promise((r) => setTimeout(r, 10));
   expect(protection.syncedBlock).toBeGreaterThanOrEqual(block);

@@ -68,6 +68,7 @@ describe("npm run replicas -- --quick (two gateway processes, one PostgreSQL)", 
         auditEntriesLost: 0,
       },
     });
+    // bounds and non-vacuity checks of a run of real processes whose interleaving the OS decides
     expect(o.quotaGranted).toBeLessThanOrEqual(o.quotaAllowed);
     // DPoP-bound tokens used at the replica that did not mint them, each with a fresh proof
     expect(o.crossReplicaDpop).toBeGreaterThan(0);

@@ -54,9 +54,35 @@ describe("client errors from the HTTP layer", () => {
   });
 });
 
+describe("cacheBounds", () => {
+  it("bounds the rate limiter's buckets as configured: challenges from five addresses leave three", async () => {
+    const app = await buildGateway({ ...base(), cacheBounds: { rateLimitBuckets: 3 } });
+    const statuses: number[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const res = await app.inject({
+        method: "POST",
+        url: "/auth/challenge",
+        payload: {},
+        remoteAddress: `192.0.2.${i}`,
+      });
+      statuses.push(res.statusCode);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200]);
+    expect(app.kpartyCacheSizes().rateLimitBuckets).toBe(3);
+    await app.close();
+  });
+});
+
 describe("load shedding", () => {
   it("refuses requests past maxInFlight with 503 overloaded before any work, and admits again once one ends", async () => {
     const app = await buildGateway({ ...base(), maxInFlight: 1 });
+    // runs after the gateway's own onRequest hooks: once it runs, the shedder has admitted the request
+    let onAdmitted = () => {};
+    const slowAdmitted = new Promise<void>((r) => (onAdmitted = r));
+    app.addHook("onRequest", (request, _reply, done) => {
+      if (request.url === "/auth/challenge") onAdmitted();
+      done();
+    });
     const body = new PassThrough();
     // a request whose body is still arriving stays in flight
     const slow = app.inject({
@@ -65,7 +91,7 @@ describe("load shedding", () => {
       payload: body,
       headers: { "content-type": "application/json" },
     });
-    await new Promise((r) => setTimeout(r, 50));
+    await slowAdmitted;
     const shed = await app.inject({ method: "GET", url: "/openapi.json" });
     expect({ status: shed.statusCode, retry: shed.headers["retry-after"], body: shed.json() }).toEqual({
       status: 503,

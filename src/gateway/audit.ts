@@ -157,6 +157,7 @@ export function chainedRecords(
 export class AuditLog {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
+  readonly #elapsedMs: () => number;
   readonly #last: StatementSync;
   readonly #insert: StatementSync;
   readonly #level: StatementSync;
@@ -198,6 +199,8 @@ export class AuditLog {
        * libuv's thread pool instead, for a while (see the class comment); 0: always on the pool.
        */
       loopSyncMaxMs?: number;
+      /** The monotonic clock (ms) that times syncs on the event loop; `performance.now` by default. */
+      elapsedMs?: () => number;
       /** Signs each record as it is chained. */
       signer?: AuditSigner;
     },
@@ -205,6 +208,7 @@ export class AuditLog {
     this.#db = db;
     this.#signer = options.signer;
     this.#now = options.now;
+    this.#elapsedMs = options.elapsedMs ?? (() => performance.now());
     this.#onSyncFailure = options.onSyncFailure ?? (() => {});
     const loopSyncMaxMs = options.loopSyncMaxMs ?? LOOP_SYNC_MAX_MS;
     if (!(loopSyncMaxMs >= 0 && Number.isFinite(loopSyncMaxMs))) {
@@ -308,13 +312,13 @@ export class AuditLog {
       for (const w of waiting) w.reject(error); // nothing was lost: the next sync tries again
       return;
     }
-    const started = performance.now();
+    const started = this.#elapsedMs();
     try {
       fs.fdatasyncSync(this.#loopWal);
     } catch (error) {
       this.#syncFailed(error);
     }
-    this.#timeLoopSync(performance.now() - started);
+    this.#timeLoopSync(this.#elapsedMs() - started);
     if (this.#failure) for (const w of waiting) w.reject(this.#failure);
     else for (const w of waiting) w.resolve();
   }

@@ -108,12 +108,19 @@ describe("ChallengeStore durability", () => {
 
 describe("AuditLog", () => {
   const at = () => Date.parse("2026-11-22T00:00:00Z");
+  /**
+   * Resolves after the end of the current event-loop turn: after a group commit that `append`
+   * scheduled (setImmediate, queued before this one) and after every promise reaction queued
+   * so far, with what they queued in turn.
+   */
+  const turn = () => new Promise<void>((r) => setImmediate(r));
 
   /**
-   * Runs `test` on an audit log (`options` added to a fixed clock) in a WAL file, with spies
-   * on its syncs: on the event loop (`fs.fdatasyncSync`) and on libuv's thread pool
-   * (`FileHandle.datasync`), which `holdPoolSyncs` makes wait, each recorded with the file
-   * descriptor it was made on, until the test resolves or rejects it.
+   * Runs `test` on an audit log (`options` added to a fixed clock, and a sync-timing clock on
+   * which syncs take no time unless the test says so) in a WAL file, with spies on its syncs:
+   * on the event loop (`fs.fdatasyncSync`) and on libuv's thread pool (`FileHandle.datasync`),
+   * which `holdPoolSyncs` makes wait, each recorded with the file descriptor it was made on,
+   * until the test resolves or rejects it; `syncsStarted(n)` resolves once n have started.
    */
   async function withWalLog(
     options: Partial<ConstructorParameters<typeof AuditLog>[1]>,
@@ -131,18 +138,22 @@ describe("AuditLog", () => {
     const dir = await mkdtemp(join(tmpdir(), "kparty-audit-"));
     try {
       const db = openGatewayDatabase(join(dir, "gateway.sqlite"));
-      const log = new AuditLog(db, { now: at, ...options });
+      const log = new AuditLog(db, { now: at, elapsedMs: () => 0, ...options });
       const probe = await open(join(dir, "gateway.sqlite"), "r");
       const poolSync = vi.spyOn(Object.getPrototypeOf(probe), "datasync");
       await probe.close();
       const loopSync = vi.spyOn(fs, "fdatasyncSync");
       const holdPoolSyncs = () => {
         const syncs: { fd: number; resolve: () => void; reject: (error: Error) => void }[] = [];
+        const onStart: (() => void)[] = [];
         poolSync.mockImplementation(function (this: { fd: number }) {
-          return new Promise<void>((resolve, reject) => syncs.push({ fd: this.fd, resolve, reject }));
+          return new Promise<void>((resolve, reject) => {
+            syncs.push({ fd: this.fd, resolve, reject });
+            for (const started of onStart.splice(0)) started();
+          });
         });
         const syncsStarted = async (n: number) => {
-          while (syncs.length < n) await new Promise((r) => setTimeout(r, 1));
+          while (syncs.length < n) await new Promise<void>((r) => onStart.push(r));
         };
         return { syncs, syncsStarted };
       };
@@ -302,10 +313,11 @@ describe("AuditLog", () => {
 
   it("syncs on libuv's thread pool after a window of 32 slow syncs on the event loop, for 10 s, then 20 s if the disk is still slow; a sync on the loop also makes the pool's waiting groups durable", async () => {
     let now = at();
-    await withWalLog({ now: () => now }, async ({ log, loopSync, poolSync, holdPoolSyncs }) => {
+    let elapsed = 0;
+    const options = { now: () => now, elapsedMs: () => elapsed };
+    await withWalLog(options, async ({ log, loopSync, poolSync, holdPoolSyncs }) => {
       const slowSync = (fd: number) => {
-        const end = performance.now() + 2.5; // over loopSyncMaxMs, 2 ms by default
-        while (performance.now() < end);
+        elapsed += 2.5; // over loopSyncMaxMs, 2 ms by default, on the log's sync-timing clock
         fdatasyncSync(fd);
       };
       const durable: string[] = [];
@@ -317,12 +329,14 @@ describe("AuditLog", () => {
       for (let i = 0; i < 31; i++) await append(`slow${i}`);
       await append("slow31"); // the window's median is 2.5 ms
       expect(where()).toBe("32 on the loop, 0 on the pool");
-      const { syncs } = holdPoolSyncs();
+      const { syncs, syncsStarted } = holdPoolSyncs();
       const a = append("a");
-      await vi.waitFor(() => expect(where()).toBe("32 on the loop, 1 on the pool"));
+      await syncsStarted(1);
+      expect(where()).toBe("32 on the loop, 1 on the pool");
       now += 9_999;
       const b = append("b");
-      await vi.waitFor(() => expect(where()).toBe("32 on the loop, 2 on the pool"));
+      await syncsStarted(2);
+      expect(where()).toBe("32 on the loop, 2 on the pool");
       now += 1;
       loopSync.mockImplementation(fdatasyncSync);
       durable.length = 0;
@@ -338,7 +352,8 @@ describe("AuditLog", () => {
       expect(where()).toBe("64 on the loop, 2 on the pool");
       now += 19_999;
       const d = append("d");
-      await vi.waitFor(() => expect(where()).toBe("64 on the loop, 3 on the pool"));
+      await syncsStarted(3);
+      expect(where()).toBe("64 on the loop, 3 on the pool");
       syncs[2]?.resolve();
       await d;
       now += 1;
@@ -382,7 +397,7 @@ describe("AuditLog", () => {
       const b = append("b"); // committed while a's sync is under way
       await syncsStarted(2);
       const c = append("c");
-      await new Promise((r) => setTimeout(r, 20));
+      await turn(); // c's group is committed, and whether it gets a sync now decided
       expect(syncs).toHaveLength(2); // c waits: two syncs are under way
       expect(log.tail(10).map((r) => r.client)).toEqual(["a", "b", "c"]); // all committed
       syncs[1]?.resolve();
@@ -392,7 +407,7 @@ describe("AuditLog", () => {
       expect(durable).toEqual(["a", "b"]);
       await syncsStarted(3); // c's sync starts when one finishes
       syncs[0]?.resolve(); // a's own sync: nothing is left waiting on it
-      await new Promise((r) => setTimeout(r, 20));
+      await turn(); // everything its end sets off has run (the syncs are mocks: no I/O)
       expect(durable).toEqual(["a", "b"]);
       syncs[2]?.resolve();
       await c;

@@ -646,24 +646,58 @@ describe("state port: token keys without a secret", () => {
 
 describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
   it("serialises work on one model across replicas with the model lock", async () => {
-    const d = await postgresBackend.deployment();
+    if ("unavailable" in postgres) return;
+    const url = await postgres.database();
+    const replicas = [await openPostgresState({ url }), await openPostgresState({ url })];
+    const observer = new pg.Client({ connectionString: url });
+    await observer.connect();
+    const releases: (() => void)[] = [];
     try {
-      const locks = [(await d.replica()).modelLock(), (await d.replica()).modelLock()];
+      const locks = replicas.map((r) => r.modelLock());
       const events: string[] = [];
-      const work = (i: number) =>
-        locks[i % 2]?.("mnist", async () => {
+      /** Work on "mnist" at replica `i`: it records its start, then holds the lock until released. */
+      const work = (i: number) => {
+        let release = () => {};
+        let entered = () => {};
+        const started = new Promise<void>((r) => (entered = r));
+        const held = new Promise<void>((r) => (release = r));
+        releases.push(() => release());
+        const done = locks[i]?.("mnist", async () => {
           events.push(`start ${i}`);
-          await new Promise((r) => setTimeout(r, 20));
+          entered();
+          await held;
           events.push(`end ${i}`);
         });
-      await Promise.all([0, 1, 2, 3].map(work));
-      // never two at once: every start is followed by its own end
-      for (let i = 0; i < events.length; i += 2) {
-        expect(events[i + 1]).toBe(events[i]?.replace("start", "end"));
-      }
-      expect(events).toHaveLength(8);
+        return { started, release, done };
+      };
+      const waitingForLock = async () =>
+        Number(
+          (
+            await observer.query(
+              "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+          ).rows[0].n,
+        );
+      const first = work(0);
+      await first.started;
+      const second = work(1);
+      let secondEntered = false;
+      void second.started.then(() => (secondEntered = true));
+      // until the second replica waits in PostgreSQL for the lock (each check is a round trip);
+      // without the lock it enters at once, and the events below show it
+      while (!secondEntered && (await waitingForLock()) === 0);
+      expect([events, await waitingForLock()]).toEqual([["start 0"], 1]);
+      first.release();
+      await first.done;
+      await second.started;
+      expect(events).toEqual(["start 0", "end 0", "start 1"]);
+      second.release();
+      await second.done;
+      expect([events, await waitingForLock()]).toEqual([["start 0", "end 0", "start 1", "end 1"], 0]);
     } finally {
-      await d.close();
+      for (const release of releases) release(); // a failed expectation leaves no lock held
+      await observer.end();
+      for (const r of replicas) await r.close();
     }
   });
 

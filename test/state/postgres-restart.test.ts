@@ -29,6 +29,8 @@ describe.skipIf("unavailable" in postgres)("a PostgreSQL restart under a checked
       // the lock's connection is out of the pool while the server goes down under it
       const held = await lock("m", async () => {
         await pg.stop({ keepData: true });
+        // a pause for the server's termination to reach the held connection: it shapes the fault,
+        // nothing below is timed (no crash and fail-closed hold whenever the error arrives)
         await new Promise((r) => setTimeout(r, 200));
         return "done";
       });
