@@ -1,6 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import type { KPartyError } from "../errors/index.ts";
 import type { Aggregation } from "../models/aggregation.ts";
+import type { UpdateReceipt } from "../models/store.ts";
 import type { AuditKeyStore, AuditKeyStoreOptions, AuditPublicKey } from "./audit-keys.ts";
 import type { TokenKeyStoreOptions } from "./sealed.ts";
 
@@ -274,13 +275,7 @@ export interface ModelRecord {
 }
 
 /** One accepted update: its receipt and the file (in its round's directory) that holds its values. */
-export interface ModelUpdateRecord {
-  model: string;
-  round: number;
-  participant: string;
-  sampleCount: number;
-  bytes: number;
-  receivedAt: string;
+export interface ModelUpdateRecord extends UpdateReceipt {
   /** The update's file name in the round's directory of the model store (written before this row). */
   blob: string;
 }
