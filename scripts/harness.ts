@@ -186,8 +186,8 @@ export function requestBytes(
 }
 
 /**
- * When the answer of the node carrying a transaction receipt last reached `provider` (the
- * issuer's), as `performance.now()`: the moment the issuer has the receipt, before ethers and
+ * When the answer of the node carrying a transaction receipt first reached `provider` (the
+ * issuer's) since the last `reset`, as `performance.now()`: the moment the issuer has the receipt, before ethers and
  * the agent decode it. NaN until then; `reset` forgets it. Installed for `run`, then removed.
  */
 export async function withReceiptClock<T>(
@@ -199,7 +199,9 @@ export async function withReceiptClock<T>(
   provider._send = async function (this: JsonRpcProvider, payload) {
     const answers = await send.call(this, payload);
     const asked = Array.isArray(payload) ? payload : [payload];
+    // the first receipt counts: a later read of it (a confirmation check) is not when it was there
     if (
+      Number.isNaN(at) &&
       asked.some((p) => p.method === "eth_getTransactionReceipt") &&
       answers.some((a) => "result" in a && a.result)
     )
