@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { childEnv } from "../util/child-env.ts";
 
-const projectRoot = fileURLToPath(new URL("../../", import.meta.url));
+export const projectRoot = fileURLToPath(new URL("../../", import.meta.url));
 
 /**
  * Hardhat's CLI wherever npm put it (the project's node_modules, or beside kparty's own folder

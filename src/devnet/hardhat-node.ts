@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { repairEdr } from "./edr.ts";
 import { hardhatCommand } from "./hardhat-command.ts";
 
 export interface LocalChain {
@@ -31,7 +32,9 @@ export function freePort(): Promise<number> {
  * Starts `hardhat node` on 127.0.0.1 and a free port as a child process (chain 31337) and
  * resolves once it serves JSON-RPC. The child's environment has no KPARTY_* variable, so
  * neither the key passphrase nor the deployer key ({@link hardhatCommand}). The child is
- * killed when `stop()` is called and when this process exits.
+ * killed when `stop()` is called and when this process exits. Where it exits at once because
+ * npm (on Node < 22) skipped Hardhat's native binding, the checkout's setup step installs it and
+ * the node is started once more ({@link repairEdr}: `config_invalid` naming the fix where it cannot).
  *
  * @example
  * ```ts
@@ -42,6 +45,19 @@ export function freePort(): Promise<number> {
 export async function startHardhatNode(
   options: { port?: number; timeoutMs?: number } = {},
 ): Promise<LocalChain> {
+  try {
+    return await startNode(options);
+  } catch (error) {
+    // exited at once: where npm skipped Hardhat's native binding, install it and try once more
+    if (!(error instanceof NodeExited) || !repairEdr()) throw error;
+    return startNode(options);
+  }
+}
+
+/** `hardhat node` exited before it served JSON-RPC (its output in the message). */
+class NodeExited extends Error {}
+
+async function startNode(options: { port?: number; timeoutMs?: number }): Promise<LocalChain> {
   const port = options.port ?? (await freePort());
   const command = hardhatCommand(["node", "--hostname", "127.0.0.1", "--port", String(port)]);
   const child: ChildProcess = spawn(command.file, command.args, command.options);
@@ -79,7 +95,7 @@ export async function startHardhatNode(
     child.stderr?.on("data", onData);
     child.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`hardhat node exited with ${code}:\n${output.slice(-2000)}`));
+      reject(new NodeExited(`hardhat node exited with ${code}:\n${output.slice(-2000)}`));
     });
   }).catch(async (error) => {
     await stop();
