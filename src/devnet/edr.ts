@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { KPartyError } from "../errors/index.ts";
+import { childEnv } from "../util/child-env.ts";
 import { projectRoot } from "./hardhat-command.ts";
 
 /** Why Hardhat's native runtime (EDR) does not load on this Node, in a fresh process; null when it loads. */
@@ -10,6 +11,7 @@ export function edrProblem(root: string = projectRoot): string | null {
     cwd: root,
     encoding: "utf8",
     timeout: 60_000,
+    env: childEnv({ program: "foreign" }),
   });
   if (probe.status === 0) return null;
   const lines = (probe.stderr || probe.error?.message || "").trim().split("\n");
@@ -21,7 +23,13 @@ export function edrProblem(root: string = projectRoot): string | null {
 export function runSetup(root: string = projectRoot): boolean {
   const script = join(root, "scripts", "ensure-platform.mjs");
   if (!existsSync(script)) return false; // kparty installed as a package: no setup step to run
-  const run = spawnSync(process.execPath, [script], { cwd: root, stdio: ["ignore", 2, 2], timeout: 300_000 });
+  // npm runs install scripts of dependencies: no KPARTY_* variable (passphrase, deployer key) reaches them
+  const run = spawnSync(process.execPath, [script], {
+    cwd: root,
+    stdio: ["ignore", 2, 2],
+    timeout: 300_000,
+    env: childEnv({ program: "foreign" }),
+  });
   return run.status === 0;
 }
 

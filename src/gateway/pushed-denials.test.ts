@@ -28,6 +28,19 @@ describe("pushed denials", () => {
     expect([3, 4].map((i) => denials.apply(key(i), STATE, 12).revoked)).toEqual([false, false]);
   });
 
+  it("keeps a member's removal until the last block that pushed one is delivered, whatever their order", () => {
+    const denials = new PushedDenials();
+    const removed = (blockNumber: number) => ({
+      name: "MemberRemoved",
+      args: { account: ISSUER },
+      blockNumber,
+    });
+    denials.record(removed(12), 10);
+    denials.record(removed(11), 10);
+    expect(denials.apply(key(3), STATE, 11).issuerIsMember).toBe(false);
+    expect(denials.apply(key(3), STATE, 12)).toBe(STATE);
+  });
+
   it("keeps at most maxEntries pending words and removals, dropping the oldest", () => {
     const denials = new PushedDenials(2);
     expect([0, 256, 512].map((i) => denials.record(revoked(i, 11), 10))).toEqual([

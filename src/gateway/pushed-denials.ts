@@ -120,8 +120,9 @@ export class PushedDenials {
     if (!r) return null;
     this.#prunedAt = Number.NaN; // the next apply prunes, even at a syncedBlock it pruned at before
     if (r.kind === "m") {
-      this.#removed.delete(r.issuer);
-      this.#removed.set(r.issuer, Math.max(e.blockNumber, this.#removed.get(r.issuer) ?? 0));
+      const had = this.#removed.get(r.issuer) ?? 0;
+      this.#removed.delete(r.issuer); // re-inserted last, as a word is
+      this.#removed.set(r.issuer, Math.max(e.blockNumber, had));
     } else {
       const k = `${r.issuer}|${r.kind}|${r.word}`;
       const had = this.#words.get(k);

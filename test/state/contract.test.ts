@@ -701,7 +701,7 @@ describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
     }
   });
 
-  it("answers a value PostgreSQL cannot store (a NUL) alone, without failing the others of its batch", async () => {
+  it("answers a value PostgreSQL cannot store (a NUL, a lone surrogate) alone, without failing the others of its batch", async () => {
     const d = await postgresBackend.deployment();
     try {
       const state = await d.replica();
@@ -723,6 +723,14 @@ describe.skipIf("unavailable" in postgres)("state port: postgres only", () => {
       expect(
         await Promise.all([replay.use("jkt:a\u0000", T0 + 61_000), replay.use("jkt:b", T0 + 61_000)]),
       ).toEqual([false, true]);
+      // two lone surrogates the driver would both turn into U+FFFD: one row touched twice by one upsert
+      expect(
+        await Promise.all([
+          replay.use("jkt:\uD800", T0 + 61_000),
+          replay.use("jkt:\uDBFF", T0 + 61_000),
+          replay.use("jkt:c", T0 + 61_000),
+        ]),
+      ).toEqual([false, false, true]);
     } finally {
       await d.close();
     }

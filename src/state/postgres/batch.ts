@@ -65,11 +65,16 @@ export function onlyFirstOfEach<I>(
   });
 }
 
+/** A UTF-16 surrogate without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /**
- * Whether PostgreSQL can store `text` (no NUL character, which `text` refuses): one caller's
- * unstorable value must not fail the statement of the whole batch. Such a value is never in
- * the database (a challenge never issued here; a DPoP `jti` never recorded, so refused).
+ * Whether PostgreSQL can store `text` as it is: no NUL character (which `text` refuses) and no
+ * lone surrogate (which the driver turns into U+FFFD, so that two different values would be one
+ * row, and a batch's upsert would touch that row twice and fail). One caller's unstorable value
+ * must not fail the statement of the whole batch. Such a value is never in the database (a
+ * challenge never issued here; a DPoP `jti` never recorded, so refused).
  */
 export function storable(text: string): boolean {
-  return !text.includes("\u0000");
+  return !text.includes("\u0000") && !LONE_SURROGATE.test(text);
 }
