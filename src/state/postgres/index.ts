@@ -201,17 +201,32 @@ class PostgresChallenges implements ChallengeStore {
   });
 
   /**
-   * The challenges redeemed in one turn of the event loop, in one conditional `UPDATE` (rows
-   * locked in challenge order, as every replica's batches lock them): of concurrent redemptions
-   * of one challenge on any replica exactly one changes its row, and within a batch only the
-   * first call for a challenge can be that one.
+   * The challenges redeemed in one turn of the event loop, in one statement whose row locks are
+   * all taken in challenge order, as every replica's batches take them: two batches never wait
+   * for each other in a cycle (a deadlock, 40P01, would fail every call of one of them with
+   * 503). The order is not left to the join the planner picks (an `UPDATE … FROM unnest` locks
+   * rows in the order its join yields them, a hash join's in table order): the CTE's
+   * `ORDER BY … FOR UPDATE` is planned as a LockRows node above the ordered rows (a Sort, or an
+   * index scan in key order), and LockRows locks each row as it receives it. The `UPDATE`
+   * changes only rows the CTE locked (joined on the primary key), so it locks nothing new. A
+   * row changed by another transaction while we waited is re-checked on its newest version
+   * (READ COMMITTED): one used meanwhile is left out. So of concurrent redemptions of one
+   * challenge on any replica exactly one changes its row, and within a batch only the first
+   * call for a challenge can be that one.
    */
   readonly #redeem = batched(async (items: { challenge: string; at: number }[]) => {
     const firsts = firstOfEach(items, (i) => i.challenge).filter((i) => storable(i.challenge));
     const { rows } = await this.#query<{ challenge: string }>(
-      `UPDATE kparty_challenges AS c SET used_at = u.at
-       FROM unnest($1::text[], $2::bigint[]) AS u (challenge, at)
-       WHERE c.challenge = u.challenge AND c.used_at IS NULL AND c.expires_at > u.at
+      `WITH locked AS MATERIALIZED (
+         SELECT c.challenge, u.at
+         FROM kparty_challenges AS c JOIN unnest($1::text[], $2::bigint[]) AS u (challenge, at)
+           ON c.challenge = u.challenge
+         WHERE c.used_at IS NULL AND c.expires_at > u.at
+         ORDER BY c.challenge
+         FOR UPDATE OF c
+       )
+       UPDATE kparty_challenges AS c SET used_at = l.at FROM locked AS l
+       WHERE c.challenge = l.challenge
        RETURNING c.challenge`,
       [firsts.map((i) => i.challenge), firsts.map((i) => i.at)],
       "kparty_challenge_redeem",
@@ -602,7 +617,12 @@ function postgresDpopReplay(query: Query, options: { now: () => number }): DpopR
   const prune = pruner(query, "kparty_dpop_jti", "expires_at");
   // the keys used in one turn of the event loop, in one upsert (keys in order, as every
   // replica's batches insert them); an entry is taken over only if it expired before the
-  // earliest use of the batch, and within a batch only the first use of a key can be new
+  // earliest use of the batch, and within a batch only the first use of a key can be new.
+  // The order holds in the database: `unnest` in FROM yields the arrays' elements in order,
+  // as the plan's only node below the insert (no join or sort for the planner to choose), and
+  // the insert settles each row's conflict (waits for another insert of its key to end, or
+  // locks the existing row for DO UPDATE, held whether or not its WHERE passes) before it
+  // takes the next row: every key's lock or wait comes in key order, so no deadlock
   const use = batched(async (items: { key: string; expiresAtMs: number; now: number }[]) => {
     const firsts = firstOfEach(items, (i) => i.key).filter((i) => storable(i.key));
     const { rows } = await query<{ key: string }>(
