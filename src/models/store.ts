@@ -429,7 +429,8 @@ export class FileModelStore {
    * optionally with per-update L2 clipping of the delta from the current weights) into
    * version `round + 1`; the next round opens. Files of the round no receipt names (orphans
    * of a crash, or of an upload cut short) are removed.
-   * Errors: `not_found`; `conflict` (not the open round, or no update received).
+   * Errors: `not_found`; `conflict` (not the open round, no update received, or an update
+   * accepted while closing — the round stays open; close it again).
    */
   async closeRound(id: string, round: number): Promise<RoundResult> {
     const meta = await this.#meta();
@@ -450,14 +451,29 @@ export class FileModelStore {
         aggregation: info.aggregation,
       });
       const updatedAt = new Date().toISOString();
-      if (!(await meta.advance(id, round, updatedAt))) {
-        throw new KPartyError("conflict", `round ${round} was closed meanwhile`);
-      }
+      if (!(await meta.advance(id, round, updatedAt, updates.length)))
+        throw await notAdvanced(meta, id, round);
       await removeOrphans(dir, new Set(updates.map((r) => r.blob)));
       const next: StoredInfo = { ...storedPart(info), version, updatedAt };
       return { ...derive(next), updates: 0, aggregated: updates.length, samples, clipped };
     });
   }
+}
+
+/**
+ * Why the round did not advance: another closer closed it, or it accepted an update after its
+ * updates were read (possible only if the model lock was lost, e.g. its connection dropped).
+ * The second is a `conflict` to retry rather than a second aggregation here: the round is still
+ * open with every accepted update, the next close aggregates them all, and the new version's
+ * file this attempt wrote is named by no row (the retry writes it again).
+ */
+async function notAdvanced(meta: ModelMetadataStore, id: string, round: number): Promise<KPartyError> {
+  if ((await meta.get(id))?.version !== round)
+    return new KPartyError("conflict", `round ${round} was closed meanwhile`);
+  return new KPartyError(
+    "conflict",
+    `round ${round} received updates while it was closing; it is still open: close it again`,
+  );
 }
 
 /** Removes the update files (and temporary files) of a closed round that no receipt names. */

@@ -303,8 +303,15 @@ export interface ModelMetadataStore {
   /** The updates of `round`, in the order they were accepted. */
   updates(model: string, round: number): Awaitable<ModelUpdateRecord[]>;
   countUpdates(model: string, round: number): Awaitable<number>;
-  /** Moves the model from version `round` to `round + 1` (closing the round); false if it is not at `round`. */
-  advance(model: string, round: number, updatedAt: string): Awaitable<boolean>;
+  /**
+   * Moves the model from version `round` to `round + 1` (closing the round), atomically, only
+   * if the round holds exactly `aggregated` updates — the ones the caller read and aggregated
+   * (updates are never removed, so the same count is the same updates). False, changing
+   * nothing, if the model is not at `round` or an update was accepted since they were read. An
+   * update is accepted before the advance (and counted) or refused as `closed` after it, never
+   * between the count and the advance.
+   */
+  advance(model: string, round: number, updatedAt: string, aggregated: number): Awaitable<boolean>;
   /**
    * Adds a model with the updates of its open round (an import of files a store wrote before
    * its metadata moved here), in one transaction, unless the id is taken (false).

@@ -607,6 +607,115 @@ for (const backend of [embedded, postgresBackend]) {
           await d.close();
         }
       });
+
+      it("advances a round only with as many updates as its closer aggregated: false and unchanged otherwise", async () => {
+        const d = await backend.deployment();
+        try {
+          const meta = (await d.replica()).modelMetadata();
+          const row = (participant: string) => ({
+            model: "counted",
+            round: 1,
+            participant,
+            sampleCount: 1,
+            bytes: 8,
+            receivedAt: "t",
+            blob: `${participant}.f32`,
+          });
+          expect(
+            await meta.insert({
+              id: "counted",
+              description: "d",
+              version: 1,
+              shape: [2],
+              dtype: "float32",
+              maxSamplesPerUpdate: 10,
+              aggregation: { rule: "fedavg" },
+              updatedAt: "t0",
+            }),
+          ).toBe(true);
+          expect(await meta.addUpdate(row("did:p"))).toBe("accepted");
+          expect(await meta.advance("counted", 1, "t1", 0)).toBe(false);
+          expect(await meta.addUpdate(row("did:q"))).toBe("accepted");
+          expect(await meta.advance("counted", 1, "t1", 1)).toBe(false); // did:q came after the read
+          expect(await meta.advance("counted", 1, "t1", 3)).toBe(false);
+          expect(await meta.get("counted")).toMatchObject({ version: 1, updatedAt: "t0" });
+          expect(await meta.advance("counted", 1, "t2", 2)).toBe(true);
+          expect(await meta.get("counted")).toMatchObject({ version: 2, updatedAt: "t2" });
+          expect(await meta.advance("counted", 1, "t3", 2)).toBe(false); // closed already
+          expect(await meta.advance("nope", 1, "t3", 0)).toBe(false);
+          expect(await meta.addUpdate(row("did:r"))).toBe("closed");
+          expect([await meta.get("counted"), await meta.countUpdates("counted", 1)]).toMatchObject([
+            { version: 2, updatedAt: "t2" },
+            2,
+          ]);
+        } finally {
+          await d.close();
+        }
+      });
+
+      it("refuses to close a round that accepted an update after its updates were read (lock lost): conflict, still open, then closes with every update", async () => {
+        const d = await backend.deployment();
+        const dir = join(tmp, `models-${++files}`);
+        const state = await d.replica();
+        const meta = state.modelMetadata();
+        const update = (values: number[]) => Readable.from([Buffer.from(Float32Array.from(values).buffer)]);
+        const other = new FileModelStore(dir, { state });
+        let meanwhile: (() => Promise<unknown>) | undefined;
+        // a closer without the model lock (as if its connection dropped): an update is accepted
+        // at another store between its read of the round's updates and its advance
+        const closer = new FileModelStore(dir, {
+          state: {
+            modelLock: () => null,
+            modelMetadata: () => ({
+              ...meta,
+              async updates(model, round) {
+                const read = await meta.updates(model, round);
+                const accept = meanwhile;
+                meanwhile = undefined;
+                await accept?.();
+                return read;
+              },
+            }),
+          },
+        });
+        try {
+          await closer.register({ id: "raced", description: "d", shape: [2] });
+          await other.submitUpdate("raced", {
+            round: 1,
+            participant: "did:p",
+            sampleCount: 1,
+            body: update([2, 4]),
+          });
+          meanwhile = () =>
+            other.submitUpdate("raced", {
+              round: 1,
+              participant: "did:q",
+              sampleCount: 3,
+              body: update([6, 8]),
+            });
+          let error: unknown;
+          await closer.closeRound("raced", 1).catch((e: unknown) => {
+            error = e;
+          });
+          expect([codeOf(error), (error as Error).message]).toEqual([
+            "conflict",
+            "round 1 received updates while it was closing; it is still open: close it again",
+          ]);
+          expect(await closer.get("raced")).toMatchObject({ version: 1, openRound: 1, updates: 2 });
+          expect(await closer.closeRound("raced", 1)).toMatchObject({
+            version: 2,
+            aggregated: 2,
+            samples: 4,
+          });
+          const { stream } = await other.openWeights("raced");
+          const bytes = Buffer.concat(await stream.toArray());
+          expect([...new Float32Array(bytes.buffer, bytes.byteOffset, 2)]).toEqual([5, 7]); // (2+18)/4, (4+24)/4
+          expect(await refusal(() => closer.closeRound("raced", 1))).toBe("conflict");
+        } finally {
+          await Promise.all([closer.close(), other.close()]);
+          await d.close();
+        }
+      });
     },
   );
 }

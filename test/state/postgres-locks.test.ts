@@ -2,12 +2,13 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { KPartyError } from "../../src/errors/index.ts";
 import { type GatewayState, openPostgresState } from "../../src/state/index.ts";
+import type { ModelUpdateRecord } from "../../src/state/port.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
 
 /**
- * The row locks of the PostgreSQL backend's batched statements, shown with real connections:
- * one holds a row in an open transaction, the statement under test waits for it, and a third
- * says (NOWAIT) which rows that statement already holds.
+ * The row locks of the PostgreSQL backend's batched statements and of closing a model's round,
+ * shown with real connections: one holds a row in an open transaction, the statement under
+ * test waits for it, and a third says (NOWAIT) which rows that statement already holds.
  */
 
 const postgres = await startTestPostgres();
@@ -192,6 +193,73 @@ describe.skipIf("unavailable" in postgres)("postgres row locks: batched DPoP jti
         ["jkt:b", T0 + 30_000],
         ["jkt:first", T0 + 61_000],
       ]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe.skipIf("unavailable" in postgres)("postgres row locks: closing a model's round", () => {
+  const MODEL = {
+    id: "held",
+    description: "d",
+    version: 1,
+    shape: [2],
+    dtype: "float32" as const,
+    maxSamplesPerUpdate: 10,
+    aggregation: { rule: "fedavg" as const },
+    updatedAt: "t0",
+  };
+  const row = (participant: string): ModelUpdateRecord => ({
+    model: "held",
+    round: 1,
+    participant,
+    sampleCount: 1,
+    bytes: 8,
+    receivedAt: "t",
+    blob: `${participant}.f32`,
+  });
+
+  it("holds an update while the model's row is locked FOR UPDATE, then refuses it as closed once the round advanced", async () => {
+    const t = await setUp(2);
+    const [closer, observer] = t.clients as [pg.Client, pg.Client];
+    try {
+      const meta = t.state.modelMetadata();
+      expect(await meta.insert(MODEL)).toBe(true);
+      expect(await meta.addUpdate(row("did:p"))).toBe("accepted");
+      await closer.query("BEGIN");
+      await closer.query("SELECT 1 FROM kparty_models WHERE id = 'held' FOR UPDATE");
+      const late = meta.addUpdate(row("did:q"));
+      await untilOneWaits(observer);
+      await closer.query("UPDATE kparty_models SET version = 2 WHERE id = 'held'");
+      await closer.query("COMMIT");
+      expect(await late).toBe("closed");
+      expect(await meta.updates("held", 1)).toMatchObject([{ participant: "did:p" }]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("an advance waits for an update in flight (FOR SHARE on the model's row), then counts it: false", async () => {
+    const t = await setUp(2);
+    const [adder, observer] = t.clients as [pg.Client, pg.Client];
+    try {
+      const meta = t.state.modelMetadata();
+      expect(await meta.insert(MODEL)).toBe(true);
+      expect(await meta.addUpdate(row("did:p"))).toBe("accepted");
+      // an update being accepted: its row inserted, its model's row held, not yet committed
+      await adder.query("BEGIN");
+      await adder.query(
+        `INSERT INTO kparty_model_updates (model, round, participant, sample_count, bytes, received_at, blob)
+         SELECT id, 1, 'did:q', 1, 8, 't', 'q.f32' FROM kparty_models WHERE id = 'held' AND version = 1 FOR SHARE`,
+      );
+      const advanced = meta.advance("held", 1, "t1", 1); // its closer aggregated did:p only
+      await untilOneWaits(observer);
+      await adder.query("COMMIT");
+      expect(await advanced).toBe(false);
+      expect(await meta.get("held")).toMatchObject({ version: 1, updatedAt: "t0" });
+      expect(await meta.advance("held", 1, "t2", 2)).toBe(true);
+      expect(await meta.get("held")).toMatchObject({ version: 2, updatedAt: "t2" });
     } finally {
       await t.close();
     }

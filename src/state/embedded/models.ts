@@ -101,7 +101,9 @@ function createModelTables(db: DatabaseSync): void {
  * The model store's metadata in tables `models` and `model_updates` of a node:sqlite file (the
  * gateway's, or the model directory's own for a store without a state backend), created on first
  * use. An update's uniqueness per model, round and participant is the table's unique key; every
- * write is one statement (or one transaction), synchronous.
+ * write is one statement (or one transaction), synchronous. SQLite writes one at a time, and a
+ * write statement holds the database's write lock from its start: the advance's count of the
+ * round's updates and its change of the version are one atomic step.
  */
 export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
   createModelTables(db);
@@ -114,6 +116,11 @@ export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
     `INSERT INTO model_updates (${UPDATE_COLUMNS})
      SELECT ?, ?, ?, ?, ?, ?, ? FROM models WHERE id = ? AND version = ?
      ON CONFLICT (model, round, participant) DO NOTHING`,
+  );
+  // the round closes only with exactly the updates its closer aggregated
+  const advance = db.prepare(
+    `UPDATE models SET version = version + 1, updated_at = ? WHERE id = ? AND version = ?
+     AND (SELECT count(*) FROM model_updates WHERE model = ? AND round = ?) = ?`,
   );
   const has = db.prepare("SELECT 1 FROM model_updates WHERE model = ? AND round = ? AND participant = ?");
   const get = (id: string) => {
@@ -146,10 +153,8 @@ export function sqliteModelMetadata(db: DatabaseSync): ModelMetadataStore {
           }
         ).n,
       ),
-    advance: (model, round, updatedAt) =>
-      db
-        .prepare("UPDATE models SET version = version + 1, updated_at = ? WHERE id = ? AND version = ?")
-        .run(updatedAt, model, round).changes === 1,
+    advance: (model, round, updatedAt, aggregated) =>
+      advance.run(updatedAt, model, round, model, round, aggregated).changes === 1,
     importModel: (model, updates) => importModel(db, model, updates),
   };
 }

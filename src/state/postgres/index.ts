@@ -145,7 +145,12 @@ export function postgresState(pool: pg.Pool): GatewayState {
     revokedTokens: (options) => postgresRevokedTokens(query, options),
     oauthClients: (options = {}) => oauthClientStore(postgresOAuthClientRows(query), options.now),
     oid4vpTransactions: (options) => new PostgresOid4vpTransactions(query, options),
-    modelMetadata: () => postgresModelMetadata(query),
+    modelMetadata: () =>
+      postgresModelMetadata(query, (fn) =>
+        inTransaction(pool, fn).catch((error: unknown) => {
+          throw unavailable(error);
+        }),
+      ),
     modelLock: () => postgresModelLock(pool),
     async close() {
       await Promise.all(audits.map((a) => a.close()));

@@ -11,14 +11,21 @@ import type { ModelMetadataStore, ModelRecord, ModelUpdateRecord } from "../port
 
 type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>;
 
+/** Runs `fn` in one transaction on one connection (failures as `state_unavailable`). */
+type Transaction = <T>(fn: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
+
 /**
  * The model store's metadata in `kparty_models` and `kparty_model_updates` (migration 5), shared
  * by every replica: a model registered at one replica is seen at all, and of concurrent updates
  * of one participant for one round, on any replicas, the unique key on (model, round,
  * participant) accepts exactly one (`INSERT … ON CONFLICT DO NOTHING`). An update is inserted
- * only while its round is the model's open one, in the same statement.
+ * only while its round is the model's open one, in the same statement, which holds the model's
+ * row `FOR SHARE` until it commits; `advance` takes the row `FOR UPDATE` before it counts the
+ * round's updates. So an update commits before an advance counts it, or waits for the advance
+ * and finds its round closed: none is accepted after the round's updates were counted, whether
+ * or not the model lock (an advisory lock on a connection that can drop) still serialises them.
  */
-export function postgresModelMetadata(query: Query): ModelMetadataStore {
+export function postgresModelMetadata(query: Query, transaction: Transaction): ModelMetadataStore {
   const get = async (id: string) => {
     const { rows } = await query<Parameters<typeof modelOfRow>[0]>(
       `SELECT ${MODEL_COLUMNS} FROM kparty_models WHERE id = $1`,
@@ -45,7 +52,7 @@ export function postgresModelMetadata(query: Query): ModelMetadataStore {
     async addUpdate(u) {
       const { rowCount } = await query(
         `INSERT INTO kparty_model_updates (${UPDATE_COLUMNS})
-         SELECT $1, $2, $3, $4, $5, $6, $7 FROM kparty_models WHERE id = $1 AND version = $2
+         SELECT $1, $2, $3, $4, $5, $6, $7 FROM kparty_models WHERE id = $1 AND version = $2 FOR SHARE
          ON CONFLICT (model, round, participant) DO NOTHING RETURNING 1`,
         updateValues(u),
       );
@@ -73,15 +80,37 @@ export function postgresModelMetadata(query: Query): ModelMetadataStore {
       );
       return Number(rows[0]?.n ?? 0);
     },
-    async advance(model, round, updatedAt) {
-      const { rowCount } = await query(
-        "UPDATE kparty_models SET version = version + 1, updated_at = $1 WHERE id = $2 AND version = $3",
-        [updatedAt, model, round],
-      );
-      return rowCount === 1;
-    },
+    advance: (model, round, updatedAt, aggregated) =>
+      transaction((client) => advance(client, { model, round, updatedAt, aggregated })),
     importModel: (model, updates) => importModel(query, model, updates),
   };
+}
+
+/**
+ * Closes `round` in one transaction: the model's row `FOR UPDATE` first (granted once every
+ * update holding it `FOR SHARE` has committed; none can take it after), then the round's
+ * updates counted in a new statement (READ COMMITTED: it sees every update committed before
+ * the lock), and the version moved on only if they are the `aggregated` ones.
+ */
+async function advance(
+  client: pg.PoolClient,
+  args: { model: string; round: number; updatedAt: string; aggregated: number },
+): Promise<boolean> {
+  const { rowCount } = await client.query(
+    "SELECT 1 FROM kparty_models WHERE id = $1 AND version = $2 FOR UPDATE",
+    [args.model, args.round],
+  );
+  if (rowCount !== 1) return false;
+  const { rows } = await client.query<{ n: string }>(
+    "SELECT count(*) AS n FROM kparty_model_updates WHERE model = $1 AND round = $2",
+    [args.model, args.round],
+  );
+  if (Number(rows[0]?.n) !== args.aggregated) return false;
+  await client.query("UPDATE kparty_models SET version = version + 1, updated_at = $1 WHERE id = $2", [
+    args.updatedAt,
+    args.model,
+  ]);
+  return true;
 }
 
 /** Adds `model` and `updates` in one statement unless the model exists (false). */
