@@ -125,49 +125,54 @@ describe("issued-credential store on the embedded database (sql.js)", () => {
 describe.skipIf("unavailable" in postgres)("issued-credential store on PostgreSQL", () => {
   const server = postgres as TestPostgres;
 
+  /** Two agents of one member on a fresh database (each its own handle, as two processes have), closed after `fn`. */
+  async function withTwoAgents(
+    fn: (
+      stores: [IssuedCredentialStore, IssuedCredentialStore],
+      dbs: [DataSource, DataSource],
+      url: string,
+    ) => Promise<void>,
+  ): Promise<void> {
+    const url = await server.database();
+    // opened together: the schema is created once, under the advisory lock
+    const dbs = (await Promise.all([openAgentDatabase(url), openAgentDatabase(url)])) as [
+      DataSource,
+      DataSource,
+    ];
+    try {
+      const stores = await Promise.all(dbs.map((db) => IssuedCredentialStore.open(db)));
+      await fn(stores as [IssuedCredentialStore, IssuedCredentialStore], dbs, url);
+    } finally {
+      for (const db of dbs) await db.destroy().catch(() => undefined);
+    }
+  }
+
   sharedSuite(async () => {
     const url = await server.database();
     return Promise.all([openAgentDatabase(url), openAgentDatabase(url)]);
   });
 
-  it("two agents of one member issuing 2×20 at once get exactly 0..39: no duplicate, no gap", async () => {
-    const url = await server.database();
-    // opened together: the schema is created once, under the advisory lock
-    const dbs = await Promise.all([openAgentDatabase(url), openAgentDatabase(url)]);
-    try {
-      const [one, two] = await Promise.all(dbs.map((db) => IssuedCredentialStore.open(db)));
+  it("two agents of one member issuing 2×20 at once get exactly 0..39: no duplicate, no gap", () =>
+    withTwoAgents(async ([one, two], dbs) => {
       const issued = await Promise.all(
-        range(40).map((i) =>
-          i % 2 === 0
-            ? issueOne(one as IssuedCredentialStore, "one")
-            : issueOne(two as IssuedCredentialStore, "two"),
-        ),
+        range(40).map((i) => (i % 2 === 0 ? issueOne(one, "one") : issueOne(two, "two"))),
       );
       const indexes = issued.map((x) => x.records[0]?.statusIndex as number);
       expect(new Set(indexes).size).toBe(40);
       expect([...indexes].sort((a, b) => a - b)).toEqual(range(40));
-      expect(await storedIndexes(dbs[0] as DataSource)).toEqual(range(40));
+      expect(await storedIndexes(dbs[0])).toEqual(range(40));
       const byAgent = (by: string) =>
         issued.filter((x) => x.records[0]?.subject === `did:example:${by}`).length;
       expect([byAgent("one"), byAgent("two")]).toEqual([20, 20]);
-      const counter: { next_index: string }[] = await (dbs[1] as DataSource).query(
+      const counter: { next_index: string }[] = await dbs[1].query(
         "SELECT next_index FROM kparty_status_counter WHERE account = $1",
         [ACCOUNT.toLowerCase()],
       );
       expect(counter).toEqual([{ next_index: "40" }]);
-    } finally {
-      for (const db of dbs) await db.destroy();
-    }
-  });
+    }));
 
-  it("a batch and single issuances of two agents at once: consecutive indexes per batch, 0..24 in all", async () => {
-    const url = await server.database();
-    const dbs = await Promise.all([openAgentDatabase(url), openAgentDatabase(url)]);
-    try {
-      const [one, two] = (await Promise.all(dbs.map((db) => IssuedCredentialStore.open(db)))) as [
-        IssuedCredentialStore,
-        IssuedCredentialStore,
-      ];
+  it("a batch and single issuances of two agents at once: consecutive indexes per batch, 0..24 in all", () =>
+    withTwoAgents(async ([one, two], dbs) => {
       const batch = two.issue(ACCOUNT, 10, async (first) => {
         await yieldOnce();
         return { records: range(10).map((i) => record(first + i, "batch")) };
@@ -176,20 +181,11 @@ describe.skipIf("unavailable" in postgres)("issued-credential store on PostgreSQ
       const [batched] = await Promise.all([batch, ...singles]);
       const first = batched.records[0]?.statusIndex as number;
       expect(batched.records.map((r) => r.statusIndex)).toEqual(range(10).map((i) => first + i));
-      expect(await storedIndexes(dbs[0] as DataSource)).toEqual(range(25));
-    } finally {
-      for (const db of dbs) await db.destroy();
-    }
-  });
+      expect(await storedIndexes(dbs[0])).toEqual(range(25));
+    }));
 
-  it("a process killed mid-issuance releases its lock and takes no index", async () => {
-    const url = await server.database();
-    const dbs = await Promise.all([openAgentDatabase(url), openAgentDatabase(url)]);
-    try {
-      const [one, two] = (await Promise.all(dbs.map((db) => IssuedCredentialStore.open(db)))) as [
-        IssuedCredentialStore,
-        IssuedCredentialStore,
-      ];
+  it("a process killed mid-issuance releases its lock and takes no index", () =>
+    withTwoAgents(async ([one, two], dbs, url) => {
       await issueOne(one, "before");
       // agent one holds the counter's lock while it "signs"; its connection is then cut, as
       // when its process dies: PostgreSQL rolls the transaction back and agent two goes on
@@ -217,9 +213,6 @@ describe.skipIf("unavailable" in postgres)("issued-credential store on PostgreSQ
       finish();
       await expect(dying).rejects.toMatchObject({ code: "state_unavailable" });
       expect((await issueOne(two, "after")).records[0]?.statusIndex).toBe(1);
-      expect(await storedIndexes(dbs[1] as DataSource)).toEqual([0, 1]);
-    } finally {
-      for (const db of dbs) await db.destroy().catch(() => undefined);
-    }
-  });
+      expect(await storedIndexes(dbs[1])).toEqual([0, 1]);
+    }));
 });
