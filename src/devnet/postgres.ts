@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, mkdtempSync, rmSync } from "node:fs";
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./hardhat-node.ts";
@@ -16,6 +16,43 @@ export interface LocalPostgres {
   stop(options?: { keepData?: boolean }): Promise<void>;
   /** Starts a server stopped with `keepData` again, on the same port and data (a database restart). */
   start(): Promise<void>;
+  /**
+   * CPU time (user and system, ms) the server's processes have used since it started: the
+   * postmaster, its live backends and the ones that have exited. Null where /proc cannot tell (not Linux).
+   */
+  cpuMs(): number | null;
+}
+
+/** Clock ticks of user and system time in a /proc stat line: own (fields 14, 15) and waited-for children's (16, 17). */
+function statTicks(pid: number): { own: number; children: number; parent: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    own: Number(f[11]) + Number(f[12]),
+    children: Number(f[13]) + Number(f[14]),
+    parent: Number(f[1]),
+  };
+}
+
+/** The CPU time (ms) of the postmaster whose data directory is `dataDir` and of its children, or null. */
+function serverCpuMs(dataDir: string): number | null {
+  try {
+    const postmaster = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    const main = statTicks(postmaster);
+    let ticks = main.own + main.children;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const child = statTicks(Number(entry));
+        if (child.parent === postmaster) ticks += child.own;
+      } catch {
+        // exited meanwhile: counted in the postmaster's children's time once reaped
+      }
+    }
+    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -72,6 +109,7 @@ export async function startLocalPostgres(): Promise<LocalPostgres | { unavailabl
     async start() {
       await server.start();
     },
+    cpuMs: () => serverCpuMs(join(base, "data")),
     async stop(options = {}) {
       await server.stop().catch(() => undefined);
       if (!options.keepData) rmSync(base, { recursive: true, force: true });
