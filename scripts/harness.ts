@@ -136,6 +136,9 @@ export function createLeanClient(url: string, options: { connections: number; ti
     socket.on("data", (chunk: Buffer) => onData(c, chunk));
     const lost = () => {
       open -= 1;
+      // a socket the server closed while idle (its keep-alive timeout) must not be handed out again
+      const at = idle.indexOf(c);
+      if (at >= 0) idle.splice(at, 1);
       if (c.done) finish(c, failed, false);
     };
     socket.once("close", lost);
