@@ -86,8 +86,7 @@ interface Entry {
  * {@link PushedDenials}), until the watcher has delivered its block; the cached entries stay, so
  * the next request is refused without a read. Any other pushed event (one that may grant: a
  * reinstatement, an admission, bits cleared, an anchor) only drops the entries it touches: it
- * grants nothing until the poll has delivered it. A pushed restriction of a block already
- * delivered changes nothing (the poll applied it, or did not find it in the chain it checked).
+ * grants nothing until the poll has delivered it.
  */
 export function createStatusCache(options: StatusCacheOptions) {
   const st = statusCacheState(options);
@@ -254,9 +253,7 @@ function delivered(st: StatusCacheState, e: RegistryEvent) {
 function hinted(st: StatusCacheState, e: RegistryEvent) {
   const issuer = st.denials.record(e, st.watcher.syncedBlock);
   if (issuer) st.changes.touch(issuer);
-  // a restriction of a block the watcher has delivered is the poll's, applied in place when it
-  // came (or not in the chain it checked): evicting would only cost the next request a read
-  else if (!(restrictionOf(e) && e.blockNumber <= st.watcher.syncedBlock)) invalidate(st, e);
+  else invalidate(st, e);
 }
 
 function dropReorganised(st: StatusCacheState, { ancestor, abandoned }: RegistryReorg) {
