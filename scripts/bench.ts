@@ -1011,7 +1011,8 @@ async function main() {
 
   // last: after its 100,000 requests this process is slower (a run with it before the
   // PostgreSQL run measured 1.5 ms of load generator CPU per token there, against 0.24 ms
-  // with 10,000), which the runs above would count against the gateways they measure
+  // with 10,000 forged ones in a diagnostic run), which the runs above would count against the
+  // gateways they measure
   log("forged credentials…");
   const forged = await forgedCredentialRun(
     bench.child,
