@@ -6,11 +6,12 @@ import { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { KPartyError } from "../../src/errors/index.ts";
+import type { KPartyError } from "../../src/errors/index.ts";
 import { openGatewayDatabase } from "../../src/gateway/index.ts";
 import { FileModelStore } from "../../src/models/index.ts";
 import { createEmbeddedState, type GatewayState, openPostgresState } from "../../src/state/index.ts";
 import { migrate } from "../../src/state/postgres/index.ts";
+import { codeOf, refusal } from "../fixtures/errors.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
 
 /**
@@ -121,19 +122,6 @@ const postgresBackend: Backend = {
     };
   },
 };
-
-function codeOf(error: unknown): string {
-  return error instanceof KPartyError ? error.code : `not a KPartyError: ${String(error)}`;
-}
-
-async function refusal(fn: () => unknown): Promise<string> {
-  try {
-    await fn();
-  } catch (error) {
-    return codeOf(error);
-  }
-  return "accepted";
-}
 
 const T0 = 1_800_000_000_000;
 

@@ -1,8 +1,8 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { KPartyError } from "../../src/errors/index.ts";
 import { type GatewayState, openPostgresState } from "../../src/state/index.ts";
 import type { ModelUpdateRecord } from "../../src/state/port.ts";
+import { refusal } from "../fixtures/errors.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
 
 /**
@@ -18,19 +18,6 @@ afterAll(async () => {
 });
 
 const T0 = 1_800_000_000_000;
-
-function codeOf(error: unknown): string {
-  return error instanceof KPartyError ? error.code : `not a KPartyError: ${String(error)}`;
-}
-
-async function refusal(fn: () => unknown): Promise<string> {
-  try {
-    await fn();
-  } catch (error) {
-    return codeOf(error);
-  }
-  return "accepted";
-}
 
 /** Plans without nested loops or merge joins: a join of the batch's keys and the table is a hash join. */
 const HASH_JOINS = `?options=${encodeURIComponent("-c enable_nestloop=off -c enable_mergejoin=off")}`;
