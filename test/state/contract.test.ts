@@ -12,6 +12,7 @@ import { FileModelStore } from "../../src/models/index.ts";
 import { createEmbeddedState, type GatewayState, openPostgresState } from "../../src/state/index.ts";
 import { migrate } from "../../src/state/postgres/index.ts";
 import { codeOf, refusal } from "../fixtures/errors.ts";
+import { updateRow } from "../fixtures/model-rows.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
 
 /**
@@ -541,15 +542,7 @@ for (const backend of [embedded, postgresBackend]) {
           const [metaA, metaB] = [stateA.modelMetadata(), stateB.modelMetadata()];
           const rows = await Promise.all(
             Array.from({ length: 20 }, (_, i) =>
-              (i % 2 ? metaA : metaB).addUpdate({
-                model: "shared",
-                round: 1,
-                participant: "did:r",
-                sampleCount: 1,
-                bytes: 8,
-                receivedAt: "t",
-                blob: `r${i}.f32`,
-              }),
+              (i % 2 ? metaA : metaB).addUpdate(updateRow("shared", "did:r", `r${i}`)),
             ),
           );
           expect(rows.filter((r) => r === "accepted")).toHaveLength(1);
@@ -580,17 +573,7 @@ for (const backend of [embedded, postgresBackend]) {
               }),
             ),
           ).toBe("conflict");
-          expect(
-            await metaA.addUpdate({
-              model: "shared",
-              round: 1,
-              participant: "did:s",
-              sampleCount: 1,
-              bytes: 8,
-              receivedAt: "t",
-              blob: "s.f32",
-            }),
-          ).toBe("closed");
+          expect(await metaA.addUpdate(updateRow("shared", "did:s", "s"))).toBe("closed");
         } finally {
           await d.close();
         }
@@ -600,15 +583,7 @@ for (const backend of [embedded, postgresBackend]) {
         const d = await backend.deployment();
         try {
           const meta = (await d.replica()).modelMetadata();
-          const row = (participant: string) => ({
-            model: "counted",
-            round: 1,
-            participant,
-            sampleCount: 1,
-            bytes: 8,
-            receivedAt: "t",
-            blob: `${participant}.f32`,
-          });
+          const row = (participant: string) => updateRow("counted", participant);
           expect(
             await meta.insert({
               id: "counted",

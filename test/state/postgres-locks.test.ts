@@ -1,8 +1,8 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { type GatewayState, openPostgresState } from "../../src/state/index.ts";
-import type { ModelUpdateRecord } from "../../src/state/port.ts";
 import { refusal } from "../fixtures/errors.ts";
+import { updateRow } from "../fixtures/model-rows.ts";
 import { startTestPostgres } from "../fixtures/postgres.ts";
 
 /**
@@ -197,15 +197,7 @@ describe.skipIf("unavailable" in postgres)("postgres row locks: closing a model'
     aggregation: { rule: "fedavg" as const },
     updatedAt: "t0",
   };
-  const row = (participant: string): ModelUpdateRecord => ({
-    model: "held",
-    round: 1,
-    participant,
-    sampleCount: 1,
-    bytes: 8,
-    receivedAt: "t",
-    blob: `${participant}.f32`,
-  });
+  const row = (participant: string) => updateRow("held", participant);
 
   it("holds an update while the model's row is locked FOR UPDATE, then refuses it as closed once the round advanced", async () => {
     const t = await setUp(2);
