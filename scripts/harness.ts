@@ -167,6 +167,10 @@ export function createLeanClient(url: string, options: { connections: number; ti
         else queue.push({ bytes, done });
       });
     },
+    /** Sockets open (as this side has seen them: a socket the server closed counts until its close event). */
+    get connections() {
+      return open;
+    },
     close() {
       for (const c of idle.splice(0)) c.socket.destroy();
     },
